@@ -1,0 +1,37 @@
+"""What ``dodo.py`` needs at load time: the plan (or a one-line exit) and DOIT_CONFIG."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from . import run
+from .errors import PlanError
+from .plan import Plan, load, locate
+from .report import Reporter
+from .state import StatChecker
+
+
+def load_plan_or_exit(config: str | None) -> Plan:
+    """Load the plan; on any problem print one line per problem and exit 2."""
+    try:
+        return load(locate(config))
+    except PlanError as exc:
+        for problem in exc.problems:
+            print(f"snapback: {problem}", file=sys.stderr)
+        print("snapback: the plan is invalid; nothing was done", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def doit_config(plan: Plan) -> dict[str, Any]:
+    """doit's settings: our checker, our lazy sqlite3 state, our reporter."""
+    run.reset()
+    return {
+        "backend": "snapback",                       # pipeline.state.StateDB (entry point)
+        "dep_file": str(plan.meta_dir / "state.sqlite3"),
+        "check_file_uptodate": StatChecker,
+        "reporter": Reporter,
+        "continue": True,                            # one bad folder must not stop the others
+        "default_tasks": ["snapshot"],
+        "verbosity": 0,
+    }

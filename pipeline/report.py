@@ -1,0 +1,231 @@
+"""Reporting: per-file lines as each task ends, the summary, the run record.
+
+doit's own per-task lines (``-- snapshot:home/a``) would flood the screen, so
+this module is doit's reporter: it prints what the actions did (``new``,
+``updated``, ``deleted``, ``FAILED``), nothing for unchanged files, and one
+summary at the end.  The report task appends the run record to
+``.snapback/runs.jsonl`` when the run did anything; ``--report FILE`` gets the
+same record as JSON on every run, a no-change one included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any, TextIO
+from urllib.parse import quote
+
+from doit.exceptions import BaseFail, TaskFailed
+
+from . import __version__, run
+from .run import DELETED, FAILED, NEW, UPDATED, Event
+
+BACKUP_MODES = ("snapshot", "versioned")
+
+
+class NothingHappened:
+    """uptodate: the report task is up to date when its modes' tasks changed nothing."""
+
+    def __init__(self, modes: tuple[str, ...]):
+        self.modes = modes
+
+    def __call__(self) -> bool:
+        current = run.current()
+        return not any(e.mode in self.modes for e in current.events)
+
+
+class NotSelected:
+    """uptodate: False when the user named this task group on the command line."""
+
+    def __init__(self, basename: str):
+        self.basename = basename
+
+    def __call__(self) -> bool:
+        return not any(t.split(":", 1)[0] == self.basename for t in run.current().selected)
+
+
+def record(current: run.Run, modes: tuple[str, ...]) -> dict[str, Any]:
+    """The run as one JSON object (runs.jsonl, --report)."""
+    events = [e for e in current.events if e.mode in modes]
+    counts = {"scanned": scanned(current, modes)}
+    for kind in (NEW, UPDATED, DELETED, FAILED):
+        counts[kind.lower()] = sum(e.files for e in events if e.kind == kind)
+    ended = time.time()
+    return {
+        "run_id": current.run_id,
+        "mode": "all" if set(modes) == set(BACKUP_MODES) else modes[0],
+        "note": current.options.note,
+        "started": _iso(current.started),
+        "ended": _iso(ended),
+        "seconds": round(ended - current.started, 3),
+        "dry_run": current.options.dry_run,
+        "counts": counts,
+        "bytes": sum(e.size for e in events if e.kind in (NEW, UPDATED)),
+        "failed": [{"path": e.path, "reason": e.reason} for e in events if e.kind == FAILED],
+        "snapback": __version__,
+    }
+
+
+def scanned(current: run.Run, modes: tuple[str, ...]) -> int:
+    return sum(len(f.files) + len(f.links)
+               for (mode, _source), folders in current.views.items() if mode in modes
+               for f in folders)
+
+
+def _iso(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def write_record(modes: tuple[str, ...]) -> TaskFailed | None:
+    """Action of ``report:<mode>``: append the run record to runs.jsonl."""
+    current = run.current()
+    if not current.writes:
+        return None
+    try:
+        current.acquire()
+    except Exception as exc:  # the lock error was already reported by the folders
+        return TaskFailed(str(exc))
+    assert current.meta_dir is not None
+    line = json.dumps(record(current, modes), ensure_ascii=False) + "\n"
+    fd = os.open(current.meta_dir / "runs.jsonl",
+                 os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, line.encode("utf-8", "surrogateescape"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return None
+
+
+def _link(text: str, event: Event, tty: bool) -> str:
+    if not tty or event.target is None:
+        return text
+    url = "file://" + quote(os.fsencode(str(event.target)))
+    return f"\x1b]8;;{url}\x1b\\{text}\x1b]8;;\x1b\\"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+class Reporter:
+    """doit reporter for snapback: file lines, failures, one summary."""
+
+    desc = "snapback: one line per changed file, then a summary"
+
+    def __init__(self, outstream: TextIO, options: dict):
+        self.out = outstream
+        self.err = sys.stderr
+        self.tty = hasattr(outstream, "isatty") and outstream.isatty()
+        self.said: set[str] = set()
+        self.backup_run = False
+
+    # -- doit's reporter interface -------------------------------------
+    def initialize(self, tasks: dict, selected_tasks: list[str]) -> None:
+        current = run.current()
+        current.selected = list(selected_tasks)
+        self.backup_run = any(t.split(":", 1)[0] in ("snapshot", "versioned", "all", "cleanup")
+                              for t in selected_tasks)
+
+    def get_status(self, task: Any) -> None:
+        pass
+
+    def execute_task(self, task: Any) -> None:
+        run.current().ran.add(task.name)
+
+    def add_success(self, task: Any) -> None:
+        self._flush()
+
+    def add_failure(self, task: Any, fail: BaseFail) -> None:
+        printed = self._flush()
+        if isinstance(fail, TaskFailed):
+            if not printed:
+                self._once(f"snapback: {fail.message}")
+        else:  # an exception in snapback itself: a bug, show all of it
+            self._once(f"snapback: {task.name} failed unexpectedly:\n{fail.get_msg()}")
+
+    def skip_uptodate(self, task: Any) -> None:
+        pass
+
+    def skip_ignore(self, task: Any) -> None:
+        pass
+
+    def cleanup_error(self, exception: BaseException) -> None:
+        self._once(f"snapback: {exception}")
+
+    def runtime_error(self, msg: str) -> None:
+        self._once(f"snapback: {msg}")
+
+    def teardown_task(self, task: Any) -> None:
+        pass
+
+    def complete_run(self) -> None:
+        current = run.current()
+        self._flush()
+        try:
+            if self.backup_run:
+                self._summary(current)
+        finally:
+            current.release()
+
+    # -- output ----------------------------------------------------------------
+    def _once(self, message: str) -> None:
+        if message not in self.said:
+            self.said.add(message)
+            self.err.write(message.rstrip() + "\n")
+            self.err.flush()
+
+    def _flush(self) -> bool:
+        events = run.current().take_pending()
+        quiet = run.current().options.quiet
+        for event in events:
+            if quiet and event.kind != FAILED:
+                continue
+            text = event.path if not event.reason else f"{event.path} ({event.reason})"
+            if event.kind == FAILED:
+                text = f"{event.path}: {event.reason}"
+            prefix = "(dry run) " if run.current().options.dry_run else ""
+            self.out.write(f"{prefix}{event.kind:<8} {_link(text, event, self.tty)}\n")
+        if events:
+            self.out.flush()
+        return bool(events)
+
+    def verbose_skips(self, current: run.Run) -> None:
+        seen: set[tuple[str, str]] = set()
+        for (mode, source), folders in current.views.items():
+            for folder in folders:
+                for name, why in folder.skipped:
+                    rel = folder.child(name)
+                    if (source, rel) in seen:
+                        continue
+                    seen.add((source, rel))
+                    self.out.write(f"skipped  {source}/{rel}: {why}\n")
+
+    def _summary(self, current: run.Run) -> None:
+        if current.options.verbose:
+            self.verbose_skips(current)
+        modes = tuple(m for m in BACKUP_MODES if any(k[0] == m for k in current.views))
+        if not modes:
+            return
+        rec = record(current, modes)
+        c = rec["counts"]
+        line = (f"{rec['mode']}: {c['scanned']:,} files, {c['new']} new, {c['updated']} updated, "
+                f"{c['deleted']} deleted, {c['failed']} failed; {_size(rec['bytes'])} written "
+                f"in {rec['seconds']:.2f} s")
+        if current.options.dry_run:
+            line += " (dry run: nothing was changed)"
+        if current.lock_error:
+            line += " (not run: the backup is locked)"
+        self.out.write(line + "\n")
+        self.out.flush()
+        if current.options.report:
+            with open(current.options.report, "w", encoding="utf-8") as fh:
+                json.dump(rec, fh, indent=2, ensure_ascii=False)
+                fh.write("\n")

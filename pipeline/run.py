@@ -1,0 +1,122 @@
+"""The run in progress: options, what each subtask did, the lock, the clock.
+
+doit runs every action in this process, one after the other, so the actions,
+the checker, the state backend and the reporter share this one object
+(``RUN``).  Actions append events; the reporter prints them as each task ends;
+the report task turns them into the run record.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import LockHeld
+from .lock import Lock
+from .store import make_destination
+
+# Kinds of per-file events, as printed.
+NEW, UPDATED, DELETED, FAILED = "new", "updated", "deleted", "FAILED"
+
+
+@dataclass
+class Event:
+    kind: str                 # NEW, UPDATED, DELETED, FAILED
+    mode: str                 # "snapshot" / "versioned"
+    path: str                 # "<source name>/<rel>" as the user sees it
+    size: int = 0             # bytes written for this event
+    reason: str = ""          # for FAILED, and detail for DELETED folders
+    files: int = 1            # a deleted folder counts its files
+    target: Path | None = None
+
+
+@dataclass
+class Options:
+    note: str = ""
+    dry_run: bool = False
+    verbose: bool = False
+    quiet: bool = False
+    report: str = ""
+
+    def merge(self, **given: Any) -> None:
+        """Options reach several task creators; a value given to any of them wins."""
+        for key, value in given.items():
+            if value and hasattr(self, key):
+                setattr(self, key, value)
+
+
+@dataclass
+class Run:
+    options: Options = field(default_factory=Options)
+    modes: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+    events: list[Event] = field(default_factory=list)
+    pending: list[Event] = field(default_factory=list)     # not yet printed
+    selected: list[str] = field(default_factory=list)
+    views: dict[tuple[str, str], list] = field(default_factory=dict)  # (mode, source) -> folders
+    ran: set[str] = field(default_factory=set)             # task names that executed
+    # file -> [mtime_ns, size] the action stored; the checker records exactly this
+    verified: dict[str, list[int]] = field(default_factory=dict)
+    # file -> lstat from the walk, so doit's up-to-date check costs no second stat
+    stats: dict[str, os.stat_result] = field(default_factory=dict)
+    lock: Lock | None = None
+    lock_error: str | None = None
+    meta_dir: Path | None = None
+    run_id: str = ""
+    plan_problems: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        stamp = datetime.fromtimestamp(self.started, timezone.utc).astimezone()
+        self.run_id = stamp.strftime("%Y%m%d-%H%M%S-") + f"{os.getpid() % 10000:04d}"
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+        self.pending.append(event)
+
+    def take_pending(self) -> list[Event]:
+        pending, self.pending = self.pending, []
+        return pending
+
+    @property
+    def writes(self) -> bool:
+        """May this run change the destination? Not in a dry run."""
+        return not self.options.dry_run
+
+    def acquire(self) -> None:
+        """Take the destination's lock before the first write of the run."""
+        if not self.writes or self.lock is not None:
+            return
+        if self.lock_error:
+            raise LockHeld(self.lock_error)
+        assert self.meta_dir is not None
+        make_destination(self.meta_dir.parent)
+        lock = Lock(self.meta_dir / "lock")
+        try:
+            lock.acquire(note=f"doit {' '.join(self.modes)}")
+        except LockHeld as exc:
+            self.lock_error = str(exc)
+            raise
+        self.lock = lock
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+
+RUN = Run()
+
+
+def reset() -> Run:
+    """A fresh run context (each doit invocation in one process starts one)."""
+    global RUN
+    RUN = Run()
+    return RUN
+
+
+def current() -> Run:
+    return RUN

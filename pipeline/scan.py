@@ -1,0 +1,143 @@
+"""The walk: one pass over a source, one ``lstat`` per entry, pruned as it goes.
+
+The result is a list of ``Folder`` records, parents before children, each with
+its kept files, symlinks and subfolders, and what it left out and why.  Task
+creation turns each folder into one doit subtask; nothing else walks a source.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .select import Rule, Selector
+
+
+@dataclass
+class Folder:
+    rel: str                                   # "" for the source root, else "a/b"
+    stat: os.stat_result | None
+    files: dict[str, os.stat_result] = field(default_factory=dict)   # regular files
+    links: dict[str, os.stat_result] = field(default_factory=dict)   # symlinks (lstat)
+    subdirs: list[str] = field(default_factory=list)                 # kept subfolders
+    skipped: list[tuple[str, str]] = field(default_factory=list)     # (name, why)
+    specials: list[str] = field(default_factory=list)                # fifos, sockets, devices
+    error: str | None = None                   # the folder could not be listed
+
+    def child(self, name: str) -> str:
+        return f"{self.rel}/{name}" if self.rel else name
+
+
+@dataclass
+class Scan:
+    root: Path
+    folders: list[Folder]
+    files: int = 0
+    bytes: int = 0
+
+    def by_rel(self) -> dict[str, Folder]:
+        return {f.rel: f for f in self.folders}
+
+
+def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = ()) -> Scan:
+    """Walk ``root``: lstat every entry, never follow a symlink, prune ignored folders.
+
+    ``exclude`` holds absolute folders that are never entered whatever the
+    patterns say (the destination itself: no recursive backups).
+    """
+    excluded = {os.fsencode(p) for p in exclude}
+    scan = Scan(root=root, folders=[])
+    try:
+        root_stat = os.lstat(root)
+    except OSError as exc:
+        scan.folders.append(Folder("", None, error=_reason(exc)))
+        return scan
+    stack: list[tuple[str, os.stat_result | None]] = [("", root_stat)]
+    root_b = os.fsencode(root)
+    while stack:
+        rel, st = stack.pop()
+        folder = Folder(rel, st)
+        scan.folders.append(folder)
+        path = os.path.join(root_b, os.fsencode(rel)) if rel else root_b
+        try:
+            with os.scandir(path) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            folder.error = _reason(exc)
+            continue
+        names = {os.fsdecode(e.name) for e in entries}
+        if rel and selector.markers and not selector.reincluded(rel, True):
+            marker = next((m for m in selector.markers if m in names), None)
+            if marker:
+                # The folder was entered to look for the marker: forget it again.
+                scan.folders.pop()
+                _drop_marked(scan, rel, marker)
+                continue
+        children: list[tuple[str, os.stat_result]] = []
+        for entry in entries:
+            name = os.fsdecode(entry.name)
+            child = folder.child(name)
+            try:
+                est = entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                folder.skipped.append((name, f"cannot stat: {_reason(exc)}"))
+                continue
+            mode = est.st_mode
+            if stat.S_ISDIR(mode):
+                if entry.path in excluded:
+                    folder.skipped.append((name, "the backup destination itself"))
+                    continue
+                rule = selector.ignored_by(child, True)
+                if rule is not None and not selector.enters(child):
+                    folder.skipped.append((name + "/", f"ignored by {rule.describe()}"))
+                    continue
+                folder.subdirs.append(name)
+                children.append((child, est))
+            elif stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+                rule = selector.ignored_by(child, False)
+                if rule is not None:
+                    folder.skipped.append((name, f"ignored by {rule.describe()}"))
+                    continue
+                if stat.S_ISREG(mode):
+                    folder.files[name] = est
+                    scan.files += 1
+                    scan.bytes += est.st_size
+                else:
+                    folder.links[name] = est
+            else:
+                folder.specials.append(name)
+                folder.skipped.append((name, f"special file ({_kind(mode)}): not backed up"))
+        # children are pushed in reverse so that they are visited in name order
+        for child, est in reversed(children):
+            stack.append((child, est))
+    return scan
+
+
+def _drop_marked(scan: Scan, rel: str, marker: str) -> None:
+    """Remove a folder recognised by its marker file from its parent's lists."""
+    parent_rel, _, name = rel.rpartition("/")
+    for folder in reversed(scan.folders):
+        if folder.rel == parent_rel:
+            folder.subdirs.remove(name)
+            what = "a Python virtual environment" if marker == "pyvenv.cfg" else "a cache"
+            folder.skipped.append((name + "/", f"{what} (holds {marker})"))
+            return
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "named pipe"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "unknown kind"
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+__all__ = ["Folder", "Scan", "walk", "Rule"]

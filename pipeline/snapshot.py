@@ -1,0 +1,272 @@
+"""Snapshot mode: the actions that keep ``system_snapshot/<source>/`` a mirror.
+
+``mirror_folder`` is the action of one ``snapshot:<source>/<dir>`` subtask.
+doit decides *whether* a folder's task runs (a file's ``(mtime_ns, size)``
+changed, a file came or went, the folder's own entries or mode changed); the
+action then reconciles that one folder with its mirror, rsync-style: a file
+whose mirror copy has the same size and mtime is left alone, anything else is
+copied, and what left the folder is removed.  So the action is idempotent: a
+run killed at any point, or a lost doit state, costs a re-check, never a wrong
+mirror.  ``sweep`` (the cleanup task) is the same reconciliation for a whole
+source, for ``doit cleanup`` and for runs where folders came or went.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from doit.exceptions import TaskFailed
+
+from . import run, store
+from .errors import LockHeld
+from .plan import Source
+from .run import DELETED, FAILED, NEW, UPDATED, Event
+from .scan import Folder
+
+MODE = "snapshot"
+RETRIES = 3
+
+
+@dataclass(frozen=True)
+class FolderJob:
+    source: Source
+    folder: Folder
+    mirror_root: Path
+    checker: str          # "hash" or "mtime"
+    cleanup: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.source.name}/{self.folder.rel}" if self.folder.rel else self.source.name
+
+
+def mirror_folder(job: FolderJob) -> TaskFailed | None:
+    """Bring one mirror folder in line with its source folder."""
+    current = run.current()
+    try:
+        current.acquire()
+    except LockHeld as exc:
+        return TaskFailed(str(exc))
+    folder = job.folder
+    if folder.error is not None:
+        current.emit(Event(FAILED, MODE, job.label + "/", reason=f"cannot list: {folder.error}"))
+        return TaskFailed(f"{job.label}: cannot list the folder")
+    work = _Folder(job, current)
+    work.open()
+    for name, st in folder.files.items():
+        work.file(name, st)
+    for name in folder.links:
+        work.link(name)
+    for name in folder.subdirs:
+        work.subdir(name)
+    if job.cleanup:
+        for name in leftovers(folder, work.existing):
+            work.delete(name)
+    work.close()
+    if work.failures:
+        return TaskFailed(f"{job.label}: {work.failures} file(s) failed")
+    return None
+
+
+def leftovers(folder: Folder, existing: dict[str, os.stat_result]) -> list[str]:
+    """Entries of a mirror folder that are no longer in the source folder."""
+    kept = folder.files.keys() | folder.links.keys() | set(folder.subdirs)
+    return sorted(name for name in existing if name not in kept)
+
+
+class _Folder:
+    """One folder's reconciliation; in a dry run it decides and reports, writes nothing."""
+
+    def __init__(self, job: FolderJob, current: run.Run):
+        self.job, self.run = job, current
+        self.writes = current.writes
+        rel = job.folder.rel
+        self.src = os.fsencode(job.source.path / rel if rel else job.source.path)
+        self.dst = os.fsencode(job.mirror_root / rel if rel else job.mirror_root)
+        self.existing: dict[str, os.stat_result] = {}
+        self.failures = 0
+
+    def _label(self, name: str) -> str:
+        return f"{self.job.label}/{name}"
+
+    def open(self) -> None:
+        try:
+            st = os.lstat(self.dst)
+        except FileNotFoundError:
+            if self.writes:
+                os.makedirs(self.dst, mode=0o700)
+            return
+        if not stat.S_ISDIR(st.st_mode):           # a file where a folder now is
+            if self.writes:
+                store.remove(self.dst)
+                os.makedirs(self.dst, mode=0o700)
+            return
+        if self.writes:
+            store.make_writable(self.dst, st)
+        with os.scandir(self.dst) as entries:
+            for entry in entries:
+                self.existing[os.fsdecode(entry.name)] = entry.stat(follow_symlinks=False)
+
+    def file(self, name: str, st: os.stat_result) -> None:
+        src = os.path.join(self.src, os.fsencode(name))
+        dst = os.path.join(self.dst, os.fsencode(name))
+        key = os.fsdecode(src)
+        old = self.existing.get(name)
+        if old is not None and stat.S_ISREG(old.st_mode) and old.st_size == st.st_size:
+            if old.st_mtime_ns == st.st_mtime_ns:
+                self.run.verified[key] = [st.st_mtime_ns, st.st_size]
+                return                             # the mirror already holds it
+            if self.job.checker == "hash" and self._touched_only(src, dst, st):
+                return
+        if not self.writes:
+            self.run.emit(Event(NEW if old is None else UPDATED, MODE, self._label(name),
+                                size=st.st_size, target=Path(os.fsdecode(dst))))
+            return
+        if old is not None and stat.S_ISDIR(old.st_mode):
+            store.remove(dst)                      # a folder where a file now is
+        for _attempt in range(RETRIES):
+            try:
+                copied = store.copy_file(src, dst)
+                break
+            except store.SourceChanged:
+                continue
+            except FileNotFoundError:
+                return                             # deleted since the scan: next run removes it
+            except OSError as exc:
+                self._fail(name, exc.strerror or str(exc))
+                return
+        else:
+            self._fail(name, "kept changing while it was read; will retry next run")
+            return
+        self.run.verified[key] = [copied.st_mtime_ns, copied.st_size]
+        self.run.emit(Event(NEW if old is None else UPDATED, MODE, self._label(name),
+                            size=copied.st_size, target=Path(os.fsdecode(dst))))
+
+    def _touched_only(self, src: bytes, dst: bytes, st: os.stat_result) -> bool:
+        """checker: hash: same bytes, new mtime: not a change; the mirror takes the mtime."""
+        try:
+            if not filecmp.cmp(src, dst, shallow=False):
+                return False
+            now = os.lstat(src)
+        except OSError:
+            return False
+        if (now.st_mtime_ns, now.st_size) != (st.st_mtime_ns, st.st_size):
+            return False
+        if self.writes:
+            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+            self.run.verified[os.fsdecode(src)] = [st.st_mtime_ns, st.st_size]
+        return True
+
+    def link(self, name: str) -> None:
+        src = os.path.join(self.src, os.fsencode(name))
+        dst = os.path.join(self.dst, os.fsencode(name))
+        old = self.existing.get(name)
+        try:
+            target = os.readlink(src)
+            now = os.lstat(src)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            self._fail(name, exc.strerror or str(exc))
+            return
+        if old is not None and stat.S_ISLNK(old.st_mode) and os.readlink(dst) == target:
+            if self.writes:
+                self.run.verified[os.fsdecode(src)] = [now.st_mtime_ns, now.st_size]
+            return
+        if self.writes:
+            if old is not None and stat.S_ISDIR(old.st_mode):
+                store.remove(dst)
+            try:
+                store.copy_link(src, dst)
+            except OSError as exc:
+                self._fail(name, exc.strerror or str(exc))
+                return
+            self.run.verified[os.fsdecode(src)] = [now.st_mtime_ns, now.st_size]
+        self.run.emit(Event(NEW if old is None else UPDATED, MODE, self._label(name),
+                            target=Path(os.fsdecode(dst))))
+
+    def subdir(self, name: str) -> None:
+        """Make sure the subfolder exists; its own task fills it and sets its mode."""
+        old = self.existing.get(name)
+        if old is not None and stat.S_ISDIR(old.st_mode):
+            return
+        if self.writes:
+            dst = os.path.join(self.dst, os.fsencode(name))
+            if old is not None:
+                store.remove(dst)
+            os.mkdir(dst, 0o700)
+
+    def delete(self, name: str) -> None:
+        dst = os.path.join(self.dst, os.fsencode(name))
+        if store.is_tmp(name):                     # left by a killed run
+            if self.writes:
+                store.remove(dst)
+            return
+        is_dir = stat.S_ISDIR(self.existing[name].st_mode)
+        try:
+            count = store.remove(dst) if self.writes else _count(dst)
+        except OSError as exc:
+            self._fail(name, f"cannot remove from the mirror: {exc.strerror or exc}")
+            return
+        self.run.emit(Event(DELETED, MODE, self._label(name) + ("/" if is_dir else ""),
+                            files=count, reason=f"{count} files" if is_dir else ""))
+
+    def close(self) -> None:
+        if self.writes and self.job.folder.stat is not None:
+            store.set_folder_meta(self.dst, self.job.folder.stat)
+
+    def _fail(self, name: str, reason: str) -> None:
+        self.failures += 1
+        self.run.emit(Event(FAILED, MODE, self._label(name), reason=reason))
+
+
+def _count(path: bytes) -> int:
+    if not os.path.isdir(path) or os.path.islink(path):
+        return 1
+    return sum(len(files) for _r, _d, files in os.walk(path))
+
+
+@dataclass(frozen=True)
+class SweepJob:
+    source: Source
+    folders: tuple[Folder, ...]
+    mirror_root: Path
+
+
+def sweep(job: SweepJob) -> TaskFailed | None:
+    """Remove from a source's whole mirror what is not in the source any more."""
+    current = run.current()
+    try:
+        current.acquire()
+    except LockHeld as exc:
+        return TaskFailed(str(exc))
+    kept = {folder.rel: folder for folder in job.folders}
+    failures = 0
+    for rel, folder in kept.items():
+        if folder.error is not None:
+            continue                                # unknown content: remove nothing
+        fjob = FolderJob(job.source, folder, job.mirror_root, "mtime", True)
+        work = _Folder(fjob, current)
+        if not os.path.isdir(work.dst) or os.path.islink(work.dst):
+            continue
+        try:
+            with os.scandir(work.dst) as entries:
+                work.existing = {os.fsdecode(e.name): e.stat(follow_symlinks=False)
+                                 for e in entries}
+        except OSError:
+            continue
+        gone = leftovers(folder, work.existing)
+        if gone and current.writes and folder.stat is not None:
+            store.make_writable(work.dst, os.lstat(work.dst))
+        for name in gone:
+            work.delete(name)
+        if gone and current.writes and folder.stat is not None:
+            store.set_folder_meta(work.dst, folder.stat)
+        failures += work.failures
+    if failures:
+        return TaskFailed(f"{job.source.name}: {failures} removal(s) failed")
+    return None

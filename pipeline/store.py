@@ -1,0 +1,171 @@
+"""Writing into the backup: every write is a temporary file, then a rename.
+
+A run killed at any instant leaves each stored file old or new, never partial;
+the temporary names (``.~snapback-*.tmp``) are built-in ignores and are swept
+by the next run of the folder's task.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+import uuid
+from pathlib import Path
+
+TMP_PREFIX = ".~snapback-"
+TMP_SUFFIX = ".tmp"
+CHUNK = 1 << 20
+
+
+class SourceChanged(Exception):
+    """The source file changed while it was being copied."""
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) as 0700: a backup of a home folder holds secrets."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=False)
+        os.chmod(path, 0o700)
+    except FileExistsError:
+        pass
+
+
+def make_destination(path: Path) -> None:
+    if not path.exists():
+        ensure_private_dir(path)
+        os.chmod(path, 0o700)
+
+
+def tmp_name(folder: bytes) -> bytes:
+    return os.path.join(folder, f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}{TMP_SUFFIX}".encode())
+
+
+def is_tmp(name: str) -> bool:
+    return name.startswith(TMP_PREFIX) and name.endswith(TMP_SUFFIX)
+
+
+def same_stat(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_mtime_ns, a.st_size, a.st_ino) == (b.st_mtime_ns, b.st_size, b.st_ino)
+
+
+def copy_file(src: bytes, dst: bytes) -> os.stat_result:
+    """Copy ``src`` to ``dst`` atomically, with its mode and mtime.
+
+    Opens without following links and without blocking (a FIFO put in the
+    file's place must not hang the run), checks the source did not change
+    while it was read, and returns the source's stat as copied.  Raises
+    ``SourceChanged`` when it did, ``OSError`` for any other failure; in every
+    case nothing is left at ``dst`` but the old file or the new one.
+    """
+    fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    tmp = tmp_name(os.path.dirname(dst))
+    try:
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):
+            raise SourceChanged("is no longer a regular file")
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            _send(fd, out)
+            os.fchmod(out, stat.S_IMODE(before.st_mode))
+            _chown(out, before)
+            os.utime(out, ns=(before.st_atime_ns, before.st_mtime_ns))
+        finally:
+            os.close(out)
+        after = os.fstat(fd)
+        if not same_stat(before, after) or not same_stat(after, os.stat(src, follow_symlinks=False)):
+            raise SourceChanged("changed while it was read")
+        os.replace(tmp, dst)
+        return before
+    except BaseException:
+        _unlink_quiet(tmp)
+        raise
+    finally:
+        os.close(fd)
+
+
+def _send(fd: int, out: int) -> None:
+    """Copy the whole of ``fd`` into ``out`` (sendfile: no copy through Python)."""
+    offset = 0
+    try:
+        while True:
+            sent = os.sendfile(out, fd, offset, CHUNK)
+            if sent == 0:
+                break
+            offset += sent
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOSYS) or offset:
+            raise
+        while chunk := os.read(fd, CHUNK):   # a filesystem without sendfile
+            os.write(out, chunk)
+
+
+def _chown(fd: int, st: os.stat_result) -> None:
+    if os.geteuid() == 0:
+        try:
+            os.fchown(fd, st.st_uid, st.st_gid)
+        except OSError:
+            pass
+
+
+def copy_link(src: bytes, dst: bytes) -> str:
+    """Store the symlink ``src`` as a symlink (its target, never what it points to)."""
+    target = os.readlink(src)
+    tmp = tmp_name(os.path.dirname(dst))
+    os.symlink(target, tmp)
+    try:
+        st = os.lstat(src)
+        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+        os.replace(tmp, dst)
+    except BaseException:
+        _unlink_quiet(tmp)
+        raise
+    return os.fsdecode(target)
+
+
+def remove(path: bytes) -> int:
+    """Remove a file, link or whole folder; return how many files went."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return 0
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(path)
+        return 1
+    count = 0
+    for _root, dirs, files in os.walk(path):
+        count += len(files)
+        for name in dirs:  # a symlink to a folder is listed here: count it as a file
+            if os.path.islink(os.path.join(_root, name)):
+                count += 1
+    _make_tree_writable(path)
+    shutil.rmtree(path)
+    return count
+
+
+def _make_tree_writable(path: bytes) -> None:
+    """rmtree needs write permission on each folder (a 0555 folder blocks non-root)."""
+    for root, dirs, _files in os.walk(path):
+        st = os.lstat(root)
+        if not st.st_mode & stat.S_IWUSR:
+            os.chmod(root, stat.S_IMODE(st.st_mode) | stat.S_IWUSR | stat.S_IXUSR)
+
+
+def make_writable(path: bytes, st: os.stat_result) -> None:
+    """Let the run write into a mirror folder that is read-only (protected, or 0555)."""
+    if not st.st_mode & stat.S_IWUSR or not st.st_mode & stat.S_IXUSR:
+        os.chmod(path, stat.S_IMODE(st.st_mode) | stat.S_IWUSR | stat.S_IXUSR)
+
+
+def set_folder_meta(path: bytes, st: os.stat_result) -> None:
+    """Give a mirror folder its source folder's mode and mtime (after its contents)."""
+    os.chmod(path, stat.S_IMODE(st.st_mode))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _unlink_quiet(path: bytes) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

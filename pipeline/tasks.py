@@ -1,0 +1,157 @@
+"""Plan + walk -> doit task dictionaries.  A pure function of its inputs.
+
+One subtask per source folder (``snapshot:<source>/<dir>``) whose ``file_dep``
+are the folder's kept files and symlinks, and whose ``uptodate`` is a digest of
+what else makes the folder change: its mode and mtime (entries added, removed
+or renamed), its kept subfolders, and the slice of the plan the mode uses.
+Then one cleanup subtask per source and a report task per command, which the
+group tasks (``snapshot``, ``all``) run after the folders, in that order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any, Iterator
+
+from doit.tools import config_changed
+
+from . import report, run, snapshot
+from .plan import Plan, Source
+from .scan import Folder, Scan, walk
+from .select import Selector, for_mode, mode_filter
+
+BACKUP_PARAMS: list[dict[str, Any]] = [
+    {"name": "note", "long": "note", "type": str, "default": "",
+     "help": "a note kept with this run in the history"},
+    {"name": "dry_run", "long": "dry-run", "type": bool, "default": False,
+     "help": "say what would be done; change nothing"},
+    {"name": "verbose", "long": "verbose", "type": bool, "default": False,
+     "help": "also say why each skipped path was skipped"},
+    {"name": "quiet", "long": "quiet", "type": bool, "default": False,
+     "help": "print only failures and the summary"},
+    {"name": "report", "long": "report", "type": str, "default": "",
+     "help": "write the run summary as JSON to this file"},
+]
+
+_SCANS: dict[tuple[str, str], Scan] = {}
+
+
+def scan_source(plan: Plan, source: Source, selector: Selector) -> Scan:
+    """Walk a source once per process, whichever commands ask for it."""
+    key = (str(plan.file), source.name)
+    if key not in _SCANS:
+        _SCANS[key] = walk(source.path, selector, exclude=(plan.destination,))
+    return _SCANS[key]
+
+
+def mode_view(scan: Scan, extra: Selector | None) -> list[Folder]:
+    """The folders a mode keeps: the shared walk minus the mode's own ignores."""
+    if extra is None:
+        return scan.folders
+    dropped: set[str] = set()
+    out: list[Folder] = []
+    for folder in scan.folders:
+        parent = folder.rel.rpartition("/")[0]
+        if folder.rel and (parent in dropped or folder.rel in dropped):
+            dropped.add(folder.rel)
+            continue
+        view = Folder(folder.rel, folder.stat, error=folder.error,
+                      skipped=list(folder.skipped), specials=folder.specials)
+        for name in folder.subdirs:
+            rel = folder.child(name)
+            rule = extra.ignored_by(rel, True)
+            if rule is not None and not extra.enters(rel):
+                dropped.add(rel)
+                view.skipped.append((name + "/", f"ignored by {rule.describe()}"))
+            else:
+                view.subdirs.append(name)
+        for kind in ("files", "links"):
+            for name, st in getattr(folder, kind).items():
+                rule = extra.ignored_by(folder.child(name), False)
+                if rule is None:
+                    getattr(view, kind)[name] = st
+                else:
+                    view.skipped.append((name, f"ignored by {rule.describe()}"))
+        out.append(view)
+    return out
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha1(json.dumps(parts, default=str).encode("utf-8", "surrogateescape")
+                        ).hexdigest()
+
+
+def _folder_sig(plan_slice: Any, folder: Folder) -> str:
+    st = folder.stat
+    return _digest(plan_slice, folder.subdirs, folder.specials, folder.error,
+                   st.st_mode if st else None, st.st_mtime_ns if st else None)
+
+
+def backup_tasks(plan: Plan, **options: Any) -> Iterator[dict]:
+    """Every task of the backup commands, from one walk of each source."""
+    current = run.current()
+    current.options.merge(**options)
+    current.meta_dir = plan.meta_dir
+    selector = for_mode(plan.ignore, plan.exceptions, plan.use_default_ignores)
+    scans = {s.name: scan_source(plan, s, selector) for s in plan.sources}
+    mode = "snapshot"
+    opts = plan.snapshot
+    extra = mode_filter(opts.ignore, "snapshot.ignore", plan.exceptions, plan.use_default_ignores)
+    plan_slice = [mode, plan.checker, opts.cleanup, opts.ignore]
+    mirror = plan.destination / "system_snapshot"
+    folder_tasks: list[str] = []
+    cleanup_tasks: list[str] = []
+    for source in plan.sources:
+        folders = mode_view(scans[source.name], extra)
+        current.views[(mode, source.name)] = folders
+        for folder in folders:
+            name = f"{source.name}/{folder.rel}" if folder.rel else source.name
+            base = os.path.join(source.path, folder.rel) if folder.rel else str(source.path)
+            deps = []
+            for entries in (folder.files, folder.links):
+                for file_name, st in entries.items():
+                    path = os.path.join(base, file_name)
+                    current.stats[path] = st
+                    deps.append(path)
+            job = snapshot.FolderJob(source, folder, mirror / source.name, plan.checker,
+                                     opts.cleanup)
+            uptodate: list[Any] = [config_changed(_folder_sig(plan_slice, folder))]
+            if folder.error is not None:
+                uptodate.append(False)
+            folder_tasks.append(f"{mode}:{name}")
+            yield {
+                "basename": mode, "name": name,
+                "doc": f"mirror the folder {name}",
+                "actions": [(snapshot.mirror_folder, [job])],
+                "file_dep": deps, "uptodate": uptodate,
+            }
+        if opts.cleanup:
+            sweep_job = snapshot.SweepJob(source, tuple(folders), mirror / source.name)
+            cleanup_tasks.append(f"cleanup:{mode}:{source.name}")
+            yield {
+                "basename": "cleanup", "name": f"{mode}:{source.name}",
+                "doc": f"remove from the {mode} of {source.name} what left the source",
+                "actions": [(snapshot.sweep, [sweep_job])],
+                "uptodate": [config_changed(_digest(plan_slice, [f.rel for f in folders])),
+                             report.NotSelected("cleanup")],
+            }
+    yield {"basename": "cleanup", "name": None, "task_dep": cleanup_tasks,
+           "doc": "remove from the backup what left the sources (snapshot and versioned run it too)"}
+    report_tasks = []
+    for modes in (("snapshot",),):
+        report_tasks.append("report:" + "+".join(modes))
+        yield {
+            "basename": "report", "name": "+".join(modes),
+            "doc": f"append the {'+'.join(modes)} run to .snapback/runs.jsonl",
+            "actions": [(report.write_record, [modes])],
+            "uptodate": [report.NothingHappened(modes)],
+        }
+    yield {"basename": "report", "name": None, "task_dep": report_tasks,
+           "doc": "write the run record (runs after snapshot, versioned and all)"}
+    yield {
+        "basename": "snapshot", "name": None,
+        "doc": "mirror every source into <destination>/system_snapshot/ (then cleanup, report)",
+        "task_dep": folder_tasks + cleanup_tasks + ["report:snapshot"],
+    }
