@@ -89,11 +89,11 @@ def write_record(modes: tuple[str, ...]) -> TaskFailed | None:
     except Exception as exc:  # the lock error was already reported by the folders
         return TaskFailed(str(exc))
     assert current.meta_dir is not None
-    line = json.dumps(record(current, modes), ensure_ascii=False) + "\n"
+    line = json.dumps(record(current, modes)) + "\n"   # ASCII: odd names stay valid JSON
     fd = os.open(current.meta_dir / "runs.jsonl",
                  os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, line.encode("utf-8", "surrogateescape"))
+        os.write(fd, line.encode("ascii"))
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -105,6 +105,27 @@ def _link(text: str, event: Event, tty: bool) -> str:
         return text
     url = "file://" + quote(os.fsencode(str(event.target)))
     return f"\x1b]8;;{url}\x1b\\{text}\x1b]8;;\x1b\\"
+
+
+def display(path: str) -> str:
+    """A path as one printable line: control characters and bytes that are not
+    UTF-8 are shown escaped (``new\\nline``, ``caf\\xe9.txt``), as ``ls -b`` does."""
+    if path.isprintable():
+        return path
+    out = []
+    for ch in path:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif not ch.isprintable() and ch != " ":
+            out.append(f"\\x{code:02x}" if code < 256 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def _size(n: float) -> str:
@@ -188,9 +209,10 @@ class Reporter:
         for event in events:
             if quiet and event.kind != FAILED:
                 continue
-            text = event.path if not event.reason else f"{event.path} ({event.reason})"
+            path = display(event.path)
+            text = path if not event.reason else f"{path} ({event.reason})"
             if event.kind == FAILED:
-                text = f"{event.path}: {event.reason}"
+                text = f"{path}: {event.reason}"
             prefix = "(dry run) " if run.current().options.dry_run else ""
             self.out.write(f"{prefix}{event.kind:<8} {_link(text, event, self.tty)}\n")
         if events:
@@ -206,7 +228,7 @@ class Reporter:
                     if (source, rel) in seen:
                         continue
                     seen.add((source, rel))
-                    self.out.write(f"skipped  {source}/{rel}: {why}\n")
+                    self.out.write(f"skipped  {display(f'{source}/{rel}')}: {why}\n")
 
     def _summary(self, current: run.Run) -> None:
         if current.options.verbose:
@@ -227,5 +249,5 @@ class Reporter:
         self.out.flush()
         if current.options.report:
             with open(current.options.report, "w", encoding="utf-8") as fh:
-                json.dump(rec, fh, indent=2, ensure_ascii=False)
+                json.dump(rec, fh, indent=2)
                 fh.write("\n")

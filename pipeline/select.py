@@ -20,6 +20,7 @@ from fnmatch import fnmatchcase
 from functools import lru_cache
 
 import pathspec
+import pathspec.util
 
 from .ignores import BUILTIN_EXCEPTIONS, BUILTIN_IGNORES, MARKER_FILES
 
@@ -70,11 +71,21 @@ class Selector:
         self.anchored = [s for s in (_anchored_segments(r.pattern) for r in exceptions) if s]
         self.empty = not lines
 
+    def _check(self, rel: str, is_dir: bool) -> pathspec.util.CheckResult:
+        path = rel + "/" if is_dir else rel
+        try:
+            return self.spec.check_file(path)
+        except UnicodeEncodeError:
+            # A name that is not UTF-8 (kept by Python as surrogates): the plan,
+            # being UTF-8 YAML, cannot spell those bytes, so wildcards decide.
+            clean = path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            return self.spec.check_file(clean)
+
     def ignored_by(self, rel: str, is_dir: bool) -> Rule | None:
         """The rule that drops ``rel``, or None when it is kept."""
         if self.empty:
             return None
-        result = self.spec.check_file(rel + "/" if is_dir else rel)
+        result = self._check(rel, is_dir)
         if result.include and result.index is not None:
             return self.rules[result.index]
         return None
@@ -83,7 +94,7 @@ class Selector:
         """True when an exception is the last rule matching ``rel``."""
         if self.empty:
             return False
-        result = self.spec.check_file(rel + "/" if is_dir else rel)
+        result = self._check(rel, is_dir)
         return (not result.include and result.index is not None
                 and result.index >= self.first_exception)
 

@@ -1,0 +1,159 @@
+"""Shared helpers: trees from nested dicts, real doit runs in a subprocess."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DODO = ROOT / "dodo.py"
+DOIT = [sys.executable, "-m", "doit"]
+
+
+@dataclass(frozen=True)
+class Link:
+    target: str
+
+
+def make_tree(root: Path, spec: dict) -> None:
+    """Build files from a nested dict: str/bytes = file, dict = folder, Link = symlink."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name, value in spec.items():
+        path = root / name
+        if isinstance(value, dict):
+            make_tree(path, value)
+        elif isinstance(value, Link):
+            os.symlink(value.target, path)
+        elif isinstance(value, bytes):
+            path.write_bytes(value)
+        else:
+            path.write_text(value)
+
+
+def tree(root: Path, with_mtime: bool = False) -> dict[str, tuple]:
+    """Everything below root: rel path -> (kind, content or target, mode[, mtime_ns])."""
+    out: dict[str, tuple] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                item: tuple = ("link", os.readlink(path))
+            elif stat.S_ISDIR(st.st_mode):
+                item = ("dir", None, stat.S_IMODE(st.st_mode))
+            else:
+                item = ("file", Path(path).read_bytes(), stat.S_IMODE(st.st_mode))
+            if with_mtime and item[0] != "dir":
+                item += (st.st_mtime_ns,)
+            out[rel] = item
+    return out
+
+
+def digest(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
+@dataclass
+class Backup:
+    """A source folder, a destination and a plan in a temporary folder."""
+
+    base: Path
+    src: Path
+    dest: Path
+    plan: Path
+
+    @property
+    def mirror(self) -> Path:
+        return self.dest / "system_snapshot" / "src"
+
+    @property
+    def meta(self) -> Path:
+        return self.dest / ".snapback"
+
+    def write_plan(self, **keys: object) -> None:
+        data = {"destination": str(self.dest), "sources": [{"path": str(self.src)}]}
+        data.update(keys)
+        self.plan.write_text(yaml.safe_dump(data))
+
+    def doit(self, *args: str, check: bool | None = None, env: dict | None = None,
+             timeout: float = 120) -> subprocess.CompletedProcess:
+        cmd = [*DOIT, "-f", str(DODO), *args, f"config={self.plan}"]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                                env={**os.environ, **(env or {})}, cwd=self.base)
+        if check is True:
+            assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    def snapshot(self, *args: str) -> subprocess.CompletedProcess:
+        return self.doit("snapshot", *args, check=True)
+
+    def runs(self) -> list[str]:
+        log = self.meta / "runs.jsonl"
+        return log.read_text().splitlines() if log.exists() else []
+
+
+@pytest.fixture
+def backup(tmp_path: Path) -> Backup:
+    b = Backup(tmp_path, tmp_path / "src", tmp_path / "dest", tmp_path / "backup.yaml")
+    b.src.mkdir()
+    b.write_plan()
+    return b
+
+
+def lines(output: str, kind: str) -> list[str]:
+    """The paths of the per-file lines of one kind (new, updated, deleted, FAILED)."""
+    return sorted(line.split(None, 1)[1] for line in output.splitlines()
+                  if line.split(None, 1)[:1] == [kind])
+
+
+# ---- an interpreter that an unprivileged user can run (root ignores permissions) ----
+
+NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+@pytest.fixture(scope="session")
+def nobody_python() -> str:
+    """A Python with snapback installed that the user ``nobody`` can execute.
+
+    The interpreter running the tests may live under /root, which nobody cannot
+    enter; Debian's /usr/bin/python3 gets a venv in /tmp with this checkout
+    installed into it (once per checkout version).
+    """
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to run snapback as an unprivileged user")
+    stamp = hashlib.sha1(b"".join(p.read_bytes() for p in sorted(
+        (ROOT / "pipeline").glob("*.py"))) + (ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    venv = Path(f"/tmp/snapback-nobody-{stamp[:12]}")
+    python = venv / "bin" / "python"
+    if not python.exists():
+        base = shutil.which("python3", path="/usr/bin:/usr/local/bin") or sys.executable
+        build = Path(str(venv) + ".building")
+        shutil.rmtree(build, ignore_errors=True)
+        try:
+            subprocess.run([base, "-m", "venv", str(build)], check=True, capture_output=True)
+            subprocess.run([str(build / "bin" / "pip"), "install", "-q", str(ROOT)],
+                           check=True, capture_output=True, timeout=600)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            message = f"cannot build an interpreter for nobody: {exc}"
+            if os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+        os.replace(build, venv)
+    probe = subprocess.run([*NOBODY, str(python), "-c", "import pipeline, doit"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        message = f"nobody cannot run {python}: {probe.stderr.strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return str(python)
