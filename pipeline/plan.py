@@ -72,6 +72,8 @@ def _is(kind: type, label: str) -> Check:
     def check(value: Any) -> tuple[Any, str | None]:
         if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
             return value, None
+        if value is None:
+            return None, f"expected {label}, got nothing (YAML reads a bare ~ as nothing: quote it, \"~\")"
         return None, f"expected {label}, got {_kind(value)}"
     return check
 
@@ -151,7 +153,7 @@ def _read_section(data: dict, schema: dict, prefix: str, problems: _Problems) ->
             known = ", ".join(schema)
             problems.add(f"{prefix}{key}", f"unknown key (known keys: {known})")
     for key, (check, default) in schema.items():
-        if key not in data or data[key] is None and default is not None:
+        if key not in data or (data[key] is None and default is not None):
             out[key] = default
             continue
         value, error = check(data[key])
@@ -283,7 +285,8 @@ def _read_sources(raw: Any, base: Path, problems: _Problems) -> list[Source]:
             continue
         fields = _read_section(item, SOURCE, f"{key}.", problems)
         if not fields["path"]:
-            problems.add(f"{key}.path", "missing: the folder to back up")
+            if "path" not in item:
+                problems.add(f"{key}.path", "missing: the folder to back up")
             continue
         folder = _expand(fields["path"], base)
         if not folder.exists():

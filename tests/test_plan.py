@@ -1,0 +1,92 @@
+"""Invalid plans: one line per problem naming the key, exit 2, nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import Backup
+from pipeline import plan as planmod
+from pipeline.errors import PlanError
+
+BAD = [
+    # (plan text with {src} and {dest}, what the message must name)
+    ("destination: {dest}\nsources: [{src}]\nbogus: 1\n", "bogus: unknown key"),
+    ("destination: {dest}\nsources: [{src}]\nchecker: sha1\n", "checker: expected one of hash, mtime"),
+    ("destination: {dest}\nsources: [{src}]\nignore: '*.tmp'\n", "ignore: expected a list of strings"),
+    ("destination: {dest}\nsources: [{src}]\nignore: ['ok', 'bad\\']\n", "ignore[1]: invalid pattern"),
+    ("destination: {dest}\nsources: [{src}]\nexceptions: ['[z-a]']\n", "exceptions[0]: invalid pattern"),
+    ("destination: {dest}\nsources: [{src}/missing]\n", "sources[0].path: "),
+    ("destination: {dest}\nsources: [{src}/file.txt]\n", "is not a folder"),
+    ("destination: {dest}\nsources: [{src}, {src}]\n", "sources[1].name: 'src' is already the name"),
+    ("destination: {src}\nsources: [{src}/inner]\n", "is inside the destination"),
+    ("sources: [{src}]\n", "destination: missing"),
+    ("destination: {dest}\n", "sources: missing"),
+    ("destination: {dest}\nsources: [{src}]\nversioned: {{max_diff_bytes: lots}}\n",
+     "versioned.max_diff_bytes: expected a size"),
+    ("destination: {dest}\nsources: [{src}]\nsnapshot: {{cleanup: 'yes'}}\n",
+     "snapshot.cleanup: expected true/false, got a string"),
+    ("destination: {dest}\nsources: [{src}]\nsnapshot: {{clean: true}}\n", "snapshot.clean: unknown key"),
+    ("destination: {dest}\nsources: [{src}]\nremote: {{}}\n", "remote.target: missing"),
+    ("destination: {dest}\nsources: [{src}]\nversion: 2\n", "reads plan version 1"),
+    ("destination: [unclosed\n", "not valid YAML"),
+    ("- just\n- a list\n", "expected a mapping of plan keys"),
+    ("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+     "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+     "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n",
+     "aliases"),
+]
+
+
+@pytest.mark.parametrize("text, message", BAD)
+def test_invalid_plan_exits_2_with_one_line_and_writes_nothing(backup: Backup, text, message) -> None:
+    (backup.src / "inner").mkdir()
+    (backup.src / "file.txt").write_text("x")
+    backup.plan.write_text(text.format(src=backup.src, dest=backup.dest))
+    result = backup.doit("snapshot")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    problems = [l for l in result.stderr.splitlines() if "nothing was done" not in l]
+    assert problems and all(l.startswith("snapback: ") for l in problems)
+    assert not backup.dest.exists()
+    assert result.stdout == ""
+
+
+def test_every_problem_is_reported_at_once_with_its_line(tmp_path: Path) -> None:
+    file = tmp_path / "backup.yaml"
+    file.write_text("destination: /tmp/x\nsources:\n  - path: /nonexistent\nchecker: no\nextra: 1\n")
+    with pytest.raises(PlanError) as err:
+        planmod.load(file)
+    problems = err.value.problems
+    assert len(problems) == 3
+    assert any(p.startswith(f"{file}:3: sources[0].path:") for p in problems)
+    assert any(p.startswith(f"{file}:4: checker:") for p in problems)
+    assert any(p.startswith(f"{file}:5: extra: unknown key") for p in problems)
+
+
+def test_a_missing_plan_says_how_to_name_another(tmp_path: Path) -> None:
+    with pytest.raises(PlanError, match="config=FILE"):
+        planmod.load(tmp_path / "nope.yaml")
+
+
+def test_relative_paths_and_defaults(tmp_path: Path) -> None:
+    (tmp_path / "work").mkdir()
+    file = tmp_path / "backup.yaml"
+    file.write_text("destination: out\nsources:\n  - work\n  - path: work/../work2\n    name: two\n"
+                    "versioned: {max_diff_bytes: 2MiB}\n")
+    (tmp_path / "work2").mkdir()
+    plan = planmod.load(file)
+    assert plan.destination == tmp_path / "out"
+    assert [(s.path, s.name) for s in plan.sources] == [
+        (tmp_path / "work", "work"), (tmp_path / "work2", "two")]
+    assert plan.versioned.max_diff_bytes == 2 << 20
+    assert plan.versioned.ignore == (".git/",) and plan.snapshot.ignore == ()
+    assert plan.checker == "hash" and plan.snapshot.cleanup is True
+
+
+def test_shipped_plan_is_valid() -> None:
+    plan = planmod.load(Path(__file__).resolve().parent.parent / "backup.yaml")
+    assert plan.destination == Path.home() / "backups"
+    assert [s.path for s in plan.sources] == [Path.home()]

@@ -1,0 +1,136 @@
+"""Locking, unreadable files, read-only mirrors: nothing lost, clear messages."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import DODO, NOBODY, Backup, digest, lines, make_tree, tree
+
+
+def test_a_held_lock_stops_the_second_run_and_names_the_holder(backup: Backup) -> None:
+    make_tree(backup.src, {"a.txt": "a"})
+    backup.snapshot()
+    (backup.src / "b.txt").write_text("b")
+    def unlocked() -> dict:
+        return {k: v for k, v in tree(backup.dest, with_mtime=True).items()
+                if k != ".snapback/lock"}
+
+    before = unlocked()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from pipeline.lock import Lock\n"
+        f"Lock(Path({str(backup.meta / 'lock')!r})).acquire('doit versioned')\n"
+        "print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = backup.doit("snapshot")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode != 0
+    assert f"pid {holder.pid}" in result.stderr and "doit versioned" in result.stderr
+    assert result.stderr.count("holds") == 1          # said once, not once per folder
+    assert unlocked() == before
+    # the holder is gone (as after a crash): the next run takes the lock over
+    assert lines(backup.snapshot().stdout, "new") == ["src/b.txt"]
+
+
+def test_two_runs_at_once_never_corrupt_each_other(backup: Backup) -> None:
+    make_tree(backup.src, {f"d{i}": {f"f{j}.txt": f"{i}-{j}\n" * 50 for j in range(20)}
+                           for i in range(20)})
+    first = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(DODO), "snapshot",
+                              f"config={backup.plan}"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    lock = backup.meta / "lock"
+    deadline = time.time() + 60
+    while not (lock.exists() and lock.read_text().strip()):
+        assert time.time() < deadline and first.poll() is None, "first run never took the lock"
+        time.sleep(0.005)
+    os.kill(first.pid, signal.SIGSTOP)                 # hold it mid-run, deterministically
+    try:
+        second = backup.doit("snapshot")
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, out + err
+    assert second.returncode != 0 and f"pid {first.pid}" in second.stderr
+    assert tree(backup.mirror) == tree(backup.src)
+    assert len(backup.runs()) == 1
+    assert backup.snapshot().stdout.count("\n") == 1   # and the state is complete
+
+
+# ---- as an unprivileged user: root would read and write anything ----
+
+@pytest.fixture
+def nobody_backup(nobody_python: str):
+    base = Path(tempfile.mkdtemp(prefix="snapback-nobody-"))
+    os.chmod(base, 0o755)
+    b = Backup(base, base / "src", base / "dest", base / "backup.yaml")
+    b.src.mkdir()
+    b.write_plan()
+    shutil.copy(DODO, base / "dodo.py")
+    yield b, nobody_python
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def as_nobody(b: Backup, python: str, *args: str) -> subprocess.CompletedProcess:
+    for dirpath, dirnames, filenames in os.walk(b.base):
+        for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
+            os.lchown(name, 65534, 65534)
+    return subprocess.run([*NOBODY, python, "-m", "doit", "-f", str(b.base / "dodo.py"), *args,
+                           f"config={b.plan}"], capture_output=True, text=True, timeout=120)
+
+
+def test_unreadable_file_is_reported_and_the_rest_is_backed_up(nobody_backup) -> None:
+    b, python = nobody_backup
+    make_tree(b.src, {"ok.txt": "fine", "secret.txt": "no", "sub": {"also.txt": "fine"}})
+    os.chmod(b.src / "secret.txt", 0o000)
+    result = as_nobody(b, python, "snapshot")
+    assert result.returncode != 0
+    assert "FAILED   src/secret.txt: Permission denied" in result.stdout
+    assert (b.mirror / "ok.txt").read_text() == "fine"
+    assert (b.mirror / "sub" / "also.txt").read_text() == "fine"
+    assert not (b.mirror / "secret.txt").exists()
+    assert "1 failed" in result.stdout
+    os.chmod(b.src / "secret.txt", 0o600)              # fixed: the next run takes it
+    again = as_nobody(b, python, "snapshot")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert lines(again.stdout, "new") == ["src/secret.txt"]
+
+
+def test_unreadable_folder_keeps_its_mirror(nobody_backup) -> None:
+    b, python = nobody_backup
+    make_tree(b.src, {"private": {"diary.txt": "dear diary"}, "ok.txt": "fine"})
+    assert as_nobody(b, python, "snapshot").returncode == 0
+    os.chmod(b.src / "private", 0o000)
+    (b.src / "ok.txt").write_text("changed")
+    result = as_nobody(b, python, "snapshot")
+    assert result.returncode != 0
+    assert "FAILED   src/private/: cannot list: Permission denied" in result.stdout
+    assert (b.mirror / "private" / "diary.txt").read_text() == "dear diary"   # nothing lost
+    assert (b.mirror / "ok.txt").read_text() == "changed"
+
+
+def test_read_only_folders_are_mirrored_and_still_updated(nobody_backup) -> None:
+    b, python = nobody_backup
+    make_tree(b.src, {"ro": {"a.txt": "a"}})
+    os.chmod(b.src / "ro", 0o555)
+    assert as_nobody(b, python, "snapshot").returncode == 0
+    assert os.stat(b.mirror / "ro").st_mode & 0o777 == 0o555
+    os.chmod(b.src / "ro", 0o755)
+    (b.src / "ro" / "b.txt").write_text("b")
+    (b.src / "ro" / "a.txt").unlink()
+    os.chmod(b.src / "ro", 0o555)
+    result = as_nobody(b, python, "snapshot")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(os.listdir(b.mirror / "ro")) == ["b.txt"]
+    assert os.stat(b.mirror / "ro").st_mode & 0o777 == 0o555
+    assert digest(b.mirror / "ro" / "b.txt") == digest(b.src / "ro" / "b.txt")

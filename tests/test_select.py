@@ -1,0 +1,102 @@
+"""Selection semantics as a table: (plan patterns, path, kept?), on real walks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.ignores import BUILTIN_IGNORES
+from pipeline.scan import walk
+from pipeline.select import for_mode, mode_filter, pattern_error
+from pipeline.tasks import mode_view
+
+
+def kept_paths(root: Path, ignore=(), exceptions=(), default=True, extra=()) -> set[str]:
+    selector = for_mode(tuple(ignore), tuple(exceptions), default)
+    folders = mode_view(walk(root, selector),
+                        mode_filter(tuple(extra), "versioned.ignore", tuple(exceptions), default))
+    out = set()
+    for folder in folders:
+        out.add(folder.rel + "/")
+        out.update(folder.child(n) for n in [*folder.files, *folder.links])
+    return out
+
+
+CASES = [
+    # (ignore, exceptions, path, kept)
+    ((), (), "a/__pycache__/m.pyc", False),
+    ((), (), "m.pyc", False),
+    ((), (), "venv/lib/python.py", True),                # a name is not a virtualenv
+    ((), (), "node_modules/x.js", False),
+    ((), (), "a/b/node_modules/x.js", False),
+    ((), (), "a/templates/cache.pyc", True),             # built-in exception
+    ((), (), "node_modules/pkg/templates/t.html", False),  # ...never enters node_modules
+    ((), (), ".cache/pip/x", False),
+    ((), (), ".pyenv/versions/3.11/bin/python", False),
+    ((), (), ".rustup/toolchains/x", False),
+    ((), (), ".m2/repository/org/x.jar", False),
+    ((), (), ".m2/settings.xml", True),
+    ((), (), ".cargo/registry/cache/x.crate", False),
+    ((), (), ".cargo/config.toml", True),
+    ((), (), ".git/config", True),                      # git history is user data
+    ((), (), "notes.txt~", False),
+    ((), (), ".DS_Store", False),
+    ((), (), "build/out.txt", True),                    # build/ may be real content
+    (("build/",), ("build/keep/**",), "build/keep/x.txt", True),   # anchored: walk enters
+    (("build/",), ("build/keep/**",), "build/other.txt", False),
+    (("build/",), ("**/keep/**",), "build/keep/x.txt", False),     # unanchored: no entry
+    (("*.log",), ("important.log",), "a/important.log", True),
+    (("*.log",), ("important.log",), "a/debug.log", False),
+    (("*.log", "!keep.log"), (), "keep.log", True),
+    (("docs/*.md",), (), "docs/a.md", False),           # inner slash: anchored at root
+    (("docs/*.md",), (), "x/docs/a.md", True),
+    (("/top.txt",), (), "top.txt", False),
+    (("/top.txt",), (), "a/top.txt", True),
+    (("data/",), (), "data/x.csv", False),              # trailing slash: folders only
+    (("data/",), (), "sub/data", True),
+    (("node_modules/",), ("mylib/node_modules/",), "mylib/node_modules/x.js", True),
+    (("*_data.json",), (), "zoneinfo_data.json", False),
+]
+
+
+@pytest.mark.parametrize("ignore, exceptions, path, kept", CASES)
+def test_selection_table(tmp_path: Path, ignore, exceptions, path, kept) -> None:
+    target = tmp_path / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("x")
+    assert (path in kept_paths(tmp_path, ignore, exceptions)) is kept
+
+
+def test_builtin_set_is_large_and_valid() -> None:
+    assert len(BUILTIN_IGNORES) >= 80
+    assert [p for p in BUILTIN_IGNORES if pattern_error(p)] == []
+
+
+def test_default_ignores_can_be_turned_off(tmp_path: Path) -> None:
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "m.pyc").write_text("x")
+    assert "__pycache__/m.pyc" in kept_paths(tmp_path, default=False)
+
+
+@pytest.mark.parametrize("marker", ["CACHEDIR.TAG", "pyvenv.cfg"])
+def test_folders_marked_as_cache_or_virtualenv_are_left_out(tmp_path: Path, marker) -> None:
+    (tmp_path / "anyname" / "lib").mkdir(parents=True)
+    (tmp_path / "anyname" / marker).write_text("x")
+    (tmp_path / "anyname" / "lib" / "big.so").write_text("x")
+    (tmp_path / "kept.txt").write_text("x")
+    assert kept_paths(tmp_path) == {"/", "kept.txt"}
+
+
+def test_mode_ignores_add_to_the_global_lists(tmp_path: Path) -> None:
+    (tmp_path / ".git" / "objects").mkdir(parents=True)
+    (tmp_path / ".git" / "objects" / "ab").write_text("x")
+    (tmp_path / "code.py").write_text("x")
+    assert ".git/objects/ab" in kept_paths(tmp_path)
+    assert ".git/objects/ab" not in kept_paths(tmp_path, extra=(".git/",))
+    assert "code.py" in kept_paths(tmp_path, extra=(".git/",))
+
+
+def test_unreadable_patterns_are_reported() -> None:
+    assert pattern_error("   ") == "empty pattern"
+    assert pattern_error("ok/*.txt") is None
