@@ -36,3 +36,17 @@ def task_cleanup(**options):
 def task_report(**options):
     """write the run record to .snapback/runs.jsonl (snapshot, versioned and all run it)"""
     return tasks.backup_tasks(PLAN, **options)
+
+
+@create_after(creates=["versioned"])
+@task_params(tasks.BACKUP_PARAMS)
+def task_versioned(**options):
+    """record new, changed and deleted files in <destination>/versioned_backup/, then report"""
+    return tasks.backup_tasks(PLAN, **options)
+
+
+@create_after(creates=["all"])
+@task_params(tasks.BACKUP_PARAMS)
+def task_all(**options):
+    """snapshot and versioned in one run, walking each source once"""
+    return tasks.backup_tasks(PLAN, **options)

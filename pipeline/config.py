@@ -10,6 +10,7 @@ from .errors import PlanError
 from .plan import Plan, load, locate
 from .report import Reporter
 from .state import StatChecker
+from .tasks import forget_scans
 
 
 def load_plan_or_exit(config: str | None) -> Plan:
@@ -26,6 +27,7 @@ def load_plan_or_exit(config: str | None) -> Plan:
 def doit_config(plan: Plan) -> dict[str, Any]:
     """doit's settings: our checker, our lazy sqlite3 state, our reporter."""
     run.reset()
+    forget_scans()
     return {
         "backend": "snapback",                       # pipeline.state.StateDB (entry point)
         "dep_file": str(plan.meta_dir / "state.sqlite3"),

@@ -47,12 +47,20 @@ class NotSelected:
         return not any(t.split(":", 1)[0] == self.basename for t in run.current().selected)
 
 
+def counts(current: run.Run, modes: tuple[str, ...]) -> dict[str, int]:
+    events = [e for e in current.events if e.mode in modes]
+    out = {"scanned": scanned(current, modes)}
+    for kind in (NEW, UPDATED, DELETED, FAILED):
+        out[kind.lower()] = sum(e.files for e in events if e.kind == kind)
+    out["bytes"] = sum(e.size for e in events if e.kind in (NEW, UPDATED))
+    return out
+
+
 def record(current: run.Run, modes: tuple[str, ...]) -> dict[str, Any]:
     """The run as one JSON object (runs.jsonl, --report)."""
     events = [e for e in current.events if e.mode in modes]
-    counts = {"scanned": scanned(current, modes)}
-    for kind in (NEW, UPDATED, DELETED, FAILED):
-        counts[kind.lower()] = sum(e.files for e in events if e.kind == kind)
+    by_mode = {mode: counts(current, (mode,)) for mode in modes}
+    total = {key: sum(c[key] for c in by_mode.values()) for key in by_mode[modes[0]]}
     ended = time.time()
     return {
         "run_id": current.run_id,
@@ -62,8 +70,9 @@ def record(current: run.Run, modes: tuple[str, ...]) -> dict[str, Any]:
         "ended": _iso(ended),
         "seconds": round(ended - current.started, 3),
         "dry_run": current.options.dry_run,
-        "counts": counts,
-        "bytes": sum(e.size for e in events if e.kind in (NEW, UPDATED)),
+        "counts": {k: v for k, v in total.items() if k != "bytes"},
+        "bytes": total["bytes"],
+        "modes": by_mode,
         "failed": [{"path": e.path, "reason": e.reason} for e in events if e.kind == FAILED],
         "snapback": __version__,
     }
@@ -152,8 +161,13 @@ class Reporter:
     def initialize(self, tasks: dict, selected_tasks: list[str]) -> None:
         current = run.current()
         current.selected = list(selected_tasks)
-        self.backup_run = any(t.split(":", 1)[0] in ("snapshot", "versioned", "all", "cleanup")
-                              for t in selected_tasks)
+        modes: list[str] = []
+        for task in selected_tasks:
+            base = task.split(":", 1)[0]
+            wanted = BACKUP_MODES if base in ("all", "cleanup") else (base,)
+            modes += [m for m in wanted if m in BACKUP_MODES and m not in modes]
+        current.modes = [m for m in BACKUP_MODES if m in modes]
+        self.backup_run = bool(current.modes)
 
     def get_status(self, task: Any) -> None:
         pass
@@ -233,19 +247,19 @@ class Reporter:
     def _summary(self, current: run.Run) -> None:
         if current.options.verbose:
             self.verbose_skips(current)
-        modes = tuple(m for m in BACKUP_MODES if any(k[0] == m for k in current.views))
-        if not modes:
+        modes = tuple(current.modes)
+        if not modes or not current.views:
             return
         rec = record(current, modes)
-        c = rec["counts"]
-        line = (f"{rec['mode']}: {c['scanned']:,} files, {c['new']} new, {c['updated']} updated, "
-                f"{c['deleted']} deleted, {c['failed']} failed; {_size(rec['bytes'])} written "
-                f"in {rec['seconds']:.2f} s")
-        if current.options.dry_run:
-            line += " (dry run: nothing was changed)"
-        if current.lock_error:
-            line += " (not run: the backup is locked)"
-        self.out.write(line + "\n")
+        for mode, c in rec["modes"].items():
+            line = (f"{mode}: {c['scanned']:,} files, {c['new']} new, {c['updated']} updated, "
+                    f"{c['deleted']} deleted, {c['failed']} failed; {_size(c['bytes'])} written "
+                    f"in {rec['seconds']:.2f} s")
+            if current.options.dry_run:
+                line += " (dry run: nothing was changed)"
+            if current.lock_error:
+                line += " (not run: the backup is locked)"
+            self.out.write(line + "\n")
         self.out.flush()
         if current.options.report:
             with open(current.options.report, "w", encoding="utf-8") as fh:

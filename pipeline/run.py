@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LockHeld
+from .catalog import Catalog, open_catalog
 from .lock import Lock
-from .store import make_destination
+from .store import clear_staging, make_destination
 
 # Kinds of per-file events, as printed.
 NEW, UPDATED, DELETED, FAILED = "new", "updated", "deleted", "FAILED"
@@ -64,14 +65,23 @@ class Run:
     # file -> lstat from the walk, so doit's up-to-date check costs no second stat
     stats: dict[str, os.stat_result] = field(default_factory=dict)
     lock: Lock | None = None
+    catalog: Catalog | None = None
     lock_error: str | None = None
     meta_dir: Path | None = None
     run_id: str = ""
     plan_problems: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        stamp = datetime.fromtimestamp(self.started, timezone.utc).astimezone()
-        self.run_id = stamp.strftime("%Y%m%d-%H%M%S-") + f"{os.getpid() % 10000:04d}"
+        local = datetime.fromtimestamp(self.started, timezone.utc).astimezone()
+        self.run_id = local.strftime("%Y%m%d-%H%M%S-") + f"{os.getpid() % 10000:04d}"
+        self.stamp = local.strftime("%Y-%m-%d_%H-%M-%S")   # version times of this run
+
+    def open_catalog(self) -> Catalog:
+        """The catalog, opened once per run: writable under the lock, else read-only."""
+        if self.catalog is None:
+            assert self.meta_dir is not None
+            self.catalog = open_catalog(self.meta_dir, writable=self.lock is not None)
+        return self.catalog
 
     def emit(self, event: Event) -> None:
         self.events.append(event)
@@ -101,8 +111,18 @@ class Run:
             self.lock_error = str(exc)
             raise
         self.lock = lock
+        clear_staging(self.meta_dir / "tmp")
+
+    @property
+    def staging(self) -> bytes:
+        """Where writes of the versioned history are prepared (same filesystem)."""
+        assert self.meta_dir is not None
+        return os.fsencode(self.meta_dir / "tmp")
 
     def release(self) -> None:
+        if self.catalog is not None:
+            self.catalog.close()
+            self.catalog = None
         if self.lock is not None:
             self.lock.release()
             self.lock = None

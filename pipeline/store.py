@@ -8,6 +8,7 @@ by the next run of the folder's task.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import stat
@@ -32,6 +33,13 @@ def ensure_private_dir(path: Path) -> None:
         pass
 
 
+def clear_staging(path: Path) -> None:
+    """Empty the staging folder: what is there was left by a run that was killed."""
+    ensure_private_dir(path)
+    for entry in os.scandir(path):
+        remove(os.fsencode(entry.path))
+
+
 def make_destination(path: Path) -> None:
     if not path.exists():
         ensure_private_dir(path)
@@ -50,24 +58,25 @@ def same_stat(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_mtime_ns, a.st_size, a.st_ino) == (b.st_mtime_ns, b.st_size, b.st_ino)
 
 
-def copy_file(src: bytes, dst: bytes) -> os.stat_result:
-    """Copy ``src`` to ``dst`` atomically, with its mode and mtime.
+def copy_to_tmp(src: bytes, folder: bytes, hashed: bool = False
+                ) -> tuple[bytes, os.stat_result, str | None]:
+    """Copy ``src`` into a new temporary file in ``folder``, with its mode and mtime.
 
     Opens without following links and without blocking (a FIFO put in the
-    file's place must not hang the run), checks the source did not change
-    while it was read, and returns the source's stat as copied.  Raises
-    ``SourceChanged`` when it did, ``OSError`` for any other failure; in every
-    case nothing is left at ``dst`` but the old file or the new one.
+    file's place must not hang the run), and checks that the source did not
+    change while it was read.  Returns (temporary path, the source's stat as
+    copied, its sha256 when ``hashed``).  Raises ``SourceChanged`` when it
+    changed, ``OSError`` for any other failure, leaving no temporary file.
     """
     fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    tmp = tmp_name(os.path.dirname(dst))
+    tmp = tmp_name(folder)
     try:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):
             raise SourceChanged("is no longer a regular file")
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            _send(fd, out)
+            digest = _read_hashed(fd, out) if hashed else _send(fd, out)
             os.fchmod(out, stat.S_IMODE(before.st_mode))
             _chown(out, before)
             os.utime(out, ns=(before.st_atime_ns, before.st_mtime_ns))
@@ -76,8 +85,7 @@ def copy_file(src: bytes, dst: bytes) -> os.stat_result:
         after = os.fstat(fd)
         if not same_stat(before, after) or not same_stat(after, os.stat(src, follow_symlinks=False)):
             raise SourceChanged("changed while it was read")
-        os.replace(tmp, dst)
-        return before
+        return tmp, before, digest
     except BaseException:
         _unlink_quiet(tmp)
         raise
@@ -85,7 +93,65 @@ def copy_file(src: bytes, dst: bytes) -> os.stat_result:
         os.close(fd)
 
 
-def _send(fd: int, out: int) -> None:
+def copy_file(src: bytes, dst: bytes) -> os.stat_result:
+    """Copy ``src`` to ``dst`` atomically; see ``copy_to_tmp``."""
+    tmp, copied, _ = copy_to_tmp(src, os.path.dirname(dst))
+    os.replace(tmp, dst)
+    return copied
+
+
+def _read_hashed(fd: int, out: int) -> str:
+    digest = hashlib.sha256()
+    while chunk := os.read(fd, CHUNK):
+        digest.update(chunk)
+        _write_all(out, chunk)
+    return digest.hexdigest()
+
+
+def _write_all(out: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(out, view):]
+
+
+def write_bytes(dst: bytes, data: bytes, mode: int = 0o600, tmp_dir: bytes | None = None) -> None:
+    """Write ``data`` to ``dst`` atomically (diffs, records)."""
+    tmp = tmp_name(tmp_dir or os.path.dirname(dst))
+    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        try:
+            _write_all(out, data)
+        finally:
+            os.close(out)
+        os.replace(tmp, dst)
+    except BaseException:
+        _unlink_quiet(tmp)
+        raise
+
+
+def link_or_copy(existing: bytes, dst: bytes, tmp_dir: bytes | None = None) -> None:
+    """Put a second name on a stored file (a hard link; a copy where links fail)."""
+    tmp = tmp_name(tmp_dir or os.path.dirname(dst))
+    try:
+        try:
+            os.link(existing, tmp)
+        except OSError:
+            shutil.copy2(existing, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        _unlink_quiet(tmp)
+        raise
+
+
+def sha256_of(path: bytes) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _send(fd: int, out: int) -> None:  # returns None: no digest
     """Copy the whole of ``fd`` into ``out`` (sendfile: no copy through Python)."""
     offset = 0
     try:
@@ -98,7 +164,7 @@ def _send(fd: int, out: int) -> None:
         if exc.errno not in (errno.EINVAL, errno.ENOSYS) or offset:
             raise
         while chunk := os.read(fd, CHUNK):   # a filesystem without sendfile
-            os.write(out, chunk)
+            _write_all(out, chunk)
 
 
 def _chown(fd: int, st: os.stat_result) -> None:

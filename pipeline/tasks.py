@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from doit.tools import config_changed
 
-from . import report, run, snapshot
+from . import report, run, snapshot, versioned
 from .plan import Plan, Source
 from .scan import Folder, Scan, walk
 from .select import Selector, for_mode, mode_filter
@@ -44,6 +44,11 @@ def scan_source(plan: Plan, source: Source, selector: Selector) -> Scan:
     if key not in _SCANS:
         _SCANS[key] = walk(source.path, selector, exclude=(plan.destination,))
     return _SCANS[key]
+
+
+def forget_scans() -> None:
+    """A new doit invocation in the same process walks again."""
+    _SCANS.clear()
 
 
 def mode_view(scan: Scan, extra: Selector | None) -> list[Folder]:
@@ -89,6 +94,29 @@ def _folder_sig(plan_slice: Any, folder: Folder) -> str:
                    st.st_mode if st else None, st.st_mtime_ns if st else None)
 
 
+def _jobs(plan: Plan, mode: str, source: Source, folders: list[Folder]
+          ) -> tuple[Any, Any, Any]:
+    """(folder action, job factory, sweep action and job or None) for one mode."""
+    if mode == "snapshot":
+        root = plan.destination / "system_snapshot" / source.name
+        opts = plan.snapshot
+        make = lambda folder: snapshot.FolderJob(source, folder, root, plan.checker, opts.cleanup)
+        sweep = (snapshot.sweep, [snapshot.SweepJob(source, tuple(folders), root)]) \
+            if opts.cleanup else None
+        return snapshot.mirror_folder, make, sweep
+    root = plan.destination / "versioned_backup" / source.name
+    max_diff = plan.versioned.max_diff_bytes
+    make = lambda folder: versioned.FolderJob(source, folder, root, max_diff)
+    sweep = (versioned.sweep, [versioned.SweepJob(source, tuple(folders), root, max_diff)])
+    return versioned.record_folder, make, sweep
+
+
+DOCS = {
+    "snapshot": "mirror every source into <destination>/system_snapshot/, then cleanup, then report",
+    "versioned": "record new, changed and deleted files in <destination>/versioned_backup/",
+}
+
+
 def backup_tasks(plan: Plan, **options: Any) -> Iterator[dict]:
     """Every task of the backup commands, from one walk of each source."""
     current = run.current()
@@ -96,62 +124,65 @@ def backup_tasks(plan: Plan, **options: Any) -> Iterator[dict]:
     current.meta_dir = plan.meta_dir
     selector = for_mode(plan.ignore, plan.exceptions, plan.use_default_ignores)
     scans = {s.name: scan_source(plan, s, selector) for s in plan.sources}
-    mode = "snapshot"
-    opts = plan.snapshot
-    extra = mode_filter(opts.ignore, "snapshot.ignore", plan.exceptions, plan.use_default_ignores)
-    plan_slice = [mode, plan.checker, opts.cleanup, opts.ignore]
-    mirror = plan.destination / "system_snapshot"
-    folder_tasks: list[str] = []
-    cleanup_tasks: list[str] = []
-    for source in plan.sources:
-        folders = mode_view(scans[source.name], extra)
-        current.views[(mode, source.name)] = folders
-        for folder in folders:
-            name = f"{source.name}/{folder.rel}" if folder.rel else source.name
-            base = os.path.join(source.path, folder.rel) if folder.rel else str(source.path)
-            deps = []
-            for entries in (folder.files, folder.links):
-                for file_name, st in entries.items():
-                    path = os.path.join(base, file_name)
-                    current.stats[path] = st
-                    deps.append(path)
-            job = snapshot.FolderJob(source, folder, mirror / source.name, plan.checker,
-                                     opts.cleanup)
-            uptodate: list[Any] = [config_changed(_folder_sig(plan_slice, folder))]
-            if folder.error is not None:
-                uptodate.append(False)
-            folder_tasks.append(f"{mode}:{name}")
-            yield {
-                "basename": mode, "name": name,
-                "doc": f"mirror the folder {name}",
-                "actions": [(snapshot.mirror_folder, [job])],
-                "file_dep": deps, "uptodate": uptodate,
-            }
-        if opts.cleanup:
-            sweep_job = snapshot.SweepJob(source, tuple(folders), mirror / source.name)
-            cleanup_tasks.append(f"cleanup:{mode}:{source.name}")
-            yield {
-                "basename": "cleanup", "name": f"{mode}:{source.name}",
-                "doc": f"remove from the {mode} of {source.name} what left the source",
-                "actions": [(snapshot.sweep, [sweep_job])],
-                "uptodate": [config_changed(_digest(plan_slice, [f.rel for f in folders])),
-                             report.NotSelected("cleanup")],
-            }
-    yield {"basename": "cleanup", "name": None, "task_dep": cleanup_tasks,
+    names: dict[str, tuple[list[str], list[str]]] = {}
+    for mode in ("snapshot", "versioned"):
+        opts = plan.mode(mode)
+        extra = mode_filter(opts.ignore, f"{mode}.ignore", plan.exceptions,
+                            plan.use_default_ignores)
+        plan_slice = [mode, plan.checker, opts.cleanup, opts.ignore, opts.max_diff_bytes]
+        folder_tasks: list[str] = []
+        cleanup_tasks: list[str] = []
+        names[mode] = (folder_tasks, cleanup_tasks)
+        for source in plan.sources:
+            folders = mode_view(scans[source.name], extra)
+            current.views[(mode, source.name)] = folders
+            action, make_job, sweep = _jobs(plan, mode, source, folders)
+            for folder in folders:
+                name = f"{source.name}/{folder.rel}" if folder.rel else source.name
+                base = os.path.join(source.path, folder.rel) if folder.rel else str(source.path)
+                deps = []
+                for entries in (folder.files, folder.links):
+                    for file_name, st in entries.items():
+                        path = os.path.join(base, file_name)
+                        current.stats[path] = st
+                        deps.append(path)
+                uptodate: list[Any] = [config_changed(_folder_sig(plan_slice, folder))]
+                if folder.error is not None:
+                    uptodate.append(False)
+                folder_tasks.append(f"{mode}:{name}")
+                yield {
+                    "basename": mode, "name": name,
+                    "doc": f"{mode}: the folder {name}",
+                    "actions": [(action, [make_job(folder)])],
+                    "file_dep": deps, "uptodate": uptodate,
+                }
+            if sweep is not None:
+                cleanup_tasks.append(f"cleanup:{mode}:{source.name}")
+                yield {
+                    "basename": "cleanup", "name": f"{mode}:{source.name}",
+                    "doc": f"{mode}: what left {source.name}",
+                    "actions": [sweep],
+                    "uptodate": [config_changed(_digest(plan_slice, [f.rel for f in folders])),
+                                 report.NotSelected("cleanup")],
+                }
+    yield {"basename": "cleanup", "name": None,
+           "task_dep": names["snapshot"][1] + names["versioned"][1],
            "doc": "remove from the backup what left the sources (snapshot and versioned run it too)"}
-    report_tasks = []
-    for modes in (("snapshot",),):
-        report_tasks.append("report:" + "+".join(modes))
+    reports = {"snapshot": ("snapshot",), "versioned": ("versioned",),
+               "all": ("snapshot", "versioned")}
+    for label, modes in reports.items():
         yield {
-            "basename": "report", "name": "+".join(modes),
-            "doc": f"append the {'+'.join(modes)} run to .snapback/runs.jsonl",
+            "basename": "report", "name": label,
+            "doc": f"the {label} run record",
             "actions": [(report.write_record, [modes])],
             "uptodate": [report.NothingHappened(modes)],
         }
-    yield {"basename": "report", "name": None, "task_dep": report_tasks,
+    yield {"basename": "report", "name": None, "task_dep": [f"report:{m}" for m in reports],
            "doc": "write the run record (runs after snapshot, versioned and all)"}
-    yield {
-        "basename": "snapshot", "name": None,
-        "doc": "mirror every source into <destination>/system_snapshot/ (then cleanup, report)",
-        "task_dep": folder_tasks + cleanup_tasks + ["report:snapshot"],
-    }
+    for mode in ("snapshot", "versioned"):
+        yield {"basename": mode, "name": None, "doc": DOCS[mode],
+               "task_dep": names[mode][0] + names[mode][1] + [f"report:{mode}"]}
+    yield {"basename": "all", "actions": None,
+           "doc": "snapshot and versioned in one run, each source walked once",
+           "task_dep": (names["snapshot"][0] + names["snapshot"][1] + names["versioned"][0]
+                        + names["versioned"][1] + ["report:all"])}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
+import runpy
 import shutil
 import stat
 import subprocess
@@ -13,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from doit.cmd_base import ModuleTaskLoader
+from doit.doit_cmd import DoitMain
 
 ROOT = Path(__file__).resolve().parent.parent
 DODO = ROOT / "dodo.py"
@@ -96,6 +101,34 @@ class Backup:
 
     def snapshot(self, *args: str) -> subprocess.CompletedProcess:
         return self.doit("snapshot", *args, check=True)
+
+    def run(self, *args: str) -> tuple[int, str]:
+        """A real doit run in this process (fast enough for property tests)."""
+        old = os.environ.get("SNAPBACK_CONFIG")
+        os.environ["SNAPBACK_CONFIG"] = str(self.plan)
+        out, err = io.StringIO(), io.StringIO()
+        try:
+            namespace = runpy.run_path(str(DODO))
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = DoitMain(ModuleTaskLoader(namespace)).run(list(args))
+        finally:
+            if old is None:
+                del os.environ["SNAPBACK_CONFIG"]
+            else:
+                os.environ["SNAPBACK_CONFIG"] = old
+        return code, out.getvalue() + err.getvalue()
+
+    def catalog(self) -> list:
+        from pipeline.catalog import Catalog
+        cat = Catalog(self.meta / "catalog.sqlite3", writable=False)
+        try:
+            return cat.all_rows()
+        finally:
+            cat.close()
+
+    @property
+    def versions(self) -> Path:
+        return self.dest / "versioned_backup" / "src"
 
     def runs(self) -> list[str]:
         log = self.meta / "runs.jsonl"

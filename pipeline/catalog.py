@@ -1,0 +1,176 @@
+"""The catalog: one row per stored version, the single truth of the history.
+
+SQLite at ``.snapback/catalog.sqlite3`` (WAL: a commit per file costs no
+fsync).  A row says, for one path of one source at one version time: what it
+was (file, link or folder), what happened (baseline, diff, full, link, dir,
+deleted), where its object is stored, and the size, sha256, mode and mtime of
+the source file *as it was* at that version.  History, restore and verify read
+it; nothing needs a scan of the backup to answer a question about one file.
+
+Paths are stored as bytes (BLOBs): file names need not be UTF-8.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+SCHEMA = """
+create table if not exists versions (
+    id integer primary key autoincrement,
+    source text not null,
+    dir blob not null,            -- folder of the path, relative to the source root
+    name blob not null,
+    entry text not null,          -- file | link | dir
+    kind text not null,           -- baseline | diff | full | link | dir | deleted
+    time text not null,           -- version stamp, unique per path: YYYY-MM-DD_HH-MM-SS[_n]
+    run_id text not null,
+    note text not null default '',
+    store blob,                   -- history folder, relative to versioned_backup/<source>
+    object blob,                  -- the stored object, relative to the history folder
+    size integer,
+    sha256 text,
+    mode integer,
+    mtime_ns integer,
+    target blob,                  -- a symlink's target
+    recorded real not null        -- unix time of the run
+);
+create index if not exists versions_by_path on versions (source, dir, name, id);
+create table if not exists aliases (
+    source text not null, entry text not null, rel blob not null, store blob not null,
+    primary key (source, entry, rel)
+);
+"""
+
+LIVE_KINDS = ("baseline", "diff", "full", "link", "dir")
+CONTENT_KINDS = ("baseline", "diff", "full")
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    source: str
+    dir: bytes
+    name: bytes
+    entry: str
+    kind: str
+    time: str
+    run_id: str
+    note: str
+    store: bytes | None
+    object: bytes | None
+    size: int | None
+    sha256: str | None
+    mode: int | None
+    mtime_ns: int | None
+    target: bytes | None
+    recorded: float
+
+    @property
+    def live(self) -> bool:
+        return self.kind != "deleted"
+
+    @property
+    def path(self) -> bytes:
+        return self.dir + b"/" + self.name if self.dir else self.name
+
+
+COLUMNS = ", ".join(Row.__dataclass_fields__)
+
+
+class Catalog:
+    def __init__(self, path: Path, writable: bool):
+        self.path = path
+        self.writable = writable
+        self.conn: sqlite3.Connection | None = None
+        if writable:
+            self.conn = sqlite3.connect(path, isolation_level=None)
+            self.conn.execute("pragma journal_mode=wal")
+            self.conn.execute("pragma synchronous=normal")
+            self.conn.executescript(SCHEMA)
+        elif path.exists():
+            # immutable: a reader (a dry run) must not create WAL side files in the backup
+            uri = f"file:{quote(os.fsencode(path))}?mode=ro&immutable=1"
+            self.conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def _rows(self, sql: str, args: tuple) -> list[Row]:
+        if self.conn is None:
+            return []
+        return [Row(*r) for r in self.conn.execute(sql, args)]
+
+    def latest_in(self, source: str, folder: bytes) -> dict[bytes, Row]:
+        """The newest row of every path directly in ``folder``."""
+        rows = self._rows(f"select {COLUMNS} from versions where id in (select max(id) from "
+                          "versions where source=? and dir=? group by name)", (source, folder))
+        return {r.name: r for r in rows}
+
+    def live_below(self, source: str, folder: bytes) -> list[Row]:
+        """The newest row of every path below ``folder`` (any depth) that is not deleted."""
+        if not folder:
+            rows = self._rows(f"select {COLUMNS} from versions where id in (select max(id) "
+                              "from versions where source=? group by dir, name)", (source,))
+            return [r for r in rows if r.live]
+        # blobs compare bytewise, and "0" sorts right after "/": [folder/, folder0) is below it
+        rows = self._rows(
+            f"select {COLUMNS} from versions where id in (select max(id) from versions "
+            "where source=? and ((dir>=? and dir<?) or dir=?) group by dir, name)",
+            (source, folder + b"/", folder + b"0", folder))
+        return [r for r in rows if r.live]
+
+    def last_content(self, source: str, folder: bytes, name: bytes) -> Row | None:
+        """The newest baseline/diff/full row of a path: what its current copy holds."""
+        rows = self._rows(f"select {COLUMNS} from versions where source=? and dir=? and name=? "
+                          "and kind in ('baseline','diff','full') order by id desc limit 1",
+                          (source, folder, name))
+        return rows[0] if rows else None
+
+    def history(self, source: str, folder: bytes, name: bytes) -> list[Row]:
+        return self._rows(f"select {COLUMNS} from versions where source=? and dir=? and name=? "
+                          "order by id", (source, folder, name))
+
+    def times(self, source: str, folder: bytes, name: bytes) -> set[str]:
+        if self.conn is None:
+            return set()
+        return {t for (t,) in self.conn.execute(
+            "select time from versions where source=? and dir=? and name=?",
+            (source, folder, name))}
+
+    def add(self, **fields: object) -> None:
+        assert self.conn is not None and self.writable
+        keys = ", ".join(fields)
+        marks = ", ".join("?" for _ in fields)
+        self.conn.execute(f"insert into versions ({keys}) values ({marks})", tuple(fields.values()))
+
+    def touch(self, row_id: int, mtime_ns: int) -> None:
+        """Same bytes, new mtime: remember it, so the file is not re-read next time."""
+        assert self.conn is not None
+        self.conn.execute("update versions set mtime_ns=? where id=?", (mtime_ns, row_id))
+
+    def alias(self, source: str, entry: str, rel: bytes) -> bytes | None:
+        if self.conn is None:
+            return None
+        row = self.conn.execute("select store from aliases where source=? and entry=? and rel=?",
+                                (source, entry, rel)).fetchone()
+        return row[0] if row else None
+
+    def set_alias(self, source: str, entry: str, rel: bytes, store: bytes) -> None:
+        assert self.conn is not None
+        self.conn.execute("insert or replace into aliases values (?,?,?,?)",
+                          (source, entry, rel, store))
+
+    def all_rows(self) -> list[Row]:
+        return self._rows(f"select {COLUMNS} from versions order by id", ())
+
+
+def open_catalog(meta_dir: Path, writable: bool) -> Catalog:
+    if writable:
+        os.makedirs(meta_dir, mode=0o700, exist_ok=True)
+    return Catalog(meta_dir / "catalog.sqlite3", writable)

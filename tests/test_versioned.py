@@ -1,0 +1,271 @@
+"""doit versioned: baselines, standard diffs, full copies, deletions, crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import DODO, Backup, digest, lines, make_tree, tree
+from pipeline.rebuild import rebuild
+from pipeline.versioned import baseline_name
+
+
+def history_of(b: Backup, rel: str) -> list:
+    folder, _, name = rel.rpartition("/")
+    return [r for r in b.catalog()
+            if r.dir == os.fsencode(folder) and r.name == os.fsencode(name)]
+
+
+def rebuilt(b: Backup, rel: str) -> list[bytes | None]:
+    """Every version of a path, rebuilt from baseline and diffs (None = deleted)."""
+    rows = history_of(b, rel)
+    return [rebuild(b.versions, rows, r) if r.kind in ("baseline", "diff", "full") else None
+            for r in rows if r.entry == "file"]
+
+
+def gnu_patch_chain(b: Backup, rel: str, tmp: Path) -> list[bytes]:
+    """Apply the diffs with GNU patch, baseline first, as a user would by hand."""
+    out = []
+    work = tmp / "patched"
+    for row in history_of(b, rel):
+        obj = b.versions / os.fsdecode(row.store) / os.fsdecode(row.object or b"")
+        if row.kind in ("baseline", "full"):
+            work.write_bytes(obj.read_bytes())
+        elif row.kind == "diff":
+            subprocess.run(["patch", "-s", "--binary", str(work), str(obj)], check=True)
+        else:
+            continue
+        out.append(work.read_bytes())
+    return out
+
+
+def test_layout_baseline_diff_and_full_copies(backup: Backup) -> None:
+    backup.write_plan(versioned={"max_diff_bytes": 1000})
+    make_tree(backup.src, {"docs": {"notes.md": "one\n", "logo.png": b"\x89PNG\0\x01",
+                                    "big.txt": "x\n" * 600}})
+    result = backup.doit("versioned", check=True)
+    assert lines(result.stdout, "new") == ["src/docs/big.txt", "src/docs/logo.png",
+                                           "src/docs/notes.md"]
+    hist = backup.versions / "docs" / "notes.md"
+    day = time.strftime("%Y-%m-%d")
+    assert (hist / "notes.md").read_text() == "one\n"
+    assert (hist / f"notes-baseline-{day}.md").read_text() == "one\n"
+    (backup.src / "docs" / "notes.md").write_text("one\ntwo\n")
+    (backup.src / "docs" / "logo.png").write_bytes(b"\x89PNG\0\x02")
+    (backup.src / "docs" / "big.txt").write_text("y\n" * 600)
+    result = backup.doit("versioned", check=True)
+    assert lines(result.stdout, "updated") == ["src/docs/big.txt", "src/docs/logo.png",
+                                               "src/docs/notes.md"]
+    diffs = list((hist / "notes.md_diffs").iterdir())
+    assert len(diffs) == 1 and diffs[0].name.startswith("notes.md_v") and diffs[0].suffix == ".diff"
+    assert "+two" in diffs[0].read_text()
+    assert (hist / "notes.md").read_text() == "one\ntwo\n"
+    assert len(list((backup.versions / "docs" / "logo.png" / "logo.png_versions").iterdir())) == 1
+    assert len(list((backup.versions / "docs" / "big.txt" / "big.txt_versions").iterdir())) == 1
+    assert [r.kind for r in history_of(backup, "docs/big.txt")] == ["baseline", "full"]
+    assert rebuilt(backup, "docs/notes.md") == [b"one\n", b"one\ntwo\n"]
+
+
+def test_catalog_records_source_size_and_sha256(backup: Backup) -> None:
+    make_tree(backup.src, {"a.txt": "hello\n"})
+    backup.doit("versioned", "--note", "first", check=True)
+    (row,) = history_of(backup, "a.txt")
+    assert (row.kind, row.size, row.note) == ("baseline", 6, "first")
+    assert row.sha256 == digest(backup.src / "a.txt")
+    assert row.mtime_ns == os.stat(backup.src / "a.txt").st_mtime_ns
+
+
+def test_no_change_rerun_and_touch_write_nothing(backup: Backup) -> None:
+    make_tree(backup.src, {"a.txt": "a\n", "d": {"b.txt": "b\n"}})
+    backup.doit("versioned", check=True)
+    before = tree(backup.dest, with_mtime=True)
+    result = backup.doit("versioned", check=True)
+    assert result.stdout.count("\n") == 1
+    assert tree(backup.dest, with_mtime=True) == before
+    later = time.time_ns() + 3_000_000_000
+    os.utime(backup.src / "a.txt", ns=(later, later))
+    result = backup.doit("versioned", check=True)
+    assert lines(result.stdout, "updated") == []
+    assert [r.kind for r in history_of(backup, "a.txt")] == ["baseline"]
+    assert not (backup.versions / "a.txt" / "a.txt_diffs").exists()
+
+
+def test_deleted_file_keeps_history_and_comes_back_in_it(backup: Backup) -> None:
+    make_tree(backup.src, {"a.txt": "v1\n"})
+    backup.doit("versioned", check=True)
+    (backup.src / "a.txt").write_text("v2\n")
+    backup.doit("versioned", check=True)
+    (backup.src / "a.txt").unlink()
+    assert lines(backup.doit("versioned", check=True).stdout, "deleted") == ["src/a.txt"]
+    assert (backup.versions / "a.txt" / "a.txt").read_text() == "v2\n"   # history kept
+    (backup.src / "a.txt").write_text("v3\n")
+    assert lines(backup.doit("versioned", check=True).stdout, "new") == ["src/a.txt"]
+    kinds = [r.kind for r in history_of(backup, "a.txt")]
+    assert kinds == ["baseline", "diff", "deleted", "diff"]              # one baseline only
+    assert rebuilt(backup, "a.txt") == [b"v1\n", b"v2\n", None, b"v3\n"]
+    names = [r.time for r in history_of(backup, "a.txt")]
+    assert len(set(names)) == len(names)                                 # same second: distinct
+
+
+def test_deleted_folder_records_every_file_below(backup: Backup) -> None:
+    make_tree(backup.src, {"proj": {"a.txt": "a", "sub": {"b.txt": "b"}}, "keep.txt": "k"})
+    backup.doit("versioned", check=True)
+    for path in sorted(backup.src.joinpath("proj").rglob("*"), reverse=True):
+        path.rmdir() if path.is_dir() else path.unlink()
+    backup.src.joinpath("proj").rmdir()
+    result = backup.doit("versioned", check=True)
+    assert lines(result.stdout, "deleted") == ["src/proj/ (2 files)"]
+    for rel in ("proj/a.txt", "proj/sub/b.txt"):
+        assert history_of(backup, rel)[-1].kind == "deleted"
+    assert history_of(backup, "keep.txt")[-1].kind == "baseline"
+
+
+def test_path_changing_kind_keeps_both_histories(backup: Backup) -> None:
+    make_tree(backup.src, {"notes": "a file\n"})
+    backup.doit("versioned", check=True)
+    (backup.src / "notes").unlink()
+    make_tree(backup.src, {"notes": {"notes": "a file in a folder of the same name\n"}})
+    backup.doit("versioned", check=True)
+    (backup.src / "notes" / "notes").unlink()
+    (backup.src / "notes").rmdir()
+    (backup.src / "notes").write_text("a file again\n")
+    backup.doit("versioned", check=True)
+    assert rebuilt(backup, "notes") == [b"a file\n", None, b"a file again\n"]
+    assert rebuilt(backup, "notes/notes") == [b"a file in a folder of the same name\n", None]
+
+
+def test_gnu_patch_rebuilds_every_text_version(backup: Backup, tmp_path: Path) -> None:
+    versions = [b"line 1\r\nline 2\r\n", b"line 1\r\nline two\r\nno newline", b"",
+                b"caf\xe9\nlatin-1\n", b"mixed\r\nends\nhere\r", b"caf\xe9\nlatin-1\n"]
+    for content in versions:
+        (backup.src / "f.txt").write_bytes(content)
+        assert backup.run("versioned")[0] == 0
+    assert rebuilt(backup, "f.txt") == versions
+    assert gnu_patch_chain(backup, "f.txt", tmp_path) == versions
+
+
+def test_dry_run_changes_nothing(backup: Backup) -> None:
+    make_tree(backup.src, {"a.txt": "a\n"})
+    backup.doit("versioned", check=True)
+    (backup.src / "a.txt").write_text("b\n")
+    (backup.src / "new.txt").write_text("n\n")
+    before = tree(backup.dest, with_mtime=True)
+    result = backup.doit("versioned", "--dry-run", check=True)
+    assert "(dry run) updated  src/a.txt" in result.stdout
+    assert "(dry run) new      src/new.txt" in result.stdout
+    assert tree(backup.dest, with_mtime=True) == before
+    result = backup.doit("versioned", check=True)
+    assert lines(result.stdout, "updated") == ["src/a.txt"]
+
+
+def test_all_runs_both_modes_with_one_record(backup: Backup) -> None:
+    make_tree(backup.src, {"a.txt": "a\n", ".git": {"HEAD": "ref\n"}})
+    result = backup.doit("all", "--note", "both", check=True)
+    assert "snapshot: 2 files, 2 new" in result.stdout
+    assert "versioned: 1 files, 1 new" in result.stdout          # .git/ is not versioned
+    assert (backup.mirror / ".git" / "HEAD").exists()
+    assert not (backup.versions / ".git").exists()
+    (record,) = [json.loads(l) for l in backup.runs()]
+    assert record["mode"] == "all" and record["note"] == "both"
+    assert record["modes"]["snapshot"]["new"] == 2 and record["modes"]["versioned"]["new"] == 1
+
+
+# ---- any history, diffed and rebuilt, gives back the same bytes ----
+
+LINE_ENDS = st.sampled_from([b"\n", b"\r\n", b"\r", b""])
+TEXT_LINE = st.builds(lambda body, end: body + end,
+                      st.binary(max_size=12).filter(lambda b: b"\0" not in b and b"\n" not in b),
+                      LINE_ENDS)
+TEXT = st.lists(TEXT_LINE, max_size=12).map(b"".join)
+CONTENT = st.one_of(TEXT, TEXT, st.binary(max_size=64), st.just(b""), st.none())
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(steps=st.lists(CONTENT, min_size=1, max_size=6))
+def test_any_history_rebuilds_byte_for_byte(tmp_path_factory, steps) -> None:
+    base = tmp_path_factory.mktemp("prop")
+    b = Backup(base, base / "src", base / "dest", base / "backup.yaml")
+    b.src.mkdir()
+    b.write_plan()
+    path = b.src / "f"
+    expected: list[bytes | None] = []
+    for content in steps:
+        if content is None:
+            if path.exists():
+                path.unlink()
+                expected.append(None)
+        else:
+            old = path.read_bytes() if path.exists() else None
+            path.write_bytes(content)
+            if old != content:
+                expected.append(content)
+        code, out = b.run("versioned")
+        assert code == 0, out
+    assert rebuilt(b, "f") == expected
+    text_only = [e for e in expected if e is not None]
+    if all(b"\0" not in e for e in text_only) and None not in expected and text_only:
+        assert gnu_patch_chain(b, "f", base) == text_only
+
+
+def test_baseline_names() -> None:
+    assert baseline_name(b"report.md", "2026-11-24") == b"report-baseline-2026-11-24.md"
+    assert baseline_name(b".bashrc", "2026-11-24") == b".bashrc-baseline-2026-11-24"
+    assert baseline_name(b"Makefile", "2026-11-24") == b"Makefile-baseline-2026-11-24"
+    assert baseline_name(b"a.tar.gz", "2026-11-24") == b"a.tar-baseline-2026-11-24.gz"
+
+
+# ---- killed at any moment, the next run completes without duplicates ----
+
+def _crash_tree(b: Backup, generation: int) -> None:
+    for i in range(6):
+        (b.src / f"big{i}.bin").write_bytes(bytes([generation, i]) * (700_000 + i))
+    for i in range(40):
+        folder = b.src / f"d{i % 8}"
+        folder.mkdir(exist_ok=True)
+        (folder / f"t{i}.txt").write_text(f"file {i}\n" + f"generation {generation}\n" * (i + 1))
+
+
+@pytest.mark.parametrize("mode", ["versioned", "all"])
+def test_sigkill_at_many_moments_then_rerun(backup: Backup, mode: str) -> None:
+    import random
+    rng = random.Random(7)
+    expected: dict[str, list[bytes]] = {}
+
+    def remember() -> None:
+        for path in backup.src.rglob("*"):
+            if path.is_file():
+                versions = expected.setdefault(str(path.relative_to(backup.src)), [])
+                data = path.read_bytes()
+                if not versions or versions[-1] != data:
+                    versions.append(data)
+
+    for generation in range(4):
+        _crash_tree(backup, generation)
+        remember()
+        for _kill in range(3):
+            proc = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(DODO), mode,
+                                     f"config={backup.plan}"], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            time.sleep(rng.uniform(0.2, 0.7))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        backup.doit(mode, check=True)
+    for rel, versions in expected.items():
+        assert [v for v in rebuilt(backup, rel)] == versions, rel
+    leftovers = [p for p in backup.dest.rglob("*") if p.name.startswith(".~snapback-")]
+    assert leftovers == []
+    for diff in backup.dest.rglob("*.diff"):
+        assert diff.stat().st_size > 0
+    if mode == "all":
+        assert tree(backup.mirror) == tree(backup.src)
+    assert backup.doit(mode, check=True).stdout.count("\n") == (2 if mode == "all" else 1)
