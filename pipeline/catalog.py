@@ -36,9 +36,15 @@ create table if not exists versions (
     mode integer,
     mtime_ns integer,
     target blob,                  -- a symlink's target
-    recorded real not null        -- unix time of the run
+    recorded real not null,       -- unix time of the run
+    object_sha256 text            -- sha256 of the stored object itself (a diff's own bytes)
 );
 create index if not exists versions_by_path on versions (source, dir, name, id);
+create table if not exists mirror (
+    source text not null, dir blob not null, name blob not null,
+    size integer, mtime_ns integer, sha256 text, mode integer, run_id text,
+    primary key (source, dir, name)
+);
 create table if not exists aliases (
     source text not null, entry text not null, rel blob not null, store blob not null,
     primary key (source, entry, rel)
@@ -68,6 +74,7 @@ class Row:
     mtime_ns: int | None
     target: bytes | None
     recorded: float
+    object_sha256: str | None
 
     @property
     def live(self) -> bool:
@@ -165,6 +172,33 @@ class Catalog:
         assert self.conn is not None
         self.conn.execute("insert or replace into aliases values (?,?,?,?)",
                           (source, entry, rel, store))
+
+    def set_mirror(self, source: str, folder: bytes, name: bytes, st, sha256: str | None,
+                   run_id: str) -> None:
+        """The snapshot mirror's copy of a file: what verify checks it against."""
+        assert self.conn is not None
+        self.conn.execute("insert or replace into mirror values (?,?,?,?,?,?,?,?)",
+                          (source, folder, name, st.st_size, st.st_mtime_ns, sha256,
+                           st.st_mode, run_id))
+
+    def touch_mirror(self, source: str, folder: bytes, name: bytes, mtime_ns: int) -> None:
+        assert self.conn is not None
+        self.conn.execute("update mirror set mtime_ns=? where source=? and dir=? and name=?",
+                          (mtime_ns, source, folder, name))
+
+    def drop_mirror(self, source: str, folder: bytes, name: bytes) -> None:
+        """A file or folder left the mirror (a folder: everything below it too)."""
+        assert self.conn is not None
+        path = folder + b"/" + name if folder else name
+        self.conn.execute("delete from mirror where source=? and ((dir=? and name=?) "
+                          "or dir=? or (dir>=? and dir<?))",
+                          (source, folder, name, path, path + b"/", path + b"0"))
+
+    def mirror_rows(self) -> list[tuple]:
+        if self.conn is None:
+            return []
+        return list(self.conn.execute(
+            "select source, dir, name, size, mtime_ns, sha256, mode from mirror"))
 
     def all_rows(self) -> list[Row]:
         return self._rows(f"select {COLUMNS} from versions order by id", ())

@@ -89,6 +89,8 @@ class _Folder:
         self.dst = os.fsencode(job.mirror_root / rel if rel else job.mirror_root)
         self.existing: dict[str, os.stat_result] = {}
         self.failures = 0
+        self.catalog = current.open_catalog()
+        self.folder_b = os.fsencode(rel)
 
     def _label(self, name: str) -> str:
         return f"{self.job.label}/{name}"
@@ -130,7 +132,7 @@ class _Folder:
             store.remove(dst)                      # a folder where a file now is
         for _attempt in range(RETRIES):
             try:
-                copied = store.copy_file(src, dst)
+                copied, digest = store.copy_file(src, dst)
                 break
             except store.SourceChanged:
                 continue
@@ -143,6 +145,8 @@ class _Folder:
             self._fail(name, "kept changing while it was read; will retry next run")
             return
         self.run.verified[key] = [copied.st_mtime_ns, copied.st_size]
+        self.catalog.set_mirror(self.job.source.name, self.folder_b, os.fsencode(name), copied,
+                                digest, self.run.run_id)
         self.run.emit(Event(NEW if old is None else UPDATED, MODE, self._label(name),
                             size=copied.st_size, target=Path(os.fsdecode(dst))))
 
@@ -159,6 +163,8 @@ class _Folder:
         if self.writes:
             os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
             self.run.verified[os.fsdecode(src)] = [st.st_mtime_ns, st.st_size]
+            self.catalog.touch_mirror(self.job.source.name, self.folder_b,
+                                      os.fsencode(os.path.basename(src)), st.st_mtime_ns)
         return True
 
     def link(self, name: str) -> None:
@@ -212,6 +218,8 @@ class _Folder:
         except OSError as exc:
             self._fail(name, f"cannot remove from the mirror: {exc.strerror or exc}")
             return
+        if self.writes:
+            self.catalog.drop_mirror(self.job.source.name, self.folder_b, os.fsencode(name))
         self.run.emit(Event(DELETED, MODE, self._label(name) + ("/" if is_dir else ""),
                             files=count, reason=f"{count} files" if is_dir else ""))
 

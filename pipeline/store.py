@@ -93,11 +93,12 @@ def copy_to_tmp(src: bytes, folder: bytes, hashed: bool = False
         os.close(fd)
 
 
-def copy_file(src: bytes, dst: bytes) -> os.stat_result:
-    """Copy ``src`` to ``dst`` atomically; see ``copy_to_tmp``."""
-    tmp, copied, _ = copy_to_tmp(src, os.path.dirname(dst))
+def copy_file(src: bytes, dst: bytes) -> tuple[os.stat_result, str]:
+    """Copy ``src`` to ``dst`` atomically; return its stat and sha256 (``copy_to_tmp``)."""
+    tmp, copied, digest = copy_to_tmp(src, os.path.dirname(dst), hashed=True)
     os.replace(tmp, dst)
-    return copied
+    assert digest is not None
+    return copied, digest
 
 
 def _read_hashed(fd: int, out: int) -> str:

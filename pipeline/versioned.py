@@ -204,7 +204,7 @@ class History:
             self.run.verified[key] = [cst.st_mtime_ns, cst.st_size]
             return
         try:
-            kind, obj, stamp = self._store_version(name, hist, tmp, cst, prev)
+            kind, obj, stamp, obj_sha = self._store_version(name, hist, tmp, cst, prev, sha)
         except OSError as exc:
             store.remove(tmp)
             self._fail(name, exc.strerror or str(exc))
@@ -213,7 +213,7 @@ class History:
                          kind=kind, time=stamp, run_id=self.run.run_id,
                          note=self.run.options.note, store=store_rel, object=obj,
                          size=cst.st_size, sha256=sha, mode=cst.st_mode, mtime_ns=cst.st_mtime_ns,
-                         target=None, recorded=self.run.started)
+                         target=None, recorded=self.run.started, object_sha256=obj_sha)
         if kind == "baseline":
             store.link_or_copy(os.path.join(hist, obj), current, self.run.staging)
             store.remove(tmp)
@@ -250,8 +250,11 @@ class History:
         return None
 
     def _store_version(self, name: bytes, hist: bytes, tmp: bytes, cst: os.stat_result,
-                       prev: Row | None) -> tuple[str, bytes, str]:
-        """Write the version's object (step 1 of 3); return (kind, object name, time)."""
+                       prev: Row | None, sha: str) -> tuple[str, bytes, str, str]:
+        """Write the version's object (step 1 of 3).
+
+        Returns (kind, object name, version time, sha256 of the object's bytes).
+        """
         stamp = self._stamp(name)
         if prev is None:
             obj = baseline_name(name, self.run.stamp[:10])
@@ -259,7 +262,7 @@ class History:
             if os.path.lexists(path):            # left by a run killed before its row
                 store.remove(path)
             store.link_or_copy(tmp, path, self.run.staging)
-            return "baseline", obj, stamp
+            return "baseline", obj, stamp, sha
         diff_name, full_name = version_names(name, stamp)
         for leftover in (diff_name, full_name):  # objects of a killed run have no row
             if os.path.lexists(os.path.join(hist, leftover)):
@@ -268,10 +271,10 @@ class History:
         if diff is not None:
             os.makedirs(os.path.join(hist, name + b"_diffs"), mode=0o700, exist_ok=True)
             store.write_bytes(os.path.join(hist, diff_name), diff, tmp_dir=self.run.staging)
-            return "diff", diff_name, stamp
+            return "diff", diff_name, stamp, hashlib.sha256(diff).hexdigest()
         os.makedirs(os.path.join(hist, name + b"_versions"), mode=0o700, exist_ok=True)
         store.link_or_copy(tmp, os.path.join(hist, full_name), self.run.staging)
-        return "full", full_name, stamp
+        return "full", full_name, stamp, sha
 
     def _diff(self, name: bytes, hist: bytes, tmp: bytes, cst: os.stat_result,
               prev: Row) -> bytes | None:
