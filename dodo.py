@@ -6,7 +6,7 @@
 
 from doit import create_after, get_var, task_params
 
-from pipeline import tasks
+from pipeline import commands, tasks
 from pipeline.config import doit_config, load_plan_or_exit
 
 PLAN = load_plan_or_exit(get_var("config", None))
@@ -14,39 +14,62 @@ DOIT_CONFIG = doit_config(PLAN)
 
 # The backup tasks need a walk of every source, so they are created only when
 # a backup command runs (never for `doit list`).  Each command has its own
-# creator for its own doc line; whichever runs first creates them all.
+# creator for its own doc line; whichever runs first creates them all.  The
+# creators' own names start with "_": doit parses the words after any word
+# equal to a creator's name as that creator's options, and `--from snapshot`
+# must stay a value.  The options reach the run through the reporter.
 
 
 @create_after(creates=["snapshot"])
 @task_params(tasks.BACKUP_PARAMS)
-def task_snapshot(**options):
+def task__snapshot(**options):
     """mirror every source into <destination>/system_snapshot/, then cleanup, then report"""
     return tasks.backup_tasks(PLAN, **options)
 
 
 @create_after(creates=["cleanup"])
 @task_params(tasks.BACKUP_PARAMS)
-def task_cleanup(**options):
+def task__cleanup(**options):
     """remove from the backup what left the sources or became ignored"""
     return tasks.backup_tasks(PLAN, **options)
 
 
 @create_after(creates=["report"])
 @task_params(tasks.BACKUP_PARAMS)
-def task_report(**options):
+def task__report(**options):
     """write the run record to .snapback/runs.jsonl (snapshot, versioned and all run it)"""
     return tasks.backup_tasks(PLAN, **options)
 
 
 @create_after(creates=["versioned"])
 @task_params(tasks.BACKUP_PARAMS)
-def task_versioned(**options):
+def task__versioned(**options):
     """record new, changed and deleted files in <destination>/versioned_backup/, then report"""
     return tasks.backup_tasks(PLAN, **options)
 
 
 @create_after(creates=["all"])
 @task_params(tasks.BACKUP_PARAMS)
-def task_all(**options):
+def task__all(**options):
     """snapshot and versioned in one run, walking each source once"""
     return tasks.backup_tasks(PLAN, **options)
+
+
+def task_history():
+    """the runs; with PATH, that file's versions (or a folder's changes): history [PATH]"""
+    return commands.task("history", PLAN, task_history.__doc__, [])
+
+
+def task_restore():
+    """rebuild a file or folder as it was: restore PATH [--at TIME] [--to DIR] [--from snapshot|versioned] [--force]"""
+    return commands.task("restore", PLAN, task_restore.__doc__, ["at", "to", "from", "force"])
+
+
+def task_diff():
+    """the unified diff between two versions: diff PATH [--at TIME] [--against TIME] [--vscode]"""
+    return commands.task("diff", PLAN, task_diff.__doc__, ["at", "against", "vscode"])
+
+
+def task_verify():
+    """check every stored file against its checksum: verify [--deep] rebuilds every version too"""
+    return commands.task("verify", PLAN, task_verify.__doc__, ["deep"])

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from .errors import SnapbackError
+
 SCHEMA = """
 create table if not exists versions (
     id integer primary key autoincrement,
@@ -51,6 +53,7 @@ create table if not exists aliases (
 );
 """
 
+FORMAT = 1          # pragma user_version of the catalog this code reads and writes
 LIVE_KINDS = ("baseline", "diff", "full", "link", "dir")
 CONTENT_KINDS = ("baseline", "diff", "full")
 
@@ -97,14 +100,36 @@ class Catalog:
             self.conn = sqlite3.connect(path, isolation_level=None)
             self.conn.execute("pragma journal_mode=wal")
             self.conn.execute("pragma synchronous=normal")
+            self._check_format(fresh_ok=True)
             self.conn.executescript(SCHEMA)
+            self.conn.execute(f"pragma user_version={FORMAT}")
         elif path.exists():
-            # immutable: a reader (a dry run) must not create WAL side files in the backup
-            uri = f"file:{quote(os.fsencode(path))}?mode=ro&immutable=1"
-            self.conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+            # Between runs the catalog is in rollback mode, so a reader creates no side
+            # file; after a killed run it is still in WAL mode and a reader that may
+            # write replays the WAL (committed versions are never missed).  A backup
+            # that cannot be written (protected, read-only media) is opened read-only.
+            if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
+                self.conn = sqlite3.connect(path, isolation_level=None)
+            else:
+                uri = f"file:{quote(os.fsencode(path))}?mode=ro"
+                self.conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+            self._check_format(fresh_ok=False)
+
+    def _check_format(self, fresh_ok: bool) -> None:
+        assert self.conn is not None
+        try:
+            found = self.conn.execute("pragma user_version").fetchone()[0]
+            tables = self.conn.execute("select count(*) from sqlite_master").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise SnapbackError(f"the catalog {self.path} is unreadable: {exc}") from None
+        if found != FORMAT and not (fresh_ok and found == 0 and tables == 0):
+            raise SnapbackError(f"the catalog {self.path} has format {found}; this snapback "
+                                f"reads format {FORMAT}")
 
     def close(self) -> None:
         if self.conn is not None:
+            if self.writable:
+                self.conn.execute("pragma journal_mode=delete")   # WAL folded back in
             self.conn.close()
             self.conn = None
 
@@ -142,6 +167,22 @@ class Catalog:
     def history(self, source: str, folder: bytes, name: bytes) -> list[Row]:
         return self._rows(f"select {COLUMNS} from versions where source=? and dir=? and name=? "
                           "order by id", (source, folder, name))
+
+    def rows_under(self, source: str, path: bytes) -> list[Row]:
+        """Every row of ``path`` and of everything below it, oldest first."""
+        if not path:
+            return self._rows(f"select {COLUMNS} from versions where source=? order by id",
+                              (source,))
+        folder, _, name = path.rpartition(b"/")
+        return self._rows(
+            f"select {COLUMNS} from versions where source=? and ((dir=? and name=?) or dir=? "
+            "or (dir>=? and dir<?)) order by id",
+            (source, folder, name, path, path + b"/", path + b"0"))
+
+    def run_times(self) -> dict[str, float]:
+        if self.conn is None:
+            return {}
+        return dict(self.conn.execute("select run_id, min(recorded) from versions group by run_id"))
 
     def times(self, source: str, folder: bytes, name: bytes) -> set[str]:
         if self.conn is None:

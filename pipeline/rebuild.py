@@ -3,7 +3,7 @@
 A full copy (binary, or text over ``max_diff_bytes``) stands alone; a diff
 applies to the version before it.  Every rebuilt version is checked against
 the sha256 the catalog recorded, so a damaged history is an error, never a
-silently wrong file.
+silently wrong file; the versions before a damaged diff still rebuild.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Iterator
 
 from . import textdiff
 from .catalog import CONTENT_KINDS, Row
@@ -20,33 +21,52 @@ class RebuildError(Exception):
     """A version cannot be rebuilt (missing or damaged object)."""
 
 
-def rebuild(root: Path, history: list[Row], target: Row) -> bytes:
-    """The bytes of ``target`` (a baseline, diff or full row of ``history``)."""
-    if target.kind not in CONTENT_KINDS:
-        raise RebuildError(f"{target.kind} row has no content")
+def object_path(root: Path, row: Row) -> bytes:
+    assert row.store is not None and row.object is not None
+    return os.path.join(os.fsencode(root), row.store, row.object)
+
+
+def versions(root: Path, history: list[Row]) -> Iterator[tuple[Row, bytes | None, str | None]]:
+    """Each content version of a history in order: (row, bytes, None) or (row, None, why)."""
     data: bytes | None = None
+    broken: str | None = None
     for row in history:
         if row.kind not in CONTENT_KINDS:
             continue
-        assert row.store is not None and row.object is not None
-        obj = os.path.join(os.fsencode(root), row.store, row.object)
+        obj = object_path(root, row)
         try:
             with open(obj, "rb") as fh:
                 stored = fh.read()
         except OSError as exc:
-            raise RebuildError(f"{os.fsdecode(obj)}: {exc.strerror or exc}") from None
+            data, broken = None, f"{os.fsdecode(obj)}: {exc.strerror or exc}"
+            yield row, None, broken
+            continue
         if row.kind == "diff":
             if data is None:
-                raise RebuildError(f"{os.fsdecode(obj)}: a diff with no version before it")
+                yield row, None, f"{os.fsdecode(obj)}: the version before it cannot be rebuilt"
+                continue
             try:
                 data = textdiff.apply(data, stored)
             except textdiff.PatchError as exc:
-                raise RebuildError(f"{os.fsdecode(obj)}: {exc}") from None
+                data = None
+                yield row, None, f"{os.fsdecode(obj)}: {exc}"
+                continue
         else:
             data = stored
         if hashlib.sha256(data).hexdigest() != row.sha256:
-            raise RebuildError(f"{os.fsdecode(obj)}: version {row.time} does not match "
-                               "its recorded checksum")
+            data = None
+            yield row, None, f"{os.fsdecode(obj)}: rebuilt bytes do not match the checksum"
+            continue
+        yield row, data, None
+
+
+def rebuild(root: Path, history: list[Row], target: Row) -> bytes:
+    """The bytes of ``target`` (a baseline, diff or full row of ``history``)."""
+    if target.kind not in CONTENT_KINDS:
+        raise RebuildError(f"{target.kind} row has no content")
+    for row, data, error in versions(root, [r for r in history if r.id <= target.id]):
         if row.id == target.id:
+            if data is None:
+                raise RebuildError(error or "cannot be rebuilt")
             return data
     raise RebuildError("version not found in its history")

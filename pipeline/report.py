@@ -161,6 +161,10 @@ class Reporter:
     def initialize(self, tasks: dict, selected_tasks: list[str]) -> None:
         current = run.current()
         current.selected = list(selected_tasks)
+        for name in selected_tasks:                 # --note, --dry-run... of the command
+            options = getattr(tasks.get(name), "options", None)
+            if options:
+                current.options.merge(**options)
         modes: list[str] = []
         for task in selected_tasks:
             base = task.split(":", 1)[0]

@@ -94,7 +94,8 @@ class Backup:
              timeout: float = 120) -> subprocess.CompletedProcess:
         cmd = [*DOIT, "-f", str(DODO), *args, f"config={self.plan}"]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                                env={**os.environ, **(env or {})}, cwd=self.base)
+                                env={**os.environ, "PWD": str(self.base), **(env or {})},
+                                cwd=self.base)   # PWD as a shell sets it: doit moves to dodo.py's folder
         if check is True:
             assert result.returncode == 0, result.stdout + result.stderr
         return result

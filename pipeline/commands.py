@@ -1,0 +1,301 @@
+"""The recovery commands as doit tasks: history, restore, diff, verify.
+
+Each is a task with ``pos_arg`` (PATH), ``params`` (its options) and
+``uptodate: [False]``.  doit stops parsing options at the first word, so
+options written after PATH arrive among the words: ``parse_words`` reads them
+there too, so ``doit restore PATH --at T`` and ``doit restore --at T PATH`` are
+the same.  These commands never write into the backup; restore and verify hold
+the lock while they read, so that no backup changes the history under them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from doit.exceptions import TaskFailed
+
+from . import history, restore as restoring, timespec
+from .catalog import CONTENT_KINDS, Catalog, open_catalog
+from .errors import LockHeld, SnapbackError
+from .lock import Lock
+from .paths import Target, locate, user_cwd
+from .plan import Plan
+from .rebuild import RebuildError, rebuild
+from .textdiff import is_text, make_diff
+from .verify import verify
+
+OPTIONS: dict[str, dict[str, Any]] = {
+    "at": {"name": "at", "long": "at", "type": str, "default": "",
+           "help": "the time: 2026-11-23, 2026-11-23T14:30, or a run id (default: latest)"},
+    "to": {"name": "to", "long": "to", "type": str, "default": "",
+           "help": "restore into this folder (default: ./restored/)"},
+    "from": {"name": "origin", "long": "from", "type": str, "default": "versioned",
+             "help": "restore from the versioned history (default) or the snapshot mirror"},
+    "force": {"name": "force", "long": "force", "type": bool, "default": False,
+              "help": "overwrite files that exist already"},
+    "against": {"name": "against", "long": "against", "type": str, "default": "",
+                "help": "compare with the version at this time (default: the one before)"},
+    "vscode": {"name": "vscode", "long": "vscode", "type": bool, "default": False,
+               "help": "open the two versions in VS Code (code --diff)"},
+    "deep": {"name": "deep", "long": "deep", "type": bool, "default": False,
+             "help": "also rebuild every version of every file"},
+}
+
+
+def parse_words(words: list[str], allowed: list[str], given: dict[str, Any]) -> tuple[list[str], dict]:
+    """Split doit's positional words into paths and options (options may follow PATH)."""
+    values = dict(given)
+    paths: list[str] = []
+    table = {f"--{OPTIONS[k]['long']}": OPTIONS[k] for k in allowed}
+    index = 0
+    while index < len(words):
+        word = words[index]
+        option, eq, inline = word.partition("=")
+        if option in table:
+            spec = table[option]
+            if spec["type"] is bool:
+                values[spec["name"]] = True
+            elif eq:
+                values[spec["name"]] = inline
+            elif index + 1 < len(words):
+                index += 1
+                values[spec["name"]] = words[index]
+            else:
+                raise SnapbackError(f"{option} needs a value")
+        elif word.startswith("--") and word != "--":
+            known = ", ".join(table) or "none"
+            raise SnapbackError(f"unknown option {word} (options: {known})")
+        else:
+            paths.append(word)
+        index += 1
+    return paths, values
+
+
+def task(name: str, plan: Plan, doc: str, options: list[str]) -> dict:
+    action = {"history": history_action, "restore": restore_action,
+              "diff": diff_action, "verify": verify_action}[name]
+    return {
+        "actions": [(_guard, [action, plan, options])],
+        "pos_arg": "words",
+        "params": [OPTIONS[o] for o in options],
+        "uptodate": [False],
+        "verbosity": 2,
+        "doc": doc,
+    }
+
+
+def _guard(action, plan: Plan, options: list[str], words: list[str], **given: Any):
+    """Turn a user's mistake into a one-line failure, never a traceback."""
+    try:
+        paths, values = parse_words(words, options, given)
+        return action(plan, paths, **values)
+    except SnapbackError as exc:
+        return TaskFailed(str(exc))
+
+
+@contextlib.contextmanager
+def reading(plan: Plan, what: str) -> Iterator[Catalog]:
+    """The catalog, read-only, with the lock held so that no backup runs meanwhile."""
+    lock = Lock(plan.meta_dir / "lock")
+    held = False
+    if plan.meta_dir.exists():
+        try:
+            lock.acquire(note=f"doit {what}")
+            held = True
+        except LockHeld:
+            raise
+        except OSError:
+            pass                     # a read-only backup (media, protect): nobody writes it
+    catalog = open_catalog(plan.meta_dir, writable=False)
+    try:
+        yield catalog
+    finally:
+        catalog.close()
+        if held:
+            lock.release()
+
+
+def _known(catalog: Catalog, plan: Plan):
+    def known(target: Target) -> bool:
+        if catalog.rows_under(target.source.name, os.fsencode(target.rel)):
+            return True
+        mirror = plan.destination / "system_snapshot" / target.source.name / target.rel
+        return os.path.lexists(mirror)
+    return known
+
+
+def _one_path(paths: list[str], command: str, required: bool = True) -> str | None:
+    if len(paths) > 1:
+        raise SnapbackError(f"{command} takes one PATH, got {len(paths)}: {' '.join(paths)}")
+    if required and not paths:
+        raise SnapbackError(f"{command} needs a PATH: doit {command} PATH [options]")
+    return paths[0] if paths else None
+
+
+def _time(catalog: Catalog, text: str) -> float | None:
+    return timespec.parse(text, catalog.run_times()) if text else None
+
+
+# ---- history ---------------------------------------------------------------
+
+def history_action(plan: Plan, paths: list[str]) -> TaskFailed | None:
+    """Without PATH, the runs; with PATH, that file's versions or a folder's changes."""
+    path = _one_path(paths, "history", required=False)
+    if path is None:
+        print("\n".join(history.format_runs(history.runs(plan.meta_dir))))
+        return None
+    catalog = open_catalog(plan.meta_dir, writable=False)
+    try:
+        target = locate(plan, path, _known(catalog, plan))
+        rows = catalog.history(target.source.name, *_split(target.rel))
+        if rows and rows[-1].entry != "dir":
+            print(f"{target.label}:")
+            print("\n".join(history.format_versions(rows)))
+        else:
+            print("\n".join(history.folder_changes(catalog, target)))
+    finally:
+        catalog.close()
+    return None
+
+
+def _split(rel: str) -> tuple[bytes, bytes]:
+    folder, _, name = os.fsencode(rel).rpartition(b"/")
+    return folder, name
+
+
+# ---- restore ---------------------------------------------------------------
+
+def restore_action(plan: Plan, paths: list[str], at: str = "", to: str = "",
+                   origin: str = "versioned", force: bool = False) -> TaskFailed | None:
+    """Rebuild a file or folder as it was at a time, into DIR (never over a file without --force)."""
+    path = _one_path(paths, "restore")
+    assert path is not None
+    if origin not in ("versioned", "snapshot"):
+        raise SnapbackError(f"--from takes versioned or snapshot, got {origin!r}")
+    with reading(plan, "restore") as catalog:
+        target = locate(plan, path, _known(catalog, plan))
+        when = _time(catalog, at)
+        if origin == "snapshot":
+            if when is not None:
+                raise SnapbackError("the snapshot mirror holds only the latest state: "
+                                    "use --from versioned with --at")
+            items = restoring.snapshot_items(
+                plan.destination / "system_snapshot" / target.source.name, target)
+        else:
+            items = restoring.versioned_items(catalog, target, when)
+        if not items:
+            moment = f" at {at}" if at else ""
+            raise SnapbackError(f"{target.label} did not exist{moment} in the {origin} backup")
+        into = Path(os.path.expanduser(to)) if to else user_cwd() / "restored"
+        if not into.is_absolute():
+            into = user_cwd() / into
+        written = restoring.restore(items, into, plan.destination / "versioned_backup"
+                                    / target.source.name, force)
+    print(f"restored {target.label}{' as of ' + at if at else ''}: {written} file(s) into {into}")
+    return None
+
+
+# ---- diff ------------------------------------------------------------------
+
+def diff_action(plan: Plan, paths: list[str], at: str = "", against: str = "",
+                vscode: bool = False) -> TaskFailed | None:
+    """The unified diff between two versions of a file (default: its last change)."""
+    path = _one_path(paths, "diff")
+    assert path is not None
+    catalog = open_catalog(plan.meta_dir, writable=False)
+    try:
+        target = locate(plan, path, _known(catalog, plan))
+        rows = catalog.history(target.source.name, *_split(target.rel))
+        content = [r for r in rows if r.kind in CONTENT_KINDS]
+        if not content:
+            raise SnapbackError(f"{target.label} has no stored versions")
+        when = _time(catalog, at)
+        new_candidates = [r for r in content if when is None or r.recorded <= when]
+        if not new_candidates:
+            raise SnapbackError(f"{target.label} has no version at {at}")
+        new = new_candidates[-1]
+        if against:
+            limit = _time(catalog, against)
+            older = [r for r in content if limit is not None and r.recorded <= limit]
+        else:
+            older = [r for r in content if r.id < new.id]
+        if not older:
+            raise SnapbackError(f"{target.label}: no earlier version to compare with "
+                                f"(first stored {new.time})")
+        old = older[-1]
+        root = plan.destination / "versioned_backup" / target.source.name
+        try:
+            before, after = rebuild(root, rows, old), rebuild(root, rows, new)
+        except RebuildError as exc:
+            raise SnapbackError(f"{target.label}: {exc}") from None
+    finally:
+        catalog.close()
+    if vscode:
+        return _vscode(target, old.time, before, new.time, after)
+    if not (is_text(before) and is_text(after)):
+        print(f"binary versions of {target.label} differ ({old.time}: {len(before)} bytes, "
+              f"{new.time}: {len(after)} bytes)")
+        return None
+    name = os.fsencode(target.label)
+    text = make_diff(before, after, name + b"@" + old.time.encode(), name + b"@" + new.time.encode())
+    if text is None:
+        print(f"{target.label}: the versions are too large to diff here; try --vscode")
+        return None
+    _print_diff(text)
+    return None
+
+
+def _print_diff(text: bytes) -> None:
+    out = sys.stdout
+    colour = out.isatty() and os.environ.get("NO_COLOR") is None
+    for line in text.decode("utf-8", "replace").splitlines(keepends=True):
+        if colour and line.startswith("+") and not line.startswith("+++"):
+            line = f"\x1b[32m{line.rstrip(chr(10))}\x1b[0m\n"
+        elif colour and line.startswith("-") and not line.startswith("---"):
+            line = f"\x1b[31m{line.rstrip(chr(10))}\x1b[0m\n"
+        elif colour and line.startswith("@@"):
+            line = f"\x1b[36m{line.rstrip(chr(10))}\x1b[0m\n"
+        out.write(line)
+    out.flush()
+
+
+def _vscode(target: Target, old_time: str, before: bytes, new_time: str,
+            after: bytes) -> TaskFailed | None:
+    code = shutil.which("code")
+    if code is None:
+        raise SnapbackError("--vscode needs VS Code's `code` command on the PATH "
+                            "(VS Code: Shell Command: Install 'code' command in PATH)")
+    folder = Path(tempfile.mkdtemp(prefix="snapback-diff-"))
+    name = os.path.basename(target.rel) or target.source.name
+    left, right = folder / f"{old_time}-{name}", folder / f"{new_time}-{name}"
+    left.write_bytes(before)
+    right.write_bytes(after)
+    subprocess.run([code, "--diff", str(left), str(right)], check=False)
+    print(f"opened VS Code on {left} and {right}")
+    return None
+
+
+# ---- verify ----------------------------------------------------------------
+
+def verify_action(plan: Plan, paths: list[str], deep: bool = False) -> TaskFailed | None:
+    """Check every stored object against its checksum (--deep: rebuild every version)."""
+    if paths:
+        raise SnapbackError("verify checks the whole backup: it takes no PATH")
+    if not plan.meta_dir.exists():
+        raise SnapbackError(f"no backup at {plan.destination} yet")
+    with reading(plan, "verify") as catalog:
+        checked, problems = verify(plan.destination, catalog, deep)
+    for problem in problems:
+        print(f"{problem.what:<13} {problem.path}: {problem.detail}")
+    print(f"verify{' --deep' if deep else ''}: {checked} objects checked, "
+          f"{len(problems)} problem(s)")
+    if problems:
+        return TaskFailed(f"the backup at {plan.destination} has {len(problems)} problem(s)")
+    return None

@@ -1,0 +1,85 @@
+"""PATH as users write it, mapped to (source, path below the source root).
+
+Accepted: a path of a source file or folder (absolute, ``~``, or relative to
+the folder the user ran doit from), a path inside the backup (the mirror, or a
+history folder or current copy in the versioned backup), or the
+``<source name>/<path>`` form that backup runs print.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import SnapbackError
+from .plan import Plan, Source
+
+
+@dataclass(frozen=True)
+class Target:
+    source: Source
+    rel: str                    # "" for the whole source
+
+    @property
+    def label(self) -> str:
+        return f"{self.source.name}/{self.rel}" if self.rel else self.source.name
+
+
+def user_cwd() -> Path:
+    """The folder the user ran doit from (doit itself moves to the dodo.py folder)."""
+    pwd = os.environ.get("PWD")
+    if pwd and os.path.isdir(pwd):
+        return Path(pwd)
+    return Path.cwd()
+
+
+def _absolute(text: str) -> Path:
+    path = Path(os.path.expanduser(text))
+    if not path.is_absolute():
+        path = user_cwd() / path
+    return Path(os.path.normpath(path))
+
+
+def _below(path: Path, root: Path) -> str | None:
+    if path == root:
+        return ""
+    if root in path.parents:
+        return path.relative_to(root).as_posix()
+    return None
+
+
+def candidates(plan: Plan, text: str) -> list[Target]:
+    """Every reading of ``text``, most likely first."""
+    out: list[Target] = []
+    path = _absolute(text)
+    for source in sorted(plan.sources, key=lambda s: len(str(s.path)), reverse=True):
+        rel = _below(path, source.path)
+        if rel is not None:
+            out.append(Target(source, rel))
+            break
+    by_name = {s.name: s for s in plan.sources}
+    for area in ("versioned_backup", "system_snapshot"):
+        rel = _below(path, plan.destination / area)
+        if rel:
+            name, _, inner = rel.partition("/")
+            if name in by_name:
+                parts = inner.split("/") if inner else []
+                if area == "versioned_backup" and len(parts) >= 2 and parts[-1] == parts[-2]:
+                    parts = parts[:-1]          # the current copy inside its history folder
+                out.append(Target(by_name[name], "/".join(parts)))
+    head, _, rest = text.strip("/").partition("/")
+    if not os.path.isabs(text) and head in by_name:
+        out.append(Target(by_name[head], rest))
+    return out
+
+
+def locate(plan: Plan, text: str, known) -> Target:
+    """The first reading of ``text`` for which ``known(target)`` is true."""
+    found = candidates(plan, text)
+    for target in found:
+        if known(target):
+            return target
+    if found:
+        raise SnapbackError(f"{text}: nothing of it is in the backup ({found[0].label})")
+    raise SnapbackError(f"{text}: not in any source of the plan, nor in the backup")

@@ -1,0 +1,228 @@
+"""Getting files back: restore, history, diff and verify on real histories."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from conftest import Backup, Link, make_tree, tree
+from pipeline import timespec
+
+
+def five_runs(b: Backup) -> list[tuple[str, dict]]:
+    """A history of edits, deletions, re-creation, binary changes and a rename.
+
+    Returns (run id, the source tree as it was at that run) for every run."""
+    states = []
+
+    def run(note: str) -> None:
+        b.doit("versioned", "--note", note, check=True)
+        states.append((json.loads(b.runs()[-1])["run_id"], tree(b.src, with_mtime=True)))
+
+    make_tree(b.src, {"notes.md": "one\r\ntwo\r\n", "img.bin": b"\0\1\2",
+                      "docs": {"a.txt": "alpha\n", "empty": {}}, "link": Link("notes.md")})
+    os.chmod(b.src / "notes.md", 0o600)
+    run("first")
+    (b.src / "notes.md").write_text("one\r\ntwo\r\nthree")
+    (b.src / "img.bin").write_bytes(b"\0\1\2\3")
+    run("edits")
+    (b.src / "docs" / "a.txt").rename(b.src / "docs" / "renamed.txt")
+    (b.src / "img.bin").unlink()
+    run("rename and delete")
+    (b.src / "img.bin").write_bytes(b"\0back")
+    os.unlink(b.src / "link")
+    os.symlink("docs/renamed.txt", b.src / "link")
+    run("re-created")
+    (b.src / "notes.md").write_bytes("caf\xe9 latin-1\n".encode("latin-1"))
+    (b.src / "docs" / "renamed.txt").write_text("alpha\nbeta\n")
+    run("latin-1")
+    return states
+
+
+def test_restore_every_run_gives_back_the_source_as_it_was(backup: Backup) -> None:
+    states = five_runs(backup)
+    for index, (run_id, expected) in enumerate(states):
+        into = backup.base / f"restored-{index}"
+        result = backup.doit("restore", str(backup.src), "--at", run_id, "--to", str(into))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert tree(into, with_mtime=True) == expected, f"run {index}"
+        # and each file alone
+        for rel, item in expected.items():
+            if item[0] != "file":
+                continue
+            alone = backup.base / f"alone-{index}"
+            result = backup.doit("restore", "--at", run_id, str(backup.src / rel),
+                                 "--to", str(alone), "--force")
+            assert result.returncode == 0, result.stderr
+            assert (alone / Path(rel).name).read_bytes() == item[1]
+
+
+def test_restore_a_deleted_file_and_the_latest_state(backup: Backup) -> None:
+    states = five_runs(backup)
+    first_run = states[0][0]
+    gone = backup.src / "docs" / "a.txt"                     # renamed away in run 3
+    result = backup.doit("restore", str(gone), "--at", first_run,
+                         "--to", str(backup.base / "r1"))
+    assert result.returncode == 0, result.stderr
+    assert (backup.base / "r1" / "a.txt").read_text() == "alpha\n"
+    result = backup.doit("restore", str(gone), "--to", str(backup.base / "r2"))
+    assert result.returncode != 0 and "did not exist" in result.stderr
+    latest = backup.doit("restore", "src", "--to", str(backup.base / "r3"))  # name form
+    assert latest.returncode == 0, latest.stderr
+    assert tree(backup.base / "r3", with_mtime=True) == states[-1][1]
+
+
+def test_restore_never_overwrites_without_force(backup: Backup) -> None:
+    make_tree(backup.src, {"a.txt": "backed up\n"})
+    backup.doit("versioned", check=True)
+    into = backup.base / "out"
+    make_tree(into, {"a.txt": "mine, do not touch\n"})
+    result = backup.doit("restore", str(backup.src / "a.txt"), "--to", str(into))
+    assert result.returncode != 0
+    assert "exist already; nothing was written" in result.stderr
+    assert str(into / "a.txt") in result.stderr
+    assert (into / "a.txt").read_text() == "mine, do not touch\n"
+    forced = backup.doit("restore", str(backup.src / "a.txt"), "--to", str(into), "--force")
+    assert forced.returncode == 0
+    assert (into / "a.txt").read_text() == "backed up\n"
+
+
+def test_restore_into_a_folder_with_a_hostile_symlink_writes_nothing_outside(backup: Backup) -> None:
+    make_tree(backup.src, {"docs": {"a.txt": "a\n"}})
+    backup.doit("versioned", check=True)
+    outside = backup.base / "outside"
+    outside.mkdir()
+    into = backup.base / "out"
+    into.mkdir()
+    os.symlink(outside, into / "docs")                      # DIR/docs -> elsewhere
+    result = backup.doit("restore", str(backup.src), "--to", str(into))
+    assert result.returncode != 0
+    assert list(outside.iterdir()) == []
+    forced = backup.doit("restore", str(backup.src), "--to", str(into), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert list(outside.iterdir()) == []                      # the link was replaced, not followed
+    assert (into / "docs" / "a.txt").read_text() == "a\n" and not (into / "docs").is_symlink()
+
+
+def test_a_tampered_catalog_cannot_write_outside(backup: Backup) -> None:
+    make_tree(backup.src, {"a.txt": "a\n"})
+    backup.doit("versioned", check=True)
+    with sqlite3.connect(backup.meta / "catalog.sqlite3") as db:
+        db.execute("update versions set name=? where name=?", (b"../../escaped.txt", b"a.txt"))
+    into = backup.base / "deep" / "out"
+    result = backup.doit("restore", str(backup.src), "--to", str(into))
+    assert result.returncode != 0 and "refusing" in result.stderr
+    assert not (backup.base / "escaped.txt").exists()
+    assert not (backup.base / "deep" / "escaped.txt").exists()
+
+
+def test_restore_from_the_snapshot_mirror(backup: Backup) -> None:
+    make_tree(backup.src, {"d": {"a.txt": "a\n", "l": Link("a.txt")}})
+    backup.doit("snapshot", check=True)
+    into = backup.base / "out"
+    result = backup.doit("restore", str(backup.src / "d"), "--from", "snapshot", "--to", str(into))
+    assert result.returncode == 0, result.stderr
+    assert tree(into / "d", with_mtime=True) == tree(backup.src / "d", with_mtime=True)
+    refused = backup.doit("restore", str(backup.src / "d"), "--from", "snapshot", "--at",
+                          "2026-01-01", "--to", str(backup.base / "x"))
+    assert refused.returncode != 0 and "latest state" in refused.stderr
+
+
+def test_history_lists_runs_and_versions(backup: Backup) -> None:
+    states = five_runs(backup)
+    runs = backup.doit("history", check=True).stdout
+    assert all(run_id in runs for run_id, _ in states)
+    assert "rename and delete" in runs
+    versions = backup.doit("history", str(backup.src / "img.bin"), check=True).stdout
+    kinds = [line.split()[4] for line in versions.splitlines()[2:]]
+    assert kinds == ["baseline", "full", "deleted", "full"]
+    folder = backup.doit("history", str(backup.src / "docs"), check=True).stdout
+    assert "src/docs/a.txt" in folder and "src/docs/renamed.txt" in folder
+
+
+def test_diff_shows_the_last_change_and_any_two_versions(backup: Backup) -> None:
+    states = five_runs(backup)
+    last = backup.doit("diff", str(backup.src / "docs" / "renamed.txt"), check=True).stdout
+    assert "+beta" in last and "-alpha" not in last
+    between = backup.doit("diff", str(backup.src / "notes.md"), "--at", states[1][0],
+                          "--against", states[0][0], check=True).stdout
+    assert "+three" in between and "\\ No newline at end of file" in between
+    code = backup.doit("diff", str(backup.src / "notes.md"), "--vscode",
+                       env={"PATH": "/usr/bin:/bin"})
+    assert code.returncode != 0 and "code" in code.stderr
+
+
+def test_verify_passes_then_finds_each_kind_of_damage(backup: Backup) -> None:
+    five_runs(backup)
+    backup.doit("snapshot", check=True)
+    ok = backup.doit("verify", "--deep")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "0 problem(s)" in ok.stdout
+    versions = backup.dest / "versioned_backup" / "src"
+    diff = next((versions / "notes.md" / "notes.md_diffs").iterdir())
+    data = bytearray(diff.read_bytes())
+    data[-3] ^= 0x01
+    diff.write_bytes(bytes(data))                               # a flipped byte in a diff
+    current = versions / "docs" / "renamed.txt" / "renamed.txt"
+    current.write_bytes(current.read_bytes()[:3])               # a truncated current copy
+    baseline = next(p for p in (versions / "img.bin").iterdir() if "-baseline-" in p.name)
+    baseline.unlink()                                           # a missing baseline
+    (backup.mirror / "notes.md").write_text("tampered")         # a changed mirror file
+    bad = backup.doit("verify")
+    assert bad.returncode != 0
+    out = bad.stdout
+    assert f"corrupt       src/notes.md: {diff}" in out
+    assert f"corrupt       src/docs/renamed.txt: {current}" in out
+    assert f"missing       src/img.bin: {baseline}" in out
+    assert f"corrupt       src/notes.md: {backup.mirror / 'notes.md'}" in out
+    deep = backup.doit("verify", "--deep").stdout
+    assert "unrebuildable src/notes.md: version" in deep
+    # the version before the damaged diff is still restorable
+    first = backup.doit("restore", str(backup.src / "notes.md"), "--at", five_runs_first(backup),
+                        "--to", str(backup.base / "r"))
+    assert first.returncode == 0, first.stderr
+    assert (backup.base / "r" / "notes.md").read_bytes() == b"one\r\ntwo\r\n"
+
+
+def five_runs_first(b: Backup) -> str:
+    return json.loads(b.runs()[0])["run_id"]
+
+
+def test_options_may_come_before_or_after_path(backup: Backup) -> None:
+    make_tree(backup.src, {"a.txt": "a\n"})
+    backup.doit("versioned", check=True)
+    for args in (["--to", "o1", str(backup.src / "a.txt")], [str(backup.src / "a.txt"), "--to", "o2"]):
+        assert backup.doit("restore", *args).returncode == 0
+    assert (backup.base / "o1" / "a.txt").exists() and (backup.base / "o2" / "a.txt").exists()
+    bad = backup.doit("restore", str(backup.src / "a.txt"), "--at", "yesterday-ish")
+    assert bad.returncode != 0 and "cannot read the time" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    unknown = backup.doit("restore", str(backup.src / "a.txt"), "--bogus")
+    assert unknown.returncode != 0 and "unknown option --bogus" in unknown.stderr
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2026-11-23", datetime(2026, 11, 24, 0, 0, 0)),
+    ("2026-11-23T14:30", datetime(2026, 11, 23, 14, 31, 0)),
+    ("2026-11-23 14:30:15", datetime(2026, 11, 23, 14, 30, 16)),
+    ("2026-11-23_14-30-15", datetime(2026, 11, 23, 14, 30, 16)),
+])
+def test_times_name_the_end_of_what_they_say(text, expected) -> None:
+    assert timespec.parse(text) == pytest.approx(expected.timestamp() - 1e-6)
+
+
+def test_times_with_offsets_and_errors() -> None:
+    assert timespec.parse("2026-11-23T14:30:00+00:00") == pytest.approx(
+        datetime.fromisoformat("2026-11-23T14:30:01+00:00").timestamp() - 1e-6)
+    with pytest.raises(timespec.BadTime):
+        timespec.parse("last tuesday")
+    with pytest.raises(timespec.BadTime, match="no run"):
+        timespec.parse("20260101-000000-0001", {})
+    assert timespec.parse("20260101-000000-0001", {"20260101-000000-0001": 5.0}) == 5.0
+    assert time.time() > 0
