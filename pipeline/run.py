@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from doit.exceptions import TaskFailed
+
 from .errors import LockHeld
 from .catalog import Catalog, open_catalog
 from .lock import Lock
@@ -131,10 +133,38 @@ class Run:
 RUN = Run()
 
 
+def begin(mode: str, label: str, error: str | None = None) -> TaskFailed | None:
+    """What every backup action does first: take the lock; refuse a folder that
+    could not be listed (its backup is kept as it is).  None means: go on."""
+    current = RUN
+    try:
+        current.acquire()
+    except LockHeld as exc:
+        return TaskFailed(str(exc))
+    if error is not None:
+        current.emit(Event(FAILED, mode, label + "/", reason=f"cannot list: {error}"))
+        return TaskFailed(f"{label}: cannot list the folder")
+    return None
+
+
 def reset() -> Run:
     """A fresh run context (each doit invocation in one process starts one)."""
     global RUN
     RUN = Run()
+
+
+def begin(mode: str, label: str, error: str | None = None) -> TaskFailed | None:
+    """What every backup action does first: take the lock; refuse a folder that
+    could not be listed (its backup is kept as it is).  None means: go on."""
+    current = RUN
+    try:
+        current.acquire()
+    except LockHeld as exc:
+        return TaskFailed(str(exc))
+    if error is not None:
+        current.emit(Event(FAILED, mode, label + "/", reason=f"cannot list: {error}"))
+        return TaskFailed(f"{label}: cannot list the folder")
+    return None
     return RUN
 
 

@@ -26,6 +26,10 @@ class Folder:
     specials: list[str] = field(default_factory=list)                # fifos, sockets, devices
     error: str | None = None                   # the folder could not be listed
 
+    def label(self, source: str) -> str:
+        """The folder as output lines show it: ``<source name>/<rel>``."""
+        return f"{source}/{self.rel}" if self.rel else source
+
     def child(self, name: str) -> str:
         return f"{self.rel}/{name}" if self.rel else name
 

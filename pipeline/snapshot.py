@@ -22,7 +22,6 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 
 from . import run, store
-from .errors import LockHeld
 from .plan import Source
 from .run import DELETED, FAILED, NEW, UPDATED, Event
 from .scan import Folder
@@ -41,20 +40,16 @@ class FolderJob:
 
     @property
     def label(self) -> str:
-        return f"{self.source.name}/{self.folder.rel}" if self.folder.rel else self.source.name
+        return self.folder.label(self.source.name)
 
 
 def mirror_folder(job: FolderJob) -> TaskFailed | None:
     """Bring one mirror folder in line with its source folder."""
+    refused = run.begin(MODE, job.label, job.folder.error)
+    if refused:
+        return refused
     current = run.current()
-    try:
-        current.acquire()
-    except LockHeld as exc:
-        return TaskFailed(str(exc))
     folder = job.folder
-    if folder.error is not None:
-        current.emit(Event(FAILED, MODE, job.label + "/", reason=f"cannot list: {folder.error}"))
-        return TaskFailed(f"{job.label}: cannot list the folder")
     work = _Folder(job, current)
     work.open()
     for name, st in folder.files.items():
@@ -247,11 +242,10 @@ class SweepJob:
 
 def sweep(job: SweepJob) -> TaskFailed | None:
     """Remove from a source's whole mirror what is not in the source any more."""
+    refused = run.begin(MODE, job.source.name)
+    if refused:
+        return refused
     current = run.current()
-    try:
-        current.acquire()
-    except LockHeld as exc:
-        return TaskFailed(str(exc))
     kept = {folder.rel: folder for folder in job.folders}
     failures = 0
     for rel, folder in kept.items():

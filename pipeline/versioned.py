@@ -28,7 +28,6 @@ from doit.exceptions import TaskFailed
 
 from . import run, store, textdiff
 from .catalog import Catalog, Row
-from .errors import LockHeld
 from .plan import Source
 from .run import DELETED, FAILED, NEW, UPDATED, Event
 from .scan import Folder
@@ -46,19 +45,15 @@ class FolderJob:
 
     @property
     def label(self) -> str:
-        return f"{self.source.name}/{self.folder.rel}" if self.folder.rel else self.source.name
+        return self.folder.label(self.source.name)
 
 
 def record_folder(job: FolderJob) -> TaskFailed | None:
     """Record the new, changed and deleted entries of one source folder."""
+    refused = run.begin(MODE, job.label, job.folder.error)
+    if refused:
+        return refused
     current = run.current()
-    try:
-        current.acquire()
-    except LockHeld as exc:
-        return TaskFailed(str(exc))
-    if job.folder.error is not None:
-        current.emit(Event(FAILED, MODE, job.label + "/", reason=f"cannot list: {job.folder.error}"))
-        return TaskFailed(f"{job.label}: cannot list the folder")
     work = History(job.source, job.root, job.folder.rel, current, job.max_diff_bytes)
     folder = job.folder
     work.deletions(set(folder.files), set(folder.links), set(folder.subdirs))
@@ -396,11 +391,10 @@ class SweepJob:
 
 def sweep(job: SweepJob) -> TaskFailed | None:
     """Record a deletion for every path the catalog has live that the source lost."""
+    refused = run.begin(MODE, job.source.name)
+    if refused:
+        return refused
     current = run.current()
-    try:
-        current.acquire()
-    except LockHeld as exc:
-        return TaskFailed(str(exc))
     catalog = current.open_catalog()
     folders = {os.fsencode(f.rel): f for f in job.folders}
     unknown = [rel for rel, f in folders.items() if f.error is not None]
