@@ -128,10 +128,35 @@ class Catalog:
 
     def close(self) -> None:
         if self.conn is not None:
+            self.commit()
             if self.writable:
                 self.conn.execute("pragma journal_mode=delete")   # WAL folded back in
             self.conn.close()
             self.conn = None
+
+    def begin(self) -> None:
+        """One transaction per folder: a commit per file costs more than the copy."""
+        if self.conn is not None and self.writable and not self.conn.in_transaction:
+            self.conn.execute("begin")
+
+    def commit(self) -> None:
+        if self.conn is not None and self.conn.in_transaction:
+            self.conn.execute("commit")
+
+    def objects(self, source: str, folder: bytes, name: bytes) -> set[bytes]:
+        """The stored objects the catalog refers to for one path."""
+        if self.conn is None:
+            return set()
+        return {o for (o,) in self.conn.execute(
+            "select object from versions where source=? and dir=? and name=? and object "
+            "is not null", (source, folder, name))}
+
+    def mirror_in(self, source: str, folder: bytes) -> dict[bytes, tuple[int, int]]:
+        """The mirror rows of one folder: name -> (size, mtime_ns)."""
+        if self.conn is None:
+            return {}
+        return {n: (size, mtime) for n, size, mtime in self.conn.execute(
+            "select name, size, mtime_ns from mirror where source=? and dir=?", (source, folder))}
 
     def _rows(self, sql: str, args: tuple) -> list[Row]:
         if self.conn is None:

@@ -86,6 +86,8 @@ class _Folder:
         self.failures = 0
         self.catalog = current.open_catalog()
         self.folder_b = os.fsencode(rel)
+        self.rows = self.catalog.mirror_in(job.source.name, self.folder_b)
+        self.catalog.begin()
 
     def _label(self, name: str) -> str:
         return f"{self.job.label}/{name}"
@@ -116,6 +118,7 @@ class _Folder:
         if old is not None and stat.S_ISREG(old.st_mode) and old.st_size == st.st_size:
             if old.st_mtime_ns == st.st_mtime_ns:
                 self.run.verified[key] = [st.st_mtime_ns, st.st_size]
+                self._check_row(name, dst, old)
                 return                             # the mirror already holds it
             if self.job.checker == "hash" and self._touched_only(src, dst, st):
                 return
@@ -144,6 +147,12 @@ class _Folder:
                                 digest, self.run.run_id)
         self.run.emit(Event(NEW if old is None else UPDATED, MODE, self._label(name),
                             size=copied.st_size, target=Path(os.fsdecode(dst))))
+
+    def _check_row(self, name: str, dst: bytes, old: os.stat_result) -> None:
+        """After a killed run the copy may be in place and its catalog row not: fix it."""
+        if self.writes and self.rows.get(os.fsencode(name)) != (old.st_size, old.st_mtime_ns):
+            self.catalog.set_mirror(self.job.source.name, self.folder_b, os.fsencode(name), old,
+                                    store.sha256_of(dst), self.run.run_id)
 
     def _touched_only(self, src: bytes, dst: bytes, st: os.stat_result) -> bool:
         """checker: hash: same bytes, new mtime: not a change; the mirror takes the mtime."""
@@ -219,6 +228,7 @@ class _Folder:
                             files=count, reason=f"{count} files" if is_dir else ""))
 
     def close(self) -> None:
+        self.catalog.commit()
         if self.writes and self.job.folder.stat is not None:
             store.set_folder_meta(self.dst, self.job.folder.stat)
 
@@ -266,6 +276,7 @@ def sweep(job: SweepJob) -> TaskFailed | None:
             store.make_writable(work.dst, os.lstat(work.dst))
         for name in gone:
             work.delete(name)
+        work.catalog.commit()
         if gone and current.writes and folder.stat is not None:
             store.set_folder_meta(work.dst, folder.stat)
         failures += work.failures

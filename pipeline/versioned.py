@@ -63,6 +63,7 @@ def record_folder(job: FolderJob) -> TaskFailed | None:
         work.link(name)
     for name in folder.subdirs:
         work.subdir(name)
+    work.finish()
     if work.failures:
         return TaskFailed(f"{job.label}: {work.failures} file(s) failed")
     return None
@@ -105,6 +106,22 @@ class History:
         self.catalog: Catalog = current.open_catalog()
         self.latest = self.catalog.latest_in(source.name, self.rel)
         self.failures = 0
+        # Current copies are replaced only once their rows are committed (step 3).
+        self.after_commit: list[tuple[bytes, bytes]] = []   # (prepared file, its place)
+        self.done: list[tuple[str, list[int], Event | None]] = []
+        self.catalog.begin()
+
+    def finish(self) -> None:
+        """Commit the folder's rows, then put the current copies in place."""
+        self.catalog.commit()
+        for tmp, current in self.after_commit:
+            os.replace(tmp, current)
+        for key, stored, event in self.done:
+            self.run.verified[key] = stored
+            if event is not None:
+                self.run.emit(event)
+        self.after_commit.clear()
+        self.done.clear()
 
     # -- paths -----------------------------------------------------------------
     def _rel_of(self, name: bytes) -> bytes:
@@ -209,14 +226,10 @@ class History:
                          note=self.run.options.note, store=store_rel, object=obj,
                          size=cst.st_size, sha256=sha, mode=cst.st_mode, mtime_ns=cst.st_mtime_ns,
                          target=None, recorded=self.run.started, object_sha256=obj_sha)
-        if kind == "baseline":
-            store.link_or_copy(os.path.join(hist, obj), current, self.run.staging)
-            store.remove(tmp)
-        else:
-            os.replace(tmp, current)
-        self.run.verified[key] = [cst.st_mtime_ns, cst.st_size]
-        self.run.emit(Event(NEW if live is None else UPDATED, MODE, self._label(name),
-                            size=cst.st_size, target=Path(os.fsdecode(current))))
+        self.after_commit.append((tmp, current))
+        self.done.append((key, [cst.st_mtime_ns, cst.st_size],
+                          Event(NEW if live is None else UPDATED, MODE, self._label(name),
+                                size=cst.st_size, target=Path(os.fsdecode(current)))))
 
     def _current_ok(self, row: Row) -> bool:
         """Is the current copy the row's version? (A crash can leave it one behind.)"""
@@ -251,17 +264,12 @@ class History:
         Returns (kind, object name, version time, sha256 of the object's bytes).
         """
         stamp = self._stamp(name)
+        self._remove_orphans(name, hist)
         if prev is None:
             obj = baseline_name(name, self.run.stamp[:10])
-            path = os.path.join(hist, obj)
-            if os.path.lexists(path):            # left by a run killed before its row
-                store.remove(path)
-            store.link_or_copy(tmp, path, self.run.staging)
+            store.link_or_copy(tmp, os.path.join(hist, obj), self.run.staging)
             return "baseline", obj, stamp, sha
         diff_name, full_name = version_names(name, stamp)
-        for leftover in (diff_name, full_name):  # objects of a killed run have no row
-            if os.path.lexists(os.path.join(hist, leftover)):
-                store.remove(os.path.join(hist, leftover))
         diff = self._diff(name, hist, tmp, cst, prev)
         if diff is not None:
             os.makedirs(os.path.join(hist, name + b"_diffs"), mode=0o700, exist_ok=True)
@@ -270,6 +278,22 @@ class History:
         os.makedirs(os.path.join(hist, name + b"_versions"), mode=0o700, exist_ok=True)
         store.link_or_copy(tmp, os.path.join(hist, full_name), self.run.staging)
         return "full", full_name, stamp, sha
+
+    def _remove_orphans(self, name: bytes, hist: bytes) -> None:
+        """Objects written by a run killed before their rows were committed: no
+        version refers to them, and a user applying diffs by hand must not meet them."""
+        known = self.catalog.objects(self.source.name, self.rel, name)
+        stem = baseline_name(name, "").rpartition(b"-baseline-")[0] + b"-baseline-"
+        places = [(b"", lambda entry: entry.startswith(stem))]
+        places += [(name + b"_diffs/", lambda entry: True), (name + b"_versions/", lambda e: True)]
+        for prefix, ours in places:
+            try:
+                entries = os.listdir(os.path.join(hist, prefix) if prefix else hist)
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                if ours(entry) and prefix + entry not in known:
+                    store.remove(os.path.join(hist, prefix + entry))
 
     def _diff(self, name: bytes, hist: bytes, tmp: bytes, cst: os.stat_result,
               prev: Row) -> bytes | None:
@@ -323,15 +347,18 @@ class History:
             os.makedirs(hist, mode=0o700, exist_ok=True)
             tmp = store.tmp_name(self.run.staging)
             os.symlink(target, tmp)
+            self.after_commit.append((tmp, os.path.join(hist, name)))
             self.catalog.add(source=self.source.name, dir=self.rel, name=name, entry="link",
                              kind="link", time=self._stamp(name),
                              run_id=self.run.run_id, note=self.run.options.note, store=store_rel,
                              object=name, size=st.st_size, sha256=None, mode=st.st_mode,
                              mtime_ns=st.st_mtime_ns, target=target, recorded=self.run.started)
-            os.replace(tmp, os.path.join(hist, name))
-            self.run.verified[key] = [st.st_mtime_ns, st.st_size]
         live = row is not None and row.entry == "link" and row.live
-        self.run.emit(Event(UPDATED if live else NEW, MODE, self._label(name)))
+        event = Event(UPDATED if live else NEW, MODE, self._label(name))
+        if self.writes:
+            self.done.append((key, [st.st_mtime_ns, st.st_size], event))
+        else:
+            self.run.emit(event)
 
     def subdir(self, name_s: str) -> None:
         name = os.fsencode(name_s)
@@ -411,4 +438,5 @@ def sweep(job: SweepJob) -> TaskFailed | None:
         latest = work.latest.get(row.name)
         if latest is not None and latest.live:
             work.delete(latest)
+        work.finish()
     return None

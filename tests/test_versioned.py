@@ -256,7 +256,7 @@ def test_sigkill_at_many_moments_then_rerun(backup: Backup, mode: str) -> None:
             proc = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(DODO), mode,
                                      f"config={backup.plan}"], stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0.2, 0.7))
+            time.sleep(rng.uniform(0.1, 0.5))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         backup.doit(mode, check=True)
@@ -266,6 +266,12 @@ def test_sigkill_at_many_moments_then_rerun(backup: Backup, mode: str) -> None:
     assert leftovers == []
     for diff in backup.dest.rglob("*.diff"):
         assert diff.stat().st_size > 0
+    # every stored object is referenced by exactly one version: no orphan of a killed run
+    objects = {p for p in backup.versions.rglob("*") if p.is_file() and (
+        p.parent.name.endswith(("_diffs", "_versions")) or "-baseline-" in p.name)}
+    referenced = {backup.versions / os.fsdecode(r.store) / os.fsdecode(r.object)
+                  for r in backup.catalog() if r.kind in ("baseline", "diff", "full")}
+    assert objects == referenced
     if mode == "all":
         assert tree(backup.mirror) == tree(backup.src)
     assert backup.doit(mode, check=True).stdout.count("\n") == (2 if mode == "all" else 1)
