@@ -24,35 +24,35 @@ DOIT_CONFIG = doit_config(PLAN)
 @task_params(tasks.BACKUP_PARAMS)
 def task__snapshot(**options):
     """mirror every source into <destination>/system_snapshot/, then cleanup, then report"""
-    return tasks.backup_tasks(PLAN, **options)
+    return tasks.backup_tasks(PLAN, "snapshot", **options)
 
 
 @create_after(creates=["cleanup"])
 @task_params(tasks.BACKUP_PARAMS)
 def task__cleanup(**options):
     """remove from the backup what left the sources or became ignored"""
-    return tasks.backup_tasks(PLAN, **options)
+    return tasks.backup_tasks(PLAN, "cleanup", **options)
 
 
 @create_after(creates=["report"])
 @task_params(tasks.BACKUP_PARAMS)
 def task__report(**options):
     """write the run record to .snapback/runs.jsonl (snapshot, versioned and all run it)"""
-    return tasks.backup_tasks(PLAN, **options)
+    return tasks.backup_tasks(PLAN, "report", **options)
 
 
 @create_after(creates=["versioned"])
 @task_params(tasks.BACKUP_PARAMS)
 def task__versioned(**options):
     """record new, changed and deleted files in <destination>/versioned_backup/, then report"""
-    return tasks.backup_tasks(PLAN, **options)
+    return tasks.backup_tasks(PLAN, "versioned", **options)
 
 
 @create_after(creates=["all"])
 @task_params(tasks.BACKUP_PARAMS)
 def task__all(**options):
     """snapshot and versioned in one run, walking each source once"""
-    return tasks.backup_tasks(PLAN, **options)
+    return tasks.backup_tasks(PLAN, "all", **options)
 
 
 def task_history():

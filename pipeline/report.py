@@ -56,7 +56,7 @@ def counts(current: run.Run, modes: tuple[str, ...]) -> dict[str, int]:
     return out
 
 
-def record(current: run.Run, modes: tuple[str, ...]) -> dict[str, Any]:
+def record(current: run.Run, modes: tuple[str, ...], label: str = "") -> dict[str, Any]:
     """The run as one JSON object (runs.jsonl, --report)."""
     events = [e for e in current.events if e.mode in modes]
     by_mode = {mode: counts(current, (mode,)) for mode in modes}
@@ -64,7 +64,7 @@ def record(current: run.Run, modes: tuple[str, ...]) -> dict[str, Any]:
     ended = time.time()
     return {
         "run_id": current.run_id,
-        "mode": "all" if set(modes) == set(BACKUP_MODES) else modes[0],
+        "mode": label or ("all" if set(modes) == set(BACKUP_MODES) else modes[0]),
         "note": current.options.note,
         "started": _iso(current.started),
         "ended": _iso(ended),
@@ -88,7 +88,7 @@ def _iso(stamp: float) -> str:
     return datetime.fromtimestamp(stamp, timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
-def write_record(modes: tuple[str, ...]) -> TaskFailed | None:
+def write_record(modes: tuple[str, ...], label: str) -> TaskFailed | None:
     """Action of ``report:<mode>``: append the run record to runs.jsonl."""
     current = run.current()
     if not current.writes:
@@ -98,7 +98,7 @@ def write_record(modes: tuple[str, ...]) -> TaskFailed | None:
     except Exception as exc:  # the lock error was already reported by the folders
         return TaskFailed(str(exc))
     assert current.meta_dir is not None
-    line = json.dumps(record(current, modes)) + "\n"   # ASCII: odd names stay valid JSON
+    line = json.dumps(record(current, modes, label)) + "\n"   # ASCII: odd names stay valid JSON
     fd = os.open(current.meta_dir / "runs.jsonl",
                  os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:

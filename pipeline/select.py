@@ -70,6 +70,10 @@ class Selector:
         self.markers = MARKER_FILES if markers else ()
         self.anchored = [s for s in (_anchored_segments(r.pattern) for r in exceptions) if s]
         self.empty = not lines
+        # Only folder patterns (".git/"): a file can match only below a matched
+        # folder, which the walk prunes, so files need no check (see tasks.mode_view).
+        self.folders_only = bool(ignores) and all(
+            r.pattern.endswith("/") and not r.pattern.startswith("!") for r in ignores)
 
     def _check(self, rel: str, is_dir: bool) -> pathspec.util.CheckResult:
         path = rel + "/" if is_dir else rel

@@ -72,6 +72,10 @@ def mode_view(scan: Scan, extra: Selector | None) -> list[Folder]:
                 view.skipped.append((name + "/", f"ignored by {rule.describe()}"))
             else:
                 view.subdirs.append(name)
+        if extra.folders_only:
+            view.files, view.links = folder.files, folder.links
+            out.append(view)
+            continue
         for kind in ("files", "links"):
             for name, st in getattr(folder, kind).items():
                 rule = extra.ignored_by(folder.child(name), False)
@@ -117,15 +121,26 @@ DOCS = {
 }
 
 
-def backup_tasks(plan: Plan, **options: Any) -> Iterator[dict]:
-    """Every task of the backup commands, from one walk of each source."""
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "snapshot": ("snapshot",), "versioned": ("versioned",), "all": ("snapshot", "versioned"),
+    "cleanup": ("snapshot", "versioned"), "report": (),
+}
+
+
+def backup_tasks(plan: Plan, command: str, **options: Any) -> Iterator[dict]:
+    """The tasks of one backup command, from one walk of each source.
+
+    Only the modes the command needs are created: doit pays per task even when
+    it is up to date.  Two commands on one line share the walk.
+    """
     current = run.current()
     current.options.merge(**options)
     current.meta_dir = plan.meta_dir
+    modes = COMMANDS[command]
     selector = for_mode(plan.ignore, plan.exceptions, plan.use_default_ignores)
-    scans = {s.name: scan_source(plan, s, selector) for s in plan.sources}
+    scans = {s.name: scan_source(plan, s, selector) for s in plan.sources} if modes else {}
     names: dict[str, tuple[list[str], list[str]]] = {}
-    for mode in ("snapshot", "versioned"):
+    for mode in modes:
         opts = plan.mode(mode)
         extra = mode_filter(opts.ignore, f"{mode}.ignore", plan.exceptions,
                             plan.use_default_ignores)
@@ -165,24 +180,26 @@ def backup_tasks(plan: Plan, **options: Any) -> Iterator[dict]:
                     "uptodate": [config_changed(_digest(plan_slice, [f.rel for f in folders])),
                                  report.NotSelected("cleanup")],
                 }
-    yield {"basename": "cleanup", "name": None,
-           "task_dep": names["snapshot"][1] + names["versioned"][1],
-           "doc": "remove from the backup what left the sources (snapshot and versioned run it too)"}
-    reports = {"snapshot": ("snapshot",), "versioned": ("versioned",),
-               "all": ("snapshot", "versioned")}
-    for label, modes in reports.items():
+    label = command if command in ("snapshot", "versioned", "cleanup") else "all"
+    if modes:
         yield {
             "basename": "report", "name": label,
             "doc": f"the {label} run record",
-            "actions": [(report.write_record, [modes])],
+            "actions": [(report.write_record, [modes, label])],
             "uptodate": [report.NothingHappened(modes)],
         }
-    yield {"basename": "report", "name": None, "task_dep": [f"report:{m}" for m in reports],
-           "doc": "write the run record (runs after snapshot, versioned and all)"}
-    for mode in ("snapshot", "versioned"):
-        yield {"basename": mode, "name": None, "doc": DOCS[mode],
-               "task_dep": names[mode][0] + names[mode][1] + [f"report:{mode}"]}
-    yield {"basename": "all", "actions": None,
-           "doc": "snapshot and versioned in one run, each source walked once",
-           "task_dep": (names["snapshot"][0] + names["snapshot"][1] + names["versioned"][0]
-                        + names["versioned"][1] + ["report:all"])}
+    folders_and_cleanups = [n for m in modes for n in names[m][0] + names[m][1]]
+    if command in ("snapshot", "versioned"):
+        yield {"basename": command, "name": None, "doc": DOCS[command],
+               "task_dep": folders_and_cleanups + [f"report:{label}"]}
+    elif command == "all":
+        yield {"basename": "all", "actions": None,
+               "doc": "snapshot and versioned in one run, each source walked once",
+               "task_dep": folders_and_cleanups + ["report:all"]}
+    elif command == "cleanup":
+        yield {"basename": "cleanup", "name": None,
+               "task_dep": [n for m in modes for n in names[m][1]] + ["report:cleanup"],
+               "doc": "remove from the backup what left the sources"}
+    else:
+        yield {"basename": "report", "name": None, "task_dep": [],
+               "doc": "write the run record (snapshot, versioned and all run it)"}
