@@ -73,3 +73,18 @@ def task_diff():
 def task_verify():
     """check every stored file against its checksum: verify [--deep] rebuilds every version too"""
     return commands.task("verify", PLAN, task_verify.__doc__, ["deep"])
+
+
+def task_sync():
+    """send the backup to the plan's remote through rclone: sync [--dry-run] [--verbose]"""
+    return commands.task("sync", PLAN, task_sync.__doc__, ["dry-run", "verbose"])
+
+
+def task_protect():
+    """make the backup read-only (backup runs still update it)"""
+    return commands.task("protect", PLAN, task_protect.__doc__, [])
+
+
+def task_unprotect():
+    """make the backup writable again"""
+    return commands.task("unprotect", PLAN, task_unprotect.__doc__, [])

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 from doit.exceptions import TaskFailed
 
-from . import history, restore as restoring, timespec
+from . import history, protect as protection, restore as restoring, sync as syncing, timespec
 from .catalog import CONTENT_KINDS, Catalog, open_catalog
 from .errors import LockHeld, SnapbackError
 from .lock import Lock
@@ -46,6 +46,10 @@ OPTIONS: dict[str, dict[str, Any]] = {
                "help": "open the two versions in VS Code (code --diff)"},
     "deep": {"name": "deep", "long": "deep", "type": bool, "default": False,
              "help": "also rebuild every version of every file"},
+    "dry-run": {"name": "dry_run", "long": "dry-run", "type": bool, "default": False,
+                "help": "say what would be sent; send nothing"},
+    "verbose": {"name": "verbose", "long": "verbose", "type": bool, "default": False,
+                "help": "list every file sent or deleted"},
 }
 
 
@@ -80,7 +84,8 @@ def parse_words(words: list[str], allowed: list[str], given: dict[str, Any]) -> 
 
 def task(name: str, plan: Plan, doc: str, options: list[str]) -> dict:
     action = {"history": history_action, "restore": restore_action,
-              "diff": diff_action, "verify": verify_action}[name]
+              "diff": diff_action, "verify": verify_action, "sync": sync_action,
+              "protect": protect_action, "unprotect": unprotect_action}[name]
     return {
         "actions": [(_guard, [action, plan, options])],
         "pos_arg": "words",
@@ -298,4 +303,39 @@ def verify_action(plan: Plan, paths: list[str], deep: bool = False) -> TaskFaile
           f"{len(problems)} problem(s)")
     if problems:
         return TaskFailed(f"the backup at {plan.destination} has {len(problems)} problem(s)")
+    return None
+
+
+# ---- sync, protect, unprotect ------------------------------------------------
+
+def sync_action(plan: Plan, paths: list[str], dry_run: bool = False,
+                verbose: bool = False) -> TaskFailed | None:
+    """Send the backup to the plan's rclone remote (the mirror mirrored, history kept)."""
+    if paths:
+        raise SnapbackError("sync sends the whole backup: it takes no PATH")
+    with reading(plan, "sync"):
+        done = syncing.sync(plan, dry_run)
+    print("\n".join(syncing.describe(done, dry_run, verbose)))
+    return None
+
+
+def protect_action(plan: Plan, paths: list[str]) -> TaskFailed | None:
+    """Make the backup read-only (runs still update it)."""
+    if not plan.meta_dir.exists():
+        raise SnapbackError(f"no backup at {plan.destination} yet")
+    with reading(plan, "protect"):
+        changed = protection.protect(plan.destination)
+    print(f"protected {plan.destination}: {changed} files and folders made read-only")
+    return None
+
+
+def unprotect_action(plan: Plan, paths: list[str]) -> TaskFailed | None:
+    """Make the backup writable again."""
+    if not plan.meta_dir.exists():
+        raise SnapbackError(f"no backup at {plan.destination} yet")
+    if plan.protect:
+        print("note: the plan says protect: true, so the next backup run protects it again")
+    with reading(plan, "unprotect"):
+        changed = protection.unprotect(plan.destination)
+    print(f"unprotected {plan.destination}: {changed} files and folders made writable")
     return None

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from doit.exceptions import BaseFail, TaskFailed
 
-from . import __version__, run
+from . import __version__, protect, run
 from .run import DELETED, FAILED, NEW, UPDATED, Event
 
 BACKUP_MODES = ("snapshot", "versioned")
@@ -34,7 +34,8 @@ class NothingHappened:
 
     def __call__(self) -> bool:
         current = run.current()
-        return not any(e.mode in self.modes for e in current.events)
+        return not current.protect_pending and not any(e.mode in self.modes
+                                                       for e in current.events)
 
 
 class NotSelected:
@@ -98,6 +99,11 @@ def write_record(modes: tuple[str, ...], label: str) -> TaskFailed | None:
     except Exception as exc:  # the lock error was already reported by the folders
         return TaskFailed(str(exc))
     assert current.meta_dir is not None
+    if current.protect_pending:                      # protect: true in the plan, first time
+        protect.protect(current.meta_dir.parent)
+        current.protect_pending = False
+    if not any(e.mode in modes for e in current.events):
+        return None
     line = json.dumps(record(current, modes, label)) + "\n"   # ASCII: odd names stay valid JSON
     fd = os.open(current.meta_dir / "runs.jsonl",
                  os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -156,6 +162,7 @@ class Reporter:
         self.tty = hasattr(outstream, "isatty") and outstream.isatty()
         self.said: set[str] = set()
         self.backup_run = False
+        self.bar: Any = None          # tqdm progress bar, on a terminal only
 
     # -- doit's reporter interface -------------------------------------
     def initialize(self, tasks: dict, selected_tasks: list[str]) -> None:
@@ -178,6 +185,7 @@ class Reporter:
 
     def execute_task(self, task: Any) -> None:
         run.current().ran.add(task.name)
+        self._progress(task)
 
     def add_success(self, task: Any) -> None:
         self._flush()
@@ -191,7 +199,21 @@ class Reporter:
             self._once(f"snapback: {task.name} failed unexpectedly:\n{fail.get_msg()}")
 
     def skip_uptodate(self, task: Any) -> None:
-        pass
+        self._progress(task)
+
+    def _progress(self, task: Any) -> None:
+        """One tick per folder; the bar shows only on a terminal, after 1 s."""
+        current = run.current()
+        if task.name.split(":", 1)[0] not in current.modes or ":" not in task.name:
+            return
+        if self.bar is None and self.tty and not current.options.quiet:
+            from tqdm import tqdm
+            total = sum(len(f) for (m, _s), f in current.views.items() if m in current.modes)
+            delay = float(os.environ.get("SNAPBACK_PROGRESS_AFTER", "1.0"))   # seconds
+            self.bar = tqdm(total=total, unit="folder", delay=delay, leave=False,
+                            file=self.out, dynamic_ncols=True)
+        if self.bar is not None:
+            self.bar.update(1)
 
     def skip_ignore(self, task: Any) -> None:
         pass
@@ -208,6 +230,9 @@ class Reporter:
     def complete_run(self) -> None:
         current = run.current()
         self._flush()
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
         try:
             if self.backup_run:
                 self._summary(current)
@@ -232,7 +257,11 @@ class Reporter:
             if event.kind == FAILED:
                 text = f"{path}: {event.reason}"
             prefix = "(dry run) " if run.current().options.dry_run else ""
-            self.out.write(f"{prefix}{event.kind:<8} {_link(text, event, self.tty)}\n")
+            line = f"{prefix}{event.kind:<8} {_link(text, event, self.tty)}"
+            if self.bar is not None:
+                self.bar.write(line, file=self.out)
+            else:
+                self.out.write(line + "\n")
         if events:
             self.out.flush()
         return bool(events)

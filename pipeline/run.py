@@ -68,6 +68,8 @@ class Run:
     stats: dict[str, os.stat_result] = field(default_factory=dict)
     lock: Lock | None = None
     catalog: Catalog | None = None
+    protected: bool = False                 # the backup is kept read-only between runs
+    protect_pending: bool = False           # plan says protect, the backup is not yet
     lock_error: str | None = None
     meta_dir: Path | None = None
     run_id: str = ""

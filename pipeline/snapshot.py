@@ -24,6 +24,7 @@ from doit.exceptions import TaskFailed
 from . import run, store
 from .plan import Source
 from .run import DELETED, FAILED, NEW, UPDATED, Event
+from .protect import Opened
 from .scan import Folder
 
 MODE = "snapshot"
@@ -88,6 +89,7 @@ class _Folder:
         self.folder_b = os.fsencode(rel)
         self.rows = self.catalog.mirror_in(job.source.name, self.folder_b)
         self.catalog.begin()
+        self.opened = Opened(current.protected)
 
     def _label(self, name: str) -> str:
         return f"{self.job.label}/{name}"
@@ -97,15 +99,16 @@ class _Folder:
             st = os.lstat(self.dst)
         except FileNotFoundError:
             if self.writes:
-                os.makedirs(self.dst, mode=0o700)
+                self.opened.makedirs(self.dst)
             return
         if not stat.S_ISDIR(st.st_mode):           # a file where a folder now is
             if self.writes:
+                self.opened.folder(os.path.dirname(self.dst))
                 store.remove(self.dst)
-                os.makedirs(self.dst, mode=0o700)
+                self.opened.makedirs(self.dst)
             return
         if self.writes:
-            store.make_writable(self.dst, st)
+            self.opened.folder(self.dst)
         with os.scandir(self.dst) as entries:
             for entry in entries:
                 self.existing[os.fsdecode(entry.name)] = entry.stat(follow_symlinks=False)
@@ -142,6 +145,7 @@ class _Folder:
         else:
             self._fail(name, "kept changing while it was read; will retry next run")
             return
+        self.opened.wrote(dst)
         self.run.verified[key] = [copied.st_mtime_ns, copied.st_size]
         self.catalog.set_mirror(self.job.source.name, self.folder_b, os.fsencode(name), copied,
                                 digest, self.run.run_id)
@@ -231,6 +235,7 @@ class _Folder:
         self.catalog.commit()
         if self.writes and self.job.folder.stat is not None:
             store.set_folder_meta(self.dst, self.job.folder.stat)
+        self.opened.close()
 
     def _fail(self, name: str, reason: str) -> None:
         self.failures += 1
@@ -272,13 +277,12 @@ def sweep(job: SweepJob) -> TaskFailed | None:
         except OSError:
             continue
         gone = leftovers(folder, work.existing)
-        if gone and current.writes and folder.stat is not None:
-            store.make_writable(work.dst, os.lstat(work.dst))
+        if gone and current.writes:
+            work.opened.folder(work.dst)
         for name in gone:
             work.delete(name)
-        work.catalog.commit()
-        if gone and current.writes and folder.stat is not None:
-            store.set_folder_meta(work.dst, folder.stat)
+        if gone:
+            work.close()
         failures += work.failures
     if failures:
         return TaskFailed(f"{job.source.name}: {failures} removal(s) failed")

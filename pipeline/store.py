@@ -219,12 +219,6 @@ def _make_tree_writable(path: bytes) -> None:
             os.chmod(root, stat.S_IMODE(st.st_mode) | stat.S_IWUSR | stat.S_IXUSR)
 
 
-def make_writable(path: bytes, st: os.stat_result) -> None:
-    """Let the run write into a mirror folder that is read-only (protected, or 0555)."""
-    if not st.st_mode & stat.S_IWUSR or not st.st_mode & stat.S_IXUSR:
-        os.chmod(path, stat.S_IMODE(st.st_mode) | stat.S_IWUSR | stat.S_IXUSR)
-
-
 def set_folder_meta(path: bytes, st: os.stat_result) -> None:
     """Give a mirror folder its source folder's mode and mtime (after its contents)."""
     os.chmod(path, stat.S_IMODE(st.st_mode))

@@ -19,6 +19,7 @@ from doit.tools import config_changed
 
 from . import report, run, snapshot, versioned
 from .plan import Plan, Source
+from .protect import is_protected, marker
 from .scan import Folder, Scan, walk
 from .select import Selector, for_mode, mode_filter
 
@@ -136,6 +137,8 @@ def backup_tasks(plan: Plan, command: str, **options: Any) -> Iterator[dict]:
     current = run.current()
     current.options.merge(**options)
     current.meta_dir = plan.meta_dir
+    current.protected = is_protected(plan.meta_dir, plan.protect)
+    current.protect_pending = plan.protect and not marker(plan.meta_dir).exists()
     modes = COMMANDS[command]
     selector = for_mode(plan.ignore, plan.exceptions, plan.use_default_ignores)
     scans = {s.name: scan_source(plan, s, selector) for s in plan.sources} if modes else {}

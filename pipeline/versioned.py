@@ -30,6 +30,7 @@ from . import run, store, textdiff
 from .catalog import Catalog, Row
 from .plan import Source
 from .run import DELETED, FAILED, NEW, UPDATED, Event
+from .protect import Opened
 from .scan import Folder
 
 MODE = "versioned"
@@ -110,12 +111,15 @@ class History:
         self.after_commit: list[tuple[bytes, bytes]] = []   # (prepared file, its place)
         self.done: list[tuple[str, list[int], Event | None]] = []
         self.catalog.begin()
+        self.opened = Opened(current.protected)
 
     def finish(self) -> None:
         """Commit the folder's rows, then put the current copies in place."""
         self.catalog.commit()
         for tmp, current in self.after_commit:
             os.replace(tmp, current)
+            self.opened.wrote(current)
+        self.opened.close()
         for key, stored, event in self.done:
             self.run.verified[key] = stored
             if event is not None:
@@ -201,7 +205,7 @@ class History:
         if not self.writes:
             self._dry_file(name, st, prev, live)
             return
-        os.makedirs(hist, mode=0o700, exist_ok=True)
+        self.opened.makedirs(hist)
         copied = self._copy(name, hist)
         if copied is None:
             return
@@ -268,15 +272,18 @@ class History:
         if prev is None:
             obj = baseline_name(name, self.run.stamp[:10])
             store.link_or_copy(tmp, os.path.join(hist, obj), self.run.staging)
+            self.opened.wrote(os.path.join(hist, obj))
             return "baseline", obj, stamp, sha
         diff_name, full_name = version_names(name, stamp)
         diff = self._diff(name, hist, tmp, cst, prev)
         if diff is not None:
-            os.makedirs(os.path.join(hist, name + b"_diffs"), mode=0o700, exist_ok=True)
+            self.opened.makedirs(os.path.join(hist, name + b"_diffs"))
             store.write_bytes(os.path.join(hist, diff_name), diff, tmp_dir=self.run.staging)
+            self.opened.wrote(os.path.join(hist, diff_name))
             return "diff", diff_name, stamp, hashlib.sha256(diff).hexdigest()
-        os.makedirs(os.path.join(hist, name + b"_versions"), mode=0o700, exist_ok=True)
+        self.opened.makedirs(os.path.join(hist, name + b"_versions"))
         store.link_or_copy(tmp, os.path.join(hist, full_name), self.run.staging)
+        self.opened.wrote(os.path.join(hist, full_name))
         return "full", full_name, stamp, sha
 
     def _remove_orphans(self, name: bytes, hist: bytes) -> None:
@@ -293,6 +300,7 @@ class History:
                 continue
             for entry in entries:
                 if ours(entry) and prefix + entry not in known:
+                    self.opened.folder(os.path.join(hist, prefix) if prefix else hist)
                     store.remove(os.path.join(hist, prefix + entry))
 
     def _diff(self, name: bytes, hist: bytes, tmp: bytes, cst: os.stat_result,
@@ -344,7 +352,7 @@ class History:
             store_rel = row.store if row is not None and row.entry == "link" and row.store \
                 else self._new_store(name)
             hist = os.path.join(self.root, store_rel)
-            os.makedirs(hist, mode=0o700, exist_ok=True)
+            self.opened.makedirs(hist)
             tmp = store.tmp_name(self.run.staging)
             os.symlink(target, tmp)
             self.after_commit.append((tmp, os.path.join(hist, name)))

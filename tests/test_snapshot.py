@@ -6,9 +6,12 @@ import json
 import os
 import sqlite3
 import stat
+import sys
 import time
 
-from conftest import Backup, Link, digest, lines, make_tree, tree
+import pytest
+
+from conftest import DODO, Backup, Link, digest, lines, make_tree, tree
 
 
 def seed(b: Backup) -> None:
@@ -270,3 +273,25 @@ def test_corrupt_state_is_set_aside_and_the_run_completes(backup: Backup) -> Non
     assert lines(result.stdout, "updated") == ["src/notes.txt"]
     assert (backup.meta / "state.sqlite3.corrupt").exists()
     assert backup.snapshot().stdout.count("\n") == 1
+
+
+def test_plain_output_off_a_terminal(backup: Backup) -> None:
+    seed(backup)
+    result = backup.snapshot("--verbose")
+    assert "\x1b" not in result.stdout + result.stderr
+    assert "\r" not in result.stdout
+
+
+def test_terminal_gets_links_and_a_progress_bar(backup: Backup) -> None:
+    import shutil
+    import subprocess
+    if not shutil.which("script"):
+        pytest.skip("needs util-linux script for a pseudo-terminal")
+    make_tree(backup.src, {f"d{i}": {f"f{j}.txt": "x" * 100 for j in range(2)} for i in range(100)})
+    cmd = (f"stty cols 120 rows 40; {sys.executable} -m doit -f {DODO} snapshot "
+           f"config={backup.plan}")
+    out = subprocess.run(["script", "-qc", cmd, "/dev/null"], capture_output=True,
+                         timeout=120, env={**os.environ, "PWD": str(backup.base),
+                                           "SNAPBACK_PROGRESS_AFTER": "0"}).stdout
+    assert b"\x1b]8;;file://" in out                      # OSC 8 link to the stored copy
+    assert b"/101 [" in out                                # tqdm's bar: folders done/total

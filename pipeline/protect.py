@@ -1,0 +1,113 @@
+"""Protection: the backup read-only between runs, and runs that still update it.
+
+`doit protect` takes every write bit off the mirror and the history (a 0644
+file becomes 0444, a 0600 secret 0400: no bit is ever added) and leaves a
+marker; `doit unprotect` gives the owner write permission back.  A backup run
+on a protected backup makes writable only the folders it writes into, for the
+moment it writes, and takes the write bits off again, with what it wrote.  A
+no-change run touches no permission.  `.snapback/` stays writable by the
+owner (the lock, the catalog); the destination itself stays 0700.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+AREAS = ("system_snapshot", "versioned_backup")
+WRITE = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+
+
+def marker(meta_dir: Path) -> Path:
+    return meta_dir / "protected"
+
+
+def is_protected(meta_dir: Path, plan_says: bool) -> bool:
+    return plan_says or marker(meta_dir).exists()
+
+
+def read_only(path: bytes | str, st: os.stat_result | None = None) -> None:
+    """Take the write bits off one file or folder (never a symlink's target)."""
+    st = st or os.lstat(path)
+    if not stat.S_ISLNK(st.st_mode) and st.st_mode & WRITE:
+        os.chmod(path, stat.S_IMODE(st.st_mode) & ~WRITE)
+
+
+def walk_all(root: Path):
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames + dirnames:
+            yield os.path.join(dirpath, name)
+        yield dirpath
+
+
+def protect(destination: Path) -> int:
+    changed = 0
+    for area in AREAS:
+        if (destination / area).is_dir():
+            for path in walk_all(destination / area):
+                st = os.lstat(path)
+                if not stat.S_ISLNK(st.st_mode) and st.st_mode & WRITE:
+                    read_only(path, st)
+                    changed += 1
+    marker(destination / ".snapback").touch(mode=0o600)
+    return changed
+
+
+def unprotect(destination: Path) -> int:
+    changed = 0
+    for area in AREAS:
+        if (destination / area).is_dir():
+            for path in walk_all(destination / area):
+                st = os.lstat(path)
+                if not stat.S_ISLNK(st.st_mode) and not st.st_mode & stat.S_IWUSR:
+                    os.chmod(path, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
+                    changed += 1
+    marker(destination / ".snapback").unlink(missing_ok=True)
+    return changed
+
+
+class Opened:
+    """Folders a run made writable, to be made read-only again when it is done."""
+
+    def __init__(self, protected: bool):
+        self.protected = protected
+        self.paths: list[bytes] = []
+
+    def folder(self, path: bytes) -> None:
+        """Make an existing folder writable for the run (and remember it)."""
+        st = os.lstat(path)
+        if not st.st_mode & stat.S_IWUSR or not st.st_mode & stat.S_IXUSR:
+            os.chmod(path, stat.S_IMODE(st.st_mode) | stat.S_IWUSR | stat.S_IXUSR)
+        if self.protected:
+            self.paths.append(path)
+
+    def makedirs(self, path: bytes) -> None:
+        """os.makedirs that can create below read-only folders."""
+        missing = []
+        probe = path
+        while not os.path.isdir(probe):
+            missing.append(probe)
+            probe = os.path.dirname(probe)
+        if not missing:
+            if self.protected:
+                self.folder(path)
+            return
+        self.folder(probe)
+        for folder in reversed(missing):
+            os.mkdir(folder, 0o700)
+            if self.protected:
+                self.paths.append(folder)
+
+    def wrote(self, path: bytes) -> None:
+        if self.protected:
+            self.paths.append(path)
+
+    def close(self) -> None:
+        """Take the write bits off again: files first, then folders, deepest first."""
+        for path in sorted(set(self.paths), key=len, reverse=True):
+            try:
+                read_only(path)
+            except FileNotFoundError:
+                pass
+        self.paths.clear()

