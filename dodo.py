@@ -88,3 +88,8 @@ def task_protect():
 def task_unprotect():
     """make the backup writable again"""
     return commands.task("unprotect", PLAN, task_unprotect.__doc__, [])
+
+
+def task_explain():
+    """is PATH backed up, by which mode, and why: explain PATH... | explain --tree [DIR]"""
+    return commands.task("explain", PLAN, task_explain.__doc__, ["tree"])

@@ -21,11 +21,11 @@ from typing import Any, Iterator
 
 from doit.exceptions import TaskFailed
 
-from . import history, protect as protection, restore as restoring, sync as syncing, timespec
+from . import explain as explaining, history, protect as protection, restore as restoring, sync as syncing, timespec
 from .catalog import CONTENT_KINDS, Catalog, open_catalog
 from .errors import LockHeld, SnapbackError
 from .lock import Lock
-from .paths import Target, locate, user_cwd
+from .paths import Target, in_source as paths_in_source, locate, user_cwd
 from .plan import Plan
 from .rebuild import RebuildError, rebuild
 from .textdiff import is_text, make_diff
@@ -50,6 +50,8 @@ OPTIONS: dict[str, dict[str, Any]] = {
                 "help": "say what would be sent; send nothing"},
     "verbose": {"name": "verbose", "long": "verbose", "type": bool, "default": False,
                 "help": "list every file sent or deleted"},
+    "tree": {"name": "tree", "long": "tree", "type": bool, "default": False,
+             "help": "list the folders left out below DIR (default: every source), largest first"},
 }
 
 
@@ -85,7 +87,8 @@ def parse_words(words: list[str], allowed: list[str], given: dict[str, Any]) -> 
 def task(name: str, plan: Plan, doc: str, options: list[str]) -> dict:
     action = {"history": history_action, "restore": restore_action,
               "diff": diff_action, "verify": verify_action, "sync": sync_action,
-              "protect": protect_action, "unprotect": unprotect_action}[name]
+              "protect": protect_action, "unprotect": unprotect_action,
+              "explain": explain_action}[name]
     return {
         "actions": [(_guard, [action, plan, options])],
         "pos_arg": "words",
@@ -339,3 +342,43 @@ def unprotect_action(plan: Plan, paths: list[str]) -> TaskFailed | None:
         changed = protection.unprotect(plan.destination)
     print(f"unprotected {plan.destination}: {changed} files and folders made writable")
     return None
+
+
+# ---- explain -----------------------------------------------------------------
+
+def explain_action(plan: Plan, paths: list[str], tree: bool = False) -> TaskFailed | None:
+    """Whether each PATH is backed up by each mode, and the rule that decided."""
+    def in_source(text: str) -> Target:
+        return paths_in_source(plan, text)
+
+    if tree:
+        targets = [in_source(p) for p in paths] or [Target(s, "") for s in plan.sources]
+        for target in targets:
+            rows = explaining.left_out_tree(plan, target)
+            print(f"left out below {target.label}/: {len(rows)} folder(s)")
+            for size, count, label, why in rows:
+                print(f"  {_human(size):>9} {count:>8,} files  {label}  {why}")
+        return None
+    if not paths:
+        raise SnapbackError("explain needs a PATH (or --tree [DIR])")
+    missing = 0
+    for text in paths:
+        target = in_source(text)
+        verdicts = explaining.explain(plan, target)
+        print(f"{target.label}")
+        for verdict in verdicts:
+            state = "backed up" if verdict.kept else "left out"
+            detail = "" if verdict.why == "backed up" else f": {verdict.why}"
+            print(f"  {verdict.mode:<10} {state}{detail}")
+        missing += not any(v.kept for v in verdicts)
+    if missing:
+        return TaskFailed(f"{missing} of {len(paths)} path(s) are not backed up")
+    return None
+
+
+def _human(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"

@@ -74,6 +74,16 @@ def candidates(plan: Plan, text: str) -> list[Target]:
     return out
 
 
+def in_source(plan: Plan, text: str) -> Target:
+    """``text`` as a path below a source root (explain works on the sources)."""
+    path = _absolute(text)
+    for source in sorted(plan.sources, key=lambda s: len(str(s.path)), reverse=True):
+        rel = _below(path, source.path)
+        if rel is not None:
+            return Target(source, rel)
+    raise SnapbackError(f"{text}: not in any source of the plan")
+
+
 def locate(plan: Plan, text: str, known) -> Target:
     """The first reading of ``text`` for which ``known(target)`` is true."""
     found = candidates(plan, text)

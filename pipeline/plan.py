@@ -48,6 +48,7 @@ class Plan:
     use_default_ignores: bool
     ignore: tuple[str, ...]
     exceptions: tuple[str, ...]
+    ignore_files: tuple[str, ...]
     checker: str
     snapshot: ModeOptions
     versioned: ModeOptions
@@ -117,6 +118,7 @@ TOP: dict[str, tuple[Check, Any]] = {
     "use_default_ignores": (_is(bool, "true/false"), True),
     "ignore": (_strings, ()),
     "exceptions": (_strings, ()),
+    "ignore_files": (_strings, (".backupignore",)),
     "checker": (_choice("hash", "mtime"), "hash"),
     "snapshot": (_is(dict, "a mapping"), {}),
     "versioned": (_is(dict, "a mapping"), {}),
@@ -247,6 +249,9 @@ def check(data: Any, path: Path, lines: dict[str, int] | None = None) -> Plan:
                           ("snapshot.ignore", modes["snapshot"]["ignore"]),
                           ("versioned.ignore", modes["versioned"]["ignore"])):
         _check_patterns(key, patterns, problems)
+    for index, name in enumerate(top["ignore_files"] or ()):
+        if not name or "/" in name or name in (".", ".."):
+            problems.add(f"ignore_files[{index}]", f"{name!r} is not a file name")
     if destination is not None:
         for index, source in enumerate(sources):
             if source.path == destination or destination in source.path.parents:
@@ -259,6 +264,7 @@ def check(data: Any, path: Path, lines: dict[str, int] | None = None) -> Plan:
         file=path, destination=destination, sources=tuple(sources),
         use_default_ignores=top["use_default_ignores"],
         ignore=tuple(top["ignore"]), exceptions=tuple(top["exceptions"]),
+        ignore_files=tuple(top["ignore_files"]),
         checker=top["checker"],
         snapshot=ModeOptions(ignore=tuple(modes["snapshot"]["ignore"]),
                              cleanup=modes["snapshot"]["cleanup"]),

@@ -12,7 +12,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .select import Rule, Selector
+from .select import Layer, Rule, Selector, read_layer
 
 
 @dataclass
@@ -45,11 +45,14 @@ class Scan:
         return {f.rel: f for f in self.folders}
 
 
-def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = ()) -> Scan:
+def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
+         only: tuple[str, ...] | None = None) -> Scan:
     """Walk ``root``: lstat every entry, never follow a symlink, prune ignored folders.
 
     ``exclude`` holds absolute folders that are never entered whatever the
-    patterns say (the destination itself: no recursive backups).
+    patterns say (the destination itself: no recursive backups).  ``only``
+    (for ``explain``) restricts the descent to one chain of folder names, with
+    every decision along it made exactly as a full walk makes it.
     """
     excluded = {os.fsencode(p) for p in exclude}
     scan = Scan(root=root, folders=[])
@@ -58,10 +61,10 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = ()) -> Scan
     except OSError as exc:
         scan.folders.append(Folder("", None, error=_reason(exc)))
         return scan
-    stack: list[tuple[str, os.stat_result | None]] = [("", root_stat)]
+    stack: list[tuple[str, os.stat_result | None, tuple[Layer, ...]]] = [("", root_stat, ())]
     root_b = os.fsencode(root)
     while stack:
-        rel, st = stack.pop()
+        rel, st, layers = stack.pop()
         folder = Folder(rel, st)
         scan.folders.append(folder)
         path = os.path.join(root_b, os.fsencode(rel)) if rel else root_b
@@ -72,7 +75,12 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = ()) -> Scan
             folder.error = _reason(exc)
             continue
         names = {os.fsdecode(e.name) for e in entries}
-        if rel and selector.markers and not selector.reincluded(rel, True):
+        for file_name in selector.ignore_files:
+            if file_name in names:
+                layer = _read_ignore_file(path, rel, file_name)
+                if layer is not None:
+                    layers = (*layers, layer)
+        if rel and selector.markers and not selector.reincluded(rel, True, layers):
             marker = next((m for m in selector.markers if m in names), None)
             if marker:
                 # The folder was entered to look for the marker: forget it again.
@@ -91,16 +99,16 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = ()) -> Scan
             mode = est.st_mode
             if stat.S_ISDIR(mode):
                 if entry.path in excluded:
-                    folder.skipped.append((name, "the backup destination itself"))
+                    folder.skipped.append((name + "/", "the backup destination itself"))
                     continue
-                rule = selector.ignored_by(child, True)
+                rule = selector.ignored_by(child, True, layers)
                 if rule is not None and not selector.enters(child):
                     folder.skipped.append((name + "/", f"ignored by {rule.describe()}"))
                     continue
                 folder.subdirs.append(name)
                 children.append((child, est))
             elif stat.S_ISREG(mode) or stat.S_ISLNK(mode):
-                rule = selector.ignored_by(child, False)
+                rule = selector.ignored_by(child, False, layers)
                 if rule is not None:
                     folder.skipped.append((name, f"ignored by {rule.describe()}"))
                     continue
@@ -113,10 +121,30 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = ()) -> Scan
             else:
                 folder.specials.append(name)
                 folder.skipped.append((name, f"special file ({_kind(mode)}): not backed up"))
+        if only is not None:
+            depth = len(rel.split("/")) if rel else 0
+            children = [c for c in children if depth < len(only)
+                        and c[0].rpartition("/")[2] == only[depth]]
         # children are pushed in reverse so that they are visited in name order
         for child, est in reversed(children):
-            stack.append((child, est))
+            stack.append((child, est, layers))
     return scan
+
+
+def _read_ignore_file(folder: bytes, rel: str, name: str) -> Layer | None:
+    """A per-folder ignore file (.backupignore); unreadable means no rules."""
+    path = os.path.join(folder, os.fsencode(name))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            data = os.read(fd, 1 << 20)
+        finally:
+            os.close(fd)
+    except OSError:
+        return None
+    return read_layer(rel, name, data.decode("utf-8", "replace"))
 
 
 def _drop_marked(scan: Scan, rel: str, marker: str) -> None:

@@ -32,10 +32,53 @@ BACKEND = "re2"
 @dataclass(frozen=True)
 class Rule:
     pattern: str
-    origin: str          # "built-in", "ignore", "exceptions", "versioned.ignore", ...
+    origin: str          # "built-in", "ignore", "exceptions", "docs/.backupignore:3", ...
 
     def describe(self) -> str:
         return f"{self.pattern!r} ({self.origin})"
+
+
+@dataclass(frozen=True)
+class Layer:
+    """The patterns of one per-folder ignore file: they apply to that folder and
+    below, relative to it, and override the layers above them, as git's nested
+    .gitignore files do."""
+
+    folder: str          # "" for the source root
+    spec: pathspec.GitIgnoreSpec
+    rules: tuple[Rule, ...]
+
+    def check(self, rel: str, is_dir: bool) -> tuple[bool, Rule] | None:
+        sub = rel[len(self.folder) + 1:] if self.folder else rel
+        result = _check(self.spec, sub + "/" if is_dir else sub)
+        if result.index is None:
+            return None
+        return bool(result.include), self.rules[result.index]
+
+
+def read_layer(folder: str, file_name: str, text: str) -> Layer | None:
+    """An ignore file's patterns (comments, blanks and invalid lines are skipped)."""
+    rules, lines = [], []
+    where = f"{folder}/{file_name}" if folder else file_name
+    for number, line in enumerate(text.splitlines(), 1):
+        pattern = line.rstrip("\n")
+        if not pattern.strip() or pattern.startswith("#") or pattern_error(pattern):
+            continue
+        lines.append(pattern)
+        rules.append(Rule(pattern, f"{where}:{number}"))
+    if not lines:
+        return None
+    return Layer(folder, pathspec.GitIgnoreSpec.from_lines(lines, backend=BACKEND), tuple(rules))
+
+
+def _check(spec: pathspec.GitIgnoreSpec, path: str) -> pathspec.util.CheckResult:
+    try:
+        return spec.check_file(path)
+    except UnicodeEncodeError:
+        # A name that is not UTF-8 (kept by Python as surrogates): the patterns,
+        # being UTF-8 text, cannot spell those bytes, so wildcards decide.
+        clean = path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return spec.check_file(clean)
 
 
 def pattern_error(pattern: str) -> str | None:
@@ -62,10 +105,15 @@ def _anchored_segments(pattern: str) -> tuple[str, ...] | None:
 class Selector:
     """Decides, path by path, what a walk keeps; remembers the deciding rule."""
 
-    def __init__(self, ignores: list[Rule], exceptions: list[Rule], markers: bool):
+    def __init__(self, ignores: list[Rule], exceptions: list[Rule], markers: bool,
+                 ignore_files: tuple[str, ...] = ()):
         self.rules = ignores + exceptions
         lines = [r.pattern for r in ignores] + ["!" + r.pattern for r in exceptions]
         self.spec = pathspec.GitIgnoreSpec.from_lines(lines, backend=BACKEND)
+        self.exceptions = exceptions
+        self.exception_spec = pathspec.GitIgnoreSpec.from_lines(
+            [r.pattern for r in exceptions], backend=BACKEND) if exceptions else None
+        self.ignore_files = ignore_files
         self.first_exception = len(ignores)
         self.markers = MARKER_FILES if markers else ()
         self.anchored = [s for s in (_anchored_segments(r.pattern) for r in exceptions) if s]
@@ -76,31 +124,41 @@ class Selector:
             r.pattern.endswith("/") and not r.pattern.startswith("!") for r in ignores)
 
     def _check(self, rel: str, is_dir: bool) -> pathspec.util.CheckResult:
-        path = rel + "/" if is_dir else rel
-        try:
-            return self.spec.check_file(path)
-        except UnicodeEncodeError:
-            # A name that is not UTF-8 (kept by Python as surrogates): the plan,
-            # being UTF-8 YAML, cannot spell those bytes, so wildcards decide.
-            clean = path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-            return self.spec.check_file(clean)
+        return _check(self.spec, rel + "/" if is_dir else rel)
 
-    def ignored_by(self, rel: str, is_dir: bool) -> Rule | None:
+    def decide(self, rel: str, is_dir: bool, layers: tuple[Layer, ...] = ()
+               ) -> tuple[bool, Rule | None]:
+        """(kept?, the rule that decided, if any).
+
+        The deepest per-folder ignore file with a matching pattern decides; else
+        the plan (built-ins, ``ignore``, with ``exceptions`` last).  The plan's
+        exceptions re-include what an ignore file dropped, too.
+        """
+        for layer in reversed(layers):
+            found = layer.check(rel, is_dir)
+            if found is not None:
+                ignored, rule = found
+                if ignored and self.exception_spec is not None:
+                    again = _check(self.exception_spec, rel + "/" if is_dir else rel)
+                    if again.include and again.index is not None:
+                        return True, self.exceptions[again.index]
+                return not ignored, rule
+        if self.empty:
+            return True, None
+        result = self._check(rel, is_dir)
+        if result.index is None:
+            return True, None
+        return not result.include, self.rules[result.index]
+
+    def ignored_by(self, rel: str, is_dir: bool, layers: tuple[Layer, ...] = ()) -> Rule | None:
         """The rule that drops ``rel``, or None when it is kept."""
-        if self.empty:
-            return None
-        result = self._check(rel, is_dir)
-        if result.include and result.index is not None:
-            return self.rules[result.index]
-        return None
+        kept, rule = self.decide(rel, is_dir, layers)
+        return None if kept else rule
 
-    def reincluded(self, rel: str, is_dir: bool) -> bool:
-        """True when an exception is the last rule matching ``rel``."""
-        if self.empty:
-            return False
-        result = self._check(rel, is_dir)
-        return (not result.include and result.index is not None
-                and result.index >= self.first_exception)
+    def reincluded(self, rel: str, is_dir: bool, layers: tuple[Layer, ...] = ()) -> bool:
+        """True when a re-including rule (an exception, a ``!`` line) decided ``rel``."""
+        kept, rule = self.decide(rel, is_dir, layers)
+        return kept and rule is not None
 
     def enters(self, rel_dir: str) -> bool:
         """May the walk go into this ignored folder? Only for an anchored exception."""
@@ -121,14 +179,15 @@ def _reaches_below(segments: tuple[str, ...], parts: tuple[str, ...]) -> bool:
 
 
 def for_mode(plan_ignores: tuple[str, ...], plan_exceptions: tuple[str, ...],
-             use_default: bool, extra: tuple[str, ...] = (), extra_origin: str = "") -> Selector:
+             use_default: bool, extra: tuple[str, ...] = (), extra_origin: str = "",
+             ignore_files: tuple[str, ...] = ()) -> Selector:
     """The selector a walk uses: built-ins + plan + (per mode) extra ignores."""
     ignores = [Rule(p, "built-in") for p in BUILTIN_IGNORES] if use_default else []
     ignores += [Rule(p, "ignore") for p in plan_ignores]
     ignores += [Rule(p, extra_origin) for p in extra]
     exceptions = [Rule(p, "built-in exception") for p in BUILTIN_EXCEPTIONS] if use_default else []
     exceptions += [Rule(p, "exceptions") for p in plan_exceptions]
-    return Selector(ignores, exceptions, markers=use_default)
+    return Selector(ignores, exceptions, markers=use_default, ignore_files=ignore_files)
 
 
 def mode_filter(extra: tuple[str, ...], origin: str,

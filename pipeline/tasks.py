@@ -140,7 +140,8 @@ def backup_tasks(plan: Plan, command: str, **options: Any) -> Iterator[dict]:
     current.protected = is_protected(plan.meta_dir, plan.protect)
     current.protect_pending = plan.protect and not marker(plan.meta_dir).exists()
     modes = COMMANDS[command]
-    selector = for_mode(plan.ignore, plan.exceptions, plan.use_default_ignores)
+    selector = for_mode(plan.ignore, plan.exceptions, plan.use_default_ignores,
+                        ignore_files=plan.ignore_files)
     scans = {s.name: scan_source(plan, s, selector) for s in plan.sources} if modes else {}
     names: dict[str, tuple[list[str], list[str]]] = {}
     for mode in modes:
