@@ -98,6 +98,7 @@ class Catalog:
         self.conn: sqlite3.Connection | None = None
         if writable:
             self.conn = sqlite3.connect(path, isolation_level=None)
+            os.chmod(path, 0o600)            # it names every file: as private as the backup
             self.conn.execute("pragma journal_mode=wal")
             self.conn.execute("pragma synchronous=normal")
             self._check_format(fresh_ok=True)
@@ -138,6 +139,10 @@ class Catalog:
         """One transaction per folder: a commit per file costs more than the copy."""
         if self.conn is not None and self.writable and not self.conn.in_transaction:
             self.conn.execute("begin")
+
+    def rollback(self) -> None:
+        if self.conn is not None and self.conn.in_transaction:
+            self.conn.execute("rollback")
 
     def commit(self) -> None:
         if self.conn is not None and self.conn.in_transaction:

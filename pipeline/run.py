@@ -8,7 +8,9 @@ the report task turns them into the run record.
 
 from __future__ import annotations
 
+import functools
 import os
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -135,6 +137,27 @@ class Run:
 RUN = Run()
 
 
+def guarded(mode: str):
+    """A backup action never ends in a traceback: an OS or database error (disk
+    full, a path too long for the system...) becomes a FAILED line and a failed
+    task, whose files doit will check again next run."""
+    def wrap(action):
+        @functools.wraps(action)
+        def run_it(job):
+            try:
+                return action(job)
+            except (OSError, sqlite3.Error) as exc:
+                current = RUN
+                if current.catalog is not None:
+                    current.catalog.rollback()
+                label = getattr(job, "label", None) or job.source.name
+                reason = getattr(exc, "strerror", None) or str(exc)
+                current.emit(Event(FAILED, mode, label + "/", reason=reason))
+                return TaskFailed(f"{label}: {reason}")
+        return run_it
+    return wrap
+
+
 def begin(mode: str, label: str, error: str | None = None) -> TaskFailed | None:
     """What every backup action does first: take the lock; refuse a folder that
     could not be listed (its backup is kept as it is).  None means: go on."""
@@ -153,20 +176,6 @@ def reset() -> Run:
     """A fresh run context (each doit invocation in one process starts one)."""
     global RUN
     RUN = Run()
-
-
-def begin(mode: str, label: str, error: str | None = None) -> TaskFailed | None:
-    """What every backup action does first: take the lock; refuse a folder that
-    could not be listed (its backup is kept as it is).  None means: go on."""
-    current = RUN
-    try:
-        current.acquire()
-    except LockHeld as exc:
-        return TaskFailed(str(exc))
-    if error is not None:
-        current.emit(Event(FAILED, mode, label + "/", reason=f"cannot list: {error}"))
-        return TaskFailed(f"{label}: cannot list the folder")
-    return None
     return RUN
 
 

@@ -24,6 +24,7 @@ class Folder:
     subdirs: list[str] = field(default_factory=list)                 # kept subfolders
     skipped: list[tuple[str, str]] = field(default_factory=list)     # (name, why)
     specials: list[str] = field(default_factory=list)                # fifos, sockets, devices
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (name, why): FAILED
     error: str | None = None                   # the folder could not be listed
 
     def label(self, source: str) -> str:
@@ -93,8 +94,8 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
             child = folder.child(name)
             try:
                 est = entry.stat(follow_symlinks=False)
-            except OSError as exc:
-                folder.skipped.append((name, f"cannot stat: {_reason(exc)}"))
+            except OSError as exc:                 # never a silent skip: the run fails on it
+                folder.unreadable.append((name, f"cannot stat: {_reason(exc)}"))
                 continue
             mode = est.st_mode
             if stat.S_ISDIR(mode):

@@ -44,6 +44,7 @@ class FolderJob:
         return self.folder.label(self.source.name)
 
 
+@run.guarded(MODE)
 def mirror_folder(job: FolderJob) -> TaskFailed | None:
     """Bring one mirror folder in line with its source folder."""
     refused = run.begin(MODE, job.label, job.folder.error)
@@ -52,6 +53,8 @@ def mirror_folder(job: FolderJob) -> TaskFailed | None:
     current = run.current()
     folder = job.folder
     work = _Folder(job, current)
+    for name, why in folder.unreadable:
+        work._fail(name, why)
     work.open()
     for name, st in folder.files.items():
         work.file(name, st)
@@ -69,8 +72,10 @@ def mirror_folder(job: FolderJob) -> TaskFailed | None:
 
 
 def leftovers(folder: Folder, existing: dict[str, os.stat_result]) -> list[str]:
-    """Entries of a mirror folder that are no longer in the source folder."""
+    """Entries of a mirror folder that are no longer in the source folder (an
+    entry that could not be examined is not "gone": its copy stays)."""
     kept = folder.files.keys() | folder.links.keys() | set(folder.subdirs)
+    kept |= {name for name, _why in folder.unreadable}
     return sorted(name for name in existing if name not in kept)
 
 
@@ -255,6 +260,7 @@ class SweepJob:
     mirror_root: Path
 
 
+@run.guarded(MODE)
 def sweep(job: SweepJob) -> TaskFailed | None:
     """Remove from a source's whole mirror what is not in the source any more."""
     refused = run.begin(MODE, job.source.name)

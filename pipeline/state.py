@@ -151,6 +151,7 @@ class StateDB:
     def _write(self) -> None:
         ensure_private_dir(os.path.dirname(self.name))  # type: ignore[arg-type]
         conn = self._conn or sqlite3.connect(self.name, isolation_level="DEFERRED")
+        os.chmod(self.name, 0o600)
         self._conn = conn
         conn.execute("create table if not exists doit "
                      "(task_id text not null primary key, task_data text)")

@@ -166,8 +166,8 @@ def backup_tasks(plan: Plan, command: str, **options: Any) -> Iterator[dict]:
                         current.stats[path] = st
                         deps.append(path)
                 uptodate: list[Any] = [config_changed(_folder_sig(plan_slice, folder))]
-                if folder.error is not None:
-                    uptodate.append(False)
+                if folder.error is not None or folder.unreadable:
+                    uptodate.append(False)          # fails, and is tried again, every run
                 folder_tasks.append(f"{mode}:{name}")
                 yield {
                     "basename": mode, "name": name,

@@ -49,6 +49,7 @@ class FolderJob:
         return self.folder.label(self.source.name)
 
 
+@run.guarded(MODE)
 def record_folder(job: FolderJob) -> TaskFailed | None:
     """Record the new, changed and deleted entries of one source folder."""
     refused = run.begin(MODE, job.label, job.folder.error)
@@ -57,7 +58,11 @@ def record_folder(job: FolderJob) -> TaskFailed | None:
     current = run.current()
     work = History(job.source, job.root, job.folder.rel, current, job.max_diff_bytes)
     folder = job.folder
-    work.deletions(set(folder.files), set(folder.links), set(folder.subdirs))
+    unknown = {name for name, _why in folder.unreadable}     # not gone: keep their history live
+    for name, why in folder.unreadable:
+        work._fail(os.fsencode(name), why)
+    work.deletions(set(folder.files) | unknown, set(folder.links) | unknown,
+                   set(folder.subdirs) | unknown)
     for name, st in folder.files.items():
         work.file(name, st)
     for name in folder.links:
@@ -424,6 +429,7 @@ class SweepJob:
     max_diff_bytes: int
 
 
+@run.guarded(MODE)
 def sweep(job: SweepJob) -> TaskFailed | None:
     """Record a deletion for every path the catalog has live that the source lost."""
     refused = run.begin(MODE, job.source.name)
@@ -440,7 +446,7 @@ def sweep(job: SweepJob) -> TaskFailed | None:
         if folder is not None:
             names = {"file": folder.files, "link": folder.links,
                      "dir": dict.fromkeys(folder.subdirs)}[row.entry]
-            if os.fsdecode(row.name) in names:
+            if os.fsdecode(row.name) in names or os.fsdecode(row.name) in dict(folder.unreadable):
                 continue
         work = History(job.source, job.root, os.fsdecode(row.dir), current, job.max_diff_bytes)
         latest = work.latest.get(row.name)

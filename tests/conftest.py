@@ -56,8 +56,10 @@ def tree(root: Path, with_mtime: bool = False) -> dict[str, tuple]:
                 item: tuple = ("link", os.readlink(path))
             elif stat.S_ISDIR(st.st_mode):
                 item = ("dir", None, stat.S_IMODE(st.st_mode))
-            else:
+            elif stat.S_ISREG(st.st_mode):
                 item = ("file", Path(path).read_bytes(), stat.S_IMODE(st.st_mode))
+            else:                                   # never open a fifo, socket or device
+                item = ("special", stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode))
             if with_mtime and item[0] != "dir":
                 item += (st.st_mtime_ns,)
             out[rel] = item

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Backup, make_tree, tree
+from conftest import Backup, make_tree
 from pipeline.sync import rclone
 
 

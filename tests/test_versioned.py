@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import DODO, Backup, digest, lines, make_tree, tree
+from conftest import Backup, digest, lines, make_tree, tree
 from pipeline.rebuild import rebuild
 from pipeline.versioned import baseline_name
 
@@ -222,56 +219,3 @@ def test_baseline_names() -> None:
     assert baseline_name(b".bashrc", "2026-11-24") == b".bashrc-baseline-2026-11-24"
     assert baseline_name(b"Makefile", "2026-11-24") == b"Makefile-baseline-2026-11-24"
     assert baseline_name(b"a.tar.gz", "2026-11-24") == b"a.tar-baseline-2026-11-24.gz"
-
-
-# ---- killed at any moment, the next run completes without duplicates ----
-
-def _crash_tree(b: Backup, generation: int) -> None:
-    for i in range(6):
-        (b.src / f"big{i}.bin").write_bytes(bytes([generation, i]) * (700_000 + i))
-    for i in range(40):
-        folder = b.src / f"d{i % 8}"
-        folder.mkdir(exist_ok=True)
-        (folder / f"t{i}.txt").write_text(f"file {i}\n" + f"generation {generation}\n" * (i + 1))
-
-
-@pytest.mark.parametrize("mode", ["versioned", "all"])
-def test_sigkill_at_many_moments_then_rerun(backup: Backup, mode: str) -> None:
-    import random
-    rng = random.Random(7)
-    expected: dict[str, list[bytes]] = {}
-
-    def remember() -> None:
-        for path in backup.src.rglob("*"):
-            if path.is_file():
-                versions = expected.setdefault(str(path.relative_to(backup.src)), [])
-                data = path.read_bytes()
-                if not versions or versions[-1] != data:
-                    versions.append(data)
-
-    for generation in range(4):
-        _crash_tree(backup, generation)
-        remember()
-        for _kill in range(3):
-            proc = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(DODO), mode,
-                                     f"config={backup.plan}"], stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0.1, 0.5))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-        backup.doit(mode, check=True)
-    for rel, versions in expected.items():
-        assert [v for v in rebuilt(backup, rel)] == versions, rel
-    leftovers = [p for p in backup.dest.rglob("*") if p.name.startswith(".~snapback-")]
-    assert leftovers == []
-    for diff in backup.dest.rglob("*.diff"):
-        assert diff.stat().st_size > 0
-    # every stored object is referenced by exactly one version: no orphan of a killed run
-    objects = {p for p in backup.versions.rglob("*") if p.is_file() and (
-        p.parent.name.endswith(("_diffs", "_versions")) or "-baseline-" in p.name)}
-    referenced = {backup.versions / os.fsdecode(r.store) / os.fsdecode(r.object)
-                  for r in backup.catalog() if r.kind in ("baseline", "diff", "full")}
-    assert objects == referenced
-    if mode == "all":
-        assert tree(backup.mirror) == tree(backup.src)
-    assert backup.doit(mode, check=True).stdout.count("\n") == (2 if mode == "all" else 1)
