@@ -93,3 +93,8 @@ def task_unprotect():
 def task_explain():
     """is PATH backed up, by which mode, and why: explain PATH... | explain --tree [DIR]"""
     return commands.task("explain", PLAN, task_explain.__doc__, ["tree"])
+
+
+def task_prune():
+    """drop the versions the retention rules do not keep: prune [--dry-run] [--keep-last N] ..."""
+    return commands.task("prune", PLAN, task_prune.__doc__, commands.PRUNE_OPTIONS)

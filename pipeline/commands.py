@@ -21,12 +21,13 @@ from typing import Any, Iterator
 
 from doit.exceptions import TaskFailed
 
-from . import explain as explaining, history, protect as protection, restore as restoring, sync as syncing, timespec
+from . import explain as explaining, history, protect as protection, prune as pruning, restore as restoring, sync as syncing, timespec
 from .catalog import CONTENT_KINDS, Catalog, open_catalog
 from .errors import LockHeld, SnapbackError
 from .lock import Lock
 from .paths import Target, in_source as paths_in_source, locate, user_cwd
 from .plan import Plan
+from .run import clock as run_clock
 from .rebuild import RebuildError, rebuild
 from .textdiff import is_text, make_diff
 from .verify import verify
@@ -50,6 +51,18 @@ OPTIONS: dict[str, dict[str, Any]] = {
                 "help": "say what would be sent; send nothing"},
     "verbose": {"name": "verbose", "long": "verbose", "type": bool, "default": False,
                 "help": "list every file sent or deleted"},
+    "keep-within": {"name": "keep_within", "long": "keep-within", "type": str, "default": "",
+                    "help": "keep every version newer than this (30d, 12h, 2w, 6m, 1y)"},
+    "keep-last": {"name": "keep_last", "long": "keep-last", "type": int, "default": 0,
+                  "help": "keep the N newest versions of each file"},
+    "keep-daily": {"name": "keep_daily", "long": "keep-daily", "type": int, "default": 0,
+                   "help": "keep the newest version of each of the last N days"},
+    "keep-weekly": {"name": "keep_weekly", "long": "keep-weekly", "type": int, "default": 0,
+                    "help": "keep the newest version of each of the last N weeks"},
+    "keep-monthly": {"name": "keep_monthly", "long": "keep-monthly", "type": int, "default": 0,
+                     "help": "keep the newest version of each of the last N months"},
+    "keep-deleted": {"name": "keep_deleted", "long": "keep-deleted", "type": str, "default": "",
+                     "help": "drop the history of files deleted longer ago than this"},
     "tree": {"name": "tree", "long": "tree", "type": bool, "default": False,
              "help": "list the folders left out below DIR (default: every source), largest first"},
 }
@@ -88,7 +101,7 @@ def task(name: str, plan: Plan, doc: str, options: list[str]) -> dict:
     action = {"history": history_action, "restore": restore_action,
               "diff": diff_action, "verify": verify_action, "sync": sync_action,
               "protect": protect_action, "unprotect": unprotect_action,
-              "explain": explain_action}[name]
+              "explain": explain_action, "prune": prune_action}[name]
     return {
         "actions": [(_guard, [action, plan, options])],
         "pos_arg": "words",
@@ -382,3 +395,80 @@ def _human(size: float) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
     return f"{size:.1f} TB"
+
+
+# ---- prune -------------------------------------------------------------------
+
+PRUNE_OPTIONS = ["dry-run", "keep-within", "keep-last", "keep-daily", "keep-weekly",
+                 "keep-monthly", "keep-deleted"]
+
+
+def prune_action(plan: Plan, paths: list[str], dry_run: bool = False, **given: Any
+                 ) -> TaskFailed | None:
+    """Drop the versions the retention rules do not keep (--dry-run: only say which)."""
+    if paths:
+        raise SnapbackError("prune works on the whole history: it takes no PATH")
+    policy = _policy(plan.retention, given)
+    if policy.empty:
+        print("no retention rules (plan section `retention:` or --keep-* options): "
+              "nothing is pruned")
+        return None
+    if not plan.meta_dir.exists():
+        raise SnapbackError(f"no backup at {plan.destination} yet")
+    if protection.is_protected(plan.meta_dir, plan.protect) and not dry_run:
+        raise SnapbackError("the backup is protected: run doit unprotect first")
+    lock = Lock(plan.meta_dir / "lock")
+    lock.acquire(note="doit prune")
+    try:
+        catalog = open_catalog(plan.meta_dir, writable=not dry_run)
+        try:
+            outcomes = pruning.run(catalog, plan.destination, policy, run_clock(),
+                                   plan.versioned.max_diff_bytes, dry_run)
+        finally:
+            catalog.close()
+        lines = pruning.describe(outcomes, dry_run)
+        print("\n".join(lines))
+        if not dry_run and outcomes:
+            _record_prune(plan, lines[-1], outcomes)
+    finally:
+        lock.release()
+    failed = [o for o in outcomes if o.problem]
+    return TaskFailed(f"{len(failed)} file(s) could not be pruned") if failed else None
+
+
+def _policy(base, given: dict[str, Any]):
+    from dataclasses import replace
+    from .retention import duration
+    changes: dict[str, Any] = {}
+    for key in ("keep_within", "keep_deleted"):
+        if given.get(key):
+            seconds = duration(given[key])
+            if seconds is None:
+                raise SnapbackError(f"--{key.replace('_', '-')}: expected a duration such as "
+                                    f"30d, 12h, 2w, 6m or 1y, got {given[key]!r}")
+            changes[key] = seconds
+    for key in ("keep_last", "keep_daily", "keep_weekly", "keep_monthly"):
+        value = given.get(key)
+        if value:
+            try:
+                number = int(value)
+            except ValueError:
+                number = 0
+            if number < 1:
+                raise SnapbackError(f"--{key.replace('_', '-')}: expected a whole number of 1 "
+                                    f"or more, got {value!r}")
+            changes[key] = number
+    return replace(base, **changes)
+
+
+def _record_prune(plan: Plan, summary: str, outcomes) -> None:
+    import json
+    from datetime import datetime, timezone
+    now = datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+    record = {"run_id": f"prune-{now}", "mode": "prune", "note": summary, "started": now,
+              "counts": {"pruned": sum(o.dropped for o in outcomes if not o.problem),
+                         "files": len(outcomes)},
+              "bytes": sum(o.freed for o in outcomes if not o.problem),
+              "failed": [{"path": o.label, "reason": o.problem} for o in outcomes if o.problem]}
+    with open(plan.meta_dir / "runs.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")

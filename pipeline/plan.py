@@ -16,6 +16,7 @@ from typing import Any, Callable
 import yaml
 
 from .errors import PlanError
+from .retention import Policy, from_mapping as retention_policy
 
 PLAN_NAME = "backup.yaml"
 MAX_PLAN_BYTES = 1 << 20   # a plan is a few hundred bytes; refuse anything huge
@@ -54,6 +55,7 @@ class Plan:
     versioned: ModeOptions
     protect: bool
     remote_target: str | None
+    retention: Policy = Policy()
 
     @property
     def meta_dir(self) -> Path:
@@ -105,6 +107,20 @@ def _size(value: Any) -> tuple[Any, str | None]:
     return int(float(match.group(1)) * _UNITS[unit]), None
 
 
+def _duration(value: Any) -> tuple[Any, str | None]:
+    from .retention import duration
+    seconds = duration(value)
+    if seconds is None:
+        return None, f"expected a duration such as 30d, 12h, 2w, 6m or 1y, got {value!r}"
+    return seconds, None
+
+
+def _count(value: Any) -> tuple[Any, str | None]:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value, None
+    return None, f"expected a whole number of 1 or more, got {value!r}"
+
+
 def _kind(value: Any) -> str:
     names = {dict: "a mapping", list: "a list", str: "a string", bool: "true/false",
              int: "a number", float: "a number", type(None): "nothing"}
@@ -124,6 +140,13 @@ TOP: dict[str, tuple[Check, Any]] = {
     "versioned": (_is(dict, "a mapping"), {}),
     "protect": (_is(bool, "true/false"), False),
     "remote": (_is(dict, "a mapping"), None),
+    "retention": (_is(dict, "a mapping"), None),
+}
+RETENTION: dict[str, tuple[Check, Any]] = {
+    "keep_within": (_duration, None), "keep_last": (_count, None),
+    "keep_daily": (_count, None), "keep_weekly": (_count, None),
+    "keep_monthly": (_count, None), "keep_deleted": (_duration, None),
+    "auto": (_is(bool, "true/false"), False),
 }
 SOURCE: dict[str, tuple[Check, Any]] = {
     "path": (_is(str, "a folder path"), None),
@@ -243,6 +266,7 @@ def check(data: Any, path: Path, lines: dict[str, int] | None = None) -> Plan:
     for mode, schema in MODES.items():
         modes[mode] = _read_section(top[mode] or {}, schema, f"{mode}.", problems)
     remote = _read_section(top["remote"], REMOTE, "remote.", problems) if top["remote"] else {}
+    retention = _read_section(top["retention"] or {}, RETENTION, "retention.", problems)
     if top["remote"] is not None and not remote.get("target"):
         problems.add("remote.target", "missing: an rclone remote such as gdrive:backups")
     for key, patterns in (("ignore", top["ignore"]), ("exceptions", top["exceptions"]),
@@ -271,6 +295,7 @@ def check(data: Any, path: Path, lines: dict[str, int] | None = None) -> Plan:
         versioned=ModeOptions(ignore=tuple(modes["versioned"]["ignore"]),
                               max_diff_bytes=modes["versioned"]["max_diff_bytes"]),
         protect=top["protect"], remote_target=remote.get("target"),
+        retention=retention_policy(retention),
     )
 
 

@@ -62,14 +62,15 @@ def record(current: run.Run, modes: tuple[str, ...], label: str = "") -> dict[st
     events = [e for e in current.events if e.mode in modes]
     by_mode = {mode: counts(current, (mode,)) for mode in modes}
     total = {key: sum(c[key] for c in by_mode.values()) for key in by_mode[modes[0]]}
-    ended = time.time()
+    seconds = time.perf_counter() - current.t0
+    ended = current.started + seconds
     return {
         "run_id": current.run_id,
         "mode": label or ("all" if set(modes) == set(BACKUP_MODES) else modes[0]),
         "note": current.options.note,
         "started": _iso(current.started),
         "ended": _iso(ended),
-        "seconds": round(ended - current.started, 3),
+        "seconds": round(seconds, 3),
         "dry_run": current.options.dry_run,
         "counts": {k: v for k, v in total.items() if k != "bytes"},
         "bytes": total["bytes"],
@@ -89,8 +90,9 @@ def _iso(stamp: float) -> str:
     return datetime.fromtimestamp(stamp, timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
-def write_record(modes: tuple[str, ...], label: str) -> TaskFailed | None:
-    """Action of ``report:<mode>``: append the run record to runs.jsonl."""
+def write_record(modes: tuple[str, ...], label: str, after=None) -> TaskFailed | None:
+    """Action of ``report:<mode>``: append the run record to runs.jsonl, then run
+    ``after`` (the automatic prune of ``retention.auto``) if the run changed anything."""
     current = run.current()
     if not current.writes:
         return None
@@ -112,6 +114,8 @@ def write_record(modes: tuple[str, ...], label: str) -> TaskFailed | None:
         os.fsync(fd)
     finally:
         os.close(fd)
+    if after is not None:
+        return after()
     return None
 
 

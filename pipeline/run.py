@@ -54,11 +54,22 @@ class Options:
                 setattr(self, key, value)
 
 
+def clock() -> float:
+    """Now; or $SNAPBACK_NOW (an ISO time), to simulate histories of days and weeks
+    (the tests of retention use it; a run's version times come from here)."""
+    fixed = os.environ.get("SNAPBACK_NOW")
+    if fixed:
+        moment = datetime.fromisoformat(fixed)
+        return (moment if moment.tzinfo else moment.astimezone()).timestamp()
+    return time.time()
+
+
 @dataclass
 class Run:
     options: Options = field(default_factory=Options)
     modes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
+    t0: float = field(default_factory=time.perf_counter)    # for durations, whatever the clock
     events: list[Event] = field(default_factory=list)
     pending: list[Event] = field(default_factory=list)     # not yet printed
     selected: list[str] = field(default_factory=list)
@@ -78,6 +89,7 @@ class Run:
     plan_problems: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.started = clock()
         local = datetime.fromtimestamp(self.started, timezone.utc).astimezone()
         self.run_id = local.strftime("%Y%m%d-%H%M%S-") + f"{os.getpid() % 10000:04d}"
         self.stamp = local.strftime("%Y-%m-%d_%H-%M-%S")   # version times of this run

@@ -10,6 +10,7 @@ group tasks (``snapshot``, ``all``) run after the folders, in that order.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -86,6 +87,22 @@ def mode_view(scan: Scan, extra: Selector | None) -> list[Folder]:
                     view.skipped.append((name, f"ignored by {rule.describe()}"))
         out.append(view)
     return out
+
+
+def auto_prune(plan: Plan) -> None:
+    """retention.auto: `doit all` prunes after a run that changed something, under
+    the run's own lock and catalog connection."""
+    import sys
+    from . import prune
+    current = run.current()
+    if current.protected:
+        print("snapback: retention.auto skipped: the backup is protected (doit unprotect, "
+              "then doit prune)", file=sys.__stderr__)
+        return
+    outcomes = prune.run(current.open_catalog(), plan.destination, plan.retention,
+                         current.started, plan.versioned.max_diff_bytes, dry_run=False)
+    if outcomes and not current.options.quiet:      # doit captures the action's stdout
+        print("\n".join(prune.describe(outcomes, dry_run=False)), file=sys.__stdout__)
 
 
 def _digest(*parts: Any) -> str:
@@ -185,11 +202,14 @@ def backup_tasks(plan: Plan, command: str, **options: Any) -> Iterator[dict]:
                                  report.NotSelected("cleanup")],
                 }
     label = command if command in ("snapshot", "versioned", "cleanup") else "all"
+    after = None
+    if command == "all" and plan.retention.auto and not plan.retention.empty:
+        after = functools.partial(auto_prune, plan)
     if modes:
         yield {
             "basename": "report", "name": label,
             "doc": f"the {label} run record",
-            "actions": [(report.write_record, [modes, label])],
+            "actions": [(report.write_record, [modes, label, after])],
             "uptodate": [report.NothingHappened(modes)],
         }
     folders_and_cleanups = [n for m in modes for n in names[m][0] + names[m][1]]

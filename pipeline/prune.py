@@ -1,0 +1,227 @@
+"""Prune: drop the versions retention does not keep, without ever losing a kept one.
+
+Per file: every version is rebuilt and checked first; the oldest kept version
+becomes the baseline and each kept version whose predecessor goes gets a new
+diff (or full copy) from the kept version before it.  Crash safety comes from
+the order, each step atomic:
+
+1. new objects are written under temporary names in the history folder and
+   checked (each diff applied must give the recorded sha256);
+2. one catalog transaction points the kept rows at them and deletes the rows
+   of the versions that go: the commit point;
+3. objects no row refers to are removed;
+4. each new object gets its standard name: a hard link, the row updated, then
+   the temporary name removed.
+
+Killed anywhere, the catalog always points at files that exist, so every kept
+version still rebuilds; a rerun (``finish``) completes step 3 and 4.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import store, textdiff
+from .catalog import CONTENT_KINDS, Catalog, Row
+from .rebuild import versions
+from .retention import Policy
+from .versioned import baseline_name, version_names
+
+TMP_MARK = b".~snapback-"
+
+
+@dataclass
+class Outcome:
+    label: str
+    dropped: int = 0
+    kept: int = 0
+    freed: int = 0                 # bytes of objects removed (a best effort: links share)
+    gone: bool = False             # the whole history of a deleted file expired
+    problem: str | None = None
+    paths: list[bytes] = field(default_factory=list)
+
+
+def plan_history(history: list[Row], policy: Policy, now: float) -> tuple[list[Row], list[Row], bool]:
+    """(versions kept, versions dropped, whole history expires)."""
+    content = [r for r in history if r.kind in CONTENT_KINDS]
+    last = history[-1]
+    if (policy.keep_deleted is not None and last.kind == "deleted"
+            and last.recorded < now - policy.keep_deleted):
+        return [], content, True
+    kept = policy.keep(content, now)
+    ids = {r.id for r in kept}
+    return kept, [r for r in content if r.id not in ids], False
+
+
+def canonical(row: Row) -> bytes:
+    """The standard name of a row's object (layout of SPEC.md)."""
+    if row.kind == "baseline":
+        return baseline_name(row.name, row.time[:10])
+    diff, full = version_names(row.name, row.time)
+    return diff if row.kind == "diff" else full
+
+
+def prune_history(catalog: Catalog, root: Path, source: str, history: list[Row],
+                  policy: Policy, now: float, max_diff: int, dry_run: bool) -> Outcome:
+    label = f"{source}/{os.fsdecode(history[-1].path)}"
+    kept, dropped, expires = plan_history(history, policy, now)
+    out = Outcome(label, dropped=len(dropped), kept=len(kept), gone=expires)
+    if not dropped and not expires:
+        return out
+    root_b = os.fsencode(root)
+    for row in dropped:
+        try:
+            out.freed += os.lstat(os.path.join(root_b, row.store, row.object)).st_size
+        except OSError:
+            pass
+    if dry_run:
+        return out
+    if expires:
+        _expire(catalog, root_b, history)
+        return out
+    content = {row.id: (data, error) for row, data, error in versions(root, history)}
+    broken = [r for r in kept if content[r.id][0] is None]
+    if broken:
+        out.problem = f"version {broken[0].time} cannot be rebuilt ({content[broken[0].id][1]}); " \
+                      "nothing of this file was pruned"
+        out.dropped = 0
+        return out
+    chain = [r for r in history if r.kind in CONTENT_KINDS]
+    before = {b.id: a.id for a, b in zip(chain, chain[1:])}
+    updates: list[tuple[Row, str, bytes, str]] = []     # (row, kind, tmp object, sha)
+    hist = os.path.join(root_b, kept[-1].store)
+    for index, row in enumerate(kept):
+        data = content[row.id][0]
+        assert data is not None
+        if index == 0:
+            if row.kind == "baseline":
+                continue
+            kind, payload = "baseline", data
+        else:
+            if before.get(row.id) == kept[index - 1].id:
+                continue                                 # its object still applies
+            previous = content[kept[index - 1].id][0]
+            assert previous is not None
+            payload = None
+            if (textdiff.is_text(previous) and textdiff.is_text(data) and previous != data
+                    and max(len(previous), len(data)) <= max_diff):
+                payload = textdiff.make_diff(previous, data, row.name, row.name)
+                if payload is not None and textdiff.apply(previous, payload) != data:
+                    payload = None
+            kind, payload = ("diff", payload) if payload is not None else ("full", data)
+        sub = {"baseline": b"", "diff": row.name + b"_diffs", "full": row.name + b"_versions"}[kind]
+        folder = os.path.join(hist, sub) if sub else hist
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        tmp = store.tmp_name(folder)
+        store.write_bytes(tmp, payload, mode=stat_mode(row))
+        updates.append((row, kind, os.path.relpath(tmp, hist), hashlib.sha256(payload).hexdigest()))
+    # step 2: the commit point
+    catalog.begin()
+    for row, kind, obj, sha in updates:
+        catalog.conn.execute("update versions set kind=?, object=?, object_sha256=? where id=?",
+                             (kind, obj, sha, row.id))
+    catalog.conn.executemany("delete from versions where id=?", [(r.id,) for r in dropped])
+    catalog.commit()
+    finish(catalog, root_b, source, history[-1].dir, history[-1].name, hist)
+    return out
+
+
+def stat_mode(row: Row) -> int:
+    return (row.mode & 0o777) if row.mode else 0o600
+
+
+def finish(catalog: Catalog, root_b: bytes, source: str, folder: bytes, name: bytes,
+           hist: bytes) -> None:
+    """Steps 3 and 4 for one history (also what a rerun after a crash does)."""
+    rows = catalog.history(source, folder, name)
+    known = {r.object for r in rows if r.object is not None}
+    stem = baseline_name(name, "").rpartition(b"-baseline-")[0] + b"-baseline-"
+    for sub in (b"", name + b"_diffs", name + b"_versions"):
+        where = os.path.join(hist, sub) if sub else hist
+        try:
+            entries = os.listdir(where)
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            rel = sub + b"/" + entry if sub else entry
+            ours = entry.startswith(stem) or bool(sub) or entry.startswith(TMP_MARK)
+            if ours and rel not in known and entry != name:
+                store.remove(os.path.join(where, entry))
+    for row in rows:
+        if row.object is None or TMP_MARK not in row.object:
+            continue
+        final = canonical(row)
+        tmp_path, final_path = os.path.join(hist, row.object), os.path.join(hist, final)
+        store.link_or_copy(tmp_path, final_path)
+        catalog.begin()
+        catalog.conn.execute("update versions set object=? where id=?", (final, row.id))
+        catalog.commit()
+        os.unlink(tmp_path)
+
+
+def _expire(catalog: Catalog, root_b: bytes, history: list[Row]) -> None:
+    """A deleted file past keep_deleted: its rows, then its objects."""
+    catalog.begin()
+    catalog.conn.executemany("delete from versions where id=?", [(r.id,) for r in history])
+    catalog.commit()
+    stores = {r.store for r in history if r.store}
+    name = history[-1].name
+    for store_rel in stores:
+        hist = os.path.join(root_b, store_rel)
+        for entry in (name, name + b"_diffs", name + b"_versions"):
+            store.remove(os.path.join(hist, entry))
+        stem = baseline_name(name, "").rpartition(b"-baseline-")[0] + b"-baseline-"
+        try:
+            for entry in os.listdir(hist):
+                if entry.startswith(stem):
+                    store.remove(os.path.join(hist, entry))
+            if not os.listdir(hist):
+                os.rmdir(hist)
+        except FileNotFoundError:
+            pass
+
+
+def run(catalog: Catalog, destination: Path, policy: Policy, now: float, max_diff: int,
+        dry_run: bool) -> list[Outcome]:
+    """Prune every history of the catalog; return what happened to each that changed."""
+    histories: dict[tuple[str, bytes], list[Row]] = {}
+    for row in catalog.all_rows():
+        histories.setdefault((row.source, row.path), []).append(row)
+    outcomes = []
+    for (source, _path), history in histories.items():
+        root = destination / "versioned_backup" / source
+        outcome = prune_history(catalog, root, source, history, policy, now, max_diff, dry_run)
+        if outcome.dropped or outcome.gone or outcome.problem:
+            outcomes.append(outcome)
+    return outcomes
+
+
+def describe(outcomes: list[Outcome], dry_run: bool) -> list[str]:
+    lines = []
+    verb = "would go" if dry_run else "pruned"
+    for o in outcomes:
+        if o.problem:
+            lines.append(f"FAILED   {o.label}: {o.problem}")
+        elif o.gone:
+            lines.append(f"{'expired' if not dry_run else 'would expire':<8} {o.label}: deleted "
+                         f"from the source long enough ago; its whole history ({o.dropped} "
+                         f"versions, {_size(o.freed)})")
+        else:
+            lines.append(f"{'pruned' if not dry_run else 'prune':<8} {o.label}: {o.dropped} of "
+                         f"{o.dropped + o.kept} versions {verb} ({_size(o.freed)})")
+    total = sum(o.freed for o in outcomes if not o.problem)
+    count = sum(o.dropped for o in outcomes if not o.problem)
+    lines.append(f"prune{' (dry run)' if dry_run else ''}: {count} versions of "
+                 f"{len(outcomes)} files {verb}, {_size(total)} freed")
+    return lines
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"

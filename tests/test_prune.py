@@ -1,0 +1,148 @@
+"""doit prune: retention rules on simulated histories of days and weeks."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import DODO, Backup, digest, make_tree, tree
+from test_versioned import gnu_patch_chain, history_of, rebuilt
+
+
+def at(b: Backup, when: str, *args: str, check: bool = True):
+    return b.doit(*args, env={"SNAPBACK_NOW": when}, check=check)
+
+
+def daily_history(b: Backup, days: list[str], per_day: int = 1) -> list[bytes]:
+    """One text file changed per_day times on each day; returns every version."""
+    out = []
+    for day in days:
+        for hour in range(per_day):
+            data = f"{day} {hour}\n".encode() * 3 + b"".join(out[-1:])[:200]
+            (b.src / "notes.txt").write_bytes(data)
+            at(b, f"{day}T{10 + hour:02d}:00:00", "versioned")
+            out.append(data)
+    return out
+
+
+def kept_versions(b: Backup) -> list[bytes]:
+    return [v for v in rebuilt(b, "notes.txt") if v is not None]
+
+
+DAYS = [f"2026-10-{d:02d}" for d in range(1, 29)]
+
+
+def test_keep_last_rebases_the_baseline_and_patch_still_applies(backup: Backup, tmp_path: Path) -> None:
+    versions = daily_history(backup, DAYS[:8])
+    result = at(backup, "2026-11-01T00:00:00", "prune", "--keep-last", "3")
+    assert "src/notes.txt: 5 of 8 versions pruned" in result.stdout
+    assert kept_versions(backup) == versions[-3:]
+    assert [r.kind for r in history_of(backup, "notes.txt")] == ["baseline", "diff", "diff"]
+    assert gnu_patch_chain(backup, "notes.txt", tmp_path) == versions[-3:]
+    hist = backup.versions / "notes.txt"
+    assert sorted(p.name for p in hist.iterdir()) == sorted(
+        ["notes.txt", "notes-baseline-2026-10-06.txt", "notes.txt_diffs"])
+    assert len(list((hist / "notes.txt_diffs").iterdir())) == 2
+    assert backup.doit("verify", "--deep").returncode == 0
+
+
+def test_keep_daily_weekly_monthly_and_within(backup: Backup) -> None:
+    versions = daily_history(backup, DAYS, per_day=2)       # 56 versions over 4 weeks
+    by_day = {d: versions[2 * i + 1] for i, d in enumerate(DAYS)}  # the newest of each day
+    at(backup, "2026-10-28T23:00:00", "prune", "--keep-daily", "3")
+    assert kept_versions(backup) == [by_day[d] for d in DAYS[-3:]]
+    # a second prune with weekly on what is left changes nothing more
+    at(backup, "2026-10-28T23:00:00", "prune", "--keep-weekly", "1")
+    assert kept_versions(backup) == [by_day[DAYS[-1]]]
+
+
+def test_keep_weekly_and_monthly_count_calendar_buckets(backup: Backup) -> None:
+    days = ["2026-08-03", "2026-08-20", "2026-09-07", "2026-09-09", "2026-09-21", "2026-10-05"]
+    versions = daily_history(backup, days)
+    at(backup, "2026-10-06T00:00:00", "prune", "--keep-monthly", "2")
+    assert kept_versions(backup) == [versions[4], versions[5]]   # newest of Sep and of Oct
+
+
+def test_keep_within(backup: Backup) -> None:
+    versions = daily_history(backup, DAYS[:10])
+    at(backup, "2026-10-10T12:00:00", "prune", "--keep-within", "3d")
+    assert kept_versions(backup) == versions[-3:]
+
+
+def test_keep_deleted_expires_old_deletions_only(backup: Backup) -> None:
+    make_tree(backup.src, {"old.txt": "old\n", "recent.txt": "recent\n", "live.txt": "live\n"})
+    at(backup, "2026-10-01T10:00:00", "versioned")
+    (backup.src / "old.txt").unlink()
+    at(backup, "2026-10-02T10:00:00", "versioned")
+    (backup.src / "recent.txt").unlink()
+    at(backup, "2026-10-20T10:00:00", "versioned")
+    result = at(backup, "2026-10-25T10:00:00", "prune", "--keep-deleted", "7d")
+    assert "src/old.txt: deleted from the source long enough ago" in result.stdout
+    assert history_of(backup, "old.txt") == []
+    assert not (backup.versions / "old.txt").exists()
+    assert [r.kind for r in history_of(backup, "recent.txt")] == ["baseline", "deleted"]
+    assert [r.kind for r in history_of(backup, "live.txt")] == ["baseline"]
+    assert backup.doit("verify", "--deep").returncode == 0
+
+
+def test_dry_run_changes_nothing_and_no_rules_prune_nothing(backup: Backup) -> None:
+    daily_history(backup, DAYS[:5])
+
+    def state() -> dict:                                        # the lock file is the lock's
+        return {k: v for k, v in tree(backup.dest, with_mtime=True).items()
+                if k != ".snapback/lock"}
+
+    before = state()
+    dry = at(backup, "2026-11-01T00:00:00", "prune", "--dry-run", "--keep-last", "1")
+    assert "src/notes.txt: 4 of 5 versions would go" in dry.stdout
+    assert state() == before
+    none = at(backup, "2026-11-01T00:00:00", "prune")
+    assert "nothing is pruned" in none.stdout
+    assert state() == before
+
+
+def test_plan_retention_and_auto_prune_after_all(backup: Backup) -> None:
+    backup.write_plan(retention={"keep_last": 2, "auto": True})
+    versions = daily_history(backup, DAYS[:3])                 # versioned: no auto prune
+    assert len(kept_versions(backup)) == 3
+    (backup.src / "notes.txt").write_text("last\n")
+    result = at(backup, "2026-10-05T10:00:00", "all")
+    assert "pruned   src/notes.txt: 2 of 4 versions pruned" in result.stdout
+    assert kept_versions(backup) == [versions[-1], b"last\n"]
+
+
+def test_a_prune_killed_midway_is_finished_by_a_rerun(backup: Backup) -> None:
+    for day in DAYS[:6]:
+        for i in range(60):
+            (backup.src / f"f{i}.txt").write_text(f"{day} {i}\n" * (20 + i))
+        at(backup, f"{day}T10:00:00", "versioned")
+    expected = {f"f{i}.txt": [v for v in rebuilt(backup, f"f{i}.txt")][-2:] for i in range(60)}
+    rng = random.Random(8)
+    for _ in range(6):
+        proc = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(DODO), "prune",
+                                 "--keep-last", "2", f"config={backup.plan}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.2, 0.6))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        for name, want in expected.items():                    # never a lost kept version
+            got = [v for v in rebuilt(backup, name) if v is not None]
+            assert got[-2:] == want, name
+    backup.doit("prune", "--keep-last", "2", check=True)
+    for name, want in expected.items():
+        assert [v for v in rebuilt(backup, name)] == want
+    objects = {p for p in backup.versions.rglob("*") if p.is_file() and (
+        p.parent.name.endswith(("_diffs", "_versions")) or "-baseline-" in p.name)}
+    referenced = {backup.versions / os.fsdecode(r.store) / os.fsdecode(r.object)
+                  for r in backup.catalog() if r.kind in ("baseline", "diff", "full")}
+    assert objects == referenced
+    assert [p for p in backup.versions.rglob(".~snapback-*")] == []
+    assert backup.doit("verify", "--deep").returncode == 0
+    assert digest(backup.plan)
