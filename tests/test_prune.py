@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from conftest import DODO, Backup, digest, make_tree, tree
 from test_versioned import gnu_patch_chain, history_of, rebuilt
