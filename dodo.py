@@ -4,7 +4,7 @@
 ``doit snapshot config=path/to/plan.yaml`` or ``SNAPBACK_CONFIG``.
 """
 
-from doit import create_after, get_var, task_params
+from doit import get_var
 
 from pipeline import commands, tasks
 from pipeline.config import doit_config, load_plan_or_exit
@@ -12,47 +12,13 @@ from pipeline.config import doit_config, load_plan_or_exit
 PLAN = load_plan_or_exit(get_var("config", None))
 DOIT_CONFIG = doit_config(PLAN)
 
-# The backup tasks need a walk of every source, so they are created only when
-# a backup command runs (never for `doit list`).  Each command has its own
-# creator for its own doc line; whichever runs first creates them all.  The
-# creators' own names start with "_": doit parses the words after any word
-# equal to a creator's name as that creator's options, and `--from snapshot`
-# must stay a value.  The options reach the run through the reporter.
-
-
-@create_after(creates=["snapshot"])
-@task_params(tasks.BACKUP_PARAMS)
-def task__snapshot(**options):
-    """mirror every source into <destination>/system_snapshot/, then cleanup, then report"""
-    return tasks.backup_tasks(PLAN, "snapshot", **options)
-
-
-@create_after(creates=["cleanup"])
-@task_params(tasks.BACKUP_PARAMS)
-def task__cleanup(**options):
-    """remove from the backup what left the sources or became ignored"""
-    return tasks.backup_tasks(PLAN, "cleanup", **options)
-
-
-@create_after(creates=["report"])
-@task_params(tasks.BACKUP_PARAMS)
-def task__report(**options):
-    """write the run record to .snapback/runs.jsonl (snapshot, versioned and all run it)"""
-    return tasks.backup_tasks(PLAN, "report", **options)
-
-
-@create_after(creates=["versioned"])
-@task_params(tasks.BACKUP_PARAMS)
-def task__versioned(**options):
-    """record new, changed and deleted files in <destination>/versioned_backup/, then report"""
-    return tasks.backup_tasks(PLAN, "versioned", **options)
-
-
-@create_after(creates=["all"])
-@task_params(tasks.BACKUP_PARAMS)
-def task__all(**options):
-    """snapshot and versioned in one run, walking each source once"""
-    return tasks.backup_tasks(PLAN, "all", **options)
+# The backup commands walk every source, so their tasks are created only when
+# one of them runs (doit's create_after), never for `doit list`.  The creators
+# are named task__snapshot etc.: doit parses the words after any word equal to
+# a creator's own name as that creator's options, and `--from snapshot` must
+# stay a value; the options reach the run through the reporter.
+for _command, _doc in tasks.COMMAND_DOCS.items():
+    globals()[f"task__{_command}"] = tasks.creator(PLAN, _command, _doc)
 
 
 def task_history():

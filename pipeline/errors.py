@@ -1,22 +1,19 @@
 """Errors a user can cause, each with its exit status.
 
-One handler at the top (``pipeline.cli.fail``) turns them into a one-line
-message on stderr: a user mistake never shows a traceback.
+The recovery commands turn them into a failed task whose one-line message our
+reporter prints; a plan error exits 2 from dodo.py (``config.load_plan_or_exit``):
+a user mistake never shows a traceback.
 """
 
 from __future__ import annotations
 
 
 class SnapbackError(Exception):
-    """Something the user can fix; the message says what."""
-
-    exit_code = 1
+    """Something the user can fix; the message says what (one line)."""
 
 
 class PlanError(SnapbackError):
-    """The plan is invalid; ``problems`` holds one line per problem."""
-
-    exit_code = 2
+    """The plan is invalid; ``problems`` holds one line per problem (exit status 2)."""
 
     def __init__(self, problems: list[str]):
         self.problems = problems
@@ -25,5 +22,3 @@ class PlanError(SnapbackError):
 
 class LockHeld(SnapbackError):
     """Another snapback run holds the destination's lock."""
-
-    exit_code = 3

@@ -16,6 +16,7 @@ import json
 import os
 from typing import Any, Iterator
 
+from doit import create_after, task_params
 from doit.tools import config_changed
 
 from . import report, run, snapshot, versioned
@@ -133,10 +134,24 @@ def _jobs(plan: Plan, mode: str, source: Source, folders: list[Folder]
     return versioned.record_folder, make, sweep
 
 
-DOCS = {
+COMMAND_DOCS = {
     "snapshot": "mirror every source into <destination>/system_snapshot/, then cleanup, then report",
-    "versioned": "record new, changed and deleted files in <destination>/versioned_backup/",
+    "versioned": "record new, changed and deleted files in <destination>/versioned_backup/, "
+                 "then report",
+    "all": "snapshot and versioned in one run, walking each source once",
+    "cleanup": "remove from the backup what left the sources or became ignored",
+    "report": "write the run record to .snapback/runs.jsonl (snapshot, versioned and all run it)",
 }
+
+
+def creator(plan: Plan, command: str, doc: str):
+    """The delayed doit task creator of one backup command (see dodo.py)."""
+    @create_after(creates=[command])
+    @task_params(BACKUP_PARAMS)
+    def create(**options: Any) -> Iterator[dict]:
+        return backup_tasks(plan, command, **options)
+    create.__doc__ = doc
+    return create
 
 
 COMMANDS: dict[str, tuple[str, ...]] = {
@@ -214,7 +229,7 @@ def backup_tasks(plan: Plan, command: str, **options: Any) -> Iterator[dict]:
         }
     folders_and_cleanups = [n for m in modes for n in names[m][0] + names[m][1]]
     if command in ("snapshot", "versioned"):
-        yield {"basename": command, "name": None, "doc": DOCS[command],
+        yield {"basename": command, "name": None, "doc": COMMAND_DOCS[command],
                "task_dep": folders_and_cleanups + [f"report:{label}"]}
     elif command == "all":
         yield {"basename": "all", "actions": None,

@@ -19,7 +19,7 @@ _MINUTE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?:[+-]\d{2}:?\d{2}|Z)?$
 
 
 class BadTime(SnapbackError):
-    exit_code = 2
+    """A TIME that cannot be read."""
 
 
 def parse(text: str, run_times: dict[str, float] | None = None) -> float:
