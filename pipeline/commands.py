@@ -11,6 +11,7 @@ the lock while they read, so that no backup changes the history under them.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import shutil
 import subprocess
@@ -21,16 +22,18 @@ from typing import Any, Iterator
 
 from doit.exceptions import TaskFailed
 
-from . import explain as explaining, history, protect as protection, prune as pruning, restore as restoring, sync as syncing, timespec
 from .catalog import CONTENT_KINDS, Catalog, open_catalog
 from .errors import LockHeld, SnapbackError
 from .lock import Lock
 from .paths import Target, in_source as paths_in_source, locate, user_cwd
 from .plan import Plan
 from .run import clock as run_clock
-from .rebuild import RebuildError, rebuild
-from .textdiff import is_text, make_diff
-from .verify import verify
+
+
+def _mod(name: str) -> Any:
+    """A module of one command, imported when that command runs: every doit call
+    loads this file, and a no-change backup should not pay for restore or sync."""
+    return importlib.import_module(f"pipeline.{name}")
 
 OPTIONS: dict[str, dict[str, Any]] = {
     "at": {"name": "at", "long": "at", "type": str, "default": "",
@@ -161,7 +164,7 @@ def _one_path(paths: list[str], command: str, required: bool = True) -> str | No
 
 
 def _time(catalog: Catalog, text: str) -> float | None:
-    return timespec.parse(text, catalog.run_times()) if text else None
+    return _mod("timespec").parse(text, catalog.run_times()) if text else None
 
 
 # ---- history ---------------------------------------------------------------
@@ -170,7 +173,7 @@ def history_action(plan: Plan, paths: list[str]) -> TaskFailed | None:
     """Without PATH, the runs; with PATH, that file's versions or a folder's changes."""
     path = _one_path(paths, "history", required=False)
     if path is None:
-        print("\n".join(history.format_runs(history.runs(plan.meta_dir))))
+        print("\n".join(_mod("history").format_runs(_mod("history").runs(plan.meta_dir))))
         return None
     catalog = open_catalog(plan.meta_dir, writable=False)
     try:
@@ -178,9 +181,9 @@ def history_action(plan: Plan, paths: list[str]) -> TaskFailed | None:
         rows = catalog.history(target.source.name, *_split(target.rel))
         if rows and rows[-1].entry != "dir":
             print(f"{target.label}:")
-            print("\n".join(history.format_versions(rows)))
+            print("\n".join(_mod("history").format_versions(rows)))
         else:
-            print("\n".join(history.folder_changes(catalog, target)))
+            print("\n".join(_mod("history").folder_changes(catalog, target)))
     finally:
         catalog.close()
     return None
@@ -207,17 +210,17 @@ def restore_action(plan: Plan, paths: list[str], at: str = "", to: str = "",
             if when is not None:
                 raise SnapbackError("the snapshot mirror holds only the latest state: "
                                     "use --from versioned with --at")
-            items = restoring.snapshot_items(
+            items = _mod("restore").snapshot_items(
                 plan.destination / "system_snapshot" / target.source.name, target)
         else:
-            items = restoring.versioned_items(catalog, target, when)
+            items = _mod("restore").versioned_items(catalog, target, when)
         if not items:
             moment = f" at {at}" if at else ""
             raise SnapbackError(f"{target.label} did not exist{moment} in the {origin} backup")
         into = Path(os.path.expanduser(to)) if to else user_cwd() / "restored"
         if not into.is_absolute():
             into = user_cwd() / into
-        written = restoring.restore(items, into, plan.destination / "versioned_backup"
+        written = _mod("restore").restore(items, into, plan.destination / "versioned_backup"
                                     / target.source.name, force)
     print(f"restored {target.label}{' as of ' + at if at else ''}: {written} file(s) into {into}")
     return None
@@ -253,19 +256,21 @@ def diff_action(plan: Plan, paths: list[str], at: str = "", against: str = "",
         old = older[-1]
         root = plan.destination / "versioned_backup" / target.source.name
         try:
-            before, after = rebuild(root, rows, old), rebuild(root, rows, new)
-        except RebuildError as exc:
+            before = _mod("rebuild").rebuild(root, rows, old)
+            after = _mod("rebuild").rebuild(root, rows, new)
+        except _mod("rebuild").RebuildError as exc:
             raise SnapbackError(f"{target.label}: {exc}") from None
     finally:
         catalog.close()
     if vscode:
         return _vscode(target, old.time, before, new.time, after)
-    if not (is_text(before) and is_text(after)):
+    if not (_mod("textdiff").is_text(before) and _mod("textdiff").is_text(after)):
         print(f"binary versions of {target.label} differ ({old.time}: {len(before)} bytes, "
               f"{new.time}: {len(after)} bytes)")
         return None
     name = os.fsencode(target.label)
-    text = make_diff(before, after, name + b"@" + old.time.encode(), name + b"@" + new.time.encode())
+    text = _mod("textdiff").make_diff(before, after, name + b"@" + old.time.encode(),
+                                      name + b"@" + new.time.encode())
     if text is None:
         print(f"{target.label}: the versions are too large to diff here; try --vscode")
         return None
@@ -312,7 +317,7 @@ def verify_action(plan: Plan, paths: list[str], deep: bool = False) -> TaskFaile
     if not plan.meta_dir.exists():
         raise SnapbackError(f"no backup at {plan.destination} yet")
     with reading(plan, "verify") as catalog:
-        checked, problems = verify(plan.destination, catalog, deep)
+        checked, problems = _mod("verify").verify(plan.destination, catalog, deep)
     for problem in problems:
         print(f"{problem.what:<13} {problem.path}: {problem.detail}")
     print(f"verify{' --deep' if deep else ''}: {checked} objects checked, "
@@ -330,8 +335,8 @@ def sync_action(plan: Plan, paths: list[str], dry_run: bool = False,
     if paths:
         raise SnapbackError("sync sends the whole backup: it takes no PATH")
     with reading(plan, "sync"):
-        done = syncing.sync(plan, dry_run)
-    print("\n".join(syncing.describe(done, dry_run, verbose)))
+        done = _mod("sync").sync(plan, dry_run)
+    print("\n".join(_mod("sync").describe(done, dry_run, verbose)))
     return None
 
 
@@ -340,7 +345,7 @@ def protect_action(plan: Plan, paths: list[str]) -> TaskFailed | None:
     if not plan.meta_dir.exists():
         raise SnapbackError(f"no backup at {plan.destination} yet")
     with reading(plan, "protect"):
-        changed = protection.protect(plan.destination)
+        changed = _mod("protect").protect(plan.destination)
     print(f"protected {plan.destination}: {changed} files and folders made read-only")
     return None
 
@@ -352,7 +357,7 @@ def unprotect_action(plan: Plan, paths: list[str]) -> TaskFailed | None:
     if plan.protect:
         print("note: the plan says protect: true, so the next backup run protects it again")
     with reading(plan, "unprotect"):
-        changed = protection.unprotect(plan.destination)
+        changed = _mod("protect").unprotect(plan.destination)
     print(f"unprotected {plan.destination}: {changed} files and folders made writable")
     return None
 
@@ -367,7 +372,7 @@ def explain_action(plan: Plan, paths: list[str], tree: bool = False) -> TaskFail
     if tree:
         targets = [in_source(p) for p in paths] or [Target(s, "") for s in plan.sources]
         for target in targets:
-            rows = explaining.left_out_tree(plan, target)
+            rows = _mod("explain").left_out_tree(plan, target)
             print(f"left out below {target.label}/: {len(rows)} folder(s)")
             for size, count, label, why in rows:
                 print(f"  {_human(size):>9} {count:>8,} files  {label}  {why}")
@@ -377,7 +382,7 @@ def explain_action(plan: Plan, paths: list[str], tree: bool = False) -> TaskFail
     missing = 0
     for text in paths:
         target = in_source(text)
-        verdicts = explaining.explain(plan, target)
+        verdicts = _mod("explain").explain(plan, target)
         print(f"{target.label}")
         for verdict in verdicts:
             state = "backed up" if verdict.kept else "left out"
@@ -415,18 +420,18 @@ def prune_action(plan: Plan, paths: list[str], dry_run: bool = False, **given: A
         return None
     if not plan.meta_dir.exists():
         raise SnapbackError(f"no backup at {plan.destination} yet")
-    if protection.is_protected(plan.meta_dir, plan.protect) and not dry_run:
+    if _mod("protect").is_protected(plan.meta_dir, plan.protect) and not dry_run:
         raise SnapbackError("the backup is protected: run doit unprotect first")
     lock = Lock(plan.meta_dir / "lock")
     lock.acquire(note="doit prune")
     try:
         catalog = open_catalog(plan.meta_dir, writable=not dry_run)
         try:
-            outcomes = pruning.run(catalog, plan.destination, policy, run_clock(),
+            outcomes = _mod("prune").run(catalog, plan.destination, policy, run_clock(),
                                    plan.versioned.max_diff_bytes, dry_run)
         finally:
             catalog.close()
-        lines = pruning.describe(outcomes, dry_run)
+        lines = _mod("prune").describe(outcomes, dry_run)
         print("\n".join(lines))
         if not dry_run and outcomes:
             _record_prune(plan, lines[-1], outcomes)

@@ -17,6 +17,7 @@ import os
 from typing import Any, Iterator
 
 from doit import create_after, task_params
+from doit.globals import Globals
 from doit.tools import config_changed
 
 from . import report, run, snapshot, versioned
@@ -104,6 +105,17 @@ def auto_prune(plan: Plan) -> None:
                          current.started, plan.versioned.max_diff_bytes, dry_run=False)
     if outcomes and not current.options.quiet:      # doit captures the action's stdout
         print("\n".join(prune.describe(outcomes, dry_run=False)), file=sys.__stdout__)
+
+
+def saved(task_name: str) -> dict:
+    """The values doit saved for a task on its last success ({} if none)."""
+    manager = Globals.dep_manager
+    return manager.get_values(task_name) if manager is not None else {}
+
+
+def _remember(sig: str) -> dict:
+    """Last action of a folder task: its digest, saved by doit with the task's success."""
+    return {"sig": sig}
 
 
 def _digest(*parts: Any) -> str:
@@ -197,15 +209,19 @@ def backup_tasks(plan: Plan, command: str, **options: Any) -> Iterator[dict]:
                         path = os.path.join(base, file_name)
                         current.stats[path] = st
                         deps.append(path)
-                uptodate: list[Any] = [config_changed(_folder_sig(plan_slice, folder))]
+                task_name = f"{mode}:{name}"
+                sig = _folder_sig(plan_slice, folder)
+                # The digest saved by the task's last success (its values), compared
+                # here: a plain bool spares doit an inspect.signature per folder.
+                same = saved(task_name).get("sig") == sig
                 if folder.error is not None or folder.unreadable:
-                    uptodate.append(False)          # fails, and is tried again, every run
-                folder_tasks.append(f"{mode}:{name}")
+                    same = False                    # fails, and is tried again, every run
+                folder_tasks.append(task_name)
                 yield {
                     "basename": mode, "name": name,
                     "doc": f"{mode}: the folder {name}",
-                    "actions": [(action, [make_job(folder)])],
-                    "file_dep": deps, "uptodate": uptodate,
+                    "actions": [(action, [make_job(folder)]), (_remember, [sig])],
+                    "file_dep": deps, "uptodate": [same],
                 }
             if sweep is not None:
                 cleanup_tasks.append(f"cleanup:{mode}:{source.name}")
