@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +32,10 @@ class Lock:
             os.close(fd)
             raise LockHeld(f"another snapback run holds {self.path}"
                            f" ({holder or 'holder unknown'}); try again when it has finished")
+        left = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        if left:     # a holder that ended without releasing: killed, or its machine died
+            print(f"snapback: taking over the lock left by a run that is gone ({left})",
+                  file=sys.stderr)
         started = time.strftime("%Y-%m-%d %H:%M:%S")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}, started {started}, {note}\n".encode(), 0)

@@ -39,8 +39,10 @@ def test_a_held_lock_stops_the_second_run_and_names_the_holder(backup: Backup) -
     assert f"pid {holder.pid}" in result.stderr and "doit versioned" in result.stderr
     assert result.stderr.count("holds") == 1          # said once, not once per folder
     assert unlocked() == before
-    # the holder is gone (as after a crash): the next run takes the lock over
-    assert lines(backup.snapshot().stdout, "new") == ["src/b.txt"]
+    # the holder is gone (as after a crash): the next run takes the lock over, and says so
+    taken = backup.snapshot()
+    assert lines(taken.stdout, "new") == ["src/b.txt"]
+    assert f"taking over the lock left by a run that is gone (pid {holder.pid}" in taken.stderr
 
 
 def test_two_runs_at_once_never_corrupt_each_other(backup: Backup) -> None:
