@@ -35,7 +35,7 @@ class Lock:
         left = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
         if left:     # a holder that ended without releasing: killed, or its machine died
             print(f"snapback: taking over the lock left by a run that is gone ({left})",
-                  file=sys.stderr)
+                  file=sys.__stderr__)   # doit captures sys.stderr in actions
         started = time.strftime("%Y-%m-%d %H:%M:%S")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}, started {started}, {note}\n".encode(), 0)
