@@ -27,6 +27,7 @@ from .errors import LockHeld, SnapbackError
 from .lock import Lock
 from .paths import Target, in_source as paths_in_source, locate, user_cwd
 from .plan import Plan
+from .report import human_size
 from .run import clock as run_clock
 
 
@@ -375,7 +376,7 @@ def explain_action(plan: Plan, paths: list[str], tree: bool = False) -> TaskFail
             rows = _mod("explain").left_out_tree(plan, target)
             print(f"left out below {target.label}/: {len(rows)} folder(s)")
             for size, count, label, why in rows:
-                print(f"  {_human(size):>9} {count:>8,} files  {label}  {why}")
+                print(f"  {human_size(size):>9} {count:>8,} files  {label}  {why}")
         return None
     if not paths:
         raise SnapbackError("explain needs a PATH (or --tree [DIR])")
@@ -392,14 +393,6 @@ def explain_action(plan: Plan, paths: list[str], tree: bool = False) -> TaskFail
     if missing:
         return TaskFailed(f"{missing} of {len(paths)} path(s) are not backed up")
     return None
-
-
-def _human(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"
 
 
 # ---- prune -------------------------------------------------------------------

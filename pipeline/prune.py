@@ -27,6 +27,7 @@ from pathlib import Path
 from . import store, textdiff
 from .catalog import CONTENT_KINDS, Catalog, Row
 from .rebuild import versions
+from .report import human_size
 from .retention import Policy
 from .versioned import baseline_name, version_names
 
@@ -208,20 +209,12 @@ def describe(outcomes: list[Outcome], dry_run: bool) -> list[str]:
         elif o.gone:
             lines.append(f"{'expired' if not dry_run else 'would expire':<8} {o.label}: deleted "
                          f"from the source long enough ago; its whole history ({o.dropped} "
-                         f"versions, {_size(o.freed)})")
+                         f"versions, {human_size(o.freed)})")
         else:
             lines.append(f"{'pruned' if not dry_run else 'prune':<8} {o.label}: {o.dropped} of "
-                         f"{o.dropped + o.kept} versions {verb} ({_size(o.freed)})")
+                         f"{o.dropped + o.kept} versions {verb} ({human_size(o.freed)})")
     total = sum(o.freed for o in outcomes if not o.problem)
     count = sum(o.dropped for o in outcomes if not o.problem)
     lines.append(f"prune{' (dry run)' if dry_run else ''}: {count} versions of "
-                 f"{len(outcomes)} files {verb}, {_size(total)} freed")
+                 f"{len(outcomes)} files {verb}, {human_size(total)} freed")
     return lines
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"

@@ -147,7 +147,8 @@ def display(path: str) -> str:
     return "".join(out)
 
 
-def _size(n: float) -> str:
+def human_size(n: float) -> str:
+    """1234567 -> '1.2 MB' (decimal units, as ls -h --si and rsync print)."""
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -290,7 +291,7 @@ class Reporter:
         rec = record(current, modes)
         for mode, c in rec["modes"].items():
             line = (f"{mode}: {c['scanned']:,} files, {c['new']} new, {c['updated']} updated, "
-                    f"{c['deleted']} deleted, {c['failed']} failed; {_size(c['bytes'])} written "
+                    f"{c['deleted']} deleted, {c['failed']} failed; {human_size(c['bytes'])} written "
                     f"in {rec['seconds']:.2f} s")
             if current.options.dry_run:
                 line += " (dry run: nothing was changed)"

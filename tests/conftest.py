@@ -193,3 +193,32 @@ def nobody_python() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return str(python)
+
+
+@pytest.fixture
+def nobody_backup(nobody_python: str):
+    """A Backup in a folder that the user nobody can reach, with its own dodo.py."""
+    import tempfile
+    base = Path(tempfile.mkdtemp(prefix="snapback-nobody-"))
+    os.chmod(base, 0o755)
+    b = Backup(base, base / "src", base / "dest", base / "backup.yaml")
+    b.src.mkdir()
+    b.write_plan()
+    shutil.copy(DODO, base / "dodo.py")
+    yield b, nobody_python
+    subprocess.run(["chmod", "-R", "u+w", str(base)], check=False)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def as_nobody(b: Backup, python: str, *args: str) -> subprocess.CompletedProcess:
+    """Run doit as nobody on ``b`` (its sources, plan and dodo.py made nobody's first;
+    the destination is left alone: a chown would change what the tests compare)."""
+    for dirpath, dirnames, filenames in os.walk(b.base):
+        if Path(dirpath) == b.dest or b.dest in Path(dirpath).parents:
+            continue
+        for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
+            if name != str(b.dest):
+                os.lchown(name, 65534, 65534)
+    return subprocess.run([*NOBODY, python, "-m", "doit", "-f", str(b.base / "dodo.py"), *args,
+                           f"config={b.plan}"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PWD": str(b.base)})

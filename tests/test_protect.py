@@ -3,39 +3,22 @@
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from conftest import DODO, NOBODY, Backup, make_tree, tree
+from conftest import Backup, as_nobody, make_tree, tree
 
 
 @pytest.fixture
-def nb(nobody_python: str):
-    base = Path(tempfile.mkdtemp(prefix="snapback-protect-"))
-    os.chmod(base, 0o755)
-    b = Backup(base, base / "src", base / "dest", base / "backup.yaml")
-    b.src.mkdir()
-    b.write_plan()
-    shutil.copy(DODO, base / "dodo.py")
-    yield b, nobody_python
-    subprocess.run(["chmod", "-R", "u+w", str(base)], check=False)
-    shutil.rmtree(base, ignore_errors=True)
+def nb(nobody_backup):
+    return nobody_backup
 
 
 def run(b: Backup, python: str, *args: str) -> subprocess.CompletedProcess:
-    for dirpath, dirnames, filenames in os.walk(b.src):
-        for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
-            os.lchown(name, 65534, 65534)
-    for path in (b.base, b.plan, b.base / "dodo.py"):
-        os.lchown(path, 65534, 65534)
-    result = subprocess.run([*NOBODY, python, "-m", "doit", "-f", str(b.base / "dodo.py"), *args,
-                             f"config={b.plan}"], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PWD": str(b.base)})
+    result = as_nobody(b, python, *args)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-import pytest
 
-from conftest import DODO, NOBODY, Backup, digest, lines, make_tree, tree
+from conftest import DODO, Backup, as_nobody, digest, lines, make_tree, tree
 
 
 def test_a_held_lock_stops_the_second_run_and_names_the_holder(backup: Backup) -> None:
@@ -70,26 +66,6 @@ def test_two_runs_at_once_never_corrupt_each_other(backup: Backup) -> None:
 
 
 # ---- as an unprivileged user: root would read and write anything ----
-
-@pytest.fixture
-def nobody_backup(nobody_python: str):
-    base = Path(tempfile.mkdtemp(prefix="snapback-nobody-"))
-    os.chmod(base, 0o755)
-    b = Backup(base, base / "src", base / "dest", base / "backup.yaml")
-    b.src.mkdir()
-    b.write_plan()
-    shutil.copy(DODO, base / "dodo.py")
-    yield b, nobody_python
-    shutil.rmtree(base, ignore_errors=True)
-
-
-def as_nobody(b: Backup, python: str, *args: str) -> subprocess.CompletedProcess:
-    for dirpath, dirnames, filenames in os.walk(b.base):
-        for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
-            os.lchown(name, 65534, 65534)
-    return subprocess.run([*NOBODY, python, "-m", "doit", "-f", str(b.base / "dodo.py"), *args,
-                           f"config={b.plan}"], capture_output=True, text=True, timeout=120)
-
 
 def test_unreadable_file_is_reported_and_the_rest_is_backed_up(nobody_backup) -> None:
     b, python = nobody_backup
