@@ -354,5 +354,13 @@ def _check_patterns(key: str, patterns: tuple[str, ...], problems: _Problems) ->
 
 
 def locate(config: str | None) -> Path:
-    """The plan file: ``config=FILE``, else $SNAPBACK_CONFIG, else ./backup.yaml."""
-    return Path(config or os.environ.get("SNAPBACK_CONFIG") or PLAN_NAME)
+    """The plan file: ``config=FILE``, else $SNAPBACK_CONFIG (relative to where the
+    user ran doit: doit itself moves to dodo.py's folder), else dodo.py's backup.yaml."""
+    given = config or os.environ.get("SNAPBACK_CONFIG")
+    if not given:
+        return Path(PLAN_NAME)
+    path = Path(os.path.expanduser(given))
+    if not path.is_absolute():
+        pwd = os.environ.get("PWD")
+        path = (Path(pwd) if pwd and os.path.isdir(pwd) else Path.cwd()) / path
+    return path

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import Backup
+from conftest import DODO, Backup
 from pipeline import plan as planmod
 from pipeline.errors import PlanError
 
@@ -90,3 +93,14 @@ def test_shipped_plan_is_valid() -> None:
     plan = planmod.load(Path(__file__).resolve().parent.parent / "backup.yaml")
     assert plan.destination == Path.home() / "backups"
     assert [s.path for s in plan.sources] == [Path.home()]
+
+
+def test_a_relative_config_is_read_from_where_the_user_is(backup: Backup) -> None:
+    (backup.src / "a.txt").write_text("a")
+    (backup.base / "plans").mkdir()
+    backup.plan.rename(backup.base / "plans" / "mine.yaml")
+    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(DODO), "snapshot",
+                             "config=plans/mine.yaml"], capture_output=True, text=True,
+                            cwd=backup.base, env={**os.environ, "PWD": str(backup.base)})
+    assert result.returncode == 0, result.stderr
+    assert (backup.mirror / "a.txt").read_text() == "a"
