@@ -64,6 +64,7 @@ BUILTIN_IGNORES: tuple[str, ...] = (
     ".rustup/",
     ".cargo/registry/",
     ".cargo/git/",
+    ".cargo/bin/",          # rustup's proxies and `cargo install`ed binaries: reinstallable
     ".m2/repository/",
     ".ivy2/cache/",
     ".sbt/boot/",

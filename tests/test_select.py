@@ -39,6 +39,8 @@ CASES = [
     ((), (), ".m2/settings.xml", True),
     ((), (), ".cargo/registry/cache/x.crate", False),
     ((), (), ".cargo/config.toml", True),
+    ((), (), ".cargo/bin/rustc", False),
+    ((), (), "proj/.cargo/bin/tool", True),              # anchored: only the home's toolchain
     ((), (), ".git/config", True),                      # git history is user data
     ((), (), "notes.txt~", False),
     ((), (), ".DS_Store", False),
