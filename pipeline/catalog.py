@@ -54,7 +54,6 @@ create table if not exists aliases (
 """
 
 FORMAT = 1          # pragma user_version of the catalog this code reads and writes
-LIVE_KINDS = ("baseline", "diff", "full", "link", "dir")
 CONTENT_KINDS = ("baseline", "diff", "full")
 
 

@@ -189,7 +189,6 @@ class Reporter:
         pass
 
     def execute_task(self, task: Any) -> None:
-        run.current().ran.add(task.name)
         self._progress(task)
 
     def add_success(self, task: Any) -> None:

@@ -74,7 +74,6 @@ class Run:
     pending: list[Event] = field(default_factory=list)     # not yet printed
     selected: list[str] = field(default_factory=list)
     views: dict[tuple[str, str], list] = field(default_factory=dict)  # (mode, source) -> folders
-    ran: set[str] = field(default_factory=set)             # task names that executed
     # file -> [mtime_ns, size] the action stored; the checker records exactly this
     verified: dict[str, list[int]] = field(default_factory=dict)
     # file -> lstat from the walk, so doit's up-to-date check costs no second stat
@@ -86,7 +85,6 @@ class Run:
     lock_error: str | None = None
     meta_dir: Path | None = None
     run_id: str = ""
-    plan_problems: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.started = clock()

@@ -39,11 +39,6 @@ class Folder:
 class Scan:
     root: Path
     folders: list[Folder]
-    files: int = 0
-    bytes: int = 0
-
-    def by_rel(self) -> dict[str, Folder]:
-        return {f.rel: f for f in self.folders}
 
 
 def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
@@ -115,8 +110,6 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
                     continue
                 if stat.S_ISREG(mode):
                     folder.files[name] = est
-                    scan.files += 1
-                    scan.bytes += est.st_size
                 else:
                     folder.links[name] = est
             else:
