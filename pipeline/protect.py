@@ -34,35 +34,30 @@ def read_only(path: bytes | str, st: os.stat_result | None = None) -> None:
         os.chmod(path, stat.S_IMODE(st.st_mode) & ~WRITE)
 
 
-def walk_all(root: Path):
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in filenames + dirnames:
-            yield os.path.join(dirpath, name)
-        yield dirpath
+def _chmod_all(destination: Path, new_mode) -> int:
+    """Apply ``new_mode(mode) -> mode | None`` to everything in the mirror and the
+    history (never a symlink); return how many entries changed."""
+    changed = 0
+    for area in AREAS:
+        for dirpath, dirnames, filenames in os.walk(destination / area):
+            for path in [*(os.path.join(dirpath, n) for n in filenames + dirnames), dirpath]:
+                st = os.lstat(path)
+                mode = None if stat.S_ISLNK(st.st_mode) else new_mode(stat.S_IMODE(st.st_mode))
+                if mode is not None:
+                    os.chmod(path, mode)
+                    changed += 1
+    return changed
 
 
 def protect(destination: Path) -> int:
-    changed = 0
-    for area in AREAS:
-        if (destination / area).is_dir():
-            for path in walk_all(destination / area):
-                st = os.lstat(path)
-                if not stat.S_ISLNK(st.st_mode) and st.st_mode & WRITE:
-                    read_only(path, st)
-                    changed += 1
+    changed = _chmod_all(destination, lambda mode: mode & ~WRITE if mode & WRITE else None)
     marker(destination / ".snapback").touch(mode=0o600)
     return changed
 
 
 def unprotect(destination: Path) -> int:
-    changed = 0
-    for area in AREAS:
-        if (destination / area).is_dir():
-            for path in walk_all(destination / area):
-                st = os.lstat(path)
-                if not stat.S_ISLNK(st.st_mode) and not st.st_mode & stat.S_IWUSR:
-                    os.chmod(path, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
-                    changed += 1
+    changed = _chmod_all(destination, lambda mode: None if mode & stat.S_IWUSR
+                         else mode | stat.S_IWUSR)
     marker(destination / ".snapback").unlink(missing_ok=True)
     return changed
 

@@ -147,20 +147,26 @@ class Run:
 RUN = Run()
 
 
-def guarded(mode: str):
-    """A backup action never ends in a traceback: an OS or database error (disk
-    full, a path too long for the system...) becomes a FAILED line and a failed
-    task, whose files doit will check again next run."""
-    def wrap(action):
-        @functools.wraps(action)
+def action(mode: str):
+    """What every backup action does around its work: take the lock, refuse a
+    folder that could not be listed (its backup is kept as it is), and never end
+    in a traceback: an OS or database error (disk full, a path too long for the
+    system...) becomes a FAILED line and a failed task, whose files doit checks
+    again next run.  The action itself gets (job, run)."""
+    def wrap(work):
+        @functools.wraps(work)
         def run_it(job):
+            current = RUN
+            folder = getattr(job, "folder", None)
+            label = job.label if folder is not None else job.source.name
+            refused = begin(mode, label, folder.error if folder is not None else None)
+            if refused:
+                return refused
             try:
-                return action(job)
+                return work(job, current)
             except (OSError, sqlite3.Error) as exc:
-                current = RUN
                 if current.catalog is not None:
                     current.catalog.rollback()
-                label = getattr(job, "label", None) or job.source.name
                 reason = getattr(exc, "strerror", None) or str(exc)
                 current.emit(Event(FAILED, mode, label + "/", reason=reason))
                 return TaskFailed(f"{label}: {reason}")
@@ -169,8 +175,7 @@ def guarded(mode: str):
 
 
 def begin(mode: str, label: str, error: str | None = None) -> TaskFailed | None:
-    """What every backup action does first: take the lock; refuse a folder that
-    could not be listed (its backup is kept as it is).  None means: go on."""
+    """Take the lock; refuse a folder that could not be listed.  None means: go on."""
     current = RUN
     try:
         current.acquire()

@@ -44,13 +44,9 @@ class FolderJob:
         return self.folder.label(self.source.name)
 
 
-@run.guarded(MODE)
-def mirror_folder(job: FolderJob) -> TaskFailed | None:
+@run.action(MODE)
+def mirror_folder(job: FolderJob, current: run.Run) -> TaskFailed | None:
     """Bring one mirror folder in line with its source folder."""
-    refused = run.begin(MODE, job.label, job.folder.error)
-    if refused:
-        return refused
-    current = run.current()
     folder = job.folder
     work = _Folder(job, current)
     for name, why in folder.unreadable:
@@ -260,13 +256,9 @@ class SweepJob:
     mirror_root: Path
 
 
-@run.guarded(MODE)
-def sweep(job: SweepJob) -> TaskFailed | None:
+@run.action(MODE)
+def sweep(job: SweepJob, current: run.Run) -> TaskFailed | None:
     """Remove from a source's whole mirror what is not in the source any more."""
-    refused = run.begin(MODE, job.source.name)
-    if refused:
-        return refused
-    current = run.current()
     kept = {folder.rel: folder for folder in job.folders}
     failures = 0
     for rel, folder in kept.items():

@@ -49,13 +49,9 @@ class FolderJob:
         return self.folder.label(self.source.name)
 
 
-@run.guarded(MODE)
-def record_folder(job: FolderJob) -> TaskFailed | None:
+@run.action(MODE)
+def record_folder(job: FolderJob, current: run.Run) -> TaskFailed | None:
     """Record the new, changed and deleted entries of one source folder."""
-    refused = run.begin(MODE, job.label, job.folder.error)
-    if refused:
-        return refused
-    current = run.current()
     work = History(job.source, job.root, job.folder.rel, current, job.max_diff_bytes)
     folder = job.folder
     unknown = {name for name, _why in folder.unreadable}     # not gone: keep their history live
@@ -429,13 +425,9 @@ class SweepJob:
     max_diff_bytes: int
 
 
-@run.guarded(MODE)
-def sweep(job: SweepJob) -> TaskFailed | None:
+@run.action(MODE)
+def sweep(job: SweepJob, current: run.Run) -> TaskFailed | None:
     """Record a deletion for every path the catalog has live that the source lost."""
-    refused = run.begin(MODE, job.source.name)
-    if refused:
-        return refused
-    current = run.current()
     catalog = current.open_catalog()
     folders = {os.fsencode(f.rel): f for f in job.folders}
     unknown = [rel for rel, f in folders.items() if f.error is not None]

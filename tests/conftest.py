@@ -222,3 +222,19 @@ def as_nobody(b: Backup, python: str, *args: str) -> subprocess.CompletedProcess
     return subprocess.run([*NOBODY, python, "-m", "doit", "-f", str(b.base / "dodo.py"), *args,
                            f"config={b.plan}"], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PWD": str(b.base)})
+
+
+def hold_with_stopped_run(b: Backup, command: str) -> subprocess.Popen:
+    """Start a run, wait until it holds the backup's lock, and freeze it there
+    (SIGSTOP): concurrency tests made deterministic.  SIGCONT it when done."""
+    import signal
+    import time
+    proc = subprocess.Popen([*DOIT, "-f", str(DODO), command, f"config={b.plan}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = b.meta / "lock"
+    deadline = time.time() + 60
+    while not (lock.exists() and lock.read_text().strip()):
+        assert time.time() < deadline and proc.poll() is None, "the run never took the lock"
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGSTOP)
+    return proc

@@ -6,10 +6,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 
-from conftest import DODO, Backup, as_nobody, digest, lines, make_tree, tree
+from conftest import Backup, as_nobody, digest, hold_with_stopped_run, lines, make_tree, tree
 
 
 def test_a_held_lock_stops_the_second_run_and_names_the_holder(backup: Backup) -> None:
@@ -44,15 +43,7 @@ def test_a_held_lock_stops_the_second_run_and_names_the_holder(backup: Backup) -
 def test_two_runs_at_once_never_corrupt_each_other(backup: Backup) -> None:
     make_tree(backup.src, {f"d{i}": {f"f{j}.txt": f"{i}-{j}\n" * 50 for j in range(20)}
                            for i in range(20)})
-    first = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(DODO), "snapshot",
-                              f"config={backup.plan}"], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-    lock = backup.meta / "lock"
-    deadline = time.time() + 60
-    while not (lock.exists() and lock.read_text().strip()):
-        assert time.time() < deadline and first.poll() is None, "first run never took the lock"
-        time.sleep(0.005)
-    os.kill(first.pid, signal.SIGSTOP)                 # hold it mid-run, deterministically
+    first = hold_with_stopped_run(backup, "snapshot")   # mid-run, holding the lock
     try:
         second = backup.doit("snapshot")
     finally:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DODO, Backup, Link, digest, lines, make_tree, tree
+from conftest import DODO, Backup, Link, digest, hold_with_stopped_run, lines, make_tree, tree
 from test_versioned import history_of, rebuilt
 
 
@@ -164,20 +164,6 @@ def test_lost_state_creates_no_spurious_versions(backup: Backup) -> None:
     assert [r.kind for r in history_of(backup, "a.txt")] == ["baseline"]
 
 
-def _hold_with_stopped_run(backup: Backup, command: str) -> subprocess.Popen:
-    """Start a run, wait until it holds the lock, and freeze it there."""
-    proc = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(DODO), command,
-                             f"config={backup.plan}"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    lock = backup.meta / "lock"
-    deadline = time.time() + 60
-    while not (lock.exists() and lock.read_text().strip()):
-        assert time.time() < deadline and proc.poll() is None, "the run never took the lock"
-        time.sleep(0.002)
-    os.kill(proc.pid, signal.SIGSTOP)
-    return proc
-
-
 @pytest.mark.parametrize("first, second", [("all", ["versioned"]), ("versioned", ["verify"]),
                                            ("snapshot", ["restore", "src", "--to", "out"])])
 def test_concurrent_commands_one_waits_out_with_the_holders_pid(backup, first, second) -> None:
@@ -186,7 +172,7 @@ def test_concurrent_commands_one_waits_out_with_the_holders_pid(backup, first, s
     backup.doit("versioned", check=True)                         # something to restore
     for path in backup.src.rglob("*.txt"):
         path.write_text(path.read_text() + "more\n")
-    proc = _hold_with_stopped_run(backup, first)
+    proc = hold_with_stopped_run(backup, first)
     try:
         other = backup.doit(*second)
     finally:
