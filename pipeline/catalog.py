@@ -236,6 +236,12 @@ class Catalog:
         self.conn.execute("insert or replace into folders values (?,?,?,?,?)",
                           (mode, source, folder, st.st_mode, enc(st.st_mtime_ns)))
 
+    def unset_folder(self, mode: str, source: str, folder: bytes) -> None:
+        """The folder is being changed: until its task has finished, it is not in line."""
+        assert self.conn is not None
+        self.conn.execute("delete from folders where mode=? and source=? and dir=?",
+                          (mode, source, folder))
+
     def forget_folders(self, mode: str, source: str, path: bytes) -> None:
         """A folder left the backup: it and every folder below it must be looked at
         again if they come back, whatever their stat then."""

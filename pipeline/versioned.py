@@ -55,6 +55,8 @@ def record_folder(job: FolderJob, current: run.Run) -> TaskFailed | None:
     """Record the new, changed and deleted entries of one source folder."""
     work = History(job.source, job.root, job.folder.rel, current, job.max_diff_bytes,
                    job.checker)
+    if current.writes:        # committed with the first rows: a kill leaves it out of line
+        work.catalog.unset_folder(MODE, job.source.name, work.rel)
     folder = job.folder
     unknown = {name for name, _why in folder.unreadable}     # not gone: keep their history live
     for name, why in folder.unreadable:
