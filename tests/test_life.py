@@ -41,7 +41,8 @@ def snapshot_of(root: Path, leave_out: tuple[str, ...] = ()) -> dict[str, tuple]
             rel = os.path.relpath(path, root)
             st_ = os.lstat(path)
             if stat.S_ISLNK(st_.st_mode):
-                out[rel] = ("link", os.readlink(path))
+                if not _dropped(name, False, leave_out):
+                    out[rel] = ("link", os.readlink(path))
             elif stat.S_ISDIR(st_.st_mode):
                 out[rel] = ("dir", None, stat.S_IMODE(st_.st_mode))
             elif not _dropped(name, False, leave_out):
