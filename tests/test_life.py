@@ -284,7 +284,7 @@ def _differences(expected: dict, got: dict) -> str:
 
 TestFolderLife = FolderLife.TestCase
 TestFolderLife.settings = settings(
-    max_examples=int(os.environ.get("SNAPBACK_LIFE_EXAMPLES", "30")),
+    max_examples=int(os.environ.get("SNAPBACK_LIFE_EXAMPLES", "80")),
     stateful_step_count=25, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
