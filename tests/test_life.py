@@ -141,6 +141,17 @@ class FolderLife(RuleBasedStateMachine):
         os.rename(path, away)
         self.moved.append((os.path.relpath(path, self.b.src), away))
 
+    @rule(data=st.data(), command=st.sampled_from(["snapshot", "versioned", "all"]))
+    @precondition(lambda self: bool(self.dirs()))
+    def folder_away_for_a_while(self, data: st.DataObject, command: str) -> None:
+        """Moved out of the source, a backup runs, moved back (the backup follows)."""
+        path = data.draw(st.sampled_from(self.dirs()))
+        self.counter += 1
+        away = self.outside / f"away{self.counter}"
+        os.rename(path, away)
+        self.backup(command)
+        os.rename(away, path)
+
     @rule()
     @precondition(lambda self: bool(self.moved))
     def move_folder_back(self) -> None:
