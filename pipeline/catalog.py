@@ -16,6 +16,7 @@ import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import quote
 
 from .errors import SnapbackError
@@ -88,8 +89,7 @@ def dec(value: int | str | None) -> int | None:
     return int(value[1:]) if isinstance(value, str) else value
 
 
-@dataclass(frozen=True)
-class Stored:
+class Stored(NamedTuple):
     """What the backup records for one entry of a source folder, as the entry was when it
     was stored: compared with the entry's lstat now (``pipeline.change``)."""
     kind: str                     # file | link | dir
@@ -216,6 +216,40 @@ class Catalog:
                 for n, kind, size, mtime, mode, ctime, ino in self.conn.execute(
                     "select name, kind, size, mtime_ns, mode, ctime_ns, ino from mirror "
                     "where source=? and dir=?", (source, folder))}
+
+    def records(self, mode: str, source: str) -> dict[bytes, dict[bytes, Stored]]:
+        """What ``mode`` holds of every entry of a source, by folder: one query (a
+        no-change run reads this and the folders, nothing else)."""
+        out: dict[bytes, dict[bytes, Stored]] = {}
+        if self.conn is None:
+            return out
+        if mode == "snapshot":
+            sql = ("select dir, name, kind, size, mtime_ns, mode, ctime_ns, ino from mirror "
+                   "where source=?")
+        else:
+            sql = ("select dir, name, entry, size, mtime_ns, mode, ctime_ns, ino from versions "
+                   "where id in (select max(id) from versions where source=? group by dir, "
+                   "name) and kind != 'deleted'")
+        for d, name, kind, size, mtime, st_mode, ctime, ino in self.conn.execute(sql, (source,)):
+            folder = out.get(d)
+            if folder is None:
+                folder = out[d] = {}
+            folder[name] = Stored(kind, size, dec(mtime), st_mode, dec(ctime), dec(ino))
+        return out
+
+    def records_in(self, mode: str, source: str, folder: bytes) -> dict[bytes, Stored]:
+        """The same for one folder."""
+        if mode == "snapshot":
+            return self.mirror_in(source, folder)
+        return {n: row.stored for n, row in self.latest_in(source, folder).items() if row.live}
+
+    def folders_seen(self, mode: str, source: str) -> dict[bytes, tuple[int, int]]:
+        """(st_mode, mtime_ns) of every folder of a source ``mode`` last brought in line."""
+        if self.conn is None:
+            return {}
+        return {d: (st_mode, dec(mtime)) for d, st_mode, mtime in self.conn.execute(
+            "select dir, st_mode, mtime_ns from folders where mode=? and source=?",
+            (mode, source))}
 
     def mirror_shas(self, source: str, folder: bytes) -> dict[bytes, str]:
         if self.conn is None:

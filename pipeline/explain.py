@@ -67,11 +67,10 @@ def _stored(plan: Plan, target: Target, mode: str, path: Path) -> str:
     """Selected by the rules; is it also stored as it is now?  The catalog says."""
     from . import change
     from .catalog import open_catalog
-    from .tasks import _recorded
     folder, _, name = os.fsencode(target.rel).rpartition(b"/")
     catalog = open_catalog(plan.meta_dir, writable=False)
     try:
-        record = _recorded(catalog, mode, target.source.name, folder).get(name)
+        record = catalog.records_in(mode, target.source.name, folder).get(name)
     finally:
         catalog.close()
     if record is None:

@@ -110,23 +110,15 @@ def auto_prune(plan: Plan) -> None:
         print("\n".join(prune.describe(outcomes, dry_run=False)), file=sys.__stdout__)
 
 
-def _recorded(catalog: Catalog, mode: str, source: str, rel: bytes) -> dict[bytes, Stored]:
-    """What the backup holds of one source folder's entries, for one mode."""
-    if mode == "snapshot":
-        return catalog.mirror_in(source, rel)
-    return {name: row.stored for name, row in catalog.latest_in(source, rel).items() if row.live}
-
-
-def in_line(catalog: Catalog, mode: str, source: str, folder: Folder,
-            recorded: dict[bytes, Stored], keeps_leftovers: bool) -> bool:
+def in_line(seen: tuple[int, int] | None, folder: Folder, recorded: dict[bytes, Stored],
+            keeps_leftovers: bool) -> bool:
     """May this folder's task be skipped as far as the folder itself goes?  Only when
     the catalog says the mode brought it in line at its current mode and mtime, and
     holds exactly the entries the walk kept, each of the same kind."""
     st = folder.stat
     if st is None or folder.error is not None or folder.unreadable:
         return False                  # fails, and is tried again, every run
-    rel = os.fsencode(folder.rel)
-    if catalog.folder_seen(mode, source, rel) != (st.st_mode, st.st_mtime_ns):
+    if seen != (st.st_mode, st.st_mtime_ns):
         return False
     kept = {os.fsencode(n): "file" for n in folder.files}
     kept.update((os.fsencode(n), "link") for n in folder.links)
@@ -230,13 +222,16 @@ def _tasks(plan: Plan, command: str, catalog: Catalog, **options: Any) -> Iterat
         cleanup_tasks: list[str] = []
         names[mode] = (folder_tasks, cleanup_tasks)
         for source in plan.sources:
+            records = catalog.records(mode, source.name)
+            seen = catalog.folders_seen(mode, source.name)
             folders = mode_view(scans[source.name], extra)
             current.views[(mode, source.name)] = folders
             action, make_job, sweep = _jobs(plan, mode, source, folders)
             for folder in folders:
                 name = f"{source.name}/{folder.rel}" if folder.rel else source.name
                 base = os.path.join(source.path, folder.rel) if folder.rel else str(source.path)
-                recorded = _recorded(catalog, mode, source.name, os.fsencode(folder.rel))
+                rel_b = os.fsencode(folder.rel)
+                recorded = records.get(rel_b, {})
                 deps: dict[str, Stored | None] = {}
                 stats: dict[str, os.stat_result] = {}
                 for entries in (folder.files, folder.links):
@@ -245,7 +240,7 @@ def _tasks(plan: Plan, command: str, catalog: Catalog, **options: Any) -> Iterat
                         stats[path] = st
                         deps[path] = recorded.get(os.fsencode(file_name))
                 task_name = f"{mode}:{name}"
-                same = in_line(catalog, mode, source.name, folder, recorded, keeps_leftovers)
+                same = in_line(seen.get(rel_b), folder, recorded, keeps_leftovers)
                 if backend is not None:       # each file: doit's checker against the record
                     backend.expect(task_name, {p: r for p, r in deps.items() if r is not None},
                                    stats)
