@@ -111,22 +111,29 @@ def auto_prune(plan: Plan) -> None:
 
 
 def in_line(seen: tuple[int, int] | None, folder: Folder, recorded: dict[bytes, Stored],
-            keeps_leftovers: bool) -> bool:
+            keeps_leftovers: bool, deps: dict[str, Stored]) -> bool:
     """May this folder's task be skipped as far as the folder itself goes?  Only when
     the catalog says the mode brought it in line at its current mode and mtime, and
-    holds exactly the entries the walk kept, each of the same kind."""
+    holds exactly the entries the walk kept, each of the same kind (``deps``: the
+    records found for the folder's files and links, by path)."""
     st = folder.stat
     if st is None or folder.error is not None or folder.unreadable:
         return False                  # fails, and is tried again, every run
     if seen != (st.st_mode, st.st_mtime_ns):
         return False
-    kept = {os.fsencode(n): "file" for n in folder.files}
-    kept.update((os.fsencode(n), "link") for n in folder.links)
-    kept.update((os.fsencode(n), "dir") for n in folder.subdirs)
-    have = {name: stored.kind for name, stored in recorded.items()}
+    if len(deps) != len(folder.files) + len(folder.links):
+        return False                  # a file or link the backup does not hold
+    if any(recorded.get(os.fsencode(n), _NONE).kind != "dir" for n in folder.subdirs):
+        return False
+    kinds = [r.kind for r in deps.values()]
+    if kinds.count("file") != len(folder.files):
+        return False                  # a file where a link was, or back
     if keeps_leftovers:               # snapshot.cleanup: false keeps what left the source
-        return all(have.get(name) == kind for name, kind in kept.items())
-    return have == kept
+        return True
+    return len(recorded) == len(folder.files) + len(folder.links) + len(folder.subdirs)
+
+
+_NONE = Stored("", None, None, None, None, None)
 
 
 def _jobs(plan: Plan, mode: str, source: Source, folders: list[Folder]
@@ -232,18 +239,19 @@ def _tasks(plan: Plan, command: str, catalog: Catalog, **options: Any) -> Iterat
                 base = os.path.join(source.path, folder.rel) if folder.rel else str(source.path)
                 rel_b = os.fsencode(folder.rel)
                 recorded = records.get(rel_b, {})
-                deps: dict[str, Stored | None] = {}
+                found: dict[str, Stored] = {}          # file_dep -> what the backup holds
                 stats: dict[str, os.stat_result] = {}
                 for entries in (folder.files, folder.links):
                     for file_name, st in entries.items():
                         path = os.path.join(base, file_name)
                         stats[path] = st
-                        deps[path] = recorded.get(os.fsencode(file_name))
+                        rec = recorded.get(os.fsencode(file_name))
+                        if rec is not None:
+                            found[path] = rec
                 task_name = f"{mode}:{name}"
-                same = in_line(seen.get(rel_b), folder, recorded, keeps_leftovers)
+                same = in_line(seen.get(rel_b), folder, recorded, keeps_leftovers, found)
                 if backend is not None:       # each file: doit's checker against the record
-                    backend.expect(task_name, {p: r for p, r in deps.items() if r is not None},
-                                   stats)
+                    backend.expect(task_name, found, stats)
                 else:
                     same = False
                 folder_tasks.append(task_name)
@@ -251,7 +259,7 @@ def _tasks(plan: Plan, command: str, catalog: Catalog, **options: Any) -> Iterat
                     "basename": mode, "name": name,
                     "doc": f"{mode}: the folder {name}",
                     "actions": [(action, [make_job(folder)])],
-                    "file_dep": list(deps), "uptodate": [same],
+                    "file_dep": list(stats), "uptodate": [same],
                 }
             if sweep is not None:
                 cleanup_tasks.append(f"cleanup:{mode}:{source.name}")
