@@ -9,7 +9,6 @@ import socket
 import stat
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -76,26 +75,20 @@ def test_a_file_rewritten_during_the_run_is_never_stored_mixed(backup: Backup) -
     victim = backup.src / "busy.log"
     victim.write_bytes(b"a" * 4_000_000)
     make_tree(backup.src, {f"d{i}": {f"f{j}.txt": "x" * 3000 for j in range(40)} for i in range(20)})
-    stop = threading.Event()
-    states = set()
-
-    def writer() -> None:
-        letter = 0
-        while not stop.is_set():
-            char = bytes([97 + letter % 26])
-            states.add(char)
-            with open(victim, "r+b") as fh:          # in place: a reader could see a mix
-                for _ in range(40):
-                    fh.write(char * 100_000)
-            letter += 1
-
-    thread = threading.Thread(target=writer)
-    thread.start()
+    # The writer is another process, rewriting the file in place, one whole state per
+    # write (a writer that pauses half-way leaves a mixed file on disk, which is then
+    # what the file holds: no backup can tell).
+    states = {bytes([97 + i % 26]) for i in range(26)}
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import os, sys, itertools\n"
+        "fd = os.open(sys.argv[1], os.O_WRONLY)\n"
+        "for i in itertools.count():\n"
+        "    os.pwrite(fd, bytes([97 + i % 26]) * 4_000_000, 0)\n"), str(victim)])
     try:
         result = backup.doit("all")
     finally:
-        stop.set()
-        thread.join()
+        writer.kill()
+        writer.wait()
     for stored in [backup.mirror / "busy.log", backup.versions / "busy.log" / "busy.log"]:
         if stored.exists():
             data = stored.read_bytes()
