@@ -466,6 +466,34 @@ class Catalog:
 
 
 def open_catalog(meta_dir: Path, writable: bool) -> Catalog:
+    """The catalog of the backup at ``meta_dir``'s parent.  A catalog that is missing or
+    empty beside a backup that holds something is an error: a new, empty one would
+    start a second history beside the first and hide every earlier version."""
+    path = meta_dir / "catalog.sqlite3"
+    try:
+        empty = os.lstat(path).st_size == 0
+    except FileNotFoundError:
+        empty = True
+    if empty and _holds_a_backup(meta_dir.parent):
+        state = "empty" if os.path.lexists(path) else "missing"
+        raise SnapbackError(
+            f"the catalog {path} is {state}, but {meta_dir.parent} holds a backup: nothing "
+            "was written. Put the catalog back (from your off-site copy: doit sync sends "
+            "it), or move the backup aside and start a new one")
     if writable:
         os.makedirs(meta_dir, mode=0o700, exist_ok=True)
-    return Catalog(meta_dir / "catalog.sqlite3", writable)
+    return Catalog(path, writable)
+
+
+def _holds_a_backup(destination: Path) -> bool:
+    for area in ("versioned_backup", "system_snapshot"):
+        try:
+            with os.scandir(destination / area) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        with os.scandir(entry.path) as inner:
+                            if any(True for _ in inner):
+                                return True
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return False

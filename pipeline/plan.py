@@ -277,8 +277,10 @@ def check(data: Any, path: Path, lines: dict[str, int] | None = None) -> Plan:
         if not name or "/" in name or name in (".", ".."):
             problems.add(f"ignore_files[{index}]", f"{name!r} is not a file name")
     if destination is not None:
+        real_dest = Path(os.path.realpath(destination))      # however the plan names them
         for index, source in enumerate(sources):
-            if source.path == destination or destination in source.path.parents:
+            real = Path(os.path.realpath(source.path))
+            if real == real_dest or real_dest in real.parents:
                 problems.add(f"sources[{index}].path",
                              f"{source.path} is inside the destination {destination}")
     if problems.items:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from . import textdiff
+from . import store, textdiff
 from .catalog import CONTENT_KINDS, Row
 
 
@@ -34,9 +34,8 @@ def versions(root: Path, history: list[Row]) -> Iterator[tuple[Row, bytes | None
         if row.kind not in CONTENT_KINDS:
             continue
         obj = object_path(root, row)
-        try:
-            with open(obj, "rb") as fh:
-                stored = fh.read()
+        try:                     # never through a link, never a device (a tampered backup)
+            stored = store.read_under(os.fsencode(root), os.path.join(row.store, row.object))
         except OSError as exc:
             data, broken = None, f"{os.fsdecode(obj)}: {exc.strerror or exc}"
             yield row, None, broken

@@ -50,10 +50,18 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
     (for ``explain``) restricts the descent to one chain of folder names, with
     every decision along it made exactly as a full walk makes it.
     """
-    excluded = {os.fsencode(p) for p in exclude}
+    # The destination is recognised by identity, however paths name it (a source given
+    # through a symlink, a bind mount): never by comparing path strings.
+    excluded: set[tuple[int, int]] = set()
+    for path in exclude:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        excluded.add((st.st_dev, st.st_ino))
     scan = Scan(root=root, folders=[])
     try:
-        root_stat = os.lstat(root)
+        root_stat = os.stat(root)         # the folder the plan names (through a link too)
     except OSError as exc:
         scan.folders.append(Folder("", None, error=_reason(exc)))
         return scan
@@ -94,7 +102,7 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
                 continue
             mode = est.st_mode
             if stat.S_ISDIR(mode):
-                if entry.path in excluded:
+                if (est.st_dev, est.st_ino) in excluded:
                     folder.skipped.append((name + "/", "the backup destination itself"))
                     continue
                 rule = selector.ignored_by(child, True, layers)

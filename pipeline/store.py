@@ -158,6 +158,72 @@ def link_or_copy(existing: bytes, dst: bytes, tmp_dir: bytes | None = None) -> N
         raise
 
 
+class NotAFile(OSError):
+    """A stored file is not a regular file any more (a folder, a link, a device...)."""
+
+
+def open_under(root: bytes, rel: bytes) -> int:
+    """Open ``root/rel`` for reading without following a symlink anywhere below
+    ``root`` and without blocking or reading anything but a regular file: a backup
+    changed by hand (a link to /dev/zero, a folder where a file was) is reported,
+    never followed."""
+    parts = [p for p in rel.split(b"/") if p]
+    if not parts:
+        raise NotAFile(errno.EISDIR, "is a folder, expected a file", os.fsdecode(root))
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for index, part in enumerate(parts[:-1]):
+            try:
+                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    where = os.fsdecode(os.path.join(root, *parts[:index + 1]))
+                    raise NotAFile(exc.errno, "is not a folder (a link or a file where the "
+                                   "backup has a folder)", where) from None
+                raise
+            os.close(fd)
+            fd = inner
+        try:
+            out = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                          dir_fd=fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise NotAFile(exc.errno, "is a symlink, expected a file",
+                               os.fsdecode(os.path.join(root, rel))) from None
+            raise
+    finally:
+        os.close(fd)
+    kind = stat.S_IFMT(os.fstat(out).st_mode)
+    if kind != stat.S_IFREG:
+        os.close(out)
+        what = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a named pipe",
+                stat.S_IFSOCK: "a socket"}.get(kind, "a device")
+        raise NotAFile(errno.EINVAL, f"is {what}, expected a file",
+                       os.fsdecode(os.path.join(root, rel)))
+    return out
+
+
+def read_under(root: bytes, rel: bytes) -> bytes:
+    fd = open_under(root, rel)
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read()
+    finally:
+        os.close(fd)
+
+
+def sha256_under(root: bytes, rel: bytes) -> str:
+    fd = open_under(root, rel)
+    digest = hashlib.sha256()
+    try:
+        while chunk := os.read(fd, CHUNK):
+            digest.update(chunk)
+    finally:
+        os.close(fd)
+    return digest.hexdigest()
+
+
 def sha256_of(path: bytes) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

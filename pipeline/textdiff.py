@@ -37,8 +37,30 @@ def split_lines(data: bytes) -> list[bytes]:
     return lines
 
 
+def quote_name(name: bytes) -> bytes:
+    """A file name as GNU diff writes it in a header: as it is when it is plain, else
+    in double quotes with C escapes (a newline in a name must never end the header
+    line and be read as a hunk)."""
+    if all(0x20 < c < 0x7f and c not in b'"\\' for c in name):
+        return name
+    out = bytearray(b'"')
+    for c in name:
+        if c in _ESCAPES:
+            out += _ESCAPES[c]
+        elif 0x20 <= c < 0x7f:
+            out.append(c)
+        else:
+            out += b"\\%03o" % c
+    return bytes(out + b'"')
+
+
+_ESCAPES = {0x07: b"\\a", 0x08: b"\\b", 0x09: b"\\t", 0x0a: b"\\n", 0x0b: b"\\v",
+            0x0c: b"\\f", 0x0d: b"\\r", 0x22: b'\\"', 0x5c: b"\\\\"}
+
+
 def make_diff(old: bytes, new: bytes, old_label: bytes, new_label: bytes) -> bytes | None:
     """``diff -u`` of old -> new, or None when too costly to compute (store it whole)."""
+    old_label, new_label = quote_name(old_label), quote_name(new_label)
     a, b = split_lines(old), split_lines(new)
     if len(a) * len(b) > MAX_LINE_PAIRS:
         return None
@@ -60,8 +82,10 @@ def apply(old: bytes, diff: bytes) -> bytes:
     out: list[bytes] = []
     pos = 0
     i = 0
+    if len(lines) >= 2 and lines[0].startswith(b"--- ") and lines[1].startswith(b"+++ "):
+        i = 2                                   # the header: names are never read as hunks
     while i < len(lines) and not lines[i].startswith(b"@@"):
-        i += 1                                  # the --- / +++ header
+        i += 1
     if i == len(lines) and old != b"" and lines:
         raise PatchError("no hunk in the diff")
     while i < len(lines):

@@ -8,27 +8,47 @@ of the copy made.  ``--deep`` also rebuilds every version of every file.
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from .catalog import CONTENT_KINDS, Catalog, Row
 from .rebuild import object_path, versions
-from .store import sha256_of
+from .store import NotAFile, sha256_under
 
 
 @dataclass(frozen=True)
 class Problem:
-    what: str        # missing | corrupt | unrebuildable
+    what: str        # missing | corrupt | unrebuildable | changed kind | unreadable
     path: str        # "<source>/<path>"
     detail: str
 
 
-def _hash(path: bytes) -> str | None:
+def _hash(root: bytes, rel: bytes) -> str | None:
+    """sha256 of a stored file, never through a link, never of a device: None when
+    it is missing; ``NotAFile`` when it is something else now."""
     try:
-        return sha256_of(path)
+        return sha256_under(root, rel)
     except FileNotFoundError:
         return None
+    except NotADirectoryError:
+        return None
+
+
+def _check(root: bytes, rel: bytes, want: str | None, label: str,
+           problems: list["Problem"]) -> None:
+    path = os.fsdecode(os.path.join(root, rel))
+    try:
+        digest = _hash(root, rel)
+    except NotAFile as exc:
+        problems.append(Problem("changed kind", label, f"{exc.filename}: {exc.strerror}"))
+        return
+    except OSError as exc:
+        problems.append(Problem("unreadable", label, f"{path}: {exc.strerror or exc}"))
+        return
+    if digest is None:
+        problems.append(Problem("missing", label, path))
+    elif want is not None and digest != want:
+        problems.append(Problem("corrupt", label, f"{path} (checksum mismatch)"))
 
 
 def verify(destination: Path, catalog: Catalog, deep: bool) -> tuple[int, list[Problem]]:
@@ -45,13 +65,9 @@ def verify(destination: Path, catalog: Catalog, deep: bool) -> tuple[int, list[P
             if row.kind not in CONTENT_KINDS:
                 continue
             checked += 1
-            obj = object_path(root, row)
-            digest = _hash(obj)
-            want = row.object_sha256 or row.sha256
-            if digest is None:
-                problems.append(Problem("missing", label, os.fsdecode(obj)))
-            elif digest != want:
-                problems.append(Problem("corrupt", label, f"{os.fsdecode(obj)} (checksum mismatch)"))
+            assert row.store is not None and row.object is not None
+            _check(os.fsencode(root), os.path.join(row.store, row.object),
+                   row.object_sha256 or row.sha256, label, problems)
         problems += _check_current(root, label, history)
         checked += 1
         if deep:
@@ -61,13 +77,8 @@ def verify(destination: Path, catalog: Catalog, deep: bool) -> tuple[int, list[P
     for source, folder, name, size, _mtime, sha, _mode in catalog.mirror_rows():
         checked += 1
         rel = folder + b"/" + name if folder else name
-        path = os.path.join(os.fsencode(destination / "system_snapshot" / source), rel)
         label = f"{source}/{os.fsdecode(rel)}"
-        digest = _hash(path)
-        if digest is None:
-            problems.append(Problem("missing", label, os.fsdecode(path)))
-        elif sha is not None and digest != sha:
-            problems.append(Problem("corrupt", label, f"{os.fsdecode(path)} (checksum mismatch)"))
+        _check(os.fsencode(destination / "system_snapshot" / source), rel, sha, label, problems)
     return checked, problems
 
 
@@ -85,12 +96,7 @@ def _check_current(root: Path, label: str, history: list[Row]) -> list[Problem]:
         except OSError:
             return [Problem("missing", label, os.fsdecode(path))]
         return []
-    try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):
-            return [Problem("corrupt", label, f"{os.fsdecode(path)} (not a file)")]
-    except FileNotFoundError:
-        return [Problem("missing", label, os.fsdecode(path))]
-    if _hash(path) != last.sha256:
-        return [Problem("corrupt", label, f"{os.fsdecode(path)} (current copy does not match "
-                        f"version {last.time})")]
-    return []
+    problems: list[Problem] = []
+    _check(os.fsencode(root), os.path.join(last.store, last.name), last.sha256, label, problems)
+    return [p if p.what != "corrupt" else Problem("corrupt", label, f"{os.fsdecode(path)} "
+            f"(current copy does not match version {last.time})") for p in problems]
