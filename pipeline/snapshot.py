@@ -108,6 +108,21 @@ class _Folder:
         return f"{self.job.label}/{name}"
 
     def open(self) -> None:
+        # A link (or file) where the mirror has a folder is never followed: it goes, with
+        # the records below it, and the folder is made again (only this run's own
+        # symlinks, the copies of the source's, are links in the mirror).
+        top = os.fsencode(self.job.mirror_root.parent.parent)        # the destination
+        rel = os.path.relpath(self.dst, top)
+        bad = store.real_dirs(top, rel)
+        if bad is not None and bad != self.dst and self.writes:
+            inside = os.path.relpath(bad, os.fsencode(self.job.mirror_root))
+            if inside.startswith(b".."):                   # system_snapshot/ or its source
+                raise store.NotAFile(20, "is not a folder (a link or a file where the backup "
+                                     "has a folder): not followed", os.fsdecode(bad))
+            self.opened.folder(os.path.dirname(bad))
+            os.unlink(bad)
+            parent, _, name = inside.rpartition(b"/")
+            self.catalog.drop_mirror(self.job.source.name, parent, name)
         try:
             st = os.lstat(self.dst)
         except FileNotFoundError:

@@ -204,6 +204,31 @@ def open_under(root: bytes, rel: bytes) -> int:
     return out
 
 
+def real_dirs(base: bytes, rel: bytes) -> bytes | None:
+    """Walk ``base/rel`` from the top with ``lstat`` (so no step follows a link): the
+    first component that exists and is not a real folder, or None."""
+    path = base
+    for part in rel.split(b"/"):
+        if not part:
+            continue
+        path = os.path.join(path, part)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISDIR(st.st_mode):
+            return path
+    return None
+
+
+def ensure_real_dirs(base: bytes, rel: bytes) -> None:
+    """Refuse to write below a link or a file planted where the backup has a folder."""
+    bad = real_dirs(base, rel)
+    if bad is not None:
+        raise NotAFile(errno.ENOTDIR, "is not a folder (a link or a file where the backup "
+                       "has a folder): not followed, nothing written there", os.fsdecode(bad))
+
+
 def read_under(root: bytes, rel: bytes) -> bytes:
     fd = open_under(root, rel)
     try:

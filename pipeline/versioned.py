@@ -202,6 +202,7 @@ class History:
         if not self.writes:
             self._dry_file(name, st, prev, live)
             return
+        store.ensure_real_dirs(self.root, store_rel)
         copied = self._copy(name, hist)
         if copied is None:
             return
@@ -361,6 +362,7 @@ class History:
         if self.writes:
             store_rel = row.store if row is not None and row.entry == "link" and row.store \
                 else self._new_store(name)
+            store.ensure_real_dirs(self.root, store_rel)
             hist = os.path.join(self.root, store_rel)
             self.opened.makedirs(hist)
             tmp = store.tmp_name(self.run.staging)

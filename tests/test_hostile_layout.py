@@ -64,6 +64,26 @@ def test_a_link_planted_in_the_history_is_never_followed(nobody_backup) -> None:
     assert list(outside.iterdir()) == []
 
 
+def test_a_link_planted_in_the_mirror_is_never_followed(nobody_backup) -> None:
+    b, python = nobody_backup
+    outside = b.base / "elsewhere"
+    outside.mkdir()
+    os.chmod(outside, 0o777)
+    make_tree(b.src, {"d": {"e": {"a.txt": "1\n"}, "x.txt": "x\n"}})
+    assert as_nobody(b, python, "snapshot").returncode == 0
+    shutil.rmtree(b.mirror / "d")
+    os.symlink(str(outside), b.mirror / "d")
+    (outside / "e").mkdir()
+    os.chmod(outside / "e", 0o777)
+    (b.src / "d" / "e" / "a.txt").write_text("2\n")        # only d/e changes
+    as_nobody(b, python, "snapshot")
+    assert list((outside / "e").iterdir()) == []
+    result = as_nobody(b, python, "snapshot")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not os.path.islink(b.mirror / "d")
+    assert tree(b.mirror) == tree(b.src)
+
+
 def test_a_file_and_a_folder_of_one_name_keep_both_histories(backup: Backup) -> None:
     """File x, then folder x whose children are named like x's own history files."""
     make_tree(backup.src, {"x": "v1\n"})
