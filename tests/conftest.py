@@ -23,6 +23,12 @@ ROOT = Path(__file__).resolve().parent.parent
 DODO = ROOT / "dodo.py"
 DOIT = [sys.executable, "-m", "doit"]
 
+# doit imports its state backend (an entry point of the installed snapback) before
+# dodo.py puts this checkout on sys.path: with snapback installed from another
+# checkout (editable), the subprocesses would run that checkout's code.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+
 
 @dataclass(frozen=True)
 class Link:
