@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import store
 from .catalog import CONTENT_KINDS, Catalog, Row
-from .errors import SnapbackError
+from .errors import SnapbackError, UsageError
 from .paths import Target
 from .rebuild import RebuildError, rebuild
 
@@ -32,7 +32,7 @@ class Item:
     source_file: bytes | None = None     # snapshot: the mirror file to copy
 
 
-class Conflict(SnapbackError):
+class Conflict(UsageError):
     pass
 
 
