@@ -40,7 +40,7 @@ def _mod(name: str) -> Any:
 OPTIONS: dict[str, dict[str, Any]] = {
     "at": {"name": "at", "long": "at", "type": str, "default": "",
            "help": "the time: 2026-11-23, 2026-11-23T14:30, or a run id (default: latest)"},
-    "to": {"name": "to", "long": "to", "type": str, "default": "",
+    "to": {"name": "to", "long": "to", "type": str, "default": None,
            "help": "restore into this folder (default: ./restored/)"},
     "from": {"name": "origin", "long": "from", "type": str, "default": "versioned",
              "help": "restore from the versioned history (default) or the snapshot mirror"},
@@ -218,10 +218,19 @@ def history_action(plan: Plan, paths: list[str]) -> TaskFailed | None:
     path = _one_path(paths, "history", required=False)
     if path is None:
         print("\n".join(_mod("history").format_runs(_mod("history").runs(plan.meta_dir))))
+        catalog = open_catalog(plan.meta_dir, writable=False)
+        try:
+            retired = retired_sources(plan, catalog)
+        finally:
+            catalog.close()
+        for name in retired:
+            print(f"in the backup, no longer in the plan: {name} "
+                  f"(doit history {name}/PATH, doit restore {name}/PATH)")
         return None
     catalog = open_catalog(plan.meta_dir, writable=False)
     try:
-        target = locate(plan, path, _known(catalog, plan))
+        view = with_retired(plan, catalog)
+        target = locate(view, path, _known(catalog, view))
         rows = catalog.history(target.source.name, *_split(target.rel))
         if rows and rows[-1].entry != "dir":
             print(f"{target.label}:")
@@ -240,34 +249,96 @@ def _split(rel: str) -> tuple[bytes, bytes]:
 
 # ---- restore ---------------------------------------------------------------
 
-def restore_action(plan: Plan, paths: list[str], at: str = "", to: str = "",
+def restore_action(plan: Plan, paths: list[str], at: str = "", to: str | None = None,
                    origin: str = "versioned", force: bool = False) -> TaskFailed | None:
     """Rebuild a file or folder as it was at a time, into DIR (never over a file without --force)."""
     path = _one_path(paths, "restore")
     assert path is not None
     if origin not in ("versioned", "snapshot"):
         raise UsageError(f"--from takes versioned or snapshot, got {origin!r}")
+    into = _restore_folder(plan, to)
+    restore = _mod("restore")
+    note = ""
     with reading(plan, "restore") as catalog:
-        target = locate(plan, path, _known(catalog, plan))
-        when = _time(catalog, at)
+        view = with_retired(plan, catalog)
+        target = locate(view, path, _known(catalog, view))
         if origin == "snapshot":
-            if when is not None:
+            if at:
                 raise UsageError("the snapshot mirror holds only the latest state: "
-                                    "use --from versioned with --at")
-            items = _mod("restore").snapshot_items(
-                plan.destination / "system_snapshot" / target.source.name, target)
+                                 "use --from versioned with --at")
+            items = restore.snapshot_items(
+                plan.destination / "system_snapshot" / target.source.name, target, catalog,
+                _mod("protect").is_protected(plan.meta_dir, plan.protect))
         else:
-            items = _mod("restore").versioned_items(catalog, target, when)
+            upto = restore.exact_version(catalog, target, at)
+            when = _time(catalog, at) if upto is None else None
+            items = restore.versioned_items(catalog, target, when, upto)
+            if not items and not at:
+                gone = restore.deleted_at(catalog, target)
+                if gone is not None:          # deleted: its last version, and when it went
+                    items = restore.versioned_items(catalog, target, gone[0])
+                    note = f" (deleted {gone[1]}; this is its last version)"
         if not items:
             moment = f" at {at}" if at else ""
             raise UsageError(f"{target.label} did not exist{moment} in the {origin} backup")
-        into = Path(os.path.expanduser(to)) if to else user_cwd() / "restored"
-        if not into.is_absolute():
-            into = user_cwd() / into
-        written = _mod("restore").restore(items, into, plan.destination / "versioned_backup"
-                                    / target.source.name, force)
-    say(f"restored {target.label}{' as of ' + at if at else ''}: {written} file(s) into {into}")
+        done = restore.restore(items, into, plan.destination / "versioned_backup"
+                               / target.source.name, force)
+    for rel, why in done.failed:
+        print(f"FAILED   {rel}: {why}", file=sys.stderr)
+    say(f"restored {target.label}{' as of ' + at if at else ''}{note}: {done.written} "
+        f"file(s) into {into}")
+    if done.failed:
+        return Failed(f"{len(done.failed)} path(s) of {target.label} could not be restored "
+                      f"(first: {done.failed[0][0]}); everything else was")
     return None
+
+
+def _restore_folder(plan: Plan, to: str | None) -> Path:
+    """--to DIR as a folder to restore into: never a file, never inside the backup."""
+    if to is not None and not to.strip():
+        raise UsageError("--to needs a folder (default: ./restored/)")
+    into = Path(os.path.expanduser(to)) if to else user_cwd() / "restored"
+    if not into.is_absolute():
+        into = user_cwd() / into
+    if os.path.lexists(into) and not os.path.isdir(into):
+        raise UsageError(f"--to {to}: exists and is not a folder")
+    probe = into
+    while not os.path.lexists(probe) and probe.parent != probe:
+        probe = probe.parent                      # the nearest part that exists
+    if plan.destination.exists() and probe.exists():
+        dest = os.stat(plan.destination)
+        here = Path(os.path.realpath(probe))
+        for folder in (here, *here.parents):
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) == (dest.st_dev, dest.st_ino):
+                raise UsageError(f"--to {to}: is inside the backup {plan.destination}; "
+                                 "restore somewhere else")
+    return into
+
+
+def with_retired(plan: Plan, catalog: Catalog) -> Plan:
+    """The plan's sources plus those the backup holds that the plan no longer names
+    (renamed or removed): their history stays reachable, by ``<name>/<path>`` or by
+    their path in the backup."""
+    named = {s.name for s in plan.sources}
+    found: set[str] = set()
+    if catalog.conn is not None:
+        found |= {n for (n,) in catalog.conn.execute("select distinct source from versions")}
+    mirror = plan.destination / "system_snapshot"
+    if mirror.is_dir():
+        found |= {e.name for e in os.scandir(mirror) if e.is_dir(follow_symlinks=False)}
+    retired = sorted(found - named)
+    if not retired:
+        return plan
+    from dataclasses import replace
+    from .plan import Source
+    extra = tuple(Source(path=mirror / name, name=name) for name in retired)
+    return replace(plan, sources=plan.sources + extra)
+
+
+def retired_sources(plan: Plan, catalog: Catalog) -> list[str]:
+    named = {s.name for s in plan.sources}
+    return [s.name for s in with_retired(plan, catalog).sources if s.name not in named]
 
 
 # ---- diff ------------------------------------------------------------------
@@ -279,17 +350,24 @@ def diff_action(plan: Plan, paths: list[str], at: str = "", against: str = "",
     assert path is not None
     catalog = open_catalog(plan.meta_dir, writable=False)
     try:
-        target = locate(plan, path, _known(catalog, plan))
+        view = with_retired(plan, catalog)
+        target = locate(view, path, _known(catalog, view))
         rows = catalog.history(target.source.name, *_split(target.rel))
         content = [r for r in rows if r.kind in CONTENT_KINDS]
         if not content:
             raise UsageError(f"{target.label} has no stored versions")
-        when = _time(catalog, at)
-        new_candidates = [r for r in content if when is None or r.recorded <= when]
+        exact = {r.time: r for r in content}
+        if at.strip() in exact:                  # a stamp of doit history: that version
+            new_candidates = [r for r in content if r.id <= exact[at.strip()].id]
+        else:
+            when = _time(catalog, at)
+            new_candidates = [r for r in content if when is None or r.recorded <= when]
         if not new_candidates:
             raise UsageError(f"{target.label} has no version at {at}")
         new = new_candidates[-1]
-        if against:
+        if against and against.strip() in exact:
+            older = [r for r in content if r.id <= exact[against.strip()].id]
+        elif against:
             limit = _time(catalog, against)
             older = [r for r in content if limit is not None and r.recorded <= limit]
         else:
@@ -453,7 +531,7 @@ def prune_action(plan: Plan, paths: list[str], dry_run: bool = False, **given: A
         return None
     if not plan.meta_dir.exists():
         raise UsageError(f"no backup at {plan.destination} yet")
-    if _mod("protect").is_protected(plan.meta_dir, plan.protect) and not dry_run:
+    if _mod("protect").marker(plan.meta_dir).exists() and not dry_run:
         raise UsageError("the backup is protected: run doit unprotect first")
     lock = Lock(plan.meta_dir / "lock")
     lock.acquire(note="doit prune")
