@@ -174,6 +174,22 @@ def human_size(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+def retired_mirrors(current: run.Run) -> list[str]:
+    """A note for each mirror folder of a source the plan no longer names (renamed or
+    removed): cleanup never deletes it silently, it says how."""
+    if current.meta_dir is None:
+        return []
+    named = {source for (mode, source) in current.views if mode == "snapshot"}
+    mirror = current.meta_dir.parent / "system_snapshot"
+    try:
+        found = sorted(e.name for e in os.scandir(mirror) if e.is_dir(follow_symlinks=False))
+    except OSError:
+        return []
+    return [f"note: {mirror / name} is the mirror of a source no longer in the plan; "
+            f"its history stays reachable (doit history {name}/PATH); to drop the mirror: "
+            f"rm -r '{mirror / name}'" for name in found if name not in named]
+
+
 class Reporter:
     """doit reporter for snapback: file lines, failures, one summary."""
 
@@ -340,6 +356,9 @@ class Reporter:
             if current.options.dry_run:
                 line += " (dry run: nothing was changed)"
             self.out.write(line + "\n")
+        if "snapshot" in modes and not current.options.quiet:
+            for line in retired_mirrors(current):
+                self.out.write(line + "\n")
         self.out.flush()
         if current.options.report:
             try:

@@ -196,6 +196,8 @@ def restore(items: list[Item], to: Path, root: Path, force: bool) -> Outcome:
             made.add(item.rel)
         else:
             outcome.written += 1
+    for folder in {os.path.dirname(os.path.join(to_b, i.rel)) for i in items}:
+        _clear_leftovers(folder)
     for item in sorted((i for i in items if i.kind == "dir" and i.rel in made),
                        key=lambda i: i.rel, reverse=True):
         path = os.path.join(to_b, item.rel)
@@ -207,6 +209,17 @@ def restore(items: list[Item], to: Path, root: Path, force: bool) -> Outcome:
         except OSError as exc:
             outcome.failed.append((os.fsdecode(item.rel), exc.strerror or str(exc)))
     return outcome
+
+
+def _clear_leftovers(folder: bytes) -> None:
+    """Remove the temporary files a killed restore left in ``folder`` (ours by name)."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if store.is_tmp(os.fsdecode(entry.name)) and entry.is_file(follow_symlinks=False):
+            store._unlink_quiet(entry.path)
 
 
 def _write(item: Item, to_b: bytes, root: Path, force: bool) -> None:
