@@ -81,14 +81,14 @@ PRUNE_OPTIONS = ["dry-run", "keep-within", "keep-last", "keep-daily", "keep-week
                  "keep-monthly", "keep-deleted"]
 COMMAND_OPTIONS: dict[str, list[str]] = {
     "history": [*COMMON],
-    "restore": ["at", "to", "from", "force", "verbose", *COMMON],
+    "restore": ["at", "to", "from", "force", *COMMON],
     "diff": ["at", "against", "vscode", *COMMON],
-    "verify": ["deep", "verbose", *COMMON],
+    "verify": ["deep", *COMMON],
     "sync": ["dry-run", "verbose", *COMMON],
     "protect": [*COMMON],
     "unprotect": [*COMMON],
     "explain": ["tree", *COMMON],
-    "prune": [*PRUNE_OPTIONS, "verbose", *COMMON],
+    "prune": [*PRUNE_OPTIONS, *COMMON],
 }
 
 
@@ -156,8 +156,6 @@ def _guard(action, plan: Plan, options: list[str], words: list[str], **given: An
     try:
         paths, values = parse_words(words, options, given)
         QUIET = bool(values.pop("quiet", False))
-        if "verbose" in values and action not in (sync_action,):
-            values.pop("verbose")         # accepted everywhere; only sync lists more
         return action(plan, paths, **values)
     except SnapbackError as exc:
         return Failed.of(exc)
@@ -458,7 +456,7 @@ def sync_action(plan: Plan, paths: list[str], dry_run: bool = False,
         raise UsageError("sync sends the whole backup: it takes no PATH")
     with reading(plan, "sync"):
         done = _mod("sync").sync(plan, dry_run)
-    print("\n".join(_mod("sync").describe(done, dry_run, verbose)))
+    say("\n".join(_mod("sync").describe(done, dry_run, verbose)))
     return None
 
 
