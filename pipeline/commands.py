@@ -24,7 +24,7 @@ from typing import Any, Iterator
 from doit.exceptions import TaskFailed
 
 from .catalog import CONTENT_KINDS, Catalog, open_catalog
-from .errors import INVALID, Failed, LockHeld, SnapbackError, UsageError
+from .errors import Failed, LockHeld, SnapbackError, UsageError
 from .lock import Lock
 from .paths import Target, in_source as paths_in_source, locate, user_cwd
 from .plan import Plan

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -179,6 +178,11 @@ def test_2_restore_into_the_backup(backed_up: Backup) -> None:
     assert result.returncode == 2
     assert "inside the backup" in one_line(result)
     assert not inside.exists()
+    os.symlink(backed_up.dest, backed_up.base / "alias")          # another name for it
+    aliased = backed_up.doit("restore", "src/a.txt", "--to", str(backed_up.base / "alias" / "x"))
+    assert aliased.returncode == 2
+    assert "inside the backup" in one_line(aliased)
+    assert not (backed_up.dest / "x").exists()
 
 
 def test_2_restore_over_an_existing_file_without_force(backed_up: Backup) -> None:
