@@ -157,7 +157,8 @@ def check_report(value: str) -> None:
     """--report FILE: a file that can be created, checked before the run."""
     if not value:
         raise UsageError("--report needs a file name")
-    path = os.path.join(os.environ.get("PWD") or os.getcwd(), os.path.expanduser(value))
+    from .paths import user_cwd                  # doit runs in dodo.py's folder
+    path = os.path.join(user_cwd(), os.path.expanduser(value))
     folder = os.path.dirname(path) or "."
     if os.path.isdir(path):
         raise UsageError(f"--report {value}: is a folder; give a file name")

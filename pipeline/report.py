@@ -361,8 +361,10 @@ class Reporter:
                 self.out.write(line + "\n")
         self.out.flush()
         if current.options.report:
+            from .paths import user_cwd            # doit runs in dodo.py's folder
+            where = user_cwd() / os.path.expanduser(current.options.report)
             try:
-                with open(current.options.report, "w", encoding="utf-8") as fh:
+                with open(where, "w", encoding="utf-8") as fh:
                     json.dump(rec, fh, indent=2)
                     fh.write("\n")
             except OSError as exc:

@@ -121,3 +121,6 @@ def test_doc_command_line_runs(world: dict, where: str, rest: str) -> None:
     expected = next((code for start, code in EXPECTED.items() if rest.startswith(start)), 0)
     assert result.returncode == expected, f"{where}: doit {rest}\n{result.stdout}{result.stderr}"
     assert "Traceback" not in result.stderr
+    if "--report" in words:                      # relative to where the command ran
+        report = Path(words[words.index("--report") + 1])
+        assert (report if report.is_absolute() else world["base"] / report).is_file()
