@@ -123,6 +123,9 @@ def check_words(name: str, words: list[str]) -> None:
                          f"commands: {', '.join(sorted(options))} (doit list)")
     table = options[base]
     known = ", ".join(table) or "none"
+    if ":" in name and base in BACKUP_COMMANDS and words:
+        raise UsageError(f"options belong to the command, not to one of its folders: "
+                         f"doit {base} {' '.join(words)} (not doit {name} ...)")
     index = 0
     while index < len(words):
         word = words[index]

@@ -140,6 +140,12 @@ def test_2_unknown_option_anywhere(backed_up: Backup, args, option, hint) -> Non
     assert backed_up.runs() == before
 
 
+def test_2_options_after_a_folder_task(backed_up: Backup) -> None:
+    result = backed_up.doit("snapshot:src", "--dry-run")
+    assert result.returncode == 2
+    assert "doit snapshot --dry-run" in one_line(result)
+
+
 def test_2_unknown_command(backed_up: Backup) -> None:
     result = backed_up.doit("snapshto")
     assert result.returncode == 2
