@@ -248,3 +248,19 @@ def test_quiet_is_accepted_by_every_command(backed_up: Backup, command) -> None:
     result = backed_up.doit(*args, "--quiet")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == ""
+
+
+# ---- anything else is a bug: then, and only then, a traceback ---------------------
+
+def test_70_a_bug_is_the_only_traceback(backed_up: Backup) -> None:
+    from conftest import DODO, DOIT
+    buggy = backed_up.base / "buggy.py"           # snapback's dodo.py with a broken command
+    buggy.write_text(f"import sys\nsys.path.insert(0, {str(DODO.parent)!r})\n"
+                     "import pipeline.commands\n"
+                     "pipeline.commands.history_action = lambda *a, **k: 1 / 0\n"
+                     "from dodo import *\n")
+    result = subprocess.run([*DOIT, "-f", str(buggy), "history", f"config={backed_up.plan}"],
+                            capture_output=True, text=True, timeout=120, cwd=backed_up.base)
+    assert result.returncode == 70
+    assert "snapback: bug:" in result.stderr and "ZeroDivisionError" in result.stderr
+    assert "Traceback" in result.stderr
