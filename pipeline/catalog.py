@@ -39,13 +39,24 @@ create table if not exists versions (
     mtime_ns integer,
     target blob,                  -- a symlink's target
     recorded real not null,       -- unix time of the run
-    object_sha256 text            -- sha256 of the stored object itself (a diff's own bytes)
+    object_sha256 text,           -- sha256 of the stored object itself (a diff's own bytes)
+    ctime_ns integer,             -- ctime and inode of the source when stored: with size,
+    ino integer                   -- mtime and mode, what "already in the backup" compares
 );
 create index if not exists versions_by_path on versions (source, dir, name, id);
 create table if not exists mirror (
     source text not null, dir blob not null, name blob not null,
     size integer, mtime_ns integer, sha256 text, mode integer, run_id text,
+    kind text not null default 'file',     -- file | link | dir
+    ctime_ns integer, ino integer,         -- of the source entry the mirror copy was made from
     primary key (source, dir, name)
+);
+create table if not exists folders (
+    -- each source folder a mode has brought in line with the backup, as it was then:
+    -- a folder without a row here (new, moved back, no longer ignored) is never skipped
+    mode text not null, source text not null, dir blob not null,
+    st_mode integer, mtime_ns integer,
+    primary key (mode, source, dir)
 );
 create table if not exists aliases (
     source text not null, entry text not null, rel blob not null, store blob not null,
@@ -53,8 +64,39 @@ create table if not exists aliases (
 );
 """
 
-FORMAT = 1          # pragma user_version of the catalog this code reads and writes
-CONTENT_KINDS = ("baseline", "diff", "full")
+FORMAT = 2          # pragma user_version of the catalog this code reads and writes
+CONTENT_KINDS = ("baseline", "diff", "full")   # "meta": a new mode, the bytes before it
+# Format 1 -> 2: what change detection compares, and the folders table (created by SCHEMA).
+UPGRADE_1 = """
+alter table versions add column ctime_ns integer;
+alter table versions add column ino integer;
+alter table mirror add column kind text not null default 'file';
+alter table mirror add column ctime_ns integer;
+alter table mirror add column ino integer;
+"""
+INT64 = 1 << 63
+
+
+def enc(n: int | None) -> int | str | None:
+    """An integer SQLite can hold exactly: nanosecond times after 2262 (or inodes past
+    2**63) do not fit an INTEGER, and a numeric text would be turned into a lossy REAL."""
+    return n if n is None or -INT64 <= n < INT64 else f"n{n}"
+
+
+def dec(value: int | str | None) -> int | None:
+    return int(value[1:]) if isinstance(value, str) else value
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What the backup records for one entry of a source folder, as the entry was when it
+    was stored: compared with the entry's lstat now (``pipeline.change``)."""
+    kind: str                     # file | link | dir
+    size: int | None
+    mtime_ns: int | None
+    mode: int | None
+    ctime_ns: int | None
+    ino: int | None
 
 
 @dataclass(frozen=True)
@@ -77,10 +119,16 @@ class Row:
     target: bytes | None
     recorded: float
     object_sha256: str | None
+    ctime_ns: int | None = None
+    ino: int | None = None
 
     @property
     def live(self) -> bool:
         return self.kind != "deleted"
+
+    @property
+    def stored(self) -> Stored:
+        return Stored(self.entry, self.size, self.mtime_ns, self.mode, self.ctime_ns, self.ino)
 
     @property
     def path(self) -> bytes:
@@ -88,6 +136,7 @@ class Row:
 
 
 COLUMNS = ", ".join(Row.__dataclass_fields__)
+_NS_FIELDS = [i for i, f in enumerate(Row.__dataclass_fields__) if f in ("mtime_ns", "ctime_ns", "ino")]
 
 
 class Catalog:
@@ -101,6 +150,8 @@ class Catalog:
             self.conn.execute("pragma journal_mode=wal")
             self.conn.execute("pragma synchronous=normal")
             self._check_format(fresh_ok=True)
+            if self.conn.execute("pragma user_version").fetchone()[0] == 1:
+                self.conn.executescript("begin;" + UPGRADE_1 + "commit;")
             self.conn.executescript(SCHEMA)
             self.conn.execute(f"pragma user_version={FORMAT}")
         elif path.exists():
@@ -122,7 +173,8 @@ class Catalog:
             tables = self.conn.execute("select count(*) from sqlite_master").fetchone()[0]
         except sqlite3.DatabaseError as exc:
             raise SnapbackError(f"the catalog {self.path} is unreadable: {exc}") from None
-        if found != FORMAT and not (fresh_ok and found == 0 and tables == 0):
+        upgradable = fresh_ok and found == 1           # a writer upgrades format 1 in place
+        if found != FORMAT and not upgradable and not (fresh_ok and found == 0 and tables == 0):
             raise SnapbackError(f"the catalog {self.path} has format {found}; this snapback "
                                 f"reads format {FORMAT}")
 
@@ -155,17 +207,72 @@ class Catalog:
             "select object from versions where source=? and dir=? and name=? and object "
             "is not null", (source, folder, name))}
 
-    def mirror_in(self, source: str, folder: bytes) -> dict[bytes, tuple[int, int]]:
-        """The mirror rows of one folder: name -> (size, mtime_ns)."""
+    def mirror_in(self, source: str, folder: bytes) -> dict[bytes, Stored]:
+        """What the mirror holds of one source folder, as recorded: name -> Stored."""
         if self.conn is None:
             return {}
-        return {n: (size, mtime) for n, size, mtime in self.conn.execute(
-            "select name, size, mtime_ns from mirror where source=? and dir=?", (source, folder))}
+        return {n: Stored(kind, size, dec(mtime), mode, dec(ctime), dec(ino))
+                for n, kind, size, mtime, mode, ctime, ino in self.conn.execute(
+                    "select name, kind, size, mtime_ns, mode, ctime_ns, ino from mirror "
+                    "where source=? and dir=?", (source, folder))}
+
+    def mirror_shas(self, source: str, folder: bytes) -> dict[bytes, str]:
+        if self.conn is None:
+            return {}
+        return {n: sha for n, sha in self.conn.execute(
+            "select name, sha256 from mirror where source=? and dir=? and sha256 is not null",
+            (source, folder))}
+
+    def folder_seen(self, mode: str, source: str, folder: bytes) -> tuple[int, int] | None:
+        """(st_mode, mtime_ns) of a source folder when ``mode`` last brought it in line."""
+        if self.conn is None:
+            return None
+        row = self.conn.execute("select st_mode, mtime_ns from folders where mode=? and "
+                                "source=? and dir=?", (mode, source, folder)).fetchone()
+        return (row[0], dec(row[1])) if row else None
+
+    def set_folder(self, mode: str, source: str, folder: bytes, st: os.stat_result) -> None:
+        assert self.conn is not None
+        self.conn.execute("insert or replace into folders values (?,?,?,?,?)",
+                          (mode, source, folder, st.st_mode, enc(st.st_mtime_ns)))
+
+    def unset_folder(self, mode: str, source: str, folder: bytes) -> None:
+        """The folder is being changed: until its task has finished, it is not in line."""
+        assert self.conn is not None
+        self.conn.execute("delete from folders where mode=? and source=? and dir=?",
+                          (mode, source, folder))
+
+    def forget_folders(self, mode: str, source: str, path: bytes) -> None:
+        """A folder left the backup: it and every folder below it must be looked at
+        again if they come back, whatever their stat then."""
+        assert self.conn is not None
+        self.conn.execute("delete from folders where mode=? and source=? and (dir=? or "
+                          "(dir>=? and dir<?))", (mode, source, path, path + b"/", path + b"0"))
+
+    def recorded_dirs(self, mode: str, source: str) -> set[bytes]:
+        """Every folder of a source that ``mode`` holds something of."""
+        if self.conn is None:
+            return set()
+        if mode == "snapshot":
+            sql = "select distinct dir from mirror where source=?"
+        else:
+            sql = ("select distinct dir from versions where id in (select max(id) from versions"
+                   " where source=? group by dir, name) and kind != 'deleted'")
+        found = {d for (d,) in self.conn.execute(sql, (source,))}
+        found |= {d for (d,) in self.conn.execute(
+            "select dir from folders where mode=? and source=?", (mode, source))}
+        return found
 
     def _rows(self, sql: str, args: tuple) -> list[Row]:
         if self.conn is None:
             return []
-        return [Row(*r) for r in self.conn.execute(sql, args)]
+        out = []
+        for r in self.conn.execute(sql, args):
+            row = list(r)
+            for i in _NS_FIELDS:
+                row[i] = dec(row[i])
+            out.append(Row(*row))
+        return out
 
     def latest_in(self, source: str, folder: bytes) -> dict[bytes, Row]:
         """The newest row of every path directly in ``folder``."""
@@ -185,6 +292,12 @@ class Catalog:
             "where source=? and ((dir>=? and dir<?) or dir=?) group by dir, name)",
             (source, folder + b"/", folder + b"0", folder))
         return [r for r in rows if r.live]
+
+    def latest(self, source: str, folder: bytes, name: bytes) -> Row | None:
+        """The newest row of one path."""
+        rows = self._rows(f"select {COLUMNS} from versions where source=? and dir=? and name=? "
+                          "order by id desc limit 1", (source, folder, name))
+        return rows[0] if rows else None
 
     def last_content(self, source: str, folder: bytes, name: bytes) -> Row | None:
         """The newest baseline/diff/full row of a path: what its current copy holds."""
@@ -222,14 +335,19 @@ class Catalog:
 
     def add(self, **fields: object) -> None:
         assert self.conn is not None and self.writable
+        for key in ("mtime_ns", "ctime_ns", "ino"):
+            if key in fields:
+                fields[key] = enc(fields[key])  # type: ignore[arg-type]
         keys = ", ".join(fields)
         marks = ", ".join("?" for _ in fields)
         self.conn.execute(f"insert into versions ({keys}) values ({marks})", tuple(fields.values()))
 
-    def touch(self, row_id: int, mtime_ns: int) -> None:
-        """Same bytes, new mtime: remember it, so the file is not re-read next time."""
+    def touch(self, row_id: int, st: os.stat_result) -> None:
+        """Same bytes, same mode, new mtime/ctime/inode: remember them, so the file is not
+        re-read next time."""
         assert self.conn is not None
-        self.conn.execute("update versions set mtime_ns=? where id=?", (mtime_ns, row_id))
+        self.conn.execute("update versions set mtime_ns=?, ctime_ns=?, ino=? where id=?",
+                          (enc(st.st_mtime_ns), enc(st.st_ctime_ns), enc(st.st_ino), row_id))
 
     def alias(self, source: str, entry: str, rel: bytes) -> bytes | None:
         if self.conn is None:
@@ -243,18 +361,24 @@ class Catalog:
         self.conn.execute("insert or replace into aliases values (?,?,?,?)",
                           (source, entry, rel, store))
 
-    def set_mirror(self, source: str, folder: bytes, name: bytes, st, sha256: str | None,
-                   run_id: str) -> None:
-        """The snapshot mirror's copy of a file: what verify checks it against."""
+    def set_mirror(self, source: str, folder: bytes, name: bytes, st: os.stat_result,
+                   sha256: str | None, run_id: str, kind: str = "file") -> None:
+        """The mirror holds ``name`` as the source entry ``st`` was when it was copied
+        (for a file, ``sha256`` is what verify checks the copy against)."""
         assert self.conn is not None
-        self.conn.execute("insert or replace into mirror values (?,?,?,?,?,?,?,?)",
-                          (source, folder, name, st.st_size, st.st_mtime_ns, sha256,
-                           st.st_mode, run_id))
+        self.conn.execute(
+            "insert or replace into mirror (source, dir, name, size, mtime_ns, sha256, mode, "
+            "run_id, kind, ctime_ns, ino) values (?,?,?,?,?,?,?,?,?,?,?)",
+            (source, folder, name, st.st_size, enc(st.st_mtime_ns), sha256, st.st_mode,
+             run_id, kind, enc(st.st_ctime_ns), enc(st.st_ino)))
 
-    def touch_mirror(self, source: str, folder: bytes, name: bytes, mtime_ns: int) -> None:
+    def touch_mirror(self, source: str, folder: bytes, name: bytes, st: os.stat_result) -> None:
+        """Same bytes: the mirror copy took the source's new mtime and mode."""
         assert self.conn is not None
-        self.conn.execute("update mirror set mtime_ns=? where source=? and dir=? and name=?",
-                          (mtime_ns, source, folder, name))
+        self.conn.execute("update mirror set mtime_ns=?, mode=?, ctime_ns=?, ino=? where "
+                          "source=? and dir=? and name=?",
+                          (enc(st.st_mtime_ns), st.st_mode, enc(st.st_ctime_ns),
+                           enc(st.st_ino), source, folder, name))
 
     def drop_mirror(self, source: str, folder: bytes, name: bytes) -> None:
         """A file or folder left the mirror (a folder: everything below it too)."""
@@ -263,12 +387,14 @@ class Catalog:
         self.conn.execute("delete from mirror where source=? and ((dir=? and name=?) "
                           "or dir=? or (dir>=? and dir<?))",
                           (source, folder, name, path, path + b"/", path + b"0"))
+        self.forget_folders("snapshot", source, path)
 
     def mirror_rows(self) -> list[tuple]:
         if self.conn is None:
             return []
-        return list(self.conn.execute(
-            "select source, dir, name, size, mtime_ns, sha256, mode from mirror"))
+        return [(src, d, n, size, dec(mtime), sha, mode) for src, d, n, size, mtime, sha, mode
+                in self.conn.execute("select source, dir, name, size, mtime_ns, sha256, mode "
+                                     "from mirror where kind='file'")]
 
     def all_rows(self) -> list[Row]:
         return self._rows(f"select {COLUMNS} from versions order by id", ())

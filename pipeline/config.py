@@ -29,7 +29,7 @@ from . import run
 from .errors import PlanError, UsageError
 from .plan import Plan, load, locate
 from .report import Reporter
-from .state import StatChecker
+from .doit_glue import doit_settings
 from .tasks import BACKUP_PARAMS, COMMAND_DOCS, forget_scans
 
 # The options of each snapback command, as written on the command line.
@@ -201,13 +201,11 @@ def load_plan_or_exit(config: str | None) -> Plan:
 
 
 def doit_config(plan: Plan) -> dict[str, Any]:
-    """doit's settings: our checker, our lazy sqlite3 state, our reporter."""
+    """doit's settings: our checker and state (pipeline.doit_glue), our reporter."""
     run.reset()
     forget_scans()
     return {
-        "backend": "snapback",                       # pipeline.state.StateDB (entry point)
-        "dep_file": str(plan.meta_dir / "state.sqlite3"),
-        "check_file_uptodate": StatChecker,
+        **doit_settings(plan.checker, plan.meta_dir),  # doit's state is the catalog
         "reporter": Reporter,
         "continue": True,                            # one bad folder must not stop the others
         "default_tasks": ["snapshot"],

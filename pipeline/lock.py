@@ -21,8 +21,12 @@ class Lock:
     def __init__(self, path: Path):
         self.path = path
         self.fd: int | None = None
+        self.note = ""
+        self.announced = False
 
-    def acquire(self, note: str = "") -> None:
+    def acquire(self, note: str = "", announce: bool = True) -> None:
+        """Take the lock (or raise LockHeld naming the holder); ``announce=False``
+        writes the holder's note only at ``announce()``."""
         ensure_private_dir(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
@@ -32,18 +36,28 @@ class Lock:
             os.close(fd)
             raise LockHeld(f"another snapback run holds {self.path}"
                            f" ({holder or 'holder unknown'}); try again when it has finished")
+        self.fd, self.note, self.announced = fd, note, False
         left = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
         if left:     # a holder that ended without releasing: killed, or its machine died
             print(f"snapback: taking over the lock left by a run that is gone ({left})",
                   file=sys.__stderr__)   # doit captures sys.stderr in actions
+        if left or announce:
+            self.announce()
+
+    def announce(self) -> None:
+        """Write who holds the lock, before the holder's first write (a run that finds
+        nothing to do holds the lock without changing a byte of the backup)."""
+        if self.fd is None or self.announced:
+            return
         started = time.strftime("%Y-%m-%d %H:%M:%S")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}, started {started}, {note}\n".encode(), 0)
-        self.fd = fd
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"pid {os.getpid()}, started {started}, {self.note}\n".encode(), 0)
+        self.announced = True
 
     def release(self) -> None:
         if self.fd is not None:
-            os.ftruncate(self.fd, 0)
+            if self.announced:
+                os.ftruncate(self.fd, 0)
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None

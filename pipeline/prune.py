@@ -54,7 +54,16 @@ def plan_history(history: list[Row], policy: Policy, now: float) -> tuple[list[R
         return [], content, True
     kept = policy.keep(content, now)
     ids = {r.id for r in kept}
-    return kept, [r for r in content if r.id not in ids], False
+    dropped = [r for r in content if r.id not in ids]
+    # A mode change ("meta") has the bytes of the content version before it: it goes
+    # with that version.
+    base: Row | None = None
+    for row in history:
+        if row.kind in CONTENT_KINDS:
+            base = row
+        elif row.kind == "meta" and (base is None or base.id not in ids):
+            dropped.append(row)
+    return kept, dropped, False
 
 
 def canonical(row: Row) -> bytes:
@@ -70,10 +79,17 @@ def prune_history(catalog: Catalog, root: Path, source: str, history: list[Row],
     label = f"{source}/{os.fsdecode(history[-1].path)}"
     kept, dropped, expires = plan_history(history, policy, now)
     out = Outcome(label, dropped=len(dropped), kept=len(kept), gone=expires)
-    if not dropped and not expires:
-        return out
     root_b = os.fsencode(root)
+    if not dropped and not expires:
+        pending = [r for r in history if r.object is not None and TMP_MARK in r.object]
+        if pending and not dry_run and pending[-1].store is not None:
+            # an earlier prune was killed between its commit and its renames: finish it
+            finish(catalog, root_b, source, history[-1].dir, history[-1].name,
+                   os.path.join(root_b, pending[-1].store))
+        return out
     for row in dropped:
+        if row.object is None:
+            continue
         try:
             out.freed += os.lstat(os.path.join(root_b, row.store, row.object)).st_size
         except OSError:

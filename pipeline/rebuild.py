@@ -61,7 +61,13 @@ def versions(root: Path, history: list[Row]) -> Iterator[tuple[Row, bytes | None
 
 
 def rebuild(root: Path, history: list[Row], target: Row) -> bytes:
-    """The bytes of ``target`` (a baseline, diff or full row of ``history``)."""
+    """The bytes of ``target`` (a baseline, diff or full row of ``history``; a ``meta``
+    row, a new mode only, has the bytes of the content version before it)."""
+    if target.kind == "meta":
+        before = [r for r in history if r.id < target.id and r.kind in CONTENT_KINDS]
+        if not before:
+            raise RebuildError("no content version before this mode change")
+        target = before[-1]
     if target.kind not in CONTENT_KINDS:
         raise RebuildError(f"{target.kind} row has no content")
     for row, data, error in versions(root, [r for r in history if r.id <= target.id]):

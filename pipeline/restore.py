@@ -272,7 +272,7 @@ def _content(item: Item, root: Path) -> bytes:
     if item.source_file is not None:
         with open(item.source_file, "rb") as fh:
             return fh.read()
-    assert item.row is not None and item.row.kind in CONTENT_KINDS
+    assert item.row is not None and item.row.kind in (*CONTENT_KINDS, "meta")
     try:
         return rebuild(root, list(item.history), item.row)
     except RebuildError as exc:

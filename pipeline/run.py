@@ -74,10 +74,6 @@ class Run:
     pending: list[Event] = field(default_factory=list)     # not yet printed
     selected: list[str] = field(default_factory=list)
     views: dict[tuple[str, str], list] = field(default_factory=dict)  # (mode, source) -> folders
-    # file -> [mtime_ns, size] the action stored; the checker records exactly this
-    verified: dict[str, list[int]] = field(default_factory=dict)
-    # file -> lstat from the walk, so doit's up-to-date check costs no second stat
-    stats: dict[str, os.stat_result] = field(default_factory=dict)
     lock: Lock | None = None
     catalog: Catalog | None = None
     protected: bool = False                 # the backup is kept read-only between runs
@@ -122,7 +118,7 @@ class Run:
         make_destination(self.meta_dir.parent)
         lock = Lock(self.meta_dir / "lock")
         try:
-            lock.acquire(note=f"doit {' '.join(self.modes)}")
+            lock.acquire(note=f"doit {' '.join(self.modes)}", announce=False)
         except LockHeld as exc:
             self.lock_error = str(exc)
             raise
@@ -181,6 +177,8 @@ def begin(mode: str, label: str, error: str | None = None) -> TaskFailed | None:
         current.acquire()
     except LockHeld as exc:
         return TaskFailed(str(exc))
+    if current.lock is not None:
+        current.lock.announce()
     if error is not None:
         current.emit(Event(FAILED, mode, label + "/", reason=f"cannot list: {error}"))
         return TaskFailed(f"{label}: cannot list the folder")

@@ -1,13 +1,14 @@
 """Snapshot mode: the actions that keep ``system_snapshot/<source>/`` a mirror.
 
 ``mirror_folder`` is the action of one ``snapshot:<source>/<dir>`` subtask.
-doit decides *whether* a folder's task runs (a file's ``(mtime_ns, size)``
-changed, a file came or went, the folder's own entries or mode changed); the
-action then reconciles that one folder with its mirror, rsync-style: a file
-whose mirror copy has the same size and mtime is left alone, anything else is
-copied, and what left the folder is removed.  So the action is idempotent: a
-run killed at any point, or a lost doit state, costs a re-check, never a wrong
-mirror.  ``sweep`` (the cleanup task) is the same reconciliation for a whole
+doit decides *whether* a folder's task runs, against what the catalog records
+(``pipeline.tasks``); the action then reconciles that one folder with its
+mirror by the same rule (``pipeline.change``): an entry whose record matches
+its lstat and whose mirror copy is in place is left alone; one whose bytes are
+the same (compared, or by size and mtime with ``checker: mtime``) gets its new
+mode and mtime; anything else is copied; what left the folder is removed, with
+its records.  So the action is idempotent: a run killed at any point costs a
+re-check, never a wrong mirror.  ``sweep`` (the cleanup task) is the same reconciliation for a whole
 source, for ``doit cleanup`` and for runs where folders came or went.
 """
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
-from . import run, store
+from . import change, run, store
 from .plan import Source
 from .run import DELETED, FAILED, NEW, UPDATED, Event
 from .protect import Opened
@@ -61,7 +62,8 @@ def mirror_folder(job: FolderJob, current: run.Run) -> TaskFailed | None:
     if job.cleanup:
         for name in leftovers(folder, work.existing):
             work.delete(name)
-    work.close()
+        work.forget_gone()
+    work.close(complete=not work.failures)
     if work.failures:
         return TaskFailed(f"{job.label}: {work.failures} file(s) failed")
     return None
@@ -89,8 +91,17 @@ class _Folder:
         self.catalog = current.open_catalog()
         self.folder_b = os.fsencode(rel)
         self.rows = self.catalog.mirror_in(job.source.name, self.folder_b)
+        self.shas = self.catalog.mirror_shas(job.source.name, self.folder_b)
         self.catalog.begin()
         self.opened = Opened(current.protected)
+        self.writable = False
+
+    def _writing(self) -> None:
+        """Before the first write into the mirror folder (a protected backup's folders
+        are made writable only when something is written into them)."""
+        if not self.writable:
+            self.opened.folder(self.dst)
+            self.writable = True
 
     def _label(self, name: str) -> str:
         return f"{self.job.label}/{name}"
@@ -108,8 +119,6 @@ class _Folder:
                 store.remove(self.dst)
                 self.opened.makedirs(self.dst)
             return
-        if self.writes:
-            self.opened.folder(self.dst)
         with os.scandir(self.dst) as entries:
             for entry in entries:
                 self.existing[os.fsdecode(entry.name)] = entry.stat(follow_symlinks=False)
@@ -117,19 +126,21 @@ class _Folder:
     def file(self, name: str, st: os.stat_result) -> None:
         src = os.path.join(self.src, os.fsencode(name))
         dst = os.path.join(self.dst, os.fsencode(name))
-        key = os.fsdecode(src)
+        name_b = os.fsencode(name)
+        rec = self.rows.get(name_b)
         old = self.existing.get(name)
-        if old is not None and stat.S_ISREG(old.st_mode) and old.st_size == st.st_size:
-            if old.st_mtime_ns == st.st_mtime_ns:
-                self.run.verified[key] = [st.st_mtime_ns, st.st_size]
-                self._check_row(name, dst, old)
-                return                             # the mirror already holds it
-            if self.job.checker == "hash" and self._touched_only(src, dst, st):
-                return
+        in_place = old is not None and stat.S_ISREG(old.st_mode) and \
+            (old.st_size, old.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+        if in_place and change.unchanged(rec, st, self.job.checker):
+            return                                 # stored, and the copy is where it was put
+        if old is not None and stat.S_ISREG(old.st_mode) and self._same_bytes(src, dst, st, old):
+            self._metadata(name, dst, st, rec, old)
+            return
         if not self.writes:
             self.run.emit(Event(NEW if old is None else UPDATED, MODE, self._label(name),
                                 size=st.st_size, target=Path(os.fsdecode(dst))))
             return
+        self._writing()
         if old is not None and stat.S_ISDIR(old.st_mode):
             store.remove(dst)                      # a folder where a file now is
         for _attempt in range(RETRIES):
@@ -147,34 +158,41 @@ class _Folder:
             self._fail(name, "kept changing while it was read; will retry next run")
             return
         self.opened.wrote(dst)
-        self.run.verified[key] = [copied.st_mtime_ns, copied.st_size]
-        self.catalog.set_mirror(self.job.source.name, self.folder_b, os.fsencode(name), copied,
+        self.catalog.set_mirror(self.job.source.name, self.folder_b, name_b, copied,
                                 digest, self.run.run_id)
         self.run.emit(Event(NEW if old is None else UPDATED, MODE, self._label(name),
                             size=copied.st_size, target=Path(os.fsdecode(dst))))
 
-    def _check_row(self, name: str, dst: bytes, old: os.stat_result) -> None:
-        """After a killed run the copy may be in place and its catalog row not: fix it."""
-        if self.writes and self.rows.get(os.fsencode(name)) != (old.st_size, old.st_mtime_ns):
-            self.catalog.set_mirror(self.job.source.name, self.folder_b, os.fsencode(name), old,
-                                    store.sha256_of(dst), self.run.run_id)
-
-    def _touched_only(self, src: bytes, dst: bytes, st: os.stat_result) -> bool:
-        """checker: hash: same bytes, new mtime: not a change; the mirror takes the mtime."""
+    def _same_bytes(self, src: bytes, dst: bytes, st: os.stat_result,
+                    old: os.stat_result) -> bool:
+        """Does the mirror copy hold the source's bytes?  checker: mtime trusts size and
+        mtime, as rsync does; checker: hash compares the bytes."""
+        if old.st_size != st.st_size:
+            return False
+        if self.job.checker == "mtime":
+            return old.st_mtime_ns == st.st_mtime_ns
         try:
             if not filecmp.cmp(src, dst, shallow=False):
                 return False
             now = os.lstat(src)
         except OSError:
             return False
-        if (now.st_mtime_ns, now.st_size) != (st.st_mtime_ns, st.st_size):
-            return False
+        return change.key(now, "hash") == change.key(st, "hash")   # not changed meanwhile
+
+    def _metadata(self, name: str, dst: bytes, st: os.stat_result, rec: object,
+                  old: os.stat_result) -> None:
+        """Same bytes: the copy takes the source's mode and mtime, the record its stat."""
+        mode_changed = stat.S_IMODE(old.st_mode) != stat.S_IMODE(st.st_mode)
         if self.writes:
-            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
-            self.run.verified[os.fsdecode(src)] = [st.st_mtime_ns, st.st_size]
-            self.catalog.touch_mirror(self.job.source.name, self.folder_b,
-                                      os.fsencode(os.path.basename(src)), st.st_mtime_ns)
-        return True
+            if store.set_file_meta(dst, old, st, self.opened.protected):
+                self.opened.wrote(dst)
+            sha = self.shas.get(os.fsencode(name)) or store.sha256_of(dst)
+            self.catalog.set_mirror(self.job.source.name, self.folder_b, os.fsencode(name),
+                                    st, sha, self.run.run_id)
+        if mode_changed:
+            self.run.emit(Event(UPDATED, MODE, self._label(name),
+                                reason=f"mode {stat.S_IMODE(st.st_mode):04o}",
+                                target=Path(os.fsdecode(dst))))
 
     def link(self, name: str) -> None:
         src = os.path.join(self.src, os.fsencode(name))
@@ -188,11 +206,11 @@ class _Folder:
         except OSError as exc:
             self._fail(name, exc.strerror or str(exc))
             return
-        if old is not None and stat.S_ISLNK(old.st_mode) and os.readlink(dst) == target:
-            if self.writes:
-                self.run.verified[os.fsdecode(src)] = [now.st_mtime_ns, now.st_size]
+        same = old is not None and stat.S_ISLNK(old.st_mode) and os.readlink(dst) == target
+        if same and change.unchanged(self.rows.get(os.fsencode(name)), now, self.job.checker):
             return
         if self.writes:
+            self._writing()
             if old is not None and stat.S_ISDIR(old.st_mode):
                 store.remove(dst)
             try:
@@ -200,16 +218,20 @@ class _Folder:
             except OSError as exc:
                 self._fail(name, exc.strerror or str(exc))
                 return
-            self.run.verified[os.fsdecode(src)] = [now.st_mtime_ns, now.st_size]
-        self.run.emit(Event(NEW if old is None else UPDATED, MODE, self._label(name),
-                            target=Path(os.fsdecode(dst))))
+            self.catalog.set_mirror(self.job.source.name, self.folder_b, os.fsencode(name),
+                                    now, None, self.run.run_id, kind="link")
+        if not same:
+            self.run.emit(Event(NEW if old is None else UPDATED, MODE, self._label(name),
+                                target=Path(os.fsdecode(dst))))
 
     def subdir(self, name: str) -> None:
-        """Make sure the subfolder exists; its own task fills it and sets its mode."""
+        """Make sure the subfolder exists; its own task fills it, sets its mode and
+        records it."""
         old = self.existing.get(name)
         if old is not None and stat.S_ISDIR(old.st_mode):
             return
         if self.writes:
+            self._writing()
             dst = os.path.join(self.dst, os.fsencode(name))
             if old is not None:
                 store.remove(dst)
@@ -219,8 +241,11 @@ class _Folder:
         dst = os.path.join(self.dst, os.fsencode(name))
         if store.is_tmp(name):                     # left by a killed run
             if self.writes:
+                self._writing()
                 store.remove(dst)
             return
+        if self.writes:
+            self._writing()
         is_dir = stat.S_ISDIR(self.existing[name].st_mode)
         try:
             count = store.remove(dst) if self.writes else _count(dst)
@@ -232,10 +257,31 @@ class _Folder:
         self.run.emit(Event(DELETED, MODE, self._label(name) + ("/" if is_dir else ""),
                             files=count, reason=f"{count} files" if is_dir else ""))
 
-    def close(self) -> None:
+    def forget_gone(self) -> None:
+        """Records of entries that are neither in the source folder nor in the mirror
+        (a mirror copy removed by hand): the folder must not look stored for ever."""
+        folder = self.job.folder
+        kept = folder.files.keys() | folder.links.keys() | set(folder.subdirs)
+        kept |= {name for name, _why in folder.unreadable}
+        for name_b in self.rows:
+            name = os.fsdecode(name_b)
+            if name not in kept and name not in self.existing and self.writes:
+                self.catalog.drop_mirror(self.job.source.name, self.folder_b, name_b)
+
+    def close(self, complete: bool = True) -> None:
+        """Commit; a folder whose entries were all handled is recorded as in line, as the
+        walk saw it (changed since: the next run looks again)."""
+        st = self.job.folder.stat
+        if self.writes and complete and st is not None:
+            rel = self.job.folder.rel
+            if rel:
+                parent, _, name = self.folder_b.rpartition(b"/")
+                self.catalog.set_mirror(self.job.source.name, parent, name, st, None,
+                                        self.run.run_id, kind="dir")
+            self.catalog.set_folder(MODE, self.job.source.name, self.folder_b, st)
         self.catalog.commit()
-        if self.writes and self.job.folder.stat is not None:
-            store.set_folder_meta(self.dst, self.job.folder.stat)
+        if self.writes and st is not None:
+            store.set_folder_meta(self.dst, st, self.opened.protected)
         self.opened.close()
 
     def _fail(self, name: str, reason: str) -> None:
@@ -275,12 +321,10 @@ def sweep(job: SweepJob, current: run.Run) -> TaskFailed | None:
         except OSError:
             continue
         gone = leftovers(folder, work.existing)
-        if gone and current.writes:
-            work.opened.folder(work.dst)
         for name in gone:
             work.delete(name)
         if gone:
-            work.close()
+            work.close(complete=False)
         failures += work.failures
     if failures:
         return TaskFailed(f"{job.source.name}: {failures} removal(s) failed")

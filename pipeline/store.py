@@ -221,10 +221,40 @@ def _make_tree_writable(path: bytes) -> None:
             os.chmod(root, stat.S_IMODE(st.st_mode) | stat.S_IWUSR | stat.S_IXUSR)
 
 
-def set_folder_meta(path: bytes, st: os.stat_result) -> None:
-    """Give a mirror folder its source folder's mode and mtime (after its contents)."""
-    os.chmod(path, stat.S_IMODE(st.st_mode))
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+def kept_mode(mode: int, protected: bool) -> int:
+    """The permission bits a stored copy of an entry with ``mode`` has (a protected
+    backup keeps them without the write bits: ``doit protect``)."""
+    return stat.S_IMODE(mode) & ~0o222 if protected else stat.S_IMODE(mode)
+
+
+def set_file_meta(path: bytes, now: os.stat_result, want: os.stat_result,
+                  protected: bool = False) -> bool:
+    """Give a stored copy (stat ``now``) the mode, owner and mtime of ``want``, writing
+    only what differs (a no-change run changes nothing); True if it wrote anything."""
+    wrote = False
+    if stat.S_IMODE(now.st_mode) != kept_mode(want.st_mode, protected):
+        os.chmod(path, stat.S_IMODE(want.st_mode))
+        wrote = True
+    if os.geteuid() == 0 and (now.st_uid, now.st_gid) != (want.st_uid, want.st_gid):
+        os.lchown(path, want.st_uid, want.st_gid)
+        wrote = True
+    if now.st_mtime_ns != want.st_mtime_ns:
+        os.utime(path, ns=(want.st_atime_ns, want.st_mtime_ns), follow_symlinks=False)
+        wrote = True
+    return wrote
+
+
+def set_folder_meta(path: bytes, st: os.stat_result, protected: bool = False) -> None:
+    """Give a mirror folder its source folder's mode and mtime (after its contents),
+    writing only what differs."""
+    now = os.lstat(path)
+    if not stat.S_ISDIR(now.st_mode):
+        return
+    if stat.S_IMODE(now.st_mode) != stat.S_IMODE(st.st_mode) and \
+            stat.S_IMODE(now.st_mode) != kept_mode(st.st_mode, protected):
+        os.chmod(path, stat.S_IMODE(st.st_mode))
+    if now.st_mtime_ns != st.st_mtime_ns:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
 def _unlink_quiet(path: bytes) -> None:

@@ -1,26 +1,28 @@
-"""Plan + walk -> doit task dictionaries.  A pure function of its inputs.
+"""Plan + walk + what the backup records -> doit task dictionaries.
 
 One subtask per source folder (``snapshot:<source>/<dir>``) whose ``file_dep``
-are the folder's kept files and symlinks, and whose ``uptodate`` is a digest of
-what else makes the folder change: its mode and mtime (entries added, removed
-or renamed), its kept subfolders, and the slice of the plan the mode uses.
-Then one cleanup subtask per source and a report task per command, which the
-group tasks (``snapshot``, ``all``) run after the folders, in that order.
+are the folder's kept files and symlinks.  Whether it may be skipped is decided
+against the catalog, never against a memory of doit's own: its ``uptodate`` is
+True only when the catalog records this folder as brought in line with the
+backup at its current mode and mtime, and records exactly the entries the walk
+kept (so a file that came back, or is no longer ignored, makes it run); each
+file is then compared by doit's checker with what the catalog records for it
+(``pipeline.doit_glue``, ``pipeline.change``).  Then one cleanup subtask per
+source and a report task per command, which the group tasks (``snapshot``,
+``all``) run after the folders, in that order.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import os
 from typing import Any, Iterator
 
 from doit import create_after, task_params
-from doit.globals import Globals
-from doit.tools import config_changed
 
-from . import report, run, snapshot, versioned
+from . import doit_glue, report, run, snapshot, versioned
+from .catalog import Catalog, Stored, open_catalog
+from .errors import LockHeld
 from .plan import Plan, Source
 from .protect import is_protected, marker
 from .scan import Folder, Scan, walk
@@ -67,7 +69,8 @@ def mode_view(scan: Scan, extra: Selector | None) -> list[Folder]:
             dropped.add(folder.rel)
             continue
         view = Folder(folder.rel, folder.stat, error=folder.error,
-                      skipped=list(folder.skipped), specials=folder.specials)
+                      skipped=list(folder.skipped), specials=folder.specials,
+                      unreadable=folder.unreadable)
         for name in folder.subdirs:
             rel = folder.child(name)
             rule = extra.ignored_by(rel, True)
@@ -107,26 +110,31 @@ def auto_prune(plan: Plan) -> None:
         print("\n".join(prune.describe(outcomes, dry_run=False)), file=sys.__stdout__)
 
 
-def saved(task_name: str) -> dict:
-    """The values doit saved for a task on its last success ({} if none)."""
-    manager = Globals.dep_manager
-    return manager.get_values(task_name) if manager is not None else {}
+def _recorded(catalog: Catalog, mode: str, source: str, rel: bytes) -> dict[bytes, Stored]:
+    """What the backup holds of one source folder's entries, for one mode."""
+    if mode == "snapshot":
+        return catalog.mirror_in(source, rel)
+    return {name: row.stored for name, row in catalog.latest_in(source, rel).items() if row.live}
 
 
-def _remember(sig: str) -> dict:
-    """Last action of a folder task: its digest, saved by doit with the task's success."""
-    return {"sig": sig}
-
-
-def _digest(*parts: Any) -> str:
-    return hashlib.sha1(json.dumps(parts, default=str).encode("utf-8", "surrogateescape")
-                        ).hexdigest()
-
-
-def _folder_sig(plan_slice: Any, folder: Folder) -> str:
+def in_line(catalog: Catalog, mode: str, source: str, folder: Folder,
+            recorded: dict[bytes, Stored], keeps_leftovers: bool) -> bool:
+    """May this folder's task be skipped as far as the folder itself goes?  Only when
+    the catalog says the mode brought it in line at its current mode and mtime, and
+    holds exactly the entries the walk kept, each of the same kind."""
     st = folder.stat
-    return _digest(plan_slice, folder.subdirs, folder.specials, folder.error,
-                   st.st_mode if st else None, st.st_mtime_ns if st else None)
+    if st is None or folder.error is not None or folder.unreadable:
+        return False                  # fails, and is tried again, every run
+    rel = os.fsencode(folder.rel)
+    if catalog.folder_seen(mode, source, rel) != (st.st_mode, st.st_mtime_ns):
+        return False
+    kept = {os.fsencode(n): "file" for n in folder.files}
+    kept.update((os.fsencode(n), "link") for n in folder.links)
+    kept.update((os.fsencode(n), "dir") for n in folder.subdirs)
+    have = {name: stored.kind for name, stored in recorded.items()}
+    if keeps_leftovers:               # snapshot.cleanup: false keeps what left the source
+        return all(have.get(name) == kind for name, kind in kept.items())
+    return have == kept
 
 
 def _jobs(plan: Plan, mode: str, source: Source, folders: list[Folder]
@@ -141,7 +149,7 @@ def _jobs(plan: Plan, mode: str, source: Source, folders: list[Folder]
         return snapshot.mirror_folder, make, sweep
     root = plan.destination / "versioned_backup" / source.name
     max_diff = plan.versioned.max_diff_bytes
-    make = lambda folder: versioned.FolderJob(source, folder, root, max_diff)
+    make = lambda folder: versioned.FolderJob(source, folder, root, max_diff, plan.checker)
     sweep = (versioned.sweep, [versioned.SweepJob(source, tuple(folders), root, max_diff)])
     return versioned.record_folder, make, sweep
 
@@ -173,6 +181,30 @@ COMMANDS: dict[str, tuple[str, ...]] = {
 
 
 def backup_tasks(plan: Plan, command: str, **options: Any) -> Iterator[dict]:
+    """The tasks of one backup command (``_tasks``), judged against the catalog.
+
+    A run that may write takes the backup's lock before it reads the catalog, so
+    what it skips is judged on what the backup holds when it runs, never on what
+    another run was in the middle of changing.  When another run holds the lock
+    every task is created to run, and each fails on the lock: nothing is done.
+    """
+    current = run.current()
+    current.options.merge(**options)
+    current.meta_dir = plan.meta_dir
+    if COMMANDS[command] and current.writes:
+        try:
+            current.acquire()
+        except LockHeld:
+            pass                      # every action says so; nothing is read or written
+    catalog = open_catalog(plan.meta_dir, writable=False) if current.lock_error is None \
+        else Catalog(plan.meta_dir / "-", writable=False)     # (read nothing)
+    try:
+        yield from _tasks(plan, command, catalog, **options)
+    finally:
+        catalog.close()
+
+
+def _tasks(plan: Plan, command: str, catalog: Catalog, **options: Any) -> Iterator[dict]:
     """The tasks of one backup command, from one walk of each source.
 
     Only the modes the command needs are created: doit pays per task even when
@@ -188,11 +220,12 @@ def backup_tasks(plan: Plan, command: str, **options: Any) -> Iterator[dict]:
                         ignore_files=plan.ignore_files)
     scans = {s.name: scan_source(plan, s, selector) for s in plan.sources} if modes else {}
     names: dict[str, tuple[list[str], list[str]]] = {}
+    backend = doit_glue.state()
     for mode in modes:
         opts = plan.mode(mode)
         extra = mode_filter(opts.ignore, f"{mode}.ignore", plan.exceptions,
                             plan.use_default_ignores)
-        plan_slice = [mode, plan.checker, opts.cleanup, opts.ignore, opts.max_diff_bytes]
+        keeps_leftovers = mode == "snapshot" and not opts.cleanup
         folder_tasks: list[str] = []
         cleanup_tasks: list[str] = []
         names[mode] = (folder_tasks, cleanup_tasks)
@@ -203,25 +236,27 @@ def backup_tasks(plan: Plan, command: str, **options: Any) -> Iterator[dict]:
             for folder in folders:
                 name = f"{source.name}/{folder.rel}" if folder.rel else source.name
                 base = os.path.join(source.path, folder.rel) if folder.rel else str(source.path)
-                deps = []
+                recorded = _recorded(catalog, mode, source.name, os.fsencode(folder.rel))
+                deps: dict[str, Stored | None] = {}
+                stats: dict[str, os.stat_result] = {}
                 for entries in (folder.files, folder.links):
                     for file_name, st in entries.items():
                         path = os.path.join(base, file_name)
-                        current.stats[path] = st
-                        deps.append(path)
+                        stats[path] = st
+                        deps[path] = recorded.get(os.fsencode(file_name))
                 task_name = f"{mode}:{name}"
-                sig = _folder_sig(plan_slice, folder)
-                # The digest saved by the task's last success (its values), compared
-                # here: a plain bool spares doit an inspect.signature per folder.
-                same = saved(task_name).get("sig") == sig
-                if folder.error is not None or folder.unreadable:
-                    same = False                    # fails, and is tried again, every run
+                same = in_line(catalog, mode, source.name, folder, recorded, keeps_leftovers)
+                if backend is not None:       # each file: doit's checker against the record
+                    backend.expect(task_name, {p: r for p, r in deps.items() if r is not None},
+                                   stats)
+                else:
+                    same = False
                 folder_tasks.append(task_name)
                 yield {
                     "basename": mode, "name": name,
                     "doc": f"{mode}: the folder {name}",
-                    "actions": [(action, [make_job(folder)]), (_remember, [sig])],
-                    "file_dep": deps, "uptodate": [same],
+                    "actions": [(action, [make_job(folder)])],
+                    "file_dep": list(deps), "uptodate": [same],
                 }
             if sweep is not None:
                 cleanup_tasks.append(f"cleanup:{mode}:{source.name}")
@@ -229,8 +264,9 @@ def backup_tasks(plan: Plan, command: str, **options: Any) -> Iterator[dict]:
                     "basename": "cleanup", "name": f"{mode}:{source.name}",
                     "doc": f"{mode}: what left {source.name}",
                     "actions": [sweep],
-                    "uptodate": [config_changed(_digest(plan_slice, [f.rel for f in folders])),
-                                 report.NotSelected("cleanup")],
+                    # Every folder task removes what left its own folder; the whole-source
+                    # sweep runs when the user asks for it.
+                    "uptodate": [report.NotSelected("cleanup")],
                 }
     label = command if command in ("snapshot", "versioned", "cleanup") else "all"
     after = None

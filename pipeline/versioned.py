@@ -26,7 +26,7 @@ from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
-from . import run, store, textdiff
+from . import change, run, store, textdiff
 from .catalog import Catalog, Row
 from .plan import Source
 from .run import DELETED, FAILED, NEW, UPDATED, Event
@@ -43,6 +43,7 @@ class FolderJob:
     folder: Folder
     root: Path                 # <destination>/versioned_backup/<source name>
     max_diff_bytes: int
+    checker: str = "hash"
 
     @property
     def label(self) -> str:
@@ -52,7 +53,10 @@ class FolderJob:
 @run.action(MODE)
 def record_folder(job: FolderJob, current: run.Run) -> TaskFailed | None:
     """Record the new, changed and deleted entries of one source folder."""
-    work = History(job.source, job.root, job.folder.rel, current, job.max_diff_bytes)
+    work = History(job.source, job.root, job.folder.rel, current, job.max_diff_bytes,
+                   job.checker)
+    if current.writes:        # committed with the first rows: a kill leaves it out of line
+        work.catalog.unset_folder(MODE, job.source.name, work.rel)
     folder = job.folder
     unknown = {name for name, _why in folder.unreadable}     # not gone: keep their history live
     for name, why in folder.unreadable:
@@ -63,8 +67,8 @@ def record_folder(job: FolderJob, current: run.Run) -> TaskFailed | None:
         work.file(name, st)
     for name in folder.links:
         work.link(name)
-    for name in folder.subdirs:
-        work.subdir(name)
+    if not work.failures and folder.stat is not None:
+        work.folder_in_line(folder.stat)
     work.finish()
     if work.failures:
         return TaskFailed(f"{job.label}: {work.failures} file(s) failed")
@@ -99,8 +103,9 @@ def baseline_name(name: bytes, date: str) -> bytes:
 class History:
     """The versioned history of one source folder's entries."""
 
-    def __init__(self, source: Source, root: Path, rel: str, current: run.Run, max_diff: int):
-        self.source, self.run, self.max_diff = source, current, max_diff
+    def __init__(self, source: Source, root: Path, rel: str, current: run.Run, max_diff: int,
+                 checker: str = "hash"):
+        self.source, self.run, self.max_diff, self.checker = source, current, max_diff, checker
         self.root = os.fsencode(root)
         self.rel = os.fsencode(rel)
         self.src = os.fsencode(source.path / rel if rel else source.path)
@@ -110,7 +115,8 @@ class History:
         self.failures = 0
         # Current copies are replaced only once their rows are committed (step 3).
         self.after_commit: list[tuple[bytes, bytes]] = []   # (prepared file, its place)
-        self.done: list[tuple[str, list[int], Event | None]] = []
+        self.done: list[Event] = []
+        self.in_line: os.stat_result | None = None
         self.catalog.begin()
         self.opened = Opened(current.protected)
 
@@ -120,11 +126,16 @@ class History:
         for tmp, current in self.after_commit:
             os.replace(tmp, current)
             self.opened.wrote(current)
+        if self.in_line is not None:
+            # Only now, with every current copy in place: a run killed before this line
+            # leaves the folder to be looked at again (and a copy one behind repaired).
+            self.catalog.begin()
+            self.catalog.set_folder(MODE, self.source.name, self.rel, self.in_line)
+            self.catalog.commit()
+            self.in_line = None
         self.opened.close()
-        for key, stored, event in self.done:
-            self.run.verified[key] = stored
-            if event is not None:
-                self.run.emit(event)
+        for event in self.done:
+            self.run.emit(event)
         self.after_commit.clear()
         self.done.clear()
 
@@ -192,12 +203,10 @@ class History:
     # -- entries -----------------------------------------------------------------
     def file(self, name_s: str, st: os.stat_result) -> None:
         name = os.fsencode(name_s)
-        key = os.fsdecode(os.path.join(self.src, name))
         row = self.latest.get(name)
         live = row if row is not None and row.entry == "file" and row.live else None
-        if live is not None and (live.size, live.mtime_ns) == (st.st_size, st.st_mtime_ns) \
+        if live is not None and change.unchanged(live.stored, st, self.checker) \
                 and self._current_ok(live):
-            self.run.verified[key] = [st.st_mtime_ns, st.st_size]
             return
         prev = self.catalog.last_content(self.source.name, self.rel, name)
         store_rel = prev.store if prev is not None else self._new_store(name)
@@ -206,21 +215,36 @@ class History:
         if not self.writes:
             self._dry_file(name, st, prev, live)
             return
-        self.opened.makedirs(hist)
         copied = self._copy(name, hist)
         if copied is None:
             return
         tmp, cst, sha = copied
         current = os.path.join(hist, name)
         if prev is not None and prev.sha256 == sha and live is not None:
-            # Same bytes (a touch, or a run killed before the current copy was
-            # replaced): no new version; the current copy takes these bytes and mtime.
-            os.replace(tmp, current)
-            if prev.mtime_ns != cst.st_mtime_ns:
-                self.catalog.touch(prev.id, cst.st_mtime_ns)
-            self.run.verified[key] = [cst.st_mtime_ns, cst.st_size]
+            # Same bytes (a touch, a chmod, or a run killed before the current copy was
+            # replaced): no new content; the current copy takes this mode and mtime.
+            if self._current_ok(live, cst):
+                store.remove(tmp)                # it already has them: write nothing
+            else:
+                self.opened.makedirs(hist)
+                self.after_commit.append((tmp, current))
+            if live.mode is not None and stat.S_IMODE(live.mode) == stat.S_IMODE(cst.st_mode):
+                self.catalog.touch(live.id, cst)
+                return
+            # A new mode is a version of its own: a row without an object, whose
+            # bytes are those of the content version before it.
+            self.catalog.add(source=self.source.name, dir=self.rel, name=name, entry="file",
+                             kind="meta", time=self._stamp(name), run_id=self.run.run_id,
+                             note=self.run.options.note, store=store_rel, object=None,
+                             size=cst.st_size, sha256=sha, mode=cst.st_mode,
+                             mtime_ns=cst.st_mtime_ns, ctime_ns=cst.st_ctime_ns,
+                             ino=cst.st_ino, target=None, recorded=self.run.started)
+            self.done.append(Event(UPDATED, MODE, self._label(name),
+                                   reason=f"mode {stat.S_IMODE(cst.st_mode):04o}",
+                                   target=Path(os.fsdecode(current))))
             return
         try:
+            self.opened.makedirs(hist)
             kind, obj, stamp, obj_sha = self._store_version(name, hist, tmp, cst, prev, sha)
         except OSError as exc:
             store.remove(tmp)
@@ -230,19 +254,24 @@ class History:
                          kind=kind, time=stamp, run_id=self.run.run_id,
                          note=self.run.options.note, store=store_rel, object=obj,
                          size=cst.st_size, sha256=sha, mode=cst.st_mode, mtime_ns=cst.st_mtime_ns,
+                         ctime_ns=cst.st_ctime_ns, ino=cst.st_ino,
                          target=None, recorded=self.run.started, object_sha256=obj_sha)
         self.after_commit.append((tmp, current))
-        self.done.append((key, [cst.st_mtime_ns, cst.st_size],
-                          Event(NEW if live is None else UPDATED, MODE, self._label(name),
-                                size=cst.st_size, target=Path(os.fsdecode(current)))))
+        self.done.append(Event(NEW if live is None else UPDATED, MODE, self._label(name),
+                               size=cst.st_size, target=Path(os.fsdecode(current))))
 
-    def _current_ok(self, row: Row) -> bool:
-        """Is the current copy the row's version? (A crash can leave it one behind.)"""
+    def _current_ok(self, row: Row, want: os.stat_result | None = None) -> bool:
+        """Is the current copy the row's version (or, given ``want``, that stat's size,
+        mtime and mode)?  A crash can leave it one behind."""
         assert row.store is not None
         try:
             st = os.lstat(os.path.join(self.root, row.store, row.name))
         except OSError:
             return False
+        if want is not None:
+            return stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns) == \
+                (want.st_size, want.st_mtime_ns) and \
+                stat.S_IMODE(st.st_mode) == store.kept_mode(want.st_mode, self.opened.protected)
         return stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns) == (row.size, row.mtime_ns)
 
     def _copy(self, name: bytes, hist: bytes) -> tuple[bytes, os.stat_result, str] | None:
@@ -345,9 +374,9 @@ class History:
             self._fail(name, exc.strerror or str(exc))
             return
         row = self.latest.get(name)
-        key = os.fsdecode(src)
         if row is not None and row.entry == "link" and row.live and row.target == target:
-            self.run.verified[key] = [st.st_mtime_ns, st.st_size]
+            if not change.unchanged(row.stored, st, self.checker) and self.writes:
+                self.catalog.touch(row.id, st)     # same target: not a new version
             return
         if self.writes:
             store_rel = row.store if row is not None and row.entry == "link" and row.store \
@@ -361,29 +390,34 @@ class History:
                              kind="link", time=self._stamp(name),
                              run_id=self.run.run_id, note=self.run.options.note, store=store_rel,
                              object=name, size=st.st_size, sha256=None, mode=st.st_mode,
-                             mtime_ns=st.st_mtime_ns, target=target, recorded=self.run.started)
+                             mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, ino=st.st_ino,
+                             target=target, recorded=self.run.started)
         live = row is not None and row.entry == "link" and row.live
         event = Event(UPDATED if live else NEW, MODE, self._label(name))
         if self.writes:
-            self.done.append((key, [st.st_mtime_ns, st.st_size], event))
+            self.done.append(event)
         else:
             self.run.emit(event)
 
-    def subdir(self, name_s: str) -> None:
-        name = os.fsencode(name_s)
-        try:
-            st = os.lstat(os.path.join(self.src, name))
-        except OSError:
+    def folder_in_line(self, st: os.stat_result) -> None:
+        """Every entry of this folder was handled: record the folder's own mode and mtime
+        as a version when they changed (a restore at any time gives that time's), and
+        the folder as in line with the backup, as the walk saw it."""
+        if not self.writes:
             return
-        row = self.latest.get(name)
-        if row is not None and row.entry == "dir" and row.live and row.mode == st.st_mode:
-            return
-        if self.writes:
-            self.catalog.add(source=self.source.name, dir=self.rel, name=name, entry="dir",
-                             kind="dir", time=self._stamp(name), run_id=self.run.run_id,
-                             note=self.run.options.note, store=None, object=None, size=None,
-                             sha256=None, mode=st.st_mode, mtime_ns=st.st_mtime_ns, target=None,
-                             recorded=self.run.started)
+        if self.rel:
+            parent, _, name = self.rel.rpartition(b"/")
+            row = self.catalog.latest(self.source.name, parent, name)
+            if row is None or not row.live or row.entry != "dir" \
+                    or (row.mode, row.mtime_ns) != (st.st_mode, st.st_mtime_ns):
+                self.catalog.add(source=self.source.name, dir=parent, name=name, entry="dir",
+                                 kind="dir", time=unique_stamp(self.catalog, self.source.name,
+                                                               parent, name, self.run.stamp),
+                                 run_id=self.run.run_id, note=self.run.options.note, store=None,
+                                 object=None, size=None, sha256=None, mode=st.st_mode,
+                                 mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns,
+                                 ino=st.st_ino, target=None, recorded=self.run.started)
+        self.in_line = st
 
     def deletions(self, files: set[str], links: set[str], subdirs: set[str]) -> None:
         """Record what left this folder (or changed kind), keeping all its history."""
@@ -398,6 +432,8 @@ class History:
         below = self.catalog.live_below(self.source.name, row.path) if row.entry == "dir" else []
         files = sum(1 for r in below if r.entry != "dir")
         if self.writes:
+            if row.entry == "dir":
+                self.catalog.forget_folders(MODE, self.source.name, row.path)
             for item in [*below, row]:
                 self.catalog.add(source=self.source.name, dir=item.dir, name=item.name,
                                  entry=item.entry, kind="deleted",
@@ -432,7 +468,7 @@ def sweep(job: SweepJob, current: run.Run) -> TaskFailed | None:
     folders = {os.fsencode(f.rel): f for f in job.folders}
     unknown = [rel for rel, f in folders.items() if f.error is not None]
     for row in catalog.live_below(job.source.name, b""):
-        if any(row.dir == u or row.dir.startswith(u + b"/") for u in unknown):
+        if any(not u or row.dir == u or row.dir.startswith(u + b"/") for u in unknown):
             continue                             # cannot be listed: delete nothing
         folder = folders.get(row.dir)
         if folder is not None:

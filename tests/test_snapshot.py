@@ -95,11 +95,10 @@ def test_touched_unchanged_file_is_not_copied_and_not_rehashed_later(backup: Bac
     assert lines(result.stdout, "updated") == [] and lines(result.stdout, "new") == []
     assert os.stat(backup.mirror / "a.txt").st_ino == inode          # not rewritten
     assert os.stat(backup.mirror / "a.txt").st_mtime_ns == new_mtime  # mtime follows
-    # doit's state now holds the new mtime: later runs do not hash the file again
-    with sqlite3.connect(backup.meta / "state.sqlite3") as db:
-        data = json.loads(db.execute("select task_data from doit where task_id='snapshot:src'")
-                          .fetchone()[0])
-    assert data[str(backup.src / "a.txt")] == [new_mtime, len("same bytes\n")]
+    # the catalog now records the new mtime: later runs do not read the file again
+    with sqlite3.connect(backup.meta / "catalog.sqlite3") as db:
+        recorded = db.execute("select mtime_ns from mirror where name=?", (b"a.txt",)).fetchone()
+    assert recorded == (new_mtime,)
 
 
 def test_checker_mtime_copies_a_touched_file(backup: Backup) -> None:
@@ -252,28 +251,13 @@ def test_mirror_damage_is_repaired_when_the_folder_runs(backup: Backup) -> None:
     assert tree(backup.mirror) == tree(backup.src)
 
 
-def test_lost_state_rechecks_without_copying_again(backup: Backup) -> None:
+def test_doit_keeps_no_state_of_its_own(backup: Backup) -> None:
+    """doit's state is served from the catalog: nothing beside it can go stale."""
     seed(backup)
     backup.snapshot()
-    inode = os.stat(backup.mirror / "notes.txt").st_ino
-    (backup.meta / "state.sqlite3").unlink()
-    result = backup.snapshot()
-    assert lines(result.stdout, "new") == [] and lines(result.stdout, "updated") == []
-    assert os.stat(backup.mirror / "notes.txt").st_ino == inode
-
-
-def test_corrupt_state_is_set_aside_and_the_run_completes(backup: Backup) -> None:
-    seed(backup)
-    backup.snapshot()
-    (backup.meta / "state.sqlite3").write_bytes(b"this is not a database" * 100)
-    (backup.src / "notes.txt").write_text("changed\n")
-    result = backup.doit("snapshot")
-    assert result.returncode == 0, result.stderr
-    assert "unreadable" in result.stderr
-    assert lines(result.stdout, "updated") == ["src/notes.txt"]
-    assert (backup.meta / "state.sqlite3.corrupt").exists()
-    assert backup.snapshot().stdout.count("\n") == 1
-
+    backup.doit("versioned", check=True)
+    assert sorted(p.name for p in backup.meta.iterdir()) == ["catalog.sqlite3", "lock",
+                                                             "runs.jsonl", "tmp"]
 
 def test_plain_output_off_a_terminal(backup: Backup) -> None:
     seed(backup)

@@ -155,15 +155,6 @@ def test_disk_full_fails_cleanly_and_the_next_run_completes(backup: Backup, smal
     assert backup.doit("verify", "--deep").returncode == 0
 
 
-def test_lost_state_creates_no_spurious_versions(backup: Backup) -> None:
-    make_tree(backup.src, {"a.txt": "a\n", "d": {"b.bin": b"\0\1"}})
-    backup.doit("all", check=True)
-    (backup.meta / "state.sqlite3").unlink()
-    result = backup.doit("all", check=True)
-    assert lines(result.stdout, "new") == [] and lines(result.stdout, "updated") == []
-    assert [r.kind for r in history_of(backup, "a.txt")] == ["baseline"]
-
-
 @pytest.mark.parametrize("first, second", [("all", ["versioned"]), ("versioned", ["verify"]),
                                            ("snapshot", ["restore", "src", "--to", "out"])])
 def test_concurrent_commands_one_waits_out_with_the_holders_pid(backup, first, second) -> None:

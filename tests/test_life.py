@@ -1,0 +1,293 @@
+"""Life, not features: random sequences of what people do to their folders, with
+real files and real doit runs, and after every run the invariants a user checks.
+
+- the mirror equals the source minus what the rules leave out (bytes, modes,
+  symlink targets, empty folders);
+- every earlier versioned run restores exactly (bytes, modes, links, folders);
+- ``doit verify --deep`` passes.
+
+The cases issue 12 lists (a folder moved out and back, a deleted folder put
+back by a restore, a rule removed, a chmod, a swapped twin, a non-UTF-8 name)
+are each one rule below; hypothesis finds them in combination.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from conftest import Backup
+
+DIRS = ["a", "a/deep", "b", "skip", os.fsdecode(b"caf\xe9")]
+FILES = ["f.txt", "g.txt", "x.log", os.fsdecode(b"\xff.bin"), "same1", "same2"]
+BASE_TIME = datetime(2030, 1, 1, 0, 0, 0)
+
+
+def snapshot_of(root: Path, leave_out: tuple[str, ...] = ()) -> dict[str, tuple]:
+    """rel path -> (kind, bytes or target, mode); ``leave_out``: names the rules drop."""
+    out: dict[str, tuple] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not _dropped(d, True, leave_out)]
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            st_ = os.lstat(path)
+            if stat.S_ISLNK(st_.st_mode):
+                out[rel] = ("link", os.readlink(path))
+            elif stat.S_ISDIR(st_.st_mode):
+                out[rel] = ("dir", None, stat.S_IMODE(st_.st_mode))
+            elif not _dropped(name, False, leave_out):
+                out[rel] = ("file", Path(path).read_bytes(), stat.S_IMODE(st_.st_mode))
+    return out
+
+
+def _dropped(name: str, is_dir: bool, leave_out: tuple[str, ...]) -> bool:
+    if "*.log" in leave_out and name.endswith(".log"):
+        return True
+    return is_dir and "skip/" in leave_out and name == "skip"
+
+
+class FolderLife(RuleBasedStateMachine):
+    """One source folder lived in; the backup is checked after every run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import tempfile
+        self.base = Path(tempfile.mkdtemp(prefix="snapback-life-"))
+        self.b = Backup(self.base, self.base / "src", self.base / "dest", self.base / "plan.yaml")
+        self.b.src.mkdir()
+        self.outside = self.base / "outside"
+        self.outside.mkdir()
+        self.plan_ignores: list[str] = []
+        self.b.write_plan(ignore=self.plan_ignores)
+        self.runs: list[tuple[str, dict]] = []     # (time, the source as versioned saw it)
+        self.moved: list[tuple[str, Path]] = []
+        self.step = 0
+        self.counter = 0
+
+    def teardown(self) -> None:
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    # -- helpers ---------------------------------------------------------------
+    def leave_out(self) -> tuple[str, ...]:
+        rules = list(self.plan_ignores)
+        bi = self.b.src / ".backupignore"
+        if bi.exists() and "skip/" in bi.read_text().split():
+            rules.append("skip/")
+        return tuple(rules)
+
+    def folder(self, rel: str) -> Path:
+        path = self.b.src / rel
+        probe = self.b.src
+        for part in Path(rel).parts:         # a file or link where a folder goes: replace it
+            probe = probe / part
+            if probe.is_symlink() or (probe.exists() and not probe.is_dir()):
+                probe.unlink()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.b.src.rglob("*")
+                      if p.is_file() and not p.is_symlink() and p.name != ".backupignore")
+
+    def dirs(self) -> list[Path]:
+        return sorted(p for p in self.b.src.rglob("*") if p.is_dir() and not p.is_symlink())
+
+    # -- what people do -------------------------------------------------------------
+    @rule(d=st.sampled_from(DIRS), f=st.sampled_from(FILES), data=st.binary(max_size=40),
+          text=st.booleans())
+    def write(self, d: str, f: str, data: bytes, text: bool) -> None:
+        path = self.folder(d) / f
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.is_symlink():
+            path.unlink()
+        path.write_bytes(b"line\r\n" + data.replace(b"\0", b"") + b"\nend" if text else data)
+
+    @rule(data=st.data())
+    @precondition(lambda self: bool(self.files()))
+    def same_size_rewrite_mtime_back(self, data: st.DataObject) -> None:
+        path = data.draw(st.sampled_from(self.files()))
+        before = path.stat()
+        old = path.read_bytes()
+        path.write_bytes(bytes((c + 1) % 256 for c in old) if old else b"")
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    @rule(data=st.data())
+    @precondition(lambda self: bool(self.files()))
+    def delete_file(self, data: st.DataObject) -> None:
+        data.draw(st.sampled_from(self.files())).unlink()
+
+    @rule(data=st.data())
+    @precondition(lambda self: bool(self.dirs()))
+    def delete_folder(self, data: st.DataObject) -> None:
+        shutil.rmtree(data.draw(st.sampled_from(self.dirs())))
+
+    @rule(data=st.data())
+    @precondition(lambda self: bool(self.dirs()))
+    def move_folder_out(self, data: st.DataObject) -> None:
+        path = data.draw(st.sampled_from(self.dirs()))
+        self.counter += 1
+        away = self.outside / f"moved{self.counter}"
+        os.rename(path, away)
+        self.moved.append((os.path.relpath(path, self.b.src), away))
+
+    @rule()
+    @precondition(lambda self: bool(self.moved))
+    def move_folder_back(self) -> None:
+        rel, away = self.moved.pop()
+        place = self.b.src / rel
+        if os.path.lexists(place) or not place.parent.is_dir() or place.parent.is_symlink():
+            shutil.rmtree(away)
+            return
+        os.rename(away, place)
+
+    @rule(data=st.data(), new=st.sampled_from(FILES))
+    @precondition(lambda self: bool(self.files()))
+    def rename_file(self, data: st.DataObject, new: str) -> None:
+        path = data.draw(st.sampled_from(self.files()))
+        target = path.parent / new
+        if target.is_dir() and not target.is_symlink():
+            return
+        os.rename(path, target)
+
+    @rule(data=st.data(), mode=st.sampled_from([0o600, 0o644, 0o755, 0o400]))
+    @precondition(lambda self: bool(self.files()))
+    def chmod_file(self, data: st.DataObject, mode: int) -> None:
+        os.chmod(data.draw(st.sampled_from(self.files())), mode)
+
+    @rule(data=st.data(), mode=st.sampled_from([0o700, 0o755, 0o750]))
+    @precondition(lambda self: bool(self.dirs()))
+    def chmod_folder(self, data: st.DataObject, mode: int) -> None:
+        os.chmod(data.draw(st.sampled_from(self.dirs())), mode)
+
+    @rule(d=st.sampled_from(DIRS), data=st.binary(min_size=1, max_size=20))
+    def swap_twins(self, d: str, data: bytes) -> None:
+        """Two files of the same size and mtime trade places (tar x, cp -p, unzip)."""
+        folder = self.folder(d)
+        one, two = folder / "same1", folder / "same2"
+        for p in (one, two):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            elif p.is_symlink():
+                p.unlink()
+        if not (one.exists() and two.exists()) or one.stat().st_size != two.stat().st_size:
+            one.write_bytes(data)
+            two.write_bytes(bytes((c + 7) % 256 for c in data))
+        when = one.stat().st_mtime_ns
+        os.utime(two, ns=(when, when))
+        tmp = folder / "swap.tmp"
+        os.rename(one, tmp)
+        os.rename(two, one)
+        os.rename(tmp, two)
+
+    @rule(data=st.data(), into=st.sampled_from(["link", "folder"]))
+    @precondition(lambda self: bool(self.files()))
+    def change_kind(self, data: st.DataObject, into: str) -> None:
+        path = data.draw(st.sampled_from(self.files()))
+        path.unlink()
+        if into == "link":
+            os.symlink("f.txt", path)
+        else:
+            path.mkdir()
+            (path / "inner.txt").write_text("inside\n")
+
+    @rule(pattern=st.sampled_from(["*.log"]))
+    def toggle_plan_ignore(self, pattern: str) -> None:
+        if pattern in self.plan_ignores:
+            self.plan_ignores.remove(pattern)
+        else:
+            self.plan_ignores.append(pattern)
+        self.b.write_plan(ignore=self.plan_ignores)
+
+    @rule()
+    def toggle_ignore_file(self) -> None:
+        bi = self.b.src / ".backupignore"
+        if bi.is_dir() and not bi.is_symlink():
+            return
+        if bi.exists() and "skip/" in bi.read_text().split():
+            bi.write_text("# nothing\n")
+        else:
+            bi.write_text("skip/\n")
+
+    @rule(data=st.data())
+    @precondition(lambda self: any(r for _t, r in self.runs))
+    def restore_deleted_folder_into_place(self, data: st.DataObject) -> None:
+        """A folder that existed at some run and is gone now is put back by a restore."""
+        when, state = data.draw(st.sampled_from([r for r in self.runs if r[1]]))
+        gone = sorted(rel for rel, item in state.items()
+                      if item[0] == "dir" and not os.path.lexists(self.b.src / rel)
+                      and (self.b.src / rel).parent.is_dir()
+                      and not (self.b.src / rel).parent.is_symlink())
+        if not gone:
+            return
+        rel = data.draw(st.sampled_from(gone))
+        code, out = self.b.run("restore", str(self.b.src / rel), "--at", when,
+                               "--to", str((self.b.src / rel).parent))
+        assert code == 0, out
+
+    # -- backups ---------------------------------------------------------------------
+    @rule(command=st.sampled_from(["snapshot", "versioned", "all"]))
+    def backup(self, command: str) -> None:
+        self.step += 1
+        when = (BASE_TIME + timedelta(minutes=self.step)).isoformat(timespec="seconds")
+        os.environ["SNAPBACK_NOW"] = when
+        try:
+            code, out = self.b.run(command)
+        finally:
+            del os.environ["SNAPBACK_NOW"]
+        assert code == 0, out
+        assert "FAILED" not in out, out
+        expected = snapshot_of(self.b.src, self.leave_out())
+        expected.pop(".backupignore", None)
+        if command in ("snapshot", "all"):
+            mirror = snapshot_of(self.b.mirror)
+            mirror.pop(".backupignore", None)
+            assert mirror == expected, _differences(expected, mirror)
+        if command in ("versioned", "all"):
+            self.runs.append((when, expected))
+        code, out = self.b.run("verify", "--deep")
+        assert code == 0, out
+
+    @invariant()
+    def every_versioned_run_restores_exactly(self) -> None:
+        if not self.runs or self.step % 3:
+            return                               # every third step: restores cost time
+        for when, expected in self.runs:
+            into = self.base / "restored"
+            shutil.rmtree(into, ignore_errors=True)
+            code, out = self.b.run("restore", str(self.b.src), "--at", when, "--to", str(into))
+            if not expected:
+                continue
+            assert code == 0, out
+            got = snapshot_of(into)
+            got.pop(".backupignore", None)
+            assert got == expected, f"at {when}: " + _differences(expected, got)
+
+
+def _differences(expected: dict, got: dict) -> str:
+    lines = []
+    for rel in sorted(expected.keys() | got.keys()):
+        if expected.get(rel) != got.get(rel):
+            lines.append(f"{rel!r}: expected {expected.get(rel)!r:.80}, got {got.get(rel)!r:.80}")
+    return "\n".join(lines[:20])
+
+
+TestFolderLife = FolderLife.TestCase
+TestFolderLife.settings = settings(
+    max_examples=int(os.environ.get("SNAPBACK_LIFE_EXAMPLES", "30")),
+    stateful_step_count=25, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+
+
+@pytest.fixture(autouse=True)
+def _no_fixed_clock(monkeypatch):
+    monkeypatch.delenv("SNAPBACK_NOW", raising=False)

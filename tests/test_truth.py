@@ -1,0 +1,253 @@
+"""The backup, not doit's memory, decides what is stored (issue 12).
+
+One named test per case that was seen losing data silently.  Each ends with
+what a user would check: the mirror, the history (restore), ``verify --deep``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import stat
+import subprocess
+
+import pytest
+
+from conftest import Backup, as_nobody, lines, make_tree, tree
+from test_versioned import history_of
+
+
+def at(b: Backup, when: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return b.doit(*args, env={"SNAPBACK_NOW": when}, check=check)
+
+
+def restored(b: Backup, path: str, when: str | None = None) -> dict:
+    into = b.base / "restored-check"
+    shutil.rmtree(into, ignore_errors=True)
+    args = ["restore", path, "--to", str(into)] + (["--at", when] if when else [])
+    b.doit(*args, check=True)
+    return tree(into)
+
+
+def mode_of(path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def assert_verified(b: Backup) -> None:
+    result = b.doit("verify", "--deep")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_folder_moved_out_and_back_is_backed_up_again(backup: Backup) -> None:
+    make_tree(backup.src, {"proj": {"a.txt": "a\n", "sub": {"b.txt": "b\n"}}, "x.txt": "x\n"})
+    backup.doit("all", check=True)
+    os.rename(backup.src / "proj", backup.base / "proj.old")
+    backup.doit("all", check=True)
+    assert not (backup.mirror / "proj").exists()
+    os.rename(backup.base / "proj.old", backup.src / "proj")
+    result = backup.doit("all", check=True)
+    assert "src/proj/a.txt" in lines(result.stdout, "new")
+    assert tree(backup.mirror) == tree(backup.src)
+    assert history_of(backup, "proj/a.txt")[-1].kind != "deleted"
+    assert restored(backup, str(backup.src / "proj")) == tree(backup.base / "restored-check")
+    assert restored(backup, str(backup.src / "proj"))["proj/sub/b.txt"][1] == b"b\n"
+    assert_verified(backup)
+
+
+def test_a_deleted_folder_put_back_by_restore_is_backed_up_again(backup: Backup) -> None:
+    make_tree(backup.src, {"docs": {"a.txt": "a\n", "b.txt": "b\n"}})
+    at(backup, "2030-01-01T10:00:00", "all")
+    shutil.rmtree(backup.src / "docs")
+    at(backup, "2030-01-01T11:00:00", "all")
+    backup.doit("restore", str(backup.src / "docs"), "--at", "2030-01-01T10:00",
+                "--to", str(backup.src), check=True)        # keeps the old mtimes
+    at(backup, "2030-01-01T12:00:00", "all")
+    assert tree(backup.mirror) == tree(backup.src)
+    assert [r.kind for r in history_of(backup, "docs/a.txt")][-1] != "deleted"
+    assert_verified(backup)
+
+
+def test_an_ignore_file_line_removed_brings_the_files_in(backup: Backup) -> None:
+    make_tree(backup.src, {".backupignore": "*.csv\n", "data": {"t.csv": "1,2\n"}, "a.txt": "a"})
+    backup.doit("all", check=True)
+    assert not (backup.mirror / "data" / "t.csv").exists()
+    (backup.src / ".backupignore").write_text("# nothing left out\n")
+    backup.doit("all", check=True)
+    assert (backup.mirror / "data" / "t.csv").read_text() == "1,2\n"
+    assert history_of(backup, "data/t.csv")[-1].kind == "baseline"
+
+
+def test_a_plan_rule_change_takes_effect_on_the_next_run(backup: Backup) -> None:
+    make_tree(backup.src, {"build": {"out.o": "o"}, "keep.txt": "k"})
+    backup.write_plan(ignore=["build/"])
+    backup.doit("all", check=True)
+    assert not (backup.mirror / "build").exists()
+    backup.write_plan(ignore=[])
+    backup.doit("all", check=True)
+    assert (backup.mirror / "build" / "out.o").read_text() == "o"
+    backup.write_plan(ignore=["*.txt"])
+    result = backup.doit("all", check=True)
+    assert "src/keep.txt" in lines(result.stdout, "deleted")
+    assert not (backup.mirror / "keep.txt").exists()
+
+
+def test_keep_deleted_never_expires_a_file_that_came_back(backup: Backup) -> None:
+    make_tree(backup.src, {"proj": {"a.txt": "a\n"}})
+    backup.write_plan(retention={"keep_deleted": "1d"})
+    at(backup, "2030-01-01T10:00:00", "all")
+    os.rename(backup.src / "proj", backup.base / "away")
+    at(backup, "2030-01-02T10:00:00", "all")
+    os.rename(backup.base / "away", backup.src / "proj")
+    at(backup, "2030-01-03T10:00:00", "all")
+    at(backup, "2030-02-01T10:00:00", "prune")
+    assert history_of(backup, "proj/a.txt")[-1].kind != "deleted"
+    assert restored(backup, str(backup.src / "proj" / "a.txt"))["a.txt"][1] == b"a\n"
+
+
+def test_a_chmod_reaches_the_mirror_the_history_and_every_restore(backup: Backup) -> None:
+    make_tree(backup.src, {"secret": "s\n", "d": {"f": "f\n"}})
+    os.chmod(backup.src / "secret", 0o644)
+    at(backup, "2030-01-01T10:00:00", "all")
+    os.chmod(backup.src / "secret", 0o600)
+    os.chmod(backup.src / "d", 0o700)
+    result = at(backup, "2030-01-01T11:00:00", "all")
+    assert "src/secret (mode 0600)" in lines(result.stdout, "updated")
+    assert mode_of(backup.mirror / "secret") == 0o600
+    assert mode_of(backup.mirror / "d") == 0o700
+    kinds = [r.kind for r in history_of(backup, "secret")]
+    assert kinds == ["baseline", "meta"]                   # no second copy of the bytes
+    assert restored(backup, str(backup.src / "secret"), "2030-01-01T10:00")["secret"][2] == 0o644
+    assert restored(backup, str(backup.src / "secret"), "2030-01-01T11:00")["secret"][2] == 0o600
+    assert restored(backup, str(backup.src / "secret"))["secret"] == ("file", b"s\n", 0o600)
+    assert restored(backup, str(backup.src / "d"), "2030-01-01T10:00")["d"][2] == 0o755
+    assert restored(backup, str(backup.src / "d"), "2030-01-01T11:00")["d"][2] == 0o700
+    assert_verified(backup)
+    # and nothing more happens on the next run
+    result = at(backup, "2030-01-01T12:00:00", "all")
+    assert lines(result.stdout, "updated") == [] and lines(result.stdout, "new") == []
+
+
+def test_a_chmod_is_seen_with_checker_mtime_too(backup: Backup) -> None:
+    make_tree(backup.src, {"secret": "s\n"})
+    backup.write_plan(checker="mtime")
+    backup.doit("all", check=True)
+    os.chmod(backup.src / "secret", 0o600)
+    backup.doit("all", check=True)
+    assert mode_of(backup.mirror / "secret") == 0o600
+    assert history_of(backup, "secret")[-1].mode & 0o777 == 0o600
+
+
+def test_swapped_twins_are_seen(backup: Backup) -> None:
+    """Same size, same mtime, bytes swapped (tar x, cp -p, unzip leave files so)."""
+    make_tree(backup.src, {"one": "AAAA", "two": "BBBB"})
+    when = os.stat(backup.src / "one").st_mtime_ns
+    os.utime(backup.src / "two", ns=(when, when))
+    backup.doit("all", check=True)
+    os.rename(backup.src / "one", backup.src / "tmp")
+    os.rename(backup.src / "two", backup.src / "one")
+    os.rename(backup.src / "tmp", backup.src / "two")
+    result = backup.doit("all", check=True)
+    assert sorted(set(lines(result.stdout, "updated"))) == ["src/one", "src/two"]
+    assert (backup.mirror / "one").read_text() == "BBBB"
+    assert restored(backup, str(backup.src / "two"))["two"][1] == b"AAAA"
+
+
+def test_a_same_size_rewrite_with_the_mtime_moved_back_is_seen(backup: Backup) -> None:
+    make_tree(backup.src, {"a.txt": "version 1\n"})
+    backup.doit("all", check=True)
+    before = os.stat(backup.src / "a.txt")
+    (backup.src / "a.txt").write_text("version 2\n")
+    os.utime(backup.src / "a.txt", ns=(before.st_atime_ns, before.st_mtime_ns))
+    backup.doit("all", check=True)
+    assert (backup.mirror / "a.txt").read_text() == "version 2\n"
+    assert [r.kind for r in history_of(backup, "a.txt")] == ["baseline", "diff"]
+
+
+def test_a_non_utf8_folder_name_does_not_stop_later_runs(backup: Backup) -> None:
+    folder = os.path.join(os.fsencode(backup.src), b"caf\xe9")
+    os.mkdir(folder)
+    with open(os.path.join(folder, b"n\xf6te.txt"), "wb") as fh:
+        fh.write(b"bytes\n")
+    for _ in range(2):
+        backup.doit("all", check=True)
+    (backup.src / "later.txt").write_text("later\n")
+    result = backup.doit("all", check=True)
+    assert set(lines(result.stdout, "new")) == {"src/later.txt"}
+    assert os.path.exists(os.path.join(os.fsencode(backup.mirror), b"caf\xe9", b"n\xf6te.txt"))
+    assert_verified(backup)
+
+
+def test_an_mtime_after_2262_is_stored_and_blocks_nothing(backup: Backup) -> None:
+    make_tree(backup.src, {"d": {"future.txt": "f\n", "other.txt": "o\n"}})
+    far = 10_400_000_000 * 10**9                         # 2299: past SQLite's INTEGER
+    os.utime(backup.src / "d" / "future.txt", ns=(far, far))
+    result = backup.doit("all", check=True)
+    assert "src/d/other.txt" in lines(result.stdout, "new")
+    assert os.stat(backup.mirror / "d" / "future.txt").st_mtime_ns == far
+    again = backup.doit("all", check=True)                 # and it is not stored twice
+    assert lines(again.stdout, "new") == [] and lines(again.stdout, "updated") == []
+    assert restored(backup, str(backup.src / "d"))["d/future.txt"][1] == b"f\n"
+    assert_verified(backup)
+
+
+def test_a_mtime_before_1970_is_stored(backup: Backup) -> None:
+    make_tree(backup.src, {"old.txt": "1960\n"})
+    os.utime(backup.src / "old.txt", ns=(-300_000_000 * 10**9,) * 2)
+    backup.doit("all", check=True)
+    assert os.stat(backup.mirror / "old.txt").st_mtime_ns == -300_000_000 * 10**9
+    assert lines(backup.doit("all", check=True).stdout, "updated") == []
+
+
+@pytest.mark.parametrize("command", ["versioned", "all"])
+def test_an_entry_that_cannot_be_examined_is_failed_never_deleted(nobody_backup,
+                                                                 command: str) -> None:
+    b, python = nobody_backup
+    make_tree(b.src, {"box": {"a.txt": "a\n"}, "x.txt": "x\n"})
+    b.write_plan(snapshot={"ignore": ["*.nothing"]})       # a mode view, as issue 12 saw
+    assert as_nobody(b, python, command).returncode == 0
+    os.chmod(b.src / "box", 0o644)                          # listable, entries not stat-able
+    result = as_nobody(b, python, command)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "src/box/a.txt" in " ".join(lines(result.stdout, "FAILED"))
+    assert lines(result.stdout, "deleted") == []
+    rows = [r for r in b.catalog() if r.name == b"a.txt"]
+    assert rows[-1].kind != "deleted"
+    os.chmod(b.src / "box", 0o755)
+
+
+def test_an_unlistable_source_root_records_no_deletion(nobody_backup) -> None:
+    b, python = nobody_backup
+    make_tree(b.src, {"a.txt": "a\n", "d": {"b.txt": "b\n"}})
+    assert as_nobody(b, python, "versioned").returncode == 0
+    os.chmod(b.src, 0o000)
+    try:
+        as_nobody(b, python, "cleanup")
+        as_nobody(b, python, "versioned")
+    finally:
+        os.chmod(b.src, 0o755)
+    assert all(r.kind != "deleted" for r in b.catalog())
+
+
+def test_whatever_removes_from_the_backup_removes_what_says_it_is_stored(backup: Backup) -> None:
+    """A mirror copy deleted by hand is copied again once its folder is looked at, and
+    the catalog never keeps records of entries that are neither in source nor mirror."""
+    make_tree(backup.src, {"d": {"a.txt": "a\n", "b.txt": "b\n"}})
+    backup.snapshot()
+    os.unlink(backup.mirror / "d" / "a.txt")
+    (backup.src / "d" / "c.txt").write_text("c\n")          # the folder changes
+    backup.snapshot()
+    assert (backup.mirror / "d" / "a.txt").read_text() == "a\n"
+    with sqlite3.connect(backup.meta / "catalog.sqlite3") as db:
+        names = sorted(n for (n,) in db.execute("select name from mirror where dir=?", (b"d",)))
+    assert names == [b"a.txt", b"b.txt", b"c.txt"]
+
+
+def test_a_no_change_run_executes_no_action_and_writes_nothing(backup: Backup) -> None:
+    make_tree(backup.src, {"a": {"x.txt": "x"}, "b.txt": "b", "l": {}})
+    os.symlink("b.txt", backup.src / "link")
+    backup.doit("all", check=True)
+    before = tree(backup.dest, with_mtime=True)
+    result = backup.doit("all", "--verbose", check=True)
+    assert "0 new, 0 updated, 0 deleted, 0 failed" in result.stdout
+    assert tree(backup.dest, with_mtime=True) == before
