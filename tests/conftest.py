@@ -119,7 +119,10 @@ class Backup:
         try:
             namespace = runpy.run_path(str(DODO))
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                code = DoitMain(ModuleTaskLoader(namespace)).run(list(args))
+                try:
+                    code = DoitMain(ModuleTaskLoader(namespace)).run(list(args))
+                except SystemExit as exc:     # snapback's own status (pipeline/report.py)
+                    code = exc.code
         finally:
             if old is None:
                 del os.environ["SNAPBACK_CONFIG"]
