@@ -15,6 +15,7 @@ import subprocess
 import pytest
 
 from conftest import Backup, as_nobody, hold_with_stopped_run, make_tree
+from test_trust import small_disk  # noqa: F401  (a fixture: a 3 MB tmpfs)
 
 DOIT_INTERNALS = ("Traceback", "failed unexpectedly", "CmdOption", "UnmetDependency",
                   "ERROR:", "Error parsing", "report:", "cleanup:")
@@ -66,6 +67,39 @@ def test_1_unlistable_folder(nobody_backup) -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAILED   src/private/: cannot list" in result.stdout
     assert "all failed" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_1_path_too_long_for_the_system(backup: Backup) -> None:
+    make_tree(backup.src, {"ok.txt": "fine"})
+    fd = os.open(backup.src, os.O_RDONLY)
+    try:
+        for _ in range(20):                                  # 20 x 250 bytes > PATH_MAX
+            os.mkdir(b"d" * 250, dir_fd=fd)
+            new = os.open(b"d" * 250, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = new
+        os.close(os.open(b"leaf.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
+    result = backup.doit("all")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "File name too long" in result.stdout
+    for word in DOIT_INTERNALS:
+        assert word not in result.stdout + result.stderr
+    assert (backup.mirror / "ok.txt").read_text() == "fine"
+
+
+def test_1_disk_full(backup: Backup, small_disk) -> None:
+    backup.dest = small_disk / "dest"
+    backup.write_plan()
+    make_tree(backup.src, {"small.txt": "v1\n"})
+    backup.doit("all", check=True)
+    (backup.src / "huge.bin").write_bytes(os.urandom(2_500_000))
+    result = backup.doit("all")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "No space left on device" in result.stdout + result.stderr
+    for word in DOIT_INTERNALS:
+        assert word not in result.stdout + result.stderr
 
 
 def test_1_verify_found_damage(backed_up: Backup) -> None:
