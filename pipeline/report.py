@@ -8,7 +8,8 @@ summary at the end.  The report task appends the run record to
 same record as JSON on every run, a no-change one included.
 
 The exit status of every command is decided here, from what the run did
-(``Reporter.status``, table in ``errors.py``).  doit computes its own code
+(``Reporter.status``, table in ``errors.py``: 0, 1, 2, 75, and 70 for a bug,
+the only case with a traceback).  doit computes its own code
 (0, 1 for a ``TaskFailed``, 2 for any other failure, such as the
 ``UnmetDependency`` of a group task whose folder failed) and returns it from
 ``DoitMain.run`` to ``sys.exit``.  ``complete_run`` is the last call doit makes
@@ -18,7 +19,9 @@ into snapback, after doit has saved its state and run every teardown
 not an ``Exception``, so doit's ``except Exception`` in ``DoitMain.run`` lets
 it through, and the ``finally`` blocks on the way out (doit closing an output
 file) still run.  Errors found before any task runs (the plan, an unknown
-option) end the same way from ``dodo.py`` (``config.py``).
+option) end the same way from ``dodo.py`` (``config.py``).  A program that runs
+doit in its own process (``DoitMain(...).run``) gets the status the same way,
+as a ``SystemExit`` to catch (``tests/conftest.py``, ``Backup.run``).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from urllib.parse import quote
 from doit.exceptions import BaseFail, DependencyError, TaskFailed, UnmetDependency
 
 from . import __version__, protect, run
-from .errors import BUG, LOCKED, OK, PARTIAL
+from .errors import BUG, INVALID, LOCKED, OK, PARTIAL
 from .run import DELETED, FAILED, NEW, UPDATED, Event
 
 BACKUP_MODES = ("snapshot", "versioned")
@@ -207,7 +210,7 @@ class Reporter:
 
     def _set(self, status: int) -> None:
         """The run's status is its worst outcome: a bug, then the lock, then the rest."""
-        rank = {OK: 0, PARTIAL: 1, 2: 2, LOCKED: 3, BUG: 4}
+        rank = {OK: 0, PARTIAL: 1, INVALID: 2, LOCKED: 3, BUG: 4}
         if rank.get(status, 4) > rank.get(self.status, 4):
             self.status = status
 
