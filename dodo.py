@@ -7,7 +7,7 @@
 from doit import get_var
 
 from pipeline import commands, tasks
-from pipeline.config import doit_config, load_plan_or_exit
+from pipeline.config import doit_config, guarded, load_plan_or_exit
 
 PLAN = load_plan_or_exit(get_var("config", None))
 DOIT_CONFIG = doit_config(PLAN)
@@ -18,7 +18,7 @@ DOIT_CONFIG = doit_config(PLAN)
 # a creator's own name as that creator's options, and `--from snapshot` must
 # stay a value; the options reach the run through the reporter.
 for _command, _doc in tasks.COMMAND_DOCS.items():
-    globals()[f"task__{_command}"] = tasks.creator(PLAN, _command, _doc)
+    globals()[f"task__{_command}"] = guarded(tasks.creator(PLAN, _command, _doc))
 
 
 def task_history():

@@ -21,12 +21,13 @@ must work when a source folder is gone.
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import sys
 from typing import Any
 
 from . import run
-from .errors import PlanError, UsageError
+from .errors import PlanError, SnapbackError, UsageError
 from .plan import Plan, load, locate
 from .report import Reporter
 from .doit_glue import doit_settings
@@ -169,6 +170,21 @@ def check_report(value: str) -> None:
         raise UsageError(f"--report {value}: no folder {folder}")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise UsageError(f"--report {value}: the folder {folder} is not writable")
+
+
+def guarded(creator):
+    """A backup command's (delayed) task creator whose user-fixable error (a catalog
+    of another format, say) ends the run with one line and its status, instead of
+    doit's traceback and status 3: the creator runs inside doit's runner, whose
+    ``finally`` still saves doit's state and calls the reporter on the way out."""
+    @functools.wraps(creator)        # keeps doit's attributes (create_after, task_params)
+    def create(**options: Any):
+        try:
+            yield from creator(**options)
+        except SnapbackError as exc:
+            print(f"snapback: {exc}", file=sys.stderr)
+            raise SystemExit(exc.status) from None
+    return create
 
 
 def _refuse(lines: list[str]) -> None:

@@ -123,6 +123,18 @@ def test_1_runs_log_replaced_by_a_folder(backed_up: Backup) -> None:
     assert (backed_up.mirror / "new.txt").exists()          # the backup itself was made
 
 
+def test_1_catalog_of_another_format(backed_up: Backup) -> None:
+    import sqlite3
+    with sqlite3.connect(backed_up.meta / "catalog.sqlite3") as db:
+        db.execute("pragma user_version=99")
+    (backed_up.src / "new.txt").write_text("n\n")
+    for command in (["snapshot"], ["history", "src/a.txt"]):
+        result = backed_up.doit(*command)
+        assert result.returncode == 1, result.stderr
+        assert "has format 99" in one_line(result)
+    assert not (backed_up.mirror / "new.txt").exists()
+
+
 def test_0_staging_folder_replaced_by_a_file(backed_up: Backup) -> None:
     tmp = backed_up.meta / "tmp"
     if tmp.is_dir():
