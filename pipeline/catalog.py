@@ -44,6 +44,7 @@ create table if not exists versions (
     ino integer                   -- mtime and mode, what "already in the backup" compares
 );
 create index if not exists versions_by_path on versions (source, dir, name, id);
+create index if not exists versions_by_store on versions (source, store);
 create table if not exists mirror (
     source text not null, dir blob not null, name blob not null,
     size integer, mtime_ns integer, sha256 text, mode integer, run_id text,
@@ -348,6 +349,36 @@ class Catalog:
         assert self.conn is not None
         self.conn.execute("update versions set mtime_ns=?, ctime_ns=?, ino=? where id=?",
                           (enc(st.st_mtime_ns), enc(st.st_ctime_ns), enc(st.st_ino), row_id))
+
+    def store_owner(self, source: str, place: bytes) -> str | None:
+        """Is ``place`` (relative to versioned_backup/<source>) some path's history folder
+        ("store"), the container of some path's history folder ("container"), or
+        nobody's (None)?  The catalog, never the names on disk, says."""
+        if self.conn is None:
+            return None
+        for table in ("versions", "aliases"):
+            if self.conn.execute(f"select 1 from {table} where source=? and store=? limit 1",
+                                 (source, place)).fetchone():
+                return "store"
+        for table in ("versions", "aliases"):
+            if self.conn.execute(f"select 1 from {table} where source=? and store>=? and "
+                                 "store<? limit 1", (source, place + b"/", place + b"0")
+                                 ).fetchone():
+                return "container"
+        return None
+
+    def referenced(self, source: str, place: bytes) -> set[bytes]:
+        """Everything the rows of one history folder refer to, relative to it: the
+        objects, and the current copy's name."""
+        if self.conn is None:
+            return set()
+        out: set[bytes] = set()
+        for obj, name in self.conn.execute("select object, name from versions where source=? "
+                                           "and store=?", (source, place)):
+            out.add(name)
+            if obj is not None:
+                out.add(obj)
+        return out
 
     def alias(self, source: str, entry: str, rel: bytes) -> bytes | None:
         if self.conn is None:

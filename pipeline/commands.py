@@ -505,7 +505,8 @@ def explain_action(plan: Plan, paths: list[str], tree: bool = False) -> TaskFail
         verdicts = _mod("explain").explain(plan, target)
         print(f"{target.label}")
         for verdict in verdicts:
-            state = "backed up" if verdict.kept else "left out"
+            state = ("backed up" if verdict.why in ("backed up", "the source folder itself")
+                     else "selected") if verdict.kept else "left out"
             detail = "" if verdict.why == "backed up" else f": {verdict.why}"
             print(f"  {verdict.mode:<10} {state}{detail}")
         missing += not any(v.kept for v in verdicts)

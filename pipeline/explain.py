@@ -56,8 +56,30 @@ def explain(plan: Plan, target: Target) -> list[Verdict]:
     views = _views(plan, target, parts)     # entering the path itself finds marker files
     verdicts = []
     for mode in MODES:
-        verdicts.append(Verdict(mode, *_judge(views[mode], parts)))
+        kept, why = _judge(views[mode], parts)
+        if kept and parts and why == "backed up":
+            why = _stored(plan, target, mode, path)
+        verdicts.append(Verdict(mode, kept, why))
     return verdicts
+
+
+def _stored(plan: Plan, target: Target, mode: str, path: Path) -> str:
+    """Selected by the rules; is it also stored as it is now?  The catalog says."""
+    from . import change
+    from .catalog import open_catalog
+    from .tasks import _recorded
+    folder, _, name = os.fsencode(target.rel).rpartition(b"/")
+    catalog = open_catalog(plan.meta_dir, writable=False)
+    try:
+        record = _recorded(catalog, mode, target.source.name, folder).get(name)
+    finally:
+        catalog.close()
+    if record is None:
+        return "not stored yet: the next run stores it"
+    st = os.lstat(path)
+    if record.kind == "dir" or change.unchanged(record, st, plan.checker):
+        return "backed up"
+    return "changed since it was stored: the next run stores it"
 
 
 def _judge(folders: list[Folder], parts: tuple[str, ...]) -> tuple[bool, str]:

@@ -11,6 +11,7 @@ owner (the lock, the catalog); the destination itself stays 0700.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -81,9 +82,18 @@ class Opened:
         """os.makedirs that can create below read-only folders."""
         missing = []
         probe = path
-        while not os.path.isdir(probe):
-            missing.append(probe)
-            probe = os.path.dirname(probe)
+        while True:                  # never through a symlink: lstat, not isdir
+            try:
+                st = os.lstat(probe)
+            except FileNotFoundError:
+                missing.append(probe)
+                probe = os.path.dirname(probe)
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                raise NotADirectoryError(errno.ENOTDIR, "not a folder in the backup "
+                                         "(a symlink or a file where a folder belongs)",
+                                         os.fsdecode(probe))
+            break
         if not missing:
             if self.protected:
                 self.folder(path)

@@ -29,7 +29,8 @@ from .catalog import CONTENT_KINDS, Catalog, Row
 from .rebuild import versions
 from .report import human_size
 from .retention import Policy
-from .versioned import baseline_name, version_names
+from . import layout
+from .layout import baseline_name, version_names
 
 TMP_MARK = b".~snapback-"
 
@@ -129,7 +130,8 @@ def prune_history(catalog: Catalog, root: Path, source: str, history: list[Row],
                 if payload is not None and textdiff.apply(previous, payload) != data:
                     payload = None
             kind, payload = ("diff", payload) if payload is not None else ("full", data)
-        sub = {"baseline": b"", "diff": row.name + b"_diffs", "full": row.name + b"_versions"}[kind]
+        sub = {"baseline": b"", "diff": layout.diffs_dir(row.name),
+               "full": layout.versions_dir(row.name)}[kind]
         folder = os.path.join(hist, sub) if sub else hist
         os.makedirs(folder, mode=0o700, exist_ok=True)
         tmp = store.tmp_name(folder)
@@ -154,19 +156,8 @@ def finish(catalog: Catalog, root_b: bytes, source: str, folder: bytes, name: by
            hist: bytes) -> None:
     """Steps 3 and 4 for one history (also what a rerun after a crash does)."""
     rows = catalog.history(source, folder, name)
-    known = {r.object for r in rows if r.object is not None}
-    stem = baseline_name(name, "").rpartition(b"-baseline-")[0] + b"-baseline-"
-    for sub in (b"", name + b"_diffs", name + b"_versions"):
-        where = os.path.join(hist, sub) if sub else hist
-        try:
-            entries = os.listdir(where)
-        except FileNotFoundError:
-            continue
-        for entry in entries:
-            rel = sub + b"/" + entry if sub else entry
-            ours = entry.startswith(stem) or bool(sub) or entry.startswith(TMP_MARK)
-            if ours and rel not in known and entry != name:
-                store.remove(os.path.join(where, entry))
+    store_rel = os.path.relpath(hist, root_b)
+    layout.sweep(hist, name, catalog.referenced(source, store_rel), keep_current=True)
     for row in rows:
         if row.object is None or TMP_MARK not in row.object:
             continue
@@ -186,19 +177,15 @@ def _expire(catalog: Catalog, root_b: bytes, history: list[Row]) -> None:
     catalog.commit()
     stores = {r.store for r in history if r.store}
     name = history[-1].name
+    source = history[-1].source
     for store_rel in stores:
         hist = os.path.join(root_b, store_rel)
-        for entry in (name, name + b"_diffs", name + b"_versions"):
-            store.remove(os.path.join(hist, entry))
-        stem = baseline_name(name, "").rpartition(b"-baseline-")[0] + b"-baseline-"
-        try:
-            for entry in os.listdir(hist):
-                if entry.startswith(stem):
-                    store.remove(os.path.join(hist, entry))
-            if not os.listdir(hist):
-                os.rmdir(hist)
-        except FileNotFoundError:
-            pass
+        layout.sweep(hist, name, catalog.referenced(source, store_rel), keep_current=False)
+        for sub in (layout.diffs_dir(name), layout.versions_dir(name), b""):
+            try:
+                os.rmdir(os.path.join(hist, sub) if sub else hist)   # only when empty
+            except OSError:
+                pass
 
 
 def run(catalog: Catalog, destination: Path, policy: Policy, now: float, max_diff: int,

@@ -23,6 +23,7 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 
 from . import change, run, store
+from .catalog import Stored
 from .plan import Source
 from .run import DELETED, FAILED, NEW, UPDATED, Event
 from .protect import Opened
@@ -186,7 +187,12 @@ class _Folder:
         if self.writes:
             if store.set_file_meta(dst, old, st, self.opened.protected):
                 self.opened.wrote(dst)
-            sha = self.shas.get(os.fsencode(name)) or store.sha256_of(dst)
+            # the recorded checksum holds only if the copy is the one the record describes
+            # (a run killed between the copy and its record left a newer one)
+            described = isinstance(rec, Stored) and (rec.size, rec.mtime_ns) == \
+                (old.st_size, old.st_mtime_ns)
+            sha = (self.shas.get(os.fsencode(name)) if described else None) \
+                or store.sha256_of(dst)
             self.catalog.set_mirror(self.job.source.name, self.folder_b, os.fsencode(name),
                                     st, sha, self.run.run_id)
         if mode_changed:

@@ -12,12 +12,16 @@ import hashlib
 import os
 import shutil
 import stat
+import time
 import uuid
 from pathlib import Path
 
 TMP_PREFIX = ".~snapback-"
 TMP_SUFFIX = ".tmp"
 CHUNK = 1 << 20
+# A file modified this recently (ns) is read twice: in-place writes within one tick of
+# the filesystem's clock (ext4: a few ms) leave the mtime unchanged.
+RECENT_NS = 2_000_000_000
 
 
 class SourceChanged(Exception):
@@ -87,6 +91,16 @@ def copy_to_tmp(src: bytes, folder: bytes, hashed: bool = False
         after = os.fstat(fd)
         if not same_stat(before, after) or not same_stat(after, os.stat(src, follow_symlinks=False)):
             raise SourceChanged("changed while it was read")
+        if digest is not None and time.time_ns() - before.st_mtime_ns < RECENT_NS:
+            # Written to within the filesystem's timestamp granularity: writes during
+            # the read may have left the mtime as it was.  Read it again; a second
+            # reading that differs means it is being written: try again later.
+            os.lseek(fd, 0, os.SEEK_SET)
+            again = hashlib.sha256()
+            while chunk := os.read(fd, CHUNK):
+                again.update(chunk)
+            if again.hexdigest() != digest or not same_stat(before, os.fstat(fd)):
+                raise SourceChanged("changed while it was read")
         return tmp, before, digest
     except BaseException:
         _unlink_quiet(tmp)

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
-from . import change, run, store, textdiff
+from . import change, layout, run, store, textdiff
+from .layout import baseline_name, version_names
 from .catalog import Catalog, Row
 from .plan import Source
 from .run import DELETED, FAILED, NEW, UPDATED, Event
@@ -75,12 +76,6 @@ def record_folder(job: FolderJob, current: run.Run) -> TaskFailed | None:
     return None
 
 
-def version_names(name: bytes, stamp: str) -> tuple[bytes, bytes]:
-    """The diff and full-copy names of one version, relative to the history folder."""
-    tag = name + b"_v" + stamp.encode()
-    return name + b"_diffs/" + tag + b".diff", name + b"_versions/" + tag
-
-
 def unique_stamp(catalog: Catalog, source: str, folder: bytes, name: bytes, base: str) -> str:
     """``base`` (the run's time), or ``base_2``, ``base_3``...: never two versions
     of one path under one name, even for runs within the same second."""
@@ -89,15 +84,6 @@ def unique_stamp(catalog: Catalog, source: str, folder: bytes, name: bytes, base
     while stamp in taken:
         stamp, n = f"{base}_{n}", n + 1
     return stamp
-
-
-def baseline_name(name: bytes, date: str) -> bytes:
-    stem, dot, ext = name.rpartition(b".")
-    if not dot or not stem or stem.endswith(b"."):    # no extension, or a dotfile
-        stem, ext = name, b""
-    else:
-        ext = b"." + ext
-    return stem + b"-baseline-" + date.encode() + ext
 
 
 class History:
@@ -117,6 +103,7 @@ class History:
         self.after_commit: list[tuple[bytes, bytes]] = []   # (prepared file, its place)
         self.done: list[Event] = []
         self.in_line: os.stat_result | None = None
+        self._container_cache: bytes | None = None
         self.catalog.begin()
         self.opened = Opened(current.protected)
 
@@ -147,54 +134,54 @@ class History:
         return f"{self.source.name}/{os.fsdecode(self._rel_of(name))}" + ("/" if folder else "")
 
     def _container(self) -> bytes:
-        """Where this folder's histories live, relative to the root (aliases apply)."""
+        """Where this folder's children's history folders live, relative to the root:
+        the folder's own name at each level, unless that place is some path's history
+        folder or not a real folder (then ``name~N``, recorded in the catalog)."""
+        if self._container_cache is not None:
+            return self._container_cache
         parts = self.rel.split(b"/") if self.rel else []
         path = b""
         for index, part in enumerate(parts):
             rel = b"/".join(parts[: index + 1])
             alias = self.catalog.alias(self.source.name, "dir", rel)
             if alias is None:
-                candidate = os.path.join(path, part)
-                full = os.path.join(self.root, candidate)
-                if os.path.lexists(full) and not os.path.isdir(full) and self.writes:
-                    alias = self._free(path, part, lambda p: not os.path.lexists(p)
-                                       or os.path.isdir(p) and not os.path.islink(p))
+                def usable(place: bytes) -> bool:
+                    full = os.path.join(self.root, place)
+                    return self.catalog.store_owner(self.source.name, place) != "store" and (
+                        not os.path.lexists(full) or layout.real_dir(full))
+                alias = self._free(path, part, usable)
+                if alias != os.path.join(path, part) and self.writes:
                     self.catalog.set_alias(self.source.name, "dir", rel, alias)
-                else:
-                    alias = candidate
             path = alias
+        self._container_cache = path
         return path
 
     def _free(self, parent: bytes, name: bytes, ok) -> bytes:
-        """The first ``name~N`` beside ``name`` that ``ok`` accepts (kind changes)."""
-        n = 2
-        while True:
-            candidate = os.path.join(parent, name + b"~" + str(n).encode())
-            if ok(os.path.join(self.root, candidate)):
-                return candidate
-            n += 1
+        """``name``, or the first ``name~N`` beside it, that ``ok`` accepts."""
+        candidate, n = os.path.join(parent, name), 2
+        while not ok(candidate):
+            candidate, n = os.path.join(parent, layout.alias_name(name, n)), n + 1
+        return candidate
 
     def _new_store(self, name: bytes) -> bytes:
-        """A history folder for a path that has none: ``<dir>/<name>/``, unless that
-        place is taken by another history (a path that changed kind)."""
+        """A history folder for a path that has none: ``<container>/<name>/`` if that
+        place is nobody's (the catalog says) and not a symlink or file on disk, else
+        ``<name>~N``; always recorded in the catalog, with the path's first row."""
         rel = self._rel_of(name)
         alias = self.catalog.alias(self.source.name, "file", rel)
         if alias is not None:
             return alias
         container = self._container()
-        candidate = os.path.join(container, name)
 
-        def free(folder: bytes) -> bool:
-            return ((not os.path.lexists(folder) or os.path.isdir(folder)
-                     and not os.path.islink(folder))
-                    and not os.path.lexists(os.path.join(folder, name)))
+        def usable(place: bytes) -> bool:
+            full = os.path.join(self.root, place)
+            return self.catalog.store_owner(self.source.name, place) is None and (
+                not os.path.lexists(full) or layout.real_dir(full))
 
-        if free(os.path.join(self.root, candidate)):
-            return candidate
-        alias = self._free(container, name, free)
-        if self.writes:
-            self.catalog.set_alias(self.source.name, "file", rel, alias)
-        return alias
+        place = self._free(container, name, usable)
+        if place != os.path.join(container, name) and self.writes:
+            self.catalog.set_alias(self.source.name, "file", rel, place)
+        return place
 
     def _stamp(self, name: bytes) -> str:
         """This run's version time, made unique for this path."""
@@ -307,31 +294,24 @@ class History:
         diff_name, full_name = version_names(name, stamp)
         diff = self._diff(name, hist, tmp, cst, prev)
         if diff is not None:
-            self.opened.makedirs(os.path.join(hist, name + b"_diffs"))
+            self.opened.makedirs(os.path.join(hist, layout.diffs_dir(name)))
             store.write_bytes(os.path.join(hist, diff_name), diff, tmp_dir=self.run.staging)
             self.opened.wrote(os.path.join(hist, diff_name))
             return "diff", diff_name, stamp, hashlib.sha256(diff).hexdigest()
-        self.opened.makedirs(os.path.join(hist, name + b"_versions"))
+        self.opened.makedirs(os.path.join(hist, layout.versions_dir(name)))
         store.link_or_copy(tmp, os.path.join(hist, full_name), self.run.staging)
         self.opened.wrote(os.path.join(hist, full_name))
         return "full", full_name, stamp, sha
 
     def _remove_orphans(self, name: bytes, hist: bytes) -> None:
         """Objects written by a run killed before their rows were committed: no
-        version refers to them, and a user applying diffs by hand must not meet them."""
-        known = self.catalog.objects(self.source.name, self.rel, name)
-        stem = baseline_name(name, "").rpartition(b"-baseline-")[0] + b"-baseline-"
-        places = [(b"", lambda entry: entry.startswith(stem))]
-        places += [(name + b"_diffs/", lambda entry: True), (name + b"_versions/", lambda e: True)]
-        for prefix, ours in places:
-            try:
-                entries = os.listdir(os.path.join(hist, prefix) if prefix else hist)
-            except FileNotFoundError:
-                continue
-            for entry in entries:
-                if ours(entry) and prefix + entry not in known:
-                    self.opened.folder(os.path.join(hist, prefix) if prefix else hist)
-                    store.remove(os.path.join(hist, prefix + entry))
+        version refers to them, and a user applying diffs by hand must not meet them.
+        What is an orphan is what no row of this history folder refers to."""
+        store_rel = os.path.relpath(hist, self.root)
+        referenced = self.catalog.referenced(self.source.name, store_rel)
+        if self.opened.protected:
+            self.opened.folder(hist)
+        layout.sweep(hist, name, referenced, keep_current=True)
 
     def _diff(self, name: bytes, hist: bytes, tmp: bytes, cst: os.stat_result,
               prev: Row) -> bytes | None:

@@ -77,6 +77,9 @@ def test_explain_says_why_and_exits_1_when_left_out(backup: Backup) -> None:
     make_tree(backup.src, {"notes.md": "n", "m.pyc": "c", ".git": {"HEAD": "h"},
                            "app": {"node_modules": {"x.js": "x"}, "templates": {"t.pyc": "t"}},
                            "env": {"pyvenv.cfg": "home = /usr\n", "lib.py": ""}})
+    before = backup.doit("explain", str(backup.src / "notes.md"))
+    assert "snapshot   selected: not stored yet: the next run stores it" in before.stdout
+    backup.doit("all", check=True)
     ok = backup.doit("explain", str(backup.src / "notes.md"), str(backup.src / "app/templates/t.pyc"))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "snapshot   backed up" in ok.stdout

@@ -41,7 +41,8 @@ def snapshot_of(root: Path, leave_out: tuple[str, ...] = ()) -> dict[str, tuple]
             rel = os.path.relpath(path, root)
             st_ = os.lstat(path)
             if stat.S_ISLNK(st_.st_mode):
-                out[rel] = ("link", os.readlink(path))
+                if not _dropped(name, False, leave_out):
+                    out[rel] = ("link", os.readlink(path))
             elif stat.S_ISDIR(st_.st_mode):
                 out[rel] = ("dir", None, stat.S_IMODE(st_.st_mode))
             elif not _dropped(name, False, leave_out):
@@ -139,6 +140,17 @@ class FolderLife(RuleBasedStateMachine):
         away = self.outside / f"moved{self.counter}"
         os.rename(path, away)
         self.moved.append((os.path.relpath(path, self.b.src), away))
+
+    @rule(data=st.data(), command=st.sampled_from(["snapshot", "versioned", "all"]))
+    @precondition(lambda self: bool(self.dirs()))
+    def folder_away_for_a_while(self, data: st.DataObject, command: str) -> None:
+        """Moved out of the source, a backup runs, moved back (the backup follows)."""
+        path = data.draw(st.sampled_from(self.dirs()))
+        self.counter += 1
+        away = self.outside / f"away{self.counter}"
+        os.rename(path, away)
+        self.backup(command)
+        os.rename(away, path)
 
     @rule()
     @precondition(lambda self: bool(self.moved))
@@ -283,7 +295,7 @@ def _differences(expected: dict, got: dict) -> str:
 
 TestFolderLife = FolderLife.TestCase
 TestFolderLife.settings = settings(
-    max_examples=int(os.environ.get("SNAPBACK_LIFE_EXAMPLES", "30")),
+    max_examples=int(os.environ.get("SNAPBACK_LIFE_EXAMPLES", "80")),
     stateful_step_count=25, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 

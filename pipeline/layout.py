@@ -1,0 +1,116 @@
+"""Names in the versioned history, and what belongs to whom.
+
+Every path with a history has a history folder of its own (its ``store``,
+recorded in the catalog): the current copy ``<name>``, the baseline
+``<stem>-baseline-<date><ext>``, ``<name>_diffs/<name>_v<stamp>.diff`` and
+``<name>_versions/<name>_v<stamp>``.  A folder's children's history folders
+sit in a *container* folder named after it.  What belongs to which path is what
+the catalog says, never a name pattern:
+
+- a store is owned by one path only; a container is never anybody's store
+  (a file ``x`` and a folder ``x`` get ``x/`` and ``x~2/``, whichever came
+  second taking the ``~N`` name, recorded in the catalog);
+- what may be removed from a store is what no row of the source refers to
+  (``sweep``), whatever it is called;
+- a name too long for the filesystem once decorated (``-baseline-...``,
+  ``_diffs``, ``_v<stamp>.diff``) is shortened to fit NAME_MAX: its start, a
+  ``~`` and 8 hex digits of its sha1, then the decoration; the catalog records
+  the shortened name as the object, so nothing else needs to know.
+
+Nothing here follows a symlink: a history folder is entered only when
+``lstat`` says it is a folder (``real_dir``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+
+from . import store
+
+NAME_MAX = 255
+
+
+def fit(name: bytes, decoration: bytes = b"") -> bytes:
+    """``name + decoration``, shortened (``name`` only) to fit one path component."""
+    if len(name) + len(decoration) <= NAME_MAX:
+        return name + decoration
+    tag = b"~" + hashlib.sha1(name).hexdigest()[:8].encode()
+    keep = NAME_MAX - len(decoration) - len(tag)
+    head = name[:keep]
+    while head and not _complete_utf8(head):
+        head = head[:-1]                          # never cut a character in two
+    return head + tag + decoration
+
+
+def _complete_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start < len(data) - 3           # only a broken tail matters
+    return True
+
+
+def baseline_name(name: bytes, date: str) -> bytes:
+    stem, dot, ext = name.rpartition(b".")
+    if not dot or not stem or stem.endswith(b"."):    # no extension, or a dotfile
+        stem, ext = name, b""
+    else:
+        ext = b"." + ext
+    if len(ext) > 32:
+        stem, ext = name, b""
+    return fit(stem, b"-baseline-" + date.encode() + ext)
+
+
+def version_names(name: bytes, stamp: str) -> tuple[bytes, bytes]:
+    """The diff and full-copy names of one version, relative to the history folder."""
+    tag = b"_v" + stamp.encode()
+    return (diffs_dir(name) + b"/" + fit(name, tag + b".diff"),
+            versions_dir(name) + b"/" + fit(name, tag))
+
+
+def diffs_dir(name: bytes) -> bytes:
+    return fit(name, b"_diffs")
+
+
+def versions_dir(name: bytes) -> bytes:
+    return fit(name, b"_versions")
+
+
+def alias_name(name: bytes, n: int) -> bytes:
+    return fit(name, b"~" + str(n).encode())
+
+
+def real_dir(path: bytes) -> bool:
+    """A folder, not a symlink to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def sweep(store_path: bytes, name: bytes, referenced: set[bytes], keep_current: bool) -> int:
+    """Remove from one history folder what no row refers to: objects of a killed run,
+    renames a killed prune left.  ``referenced`` holds paths relative to the store.
+    Only the store itself and its two version folders are looked into, and never
+    through a symlink.  Returns how many entries went."""
+    removed = 0
+    if not real_dir(store_path):
+        return 0
+    for sub in (b"", diffs_dir(name), versions_dir(name)):
+        where = os.path.join(store_path, sub) if sub else store_path
+        if sub and not real_dir(where):
+            continue
+        for entry in os.listdir(where):
+            rel = sub + b"/" + entry if sub else entry
+            path = os.path.join(where, entry)
+            if rel in referenced or (not sub and entry in (diffs_dir(name), versions_dir(name))):
+                continue
+            if not sub and entry == name and keep_current:
+                continue
+            if not sub and real_dir(path):
+                continue                          # another path's history: never ours
+            store.remove(path)
+            removed += 1
+    return removed
