@@ -186,8 +186,17 @@ def nobody_python() -> str:
         shutil.rmtree(build, ignore_errors=True)
         try:
             subprocess.run([base, "-m", "venv", str(build)], check=True, capture_output=True)
-            subprocess.run([str(build / "bin" / "pip"), "install", "-q", str(ROOT)],
+            # built from a copy: an in-tree build leaves snapback.egg-info in the
+            # checkout, whose entry points (PYTHONPATH above) go stale with pyproject.toml
+            copy = Path(str(venv) + ".src")
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(ROOT / "pipeline", copy / "pipeline",
+                            ignore=shutil.ignore_patterns("__pycache__"))
+            for name in ("pyproject.toml", "README.md"):
+                shutil.copy(ROOT / name, copy / name)
+            subprocess.run([str(build / "bin" / "pip"), "install", "-q", str(copy)],
                            check=True, capture_output=True, timeout=600)
+            shutil.rmtree(copy, ignore_errors=True)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             message = f"cannot build an interpreter for nobody: {exc}"
             if os.environ.get("CI"):
