@@ -14,6 +14,7 @@ import contextlib
 import importlib
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -23,7 +24,7 @@ from typing import Any, Iterator
 from doit.exceptions import TaskFailed
 
 from .catalog import CONTENT_KINDS, Catalog, open_catalog
-from .errors import LockHeld, SnapbackError
+from .errors import Failed, LockHeld, SnapbackError, UsageError
 from .lock import Lock
 from .paths import Target, in_source as paths_in_source, locate, user_cwd
 from .plan import Plan
@@ -39,7 +40,7 @@ def _mod(name: str) -> Any:
 OPTIONS: dict[str, dict[str, Any]] = {
     "at": {"name": "at", "long": "at", "type": str, "default": "",
            "help": "the time: 2026-11-23, 2026-11-23T14:30, or a run id (default: latest)"},
-    "to": {"name": "to", "long": "to", "type": str, "default": "",
+    "to": {"name": "to", "long": "to", "type": str, "default": None,
            "help": "restore into this folder (default: ./restored/)"},
     "from": {"name": "origin", "long": "from", "type": str, "default": "versioned",
              "help": "restore from the versioned history (default) or the snapshot mirror"},
@@ -69,6 +70,25 @@ OPTIONS: dict[str, dict[str, Any]] = {
                      "help": "drop the history of files deleted longer ago than this"},
     "tree": {"name": "tree", "long": "tree", "type": bool, "default": False,
              "help": "list the folders left out below DIR (default: every source), largest first"},
+    "quiet": {"name": "quiet", "long": "quiet", "type": bool, "default": False,
+              "help": "print only problems and what was asked for (no confirmations)"},
+}
+
+# Each recovery command's options (the backup commands' are tasks.BACKUP_PARAMS).
+# --quiet is accepted by every command, so that one cron line fits them all.
+COMMON = ["quiet"]
+PRUNE_OPTIONS = ["dry-run", "keep-within", "keep-last", "keep-daily", "keep-weekly",
+                 "keep-monthly", "keep-deleted"]
+COMMAND_OPTIONS: dict[str, list[str]] = {
+    "history": [*COMMON],
+    "restore": ["at", "to", "from", "force", *COMMON],
+    "diff": ["at", "against", "vscode", *COMMON],
+    "verify": ["deep", *COMMON],
+    "sync": ["dry-run", "verbose", *COMMON],
+    "protect": [*COMMON],
+    "unprotect": [*COMMON],
+    "explain": ["tree", *COMMON],
+    "prune": [*PRUNE_OPTIONS, *COMMON],
 }
 
 
@@ -91,21 +111,25 @@ def parse_words(words: list[str], allowed: list[str], given: dict[str, Any]) -> 
                 index += 1
                 values[spec["name"]] = words[index]
             else:
-                raise SnapbackError(f"{option} needs a value")
-        elif word.startswith("--") and word != "--":
+                raise UsageError(f"{option} needs a value")
+        elif word == "--":
+            paths.extend(words[index + 1:])
+            break
+        elif word.startswith("--"):
             known = ", ".join(table) or "none"
-            raise SnapbackError(f"unknown option {word} (options: {known})")
+            raise UsageError(f"unknown option {word} (options: {known})")
         else:
             paths.append(word)
         index += 1
     return paths, values
 
 
-def task(name: str, plan: Plan, doc: str, options: list[str]) -> dict:
+def task(name: str, plan: Plan, doc: str) -> dict:
     action = {"history": history_action, "restore": restore_action,
               "diff": diff_action, "verify": verify_action, "sync": sync_action,
               "protect": protect_action, "unprotect": unprotect_action,
               "explain": explain_action, "prune": prune_action}[name]
+    options = COMMAND_OPTIONS[name]
     return {
         "actions": [(_guard, [action, plan, options])],
         "pos_arg": "words",
@@ -116,13 +140,30 @@ def task(name: str, plan: Plan, doc: str, options: list[str]) -> dict:
     }
 
 
+QUIET = False      # --quiet of the command running: confirmations are not printed
+
+
+def say(text: str) -> None:
+    """A confirmation line (``restored ...``), left out with --quiet."""
+    if not QUIET:
+        print(text)
+
+
 def _guard(action, plan: Plan, options: list[str], words: list[str], **given: Any):
-    """Turn a user's mistake into a one-line failure, never a traceback."""
+    """Turn a user's mistake into a one-line failure with its exit status (errors.py),
+    never a traceback: only a bug in snapback shows one."""
+    global QUIET
     try:
         paths, values = parse_words(words, options, given)
+        QUIET = bool(values.pop("quiet", False))
         return action(plan, paths, **values)
     except SnapbackError as exc:
-        return TaskFailed(str(exc))
+        return Failed.of(exc)
+    except OSError as exc:
+        where = f"{os.fsdecode(exc.filename)}: " if exc.filename else ""
+        return Failed(f"{where}{exc.strerror or exc}")
+    except sqlite3.Error as exc:
+        return Failed(f"the catalog in {plan.meta_dir}: {exc}")
 
 
 @contextlib.contextmanager
@@ -158,9 +199,9 @@ def _known(catalog: Catalog, plan: Plan):
 
 def _one_path(paths: list[str], command: str, required: bool = True) -> str | None:
     if len(paths) > 1:
-        raise SnapbackError(f"{command} takes one PATH, got {len(paths)}: {' '.join(paths)}")
+        raise UsageError(f"{command} takes one PATH, got {len(paths)}: {' '.join(paths)}")
     if required and not paths:
-        raise SnapbackError(f"{command} needs a PATH: doit {command} PATH [options]")
+        raise UsageError(f"{command} needs a PATH: doit {command} PATH [options]")
     return paths[0] if paths else None
 
 
@@ -175,10 +216,19 @@ def history_action(plan: Plan, paths: list[str]) -> TaskFailed | None:
     path = _one_path(paths, "history", required=False)
     if path is None:
         print("\n".join(_mod("history").format_runs(_mod("history").runs(plan.meta_dir))))
+        catalog = open_catalog(plan.meta_dir, writable=False)
+        try:
+            retired = retired_sources(plan, catalog)
+        finally:
+            catalog.close()
+        for name in retired:
+            print(f"in the backup, no longer in the plan: {name} "
+                  f"(doit history {name}/PATH, doit restore {name}/PATH)")
         return None
     catalog = open_catalog(plan.meta_dir, writable=False)
     try:
-        target = locate(plan, path, _known(catalog, plan))
+        view = with_retired(plan, catalog)
+        target = locate(view, path, _known(catalog, view))
         rows = catalog.history(target.source.name, *_split(target.rel))
         if rows and rows[-1].entry != "dir":
             print(f"{target.label}:")
@@ -197,34 +247,96 @@ def _split(rel: str) -> tuple[bytes, bytes]:
 
 # ---- restore ---------------------------------------------------------------
 
-def restore_action(plan: Plan, paths: list[str], at: str = "", to: str = "",
+def restore_action(plan: Plan, paths: list[str], at: str = "", to: str | None = None,
                    origin: str = "versioned", force: bool = False) -> TaskFailed | None:
     """Rebuild a file or folder as it was at a time, into DIR (never over a file without --force)."""
     path = _one_path(paths, "restore")
     assert path is not None
     if origin not in ("versioned", "snapshot"):
-        raise SnapbackError(f"--from takes versioned or snapshot, got {origin!r}")
+        raise UsageError(f"--from takes versioned or snapshot, got {origin!r}")
+    into = _restore_folder(plan, to)
+    restore = _mod("restore")
+    note = ""
     with reading(plan, "restore") as catalog:
-        target = locate(plan, path, _known(catalog, plan))
-        when = _time(catalog, at)
+        view = with_retired(plan, catalog)
+        target = locate(view, path, _known(catalog, view))
         if origin == "snapshot":
-            if when is not None:
-                raise SnapbackError("the snapshot mirror holds only the latest state: "
-                                    "use --from versioned with --at")
-            items = _mod("restore").snapshot_items(
-                plan.destination / "system_snapshot" / target.source.name, target)
+            if at:
+                raise UsageError("the snapshot mirror holds only the latest state: "
+                                 "use --from versioned with --at")
+            items = restore.snapshot_items(
+                plan.destination / "system_snapshot" / target.source.name, target, catalog,
+                _mod("protect").is_protected(plan.meta_dir, plan.protect))
         else:
-            items = _mod("restore").versioned_items(catalog, target, when)
+            upto = restore.exact_version(catalog, target, at)
+            when = _time(catalog, at) if upto is None else None
+            items = restore.versioned_items(catalog, target, when, upto)
+            if not items and not at:
+                gone = restore.deleted_at(catalog, target)
+                if gone is not None:          # deleted: its last version, and when it went
+                    items = restore.versioned_items(catalog, target, gone[0])
+                    note = f" (deleted {gone[1]}; this is its last version)"
         if not items:
             moment = f" at {at}" if at else ""
-            raise SnapbackError(f"{target.label} did not exist{moment} in the {origin} backup")
-        into = Path(os.path.expanduser(to)) if to else user_cwd() / "restored"
-        if not into.is_absolute():
-            into = user_cwd() / into
-        written = _mod("restore").restore(items, into, plan.destination / "versioned_backup"
-                                    / target.source.name, force)
-    print(f"restored {target.label}{' as of ' + at if at else ''}: {written} file(s) into {into}")
+            raise UsageError(f"{target.label} did not exist{moment} in the {origin} backup")
+        done = restore.restore(items, into, plan.destination / "versioned_backup"
+                               / target.source.name, force)
+    for rel, why in done.failed:
+        print(f"FAILED   {rel}: {why}", file=sys.stderr)
+    say(f"restored {target.label}{' as of ' + at if at else ''}{note}: {done.written} "
+        f"file(s) into {into}")
+    if done.failed:
+        return Failed(f"{len(done.failed)} path(s) of {target.label} could not be restored "
+                      f"(first: {done.failed[0][0]}); everything else was")
     return None
+
+
+def _restore_folder(plan: Plan, to: str | None) -> Path:
+    """--to DIR as a folder to restore into: never a file, never inside the backup."""
+    if to is not None and not to.strip():
+        raise UsageError("--to needs a folder (default: ./restored/)")
+    into = Path(os.path.expanduser(to)) if to else user_cwd() / "restored"
+    if not into.is_absolute():
+        into = user_cwd() / into
+    if os.path.lexists(into) and not os.path.isdir(into):
+        raise UsageError(f"--to {to}: exists and is not a folder")
+    probe = into
+    while not os.path.lexists(probe) and probe.parent != probe:
+        probe = probe.parent                      # the nearest part that exists
+    if plan.destination.exists() and probe.exists():
+        dest = os.stat(plan.destination)
+        here = Path(os.path.realpath(probe))
+        for folder in (here, *here.parents):
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) == (dest.st_dev, dest.st_ino):
+                raise UsageError(f"--to {to}: is inside the backup {plan.destination}; "
+                                 "restore somewhere else")
+    return into
+
+
+def with_retired(plan: Plan, catalog: Catalog) -> Plan:
+    """The plan's sources plus those the backup holds that the plan no longer names
+    (renamed or removed): their history stays reachable, by ``<name>/<path>`` or by
+    their path in the backup."""
+    named = {s.name for s in plan.sources}
+    found: set[str] = set()
+    if catalog.conn is not None:
+        found |= {n for (n,) in catalog.conn.execute("select distinct source from versions")}
+    mirror = plan.destination / "system_snapshot"
+    if mirror.is_dir():
+        found |= {e.name for e in os.scandir(mirror) if e.is_dir(follow_symlinks=False)}
+    retired = sorted(found - named)
+    if not retired:
+        return plan
+    from dataclasses import replace
+    from .plan import Source
+    extra = tuple(Source(path=mirror / name, name=name) for name in retired)
+    return replace(plan, sources=plan.sources + extra)
+
+
+def retired_sources(plan: Plan, catalog: Catalog) -> list[str]:
+    named = {s.name for s in plan.sources}
+    return [s.name for s in with_retired(plan, catalog).sources if s.name not in named]
 
 
 # ---- diff ------------------------------------------------------------------
@@ -236,23 +348,30 @@ def diff_action(plan: Plan, paths: list[str], at: str = "", against: str = "",
     assert path is not None
     catalog = open_catalog(plan.meta_dir, writable=False)
     try:
-        target = locate(plan, path, _known(catalog, plan))
+        view = with_retired(plan, catalog)
+        target = locate(view, path, _known(catalog, view))
         rows = catalog.history(target.source.name, *_split(target.rel))
         content = [r for r in rows if r.kind in CONTENT_KINDS]
         if not content:
-            raise SnapbackError(f"{target.label} has no stored versions")
-        when = _time(catalog, at)
-        new_candidates = [r for r in content if when is None or r.recorded <= when]
+            raise UsageError(f"{target.label} has no stored versions")
+        exact = {r.time: r for r in content}
+        if at.strip() in exact:                  # a stamp of doit history: that version
+            new_candidates = [r for r in content if r.id <= exact[at.strip()].id]
+        else:
+            when = _time(catalog, at)
+            new_candidates = [r for r in content if when is None or r.recorded <= when]
         if not new_candidates:
-            raise SnapbackError(f"{target.label} has no version at {at}")
+            raise UsageError(f"{target.label} has no version at {at}")
         new = new_candidates[-1]
-        if against:
+        if against and against.strip() in exact:
+            older = [r for r in content if r.id <= exact[against.strip()].id]
+        elif against:
             limit = _time(catalog, against)
             older = [r for r in content if limit is not None and r.recorded <= limit]
         else:
             older = [r for r in content if r.id < new.id]
         if not older:
-            raise SnapbackError(f"{target.label}: no earlier version to compare with "
+            raise UsageError(f"{target.label}: no earlier version to compare with "
                                 f"(first stored {new.time})")
         old = older[-1]
         root = plan.destination / "versioned_backup" / target.source.name
@@ -314,15 +433,15 @@ def _vscode(target: Target, old_time: str, before: bytes, new_time: str,
 def verify_action(plan: Plan, paths: list[str], deep: bool = False) -> TaskFailed | None:
     """Check every stored object against its checksum (--deep: rebuild every version)."""
     if paths:
-        raise SnapbackError("verify checks the whole backup: it takes no PATH")
+        raise UsageError("verify checks the whole backup: it takes no PATH")
     if not plan.meta_dir.exists():
-        raise SnapbackError(f"no backup at {plan.destination} yet")
+        raise UsageError(f"no backup at {plan.destination} yet")
     with reading(plan, "verify") as catalog:
         checked, problems = _mod("verify").verify(plan.destination, catalog, deep)
     for problem in problems:
         print(f"{problem.what:<13} {problem.path}: {problem.detail}")
-    print(f"verify{' --deep' if deep else ''}: {checked} objects checked, "
-          f"{len(problems)} problem(s)")
+    say(f"verify{' --deep' if deep else ''}: {checked} objects checked, "
+        f"{len(problems)} problem(s)")
     if problems:
         return TaskFailed(f"the backup at {plan.destination} has {len(problems)} problem(s)")
     return None
@@ -334,32 +453,32 @@ def sync_action(plan: Plan, paths: list[str], dry_run: bool = False,
                 verbose: bool = False) -> TaskFailed | None:
     """Send the backup to the plan's rclone remote (the mirror mirrored, history kept)."""
     if paths:
-        raise SnapbackError("sync sends the whole backup: it takes no PATH")
+        raise UsageError("sync sends the whole backup: it takes no PATH")
     with reading(plan, "sync"):
         done = _mod("sync").sync(plan, dry_run)
-    print("\n".join(_mod("sync").describe(done, dry_run, verbose)))
+    say("\n".join(_mod("sync").describe(done, dry_run, verbose)))
     return None
 
 
 def protect_action(plan: Plan, paths: list[str]) -> TaskFailed | None:
     """Make the backup read-only (runs still update it)."""
     if not plan.meta_dir.exists():
-        raise SnapbackError(f"no backup at {plan.destination} yet")
+        raise UsageError(f"no backup at {plan.destination} yet")
     with reading(plan, "protect"):
         changed = _mod("protect").protect(plan.destination)
-    print(f"protected {plan.destination}: {changed} files and folders made read-only")
+    say(f"protected {plan.destination}: {changed} files and folders made read-only")
     return None
 
 
 def unprotect_action(plan: Plan, paths: list[str]) -> TaskFailed | None:
     """Make the backup writable again."""
     if not plan.meta_dir.exists():
-        raise SnapbackError(f"no backup at {plan.destination} yet")
+        raise UsageError(f"no backup at {plan.destination} yet")
     if plan.protect:
         print("note: the plan says protect: true, so the next backup run protects it again")
     with reading(plan, "unprotect"):
         changed = _mod("protect").unprotect(plan.destination)
-    print(f"unprotected {plan.destination}: {changed} files and folders made writable")
+    say(f"unprotected {plan.destination}: {changed} files and folders made writable")
     return None
 
 
@@ -379,7 +498,7 @@ def explain_action(plan: Plan, paths: list[str], tree: bool = False) -> TaskFail
                 print(f"  {human_size(size):>9} {count:>8,} files  {label}  {why}")
         return None
     if not paths:
-        raise SnapbackError("explain needs a PATH (or --tree [DIR])")
+        raise UsageError("explain needs a PATH (or --tree [DIR])")
     missing = 0
     for text in paths:
         target = in_source(text)
@@ -398,24 +517,21 @@ def explain_action(plan: Plan, paths: list[str], tree: bool = False) -> TaskFail
 
 # ---- prune -------------------------------------------------------------------
 
-PRUNE_OPTIONS = ["dry-run", "keep-within", "keep-last", "keep-daily", "keep-weekly",
-                 "keep-monthly", "keep-deleted"]
-
 
 def prune_action(plan: Plan, paths: list[str], dry_run: bool = False, **given: Any
                  ) -> TaskFailed | None:
     """Drop the versions the retention rules do not keep (--dry-run: only say which)."""
     if paths:
-        raise SnapbackError("prune works on the whole history: it takes no PATH")
+        raise UsageError("prune works on the whole history: it takes no PATH")
     policy = _policy(plan.retention, given)
     if policy.empty:
         print("no retention rules (plan section `retention:` or --keep-* options): "
               "nothing is pruned")
         return None
     if not plan.meta_dir.exists():
-        raise SnapbackError(f"no backup at {plan.destination} yet")
-    if _mod("protect").is_protected(plan.meta_dir, plan.protect) and not dry_run:
-        raise SnapbackError("the backup is protected: run doit unprotect first")
+        raise UsageError(f"no backup at {plan.destination} yet")
+    if _mod("protect").marker(plan.meta_dir).exists() and not dry_run:
+        raise UsageError("the backup is protected: run doit unprotect first")
     lock = Lock(plan.meta_dir / "lock")
     lock.acquire(note="doit prune")
     try:
@@ -443,7 +559,7 @@ def _policy(base, given: dict[str, Any]):
         if given.get(key):
             seconds = duration(given[key])
             if seconds is None:
-                raise SnapbackError(f"--{key.replace('_', '-')}: expected a duration such as "
+                raise UsageError(f"--{key.replace('_', '-')}: expected a duration such as "
                                     f"30d, 12h, 2w, 6m or 1y, got {given[key]!r}")
             changes[key] = seconds
     for key in ("keep_last", "keep_daily", "keep_weekly", "keep_monthly"):
@@ -454,7 +570,7 @@ def _policy(base, given: dict[str, Any]):
             except ValueError:
                 number = 0
             if number < 1:
-                raise SnapbackError(f"--{key.replace('_', '-')}: expected a whole number of 1 "
+                raise UsageError(f"--{key.replace('_', '-')}: expected a whole number of 1 "
                                     f"or more, got {value!r}")
             changes[key] = number
     return replace(base, **changes)

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .catalog import Catalog, Row
+from .errors import SnapbackError
 from .paths import Target
 
 
@@ -16,8 +17,12 @@ def runs(meta_dir: Path) -> list[dict]:
     log = meta_dir / "runs.jsonl"
     if not log.exists():
         return []
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise SnapbackError(f"cannot read the run log {log}: {exc.strerror or exc}") from None
     out = []
-    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in text.splitlines():
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError:

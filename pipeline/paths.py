@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SnapbackError
+from .errors import UsageError
 from .plan import Plan, Source
 
 
@@ -81,7 +81,7 @@ def in_source(plan: Plan, text: str) -> Target:
         rel = _below(path, source.path)
         if rel is not None:
             return Target(source, rel)
-    raise SnapbackError(f"{text}: not in any source of the plan")
+    raise UsageError(f"{text}: not in any source of the plan")
 
 
 def locate(plan: Plan, text: str, known) -> Target:
@@ -91,5 +91,5 @@ def locate(plan: Plan, text: str, known) -> Target:
         if known(target):
             return target
     if found:
-        raise SnapbackError(f"{text}: nothing of it is in the backup ({found[0].label})")
-    raise SnapbackError(f"{text}: not in any source of the plan, nor in the backup")
+        raise UsageError(f"{text}: nothing of it is in the backup ({found[0].label})")
+    raise UsageError(f"{text}: not in any source of the plan, nor in the backup")

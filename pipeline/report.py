@@ -6,6 +6,22 @@ this module is doit's reporter: it prints what the actions did (``new``,
 summary at the end.  The report task appends the run record to
 ``.snapback/runs.jsonl`` when the run did anything; ``--report FILE`` gets the
 same record as JSON on every run, a no-change one included.
+
+The exit status of every command is decided here, from what the run did
+(``Reporter.status``, table in ``errors.py``: 0, 1, 2, 75, and 70 for a bug,
+the only case with a traceback).  doit computes its own code
+(0, 1 for a ``TaskFailed``, 2 for any other failure, such as the
+``UnmetDependency`` of a group task whose folder failed) and returns it from
+``DoitMain.run`` to ``sys.exit``.  ``complete_run`` is the last call doit makes
+into snapback, after doit has saved its state and run every teardown
+(``Runner.finish``); when snapback's status differs from doit's, it raises
+``SystemExit(status)``, Python's documented way to end with a status.  It is
+not an ``Exception``, so doit's ``except Exception`` in ``DoitMain.run`` lets
+it through, and the ``finally`` blocks on the way out (doit closing an output
+file) still run.  Errors found before any task runs (the plan, an unknown
+option) end the same way from ``dodo.py`` (``config.py``).  A program that runs
+doit in its own process (``DoitMain(...).run``) gets the status the same way,
+as a ``SystemExit`` to catch (``tests/conftest.py``, ``Backup.run``).
 """
 
 from __future__ import annotations
@@ -18,9 +34,10 @@ from datetime import datetime, timezone
 from typing import Any, TextIO
 from urllib.parse import quote
 
-from doit.exceptions import BaseFail, TaskFailed
+from doit.exceptions import BaseFail, DependencyError, TaskFailed, UnmetDependency
 
 from . import __version__, protect, run
+from .errors import BUG, INVALID, LOCKED, OK, PARTIAL
 from .run import DELETED, FAILED, NEW, UPDATED, Event
 
 BACKUP_MODES = ("snapshot", "versioned")
@@ -107,13 +124,17 @@ def write_record(modes: tuple[str, ...], label: str, after=None) -> TaskFailed |
     if not any(e.mode in modes for e in current.events):
         return None
     line = json.dumps(record(current, modes, label)) + "\n"   # ASCII: odd names stay valid JSON
-    fd = os.open(current.meta_dir / "runs.jsonl",
-                 os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    log = current.meta_dir / "runs.jsonl"
     try:
-        os.write(fd, line.encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, line.encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return TaskFailed(f"cannot add this run to {log}: {exc.strerror or exc}; "
+                          "the backup itself was made")
     if after is not None:
         return after()
     return None
@@ -156,6 +177,22 @@ def human_size(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+def retired_mirrors(current: run.Run) -> list[str]:
+    """A note for each mirror folder of a source the plan no longer names (renamed or
+    removed): cleanup never deletes it silently, it says how."""
+    if current.meta_dir is None:
+        return []
+    named = {source for (mode, source) in current.views if mode == "snapshot"}
+    mirror = current.meta_dir.parent / "system_snapshot"
+    try:
+        found = sorted(e.name for e in os.scandir(mirror) if e.is_dir(follow_symlinks=False))
+    except OSError:
+        return []
+    return [f"note: {mirror / name} is the mirror of a source no longer in the plan; "
+            f"its history stays reachable (doit history {name}/PATH); to drop the mirror: "
+            f"rm -r '{mirror / name}'" for name in found if name not in named]
+
+
 class Reporter:
     """doit reporter for snapback: file lines, failures, one summary."""
 
@@ -168,6 +205,14 @@ class Reporter:
         self.said: set[str] = set()
         self.backup_run = False
         self.bar: Any = None          # tqdm progress bar, on a terminal only
+        self.status = OK              # snapback's exit status (errors.py)
+        self.doit_status = OK         # what doit will return (runner.Runner)
+
+    def _set(self, status: int) -> None:
+        """The run's status is its worst outcome: a bug, then the lock, then the rest."""
+        rank = {OK: 0, PARTIAL: 1, INVALID: 2, LOCKED: 3, BUG: 4}
+        if rank.get(status, 4) > rank.get(self.status, 4):
+            self.status = status
 
     # -- doit's reporter interface -------------------------------------
     def initialize(self, tasks: dict, selected_tasks: list[str]) -> None:
@@ -195,12 +240,24 @@ class Reporter:
         self._flush()
 
     def add_failure(self, task: Any, fail: BaseFail) -> None:
+        self.doit_status = 1 if isinstance(fail, TaskFailed) and self.doit_status != 2 else 2
         printed = self._flush()
-        if isinstance(fail, TaskFailed):
+        if isinstance(fail, UnmetDependency):
+            return      # a group task after a failed folder: that folder said why
+        if run.current().lock_error:
+            self._set(LOCKED)
+            self._once(f"snapback: {run.current().lock_error}")
+        elif isinstance(fail, TaskFailed):
+            self._set(getattr(fail, "status", PARTIAL))
             if not printed:
                 self._once(f"snapback: {fail.message}")
+        elif isinstance(fail, DependencyError):   # a file vanished between walk and check
+            self._set(PARTIAL)
+            self._once(f"snapback: {fail.message.strip()} (it changed during the run; "
+                       "the next run takes it)")
         else:  # an exception in snapback itself: a bug, show all of it
-            self._once(f"snapback: {task.name} failed unexpectedly:\n{fail.get_msg()}")
+            self._set(BUG)
+            self._once(f"snapback: bug: {task.name} failed unexpectedly:\n{fail.get_msg()}")
 
     def skip_uptodate(self, task: Any) -> None:
         self._progress(task)
@@ -223,10 +280,13 @@ class Reporter:
         pass
 
     def cleanup_error(self, exception: BaseException) -> None:
-        self._once(f"snapback: {exception}")
+        self._set(BUG)
+        self._once(f"snapback: bug: {exception}")
 
     def runtime_error(self, msg: str) -> None:
-        self._once(f"snapback: {msg}")
+        self.doit_status = 2
+        self._set(BUG)
+        self._once(f"snapback: bug: {msg}")
 
     def teardown_task(self, task: Any) -> None:
         pass
@@ -242,6 +302,8 @@ class Reporter:
                 self._summary(current)
         finally:
             current.release()
+        if self.status != self.doit_status:
+            raise SystemExit(self.status)      # see the module docstring
 
     # -- output ----------------------------------------------------------------
     def _once(self, message: str) -> None:
@@ -282,6 +344,8 @@ class Reporter:
                     self.out.write(f"skipped  {display(f'{source}/{rel}')}: {why}\n")
 
     def _summary(self, current: run.Run) -> None:
+        if current.lock_error:
+            return                  # nothing was done: the one line of the lock says it all
         if current.options.verbose:
             self.verbose_skips(current)
         modes = tuple(current.modes)
@@ -294,11 +358,19 @@ class Reporter:
                     f"in {rec['seconds']:.2f} s")
             if current.options.dry_run:
                 line += " (dry run: nothing was changed)"
-            if current.lock_error:
-                line += " (not run: the backup is locked)"
             self.out.write(line + "\n")
+        if "snapshot" in modes and not current.options.quiet:
+            for line in retired_mirrors(current):
+                self.out.write(line + "\n")
         self.out.flush()
         if current.options.report:
-            with open(current.options.report, "w", encoding="utf-8") as fh:
-                json.dump(rec, fh, indent=2)
-                fh.write("\n")
+            from .paths import user_cwd            # doit runs in dodo.py's folder
+            where = user_cwd() / os.path.expanduser(current.options.report)
+            try:
+                with open(where, "w", encoding="utf-8") as fh:
+                    json.dump(rec, fh, indent=2)
+                    fh.write("\n")
+            except OSError as exc:
+                self._set(PARTIAL)
+                self._once(f"snapback: cannot write the report {current.options.report}: "
+                           f"{exc.strerror or exc}")

@@ -8,6 +8,7 @@ written at all when any target already exists.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from . import store
 from .catalog import CONTENT_KINDS, Catalog, Row
-from .errors import SnapbackError
+from .errors import SnapbackError, UsageError
 from .paths import Target
 from .rebuild import RebuildError, rebuild
 
@@ -32,7 +33,7 @@ class Item:
     source_file: bytes | None = None     # snapshot: the mirror file to copy
 
 
-class Conflict(SnapbackError):
+class Conflict(UsageError):
     pass
 
 
@@ -43,8 +44,10 @@ def _safe(rel: bytes) -> bytes:
     return rel
 
 
-def versioned_items(catalog: Catalog, target: Target, at: float | None) -> list[Item]:
-    """What the versioned history holds for ``target`` at time ``at`` (None: latest)."""
+def versioned_items(catalog: Catalog, target: Target, at: float | None,
+                    upto: int | None = None) -> list[Item]:
+    """What the versioned history holds for ``target`` at time ``at`` (None: latest);
+    ``upto``: the id of an exact version (a stamp of ``doit history``), which wins."""
     rel = os.fsencode(target.rel)
     rows = catalog.rows_under(target.source.name, rel)
     histories: dict[bytes, list[Row]] = {}
@@ -53,7 +56,10 @@ def versioned_items(catalog: Catalog, target: Target, at: float | None) -> list[
     items: list[Item] = []
     base = rel.rpartition(b"/")[0]
     for path, history in histories.items():
-        state = [r for r in history if at is None or r.recorded <= at]
+        if upto is not None:
+            state = [r for r in history if r.id <= upto]
+        else:
+            state = [r for r in history if at is None or r.recorded <= at]
         if not state or not state[-1].live:
             continue
         row = state[-1]
@@ -71,13 +77,56 @@ def versioned_items(catalog: Catalog, target: Target, at: float | None) -> list[
     return items
 
 
-def snapshot_items(mirror_root: Path, target: Target) -> list[Item]:
-    """What the snapshot mirror holds for ``target`` now."""
+def exact_version(catalog: Catalog, target: Target, text: str) -> int | None:
+    """The row id of ``target``'s version whose stamp is ``text`` (None: no such stamp).
+    Stamps are unique per path: ``2026-11-23_14-30-15_2`` is the second version
+    recorded in that second, exactly."""
+    if not text or not target.rel:
+        return None
+    folder, _, name = os.fsencode(target.rel).rpartition(b"/")
+    for row in catalog.history(target.source.name, folder, name):
+        if row.time == text.strip():
+            return row.id
+    return None
+
+
+def deleted_at(catalog: Catalog, target: Target) -> tuple[float, str] | None:
+    """If ``target`` itself is deleted now: (the moment before its deletion, when it
+    was deleted); else None."""
+    folder, _, name = os.fsencode(target.rel).rpartition(b"/")
+    rows = catalog.history(target.source.name, folder, name) if target.rel else []
+    if not rows or rows[-1].live:
+        return None
+    live = [r for r in rows if r.live]
+    if not live:
+        return None
+    return live[-1].recorded, rows[-1].time
+
+
+def snapshot_items(mirror_root: Path, target: Target, catalog: Catalog | None = None,
+                   protected: bool = False) -> list[Item]:
+    """What the snapshot mirror holds for ``target`` now.  Modes are the source's
+    as the catalog recorded them (a protected mirror is read-only itself)."""
     top = os.fsencode(mirror_root / target.rel if target.rel else mirror_root)
     if not os.path.lexists(top):
         return []
     name = os.fsencode(os.path.basename(target.rel)) if target.rel else b""
+    base = os.fsencode(target.rel).rpartition(b"/")[0]
+    modes: dict[bytes, int] = {}
+    if catalog is not None and catalog.conn is not None:
+        for src, folder, fname, _size, _mtime, _sha, mode in catalog.mirror_rows():
+            if src == target.source.name and mode is not None:
+                modes[folder + b"/" + fname if folder else fname] = mode
+        for row in catalog.rows_under(target.source.name, os.fsencode(target.rel)):
+            if row.entry == "dir" and row.mode is not None:
+                modes[row.path] = row.mode if row.live else modes.get(row.path, row.mode)
     items: list[Item] = []
+
+    def source_mode(rel: bytes, st: os.stat_result) -> int:
+        full = base + b"/" + rel if base else rel
+        if full in modes:
+            return modes[full]
+        return st.st_mode | stat.S_IWUSR if protected else st.st_mode
 
     def add(path: bytes, rel: bytes) -> None:
         st = os.lstat(path)
@@ -85,12 +134,13 @@ def snapshot_items(mirror_root: Path, target: Target) -> list[Item]:
             items.append(Item(rel, "link", st.st_mode, st.st_mtime_ns, target=os.readlink(path)))
         elif stat.S_ISDIR(st.st_mode):
             if rel:
-                items.append(Item(rel, "dir", st.st_mode, st.st_mtime_ns))
+                items.append(Item(rel, "dir", source_mode(rel, st), st.st_mtime_ns))
             for entry in sorted(os.listdir(path)):
                 if not store.is_tmp(os.fsdecode(entry)):
                     add(os.path.join(path, entry), rel + b"/" + entry if rel else entry)
         elif stat.S_ISREG(st.st_mode):
-            items.append(Item(rel, "file", st.st_mode, st.st_mtime_ns, source_file=path))
+            items.append(Item(rel, "file", source_mode(rel, st), st.st_mtime_ns,
+                              source_file=path))
 
     add(top, name)
     return items
@@ -111,53 +161,111 @@ def conflicts(items: list[Item], to: Path) -> list[str]:
     return out
 
 
-def restore(items: list[Item], to: Path, root: Path, force: bool) -> int:
-    """Write ``items`` below ``to``; return how many files and links were written."""
+@dataclass
+class Outcome:
+    written: int = 0
+    failed: list[tuple[str, str]] = None     # (path, why)
+
+    def __post_init__(self) -> None:
+        self.failed = [] if self.failed is None else self.failed
+
+
+def restore(items: list[Item], to: Path, root: Path, force: bool) -> Outcome:
+    """Write ``items`` below ``to``.  A file that cannot be rebuilt or written is
+    named in the outcome and the rest is restored all the same."""
     clash = conflicts(items, to)
     if clash and not force:
-        shown = "\n  ".join(clash[:20]) + ("\n  ..." if len(clash) > 20 else "")
+        shown = "; ".join(clash[:5]) + ("; ..." if len(clash) > 5 else "")
         raise Conflict(f"{len(clash)} path(s) exist already; nothing was written "
-                       f"(--force overwrites them):\n  {shown}")
+                       f"(--force overwrites them): {shown}")
     to_b = os.fsencode(os.path.realpath(to))       # DIR itself is the user's choice
     os.makedirs(to_b, exist_ok=True)
     order = {"dir": 0, "file": 1, "link": 2}          # symlinks last, never followed
-    written = 0
+    outcome = Outcome()
+    made: set[bytes] = set()
     for item in sorted(items, key=lambda i: (order[i.kind], i.rel)):
-        path = os.path.join(to_b, _safe(item.rel))
-        parent = _make_parents(to_b, item.rel, force)
-        if item.kind == "dir":
-            if os.path.islink(path) and force:
-                os.unlink(path)
-            if not os.path.isdir(path):
-                if os.path.lexists(path):
-                    store.remove(path)
-                os.mkdir(path, 0o700)
-            _check_dir(path, force)
+        try:
+            _write(item, to_b, root, force)
+        except (SnapbackError, OSError) as exc:
+            if isinstance(exc, UsageError):
+                raise                                    # a refusal: stop, as before
+            why = str(exc) if isinstance(exc, SnapbackError) else (exc.strerror or str(exc))
+            outcome.failed.append((os.fsdecode(item.rel), why))
             continue
-        if os.path.isdir(path) and not os.path.islink(path):
-            store.remove(path)                           # --force: a folder where a file was
-        if item.kind == "link":
-            assert item.target is not None
-            tmp = store.tmp_name(parent)
-            os.symlink(item.target, tmp)
-            os.replace(tmp, path)
-            if item.mtime_ns is not None:
-                os.utime(path, ns=(item.mtime_ns, item.mtime_ns), follow_symlinks=False)
+        if item.kind == "dir":
+            made.add(item.rel)
         else:
-            data = _content(item, root)
-            store.write_bytes(path, data, mode=0o600)
+            outcome.written += 1
+    for folder in {os.path.dirname(os.path.join(to_b, i.rel)) for i in items}:
+        _clear_leftovers(folder)
+    for item in sorted((i for i in items if i.kind == "dir" and i.rel in made),
+                       key=lambda i: i.rel, reverse=True):
+        path = os.path.join(to_b, item.rel)
+        try:
             if item.mode is not None:
                 os.chmod(path, stat.S_IMODE(item.mode))
             if item.mtime_ns is not None:
                 os.utime(path, ns=(item.mtime_ns, item.mtime_ns))
-        written += 1
-    for item in sorted((i for i in items if i.kind == "dir"), key=lambda i: i.rel, reverse=True):
-        path = os.path.join(to_b, item.rel)
-        if item.mode is not None:
-            os.chmod(path, stat.S_IMODE(item.mode))
+        except OSError as exc:
+            outcome.failed.append((os.fsdecode(item.rel), exc.strerror or str(exc)))
+    return outcome
+
+
+def _clear_leftovers(folder: bytes) -> None:
+    """Remove the temporary files a killed restore left in ``folder`` (ours by name)."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if store.is_tmp(os.fsdecode(entry.name)) and entry.is_file(follow_symlinks=False):
+            store._unlink_quiet(entry.path)
+
+
+def _write(item: Item, to_b: bytes, root: Path, force: bool) -> None:
+    path = os.path.join(to_b, _safe(item.rel))
+    parent = _make_parents(to_b, item.rel, force)
+    if item.kind == "dir":
+        if os.path.islink(path) and force:
+            os.unlink(path)
+        if not os.path.isdir(path):
+            if os.path.lexists(path):
+                store.remove(path)
+            os.mkdir(path, 0o700)
+        _check_dir(path, force)
+        return
+    if os.path.isdir(path) and not os.path.islink(path):
+        store.remove(path)                           # --force: a folder where a file was
+    if item.kind == "link":
+        assert item.target is not None
+        tmp = store.tmp_name(parent)
+        os.symlink(item.target, tmp)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            store._unlink_quiet(tmp)
+            raise
         if item.mtime_ns is not None:
-            os.utime(path, ns=(item.mtime_ns, item.mtime_ns))
-    return written
+            os.utime(path, ns=(item.mtime_ns, item.mtime_ns), follow_symlinks=False)
+        return
+    data = _content(item, root)
+    # written under a temporary name, its mode and mtime set, then renamed: a kill
+    # leaves the old file or the whole new one, never a partial file under the name
+    tmp = store.tmp_name(parent)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            store._write_all(fd, data)
+        finally:
+            os.close(fd)
+        if item.mode is not None:
+            os.chmod(tmp, stat.S_IMODE(item.mode))
+        if item.mtime_ns is not None:
+            os.utime(tmp, ns=(item.mtime_ns, item.mtime_ns))
+        os.replace(tmp, path)
+    except BaseException:
+        store._unlink_quiet(tmp)
+        raise
 
 
 def _content(item: Item, root: Path) -> bytes:
@@ -168,7 +276,27 @@ def _content(item: Item, root: Path) -> bytes:
     try:
         return rebuild(root, list(item.history), item.row)
     except RebuildError as exc:
+        current = _current_copy(item, root)      # the latest version, its chain broken
+        if current is not None:
+            return current
         raise SnapbackError(f"cannot rebuild {os.fsdecode(item.rel)}: {exc}") from None
+
+
+def _current_copy(item: Item, root: Path) -> bytes | None:
+    """The current copy in the history folder, if it holds exactly ``item``'s bytes
+    (checked against the catalog's sha256): the latest version, whatever became of
+    the baseline and diffs before it."""
+    row = item.row
+    assert row is not None
+    if row.store is None or row.sha256 is None:
+        return None
+    path = os.path.join(os.fsencode(root), row.store, row.name)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    return data if hashlib.sha256(data).hexdigest() == row.sha256 else None
 
 
 def _make_parents(to: bytes, rel: bytes, force: bool) -> bytes:

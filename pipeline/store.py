@@ -39,6 +39,8 @@ def ensure_private_dir(path: Path) -> None:
 
 def clear_staging(path: Path) -> None:
     """Empty the staging folder: what is there was left by a run that was killed."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        os.unlink(path)                  # not a folder: nothing of ours, make it one again
     ensure_private_dir(path)
     for entry in os.scandir(path):
         remove(os.fsencode(entry.path))

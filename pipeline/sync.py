@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import SnapbackError
+from .errors import SnapbackError, UsageError
 from .plan import Plan
 
 NEVER_SENT = ["lock", "state.sqlite3", "state.sqlite3-*", "state.sqlite3.corrupt", "tmp/**",
@@ -50,7 +50,7 @@ def rclone() -> str:
 
 def steps(plan: Plan) -> list[Step]:
     if not plan.remote_target:
-        raise SnapbackError("the plan has no remote: add `remote: {target: gdrive:backups}` "
+        raise UsageError("the plan has no remote: add `remote: {target: gdrive:backups}` "
                             "(any rclone remote; see README, Off-site copies)")
     target = plan.remote_target.rstrip("/")
     excludes = [arg for pattern in NEVER_SENT for arg in ("--exclude", pattern)]
@@ -97,7 +97,7 @@ def sync(plan: Plan, dry_run: bool) -> list[Step]:
     binary = rclone()
     todo = steps(plan)
     if not todo:
-        raise SnapbackError(f"nothing to send: no backup at {plan.destination} yet")
+        raise UsageError(f"nothing to send: no backup at {plan.destination} yet")
     for step in todo:
         run_step(binary, step, dry_run)
     return todo

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from .errors import SnapbackError
+from .errors import UsageError
 
 RUN_ID = re.compile(r"^\d{8}-\d{6}-\d{4}$")
 STAMP = re.compile(r"^(\d{4}-\d{2}-\d{2})_(\d{2})-(\d{2})-(\d{2})(?:_\d+)?$")
@@ -18,7 +18,7 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MINUTE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?:[+-]\d{2}:?\d{2}|Z)?$")
 
 
-class BadTime(SnapbackError):
+class BadTime(UsageError):
     """A TIME that cannot be read."""
 
 

@@ -23,6 +23,12 @@ ROOT = Path(__file__).resolve().parent.parent
 DODO = ROOT / "dodo.py"
 DOIT = [sys.executable, "-m", "doit"]
 
+# doit imports its state backend (an entry point of the installed snapback) before
+# dodo.py puts this checkout on sys.path: with snapback installed from another
+# checkout (editable), the subprocesses would run that checkout's code.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+
 
 @dataclass(frozen=True)
 class Link:
@@ -113,7 +119,10 @@ class Backup:
         try:
             namespace = runpy.run_path(str(DODO))
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                code = DoitMain(ModuleTaskLoader(namespace)).run(list(args))
+                try:
+                    code = DoitMain(ModuleTaskLoader(namespace)).run(list(args))
+                except SystemExit as exc:     # snapback's own status (pipeline/report.py)
+                    code = exc.code
         finally:
             if old is None:
                 del os.environ["SNAPBACK_CONFIG"]
@@ -177,8 +186,17 @@ def nobody_python() -> str:
         shutil.rmtree(build, ignore_errors=True)
         try:
             subprocess.run([base, "-m", "venv", str(build)], check=True, capture_output=True)
-            subprocess.run([str(build / "bin" / "pip"), "install", "-q", str(ROOT)],
+            # built from a copy: an in-tree build leaves snapback.egg-info in the
+            # checkout, whose entry points (PYTHONPATH above) go stale with pyproject.toml
+            copy = Path(str(venv) + ".src")
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(ROOT / "pipeline", copy / "pipeline",
+                            ignore=shutil.ignore_patterns("__pycache__"))
+            for name in ("pyproject.toml", "README.md"):
+                shutil.copy(ROOT / name, copy / name)
+            subprocess.run([str(build / "bin" / "pip"), "install", "-q", str(copy)],
                            check=True, capture_output=True, timeout=600)
+            shutil.rmtree(copy, ignore_errors=True)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             message = f"cannot build an interpreter for nobody: {exc}"
             if os.environ.get("CI"):

@@ -72,7 +72,9 @@ def test_restore_a_deleted_file_and_the_latest_state(backup: Backup) -> None:
     assert result.returncode == 0, result.stderr
     assert (backup.base / "r1" / "a.txt").read_text() == "alpha\n"
     result = backup.doit("restore", str(gone), "--to", str(backup.base / "r2"))
-    assert result.returncode != 0 and "did not exist" in result.stderr
+    assert result.returncode == 0, result.stderr        # deleted: its last version
+    assert "deleted " in result.stdout
+    assert (backup.base / "r2" / "a.txt").read_text() == "alpha\n"
     latest = backup.doit("restore", "src", "--to", str(backup.base / "r3"))  # name form
     assert latest.returncode == 0, latest.stderr
     assert tree(backup.base / "r3", with_mtime=True) == states[-1][1]
@@ -84,7 +86,7 @@ def test_restore_never_overwrites_without_force(backup: Backup) -> None:
     into = backup.base / "out"
     make_tree(into, {"a.txt": "mine, do not touch\n"})
     result = backup.doit("restore", str(backup.src / "a.txt"), "--to", str(into))
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert "exist already; nothing was written" in result.stderr
     assert str(into / "a.txt") in result.stderr
     assert (into / "a.txt").read_text() == "mine, do not touch\n"
@@ -102,7 +104,7 @@ def test_restore_into_a_folder_with_a_hostile_symlink_writes_nothing_outside(bac
     into.mkdir()
     os.symlink(outside, into / "docs")                      # DIR/docs -> elsewhere
     result = backup.doit("restore", str(backup.src), "--to", str(into))
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert list(outside.iterdir()) == []
     forced = backup.doit("restore", str(backup.src), "--to", str(into), "--force")
     assert forced.returncode == 0, forced.stderr
@@ -117,7 +119,7 @@ def test_a_tampered_catalog_cannot_write_outside(backup: Backup) -> None:
         db.execute("update versions set name=? where name=?", (b"../../escaped.txt", b"a.txt"))
     into = backup.base / "deep" / "out"
     result = backup.doit("restore", str(backup.src), "--to", str(into))
-    assert result.returncode != 0 and "refusing" in result.stderr
+    assert result.returncode == 1 and "refusing" in result.stderr
     assert not (backup.base / "escaped.txt").exists()
     assert not (backup.base / "deep" / "escaped.txt").exists()
 
@@ -131,7 +133,7 @@ def test_restore_from_the_snapshot_mirror(backup: Backup) -> None:
     assert tree(into / "d", with_mtime=True) == tree(backup.src / "d", with_mtime=True)
     refused = backup.doit("restore", str(backup.src / "d"), "--from", "snapshot", "--at",
                           "2026-01-01", "--to", str(backup.base / "x"))
-    assert refused.returncode != 0 and "latest state" in refused.stderr
+    assert refused.returncode == 2 and "latest state" in refused.stderr
 
 
 def test_history_lists_runs_and_versions(backup: Backup) -> None:
@@ -155,7 +157,7 @@ def test_diff_shows_the_last_change_and_any_two_versions(backup: Backup) -> None
     assert "+three" in between and "\\ No newline at end of file" in between
     code = backup.doit("diff", str(backup.src / "notes.md"), "--vscode",
                        env={"PATH": "/usr/bin:/bin"})
-    assert code.returncode != 0 and "code" in code.stderr
+    assert code.returncode == 1 and "code" in code.stderr
 
 
 def test_verify_passes_then_finds_each_kind_of_damage(backup: Backup) -> None:
@@ -175,7 +177,7 @@ def test_verify_passes_then_finds_each_kind_of_damage(backup: Backup) -> None:
     baseline.unlink()                                           # a missing baseline
     (backup.mirror / "notes.md").write_text("tampered")         # a changed mirror file
     bad = backup.doit("verify")
-    assert bad.returncode != 0
+    assert bad.returncode == 1
     out = bad.stdout
     assert f"corrupt       src/notes.md: {diff}" in out
     assert f"corrupt       src/docs/renamed.txt: {current}" in out
@@ -201,10 +203,10 @@ def test_options_may_come_before_or_after_path(backup: Backup) -> None:
         assert backup.doit("restore", *args).returncode == 0
     assert (backup.base / "o1" / "a.txt").exists() and (backup.base / "o2" / "a.txt").exists()
     bad = backup.doit("restore", str(backup.src / "a.txt"), "--at", "yesterday-ish")
-    assert bad.returncode != 0 and "cannot read the time" in bad.stderr
+    assert bad.returncode == 2 and "cannot read the time" in bad.stderr
     assert "Traceback" not in bad.stderr
     unknown = backup.doit("restore", str(backup.src / "a.txt"), "--bogus")
-    assert unknown.returncode != 0 and "unknown option --bogus" in unknown.stderr
+    assert unknown.returncode == 2 and "unknown option --bogus" in unknown.stderr
 
 
 @pytest.mark.parametrize("text, expected", [

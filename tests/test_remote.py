@@ -104,7 +104,7 @@ def test_a_server_that_is_down_fails_clearly_and_loses_nothing(backup: Backup, s
     proc.wait()
     result = backup.doit("sync", env={**env, "RCLONE_LOW_LEVEL_RETRIES": "1",
                                       "RCLONE_RETRIES": "1", "RCLONE_CONTIMEOUT": "2s"})
-    assert result.returncode != 0
+    assert result.returncode == 1
     assert "sync of the mirror to snaptest:offsite/system_snapshot failed" in result.stderr
     assert "Traceback" not in result.stderr
     assert backup.doit("verify").returncode == 0                       # nothing lost locally
@@ -117,10 +117,10 @@ def test_unknown_remote_and_missing_rclone_say_what_to_do(backup: Backup) -> Non
     backup.write_plan(remote={"target": "nosuchremote:x"})
     backup.doit("snapshot", check=True)
     result = backup.doit("sync", env={"RCLONE_CONFIG": str(backup.base / "empty.conf")})
-    assert result.returncode != 0 and "rclone config" in result.stderr
+    assert result.returncode == 1 and "rclone config" in result.stderr
     missing = backup.doit("sync", env={"SNAPBACK_RCLONE": "/nonexistent/rclone"})
-    assert missing.returncode != 0 and "pip install -e '.[remote]'" in missing.stderr
+    assert missing.returncode == 1 and "pip install -e '.[remote]'" in missing.stderr
     backup.write_plan()
     no_remote = backup.doit("sync")
-    assert no_remote.returncode != 0 and "the plan has no remote" in no_remote.stderr
+    assert no_remote.returncode == 2 and "the plan has no remote" in no_remote.stderr
     assert shutil.which("true")

@@ -1,0 +1,174 @@
+"""Restore and the other recovery commands when things are gone or damaged."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import yaml
+
+from conftest import DODO, DOIT, Backup, make_tree
+
+
+def test_a_deleted_file_without_at_restores_its_last_version(backup: Backup) -> None:
+    make_tree(backup.src, {"gone.txt": "first\n"})
+    backup.doit("versioned", check=True)
+    (backup.src / "gone.txt").write_text("last words\n")
+    backup.doit("versioned", check=True)
+    (backup.src / "gone.txt").unlink()
+    backup.doit("versioned", check=True)
+    history = backup.doit("history", "src/gone.txt", check=True)
+    deleted_stamp = [l for l in history.stdout.splitlines() if "deleted" in l][0].split()[2]
+    out = backup.base / "out"
+    result = backup.doit("restore", "src/gone.txt", "--to", str(out))
+    assert result.returncode == 0, result.stderr
+    assert (out / "gone.txt").read_text() == "last words\n"
+    assert f"deleted {deleted_stamp}" in result.stdout
+
+
+def test_every_stamp_history_prints_is_that_exact_version(backup: Backup) -> None:
+    versions = ["one\n", "two\n", "three\n"]
+    for text in versions:                        # three versions in one second
+        (backup.src / "f.txt").write_text(text)
+        backup.doit("versioned", env={"SNAPBACK_NOW": "2026-11-20T10:00:00"}, check=True)
+    history = backup.doit("history", "src/f.txt", check=True)
+    stamps = [l.split()[2] for l in history.stdout.splitlines()[2:]]
+    assert stamps == ["2026-11-20_10-00-00", "2026-11-20_10-00-00_2", "2026-11-20_10-00-00_3"]
+    for stamp, text in zip(stamps, versions):
+        out = backup.base / stamp
+        result = backup.doit("restore", "src/f.txt", "--at", stamp, "--to", str(out))
+        assert result.returncode == 0, result.stderr
+        assert (out / "f.txt").read_text() == text
+    diff = backup.doit("diff", "src/f.txt", "--at", stamps[1], "--against", stamps[0])
+    assert diff.returncode == 0 and "-one" in diff.stdout and "+two" in diff.stdout
+
+
+def _damage_baseline(b: Backup, name: str) -> None:
+    folder = b.versions / name
+    baseline = [p for p in folder.iterdir() if "-baseline-" in p.name][0]
+    os.chmod(baseline, 0o644)
+    baseline.write_text("garbage\n")
+
+
+def test_a_folder_restore_goes_past_a_file_it_cannot_rebuild(backup: Backup) -> None:
+    make_tree(backup.src, {"d": {"a.txt": "a1\n", "b.txt": "b1\n", "c.txt": "c1\n"}})
+    backup.doit("versioned", check=True)
+    first = [l.split()[0] for l in backup.doit("history").stdout.splitlines()[1:]][0]
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (backup.src / "d" / name).write_text(name[0] + "2\n")
+    backup.doit("versioned", check=True)
+    _damage_baseline(backup, "d/a.txt")
+    out = backup.base / "out"
+    result = backup.doit("restore", "src/d", "--at", first, "--to", str(out))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "d/a.txt" in result.stderr and "Traceback" not in result.stderr
+    assert not (out / "d" / "a.txt").exists()
+    assert (out / "d" / "b.txt").read_text() == "b1\n"
+    assert (out / "d" / "c.txt").read_text() == "c1\n"
+
+
+def test_the_latest_version_comes_from_the_current_copy_when_the_chain_is_broken(backup: Backup) -> None:
+    (backup.src / "f.txt").write_text("v1\n")
+    backup.doit("versioned", check=True)
+    (backup.src / "f.txt").write_text("v2\n")
+    backup.doit("versioned", check=True)
+    _damage_baseline(backup, "f.txt")
+    out = backup.base / "out"
+    result = backup.doit("restore", "src/f.txt", "--to", str(out))
+    assert result.returncode == 0, result.stderr
+    assert (out / "f.txt").read_text() == "v2\n"
+    older = backup.doit("restore", "src/f.txt", "--at", backup.doit("history", "src/f.txt")
+                        .stdout.splitlines()[2].split()[2], "--to", str(backup.base / "o2"))
+    assert older.returncode == 1                         # v1 itself is gone: said, not faked
+
+
+def test_restore_from_a_protected_snapshot_gives_the_source_modes(backup: Backup) -> None:
+    make_tree(backup.src, {"d": {"a.txt": "a\n", "x.sh": "#!/bin/sh\n"}})
+    os.chmod(backup.src / "d" / "x.sh", 0o750)
+    os.chmod(backup.src / "d" / "a.txt", 0o640)
+    backup.write_plan(protect=True)
+    backup.doit("all", check=True)
+    assert os.stat(backup.mirror / "d" / "a.txt").st_mode & 0o777 == 0o440
+    out = backup.base / "out"
+    result = backup.doit("restore", "src/d", "--from", "snapshot", "--to", str(out))
+    assert result.returncode == 0, result.stderr
+    assert os.stat(out / "d" / "a.txt").st_mode & 0o777 == 0o640
+    assert os.stat(out / "d" / "x.sh").st_mode & 0o777 == 0o750
+    assert os.stat(out / "d").st_mode & 0o777 == os.stat(backup.src / "d").st_mode & 0o777
+
+
+def test_recovery_works_with_the_source_folder_gone(backup: Backup) -> None:
+    make_tree(backup.src, {"a.txt": "precious\n"})
+    backup.doit("all", check=True)
+    shutil.rmtree(backup.src)
+    run = backup.doit("snapshot")
+    assert run.returncode == 2 and "does not exist" in run.stderr
+    for args in (["history"], ["history", "src/a.txt"], ["verify"], ["diff", "src/a.txt"]):
+        result = backup.doit(*args)
+        assert result.returncode in ((0,) if args[0] != "diff" else (2,)), result.stderr
+        assert "plan is invalid" not in result.stderr
+    out = backup.base / "out"
+    result = backup.doit("restore", str(backup.src), "--to", str(out))
+    assert result.returncode == 0, result.stderr
+    assert (out / "a.txt").read_text() == "precious\n"     # a whole source: its content
+
+
+def test_a_renamed_source_keeps_its_history_reachable(backup: Backup) -> None:
+    make_tree(backup.src, {"a.txt": "old name\n"})
+    backup.doit("all", check=True)
+    data = yaml.safe_load(backup.plan.read_text())
+    data["sources"] = [{"path": str(backup.src), "name": "renamed"}]
+    backup.plan.write_text(yaml.safe_dump(data))
+    backup.doit("all", check=True)
+    history = backup.doit("history", check=True)
+    assert "no longer in the plan: src" in history.stdout
+    assert "a.txt" in backup.doit("history", "src/a.txt", check=True).stdout
+    by_backup_path = backup.doit("history", str(backup.dest / "versioned_backup" / "src" / "a.txt"))
+    assert by_backup_path.returncode == 0 and "baseline" in by_backup_path.stdout
+    out = backup.base / "out"
+    result = backup.doit("restore", "src/a.txt", "--to", str(out))
+    assert result.returncode == 0, result.stderr
+    assert (out / "a.txt").read_text() == "old name\n"
+    cleanup = backup.doit("cleanup")
+    assert cleanup.returncode == 0
+    assert "system_snapshot/src" in cleanup.stdout and "rm -r" in cleanup.stdout
+    assert (backup.dest / "system_snapshot" / "src" / "a.txt").exists()   # never silently
+
+
+def test_prune_works_after_unprotect_with_protect_true(backup: Backup) -> None:
+    backup.write_plan(protect=True, retention={"keep_last": 1})
+    for text in ("1\n", "2\n", "3\n"):
+        (backup.src / "f.txt").write_text(text)
+        backup.doit("versioned", check=True)
+        time.sleep(1.05)
+    refused = backup.doit("prune")
+    assert refused.returncode == 2 and "doit unprotect" in refused.stderr
+    backup.doit("unprotect", check=True)
+    pruned = backup.doit("prune")
+    assert pruned.returncode == 0, pruned.stderr
+    assert "2 of 3 versions pruned" in pruned.stdout
+
+
+def test_a_killed_restore_leaves_no_partial_file(backup: Backup) -> None:
+    big = os.urandom(64 << 20)
+    (backup.src / "big.bin").write_bytes(big)
+    backup.doit("versioned", check=True)
+    out = backup.base / "out"
+    out.mkdir()
+    cmd = [*DOIT, "-f", str(DODO), "restore", "src/big.bin", "--to", str(out),
+           f"config={backup.plan}"]
+    proc = subprocess.Popen(cmd, cwd=backup.base, env={**os.environ, "PWD": str(backup.base)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while not any(out.iterdir()) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    final = out / "big.bin"
+    assert not final.exists() or final.read_bytes() == big
+    again = backup.doit("restore", "src/big.bin", "--to", str(out), "--force")
+    assert again.returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == ["big.bin"]   # no temporary file left
