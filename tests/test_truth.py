@@ -268,3 +268,18 @@ def test_a_no_change_run_executes_no_action_and_writes_nothing(backup: Backup) -
     result = backup.doit("all", "--verbose", check=True)
     assert "0 new, 0 updated, 0 deleted, 0 failed" in result.stdout
     assert tree(backup.dest, with_mtime=True) == before
+
+
+def test_a_folder_restored_at_a_time_has_that_times_mtime(backup: Backup) -> None:
+    make_tree(backup.src, {"d": {"a.txt": "a\n"}})
+    os.utime(backup.src / "d", ns=(1_700_000_000 * 10**9,) * 2)
+    at(backup, "2030-01-01T10:00:00", "versioned")
+    first = os.stat(backup.src / "d").st_mtime_ns
+    (backup.src / "d" / "b.txt").write_text("b\n")          # the folder's mtime moves
+    at(backup, "2030-01-01T11:00:00", "versioned")
+    second = os.stat(backup.src / "d").st_mtime_ns
+    assert first != second
+    for when, want in (("2030-01-01T10:00", first), ("2030-01-01T11:00", second)):
+        into = backup.base / f"r{want}"
+        backup.doit("restore", str(backup.src / "d"), "--at", when, "--to", str(into), check=True)
+        assert os.stat(into / "d").st_mtime_ns == want
