@@ -30,7 +30,7 @@ def test_a_held_lock_stops_the_second_run_and_names_the_holder(backup: Backup) -
     finally:
         holder.kill()
         holder.wait()
-    assert result.returncode != 0
+    assert result.returncode == 75
     assert f"pid {holder.pid}" in result.stderr and "doit versioned" in result.stderr
     assert result.stderr.count("holds") == 1          # said once, not once per folder
     assert unlocked() == before
@@ -50,7 +50,7 @@ def test_two_runs_at_once_never_corrupt_each_other(backup: Backup) -> None:
         os.kill(first.pid, signal.SIGCONT)
     out, err = first.communicate(timeout=120)
     assert first.returncode == 0, out + err
-    assert second.returncode != 0 and f"pid {first.pid}" in second.stderr
+    assert second.returncode == 75 and f"pid {first.pid}" in second.stderr
     assert tree(backup.mirror) == tree(backup.src)
     assert len(backup.runs()) == 1
     assert backup.snapshot().stdout.count("\n") == 1   # and the state is complete
@@ -63,7 +63,7 @@ def test_unreadable_file_is_reported_and_the_rest_is_backed_up(nobody_backup) ->
     make_tree(b.src, {"ok.txt": "fine", "secret.txt": "no", "sub": {"also.txt": "fine"}})
     os.chmod(b.src / "secret.txt", 0o000)
     result = as_nobody(b, python, "snapshot")
-    assert result.returncode != 0
+    assert result.returncode == 1
     assert "FAILED   src/secret.txt: Permission denied" in result.stdout
     assert (b.mirror / "ok.txt").read_text() == "fine"
     assert (b.mirror / "sub" / "also.txt").read_text() == "fine"
@@ -82,7 +82,7 @@ def test_unreadable_folder_keeps_its_mirror(nobody_backup) -> None:
     os.chmod(b.src / "private", 0o000)
     (b.src / "ok.txt").write_text("changed")
     result = as_nobody(b, python, "snapshot")
-    assert result.returncode != 0
+    assert result.returncode == 1
     assert "FAILED   src/private/: cannot list: Permission denied" in result.stdout
     assert (b.mirror / "private" / "diary.txt").read_text() == "dear diary"   # nothing lost
     assert (b.mirror / "ok.txt").read_text() == "changed"
