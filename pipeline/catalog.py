@@ -234,7 +234,9 @@ class Catalog:
             folder = out.get(d)
             if folder is None:
                 folder = out[d] = {}
-            folder[name] = Stored(kind, size, dec(mtime), st_mode, dec(ctime), dec(ino))
+            if str in (type(mtime), type(ctime), type(ino)):     # past 2262 (rare): decode
+                mtime, ctime, ino = dec(mtime), dec(ctime), dec(ino)
+            folder[name] = Stored(kind, size, mtime, st_mode, ctime, ino)
         return out
 
     def records_in(self, mode: str, source: str, folder: bytes) -> dict[bytes, Stored]:

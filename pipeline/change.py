@@ -16,28 +16,40 @@ rsync's quick check (size and mtime) plus the mode.
 from __future__ import annotations
 
 import os
+from operator import attrgetter
+from typing import Any, Callable
 
 from .catalog import Stored
 
 Key = tuple
+FIELDS = {"hash": ("size", "mtime_ns", "mode", "ctime_ns", "ino"),
+          "mtime": ("size", "mtime_ns", "mode")}
+# attrgetter: one C call per entry (a no-change run compares every file)
+_OF_STAT = {rule: attrgetter(*(f"st_{f}" for f in fields)) for rule, fields in FIELDS.items()}
+_OF_STORED = {rule: attrgetter(*fields) for rule, fields in FIELDS.items()}
+
+
+def key_function(checker: str) -> Callable[[Any], Key]:
+    """What is compared of an entry's lstat, as a function (for doit's checker)."""
+    return _OF_STAT[checker]
+
+
+def stored_key_function(checker: str) -> Callable[[Any], Key]:
+    return _OF_STORED[checker]
 
 
 def key(st: os.stat_result, checker: str) -> Key:
     """What is compared of an entry's lstat."""
-    if checker == "mtime":
-        return (st.st_size, st.st_mtime_ns, st.st_mode)
-    return (st.st_size, st.st_mtime_ns, st.st_mode, st.st_ctime_ns, st.st_ino)
+    return _OF_STAT[checker](st)
 
 
 def stored_key(stored: Stored, checker: str) -> Key:
     """The same, of what the backup recorded when it stored the entry."""
-    if checker == "mtime":
-        return (stored.size, stored.mtime_ns, stored.mode)
-    return (stored.size, stored.mtime_ns, stored.mode, stored.ctime_ns, stored.ino)
+    return _OF_STORED[checker](stored)
 
 
 def unchanged(stored: Stored | None, st: os.stat_result, checker: str) -> bool:
     """Is the entry ``st`` exactly what the backup recorded (same kind, same key)?"""
     if stored is None:
         return False
-    return stored_key(stored, checker) == key(st, checker)
+    return _OF_STORED[checker](stored) == _OF_STAT[checker](st)

@@ -36,12 +36,14 @@ class CatalogState:
 
     def __init__(self, name: str, codec: Any, *, module_name: str | None = None):
         self.name = name
-        self.records: dict[str, dict[str, Stored]] = {}   # task -> file -> what is stored
+        self.records: dict[str, dict[str, tuple]] = {}    # task -> file -> key of what is stored
         self.stats: dict[str, os.stat_result] = {}        # file -> lstat from the walk
 
     def expect(self, task: str, records: dict[str, Stored],
-               stats: dict[str, os.stat_result]) -> None:
-        self.records[task] = records
+               stats: dict[str, os.stat_result], checker: str) -> None:
+        """The records of one folder task's files, as the checker compares them."""
+        key = change.stored_key_function(checker)
+        self.records[task] = {path: key(rec) for path, rec in records.items()}
         self.stats.update(stats)
 
     # -- doit's backend interface: read from the records, never write ----------
@@ -72,21 +74,28 @@ def state() -> CatalogState | None:
 
 
 class _Checker(FileChangedChecker):
-    """A file_dep is unchanged when its lstat matches what the catalog recorded."""
+    """A file_dep is unchanged when its lstat matches what the catalog recorded
+    (``pipeline.change``: the backend serves each record as its key)."""
 
     CheckerError = OSError
     rule = "hash"
+
+    def __init__(self) -> None:
+        self.key = change.key_function(self.rule)
+        self.stats: dict[str, os.stat_result] | None = None
 
     def exists(self, file_path: str) -> bool:
         return os.path.lexists(file_path)
 
     def info(self, file_path: str) -> os.stat_result:
-        backend = state()
-        st = backend.stats.get(file_path) if backend is not None else None
+        if self.stats is None:
+            backend = state()
+            self.stats = backend.stats if backend is not None else {}
+        st = self.stats.get(file_path)
         return st if st is not None else os.lstat(file_path)
 
     def check_modified(self, file_path: str, file_stat: os.stat_result, state: Any) -> bool:
-        return not change.unchanged(state, file_stat, self.rule)
+        return self.key(file_stat) != state
 
     def get_state(self, dep: str, current_state: Any) -> None:
         return None                   # nothing to save: the catalog is the state

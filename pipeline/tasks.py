@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from typing import Any, Iterator
 
 from doit import create_after, task_params
@@ -123,7 +124,8 @@ def in_line(seen: tuple[int, int] | None, folder: Folder, recorded: dict[bytes, 
         return False
     if len(deps) != len(folder.files) + len(folder.links):
         return False                  # a file or link the backup does not hold
-    if any(recorded.get(os.fsencode(n), _NONE).kind != "dir" for n in folder.subdirs):
+    if any(recorded.get(n.encode(_FS, "surrogateescape"), _NONE).kind != "dir"
+           for n in folder.subdirs):
         return False
     kinds = [r.kind for r in deps.values()]
     if kinds.count("file") != len(folder.files):
@@ -134,6 +136,7 @@ def in_line(seen: tuple[int, int] | None, folder: Folder, recorded: dict[bytes, 
 
 
 _NONE = Stored("", None, None, None, None, None)
+_FS = sys.getfilesystemencoding()         # os.fsencode, without a Python call per file
 
 
 def _jobs(plan: Plan, mode: str, source: Source, folders: list[Folder]
@@ -245,13 +248,13 @@ def _tasks(plan: Plan, command: str, catalog: Catalog, **options: Any) -> Iterat
                     for file_name, st in entries.items():
                         path = os.path.join(base, file_name)
                         stats[path] = st
-                        rec = recorded.get(os.fsencode(file_name))
+                        rec = recorded.get(file_name.encode(_FS, "surrogateescape"))
                         if rec is not None:
                             found[path] = rec
                 task_name = f"{mode}:{name}"
                 same = in_line(seen.get(rel_b), folder, recorded, keeps_leftovers, found)
                 if backend is not None:       # each file: doit's checker against the record
-                    backend.expect(task_name, found, stats)
+                    backend.expect(task_name, found, stats, plan.checker)
                 else:
                     same = False
                 folder_tasks.append(task_name)
