@@ -82,8 +82,10 @@ def test_a_file_rewritten_during_the_run_is_never_stored_mixed(backup: Backup) -
     writer = subprocess.Popen([sys.executable, "-c", (
         "import os, sys, itertools\n"
         "fd = os.open(sys.argv[1], os.O_WRONLY)\n"
+        "import time\n"
         "for i in itertools.count():\n"
-        "    os.pwrite(fd, bytes([97 + i % 26]) * 4_000_000, 0)\n"), str(victim)])
+        "    os.pwrite(fd, bytes([97 + i % 26]) * 4_000_000, 0)\n"
+        "    time.sleep(0.002)\n"), str(victim)])
     try:
         result = backup.doit("all")
     finally:
