@@ -23,7 +23,10 @@ class Target:
 
     @property
     def label(self) -> str:
-        return f"{self.source.name}/{self.rel}" if self.rel else self.source.name
+        """The path as messages show it: escaped as ``ls -b`` does (a name that is not
+        UTF-8 or holds a newline stays one printable line)."""
+        from .report import display
+        return display(f"{self.source.name}/{self.rel}" if self.rel else self.source.name)
 
 
 def user_cwd() -> Path:
