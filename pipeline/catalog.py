@@ -155,7 +155,10 @@ class Catalog:
                 self.conn.executescript("begin;" + UPGRADE_1 + "commit;")
             self.conn.executescript(SCHEMA)
             self.conn.execute(f"pragma user_version={FORMAT}")
-        elif path.exists():
+        elif path.exists() and path.stat().st_size > 0:
+            # (A 0-byte catalog is one a first run was killed in while creating it: a
+            # reader finds nothing in it, the next writer makes it; open_catalog refuses
+            # it beside a backup that holds something.)
             # Between runs the catalog is in rollback mode, so a reader creates no side
             # file; after a killed run it is still in WAL mode and a reader that may
             # write replays the WAL (committed versions are never missed).  A backup
@@ -166,6 +169,9 @@ class Catalog:
                 uri = f"file:{quote(os.fsencode(path))}?mode=ro"
                 self.conn = sqlite3.connect(uri, uri=True, isolation_level=None)
             self._check_format(fresh_ok=False)
+            if self.conn.execute("pragma user_version").fetchone()[0] == 0:
+                self.conn.close()              # no schema yet (a kill right after creation)
+                self.conn = None
 
     def _check_format(self, fresh_ok: bool) -> None:
         assert self.conn is not None
@@ -175,7 +181,8 @@ class Catalog:
         except sqlite3.DatabaseError as exc:
             raise SnapbackError(f"the catalog {self.path} is unreadable: {exc}") from None
         upgradable = fresh_ok and found == 1           # a writer upgrades format 1 in place
-        if found != FORMAT and not upgradable and not (fresh_ok and found == 0 and tables == 0):
+        fresh = found == 0 and tables == 0                  # created, killed before the schema
+        if found != FORMAT and not upgradable and not fresh:
             raise SnapbackError(f"the catalog {self.path} has format {found}; this snapback "
                                 f"reads format {FORMAT}")
 

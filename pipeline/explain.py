@@ -76,6 +76,9 @@ def _stored(plan: Plan, target: Target, mode: str, path: Path) -> str:
     if record is None:
         return "not stored yet: the next run stores it"
     st = os.lstat(path)
+    if mode == "snapshot" and not os.path.lexists(
+            plan.destination / "system_snapshot" / target.source.name / target.rel):
+        return "missing from the mirror: the next run copies it again"
     if record.kind == "dir" or change.unchanged(record, st, plan.checker):
         return "backed up"
     return "changed since it was stored: the next run stores it"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import stat
 import sys
 from typing import Any, Iterator
 
@@ -135,6 +136,17 @@ def in_line(seen: tuple[int, int] | None, folder: Folder, recorded: dict[bytes, 
     return len(recorded) == len(folder.files) + len(folder.links) + len(folder.subdirs)
 
 
+def _mirror_untouched(mirror_root: bytes, rel: bytes, folder: Folder) -> bool:
+    """The mirror folder still has the mtime the run gave it (its source folder's): an
+    entry removed or added in it by hand changed it, and its task looks again."""
+    try:
+        st = os.lstat(os.path.join(mirror_root, rel) if rel else mirror_root)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and folder.stat is not None and \
+        st.st_mtime_ns == folder.stat.st_mtime_ns
+
+
 _NONE = Stored("", None, None, None, None, None)
 _FS = sys.getfilesystemencoding()         # os.fsencode, without a Python call per file
 
@@ -232,6 +244,7 @@ def _tasks(plan: Plan, command: str, catalog: Catalog, **options: Any) -> Iterat
         cleanup_tasks: list[str] = []
         names[mode] = (folder_tasks, cleanup_tasks)
         for source in plan.sources:
+            mirror_root = os.fsencode(plan.destination / "system_snapshot" / source.name)
             records = catalog.records(mode, source.name)
             seen = catalog.folders_seen(mode, source.name)
             folders = mode_view(scans[source.name], extra)
@@ -253,6 +266,8 @@ def _tasks(plan: Plan, command: str, catalog: Catalog, **options: Any) -> Iterat
                             found[path] = rec
                 task_name = f"{mode}:{name}"
                 same = in_line(seen.get(rel_b), folder, recorded, keeps_leftovers, found)
+                if same and mode == "snapshot":
+                    same = _mirror_untouched(mirror_root, rel_b, folder)
                 if backend is not None:       # each file: doit's checker against the record
                     backend.expect(task_name, found, stats, plan.checker)
                 else:

@@ -283,3 +283,27 @@ def test_a_folder_restored_at_a_time_has_that_times_mtime(backup: Backup) -> Non
         into = backup.base / f"r{want}"
         backup.doit("restore", str(backup.src / "d"), "--at", when, "--to", str(into), check=True)
         assert os.stat(into / "d").st_mtime_ns == want
+
+
+def test_a_mirror_copy_removed_by_hand_is_copied_again(backup: Backup) -> None:
+    """Nothing changed in the source: the mirror folder's mtime says it was touched."""
+    make_tree(backup.src, {"d": {"f": "one\n", "e": {"g": "two\n"}}, "top": "t\n"})
+    backup.doit("all", check=True)
+    os.unlink(backup.mirror / "d" / "f")
+    explained = backup.doit("explain", str(backup.src / "d" / "f"))
+    assert "missing from the mirror: the next run copies it again" in explained.stdout
+    assert lines(backup.doit("all", check=True).stdout, "new") == ["src/d/f"]
+    shutil.rmtree(backup.mirror / "d")
+    backup.doit("all", check=True)
+    assert tree(backup.mirror) == tree(backup.src)
+    assert_verified(backup)
+
+
+def test_an_empty_catalog_left_by_a_first_run_killed_at_its_start_is_a_new_one(
+        backup: Backup) -> None:
+    make_tree(backup.src, {"a.txt": "a\n"})
+    backup.meta.mkdir(parents=True)
+    (backup.meta / "catalog.sqlite3").write_bytes(b"")
+    backup.doit("snapshot", check=True)
+    assert (backup.mirror / "a.txt").read_text() == "a\n"
+    assert_verified(backup)
