@@ -237,13 +237,14 @@ class Catalog:
             sql = ("select dir, name, entry, size, mtime_ns, mode, ctime_ns, ino from versions "
                    "where id in (select max(id) from versions where source=? group by dir, "
                    "name) and kind != 'deleted'")
-        for d, name, kind, size, mtime, st_mode, ctime, ino in self.conn.execute(sql, (source,)):
-            folder = out.get(d)
+        new = tuple.__new__                  # a Stored without a Python call per row
+        for row in self.conn.execute(sql, (source,)):
+            folder = out.get(row[0])
             if folder is None:
-                folder = out[d] = {}
-            if str in (type(mtime), type(ctime), type(ino)):     # past 2262 (rare): decode
-                mtime, ctime, ino = dec(mtime), dec(ctime), dec(ino)
-            folder[name] = Stored(kind, size, mtime, st_mode, ctime, ino)
+                folder = out[row[0]] = {}
+            if str in (type(row[4]), type(row[6]), type(row[7])):   # past 2262: decode
+                row = (*row[:4], dec(row[4]), row[5], dec(row[6]), dec(row[7]))
+            folder[row[1]] = new(Stored, row[2:])
         return out
 
     def records_in(self, mode: str, source: str, folder: bytes) -> dict[bytes, Stored]:

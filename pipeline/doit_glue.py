@@ -36,19 +36,21 @@ class CatalogState:
 
     def __init__(self, name: str, codec: Any, *, module_name: str | None = None):
         self.name = name
-        self.records: dict[str, dict[str, tuple]] = {}    # task -> file -> key of what is stored
+        self.records: dict[str, dict[str, Stored]] = {}   # task -> file -> what is stored
         self.stats: dict[str, os.stat_result] = {}        # file -> lstat from the walk
+        self.key = change.stored_key_function("hash")
 
     def expect(self, task: str, records: dict[str, Stored],
                stats: dict[str, os.stat_result], checker: str) -> None:
-        """The records of one folder task's files, as the checker compares them."""
-        key = change.stored_key_function(checker)
-        self.records[task] = {path: key(rec) for path, rec in records.items()}
+        """The records of one folder task's files (served as the checker compares them)."""
+        self.records[task] = records
         self.stats.update(stats)
+        self.key = change.stored_key_function(checker)
 
     # -- doit's backend interface: read from the records, never write ----------
     def get(self, task_id: str, dependency: str) -> Any:
-        return self.records.get(task_id, {}).get(dependency)
+        record = self.records.get(task_id, _EMPTY).get(dependency)
+        return None if record is None else self.key(record)
 
     def set(self, task_id: str, dependency: str, value: Any) -> None:
         pass                          # the actions wrote the catalog; doit keeps nothing
@@ -64,6 +66,9 @@ class CatalogState:
 
     def dump(self) -> None:
         pass
+
+
+_EMPTY: dict = {}
 
 
 def state() -> CatalogState | None:
