@@ -13,6 +13,7 @@ Paths are stored as bytes (BLOBs): file names need not be UTF-8.
 from __future__ import annotations
 
 import os
+import stat
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +143,12 @@ _NS_FIELDS = [i for i, f in enumerate(Row.__dataclass_fields__) if f in ("mtime_
 
 class Catalog:
     def __init__(self, path: Path, writable: bool):
+        try:
+            self._open(path, writable)
+        except sqlite3.Error as exc:      # unreadable, a folder, not a database...
+            raise SnapbackError(f"the catalog {path} cannot be opened: {exc}") from None
+
+    def _open(self, path: Path, writable: bool) -> None:
         self.path = path
         self.writable = writable
         self.conn: sqlite3.Connection | None = None
@@ -480,6 +487,15 @@ def open_catalog(meta_dir: Path, writable: bool) -> Catalog:
     empty beside a backup that holds something is an error: a new, empty one would
     start a second history beside the first and hide every earlier version."""
     path = meta_dir / "catalog.sqlite3"
+    for place, kind in ((meta_dir, stat.S_ISDIR), (path, stat.S_ISREG)):
+        try:
+            st = os.lstat(place)
+        except FileNotFoundError:
+            break
+        if not kind(st.st_mode):              # sqlite would follow a link, or open a FIFO
+            raise SnapbackError(f"{place} is not a {'folder' if kind is stat.S_ISDIR else 'file'}"
+                                " (a link, or something else): not followed, nothing was "
+                                "written")
     try:
         empty = os.lstat(path).st_size == 0
     except FileNotFoundError:

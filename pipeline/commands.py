@@ -388,7 +388,7 @@ def diff_action(plan: Plan, paths: list[str], at: str = "", against: str = "",
         print(f"binary versions of {target.label} differ ({old.time}: {len(before)} bytes, "
               f"{new.time}: {len(after)} bytes)")
         return None
-    name = os.fsencode(target.label)
+    name = os.fsencode(f"{target.source.name}/{target.rel}")  # make_diff quotes it as GNU diff
     text = _mod("textdiff").make_diff(before, after, name + b"@" + old.time.encode(),
                                       name + b"@" + new.time.encode())
     if text is None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import sys
 import time
 from pathlib import Path
 
-from .errors import LockHeld
+from .errors import LockHeld, SnapbackError
 from .store import ensure_private_dir
 
 
@@ -28,7 +29,17 @@ class Lock:
         """Take the lock (or raise LockHeld naming the holder); ``announce=False``
         writes the holder's note only at ``announce()``."""
         ensure_private_dir(self.path.parent)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:    # never through a link planted in .snapback/ (it would print and empty
+                # whatever file it points to)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+                         | os.O_NONBLOCK, 0o600)
+        except OSError as exc:
+            raise SnapbackError(f"cannot use the lock {self.path}: {exc.strerror or exc} "
+                                "(a link or something else where the lock file belongs?)"
+                                ) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise SnapbackError(f"{self.path} is not a file: the lock cannot be taken")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

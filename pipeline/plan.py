@@ -215,6 +215,26 @@ def _key_lines(node: yaml.Node, prefix: str = "", out: dict | None = None,
     return out
 
 
+def _inside(path: Path, destination: Path) -> bool:
+    """Is ``path`` the destination or below it, however either is named (symlinks, bind
+    mounts, ``..``)?  By resolved paths, and by device and inode of every folder above."""
+    real, real_dest = Path(os.path.realpath(path)), Path(os.path.realpath(destination))
+    if real == real_dest or real_dest in real.parents:
+        return True
+    try:
+        target = os.stat(destination)
+    except OSError:
+        return False                          # no destination yet: the paths said it all
+    for folder in (real, *real.parents):
+        try:
+            st = os.stat(folder)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+            return True
+    return False
+
+
 def _expand(path: str, base: Path) -> Path:
     expanded = Path(os.path.expanduser(os.path.expandvars(path)))
     return Path(os.path.abspath(base / expanded))
@@ -283,10 +303,8 @@ def check(data: Any, path: Path, lines: dict[str, int] | None = None,
         if not name or "/" in name or name in (".", ".."):
             problems.add(f"ignore_files[{index}]", f"{name!r} is not a file name")
     if destination is not None:
-        real_dest = Path(os.path.realpath(destination))      # however the plan names them
         for index, source in enumerate(sources):
-            real = Path(os.path.realpath(source.path))
-            if real == real_dest or real_dest in real.parents:
+            if _inside(source.path, destination):
                 problems.add(f"sources[{index}].path",
                              f"{source.path} is inside the destination {destination}")
     if problems.items:
@@ -371,6 +389,9 @@ def _check_patterns(key: str, patterns: tuple[str, ...], problems: _Problems) ->
 def locate(config: str | None) -> Path:
     """The plan file: ``config=FILE``, else $SNAPBACK_CONFIG (relative to where the
     user ran doit: doit itself moves to dodo.py's folder), else dodo.py's backup.yaml."""
+    if config is not None and not config.strip():
+        raise PlanError(["config= names no file (an unset variable in a cron line?): "
+                         "give the plan's path"])
     given = config or os.environ.get("SNAPBACK_CONFIG")
     if not given:
         return Path(PLAN_NAME)

@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 from doit.exceptions import BaseFail, DependencyError, TaskFailed, UnmetDependency
 
-from . import __version__, protect, run
+from . import __version__, protect, run, store
 from .errors import BUG, INVALID, LOCKED, OK, PARTIAL
 from .run import DELETED, FAILED, NEW, UPDATED, Event
 
@@ -126,7 +126,8 @@ def write_record(modes: tuple[str, ...], label: str, after=None) -> TaskFailed |
     line = json.dumps(record(current, modes, label)) + "\n"   # ASCII: odd names stay valid JSON
     log = current.meta_dir / "runs.jsonl"
     try:
-        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+                     | os.O_NONBLOCK, 0o600)
         try:
             os.write(fd, line.encode("ascii"))
             os.fsync(fd)
@@ -366,10 +367,10 @@ class Reporter:
         if current.options.report:
             from .paths import user_cwd            # doit runs in dodo.py's folder
             where = user_cwd() / os.path.expanduser(current.options.report)
-            try:
-                with open(where, "w", encoding="utf-8") as fh:
-                    json.dump(rec, fh, indent=2)
-                    fh.write("\n")
+            try:     # a new file renamed into place: a link or FIFO there is replaced, never
+                     # followed or opened (cron's --report often points into /tmp)
+                store.write_bytes(os.fsencode(where), (json.dumps(rec, indent=2) + "\n").encode(),
+                                  mode=0o644)
             except OSError as exc:
                 self._set(PARTIAL)
                 self._once(f"snapback: cannot write the report {current.options.report}: "

@@ -290,10 +290,8 @@ def _current_copy(item: Item, root: Path) -> bytes | None:
     assert row is not None
     if row.store is None or row.sha256 is None:
         return None
-    path = os.path.join(os.fsencode(root), row.store, row.name)
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+    try:         # never through a link, never from a device or FIFO
+        data = store.read_under(os.fsencode(root), os.path.join(row.store, row.name))
     except OSError:
         return None
     return data if hashlib.sha256(data).hexdigest() == row.sha256 else None

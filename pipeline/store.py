@@ -29,12 +29,15 @@ class SourceChanged(Exception):
 
 
 def ensure_private_dir(path: Path) -> None:
-    """Create ``path`` (and parents) as 0700: a backup of a home folder holds secrets."""
+    """Create ``path`` (and parents) as 0700: a backup of a home folder holds secrets.
+    One that exists must be a real folder: a link there is never followed."""
     try:
         os.makedirs(path, mode=0o700, exist_ok=False)
         os.chmod(path, 0o700)
     except FileExistsError:
-        pass
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            raise NotAFile(errno.ENOTDIR, "is not a folder (a link or a file where the "
+                           "backup keeps its own data): not followed", os.fspath(path)) from None
 
 
 def clear_staging(path: Path) -> None:

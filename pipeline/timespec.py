@@ -43,6 +43,9 @@ def parse(text: str, run_times: dict[str, float] | None = None) -> float:
         span = timedelta(minutes=1)
     else:
         span = timedelta(seconds=1)
-    if moment.tzinfo is None:
-        moment = moment.astimezone()          # local time
-    return (moment + span).timestamp() - 1e-6
+    try:
+        if moment.tzinfo is None:
+            moment = moment.astimezone()      # local time
+        return (moment + span).timestamp() - 1e-6
+    except (OverflowError, ValueError, OSError):
+        raise BadTime(f"the time {text!r} is out of range") from None

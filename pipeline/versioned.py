@@ -319,9 +319,9 @@ class History:
         """The unified diff previous -> new, or None when the version is kept whole."""
         if cst.st_size > self.max_diff or (prev.size or 0) > self.max_diff:
             return None
-        try:
-            with open(os.path.join(hist, name), "rb") as fh:
-                old = fh.read()
+        try:     # never through a link, never from a device: the backup may be tampered
+            old = store.read_under(self.root, os.path.join(os.path.relpath(hist, self.root),
+                                                            name))
         except OSError:
             return None
         if hashlib.sha256(old).hexdigest() != prev.sha256:
