@@ -36,8 +36,10 @@ def ensure_private_dir(path: Path) -> None:
         os.chmod(path, 0o700)
     except FileExistsError:
         if not stat.S_ISDIR(os.lstat(path).st_mode):
-            raise NotAFile(errno.ENOTDIR, "is not a folder (a link or a file where the "
-                           "backup keeps its own data): not followed", os.fspath(path)) from None
+            from .errors import SnapbackError
+            raise SnapbackError(f"{os.fsdecode(os.fspath(path))} is not a folder (a link or a "
+                                "file where the backup keeps its own data): not followed, "
+                                "nothing was written") from None
 
 
 def clear_staging(path: Path) -> None:

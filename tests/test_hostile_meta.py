@@ -1,0 +1,114 @@
+"""What the adversary of issues 13 and 14 found: links planted beside the catalog,
+--report into a shared folder, a tampered current copy, a bind-mounted destination,
+an empty config=, times out of range.  Each: nothing outside changes, no hang, one line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from conftest import Backup, make_tree
+
+
+@pytest.mark.parametrize("planted", ["lock", "runs.jsonl", "catalog.sqlite3"])
+def test_a_link_planted_in_snapback_is_never_followed(backup: Backup, tmp_path, planted) -> None:
+    make_tree(backup.src, {"a.txt": "a\n"})
+    backup.doit("all", check=True)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious\n")
+    place = backup.meta / planted
+    saved = place.read_bytes() if planted == "catalog.sqlite3" else None
+    place.unlink(missing_ok=True)
+    os.symlink(victim, place)
+    (backup.src / "a.txt").write_text("b\n")
+    result = backup.doit("all")
+    assert victim.read_bytes() == b"precious\n"
+    assert "precious" not in result.stdout + result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    os.unlink(place)
+    if saved is not None:
+        place.write_bytes(saved)
+    backup.doit("all", check=True)
+
+
+def test_snapback_folder_as_a_link_is_never_followed(backup: Backup, tmp_path) -> None:
+    make_tree(backup.src, {"a.txt": "a\n"})
+    backup.doit("all", check=True)
+    elsewhere = tmp_path / "elsewhere"
+    os.rename(backup.meta, elsewhere)
+    os.symlink(elsewhere, backup.meta)
+    before = sorted(os.listdir(elsewhere))
+    (backup.src / "a.txt").write_text("b\n")
+    result = backup.doit("all")
+    assert result.returncode == 1 and "not followed" in result.stderr
+    assert sorted(os.listdir(elsewhere)) == before
+
+
+def test_report_into_a_link_or_a_fifo(backup: Backup, tmp_path) -> None:
+    make_tree(backup.src, {"a.txt": "a\n"})
+    victim = tmp_path / "victim"
+    victim.write_text("secret\n")
+    report = tmp_path / "report.json"
+    os.symlink(victim, report)
+    backup.doit("all", "--report", str(report), check=True)
+    assert victim.read_text() == "secret\n"
+    assert not report.is_symlink() and '"run_id"' in report.read_text()
+    report.unlink()
+    os.mkfifo(report)
+    result = backup.doit("all", "--report", str(report), timeout=60)   # no hang
+    assert result.returncode == 0
+    assert '"run_id"' in report.read_text()
+
+
+def test_a_current_copy_turned_into_a_link_to_dev_zero(backup: Backup) -> None:
+    make_tree(backup.src, {"a.txt": "one\n"})
+    backup.doit("versioned", check=True)
+    current = backup.versions / "a.txt" / "a.txt"
+    current.unlink()
+    os.symlink("/dev/zero", current)
+    (backup.src / "a.txt").write_text("one\ntwo\n")
+    result = backup.doit("versioned", timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not current.is_symlink() and current.read_text() == "one\ntwo\n"
+    into = backup.base / "back"
+    backup.doit("restore", str(backup.src / "a.txt"), "--to", str(into), check=True, timeout=60)
+    assert (into / "a.txt").read_text() == "one\ntwo\n"
+
+
+def test_a_source_that_is_the_destination_through_a_bind_mount_is_refused(backup: Backup
+                                                                         ) -> None:
+    home = backup.base / "home"
+    make_tree(home, {"a.txt": "a\n"})
+    other = backup.base / "bindm"
+    other.mkdir()
+    mounted = subprocess.run(["mount", "--bind", str(home), str(other)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {mounted.stderr.decode().strip()}")
+    try:
+        backup.src, backup.dest = home, other
+        backup.write_plan()
+        result = backup.doit("all")
+        assert result.returncode == 2 and "is inside the destination" in result.stderr
+        assert sorted(os.listdir(home)) == ["a.txt"]
+    finally:
+        subprocess.run(["umount", str(other)], check=True)
+
+
+def test_an_empty_config_is_refused(backup: Backup) -> None:
+    from conftest import DODO, DOIT
+    result = subprocess.run([*DOIT, "-f", str(DODO), "snapshot", "config="], capture_output=True,
+                            text=True, cwd=backup.base, timeout=60)
+    assert result.returncode == 2
+    assert "config= names no file" in result.stderr
+
+
+@pytest.mark.parametrize("when", ["9999-12-31", "0001-01-01", "9999-12-31T23:59:59-12:00"])
+def test_a_time_out_of_range_is_one_line(backup: Backup, when: str) -> None:
+    make_tree(backup.src, {"a.txt": "a\n"})
+    backup.doit("versioned", check=True)
+    result = backup.doit("restore", str(backup.src / "a.txt"), "--at", when)
+    assert result.returncode == 2
+    assert "out of range" in result.stderr and "Traceback" not in result.stderr
