@@ -220,8 +220,13 @@ def _expand(path: str, base: Path) -> Path:
     return Path(os.path.abspath(base / expanded))
 
 
-def load(file: str | os.PathLike) -> Plan:
-    """Read, check and freeze the plan; raise PlanError listing every problem."""
+def load(file: str | os.PathLike, backup: bool = True) -> Plan:
+    """Read, check and freeze the plan; raise PlanError listing every problem.
+
+    ``backup``: also check what a backup run needs (each source exists and is a
+    readable folder).  The recovery commands (history, restore, diff, verify,
+    sync, prune...) read only the backup: a source folder that is gone is no
+    reason to refuse them, it is when they are needed most."""
     path = Path(os.path.abspath(file))
     try:
         if path.stat().st_size > MAX_PLAN_BYTES:
@@ -242,10 +247,11 @@ def load(file: str | os.PathLike) -> Plan:
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise PlanError([f"{where}: not valid YAML: {problem}"]) from None
-    return check(data, path, lines)
+    return check(data, path, lines, backup)
 
 
-def check(data: Any, path: Path, lines: dict[str, int] | None = None) -> Plan:
+def check(data: Any, path: Path, lines: dict[str, int] | None = None,
+          backup: bool = True) -> Plan:
     """Turn parsed YAML into a Plan, or raise PlanError with every problem."""
     problems = _Problems(path, lines or {})
     if not isinstance(data, dict):
@@ -261,7 +267,7 @@ def check(data: Any, path: Path, lines: dict[str, int] | None = None) -> Plan:
         destination = _expand(top["destination"], base)
         if destination.exists() and not destination.is_dir():
             problems.add("destination", f"{destination} exists and is not a folder")
-    sources = _read_sources(top["sources"], base, problems)
+    sources = _read_sources(top["sources"], base, problems, backup)
     modes = {}
     for mode, schema in MODES.items():
         modes[mode] = _read_section(top[mode] or {}, schema, f"{mode}.", problems)
@@ -301,7 +307,8 @@ def check(data: Any, path: Path, lines: dict[str, int] | None = None) -> Plan:
     )
 
 
-def _read_sources(raw: Any, base: Path, problems: _Problems) -> list[Source]:
+def _read_sources(raw: Any, base: Path, problems: _Problems, backup: bool = True
+                  ) -> list[Source]:
     if raw is None:
         problems.add("sources", "missing: which folders should be backed up?")
         return []
@@ -322,14 +329,9 @@ def _read_sources(raw: Any, base: Path, problems: _Problems) -> list[Source]:
                 problems.add(f"{key}.path", "missing: the folder to back up")
             continue
         folder = _expand(fields["path"], base)
-        if not folder.exists():
-            problems.add(f"{key}.path", f"{folder} does not exist")
-            continue
-        if not folder.is_dir():
-            problems.add(f"{key}.path", f"{folder} is not a folder")
-            continue
-        if not os.access(folder, os.R_OK | os.X_OK):
-            problems.add(f"{key}.path", f"{folder} is not readable")
+        problem = _source_problem(folder) if backup else None
+        if problem:
+            problems.add(f"{key}.path", problem)
             continue
         name = fields["name"] or folder.name or "root"
         if name in (".", "..") or "/" in name or "\0" in name or name.startswith(".snapback"):
@@ -345,6 +347,17 @@ def _read_sources(raw: Any, base: Path, problems: _Problems) -> list[Source]:
         names[name] = index
         sources.append(Source(path=folder, name=name))
     return sources
+
+
+def _source_problem(folder: Path) -> str | None:
+    """What keeps a backup run from reading a source folder (None: nothing)."""
+    if not folder.exists():
+        return f"{folder} does not exist"
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    if not os.access(folder, os.R_OK | os.X_OK):
+        return f"{folder} is not readable"
+    return None
 
 
 def _check_patterns(key: str, patterns: tuple[str, ...], problems: _Problems) -> None:

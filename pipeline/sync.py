@@ -4,6 +4,13 @@ The mirror is synced (deletions propagate: it is a mirror); the versioned
 history and the catalog are copied and never deleted on the remote; the lock,
 doit's state and the staging folder are never sent.  rclone does all the
 talking to Google Drive, S3, SFTP, WebDAV...: nothing here speaks a protocol.
+
+Everything a restore needs is sent: symlinks as rclone does it (``--links``: a
+``<name>.rclonelink`` file holding the target, on any remote), empty folders
+(``--create-empty-src-dirs``) and, where the remote keeps them, modes
+(``--metadata``: a 0600 secret stays 0600 on a local or SFTP remote).  What the
+remote cannot hold is said in one line; ``doit fetch`` (``offsite.py``) puts it
+back from the catalog.
 """
 
 from __future__ import annotations
@@ -48,11 +55,22 @@ def rclone() -> str:
     return found
 
 
-def steps(plan: Plan) -> list[Step]:
+# Sent with every transfer: symlinks as .rclonelink files, empty folders, and the
+# modes and times where the remote keeps metadata.
+CARRY = ["--links", "--create-empty-src-dirs", "--metadata"]
+
+
+def remote_root(plan: Plan) -> str:
+    """The plan's remote, without a trailing slash (or a one-line error)."""
     if not plan.remote_target:
-        raise SnapbackError("the plan has no remote: add `remote: {target: gdrive:backups}` "
-                            "(any rclone remote; see README, Off-site copies)")
-    target = plan.remote_target.rstrip("/")
+        from .offsite import OffsiteUsage
+        raise OffsiteUsage("the plan has no remote: add `remote: {target: gdrive:backups}` "
+                           "(any rclone remote; see README, Off-site copies)")
+    return plan.remote_target.rstrip("/") or plan.remote_target
+
+
+def steps(plan: Plan) -> list[Step]:
+    target = remote_root(plan)
     excludes = [arg for pattern in NEVER_SENT for arg in ("--exclude", pattern)]
     out = [Step("mirror", "sync", plan.destination / "system_snapshot", f"{target}/system_snapshot"),
            Step("history", "copy", plan.destination / "versioned_backup",
@@ -63,11 +81,15 @@ def steps(plan: Plan) -> list[Step]:
 
 def run_step(binary: str, step: Step, dry_run: bool) -> None:
     cmd = [binary, step.verb, str(step.local), step.remote, "-v", "--stats", "0",
-           "--exclude", ".~snapback-*.tmp", *step.extra]
+           "--exclude", ".~snapback-*.tmp", *CARRY, *step.extra]
     if dry_run:
         cmd.append("--dry-run")
+    progress = os.isatty(1) and not dry_run      # rclone's own display, never in cron
+    if progress:
+        cmd.append("--progress")
     try:
-        result = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
+        result = subprocess.run(cmd, stdout=None if progress else subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, errors="replace",
                                 timeout=24 * 3600)
     except OSError as exc:
         raise SnapbackError(f"cannot run rclone ({binary}): {exc.strerror or exc}") from None
@@ -101,6 +123,27 @@ def sync(plan: Plan, dry_run: bool) -> list[Step]:
     for step in todo:
         run_step(binary, step, dry_run)
     return todo
+
+
+def cannot_hold(plan: Plan) -> str | None:
+    """One line saying what the remote cannot hold (and where it comes back from), or
+    None when it holds everything: asked of rclone (``rclone backend features``)."""
+    from .offsite import features
+    found = features(remote_root(plan))
+    if not found:
+        return None
+    lacks = []
+    system = (found.get("MetadataInfo") or {}).get("System") or {}
+    if "mode" not in system:
+        lacks.append("file modes")
+    if found.get("Name") != "local" and found.get("Features", {}).get("IsLocal") is not True:
+        lacks.append("symlinks (sent as .rclonelink files)")
+    if not (found.get("Features") or {}).get("CanHaveEmptyDirectories", True):
+        lacks.append("empty folders")
+    if not lacks:
+        return None
+    return (f"note: {remote_root(plan)} does not keep {', '.join(lacks)}: the catalog "
+            "records them and doit fetch puts them back")
 
 
 def describe(done: list[Step], dry_run: bool, verbose: bool) -> list[str]:
