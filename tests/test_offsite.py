@@ -168,10 +168,14 @@ def test_the_machine_is_lost_and_everything_comes_back(backup: Backup, remote) -
     assert b.doit("check", env=env).returncode == 0
 
     # a byte flipped on the remote is found, and named
-    files = _stored_files(store)
-    victim = next(p for p in files if "catalog" not in str(p) and "runs.jsonl" not in str(p)
-                  and p.stat().st_size > 40) if kind == "crypt" else \
-        next(p for p in files if p.name == "bin.dat" and "system_snapshot" in str(p))
+    if kind == "crypt":                    # its name on the remote is encrypted
+        name = subprocess.run([rclone(), "cryptdecode", "--reverse", "snapsafe:",
+                               "backups/system_snapshot/src/bin.dat"], capture_output=True,
+                              text=True, env={**os.environ, **env}, check=True).stdout
+        victim = store / "encrypted" / name.split()[-1]
+    else:
+        victim = next(p for p in _stored_files(store)
+                      if p.name == "bin.dat" and "system_snapshot" in str(p))
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0x01
     victim.write_bytes(bytes(data))
@@ -179,8 +183,7 @@ def test_the_machine_is_lost_and_everything_comes_back(backup: Backup, remote) -
     assert damaged.returncode == 1, damaged.stdout + damaged.stderr
     problems = [line for line in damaged.stdout.splitlines() if line.startswith("damaged")]
     assert len(problems) == 1, damaged.stdout
-    if kind != "crypt":                     # crypt names are encrypted on the remote
-        assert "system_snapshot/src/bin.dat" in problems[0]
+    assert "system_snapshot/src/bin.dat" in problems[0]
     assert "Traceback" not in damaged.stderr
 
 
