@@ -34,7 +34,7 @@ from .errors import SnapbackError
 from .lock import Lock
 from .plan import Plan
 from .store import make_destination
-from .sync import NEVER_SENT, _rclone_error, rclone, remote_root
+from .sync import NEVER_SENT, _rclone_error, rclone, remote_path, remote_root, run_rclone
 
 AREAS = ("system_snapshot", "versioned_backup", ".snapback")
 LINK_SUFFIX = ".rclonelink"
@@ -50,19 +50,12 @@ class OffsiteUsage(SnapbackError):
 
 def _run(args: list[str], what: str, progress: bool = False,
          ok_codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
-    """Run rclone; a failure is one line in rclone's words."""
-    binary = rclone()
-    if progress:
-        args = [*args, "--progress"]
-    try:
-        result = subprocess.run([binary, *args], stdout=None if progress else subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, errors="surrogateescape",
-                                timeout=24 * 3600)
-    except OSError as exc:
-        raise SnapbackError(f"cannot run rclone ({binary}): {exc.strerror or exc}") from None
-    if result.returncode not in ok_codes:
-        raise SnapbackError(f"{what} failed: {_rclone_error(result.stderr)}")
-    return result
+    """Run rclone; a failure is one line in rclone's words.  ``stderr`` of the result
+    holds rclone's log (also when its progress went to the terminal)."""
+    code, log, out = run_rclone(rclone(), args, progress)
+    if code not in ok_codes:
+        raise SnapbackError(f"{what} failed: {_rclone_error(log)}")
+    return subprocess.CompletedProcess(args, code, out, log)
 
 
 def on_terminal() -> bool:
@@ -89,8 +82,8 @@ def fetch(plan: Plan, force: bool) -> Fetched:
         raise OffsiteUsage(f"{plan.destination} already holds a backup (its catalog "
                            f"{catalog_path} exists): fetch would replace it; move it aside, "
                            "or use doit fetch --force to make it the remote's copy")
-    listing = _run(["lsjson", f"{target}/.snapback", "--files-only"],
-                   f"reading {target}/.snapback", ok_codes=(0, 3))
+    listing = _run(["lsjson", remote_path(target, ".snapback"), "--files-only"],
+                   f"reading {remote_path(target, '.snapback')}", ok_codes=(0, 3))
     names = {e["Name"] for e in json.loads(listing.stdout or "[]")} if listing.returncode == 0 \
         else set()
     if "catalog.sqlite3" not in names:
@@ -110,9 +103,10 @@ def fetch(plan: Plan, force: bool) -> Fetched:
         for area, verb, extra in (("system_snapshot", "sync" if force else "copy", excludes),
                                   ("versioned_backup", "copy", excludes),
                                   (".snapback", "copy", meta_excludes)):
-            result = _run([verb, f"{target}/{area}", str(plan.destination / area), "--links",
-                           "--create-empty-src-dirs", "-v", "--stats", "0", *extra],
-                          f"fetching {target}/{area}", progress=progress, ok_codes=(0, 3))
+            result = _run([verb, remote_path(target, area), str(plan.destination / area),
+                           "--links", "--create-empty-src-dirs", "-v", *extra],
+                          f"fetching {remote_path(target, area)}", progress=progress,
+                          ok_codes=(0, 3))
             out.files[area] = result.stderr.count(": Copied (")
         for sub in (plan.destination / "versioned_backup", plan.destination / "system_snapshot"):
             sub.mkdir(mode=0o700, exist_ok=True)

@@ -69,39 +69,66 @@ def remote_root(plan: Plan) -> str:
     return plan.remote_target.rstrip("/") or plan.remote_target
 
 
+def remote_path(target: str, area: str) -> str:
+    """``area`` below the remote's folder (``gdrive:`` alone is the remote's root)."""
+    return f"{target}{'' if target.endswith(':') else '/'}{area}"
+
+
 def steps(plan: Plan) -> list[Step]:
     target = remote_root(plan)
     excludes = [arg for pattern in NEVER_SENT for arg in ("--exclude", pattern)]
-    out = [Step("mirror", "sync", plan.destination / "system_snapshot", f"{target}/system_snapshot"),
+    out = [Step("mirror", "sync", plan.destination / "system_snapshot", remote_path(target, "system_snapshot")),
            Step("history", "copy", plan.destination / "versioned_backup",
-                f"{target}/versioned_backup"),
-           Step("metadata", "copy", plan.meta_dir, f"{target}/.snapback", excludes)]
+                remote_path(target, "versioned_backup")),
+           Step("metadata", "copy", plan.meta_dir, remote_path(target, ".snapback"), excludes)]
     return [s for s in out if s.local.is_dir()]
 
 
-def run_step(binary: str, step: Step, dry_run: bool) -> None:
-    cmd = [binary, step.verb, str(step.local), step.remote, "-v", "--stats", "0",
-           "--exclude", ".~snapback-*.tmp", *CARRY, *step.extra]
-    if dry_run:
-        cmd.append("--dry-run")
-    progress = os.isatty(1) and not dry_run      # rclone's own display, never in cron
-    if progress:
-        cmd.append("--progress")
+def run_rclone(binary: str, args: list[str], progress: bool) -> tuple[int, str, str]:
+    """Run rclone: (exit status, its log, its standard output).  With ``progress`` (a
+    terminal, never cron) rclone draws its own progress and summary on the terminal
+    and writes its log to a file, read back here; else its log is its stderr."""
+    import tempfile
+    cmd = [binary, *args]
+    if not progress:
+        cmd += ["--stats", "0"]
+    log = None
     try:
+        if progress:
+            fd, log = tempfile.mkstemp(prefix="snapback-rclone-", suffix=".log")
+            os.close(fd)
+            cmd += ["--progress", "--stats", "1s", "--log-file", log]
         result = subprocess.run(cmd, stdout=None if progress else subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, errors="replace",
+                                stderr=subprocess.PIPE, text=True, errors="surrogateescape",
                                 timeout=24 * 3600)
+        text = result.stderr
+        if log is not None:
+            with open(log, encoding="utf-8", errors="surrogateescape") as fh:
+                text = fh.read() + text
     except OSError as exc:
         raise SnapbackError(f"cannot run rclone ({binary}): {exc.strerror or exc}") from None
-    for line in result.stderr.splitlines():
+    finally:
+        if log is not None:
+            os.unlink(log)
+    return result.returncode, text, result.stdout or ""
+
+
+def run_step(binary: str, step: Step, dry_run: bool) -> None:
+    args = [step.verb, str(step.local), step.remote, "-v", "--exclude", ".~snapback-*.tmp",
+            *CARRY, *step.extra]
+    if dry_run:
+        args.append("--dry-run")
+    progress = os.isatty(1) and not dry_run      # rclone's own display, never in cron
+    code, log, _out = run_rclone(binary, args, progress)
+    for line in log.splitlines():
         match = _LINE.search(line)
         if not match:
             continue
         deleted = match.group("what") == "Deleted" or match.group("skipped") == "delete"
         (step.deleted if deleted else step.sent).append(match.group("path"))
-    if result.returncode != 0:
+    if code != 0:
         raise SnapbackError(f"sync of the {step.name} to {step.remote} failed: "
-                            f"{_rclone_error(result.stderr)}")
+                            f"{_rclone_error(log)}")
 
 
 def _rclone_error(stderr: str) -> str:
