@@ -146,25 +146,34 @@ def test_the_machine_is_lost_and_everything_comes_back(backup: Backup, remote) -
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "0 problem(s)" in clean.stdout
 
-    # the machine is lost: the backup and the sources are gone
+    # the machine is lost: the backup and the sources are gone.  README, "Getting
+    # everything back after losing the machine", step by step: (1) snapback and rclone
+    # are installed (this venv); (2) the remote is configured (``env``); (3) the plan is
+    # back, pointing at a new destination, its sources gone;
     shutil.rmtree(b.dest)
     shutil.rmtree(b.src)
+    b.dest = b.base / "new-laptop" / "backups"
+    b.write_plan(remote={"target": target})
+    # (4) doit fetch
     fetched = b.doit("fetch", env=env)
     assert fetched.returncode == 0, fetched.stdout + fetched.stderr
     assert "doit verify --deep" in fetched.stdout
     assert os.stat(b.dest).st_mode & 0o777 == 0o700
     assert os.stat(b.meta / "catalog.sqlite3").st_mode & 0o777 == 0o600
+    # (5) doit verify --deep
     deep = b.doit("verify", "--deep", env=env)
     assert deep.returncode == 0, deep.stdout + deep.stderr
     assert "0 problem(s)" in deep.stdout
     assert tree(b.mirror, with_mtime=True) == mirror          # bytes, modes, mtimes, links
     assert {k: v[:2] for k, v in tree(b.versions).items()} == \
         {k: v[:2] for k, v in history.items()}                 # every stored object and link
+    # (6) doit restore, at every run
     assert _restore_each_run(b, runs, b.base / "after", env) == expected
     latest = b.doit("restore", "src", "--from", "snapshot", "--to", str(b.base / "snap"), env=env)
     assert latest.returncode == 0, latest.stderr
     assert tree(b.base / "snap") == {k: v[:3] if v[0] != "link" else v[:2]
                                     for k, v in expected[runs[2]].items()}
+    # (7) doit check
     assert b.doit("check", env=env).returncode == 0
 
     # a byte flipped on the remote is found, and named
