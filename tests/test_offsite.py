@@ -140,6 +140,11 @@ def test_the_machine_is_lost_and_everything_comes_back(backup: Backup, remote) -
     notes = [line for line in sent.stdout.splitlines() if line.startswith("note:")]
     if kind == "local":
         assert notes == []                                     # it keeps modes and symlinks
+        on_remote = store / "backups"
+        assert (on_remote / ".snapback" / "catalog.sqlite3").stat().st_mode & 0o777 == 0o600
+        assert (on_remote / "system_snapshot" / "src" / "secret.txt").stat().st_mode & 0o777 \
+            == 0o600
+        assert os.readlink(on_remote / "system_snapshot" / "src" / "link") == "secret.txt"
     else:
         assert len(notes) == 1 and "file modes" in notes[0] and "symlinks" in notes[0], sent.stdout
     clean = b.doit("check", env=env)
