@@ -94,6 +94,10 @@ def fetch(plan: Plan, force: bool) -> Fetched:
     lock = Lock(plan.meta_dir / "lock")
     lock.acquire(note="doit fetch")
     try:
+        for suffix in ("-wal", "-shm", "-journal"):     # --force: a WAL left beside the old
+            stale = plan.meta_dir / f"catalog.sqlite3{suffix}"   # catalog must never be
+            if os.path.lexists(stale):                           # replayed onto the new one
+                os.unlink(stale)
         out = Fetched(files={})
         excludes = ["--exclude", ".~snapback-*.tmp"]
         meta_excludes = [arg for p in NEVER_SENT for arg in ("--exclude", p)]

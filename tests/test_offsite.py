@@ -291,3 +291,26 @@ def test_fetch_and_check_are_listed_and_described(backup: Backup) -> None:
     assert "check" in listing.stdout and "compare the remote with the catalog" in listing.stdout
     helped = backup.doit("help", "fetch")
     assert "--force" in helped.stdout and "bring the backup back" in helped.stdout
+
+
+def test_what_the_remote_lost_the_catalog_puts_back(backup: Backup, tmp_path: Path) -> None:
+    """A remote without empty folders (S3, B2) or symlinks: fetch makes them from the
+    catalog, with their modes."""
+    _rclone_or_skip()
+    env = {"RCLONE_CONFIG": str(tmp_path / "no-rclone.conf"),
+           "RCLONE_CONFIG_SNAPLOCAL_TYPE": "local"}
+    root = tmp_path / "remote"
+    backup.write_plan(remote={"target": f"snaplocal:{root}"})
+    make_tree(backup.src, {"a.txt": "a\n", "empty": {}, "l": Link("a.txt")})
+    os.chmod(backup.src / "empty", 0o705)
+    backup.doit("all", check=True)
+    assert backup.doit("sync", env=env).returncode == 0
+    mirror, history = tree(backup.mirror), tree(backup.versions)
+    (root / "system_snapshot" / "src" / "empty").rmdir()
+    os.unlink(root / "versioned_backup" / "src" / "l" / "l")
+    shutil.rmtree(backup.dest)
+    fetched = backup.doit("fetch", env=env)
+    assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+    assert "1 symlink(s), 1 empty folder(s) put back" in fetched.stdout
+    assert tree(backup.mirror) == mirror and tree(backup.versions) == history
+    assert backup.doit("verify", "--deep").returncode == 0
