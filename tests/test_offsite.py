@@ -314,3 +314,9 @@ def test_what_the_remote_lost_the_catalog_puts_back(backup: Backup, tmp_path: Pa
     assert "1 symlink(s), 1 empty folder(s) put back" in fetched.stdout
     assert tree(backup.mirror) == mirror and tree(backup.versions) == history
     assert backup.doit("verify", "--deep").returncode == 0
+    carry_on = backup.doit("all")                          # README checklist, step 7
+    assert carry_on.returncode == 0, carry_on.stdout + carry_on.stderr
+    assert " 0 new, 0 updated, 0 deleted, 0 failed" in carry_on.stdout, carry_on.stdout
+    assert tree(backup.mirror) == mirror
+    assert backup.doit("sync", env=env).returncode == 0
+    assert backup.doit("check", env=env).returncode == 0
