@@ -33,6 +33,9 @@ _LINE = re.compile(r"(?:INFO|NOTICE)\s*:\s*(?P<path>.+?): (?P<what>Copied \(new\
                    r"Skipped (?P<skipped>copy|delete|update modification time) as --dry-run is set.*)$")
 
 
+_NOT_UTF8 = re.compile(r'Replacing invalid UTF-8 characters in "(.*)"$')
+
+
 @dataclass
 class Step:
     name: str
@@ -42,6 +45,7 @@ class Step:
     extra: list[str] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    altered: set[str] = field(default_factory=set)      # names rclone could not keep
 
 
 def rclone() -> str:
@@ -121,6 +125,9 @@ def run_step(binary: str, step: Step, dry_run: bool) -> None:
     progress = os.isatty(1) and not dry_run      # rclone's own display, never in cron
     code, log, _out = run_rclone(binary, args, progress)
     for line in log.splitlines():
+        bad = _NOT_UTF8.search(line)
+        if bad:
+            step.altered.add(bad.group(1))
         match = _LINE.search(line)
         if not match:
             continue
@@ -183,4 +190,9 @@ def describe(done: list[Step], dry_run: bool, verbose: bool) -> list[str]:
                                                           if s.verb == "sync" else "")
                         for s in done)
     lines.append(f"sync{' (dry run)' if dry_run else ''}: {summary}")
+    altered = sorted({name for s in done for name in s.altered})
+    if altered:
+        lines.append(f"note: {len(altered)} name(s) are not UTF-8 (first: {altered[0]}): rclone "
+                     "stores them with U+FFFD for the bad bytes (a local disk excepted), so "
+                     "they may not come back under their own name; doit check lists them")
     return lines

@@ -320,3 +320,17 @@ def test_what_the_remote_lost_the_catalog_puts_back(backup: Backup, tmp_path: Pa
     assert tree(backup.mirror) == mirror
     assert backup.doit("sync", env=env).returncode == 0
     assert backup.doit("check", env=env).returncode == 0
+
+
+def test_a_name_rclone_cannot_keep_is_said_never_silent(backup: Backup, tmp_path: Path) -> None:
+    _rclone_or_skip()
+    env = {"RCLONE_CONFIG": str(tmp_path / "no-rclone.conf"),
+           "RCLONE_CONFIG_SNAPLOCAL_TYPE": "local"}
+    backup.write_plan(remote={"target": f"snaplocal:{tmp_path / 'remote'}"})
+    make_tree(backup.src, {"ok.txt": "a\n"})
+    (backup.src / os.fsdecode(b"latin1-\xe9\xff.txt")).write_bytes(b"x")
+    backup.doit("snapshot", check=True)
+    sent = backup.doit("sync", env=env)
+    assert sent.returncode == 0, sent.stderr
+    notes = [line for line in sent.stdout.splitlines() if "not UTF-8" in line]
+    assert len(notes) == 1 and "latin1-" in notes[0], sent.stdout
