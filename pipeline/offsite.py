@@ -156,11 +156,10 @@ def _lstat(path: bytes) -> os.stat_result | None:
 
 def _mirror_back(root: Path, catalog: Catalog, out: Fetched) -> None:
     """The mirror as the catalog records it: folders (empty ones too), modes, mtimes."""
-    assert catalog.conn is not None and out.problems is not None
-    rows = list(catalog.conn.execute(
-        "select source, dir, name, kind, mode, mtime_ns from mirror"))
+    assert out.problems is not None
+    rows = catalog.mirror_entries()
     folders = []
-    for source, folder, name, kind, mode, mtime in rows:
+    for source, folder, name, kind, _size, _sha, mode, mtime in rows:
         path = _entry(root, source, folder, name)
         st = _lstat(path)
         if kind == "dir":
@@ -192,9 +191,7 @@ def _mirror_back(root: Path, catalog: Catalog, out: Fetched) -> None:
         _set_times(path, mtime)
 
 
-def _set_times(path: bytes, mtime_ns: int | str | None, follow: bool = True) -> None:
-    if isinstance(mtime_ns, str):            # the catalog's text form of a huge time
-        mtime_ns = int(mtime_ns[1:])
+def _set_times(path: bytes, mtime_ns: int | None, follow: bool = True) -> None:
     if mtime_ns is None:
         return
     try:
@@ -275,9 +272,9 @@ def expected(destination: Path, catalog: Catalog) -> dict[str, Want]:
     """Every file the remote must hold, by its path there, with what the catalog says
     of it (a symlink is its ``.rclonelink`` file: the target's bytes)."""
     out: dict[str, Want] = {}
-    assert catalog.conn is not None
-    for source, folder, name, kind, size, sha in catalog.conn.execute(
-            "select source, dir, name, kind, size, sha256 from mirror where kind != 'dir'"):
+    for source, folder, name, kind, size, sha, _mode, _mtime in catalog.mirror_entries():
+        if kind == "dir":
+            continue
         rel = os.fsdecode(folder + b"/" + name if folder else name)
         if kind == "link":
             local = destination / "system_snapshot" / source / rel
