@@ -176,8 +176,8 @@ def cannot_hold(plan: Plan) -> str | None:
         lacks.append("empty folders")
     if not lacks:
         return None
-    return (f"note: {remote_root(plan)} does not keep {', '.join(lacks)}: the catalog "
-            "records them and doit fetch puts them back")
+    return (f"note: {remote_root(plan)} does not keep {', '.join(lacks)}: doit fetch puts "
+            "them back (modes and empty folders from the catalog)")
 
 
 def describe(done: list[Step], dry_run: bool, verbose: bool) -> list[str]:
