@@ -46,6 +46,16 @@ def task_sync():
     return commands.task("sync", PLAN, task_sync.__doc__)
 
 
+def task_fetch():
+    """bring the backup back from the plan's remote into its destination: fetch [--force]"""
+    return commands.task("fetch", PLAN, task_fetch.__doc__)
+
+
+def task_check():
+    """compare the remote with the catalog (sizes, sha256): check; exit 1 on any problem"""
+    return commands.task("check", PLAN, task_check.__doc__)
+
+
 def task_protect():
     """make the backup read-only (backup runs still update it)"""
     return commands.task("protect", PLAN, task_protect.__doc__)

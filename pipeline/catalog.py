@@ -481,6 +481,15 @@ class Catalog:
     def all_rows(self) -> list[Row]:
         return self._rows(f"select {COLUMNS} from versions order by id", ())
 
+    def mirror_entries(self) -> list[tuple]:
+        """Every entry of the mirror, files, links and folders (issue 15: fetch and check):
+        (source, dir, name, kind, size, sha256, mode, mtime_ns)."""
+        if self.conn is None:
+            return []
+        return [(src, d, n, kind, size, sha, mode, dec(mtime)) for src, d, n, kind, size, sha,
+                mode, mtime in self.conn.execute("select source, dir, name, kind, size, sha256, "
+                                                 "mode, mtime_ns from mirror")]
+
 
 def open_catalog(meta_dir: Path, writable: bool) -> Catalog:
     """The catalog of the backup at ``meta_dir``'s parent.  A catalog that is missing or

@@ -89,6 +89,8 @@ COMMAND_OPTIONS: dict[str, list[str]] = {
     "unprotect": [*COMMON],
     "explain": ["tree", *COMMON],
     "prune": [*PRUNE_OPTIONS, *COMMON],
+    "fetch": ["force", *COMMON],
+    "check": [*COMMON],
 }
 
 
@@ -128,7 +130,8 @@ def task(name: str, plan: Plan, doc: str) -> dict:
     action = {"history": history_action, "restore": restore_action,
               "diff": diff_action, "verify": verify_action, "sync": sync_action,
               "protect": protect_action, "unprotect": unprotect_action,
-              "explain": explain_action, "prune": prune_action}[name]
+              "explain": explain_action, "prune": prune_action,
+              "fetch": _offsite("fetch_action"), "check": _offsite("check_action")}[name]
     options = COMMAND_OPTIONS[name]
     return {
         "actions": [(_guard, [action, plan, options])],
@@ -147,6 +150,13 @@ def say(text: str) -> None:
     """A confirmation line (``restored ...``), left out with --quiet."""
     if not QUIET:
         print(text)
+
+
+def _offsite(name: str):
+    """fetch and check live in pipeline/offsite.py (imported when they run)."""
+    def action(*args: Any, **kwargs: Any) -> Any:
+        return getattr(_mod("offsite"), name)(*args, **kwargs)
+    return action
 
 
 def _guard(action, plan: Plan, options: list[str], words: list[str], **given: Any):
@@ -457,6 +467,9 @@ def sync_action(plan: Plan, paths: list[str], dry_run: bool = False,
     with reading(plan, "sync"):
         done = _mod("sync").sync(plan, dry_run)
     say("\n".join(_mod("sync").describe(done, dry_run, verbose)))
+    note = _mod("sync").cannot_hold(plan)          # what the remote cannot hold: one line
+    if note:
+        print(note)
     return None
 
 

@@ -4,6 +4,13 @@ The mirror is synced (deletions propagate: it is a mirror); the versioned
 history and the catalog are copied and never deleted on the remote; the lock,
 doit's state and the staging folder are never sent.  rclone does all the
 talking to Google Drive, S3, SFTP, WebDAV...: nothing here speaks a protocol.
+
+Everything a restore needs is sent: symlinks as rclone does it (``--links``: a
+``<name>.rclonelink`` file holding the target, on any remote), empty folders
+(``--create-empty-src-dirs``) and, where the remote keeps them, modes
+(``--metadata``: a 0600 secret stays 0600 on a local or SFTP remote).  What the
+remote cannot hold is said in one line; ``doit fetch`` (``offsite.py``) puts it
+back from the catalog.
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ _LINE = re.compile(r"(?:INFO|NOTICE)\s*:\s*(?P<path>.+?): (?P<what>Copied \(new\
                    r"Skipped (?P<skipped>copy|delete|update modification time) as --dry-run is set.*)$")
 
 
+_NOT_UTF8 = re.compile(r'Replacing invalid UTF-8 characters in "(.*)"$')
+
+
 @dataclass
 class Step:
     name: str
@@ -35,6 +45,7 @@ class Step:
     extra: list[str] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    altered: set[str] = field(default_factory=set)      # names rclone could not keep
 
 
 def rclone() -> str:
@@ -48,38 +59,82 @@ def rclone() -> str:
     return found
 
 
-def steps(plan: Plan) -> list[Step]:
+# Sent with every transfer: symlinks as .rclonelink files, empty folders, and the
+# modes and times where the remote keeps metadata.
+CARRY = ["--links", "--create-empty-src-dirs", "--metadata"]
+
+
+def remote_root(plan: Plan) -> str:
+    """The plan's remote, without a trailing slash (or a one-line error)."""
     if not plan.remote_target:
         raise UsageError("the plan has no remote: add `remote: {target: gdrive:backups}` "
-                            "(any rclone remote; see README, Off-site copies)")
-    target = plan.remote_target.rstrip("/")
+                         "(any rclone remote; see README, Off-site copies)")
+    return plan.remote_target.rstrip("/") or plan.remote_target
+
+
+def remote_path(target: str, area: str) -> str:
+    """``area`` below the remote's folder (``gdrive:`` alone is the remote's root)."""
+    return f"{target}{'' if target.endswith(':') else '/'}{area}"
+
+
+def steps(plan: Plan) -> list[Step]:
+    target = remote_root(plan)
     excludes = [arg for pattern in NEVER_SENT for arg in ("--exclude", pattern)]
-    out = [Step("mirror", "sync", plan.destination / "system_snapshot", f"{target}/system_snapshot"),
+    out = [Step("mirror", "sync", plan.destination / "system_snapshot", remote_path(target, "system_snapshot")),
            Step("history", "copy", plan.destination / "versioned_backup",
-                f"{target}/versioned_backup"),
-           Step("metadata", "copy", plan.meta_dir, f"{target}/.snapback", excludes)]
+                remote_path(target, "versioned_backup")),
+           Step("metadata", "copy", plan.meta_dir, remote_path(target, ".snapback"), excludes)]
     return [s for s in out if s.local.is_dir()]
 
 
-def run_step(binary: str, step: Step, dry_run: bool) -> None:
-    cmd = [binary, step.verb, str(step.local), step.remote, "-v", "--stats", "0",
-           "--exclude", ".~snapback-*.tmp", *step.extra]
-    if dry_run:
-        cmd.append("--dry-run")
+def run_rclone(binary: str, args: list[str], progress: bool) -> tuple[int, str, str]:
+    """Run rclone: (exit status, its log, its standard output).  With ``progress`` (a
+    terminal, never cron) rclone draws its own progress and summary on the terminal
+    and writes its log to a file, read back here; else its log is its stderr."""
+    import tempfile
+    cmd = [binary, *args]
+    if not progress:
+        cmd += ["--stats", "0"]
+    log = None
     try:
-        result = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
+        if progress:
+            fd, log = tempfile.mkstemp(prefix="snapback-rclone-", suffix=".log")
+            os.close(fd)
+            cmd += ["--progress", "--stats", "1s", "--log-file", log]
+        result = subprocess.run(cmd, stdout=None if progress else subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, errors="surrogateescape",
                                 timeout=24 * 3600)
+        text = result.stderr
+        if log is not None:
+            with open(log, encoding="utf-8", errors="surrogateescape") as fh:
+                text = fh.read() + text
     except OSError as exc:
         raise SnapbackError(f"cannot run rclone ({binary}): {exc.strerror or exc}") from None
-    for line in result.stderr.splitlines():
+    finally:
+        if log is not None:
+            os.unlink(log)
+    return result.returncode, text, result.stdout or ""
+
+
+def run_step(binary: str, step: Step, dry_run: bool) -> None:
+    args = [step.verb, str(step.local), step.remote, "-v", "--exclude", ".~snapback-*.tmp",
+            *CARRY, *step.extra]
+    if dry_run:
+        args.append("--dry-run")
+    progress = os.isatty(1) and not dry_run      # rclone's own display, never in cron
+    code, log, _out = run_rclone(binary, args, progress)
+    for line in log.splitlines():
+        bad = _NOT_UTF8.search(line)
+        if bad:
+            step.altered.add(bad.group(1))
         match = _LINE.search(line)
         if not match:
             continue
         deleted = match.group("what") == "Deleted" or match.group("skipped") == "delete"
         (step.deleted if deleted else step.sent).append(match.group("path"))
-    if result.returncode != 0:
+    if code != 0:
         raise SnapbackError(f"sync of the {step.name} to {step.remote} failed: "
-                            f"{_rclone_error(result.stderr)}")
+                            f"{_rclone_error(log)}")
 
 
 def _rclone_error(stderr: str) -> str:
@@ -103,6 +158,27 @@ def sync(plan: Plan, dry_run: bool) -> list[Step]:
     return todo
 
 
+def cannot_hold(plan: Plan) -> str | None:
+    """One line saying what the remote cannot hold (and where it comes back from), or
+    None when it holds everything: asked of rclone (``rclone backend features``)."""
+    from .offsite import features
+    found = features(remote_root(plan))
+    if not found:
+        return None
+    lacks = []
+    system = (found.get("MetadataInfo") or {}).get("System") or {}
+    if "mode" not in system:
+        lacks.append("file modes")
+    if found.get("Name") != "local" and found.get("Features", {}).get("IsLocal") is not True:
+        lacks.append("symlinks (sent as .rclonelink files)")
+    if not (found.get("Features") or {}).get("CanHaveEmptyDirectories", True):
+        lacks.append("empty folders")
+    if not lacks:
+        return None
+    return (f"note: {remote_root(plan)} does not keep {', '.join(lacks)}: doit fetch puts "
+            "them back (modes and empty folders from the catalog)")
+
+
 def describe(done: list[Step], dry_run: bool, verbose: bool) -> list[str]:
     lines = []
     for step in done:
@@ -113,4 +189,9 @@ def describe(done: list[Step], dry_run: bool, verbose: bool) -> list[str]:
                                                           if s.verb == "sync" else "")
                         for s in done)
     lines.append(f"sync{' (dry run)' if dry_run else ''}: {summary}")
+    altered = sorted({name for s in done for name in s.altered})
+    if altered:
+        lines.append(f"note: {len(altered)} name(s) are not UTF-8 (first: {altered[0]}): rclone "
+                     "stores them with U+FFFD for the bad bytes (a local disk excepted), so "
+                     "they may not come back under their own name; doit check lists them")
     return lines
