@@ -22,8 +22,8 @@ from pipeline import errors
 from pipeline.sync import rclone
 
 # Before issue 14's exit statuses are merged, a refused command exits 1 on this branch.
-INVALID = getattr(errors, "INVALID", 1)
-LOCKED = getattr(errors, "LOCKED", 1)
+INVALID = errors.INVALID
+LOCKED = errors.LOCKED
 
 
 def _rclone_or_skip() -> str:
