@@ -17,22 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Backup, Link, hold_with_stopped_run, make_tree, tree
+from conftest import Backup, Link, hold_with_stopped_run, make_tree, rclone_or_skip, tree
 from pipeline import errors
 from pipeline.sync import rclone
 
 # Before issue 14's exit statuses are merged, a refused command exits 1 on this branch.
 INVALID = errors.INVALID
 LOCKED = errors.LOCKED
-
-
-def _rclone_or_skip() -> str:
-    try:
-        return rclone()
-    except Exception as exc:  # not installed: the [remote] extra brings it
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(exc))
 
 
 def _webdav(binary: str, served: Path) -> tuple[subprocess.Popen, int]:
@@ -57,7 +48,7 @@ def _webdav(binary: str, served: Path) -> tuple[subprocess.Popen, int]:
 def remote(request, tmp_path: Path):
     """(rclone target, environment that configures it, the folder that holds its files):
     remotes configured the way the README says, with RCLONE_CONFIG_* variables."""
-    binary = _rclone_or_skip()
+    binary = rclone_or_skip()
     env = {"RCLONE_CONFIG": str(tmp_path / "no-rclone.conf")}   # nothing of the user's
     store = tmp_path / "remote-files"
     store.mkdir()
@@ -203,7 +194,7 @@ def test_the_machine_is_lost_and_everything_comes_back(backup: Backup, remote) -
 
 @pytest.fixture
 def local_remote(backup: Backup, tmp_path: Path):
-    _rclone_or_skip()
+    rclone_or_skip()
     env = {"RCLONE_CONFIG": str(tmp_path / "no-rclone.conf"),
            "RCLONE_CONFIG_SNAPLOCAL_TYPE": "local"}
     root = tmp_path / "remote"
@@ -255,7 +246,7 @@ def test_fetch_refuses_a_destination_that_holds_a_backup_unless_forced(
 
 
 def test_fetch_and_check_say_what_is_wrong_in_one_line(backup: Backup, tmp_path: Path) -> None:
-    _rclone_or_skip()
+    rclone_or_skip()
     env = {"RCLONE_CONFIG": str(tmp_path / "no-rclone.conf"),
            "RCLONE_CONFIG_SNAPLOCAL_TYPE": "local"}
     no_remote = backup.doit("fetch", env=env)
@@ -296,7 +287,7 @@ def test_fetch_and_check_are_listed_and_described(backup: Backup) -> None:
 def test_what_the_remote_lost_the_catalog_puts_back(backup: Backup, tmp_path: Path) -> None:
     """A remote without empty folders (S3, B2) or symlinks: fetch makes them from the
     catalog, with their modes."""
-    _rclone_or_skip()
+    rclone_or_skip()
     env = {"RCLONE_CONFIG": str(tmp_path / "no-rclone.conf"),
            "RCLONE_CONFIG_SNAPLOCAL_TYPE": "local"}
     root = tmp_path / "remote"
@@ -323,7 +314,7 @@ def test_what_the_remote_lost_the_catalog_puts_back(backup: Backup, tmp_path: Pa
 
 
 def test_a_name_rclone_cannot_keep_is_said_never_silent(backup: Backup, tmp_path: Path) -> None:
-    _rclone_or_skip()
+    rclone_or_skip()
     env = {"RCLONE_CONFIG": str(tmp_path / "no-rclone.conf"),
            "RCLONE_CONFIG_SNAPLOCAL_TYPE": "local"}
     backup.write_plan(remote={"target": f"snaplocal:{tmp_path / 'remote'}"})

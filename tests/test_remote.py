@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -11,23 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Backup, make_tree
-from pipeline.sync import rclone
-
-
-def _rclone_or_skip() -> str:
-    try:
-        return rclone()
-    except Exception as exc:  # not installed: the [remote] extra brings it
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(exc))
+from conftest import Backup, make_tree, rclone_or_skip
 
 
 @pytest.fixture
 def server(tmp_path: Path):
     """`rclone serve webdav` over a folder, on a free loopback port."""
-    binary = _rclone_or_skip()
+    binary = rclone_or_skip()
     served = tmp_path / "served"
     served.mkdir()
     with socket.socket() as sock:
@@ -112,7 +101,7 @@ def test_a_server_that_is_down_fails_clearly_and_loses_nothing(backup: Backup, s
 
 
 def test_unknown_remote_and_missing_rclone_say_what_to_do(backup: Backup) -> None:
-    _rclone_or_skip()
+    rclone_or_skip()
     make_tree(backup.src, {"a.txt": "a\n"})
     backup.write_plan(remote={"target": "nosuchremote:x"})
     backup.doit("snapshot", check=True)
