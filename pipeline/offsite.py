@@ -33,6 +33,7 @@ from .catalog import CONTENT_KINDS, Catalog, Row, open_catalog
 from .errors import SnapbackError, UsageError
 from .lock import Lock
 from .plan import Plan
+from . import store
 from .store import make_destination
 from .sync import NEVER_SENT, _rclone_error, rclone, remote_path, remote_root, run_rclone
 
@@ -152,18 +153,33 @@ def _lstat(path: bytes) -> os.stat_result | None:
         return None
 
 
+def _through_link(top: bytes, path: bytes) -> bytes | None:
+    """The first folder above ``path`` (below ``top``) that is a link or not a folder:
+    what came from the remote is never followed out of the destination."""
+    return store.real_dirs(top, os.path.relpath(os.path.dirname(path), top))
+
+
 def _mirror_back(root: Path, catalog: Catalog, out: Fetched) -> None:
     """The mirror as the catalog records it: folders (empty ones too), modes, mtimes."""
     assert out.problems is not None
     rows = catalog.mirror_entries()
     folders = []
+    top = os.fsencode(root)
     for source, folder, name, kind, _size, _sha, mode, mtime in rows:
         path = _entry(root, source, folder, name)
+        bad = _through_link(top, path)
+        if bad is not None:
+            out.problems.append(f"not a folder (a link from the remote?), not followed  "
+                                f"{os.fsdecode(bad)}")
+            continue
         st = _lstat(path)
         if kind == "dir":
             if st is None:
                 os.makedirs(path, mode=0o700, exist_ok=True)
                 out.folders += 1
+            elif not stat.S_ISDIR(st.st_mode):
+                out.problems.append(f"not a folder, not followed  {os.fsdecode(path)}")
+                continue
             folders.append((path, mode, mtime))
             continue
         if st is None:
@@ -175,6 +191,10 @@ def _mirror_back(root: Path, catalog: Catalog, out: Fetched) -> None:
             else:
                 out.problems.append(f"not a symlink  {os.fsdecode(path)}")
             continue
+        if not stat.S_ISREG(st.st_mode):
+            out.problems.append(f"not a file (a link from the remote?), not followed  "
+                                f"{os.fsdecode(path)}")
+            continue
         if mode is not None and stat.S_IMODE(st.st_mode) != stat.S_IMODE(mode):
             os.chmod(path, stat.S_IMODE(mode))
             out.modes += 1
@@ -184,6 +204,9 @@ def _mirror_back(root: Path, catalog: Catalog, out: Fetched) -> None:
         if seen is not None:
             folders.append((os.path.join(os.fsencode(root), source.encode()), *seen))
     for path, mode, mtime in sorted(folders, key=lambda f: -f[0].count(b"/")):
+        st = _lstat(path)
+        if st is None or not stat.S_ISDIR(st.st_mode) or _through_link(top, path) is not None:
+            continue
         if mode is not None:
             os.chmod(path, stat.S_IMODE(mode))
         _set_times(path, mtime)
@@ -217,6 +240,10 @@ def _history_back(root: Path, catalog: Catalog, out: Fetched) -> None:
             if row.kind not in CONTENT_KINDS or row.store is None or row.object is None:
                 continue
             obj = os.path.join(where, row.store, row.object)
+            if _through_link(base, obj) is not None:
+                out.problems.append(f"not a folder (a link from the remote?), not followed  "
+                                    f"{os.fsdecode(os.path.dirname(obj))}")
+                continue
             st = _lstat(obj)
             want = 0o600 if row.kind == "diff" else stat.S_IMODE(row.mode or 0o600)
             if st is not None and stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) != want:
@@ -227,6 +254,11 @@ def _history_back(root: Path, catalog: Catalog, out: Fetched) -> None:
             continue
         last = live[-1]
         current = os.path.join(where, last.store, last.name)
+        bad = _through_link(base, current)
+        if bad is not None:
+            out.problems.append(f"not a folder (a link from the remote?), not followed  "
+                                f"{os.fsdecode(bad)}")
+            continue
         st = _lstat(current)
         if last.entry == "link":
             if st is None or not stat.S_ISLNK(st.st_mode) or os.readlink(current) != last.target:

@@ -215,6 +215,9 @@ def _key_lines(node: yaml.Node, prefix: str = "", out: dict | None = None,
     return out
 
 
+_REMOTE = re.compile(r"^:?[A-Za-z0-9_][A-Za-z0-9_.\- ]*:")
+
+
 def _inside(path: Path, destination: Path) -> bool:
     """Is ``path`` the destination or below it, however either is named (symlinks, bind
     mounts, ``..``)?  By resolved paths, and by device and inode of every folder above."""
@@ -295,6 +298,11 @@ def check(data: Any, path: Path, lines: dict[str, int] | None = None,
     retention = _read_section(top["retention"] or {}, RETENTION, "retention.", problems)
     if top["remote"] is not None and not remote.get("target"):
         problems.add("remote.target", "missing: an rclone remote such as gdrive:backups")
+    elif remote.get("target") and not _REMOTE.match(remote["target"]):
+        # without "name:" rclone takes a local path (relative to wherever doit runs), and a
+        # leading dash would be read as one of rclone's options
+        problems.add("remote.target", f"{remote['target']!r} is not an rclone remote: "
+                     "write it as name:path (gdrive:backups), with a name from rclone config")
     for key, patterns in (("ignore", top["ignore"]), ("exceptions", top["exceptions"]),
                           ("snapshot.ignore", modes["snapshot"]["ignore"]),
                           ("versioned.ignore", modes["versioned"]["ignore"])):

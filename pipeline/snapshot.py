@@ -158,7 +158,7 @@ class _Folder:
             return
         self._writing()
         if old is not None and stat.S_ISDIR(old.st_mode):
-            store.remove(dst)                      # a folder where a file now is
+            self._replace_folder(name, dst)        # a folder where a file now is
         for _attempt in range(RETRIES):
             try:
                 copied, digest = store.copy_file(src, dst)
@@ -233,7 +233,7 @@ class _Folder:
         if self.writes:
             self._writing()
             if old is not None and stat.S_ISDIR(old.st_mode):
-                store.remove(dst)
+                self._replace_folder(name, dst)
             try:
                 store.copy_link(src, dst)
             except OSError as exc:
@@ -257,6 +257,11 @@ class _Folder:
             if old is not None:
                 store.remove(dst)
             os.mkdir(dst, 0o700)
+
+    def _replace_folder(self, name: str, dst: bytes) -> None:
+        """A mirror folder gives way to a file or link: it goes with every record below it."""
+        store.remove(dst)
+        self.catalog.drop_mirror(self.job.source.name, self.folder_b, os.fsencode(name))
 
     def delete(self, name: str) -> None:
         dst = os.path.join(self.dst, os.fsencode(name))

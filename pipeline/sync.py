@@ -83,7 +83,10 @@ def steps(plan: Plan) -> list[Step]:
     out = [Step("mirror", "sync", plan.destination / "system_snapshot", remote_path(target, "system_snapshot")),
            Step("history", "copy", plan.destination / "versioned_backup",
                 remote_path(target, "versioned_backup")),
-           Step("metadata", "copy", plan.meta_dir, remote_path(target, ".snapback"), excludes)]
+           # --ignore-times: the catalog keeps its size from run to run, and a remote
+           # without modification times or hashes (WebDAV) would keep an old one
+           Step("metadata", "copy", plan.meta_dir, remote_path(target, ".snapback"),
+                [*excludes, "--ignore-times"])]
     return [s for s in out if s.local.is_dir()]
 
 

@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -325,3 +326,30 @@ def test_a_name_rclone_cannot_keep_is_said_never_silent(backup: Backup, tmp_path
     assert sent.returncode == 0, sent.stderr
     notes = [line for line in sent.stdout.splitlines() if "not UTF-8" in line]
     assert len(notes) == 1 and "latin1-" in notes[0], sent.stdout
+
+
+def test_fetch_never_follows_a_link_planted_on_the_remote(backup: Backup, local_remote,
+                                                          tmp_path: Path) -> None:
+    """A remote copy of the mirror whose file and folder were replaced by links to
+    places outside: fetch names them and changes nothing there."""
+    env, root = local_remote
+    victim = tmp_path / "victim.txt"
+    victim.write_text("victim\n")
+    os.chmod(victim, 0o666)
+    os.utime(victim, (978307200, 978307200))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.chmod(outside, 0o777)
+    mirror = root / "system_snapshot" / "src"
+    planted = [p for p in sorted(mirror.iterdir()) if p.is_file() and not p.is_symlink()][0]
+    planted.unlink()
+    os.symlink(victim, planted)
+    shutil.rmtree(mirror / "sub")
+    os.symlink(outside, mirror / "sub")
+    shutil.rmtree(backup.dest)
+    result = backup.doit("fetch", env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "not followed" in result.stdout
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o666
+    assert victim.stat().st_mtime == 978307200
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o777 and list(outside.iterdir()) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -104,3 +105,17 @@ def test_a_relative_config_is_read_from_where_the_user_is(backup: Backup) -> Non
                             cwd=backup.base, env={**os.environ, "PWD": str(backup.base)})
     assert result.returncode == 0, result.stderr
     assert (backup.mirror / "a.txt").read_text() == "a"
+
+
+@pytest.mark.parametrize("target", ["backups", "-x:y", "--config=/etc/passwd"])
+def test_a_remote_target_must_name_an_rclone_remote(tmp_path, target: str) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    plan = tmp_path / "backup.yaml"
+    plan.write_text(json.dumps({"destination": str(tmp_path / "dest"),
+                                "sources": [{"path": str(src)}],
+                                "remote": {"target": target}}))          # JSON is YAML
+    with pytest.raises(PlanError) as info:
+        planmod.load(plan)
+    assert any("remote.target" in p and "is not an rclone remote" in p
+               for p in info.value.problems)

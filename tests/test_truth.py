@@ -307,3 +307,15 @@ def test_an_empty_catalog_left_by_a_first_run_killed_at_its_start_is_a_new_one(
     backup.doit("snapshot", check=True)
     assert (backup.mirror / "a.txt").read_text() == "a\n"
     assert_verified(backup)
+
+
+def test_a_folder_that_becomes_a_link_leaves_no_record_below_it(backup: Backup) -> None:
+    make_tree(backup.src, {"a": "a\n", "kind": {"f": "f\n"}})
+    backup.doit("all", check=True)
+    shutil.rmtree(backup.src / "kind")
+    os.symlink("a", backup.src / "kind")
+    backup.doit("all", check=True)
+    assert os.readlink(backup.mirror / "kind") == "a"
+    assert_verified(backup)
+    again = backup.doit("all", check=True)
+    assert lines(again.stdout, "new") == [] and lines(again.stdout, "updated") == []
