@@ -156,8 +156,14 @@ def sync(plan: Plan, dry_run: bool) -> list[Step]:
     todo = steps(plan)
     if not todo:
         raise UsageError(f"nothing to send: no backup at {plan.destination} yet")
-    for step in todo:
-        run_step(binary, step, dry_run)
+    failed: list[SnapbackError] = []
+    for step in todo:          # one step that fails (a path rclone cannot replace) must not
+        try:                   # keep the history and the catalog from the remote
+            run_step(binary, step, dry_run)
+        except SnapbackError as exc:
+            failed.append(exc)
+    if failed:
+        raise SnapbackError("; ".join(str(e) for e in failed))
     return todo
 
 
