@@ -215,7 +215,7 @@ def _key_lines(node: yaml.Node, prefix: str = "", out: dict | None = None,
     return out
 
 
-_REMOTE = re.compile(r"^:?[A-Za-z0-9_][A-Za-z0-9_.\- ]*:")
+_REMOTE = re.compile(r"^(/|:?[A-Za-z0-9_][A-Za-z0-9_.\- ]*:)")   # name:path, or /a/folder
 
 
 def _inside(path: Path, destination: Path) -> bool:
@@ -299,10 +299,11 @@ def check(data: Any, path: Path, lines: dict[str, int] | None = None,
     if top["remote"] is not None and not remote.get("target"):
         problems.add("remote.target", "missing: an rclone remote such as gdrive:backups")
     elif remote.get("target") and not _REMOTE.match(remote["target"]):
-        # without "name:" rclone takes a local path (relative to wherever doit runs), and a
-        # leading dash would be read as one of rclone's options
+        # a relative path would be taken from wherever doit runs (dodo.py's folder), and
+        # a leading dash would be read as one of rclone's options
         problems.add("remote.target", f"{remote['target']!r} is not an rclone remote: "
-                     "write it as name:path (gdrive:backups), with a name from rclone config")
+                     "write it as name:path (gdrive:backups, a name from rclone config) "
+                     "or as an absolute folder (/mnt/usb/backups)")
     for key, patterns in (("ignore", top["ignore"]), ("exceptions", top["exceptions"]),
                           ("snapshot.ignore", modes["snapshot"]["ignore"]),
                           ("versioned.ignore", modes["versioned"]["ignore"])):
