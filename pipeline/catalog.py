@@ -275,14 +275,6 @@ class Catalog:
             "select name, sha256 from mirror where source=? and dir=? and sha256 is not null",
             (source, folder))}
 
-    def folder_seen(self, mode: str, source: str, folder: bytes) -> tuple[int, int] | None:
-        """(st_mode, mtime_ns) of a source folder when ``mode`` last brought it in line."""
-        if self.conn is None:
-            return None
-        row = self.conn.execute("select st_mode, mtime_ns from folders where mode=? and "
-                                "source=? and dir=?", (mode, source, folder)).fetchone()
-        return (row[0], dec(row[1])) if row else None
-
     def set_folder(self, mode: str, source: str, folder: bytes, st: os.stat_result) -> None:
         assert self.conn is not None
         self.conn.execute("insert or replace into folders values (?,?,?,?,?)",
@@ -300,20 +292,6 @@ class Catalog:
         assert self.conn is not None
         self.conn.execute("delete from folders where mode=? and source=? and (dir=? or "
                           "(dir>=? and dir<?))", (mode, source, path, path + b"/", path + b"0"))
-
-    def recorded_dirs(self, mode: str, source: str) -> set[bytes]:
-        """Every folder of a source that ``mode`` holds something of."""
-        if self.conn is None:
-            return set()
-        if mode == "snapshot":
-            sql = "select distinct dir from mirror where source=?"
-        else:
-            sql = ("select distinct dir from versions where id in (select max(id) from versions"
-                   " where source=? group by dir, name) and kind != 'deleted'")
-        found = {d for (d,) in self.conn.execute(sql, (source,))}
-        found |= {d for (d,) in self.conn.execute(
-            "select dir from folders where mode=? and source=?", (mode, source))}
-        return found
 
     def _rows(self, sql: str, args: tuple) -> list[Row]:
         if self.conn is None:

@@ -43,11 +43,6 @@ def key(st: os.stat_result, checker: str) -> Key:
     return _OF_STAT[checker](st)
 
 
-def stored_key(stored: Stored, checker: str) -> Key:
-    """The same, of what the backup recorded when it stored the entry."""
-    return _OF_STORED[checker](stored)
-
-
 def unchanged(stored: Stored | None, st: os.stat_result, checker: str) -> bool:
     """Is the entry ``st`` exactly what the backup recorded (same kind, same key)?"""
     if stored is None:

@@ -153,10 +153,16 @@ def _lstat(path: bytes) -> os.stat_result | None:
         return None
 
 
-def _through_link(top: bytes, path: bytes) -> bytes | None:
-    """The first folder above ``path`` (below ``top``) that is a link or not a folder:
-    what came from the remote is never followed out of the destination."""
-    return store.real_dirs(top, os.path.relpath(os.path.dirname(path), top))
+def _through_link(top: bytes, path: bytes, out: Fetched) -> bool:
+    """Is a folder above ``path`` (below ``top``) a link or not a folder?  Then it is
+    named as a problem: what came from the remote is never followed out of the
+    destination."""
+    bad = store.real_dirs(top, os.path.relpath(os.path.dirname(path), top))
+    if bad is not None:
+        assert out.problems is not None
+        out.problems.append(f"not a folder (a link from the remote?), not followed  "
+                            f"{os.fsdecode(bad)}")
+    return bad is not None
 
 
 def _mirror_back(root: Path, catalog: Catalog, out: Fetched) -> None:
@@ -167,10 +173,7 @@ def _mirror_back(root: Path, catalog: Catalog, out: Fetched) -> None:
     top = os.fsencode(root)
     for source, folder, name, kind, _size, _sha, mode, mtime in rows:
         path = _entry(root, source, folder, name)
-        bad = _through_link(top, path)
-        if bad is not None:
-            out.problems.append(f"not a folder (a link from the remote?), not followed  "
-                                f"{os.fsdecode(bad)}")
+        if _through_link(top, path, out):
             continue
         st = _lstat(path)
         if kind == "dir":
@@ -205,7 +208,8 @@ def _mirror_back(root: Path, catalog: Catalog, out: Fetched) -> None:
             folders.append((os.path.join(os.fsencode(root), source.encode()), *seen))
     for path, mode, mtime in sorted(folders, key=lambda f: -f[0].count(b"/")):
         st = _lstat(path)
-        if st is None or not stat.S_ISDIR(st.st_mode) or _through_link(top, path) is not None:
+        if st is None or not stat.S_ISDIR(st.st_mode) or \
+                store.real_dirs(top, os.path.relpath(os.path.dirname(path), top)) is not None:
             continue
         if mode is not None:
             os.chmod(path, stat.S_IMODE(mode))
@@ -240,9 +244,7 @@ def _history_back(root: Path, catalog: Catalog, out: Fetched) -> None:
             if row.kind not in CONTENT_KINDS or row.store is None or row.object is None:
                 continue
             obj = os.path.join(where, row.store, row.object)
-            if _through_link(base, obj) is not None:
-                out.problems.append(f"not a folder (a link from the remote?), not followed  "
-                                    f"{os.fsdecode(os.path.dirname(obj))}")
+            if _through_link(base, obj, out):
                 continue
             st = _lstat(obj)
             want = 0o600 if row.kind == "diff" else stat.S_IMODE(row.mode or 0o600)
@@ -254,10 +256,7 @@ def _history_back(root: Path, catalog: Catalog, out: Fetched) -> None:
             continue
         last = live[-1]
         current = os.path.join(where, last.store, last.name)
-        bad = _through_link(base, current)
-        if bad is not None:
-            out.problems.append(f"not a folder (a link from the remote?), not followed  "
-                                f"{os.fsdecode(bad)}")
+        if _through_link(base, current, out):
             continue
         st = _lstat(current)
         if last.entry == "link":

@@ -95,9 +95,9 @@ def test_a_file_rewritten_during_the_run_is_never_stored_mixed(backup: Backup) -
         if stored.exists():
             data = stored.read_bytes()
             assert len(set(data)) == 1 and data[:1] in states | {b"a"}, "a mixed copy was stored"
-    if result.returncode != 0:   # the file kept changing: exactly 1, and why
-        assert "busy.log: kept changing while it was read" in result.stdout
-        assert result.returncode == 1
+    # 0: a quiet moment was caught; 1: it kept changing, and the run says so
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    assert (result.returncode == 1) == ("busy.log: kept changing while it was read" in result.stdout)
     final = backup.doit("all", check=True)                 # quiet now: the next run takes it
     assert (backup.mirror / "busy.log").read_bytes() == victim.read_bytes()
     assert final.returncode == 0
