@@ -14,7 +14,7 @@ from pathlib import Path
 from .paths import Target
 from .plan import Plan
 from .scan import Folder, walk
-from .select import for_mode, mode_filter
+from .selection import for_mode, mode_filter
 from .tasks import mode_view
 
 MODES = ("snapshot", "versioned")

@@ -388,7 +388,7 @@ def _source_problem(folder: Path) -> str | None:
 
 
 def _check_patterns(key: str, patterns: tuple[str, ...], problems: _Problems) -> None:
-    from .select import pattern_error
+    from .selection import pattern_error
     for index, pattern in enumerate(patterns):
         error = pattern_error(pattern)
         if error:

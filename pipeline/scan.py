@@ -12,7 +12,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .select import Layer, Rule, Selector, read_layer
+from .selection import Layer, Rule, Selector, read_layer
 
 
 @dataclass

@@ -28,7 +28,7 @@ from .errors import LockHeld
 from .plan import Plan, Source
 from .protect import is_protected, marker
 from .scan import Folder, Scan, walk
-from .select import Selector, for_mode, mode_filter
+from .selection import Selector, for_mode, mode_filter
 
 BACKUP_PARAMS: list[dict[str, Any]] = [
     {"name": "note", "long": "note", "type": str, "default": "",

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.ignores import BUILTIN_IGNORES
 from pipeline.scan import walk
-from pipeline.select import for_mode, mode_filter, pattern_error
+from pipeline.selection import for_mode, mode_filter, pattern_error
 from pipeline.tasks import mode_view
 
 
