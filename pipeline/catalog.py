@@ -13,14 +13,15 @@ Paths are stored as bytes (BLOBs): file names need not be UTF-8.
 from __future__ import annotations
 
 import os
-import stat
 import sqlite3
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from .errors import SnapbackError
+from .layout import AREAS, CATALOG
 
 SCHEMA = """
 create table if not exists versions (
@@ -138,7 +139,8 @@ class Row:
 
 
 COLUMNS = ", ".join(Row.__dataclass_fields__)
-_NS_FIELDS = [i for i, f in enumerate(Row.__dataclass_fields__) if f in ("mtime_ns", "ctime_ns", "ino")]
+_NS_FIELDS = [i for i, f in enumerate(Row.__dataclass_fields__)
+              if f in ("mtime_ns", "ctime_ns", "ino")]
 
 
 class Catalog:
@@ -264,7 +266,7 @@ class Catalog:
         """(st_mode, mtime_ns) of every folder of a source ``mode`` last brought in line."""
         if self.conn is None:
             return {}
-        return {d: (st_mode, dec(mtime)) for d, st_mode, mtime in self.conn.execute(
+        return {d: (st_mode, int(dec(mtime) or 0)) for d, st_mode, mtime in self.conn.execute(
             "select dir, st_mode, mtime_ns from folders where mode=? and source=?",
             (mode, source))}
 
@@ -293,7 +295,7 @@ class Catalog:
         self.conn.execute("delete from folders where mode=? and source=? and (dir=? or "
                           "(dir>=? and dir<?))", (mode, source, path, path + b"/", path + b"0"))
 
-    def _rows(self, sql: str, args: tuple) -> list[Row]:
+    def _rows(self, sql: str, args: tuple[Any, ...]) -> list[Row]:
         if self.conn is None:
             return []
         out = []
@@ -350,6 +352,26 @@ class Catalog:
             f"select {COLUMNS} from versions where source=? and ((dir=? and name=?) or dir=? "
             "or (dir>=? and dir<?)) order by id",
             (source, folder, name, path, path + b"/", path + b"0"))
+
+    def sources(self) -> list[str]:
+        """Every source name the history holds."""
+        if self.conn is None:
+            return []
+        return [n for (n,) in self.conn.execute("select distinct source from versions")]
+
+    def set_object(self, row_id: int, obj: bytes | str, kind: str | None = None,
+                   sha256: str | None = None) -> None:
+        """Point a version at another stored object (prune's rewrite of a chain)."""
+        assert self.conn is not None
+        if kind is None:
+            self.conn.execute("update versions set object=? where id=?", (obj, row_id))
+        else:
+            self.conn.execute("update versions set kind=?, object=?, object_sha256=? "
+                              "where id=?", (kind, obj, sha256, row_id))
+
+    def drop_versions(self, row_ids: list[int]) -> None:
+        assert self.conn is not None
+        self.conn.executemany("delete from versions where id=?", [(i,) for i in row_ids])
 
     def run_times(self) -> dict[str, float]:
         if self.conn is None:
@@ -449,7 +471,7 @@ class Catalog:
                           (source, folder, name, path, path + b"/", path + b"0"))
         self.forget_folders("snapshot", source, path)
 
-    def mirror_rows(self) -> list[tuple]:
+    def mirror_rows(self) -> list[tuple[Any, ...]]:
         if self.conn is None:
             return []
         return [(src, d, n, size, dec(mtime), sha, mode) for src, d, n, size, mtime, sha, mode
@@ -459,7 +481,7 @@ class Catalog:
     def all_rows(self) -> list[Row]:
         return self._rows(f"select {COLUMNS} from versions order by id", ())
 
-    def mirror_entries(self) -> list[tuple]:
+    def mirror_entries(self) -> list[tuple[Any, ...]]:
         """Every entry of the mirror, files, links and folders (issue 15: fetch and check):
         (source, dir, name, kind, size, sha256, mode, mtime_ns)."""
         if self.conn is None:
@@ -473,7 +495,7 @@ def open_catalog(meta_dir: Path, writable: bool) -> Catalog:
     """The catalog of the backup at ``meta_dir``'s parent.  A catalog that is missing or
     empty beside a backup that holds something is an error: a new, empty one would
     start a second history beside the first and hide every earlier version."""
-    path = meta_dir / "catalog.sqlite3"
+    path = meta_dir / CATALOG
     for place, kind in ((meta_dir, stat.S_ISDIR), (path, stat.S_ISREG)):
         try:
             st = os.lstat(place)
@@ -499,7 +521,7 @@ def open_catalog(meta_dir: Path, writable: bool) -> Catalog:
 
 
 def _holds_a_backup(destination: Path) -> bool:
-    for area in ("versioned_backup", "system_snapshot"):
+    for area in AREAS:
         try:
             with os.scandir(destination / area) as entries:
                 for entry in entries:

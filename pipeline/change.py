@@ -16,12 +16,13 @@ rsync's quick check (size and mtime) plus the mode.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from operator import attrgetter
-from typing import Any, Callable
+from typing import Any
 
 from .catalog import Stored
 
-Key = tuple
+Key = tuple[Any, ...]
 FIELDS = {"hash": ("size", "mtime_ns", "mode", "ctime_ns", "ino"),
           "mtime": ("size", "mtime_ns", "mode")}
 # attrgetter: one C call per entry (a no-change run compares every file)

@@ -1,62 +1,97 @@
-"""What snapback asks of doit's dependency machinery: a checker and a state backend.
+"""Everything snapback asks of doit, in one place.
 
-doit skips a task when its ``uptodate`` values hold and every ``file_dep`` is
-unchanged against the state doit saved.  Saved state of its own would be a
-second record of what the backup holds, and it went wrong exactly where the
-two disagreed: a folder moved away and back, a folder put back by a restore,
-a file no longer ignored (doit's state said "up to date", the mirror was empty).
+**State.**  doit skips a task when its ``uptodate`` values hold and every
+``file_dep`` is unchanged against the state doit saved.  Saved state of its own
+would be a second record of what the backup holds, and it went wrong exactly
+where the two disagreed: a folder moved away and back, a folder put back by a
+restore, a file no longer ignored (doit's state said "up to date", the mirror
+was empty).  So doit keeps no state here: the backend (``CatalogState``,
+registered as the doit backend ``snapback`` by an entry point in
+pyproject.toml) stores nothing and holds nothing; the checker, made for each
+invocation with its ``Session``, compares each file's lstat with what the
+catalog records for it (``Session.expected``, filled at task creation from the
+catalog; the rule is ``pipeline.change``).  Whatever removes something from
+the catalog makes the next run store it again; nothing can go stale, get lost
+or outlive a folder.  A folder's own changes (entries added or removed, rules
+changed, its mode) are judged at task creation against the catalog too
+(``pipeline.backup``).
 
-So doit keeps no state here.  The backend below (``CatalogState``, registered
-as the doit backend ``snapback``) stores nothing: task creation hands it, for
-each folder task, what the catalog records for each of the folder's files
-(``expect``), and that record *is* the state doit compares each file's lstat
-with (``pipeline.change``).  Whatever removes something from the catalog makes
-the next run store it again; nothing can go stale, get lost or outlive a
-folder.  A folder's own changes (entries added or removed, rules changed, its
-mode) are judged at task creation against the catalog too
-(``pipeline.tasks``).
+**The command line.**  doit parses a task's options itself, before any task
+runs, and answers a mistake with its parser's dump and status 3.  dodo.py is
+loaded after doit has read its own options and before it reads the tasks', so
+``load_plan_or_exit`` reads the same words first, as doit will
+(``read_command_line``), and refuses a mistake in snapback's words with status
+2: the option, the command's options, and the closest match.  doit gives a dodo
+file no access to its command line, so the words are taken from the frame of
+``DoitMain.run`` (the one place that holds them, for ``doit``, ``python -m
+doit`` and the API alike).  Options written *before* the command name (``doit
+--dry-run snapshot``) are doit's own, read before dodo.py loads: doit reports
+those.  The words also say which checks the plan needs: a backup command needs
+every source readable; the recovery commands must work when a source is gone.
+
+**Tasks.**  ``task_creators`` turns the command registry
+(``pipeline.commands``) into the functions dodo.py exposes.  The backup
+commands walk every source, so their tasks are created only when one of them
+runs (doit's ``create_after``), never for ``doit list``; their creators are
+named ``task__snapshot`` etc.: doit parses the words after any word equal to a
+creator's own name as that creator's options, and ``--from snapshot`` must stay
+a value.  A creator's user-fixable error (a catalog of another format) ends the
+run with one line and its status instead of doit's traceback and status 3.
+Every other command is one task with ``pos_arg`` (its words) and
+``uptodate: [False]``.
+
+**The exit status** is decided by the reporter (``pipeline.reporter``).
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
 import os
+import sys
+from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any
 
+from doit import create_after, task_params
 from doit.dependency import FileChangedChecker
-from doit.globals import Globals
 
 from . import change
-from .catalog import Stored
+from .backup import backup_tasks
+from .commands import REGISTRY
+from .commands.base import run_command
+from .errors import PlanError, SnapbackError, UsageError
+from .plan import Plan, load, locate
+from .reporter import Reporter
+from .session import COMMANDS as BACKUP_MODES_OF
+from .session import Session
 
+BACKUP_COMMANDS = tuple(BACKUP_MODES_OF)          # snapshot, versioned, all, cleanup
+# Commands that read the sources, and so need each of them readable.
+READS_SOURCES = (*BACKUP_COMMANDS, "explain")
+
+
+# ---- doit's state: the catalog ------------------------------------------------
 
 class CatalogState:
-    """doit backend: the records of this run's folder tasks; nothing on disk."""
+    """doit backend that keeps nothing: the state of a file_dep is what the catalog
+    records, which the session's checker looks up itself.  ``get`` answers "ask the
+    checker" for a file and "nothing saved" for doit's own keys (``checker:``,
+    ``deps:``, results, values), so no saved value can ever count."""
 
     desc = "snapback: doit's state is what the catalog records (nothing of its own)"
 
     def __init__(self, name: str, codec: Any, *, module_name: str | None = None):
         self.name = name
-        self.records: dict[str, dict[str, Stored]] = {}   # task -> file -> what is stored
-        self.stats: dict[str, os.stat_result] = {}        # file -> lstat from the walk
-        self.key = change.stored_key_function("hash")
 
-    def expect(self, task: str, records: dict[str, Stored],
-               stats: dict[str, os.stat_result], checker: str) -> None:
-        """The records of one folder task's files (served as the checker compares them)."""
-        self.records[task] = records
-        self.stats.update(stats)
-        self.key = change.stored_key_function(checker)
-
-    # -- doit's backend interface: read from the records, never write ----------
     def get(self, task_id: str, dependency: str) -> Any:
-        record = self.records.get(task_id, _EMPTY).get(dependency)
-        return None if record is None else self.key(record)
+        return (task_id,) if dependency.startswith("/") else None   # file_deps are absolute
 
     def set(self, task_id: str, dependency: str, value: Any) -> None:
         pass                          # the actions wrote the catalog; doit keeps nothing
 
     def in_(self, task_id: str) -> bool:
-        return task_id in self.records
+        return False
 
     def remove(self, task_id: str) -> None:
         pass
@@ -68,56 +103,251 @@ class CatalogState:
         pass
 
 
-_EMPTY: dict = {}
-
-
-def state() -> CatalogState | None:
-    """This doit invocation's backend (doit creates it before any task is created)."""
-    manager = Globals.dep_manager
-    backend = getattr(manager, "backend", None)
-    return backend if isinstance(backend, CatalogState) else None
-
-
-class _Checker(FileChangedChecker):
-    """A file_dep is unchanged when its lstat matches what the catalog recorded
-    (``pipeline.change``: the backend serves each record as its key)."""
+class _Checker(FileChangedChecker):  # type: ignore[misc]  # doit ships no types
+    """A file_dep is unchanged when its lstat (from the walk) gives the key of what the
+    catalog records for it in that task (``pipeline.change``)."""
 
     CheckerError = OSError
+    session: Session
     rule = "hash"
 
     def __init__(self) -> None:
         self.key = change.key_function(self.rule)
-        self.stats: dict[str, os.stat_result] | None = None
+        self.stored = change.stored_key_function(self.rule)
 
     def exists(self, file_path: str) -> bool:
         return os.path.lexists(file_path)
 
     def info(self, file_path: str) -> os.stat_result:
-        if self.stats is None:
-            backend = state()
-            self.stats = backend.stats if backend is not None else {}
-        st = self.stats.get(file_path)
+        st = self.session.stats.get(file_path)
         return st if st is not None else os.lstat(file_path)
 
     def check_modified(self, file_path: str, file_stat: os.stat_result, state: Any) -> bool:
-        return self.key(file_stat) != state
+        record = self.session.expected.get(state[0], {}).get(file_path)
+        return record is None or self.key(file_stat) != self.stored(record)
 
     def get_state(self, dep: str, current_state: Any) -> None:
         return None                   # nothing to save: the catalog is the state
 
 
-class HashChecker(_Checker):
-    rule = "hash"
+# ---- the command line ---------------------------------------------------------
+
+def command_options() -> dict[str, dict[str, type]]:
+    """Every command -> {"--option": type}."""
+    return {c.name: {flag: o.type for flag, o in c.table().items()} for c in REGISTRY.values()}
 
 
-class MtimeChecker(_Checker):
-    rule = "mtime"
+def doit_words() -> list[str] | None:
+    """The words doit is running with (None when doit is not on the stack)."""
+    try:
+        from doit.doit_cmd import DoitMain
+    except ImportError:          # pragma: no cover
+        return None
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is DoitMain.run.__code__:
+            words = frame.f_locals.get("all_args")
+            return list(words) if words is not None else None
+        frame = frame.f_back
+    return None
 
 
-def doit_settings(checker: str, meta_dir: os.PathLike) -> dict[str, Any]:
-    """The DOIT_CONFIG entries of the dependency machinery."""
-    return {
+def _doit_parse(options: tuple[dict[str, Any], ...], words: list[str]) -> list[str]:
+    """The words left after doit's own options (as doit reads them: getopt)."""
+    from doit.cmdparse import CmdOption, CmdParse, CmdParseError
+    try:
+        left: list[str] = CmdParse([CmdOption(o) for o in options]).parse_only(words)[1]
+        return left
+    except CmdParseError:
+        return words
+
+
+def read_command_line(words: list[str]) -> tuple[str, list[tuple[str, list[str]]]]:
+    """(doit's command, [(task name, the words that belong to it)]), as doit splits them."""
+    from doit.cmd_base import DodoTaskLoader
+    from doit.cmd_run import Run
+    from doit.doit_cmd import DoitMain
+    words = _doit_parse(DodoTaskLoader.cmd_options, words)
+    words = [w for w in words if not (w[:1] != "-" and "=" in w)]      # config=FILE etc.
+    doit_commands = {cls.get_name() for cls in DoitMain.DOIT_CMDS}
+    if words and words[0] in doit_commands:
+        command = words.pop(0)
+        if command != "run":
+            return command, []
+    words = _doit_parse(Run.base_options + DodoTaskLoader.cmd_options + Run.cmd_options, words)
+    options = command_options()
+    tasks: list[tuple[str, list[str]]] = []
+    while words:
+        name = words.pop(0)
+        own: list[str] = []
+        base = name.split(":", 1)[0]
+        if base in options and base not in BACKUP_COMMANDS:     # pos_arg: every word left
+            own, words = words, []
+        else:                                 # doit reads options up to the next word
+            table = options.get(base, {})
+            while words and words[0].startswith("-") and words[0] != "-":
+                word = words.pop(0)
+                own.append(word)
+                if word == "--":
+                    break
+                if table.get(word.partition("=")[0]) not in (None, bool) \
+                        and "=" not in word and words:
+                    own.append(words.pop(0))
+        tasks.append((name, own))
+    return "run", tasks
+
+
+def _closest(word: str, choices: list[str]) -> str:
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean {match[0]}?)" if match else ""
+
+
+def check_words(name: str, words: list[str]) -> None:
+    """Raise UsageError for the first option ``name`` does not take."""
+    options = command_options()
+    base = name.split(":", 1)[0]
+    if base not in options:
+        if name.startswith("-"):
+            raise UsageError(f"unknown option {name}")
+        raise UsageError(f"unknown command {name}{_closest(name, list(options))}; "
+                         f"commands: {', '.join(sorted(options))} (doit list)")
+    table = options[base]
+    known = ", ".join(table) or "none"
+    if ":" in name and base in BACKUP_COMMANDS and words:
+        raise UsageError(f"options belong to the command, not to one of its folders: "
+                         f"doit {base} {' '.join(words)} (not doit {name} ...)")
+    index = 0
+    while index < len(words):
+        word = words[index]
+        index += 1
+        if word == "--":
+            break
+        if not word.startswith("-") or word == "-":
+            continue
+        option, eq, value = word.partition("=")
+        if option not in table:
+            raise UsageError(f"unknown option {option} for doit {base}"
+                             f"{_closest(option, list(table))}; its options: {known}")
+        if table[option] is bool:
+            if eq:
+                raise UsageError(f"{option} takes no value (doit {base})")
+            continue
+        if not eq:
+            if index >= len(words):
+                raise UsageError(f"{option} needs a value (doit {base})")
+            value = words[index]
+            index += 1
+        if table[option] is int:
+            try:
+                int(value)
+            except ValueError:
+                raise UsageError(f"{option} takes a whole number, got {value!r}") from None
+        if option == "--report":
+            check_report(value)
+
+
+def check_report(value: str) -> None:
+    """--report FILE: a file that can be created, checked before the run."""
+    if not value:
+        raise UsageError("--report needs a file name")
+    from .paths import user_cwd  # doit runs in dodo.py's folder
+    path = os.path.join(user_cwd(), os.path.expanduser(value))
+    folder = os.path.dirname(path) or "."
+    if os.path.isdir(path):
+        raise UsageError(f"--report {value}: is a folder; give a file name")
+    if not os.path.isdir(folder):
+        raise UsageError(f"--report {value}: no folder {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--report {value}: the folder {folder} is not writable")
+
+
+def _refuse(lines: list[str]) -> None:
+    for line in lines:
+        print(f"snapback: {line}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def load_plan_or_exit(config: str | None) -> Plan:
+    """Check the command line, then load the plan (with the checks the commands
+    need); on any problem print one line per problem and exit 2."""
+    words = doit_words()
+    strict = True                          # unknown command line: every check
+    if words is not None:
+        try:
+            command, tasks = read_command_line(words)
+            for name, own in tasks:
+                check_words(name, own)
+        except UsageError as exc:
+            _refuse([str(exc)])
+        if command == "run":
+            strict = not tasks or any(n.split(":", 1)[0] in READS_SOURCES for n, _ in tasks)
+        else:
+            strict = False                 # list, help, info...: nothing is read
+    try:
+        return load(locate(config), backup=strict)
+    except PlanError as exc:
+        _refuse([*exc.problems, "the plan is invalid; nothing was done"])
+        raise                              # pragma: no cover (_refuse exits)
+
+
+# ---- what dodo.py gets --------------------------------------------------------
+
+def configure(plan: Plan) -> tuple[Session, dict[str, Any]]:
+    """This doit invocation's session and DOIT_CONFIG: our state backend, a checker
+    and a reporter that know the session."""
+    session = Session(plan)
+    checker = type("Checker", (_Checker,), {"session": session, "rule": plan.checker})
+    reporter = type("SnapbackReporter", (Reporter,), {"session": session})
+    return session, {
         "backend": "snapback",                     # CatalogState (entry point)
-        "dep_file": os.fspath(meta_dir),           # unused: the backend keeps no file
-        "check_file_uptodate": MtimeChecker if checker == "mtime" else HashChecker,
+        "dep_file": os.fspath(plan.meta_dir),      # unused: the backend keeps no file
+        "check_file_uptodate": checker,
+        "reporter": reporter,
+        "continue": True,                          # one bad folder must not stop the others
+        "default_tasks": ["snapshot"],
+        "verbosity": 0,
     }
+
+
+def task_creators(session: Session) -> dict[str, Callable[..., Any]]:
+    """``task_<name>`` -> doit task creator, for every command of the registry."""
+    out: dict[str, Callable[..., Any]] = {}
+    for command in REGISTRY.values():
+        if command.backup:
+            out[f"task__{command.name}"] = _backup_creator(session, command.name, command.doc)
+        else:
+            out[f"task_{command.name}"] = _command_creator(session.plan, command.name)
+    return out
+
+
+def _backup_creator(session: Session, name: str, doc: str) -> Callable[..., Any]:
+    # The options are declared here (so that doit accepts them after the command's
+    # name) but reach the session through the reporter (``Session.start``): doit parses
+    # a creator's options only when the word equals the creator's own name, and the
+    # names are ``_snapshot``...
+    def create(**_defaults: Any) -> Iterator[dict[str, Any]]:
+        try:
+            yield from backup_tasks(session, name)
+        except SnapbackError as exc:   # the runner's finally still calls the reporter
+            print(f"snapback: {exc}", file=sys.stderr)
+            raise SystemExit(exc.status) from None
+    create.__doc__ = doc
+    delayed: Callable[..., Any] = create_after(creates=[name])(
+        task_params([o.doit() for o in REGISTRY[name].options])(create))
+    return delayed
+
+
+def _command_creator(plan: Plan, name: str) -> Callable[[], dict[str, Any]]:
+    command = REGISTRY[name]
+
+    def create() -> dict[str, Any]:
+        return {
+            "actions": [functools.partial(run_command, command, plan)],
+            "pos_arg": "words",
+            "params": [o.doit() for o in command.options],
+            "uptodate": [False],
+            "verbosity": 2,
+            "doc": command.doc,
+        }
+    create.__doc__ = command.doc
+    return create

@@ -50,7 +50,7 @@ class LockHeld(SnapbackError):
     status = LOCKED
 
 
-class Failed(TaskFailed):
+class Failed(TaskFailed):  # type: ignore[misc]  # doit ships no types
     """A task's one-line failure with the exit status it stands for."""
 
     def __init__(self, message: str, status: int = PARTIAL):
@@ -58,5 +58,5 @@ class Failed(TaskFailed):
         self.status = status
 
     @classmethod
-    def of(cls, exc: SnapbackError) -> "Failed":
+    def of(cls, exc: SnapbackError) -> Failed:
         return cls(str(exc), exc.status)

@@ -11,11 +11,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import layout
 from .paths import Target
 from .plan import Plan
-from .scan import Folder, walk
-from .selection import for_mode, mode_filter
-from .tasks import mode_view
+from .scan import Folder, mode_view, walk
+from .selection import Selector, for_mode, mode_filter
 
 MODES = ("snapshot", "versioned")
 
@@ -27,7 +27,7 @@ class Verdict:
     why: str
 
 
-def _selector(plan: Plan):
+def _selector(plan: Plan) -> Selector:
     return for_mode(plan.ignore, plan.exceptions, plan.use_default_ignores,
                     ignore_files=plan.ignore_files)
 
@@ -77,7 +77,7 @@ def _stored(plan: Plan, target: Target, mode: str, path: Path) -> str:
         return "not stored yet: the next run stores it"
     st = os.lstat(path)
     if mode == "snapshot" and not os.path.lexists(
-            plan.destination / "system_snapshot" / target.source.name / target.rel):
+            layout.mirror_root(plan.destination, target.source.name) / target.rel):
         return "missing from the mirror: the next run copies it again"
     if record.kind == "dir" or change.unchanged(record, st, plan.checker):
         return "backed up"

@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import datetime
-from pathlib import Path
+from typing import Any
 
 from .catalog import Catalog, Row
-from .errors import SnapbackError
 from .paths import Target
 
 
-def runs(meta_dir: Path) -> list[dict]:
-    """The run records of runs.jsonl (a damaged line is skipped, not fatal)."""
-    log = meta_dir / "runs.jsonl"
-    if not log.exists():
-        return []
-    try:
-        text = log.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise SnapbackError(f"cannot read the run log {log}: {exc.strerror or exc}") from None
-    out = []
-    for line in text.splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
-
-
-def format_runs(records: list[dict]) -> list[str]:
+def format_runs(records: list[dict[str, Any]]) -> list[str]:
     if not records:
         return ["no runs yet: doit snapshot or doit versioned makes the first"]
     lines = [f"{'run id':<20} {'time':<19} {'mode':<9} {'new':>5} {'upd':>5} {'del':>5} "

@@ -1,4 +1,10 @@
-"""Names in the versioned history, and what belongs to whom.
+"""Every path and name in the destination, and what belongs to whom.
+
+The destination holds ``system_snapshot/<source>/`` (the mirror, ``MIRROR``),
+``versioned_backup/<source>/`` (the history, ``HISTORY``) and ``.snapback/``
+(``META``: the catalog, the run log, the lock, the staging folder ``tmp``).
+
+In the versioned history:
 
 Every path with a history has a history folder of its own (its ``store``,
 recorded in the catalog): the current copy ``<name>``, the baseline
@@ -26,10 +32,29 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from pathlib import Path
 
 from . import store
 
 NAME_MAX = 255
+
+MIRROR, HISTORY, META = "system_snapshot", "versioned_backup", ".snapback"
+AREAS = (MIRROR, HISTORY)                   # what holds the user's files
+CATALOG, RUNS, LOCK, STAGING = "catalog.sqlite3", "runs.jsonl", "lock", "tmp"
+
+
+def mirror_root(destination: Path, source: str = "") -> Path:
+    """The mirror (of one source, given its name)."""
+    return destination / MIRROR / source if source else destination / MIRROR
+
+
+def history_root(destination: Path, source: str = "") -> Path:
+    """The versioned history (of one source, given its name)."""
+    return destination / HISTORY / source if source else destination / HISTORY
+
+
+def meta_dir(destination: Path) -> Path:
+    return destination / META
 
 
 def fit(name: bytes, decoration: bytes = b"") -> bytes:

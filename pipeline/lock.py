@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
-import sys
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ class Lock:
         self.fd: int | None = None
         self.note = ""
         self.announced = False
+        self.taken_over = ""          # the note of a holder that died without releasing
 
     def acquire(self, note: str = "", announce: bool = True) -> None:
         """Take the lock (or raise LockHeld naming the holder); ``announce=False``
@@ -46,12 +46,11 @@ class Lock:
             holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
             os.close(fd)
             raise LockHeld(f"another snapback run holds {self.path}"
-                           f" ({holder or 'holder unknown'}); try again when it has finished")
+                           f" ({holder or 'holder unknown'}); try again when it has finished"
+                           ) from None
         self.fd, self.note, self.announced = fd, note, False
         left = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
-        if left:     # a holder that ended without releasing: killed, or its machine died
-            print(f"snapback: taking over the lock left by a run that is gone ({left})",
-                  file=sys.__stderr__)   # doit captures sys.stderr in actions
+        self.taken_over = left  # a holder that ended without releasing: killed, or its machine died
         if left or announce:
             self.announce()
 

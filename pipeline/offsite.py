@@ -24,23 +24,24 @@ import json
 import os
 import stat
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from . import store
 from .catalog import CONTENT_KINDS, Catalog, Row, open_catalog
 from .errors import SnapbackError, UsageError
+from .layout import CATALOG, HISTORY, META, MIRROR, RUNS, history_root, mirror_root
 from .lock import Lock
 from .plan import Plan
-from . import store
 from .store import make_destination
 from .sync import NEVER_SENT, _rclone_error, rclone, remote_path, remote_root, run_rclone
 
-AREAS = ("system_snapshot", "versioned_backup", ".snapback")
+AREAS = (MIRROR, HISTORY, META)
 LINK_SUFFIX = ".rclonelink"
 # What the metadata area holds that is sent (and so compared and brought back).
-META_FILES = ("catalog.sqlite3", "runs.jsonl")
+META_FILES = (CATALOG, RUNS)
 
 
 class OffsiteUsage(UsageError):
@@ -48,7 +49,7 @@ class OffsiteUsage(UsageError):
 
 
 def _run(args: list[str], what: str, progress: bool = False,
-         ok_codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
+         ok_codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
     """Run rclone; a failure is one line in rclone's words.  ``stderr`` of the result
     holds rclone's log (also when its progress went to the terminal)."""
     code, log, out = run_rclone(rclone(), args, progress)
@@ -76,16 +77,16 @@ class Fetched:
 def fetch(plan: Plan, force: bool) -> Fetched:
     """Bring the backup back from the remote into the plan's destination."""
     target = remote_root(plan)
-    catalog_path = plan.meta_dir / "catalog.sqlite3"
+    catalog_path = plan.meta_dir / CATALOG
     if os.path.lexists(catalog_path) and not force:
         raise OffsiteUsage(f"{plan.destination} already holds a backup (its catalog "
                            f"{catalog_path} exists): fetch would replace it; move it aside, "
                            "or use doit fetch --force to make it the remote's copy")
-    listing = _run(["lsjson", remote_path(target, ".snapback"), "--files-only"],
+    listing = _run(["lsjson", remote_path(target, META), "--files-only"],
                    f"reading {remote_path(target, '.snapback')}", ok_codes=(0, 3))
     names = {e["Name"] for e in json.loads(listing.stdout or "[]")} if listing.returncode == 0 \
         else set()
-    if "catalog.sqlite3" not in names:
+    if CATALOG not in names:
         raise SnapbackError(f"no backup at {target}: no .snapback/catalog.sqlite3 there "
                             "(is remote.target the one doit sync sends to?)")
     make_destination(plan.destination)
@@ -103,23 +104,23 @@ def fetch(plan: Plan, force: bool) -> Fetched:
         progress = on_terminal()
         # The catalog comes last: a fetch killed before it leaves no catalog, and the
         # next fetch simply carries on (a destination without one is not refused).
-        for area, verb, extra in (("system_snapshot", "sync" if force else "copy", excludes),
-                                  ("versioned_backup", "copy", excludes),
-                                  (".snapback", "copy", meta_excludes)):
+        for area, verb, extra in ((MIRROR, "sync" if force else "copy", excludes),
+                                  (HISTORY, "copy", excludes),
+                                  (META, "copy", meta_excludes)):
             result = _run([verb, remote_path(target, area), str(plan.destination / area),
                            "--links", "--create-empty-src-dirs", "-v", *extra],
                           f"fetching {remote_path(target, area)}", progress=progress,
                           ok_codes=(0, 3))
             out.files[area] = result.stderr.count(": Copied (")
-        for sub in (plan.destination / "versioned_backup", plan.destination / "system_snapshot"):
+        for sub in (history_root(plan.destination), mirror_root(plan.destination)):
             sub.mkdir(mode=0o700, exist_ok=True)
             os.chmod(sub, 0o700)
-        _private_folders(plan.destination / "versioned_backup")
+        _private_folders(history_root(plan.destination))
         catalog = open_catalog(plan.meta_dir, writable=False)
         try:
             out.problems = []
-            _mirror_back(plan.destination / "system_snapshot", catalog, out)
-            _history_back(plan.destination / "versioned_backup", catalog, out)
+            _mirror_back(mirror_root(plan.destination), catalog, out)
+            _history_back(history_root(plan.destination), catalog, out)
         finally:
             catalog.close()
         for name in META_FILES:
@@ -252,9 +253,9 @@ def _history_back(root: Path, catalog: Catalog, out: Fetched) -> None:
                 os.chmod(obj, want)
                 out.modes += 1
         live = [r for r in history if r.kind != "deleted"]
-        if not live or live[-1].store is None or live[-1].entry == "dir":
+        last = live[-1] if live else None
+        if last is None or last.store is None or last.entry == "dir":
             continue
-        last = live[-1]
         current = os.path.join(where, last.store, last.name)
         if _through_link(base, current, out):
             continue
@@ -306,7 +307,7 @@ def expected(destination: Path, catalog: Catalog) -> dict[str, Want]:
             continue
         rel = os.fsdecode(folder + b"/" + name if folder else name)
         if kind == "link":
-            local = destination / "system_snapshot" / source / rel
+            local = mirror_root(destination, source) / rel
             target = os.readlink(local) if local.is_symlink() else None
             out[f"system_snapshot/{source}/{rel}{LINK_SUFFIX}"] = Want(
                 None if target is None else len(os.fsencode(target)),
@@ -320,18 +321,18 @@ def expected(destination: Path, catalog: Catalog) -> dict[str, Want]:
                 out[f"versioned_backup/{source}/{rel}"] = Want(
                     row.size if row.kind != "diff" else None, row.object_sha256 or row.sha256)
         live = [r for r in history if r.kind != "deleted"]
-        if not live or live[-1].store is None or live[-1].entry == "dir":
+        last = live[-1] if live else None
+        if last is None or last.store is None or last.entry == "dir":
             continue
-        last = live[-1]
         rel = os.fsdecode(os.path.join(last.store, last.name))
         if last.entry == "link":
-            target = last.target or b""
+            link_target: bytes = last.target or b""
             out[f"versioned_backup/{source}/{rel}{LINK_SUFFIX}"] = Want(
-                len(target), hashlib.sha256(target).hexdigest())
+                len(link_target), hashlib.sha256(link_target).hexdigest())
         else:
             out[f"versioned_backup/{source}/{rel}"] = Want(last.size, last.sha256)
     for name in META_FILES:
-        path = destination / ".snapback" / name
+        path = destination / META / name
         if path.exists():
             data = path.read_bytes()
             out[f".snapback/{name}"] = Want(len(data), hashlib.sha256(data).hexdigest())
@@ -372,11 +373,12 @@ def downloaded_hashes(target: str, paths: list[str]) -> dict[str, str]:
     return out
 
 
-def features(target: str) -> dict:
+def features(target: str) -> dict[str, Any]:
     try:
         result = _run(["backend", "features", target.split(":", 1)[0] + ":"],
                       "asking rclone about the remote")
-        return json.loads(result.stdout or "{}")
+        found: dict[str, Any] = json.loads(result.stdout or "{}")
+        return found
     except (SnapbackError, ValueError):
         return {}
 
@@ -420,35 +422,3 @@ def check(plan: Plan, catalog: Catalog) -> tuple[list[str], str]:
 
 
 # ---- the commands ------------------------------------------------------------
-
-def fetch_action(plan: Plan, paths: list[str], force: bool = False):
-    from doit.exceptions import TaskFailed
-    if paths:
-        raise OffsiteUsage("fetch brings back the whole backup: it takes no PATH")
-    started = time.monotonic()
-    done = fetch(plan, force)
-    print("\n".join(describe_fetch(plan, done, time.monotonic() - started)))
-    sys.stdout.flush()
-    if done.problems:
-        return TaskFailed(f"{len(done.problems)} file(s) could not be brought back from "
-                          f"{remote_root(plan)}")
-    return None
-
-
-def check_action(plan: Plan, paths: list[str]):
-    from doit.exceptions import TaskFailed
-    from .commands import reading
-    if paths:
-        raise OffsiteUsage("check compares the whole remote: it takes no PATH")
-    remote_root(plan)
-    if not plan.meta_dir.exists():
-        raise SnapbackError(f"no backup at {plan.destination} to compare with "
-                            "(on a new machine: doit fetch first)")
-    with reading(plan, "check") as catalog:
-        problems, summary = check(plan, catalog)
-    for line in problems:
-        print(line)
-    print(summary)
-    if problems:
-        return TaskFailed(f"the remote {remote_root(plan)} has {len(problems)} problem(s)")
-    return None

@@ -9,9 +9,11 @@ history folder or current copy in the versioned backup), or the
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import layout
 from .errors import UsageError
 from .plan import Plan, Source
 
@@ -25,7 +27,7 @@ class Target:
     def label(self) -> str:
         """The path as messages show it: escaped as ``ls -b`` does (a name that is not
         UTF-8 or holds a newline stays one printable line)."""
-        from .report import display
+        from .show import display
         return display(f"{self.source.name}/{self.rel}" if self.rel else self.source.name)
 
 
@@ -62,13 +64,13 @@ def candidates(plan: Plan, text: str) -> list[Target]:
             out.append(Target(source, rel))
             break
     by_name = {s.name: s for s in plan.sources}
-    for area in ("versioned_backup", "system_snapshot"):
+    for area in (layout.HISTORY, layout.MIRROR):
         rel = _below(path, plan.destination / area)
         if rel:
             name, _, inner = rel.partition("/")
             if name in by_name:
                 parts = inner.split("/") if inner else []
-                if area == "versioned_backup" and len(parts) >= 2 and parts[-1] == parts[-2]:
+                if area == layout.HISTORY and len(parts) >= 2 and parts[-1] == parts[-2]:
                     parts = parts[:-1]          # the current copy inside its history folder
                 out.append(Target(by_name[name], "/".join(parts)))
     head, _, rest = text.strip("/").partition("/")
@@ -87,7 +89,7 @@ def in_source(plan: Plan, text: str) -> Target:
     raise UsageError(f"{text}: not in any source of the plan")
 
 
-def locate(plan: Plan, text: str, known) -> Target:
+def locate(plan: Plan, text: str, known: Callable[[Target], bool]) -> Target:
     """The first reading of ``text`` for which ``known(target)`` is true."""
     found = candidates(plan, text)
     for target in found:

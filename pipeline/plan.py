@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
 from .errors import PlanError
-from .retention import Policy, from_mapping as retention_policy
+from .layout import META
+from .retention import CHECKS as RETENTION_CHECKS
+from .retention import Policy
+from .retention import from_mapping as retention_policy
 
 PLAN_NAME = "backup.yaml"
 MAX_PLAN_BYTES = 1 << 20   # a plan is a few hundred bytes; refuse anything huge
@@ -55,12 +59,12 @@ class Plan:
     versioned: ModeOptions
     protect: bool
     remote_target: str | None
-    retention: Policy = Policy()
+    retention: Policy = field(default_factory=Policy)
 
     @property
     def meta_dir(self) -> Path:
         """The tool's own data: run log, catalog, lock, doit state."""
-        return self.destination / ".snapback"
+        return self.destination / META
 
     def mode(self, name: str) -> ModeOptions:
         return self.snapshot if name == "snapshot" else self.versioned
@@ -76,7 +80,8 @@ def _is(kind: type, label: str) -> Check:
         if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
             return value, None
         if value is None:
-            return None, f"expected {label}, got nothing (YAML reads a bare ~ as nothing: quote it, \"~\")"
+            return None, (f"expected {label}, got nothing "
+                          '(YAML reads a bare ~ as nothing: quote it, "~")')
         return None, f"expected {label}, got {_kind(value)}"
     return check
 
@@ -107,20 +112,6 @@ def _size(value: Any) -> tuple[Any, str | None]:
     return int(float(match.group(1)) * _UNITS[unit]), None
 
 
-def _duration(value: Any) -> tuple[Any, str | None]:
-    from .retention import duration
-    seconds = duration(value)
-    if seconds is None:
-        return None, f"expected a duration such as 30d, 12h, 2w, 6m or 1y, got {value!r}"
-    return seconds, None
-
-
-def _count(value: Any) -> tuple[Any, str | None]:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value, None
-    return None, f"expected a whole number of 1 or more, got {value!r}"
-
-
 def _kind(value: Any) -> str:
     names = {dict: "a mapping", list: "a list", str: "a string", bool: "true/false",
              int: "a number", float: "a number", type(None): "nothing"}
@@ -143,9 +134,7 @@ TOP: dict[str, tuple[Check, Any]] = {
     "retention": (_is(dict, "a mapping"), None),
 }
 RETENTION: dict[str, tuple[Check, Any]] = {
-    "keep_within": (_duration, None), "keep_last": (_count, None),
-    "keep_daily": (_count, None), "keep_weekly": (_count, None),
-    "keep_monthly": (_count, None), "keep_deleted": (_duration, None),
+    **{key: (check, None) for key, check in RETENTION_CHECKS.items()},
     "auto": (_is(bool, "true/false"), False),
 }
 SOURCE: dict[str, tuple[Check, Any]] = {
@@ -163,7 +152,8 @@ class _Problems:
     """Collects one line per problem, each with the YAML line of its key."""
 
     def __init__(self, file: Path, lines: dict[str, int]):
-        self.file, self.lines, self.items = file, lines, []
+        self.file, self.lines = file, lines
+        self.items: list[str] = []
 
     def add(self, key: str, message: str) -> None:
         line = self.lines.get(key) or self.lines.get(key.split("[")[0].rsplit(".", 1)[0])
@@ -171,7 +161,8 @@ class _Problems:
         self.items.append(f"{where}: {key}: {message}" if key else f"{where}: {message}")
 
 
-def _read_section(data: dict, schema: dict, prefix: str, problems: _Problems) -> dict:
+def _read_section(data: dict[str, Any], schema: dict[str, tuple[Check, Any]], prefix: str,
+                  problems: _Problems) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in data:
         if key not in schema:
@@ -188,7 +179,7 @@ def _read_section(data: dict, schema: dict, prefix: str, problems: _Problems) ->
     return out
 
 
-def _key_lines(node: yaml.Node, prefix: str = "", out: dict | None = None,
+def _key_lines(node: yaml.Node, prefix: str = "", out: dict[str, int] | None = None,
                budget: list[int] | None = None) -> dict[str, int]:
     """Map each key path (``snapshot.ignore``, ``sources[0].path``) to its line.
 
@@ -243,7 +234,7 @@ def _expand(path: str, base: Path) -> Path:
     return Path(os.path.abspath(base / expanded))
 
 
-def load(file: str | os.PathLike, backup: bool = True) -> Plan:
+def load(file: str | os.PathLike[str], backup: bool = True) -> Plan:
     """Read, check and freeze the plan; raise PlanError listing every problem.
 
     ``backup``: also check what a backup run needs (each source exists and is a
@@ -361,7 +352,7 @@ def _read_sources(raw: Any, base: Path, problems: _Problems, backup: bool = True
             problems.add(f"{key}.path", problem)
             continue
         name = fields["name"] or folder.name or "root"
-        if name in (".", "..") or "/" in name or "\0" in name or name.startswith(".snapback"):
+        if name in (".", "..") or "/" in name or "\0" in name or name.startswith(META):
             problems.add(f"{key}.name", f"{name!r} cannot be a folder name in the backup")
             continue
         if name in names:

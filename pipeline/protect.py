@@ -14,9 +14,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
-AREAS = ("system_snapshot", "versioned_backup")
+from .layout import AREAS, META
+
 WRITE = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 
 
@@ -35,7 +37,7 @@ def read_only(path: bytes | str, st: os.stat_result | None = None) -> None:
         os.chmod(path, stat.S_IMODE(st.st_mode) & ~WRITE)
 
 
-def _chmod_all(destination: Path, new_mode) -> int:
+def _chmod_all(destination: Path, new_mode: Callable[[int], int | None]) -> int:
     """Apply ``new_mode(mode) -> mode | None`` to everything in the mirror and the
     history (never a symlink); return how many entries changed."""
     changed = 0
@@ -52,14 +54,14 @@ def _chmod_all(destination: Path, new_mode) -> int:
 
 def protect(destination: Path) -> int:
     changed = _chmod_all(destination, lambda mode: mode & ~WRITE if mode & WRITE else None)
-    marker(destination / ".snapback").touch(mode=0o600)
+    marker(destination / META).touch(mode=0o600)
     return changed
 
 
 def unprotect(destination: Path) -> int:
     changed = _chmod_all(destination, lambda mode: None if mode & stat.S_IWUSR
                          else mode | stat.S_IWUSR)
-    marker(destination / ".snapback").unlink(missing_ok=True)
+    marker(destination / META).unlink(missing_ok=True)
     return changed
 
 

@@ -20,17 +20,17 @@ version still rebuilds; a rerun (``finish``) completes step 3 and 4.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import store, textdiff
+from . import layout, store, textdiff
 from .catalog import CONTENT_KINDS, Catalog, Row
-from .rebuild import versions
-from .report import human_size
-from .retention import Policy
-from . import layout
 from .layout import baseline_name, version_names
+from .rebuild import versions
+from .retention import Policy
+from .show import human_size
 
 TMP_MARK = b".~snapback-"
 
@@ -46,7 +46,8 @@ class Outcome:
     paths: list[bytes] = field(default_factory=list)
 
 
-def plan_history(history: list[Row], policy: Policy, now: float) -> tuple[list[Row], list[Row], bool]:
+def plan_history(history: list[Row], policy: Policy, now: float
+                 ) -> tuple[list[Row], list[Row], bool]:
     """(versions kept, versions dropped, whole history expires)."""
     content = [r for r in history if r.kind in CONTENT_KINDS]
     last = history[-1]
@@ -89,7 +90,7 @@ def prune_history(catalog: Catalog, root: Path, source: str, history: list[Row],
                    os.path.join(root_b, pending[-1].store))
         return out
     for row in dropped:
-        if row.object is None:
+        if row.object is None or row.store is None:
             continue
         try:
             out.freed += os.lstat(os.path.join(root_b, row.store, row.object)).st_size
@@ -108,9 +109,11 @@ def prune_history(catalog: Catalog, root: Path, source: str, history: list[Row],
         out.dropped = 0
         return out
     chain = [r for r in history if r.kind in CONTENT_KINDS]
-    before = {b.id: a.id for a, b in zip(chain, chain[1:])}
+    before = {b.id: a.id for a, b in itertools.pairwise(chain)}
     updates: list[tuple[Row, str, bytes, str]] = []     # (row, kind, tmp object, sha)
-    hist = os.path.join(root_b, kept[-1].store)
+    store_rel = kept[-1].store
+    assert store_rel is not None                       # content rows have a store
+    hist = os.path.join(root_b, store_rel)
     for index, row in enumerate(kept):
         data = content[row.id][0]
         assert data is not None
@@ -130,6 +133,7 @@ def prune_history(catalog: Catalog, root: Path, source: str, history: list[Row],
                 if payload is not None and textdiff.apply(previous, payload) != data:
                     payload = None
             kind, payload = ("diff", payload) if payload is not None else ("full", data)
+        assert payload is not None
         sub = {"baseline": b"", "diff": layout.diffs_dir(row.name),
                "full": layout.versions_dir(row.name)}[kind]
         folder = os.path.join(hist, sub) if sub else hist
@@ -140,9 +144,8 @@ def prune_history(catalog: Catalog, root: Path, source: str, history: list[Row],
     # step 2: the commit point
     catalog.begin()
     for row, kind, obj, sha in updates:
-        catalog.conn.execute("update versions set kind=?, object=?, object_sha256=? where id=?",
-                             (kind, obj, sha, row.id))
-    catalog.conn.executemany("delete from versions where id=?", [(r.id,) for r in dropped])
+        catalog.set_object(row.id, obj, kind, sha)
+    catalog.drop_versions([r.id for r in dropped])
     catalog.commit()
     finish(catalog, root_b, source, history[-1].dir, history[-1].name, hist)
     return out
@@ -165,7 +168,7 @@ def finish(catalog: Catalog, root_b: bytes, source: str, folder: bytes, name: by
         tmp_path, final_path = os.path.join(hist, row.object), os.path.join(hist, final)
         store.link_or_copy(tmp_path, final_path)
         catalog.begin()
-        catalog.conn.execute("update versions set object=? where id=?", (final, row.id))
+        catalog.set_object(row.id, final)
         catalog.commit()
         os.unlink(tmp_path)
 
@@ -173,7 +176,7 @@ def finish(catalog: Catalog, root_b: bytes, source: str, folder: bytes, name: by
 def _expire(catalog: Catalog, root_b: bytes, history: list[Row]) -> None:
     """A deleted file past keep_deleted: its rows, then its objects."""
     catalog.begin()
-    catalog.conn.executemany("delete from versions where id=?", [(r.id,) for r in history])
+    catalog.drop_versions([r.id for r in history])
     catalog.commit()
     stores = {r.store for r in history if r.store}
     name = history[-1].name
@@ -196,7 +199,7 @@ def run(catalog: Catalog, destination: Path, policy: Policy, now: float, max_dif
         histories.setdefault((row.source, row.path), []).append(row)
     outcomes = []
     for (source, _path), history in histories.items():
-        root = destination / "versioned_backup" / source
+        root = layout.history_root(destination, source)
         outcome = prune_history(catalog, root, source, history, policy, now, max_diff, dry_run)
         if outcome.dropped or outcome.gone or outcome.problem:
             outcomes.append(outcome)

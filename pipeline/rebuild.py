@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from . import store, textdiff
 from .catalog import CONTENT_KINDS, Row
@@ -34,6 +34,7 @@ def versions(root: Path, history: list[Row]) -> Iterator[tuple[Row, bytes | None
         if row.kind not in CONTENT_KINDS:
             continue
         obj = object_path(root, row)
+        assert row.store is not None and row.object is not None    # a content row
         try:                     # never through a link, never a device (a tampered backup)
             stored = store.read_under(os.fsencode(root), os.path.join(row.store, row.object))
         except OSError as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import store
@@ -164,10 +164,7 @@ def conflicts(items: list[Item], to: Path) -> list[str]:
 @dataclass
 class Outcome:
     written: int = 0
-    failed: list[tuple[str, str]] = None     # (path, why)
-
-    def __post_init__(self) -> None:
-        self.failed = [] if self.failed is None else self.failed
+    failed: list[tuple[str, str]] = field(default_factory=list)     # (path, why)
 
 
 def restore(items: list[Item], to: Path, root: Path, force: bool) -> Outcome:

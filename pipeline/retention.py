@@ -12,9 +12,10 @@ all: nothing is pruned.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from .catalog import Row
 
@@ -66,22 +67,23 @@ class Policy:
         return [r for r in versions if r.id in kept]
 
 
-def _day(row: Row) -> tuple:
+def _day(row: Row) -> tuple[int, ...]:
     return datetime.fromtimestamp(row.recorded).date().timetuple()[:3]
 
 
-def _week(row: Row) -> tuple:
+def _week(row: Row) -> tuple[int, ...]:
     return tuple(datetime.fromtimestamp(row.recorded).isocalendar()[:2])
 
 
-def _month(row: Row) -> tuple:
+def _month(row: Row) -> tuple[int, ...]:
     stamp = datetime.fromtimestamp(row.recorded)
     return stamp.year, stamp.month
 
 
-def _newest_per_bucket(newest_first: list[Row], count: int, bucket: Callable) -> set[int]:
+def _newest_per_bucket(newest_first: list[Row], count: int,
+                       bucket: Callable[[Row], tuple[int, ...]]) -> set[int]:
     out: set[int] = set()
-    seen: set = set()
+    seen: set[tuple[int, ...]] = set()
     for row in newest_first:
         key = bucket(row)
         if key in seen:
@@ -98,4 +100,45 @@ RULES = ("keep_within", "keep_last", "keep_daily", "keep_weekly", "keep_monthly"
 
 def from_mapping(data: dict[str, Any]) -> Policy:
     """A Policy from checked plan values (durations already in seconds)."""
-    return Policy(**{k: data.get(k) for k in (*RULES, "auto") if data.get(k) is not None})
+    values: dict[str, Any] = {k: data[k] for k in (*RULES, "auto") if data.get(k) is not None}
+    return Policy(**values)
+
+
+def check_duration(value: Any) -> tuple[Any, str | None]:
+    seconds = duration(value)
+    if seconds is None:
+        return None, f"expected a duration such as 30d, 12h, 2w, 6m or 1y, got {value!r}"
+    return seconds, None
+
+
+def check_count(value: Any) -> tuple[Any, str | None]:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value, None
+    return None, f"expected a whole number of 1 or more, got {value!r}"
+
+
+CHECKS: dict[str, Callable[[Any], tuple[Any, str | None]]] = {
+    "keep_within": check_duration, "keep_last": check_count, "keep_daily": check_count,
+    "keep_weekly": check_count, "keep_monthly": check_count, "keep_deleted": check_duration,
+}
+
+
+def from_options(base: Policy, given: dict[str, Any]) -> Policy:
+    """``base`` (the plan's rules) with the rules given on the command line
+    (``--keep-last 3``...), each checked as the plan's are; UsageError names the first
+    bad one."""
+    from dataclasses import replace
+
+    from .errors import UsageError
+    changes: dict[str, Any] = {}
+    for key, check in CHECKS.items():
+        if given.get(key) in (None, ""):
+            continue
+        raw = given[key]
+        if check is check_count and isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+            raw = int(raw)                       # options written after PATH come as words
+        value, problem = check(raw)
+        if problem is not None:
+            raise UsageError(f"--{key.replace('_', '-')}: {problem}")
+        changes[key] = value
+    return replace(base, **changes)

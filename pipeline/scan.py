@@ -68,12 +68,12 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
     stack: list[tuple[str, os.stat_result | None, tuple[Layer, ...]]] = [("", root_stat, ())]
     root_b = os.fsencode(root)
     while stack:
-        rel, st, layers = stack.pop()
-        folder = Folder(rel, st)
+        rel, folder_st, layers = stack.pop()
+        folder = Folder(rel, folder_st)
         scan.folders.append(folder)
-        path = os.path.join(root_b, os.fsencode(rel)) if rel else root_b
+        folder_b = os.path.join(root_b, os.fsencode(rel)) if rel else root_b
         try:
-            with os.scandir(path) as it:
+            with os.scandir(folder_b) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
             folder.error = _reason(exc)
@@ -81,7 +81,7 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
         names = {os.fsdecode(e.name) for e in entries}
         for file_name in selector.ignore_files:
             if file_name in names:
-                layer = _read_ignore_file(path, rel, file_name)
+                layer = _read_ignore_file(folder_b, rel, file_name)
                 if layer is not None:
                     layers = (*layers, layer)
         if rel and selector.markers and not selector.reincluded(rel, True, layers):
@@ -174,4 +174,41 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-__all__ = ["Folder", "Scan", "walk", "Rule"]
+__all__ = ["Folder", "Rule", "Scan", "walk"]
+
+
+def mode_view(scan: Scan, extra: Selector | None) -> list[Folder]:
+    """The folders a mode keeps: the shared walk minus the mode's own ignores."""
+    if extra is None:
+        return scan.folders
+    dropped: set[str] = set()
+    out: list[Folder] = []
+    for folder in scan.folders:
+        parent = folder.rel.rpartition("/")[0]
+        if folder.rel and (parent in dropped or folder.rel in dropped):
+            dropped.add(folder.rel)
+            continue
+        view = Folder(folder.rel, folder.stat, error=folder.error,
+                      skipped=list(folder.skipped), specials=folder.specials,
+                      unreadable=folder.unreadable)
+        for name in folder.subdirs:
+            rel = folder.child(name)
+            rule = extra.ignored_by(rel, True)
+            if rule is not None and not extra.enters(rel):
+                dropped.add(rel)
+                view.skipped.append((name + "/", f"ignored by {rule.describe()}"))
+            else:
+                view.subdirs.append(name)
+        if extra.folders_only:
+            view.files, view.links = folder.files, folder.links
+            out.append(view)
+            continue
+        for kind in ("files", "links"):
+            for name, st in getattr(folder, kind).items():
+                rule = extra.ignored_by(folder.child(name), False)
+                if rule is None:
+                    getattr(view, kind)[name] = st
+                else:
+                    view.skipped.append((name, f"ignored by {rule.describe()}"))
+        out.append(view)
+    return out

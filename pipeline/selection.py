@@ -71,7 +71,7 @@ def read_layer(folder: str, file_name: str, text: str) -> Layer | None:
     return Layer(folder, pathspec.GitIgnoreSpec.from_lines(lines, backend=BACKEND), tuple(rules))
 
 
-def _check(spec: pathspec.GitIgnoreSpec, path: str) -> pathspec.util.CheckResult:
+def _check(spec: pathspec.GitIgnoreSpec, path: str) -> pathspec.util.CheckResult[str]:
     try:
         return spec.check_file(path)
     except UnicodeEncodeError:
@@ -123,7 +123,7 @@ class Selector:
         self.folders_only = bool(ignores) and all(
             r.pattern.endswith("/") and not r.pattern.startswith("!") for r in ignores)
 
-    def _check(self, rel: str, is_dir: bool) -> pathspec.util.CheckResult:
+    def _check(self, rel: str, is_dir: bool) -> pathspec.util.CheckResult[str]:
         return _check(self.spec, rel + "/" if is_dir else rel)
 
     def decide(self, rel: str, is_dir: bool, layers: tuple[Layer, ...] = ()

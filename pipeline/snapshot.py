@@ -17,37 +17,22 @@ from __future__ import annotations
 import filecmp
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
-from . import change, run, store
+from . import change, store
 from .catalog import Stored
-from .plan import Source
-from .run import DELETED, FAILED, NEW, UPDATED, Event
 from .protect import Opened
 from .scan import Folder
+from .session import DELETED, FAILED, NEW, UPDATED, Event, FolderJob, Session, SweepJob, action
 
 MODE = "snapshot"
 RETRIES = 3
 
 
-@dataclass(frozen=True)
-class FolderJob:
-    source: Source
-    folder: Folder
-    mirror_root: Path
-    checker: str          # "hash" or "mtime"
-    cleanup: bool
-
-    @property
-    def label(self) -> str:
-        return self.folder.label(self.source.name)
-
-
-@run.action(MODE)
-def mirror_folder(job: FolderJob, current: run.Run) -> TaskFailed | None:
+@action(MODE)
+def mirror_folder(job: FolderJob, current: Session) -> TaskFailed | None:
     """Bring one mirror folder in line with its source folder."""
     folder = job.folder
     work = _Folder(job, current)
@@ -81,12 +66,12 @@ def leftovers(folder: Folder, existing: dict[str, os.stat_result]) -> list[str]:
 class _Folder:
     """One folder's reconciliation; in a dry run it decides and reports, writes nothing."""
 
-    def __init__(self, job: FolderJob, current: run.Run):
+    def __init__(self, job: FolderJob, current: Session):
         self.job, self.run = job, current
         self.writes = current.writes
         rel = job.folder.rel
         self.src = os.fsencode(job.source.path / rel if rel else job.source.path)
-        self.dst = os.fsencode(job.mirror_root / rel if rel else job.mirror_root)
+        self.dst = os.fsencode(job.root / rel if rel else job.root)
         self.existing: dict[str, os.stat_result] = {}
         self.failures = 0
         self.catalog = current.open_catalog()
@@ -111,11 +96,11 @@ class _Folder:
         # A link (or file) where the mirror has a folder is never followed: it goes, with
         # the records below it, and the folder is made again (only this run's own
         # symlinks, the copies of the source's, are links in the mirror).
-        top = os.fsencode(self.job.mirror_root.parent.parent)        # the destination
+        top = os.fsencode(self.job.root.parent.parent)        # the destination
         rel = os.path.relpath(self.dst, top)
         bad = store.real_dirs(top, rel)
         if bad is not None and bad != self.dst and self.writes:
-            inside = os.path.relpath(bad, os.fsencode(self.job.mirror_root))
+            inside = os.path.relpath(bad, os.fsencode(self.job.root))
             if inside.startswith(b".."):                   # system_snapshot/ or its source
                 raise store.NotAFile(20, "is not a folder (a link or a file where the backup "
                                      "has a folder): not followed", os.fsdecode(bad))
@@ -321,22 +306,15 @@ def _count(path: bytes) -> int:
     return sum(len(files) for _r, _d, files in os.walk(path))
 
 
-@dataclass(frozen=True)
-class SweepJob:
-    source: Source
-    folders: tuple[Folder, ...]
-    mirror_root: Path
-
-
-@run.action(MODE)
-def sweep(job: SweepJob, current: run.Run) -> TaskFailed | None:
+@action(MODE)
+def sweep(job: SweepJob, current: Session) -> TaskFailed | None:
     """Remove from a source's whole mirror what is not in the source any more."""
     kept = {folder.rel: folder for folder in job.folders}
     failures = 0
-    for rel, folder in kept.items():
+    for _rel, folder in kept.items():
         if folder.error is not None:
             continue                                # unknown content: remove nothing
-        fjob = FolderJob(job.source, folder, job.mirror_root, "mtime", True)
+        fjob = FolderJob(job.source, folder, job.root, "mtime", cleanup=True)
         work = _Folder(fjob, current)
         if not os.path.isdir(work.dst) or os.path.islink(work.dst):
             continue

@@ -94,7 +94,8 @@ def copy_to_tmp(src: bytes, folder: bytes, hashed: bool = False
         finally:
             os.close(out)
         after = os.fstat(fd)
-        if not same_stat(before, after) or not same_stat(after, os.stat(src, follow_symlinks=False)):
+        if not same_stat(before, after) \
+                or not same_stat(after, os.stat(src, follow_symlinks=False)):
             raise SourceChanged("changed while it was read")
         if digest is not None and time.time_ns() - before.st_mtime_ns < RECENT_NS:
             # Written to within the filesystem's timestamp granularity: writes during
@@ -325,7 +326,7 @@ def remove(path: bytes) -> int:
 
 def _make_tree_writable(path: bytes) -> None:
     """rmtree needs write permission on each folder (a 0555 folder blocks non-root)."""
-    for root, dirs, _files in os.walk(path):
+    for root, _dirs, _files in os.walk(path):
         st = os.lstat(root)
         if not st.st_mode & stat.S_IWUSR:
             os.chmod(root, stat.S_IMODE(st.st_mode) | stat.S_IWUSR | stat.S_IXUSR)

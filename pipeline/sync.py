@@ -23,14 +23,17 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import layout
 from .errors import SnapbackError, UsageError
 from .plan import Plan
 
 NEVER_SENT = ["lock", "state.sqlite3", "state.sqlite3-*", "state.sqlite3.corrupt", "tmp/**",
               "catalog.sqlite3-*", "protected"]
-_LINE = re.compile(r"(?:INFO|NOTICE)\s*:\s*(?P<path>.+?): (?P<what>Copied \(new\)|Copied \(replaced existing\)|"
+_LINE = re.compile(r"(?:INFO|NOTICE)\s*:\s*(?P<path>.+?): (?P<what>Copied \(new\)|"
+                   r"Copied \(replaced existing\)|"
                    r"Copied \(server-side copy\)|Updated modification time|Deleted|"
-                   r"Skipped (?P<skipped>copy|delete|update modification time) as --dry-run is set.*)$")
+                   r"Skipped (?P<skipped>copy|delete|update modification time) "
+                   r"as --dry-run is set.*)$")
 
 
 _NOT_UTF8 = re.compile(r'Replacing invalid UTF-8 characters in "(.*)"$')
@@ -80,12 +83,13 @@ def remote_path(target: str, area: str) -> str:
 def steps(plan: Plan) -> list[Step]:
     target = remote_root(plan)
     excludes = [arg for pattern in NEVER_SENT for arg in ("--exclude", pattern)]
-    out = [Step("mirror", "sync", plan.destination / "system_snapshot", remote_path(target, "system_snapshot")),
-           Step("history", "copy", plan.destination / "versioned_backup",
-                remote_path(target, "versioned_backup")),
+    out = [Step("mirror", "sync", layout.mirror_root(plan.destination),
+                remote_path(target, layout.MIRROR)),
+           Step("history", "copy", layout.history_root(plan.destination),
+                remote_path(target, layout.HISTORY)),
            # --ignore-times: the catalog keeps its size from run to run, and a remote
            # without modification times or hashes (WebDAV) would keep an old one
-           Step("metadata", "copy", plan.meta_dir, remote_path(target, ".snapback"),
+           Step("metadata", "copy", plan.meta_dir, remote_path(target, layout.META),
                 [*excludes, "--ignore-times"])]
     return [s for s in out if s.local.is_dir()]
 
@@ -145,7 +149,8 @@ def _rclone_error(stderr: str) -> str:
         remote = re.search(r'"([^"]+)"', stderr)
         name = remote.group(1) if remote else "the remote"
         return f"the rclone remote {name} is not configured: run `rclone config`"
-    errors = [l.split("ERROR", 1)[-1].strip(" :") for l in stderr.splitlines() if "ERROR" in l]
+    errors = [line.split("ERROR", 1)[-1].strip(" :") for line in stderr.splitlines()
+              if "ERROR" in line]
     text = errors[-1] if errors else (stderr.strip().splitlines() or ["rclone failed"])[-1]
     return text[:300]
 

@@ -11,8 +11,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import layout
 from .catalog import CONTENT_KINDS, Catalog, Row
-from .rebuild import object_path, versions
+from .rebuild import versions
 from .store import NotAFile, sha256_under
 
 
@@ -35,7 +36,7 @@ def _hash(root: bytes, rel: bytes) -> str | None:
 
 
 def _check(root: bytes, rel: bytes, want: str | None, label: str,
-           problems: list["Problem"]) -> None:
+           problems: list[Problem]) -> None:
     path = os.fsdecode(os.path.join(root, rel))
     try:
         digest = _hash(root, rel)
@@ -59,7 +60,7 @@ def verify(destination: Path, catalog: Catalog, deep: bool) -> tuple[int, list[P
     for row in catalog.all_rows():
         histories.setdefault((row.source, row.path), []).append(row)
     for (source, path), history in histories.items():
-        root = destination / "versioned_backup" / source
+        root = layout.history_root(destination, source)
         label = f"{source}/{os.fsdecode(path)}"
         for row in history:
             if row.kind not in CONTENT_KINDS:
@@ -74,20 +75,20 @@ def verify(destination: Path, catalog: Catalog, deep: bool) -> tuple[int, list[P
             for row, _data, error in versions(root, history):
                 if error is not None:
                     problems.append(Problem("unrebuildable", label, f"version {row.time}: {error}"))
-    for source, folder, name, size, _mtime, sha, _mode in catalog.mirror_rows():
+    for source, folder, name, _size, _mtime, sha, _mode in catalog.mirror_rows():
         checked += 1
         rel = folder + b"/" + name if folder else name
         label = f"{source}/{os.fsdecode(rel)}"
-        _check(os.fsencode(destination / "system_snapshot" / source), rel, sha, label, problems)
+        _check(os.fsencode(layout.mirror_root(destination, source)), rel, sha, label, problems)
     return checked, problems
 
 
 def _check_current(root: Path, label: str, history: list[Row]) -> list[Problem]:
     """The current copy must hold the last version (a link: the last target)."""
     live = [r for r in history if r.kind != "deleted"]
-    if not live or live[-1].entry == "dir" or live[-1].store is None:
+    last = live[-1] if live else None
+    if last is None or last.entry == "dir" or last.store is None:
         return []
-    last = live[-1]
     path = os.path.join(os.fsencode(root), last.store, last.name)
     if last.entry == "link":
         try:

@@ -21,38 +21,25 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from doit.exceptions import TaskFailed
 
-from . import change, layout, run, store, textdiff
-from .layout import baseline_name, version_names
+from . import change, layout, store, textdiff
 from .catalog import Catalog, Row
+from .layout import baseline_name, version_names
 from .plan import Source
-from .run import DELETED, FAILED, NEW, UPDATED, Event
 from .protect import Opened
-from .scan import Folder
+from .session import DELETED, FAILED, NEW, UPDATED, Event, FolderJob, Session, SweepJob, action
 
 MODE = "versioned"
 RETRIES = 3
 
 
-@dataclass(frozen=True)
-class FolderJob:
-    source: Source
-    folder: Folder
-    root: Path                 # <destination>/versioned_backup/<source name>
-    max_diff_bytes: int
-    checker: str = "hash"
-
-    @property
-    def label(self) -> str:
-        return self.folder.label(self.source.name)
-
-
-@run.action(MODE)
-def record_folder(job: FolderJob, current: run.Run) -> TaskFailed | None:
+@action(MODE)
+def record_folder(job: FolderJob, current: Session) -> TaskFailed | None:
     """Record the new, changed and deleted entries of one source folder."""
     work = History(job.source, job.root, job.folder.rel, current, job.max_diff_bytes,
                    job.checker)
@@ -89,7 +76,7 @@ def unique_stamp(catalog: Catalog, source: str, folder: bytes, name: bytes, base
 class History:
     """The versioned history of one source folder's entries."""
 
-    def __init__(self, source: Source, root: Path, rel: str, current: run.Run, max_diff: int,
+    def __init__(self, source: Source, root: Path, rel: str, current: Session, max_diff: int,
                  checker: str = "hash"):
         self.source, self.run, self.max_diff, self.checker = source, current, max_diff, checker
         self.root = os.fsencode(root)
@@ -156,7 +143,7 @@ class History:
         self._container_cache = path
         return path
 
-    def _free(self, parent: bytes, name: bytes, ok) -> bytes:
+    def _free(self, parent: bytes, name: bytes, ok: Callable[[bytes], bool]) -> bytes:
         """``name``, or the first ``name~N`` beside it, that ``ok`` accepts."""
         candidate, n = os.path.join(parent, name), 2
         while not ok(candidate):
@@ -333,7 +320,8 @@ class History:
         label = os.path.basename(name)
         return textdiff.make_diff(old, new, label, label)
 
-    def _dry_file(self, name: bytes, st: os.stat_result, prev: Row | None, live: Row | None) -> None:
+    def _dry_file(self, name: bytes, st: os.stat_result, prev: Row | None,
+                  live: Row | None) -> None:
         if live is not None and prev is not None and prev.size == st.st_size:
             try:
                 if store.sha256_of(os.path.join(self.src, name)) == prev.sha256:
@@ -420,7 +408,8 @@ class History:
                 self.catalog.add(source=self.source.name, dir=item.dir, name=item.name,
                                  entry=item.entry, kind="deleted",
                                  time=unique_stamp(self.catalog, self.source.name, item.dir,
-                                                       item.name, self.run.stamp), run_id=self.run.run_id,
+                                                   item.name, self.run.stamp),
+                                 run_id=self.run.run_id,
                                  note=self.run.options.note, store=item.store, object=None,
                                  size=None, sha256=None, mode=None, mtime_ns=None, target=None,
                                  recorded=self.run.started)
@@ -435,16 +424,8 @@ class History:
         self.run.emit(Event(FAILED, MODE, self._label(name), reason=reason))
 
 
-@dataclass(frozen=True)
-class SweepJob:
-    source: Source
-    folders: tuple[Folder, ...]
-    root: Path
-    max_diff_bytes: int
-
-
-@run.action(MODE)
-def sweep(job: SweepJob, current: run.Run) -> TaskFailed | None:
+@action(MODE)
+def sweep(job: SweepJob, current: Session) -> TaskFailed | None:
     """Record a deletion for every path the catalog has live that the source lost."""
     catalog = current.open_catalog()
     folders = {os.fsencode(f.rel): f for f in job.folders}
@@ -454,8 +435,9 @@ def sweep(job: SweepJob, current: run.Run) -> TaskFailed | None:
             continue                             # cannot be listed: delete nothing
         folder = folders.get(row.dir)
         if folder is not None:
-            names = {"file": folder.files, "link": folder.links,
-                     "dir": dict.fromkeys(folder.subdirs)}[row.entry]
+            kinds: dict[str, dict[str, Any]] = {"file": folder.files, "link": folder.links,
+                                                "dir": dict.fromkeys(folder.subdirs)}
+            names = kinds[row.entry]
             if os.fsdecode(row.name) in names or os.fsdecode(row.name) in dict(folder.unreadable):
                 continue
         work = History(job.source, job.root, os.fsdecode(row.dir), current, job.max_diff_bytes)

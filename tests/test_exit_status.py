@@ -302,8 +302,8 @@ def test_70_a_bug_is_the_only_traceback(backed_up: Backup) -> None:
     from conftest import DODO, DOIT
     buggy = backed_up.base / "buggy.py"           # snapback's dodo.py with a broken command
     buggy.write_text(f"import sys\nsys.path.insert(0, {str(DODO.parent)!r})\n"
-                     "import pipeline.commands\n"
-                     "pipeline.commands.history_action = lambda *a, **k: 1 / 0\n"
+                     "import pipeline.commands.history\n"
+                     "pipeline.commands.history.run = lambda *a, **k: 1 / 0\n"
                      "from dodo import *\n")
     result = subprocess.run([*DOIT, "-f", str(buggy), "history", f"config={backed_up.plan}"],
                             capture_output=True, text=True, timeout=120, cwd=backed_up.base)

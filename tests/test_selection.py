@@ -9,7 +9,7 @@ import pytest
 from pipeline.ignores import BUILTIN_IGNORES
 from pipeline.scan import walk
 from pipeline.selection import for_mode, mode_filter, pattern_error
-from pipeline.tasks import mode_view
+from pipeline.scan import mode_view
 
 
 def kept_paths(root: Path, ignore=(), exceptions=(), default=True, extra=()) -> set[str]:

@@ -228,21 +228,19 @@ def test_the_sweep_records_no_deletion_below_a_source_root_it_cannot_list(backup
                                                                          ) -> None:
     """The plan check refuses an unreadable source, so only a race reaches this: the
     source root lists fine when the plan is read, not when the sweep runs."""
-    from pipeline import run, versioned
+    from pipeline import versioned
     from pipeline.plan import load
     from pipeline.scan import Folder
+    from pipeline.session import Session, SweepJob
     make_tree(backup.src, {"a.txt": "a\n", "d": {"b.txt": "b\n"}})
     backup.doit("versioned", check=True)
-    plan = load(backup.plan)
-    current = run.reset()
-    current.meta_dir = plan.meta_dir
+    session = Session(load(backup.plan))
     try:
-        job = versioned.SweepJob(plan.sources[0], (Folder("", None, error="Permission denied"),),
-                                 backup.versions, 1 << 20)
-        assert versioned.sweep(job) is None
+        job = SweepJob(session.plan.sources[0], (Folder("", None, error="Permission denied"),),
+                       backup.versions, 1 << 20)
+        assert versioned.sweep(job, session) is None
     finally:
-        current.release()
-        run.reset()
+        session.release()
     assert [r.kind for r in backup.catalog() if r.kind == "deleted"] == []
 
 

@@ -1,9 +1,11 @@
-"""The run in progress: options, what each subtask did, the lock, the clock.
+"""One doit invocation's backup run: its options, what each task did, the lock.
 
-doit runs every action in this process, one after the other, so the actions,
-the checker, the state backend and the reporter share this one object
-(``RUN``).  Actions append events; the reporter prints them as each task ends;
-the report task turns them into the run record.
+``dodo.py`` makes one ``Session`` per doit invocation (``doit_glue.configure``)
+and hands it to everything that needs it: the task creators, each action (as
+an argument), doit's checker and the reporter.  doit runs every action in this
+process, one after the other; actions append events, the reporter prints them
+as each task ends, the report task turns them into the run record.  Nothing
+here is module-level state: two invocations in one process share nothing.
 """
 
 from __future__ import annotations
@@ -12,17 +14,22 @@ import functools
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from doit.exceptions import TaskFailed
 
+from .catalog import Catalog, Stored, open_catalog
 from .errors import LockHeld
-from .catalog import Catalog, open_catalog
 from .lock import Lock
+from .plan import Plan, Source
 from .store import clear_staging, make_destination
+
+if TYPE_CHECKING:
+    from .scan import Folder, Scan
 
 # Kinds of per-file events, as printed.
 NEW, UPDATED, DELETED, FAILED = "new", "updated", "deleted", "FAILED"
@@ -64,8 +71,48 @@ def clock() -> float:
     return time.time()
 
 
+# The modes each backup command runs (the one place that says so).
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "snapshot": ("snapshot",), "versioned": ("versioned",), "all": ("snapshot", "versioned"),
+    "cleanup": ("snapshot", "versioned"),
+}
+MODES = ("snapshot", "versioned")
+
+
+def modes_of(task_names: list[str]) -> list[str]:
+    """The modes the tasks named on a command line run, in their fixed order."""
+    wanted = {m for name in task_names for m in COMMANDS.get(name.split(":", 1)[0], ())}
+    return [m for m in MODES if m in wanted]
+
+
+
+@dataclass(frozen=True)
+class FolderJob:
+    """One folder task's work: bring ``folder`` of ``source`` in line in ``root``."""
+    source: Source
+    folder: Folder
+    root: Path                # the mode's folder of this source in the destination
+    checker: str              # "hash" or "mtime"
+    cleanup: bool = True      # remove what left the folder (snapshot.cleanup)
+    max_diff_bytes: int = 0   # versioned: larger files get full copies, not diffs
+
+    @property
+    def label(self) -> str:
+        return self.folder.label(self.source.name)
+
+
+@dataclass(frozen=True)
+class SweepJob:
+    """A cleanup task's work: what left the whole of ``source``."""
+    source: Source
+    folders: tuple[Folder, ...]
+    root: Path
+    max_diff_bytes: int = 0
+
+
 @dataclass
-class Run:
+class Session:
+    plan: Plan
     options: Options = field(default_factory=Options)
     modes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
@@ -73,16 +120,23 @@ class Run:
     events: list[Event] = field(default_factory=list)
     pending: list[Event] = field(default_factory=list)     # not yet printed
     selected: list[str] = field(default_factory=list)
-    views: dict[tuple[str, str], list] = field(default_factory=dict)  # (mode, source) -> folders
+    views: dict[tuple[str, str], list[Folder]] = field(default_factory=dict)  # (mode, source)
+    scans: dict[str, Scan] = field(default_factory=dict)     # source -> its one walk
+    # What the catalog records for each folder task's files (task -> path -> record), and
+    # the walk's lstat of each file: doit's checker compares them (pipeline.doit_glue).
+    expected: dict[str, dict[str, Stored]] = field(default_factory=dict)
+    stats: dict[str, os.stat_result] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)    # for stderr, each said once
+    lines: list[str] = field(default_factory=list)    # for stdout (what auto-prune did)
     lock: Lock | None = None
     catalog: Catalog | None = None
     protected: bool = False                 # the backup is kept read-only between runs
     protect_pending: bool = False           # plan says protect, the backup is not yet
     lock_error: str | None = None
-    meta_dir: Path | None = None
     run_id: str = ""
 
     def __post_init__(self) -> None:
+        self.meta_dir: Path = self.plan.meta_dir
         self.started = clock()
         local = datetime.fromtimestamp(self.started, timezone.utc).astimezone()
         self.run_id = local.strftime("%Y%m%d-%H%M%S-") + f"{os.getpid() % 10000:04d}"
@@ -91,7 +145,6 @@ class Run:
     def open_catalog(self) -> Catalog:
         """The catalog, opened once per run: writable under the lock, else read-only."""
         if self.catalog is None:
-            assert self.meta_dir is not None
             self.catalog = open_catalog(self.meta_dir, writable=self.lock is not None)
         return self.catalog
 
@@ -102,6 +155,23 @@ class Run:
     def take_pending(self) -> list[Event]:
         pending, self.pending = self.pending, []
         return pending
+
+    def start(self, selected: list[str], options: list[dict[str, Any]]) -> None:
+        """The tasks the command line names, and their options (``--note``,
+        ``--dry-run``...), as doit parsed them before any task is created."""
+        self.selected = list(selected)
+        self.modes = modes_of(self.selected)
+        for given in options:
+            self.options.merge(**given)
+
+    # -- doit's uptodate of the report and cleanup tasks (checked as each is reached) --
+    def changed_nothing(self, modes: tuple[str, ...]) -> bool:
+        """The report task is up to date when its modes' tasks changed nothing."""
+        return not self.protect_pending and not any(e.mode in modes for e in self.events)
+
+    def not_named(self, basename: str) -> bool:
+        """False when the user named this task group on the command line."""
+        return not any(t.split(":", 1)[0] == basename for t in self.selected)
 
     @property
     def writes(self) -> bool:
@@ -114,7 +184,6 @@ class Run:
             return
         if self.lock_error:
             raise LockHeld(self.lock_error)
-        assert self.meta_dir is not None
         make_destination(self.meta_dir.parent)
         lock = Lock(self.meta_dir / "lock")
         try:
@@ -123,12 +192,14 @@ class Run:
             self.lock_error = str(exc)
             raise
         self.lock = lock
+        if lock.taken_over:
+            self.notes.append(f"snapback: taking over the lock left by a run that is gone "
+                              f"({lock.taken_over})")
         clear_staging(self.meta_dir / "tmp")
 
     @property
     def staging(self) -> bytes:
         """Where writes of the versioned history are prepared (same filesystem)."""
-        assert self.meta_dir is not None
         return os.fsencode(self.meta_dir / "tmp")
 
     def release(self) -> None:
@@ -140,57 +211,46 @@ class Run:
             self.lock = None
 
 
-RUN = Run()
+Job = TypeVar("Job", FolderJob, SweepJob)
+Work = Callable[[Job, "Session"], "TaskFailed | None"]
 
 
-def action(mode: str):
+def action(mode: str) -> Callable[[Work[Job]], Work[Job]]:
     """What every backup action does around its work: take the lock, refuse a
     folder that could not be listed (its backup is kept as it is), and never end
     in a traceback: an OS or database error (disk full, a path too long for the
     system...) becomes a FAILED line and a failed task, whose files doit checks
-    again next run.  The action itself gets (job, run)."""
-    def wrap(work):
+    again next run.  doit calls the action with (job, session)."""
+    def wrap(work: Work[Job]) -> Work[Job]:
         @functools.wraps(work)
-        def run_it(job):
-            current = RUN
-            folder = getattr(job, "folder", None)
-            label = job.label if folder is not None else job.source.name
-            refused = begin(mode, label, folder.error if folder is not None else None)
+        def run_it(job: Job, session: Session) -> TaskFailed | None:
+            folder = job.folder if isinstance(job, FolderJob) else None
+            label = job.label if isinstance(job, FolderJob) else job.source.name
+            refused = begin(session, mode, label, folder.error if folder is not None else None)
             if refused:
                 return refused
             try:
-                return work(job, current)
+                return work(job, session)
             except (OSError, sqlite3.Error) as exc:
-                if current.catalog is not None:
-                    current.catalog.rollback()
+                if session.catalog is not None:
+                    session.catalog.rollback()
                 reason = getattr(exc, "strerror", None) or str(exc)
-                current.emit(Event(FAILED, mode, label + "/", reason=reason))
+                session.emit(Event(FAILED, mode, label + "/", reason=reason))
                 return TaskFailed(f"{label}: {reason}")
         return run_it
     return wrap
 
 
-def begin(mode: str, label: str, error: str | None = None) -> TaskFailed | None:
+def begin(session: Session, mode: str, label: str, error: str | None = None
+          ) -> TaskFailed | None:
     """Take the lock; refuse a folder that could not be listed.  None means: go on."""
-    current = RUN
     try:
-        current.acquire()
+        session.acquire()
     except LockHeld as exc:
         return TaskFailed(str(exc))
-    if current.lock is not None:
-        current.lock.announce()
+    if session.lock is not None:
+        session.lock.announce()
     if error is not None:
-        current.emit(Event(FAILED, mode, label + "/", reason=f"cannot list: {error}"))
+        session.emit(Event(FAILED, mode, label + "/", reason=f"cannot list: {error}"))
         return TaskFailed(f"{label}: cannot list the folder")
     return None
-
-
-def reset() -> Run:
-    """A fresh run context (each doit invocation in one process starts one)."""
-    global RUN
-    RUN = Run()
-    return RUN
-
-
-def current() -> Run:
-    return RUN

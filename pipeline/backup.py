@@ -18,17 +18,20 @@ import functools
 import os
 import stat
 import sys
-from typing import Any, Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
-from doit import create_after, task_params
+from doit.exceptions import TaskFailed
 
-from . import doit_glue, report, run, snapshot, versioned
+from . import layout, runlog, snapshot, versioned
 from .catalog import Catalog, Stored, open_catalog
 from .errors import LockHeld
 from .plan import Plan, Source
-from .protect import is_protected, marker
-from .scan import Folder, Scan, walk
+from .protect import is_protected, marker, protect
+from .scan import Folder, Scan, mode_view, walk
 from .selection import Selector, for_mode, mode_filter
+from .session import COMMANDS, FolderJob, Session, SweepJob
 
 BACKUP_PARAMS: list[dict[str, Any]] = [
     {"name": "note", "long": "note", "type": str, "default": "",
@@ -43,73 +46,53 @@ BACKUP_PARAMS: list[dict[str, Any]] = [
      "help": "write the run summary as JSON to this file"},
 ]
 
-_SCANS: dict[tuple[str, str], Scan] = {}
+def scan_source(session: Session, source: Source, selector: Selector) -> Scan:
+    """Walk a source once per doit invocation, whichever commands ask for it."""
+    if source.name not in session.scans:
+        session.scans[source.name] = walk(source.path, selector,
+                                          exclude=(session.plan.destination,))
+    return session.scans[source.name]
 
 
-def scan_source(plan: Plan, source: Source, selector: Selector) -> Scan:
-    """Walk a source once per process, whichever commands ask for it."""
-    key = (str(plan.file), source.name)
-    if key not in _SCANS:
-        _SCANS[key] = walk(source.path, selector, exclude=(plan.destination,))
-    return _SCANS[key]
-
-
-def forget_scans() -> None:
-    """A new doit invocation in the same process walks again."""
-    _SCANS.clear()
-
-
-def mode_view(scan: Scan, extra: Selector | None) -> list[Folder]:
-    """The folders a mode keeps: the shared walk minus the mode's own ignores."""
-    if extra is None:
-        return scan.folders
-    dropped: set[str] = set()
-    out: list[Folder] = []
-    for folder in scan.folders:
-        parent = folder.rel.rpartition("/")[0]
-        if folder.rel and (parent in dropped or folder.rel in dropped):
-            dropped.add(folder.rel)
-            continue
-        view = Folder(folder.rel, folder.stat, error=folder.error,
-                      skipped=list(folder.skipped), specials=folder.specials,
-                      unreadable=folder.unreadable)
-        for name in folder.subdirs:
-            rel = folder.child(name)
-            rule = extra.ignored_by(rel, True)
-            if rule is not None and not extra.enters(rel):
-                dropped.add(rel)
-                view.skipped.append((name + "/", f"ignored by {rule.describe()}"))
-            else:
-                view.subdirs.append(name)
-        if extra.folders_only:
-            view.files, view.links = folder.files, folder.links
-            out.append(view)
-            continue
-        for kind in ("files", "links"):
-            for name, st in getattr(folder, kind).items():
-                rule = extra.ignored_by(folder.child(name), False)
-                if rule is None:
-                    getattr(view, kind)[name] = st
-                else:
-                    view.skipped.append((name, f"ignored by {rule.describe()}"))
-        out.append(view)
-    return out
-
-
-def auto_prune(plan: Plan) -> None:
+def auto_prune(session: Session) -> None:
     """retention.auto: `doit all` prunes after a run that changed something, under
-    the run's own lock and catalog connection."""
-    import sys
+    the run's own lock and catalog connection; the reporter prints what it did."""
     from . import prune
-    current = run.current()
-    if current.protected:
-        print("snapback: retention.auto skipped: the backup is protected (doit unprotect, "
-              "then doit prune)", file=sys.__stderr__)
+    plan = session.plan
+    if session.protected:
+        session.notes.append("snapback: retention.auto skipped: the backup is protected "
+                             "(doit unprotect, then doit prune)")
         return
-    outcomes = prune.run(current.open_catalog(), plan.destination, plan.retention,
-                         current.started, plan.versioned.max_diff_bytes, dry_run=False)
-    if outcomes and not current.options.quiet:      # doit captures the action's stdout
-        print("\n".join(prune.describe(outcomes, dry_run=False)), file=sys.__stdout__)
+    outcomes = prune.run(session.open_catalog(), plan.destination, plan.retention,
+                         session.started, plan.versioned.max_diff_bytes, dry_run=False)
+    if outcomes and not session.options.quiet:
+        session.lines.extend(prune.describe(outcomes, dry_run=False))
+
+
+def finish(session: Session, modes: tuple[str, ...], label: str,
+           after: Callable[[], None] | None = None) -> TaskFailed | None:
+    """The report task's action: protect the backup the first time the plan asks,
+    append the run record to runs.jsonl when the run changed anything, then run
+    ``after`` (the automatic prune of ``retention.auto``)."""
+    if not session.writes:
+        return None
+    try:
+        session.acquire()
+    except LockHeld as exc:            # the folders' tasks said so already
+        return TaskFailed(str(exc))
+    if session.protect_pending:                      # protect: true in the plan, first time
+        protect(session.plan.destination)
+        session.protect_pending = False
+    if not any(e.mode in modes for e in session.events):
+        return None
+    try:
+        runlog.append(session.meta_dir, runlog.record(session, modes, label))
+    except OSError as exc:
+        return TaskFailed(f"cannot add this run to {session.meta_dir / layout.RUNS}: "
+                          f"{exc.strerror or exc}; the backup itself was made")
+    if after is not None:
+        after()
+    return None
 
 
 def in_line(seen: tuple[int, int] | None, folder: Folder, recorded: dict[bytes, Stored],
@@ -151,50 +134,30 @@ _NONE = Stored("", None, None, None, None, None)
 _FS = sys.getfilesystemencoding()         # os.fsencode, without a Python call per file
 
 
-def _jobs(plan: Plan, mode: str, source: Source, folders: list[Folder]
-          ) -> tuple[Any, Any, Any]:
-    """(folder action, job factory, sweep action and job or None) for one mode."""
+def _actions(mode: str) -> tuple[Any, Any]:
+    """(folder action, sweep action) of one mode."""
     if mode == "snapshot":
-        root = plan.destination / "system_snapshot" / source.name
-        opts = plan.snapshot
-        make = lambda folder: snapshot.FolderJob(source, folder, root, plan.checker, opts.cleanup)
-        sweep = (snapshot.sweep, [snapshot.SweepJob(source, tuple(folders), root)]) \
-            if opts.cleanup else None
-        return snapshot.mirror_folder, make, sweep
-    root = plan.destination / "versioned_backup" / source.name
-    max_diff = plan.versioned.max_diff_bytes
-    make = lambda folder: versioned.FolderJob(source, folder, root, max_diff, plan.checker)
-    sweep = (versioned.sweep, [versioned.SweepJob(source, tuple(folders), root, max_diff)])
-    return versioned.record_folder, make, sweep
+        return snapshot.mirror_folder, snapshot.sweep
+    return versioned.record_folder, versioned.sweep
+
+
+def _root(plan: Plan, mode: str, source: Source) -> Path:
+    if mode == "snapshot":
+        return layout.mirror_root(plan.destination, source.name)
+    return layout.history_root(plan.destination, source.name)
 
 
 COMMAND_DOCS = {
-    "snapshot": "mirror every source into <destination>/system_snapshot/, then cleanup, then report",
+    "snapshot": "mirror every source into <destination>/system_snapshot/, then cleanup, "
+                "then report",
     "versioned": "record new, changed and deleted files in <destination>/versioned_backup/, "
                  "then report",
     "all": "snapshot and versioned in one run, walking each source once",
     "cleanup": "remove from the backup what left the sources or became ignored",
-    "report": "write the run record to .snapback/runs.jsonl (snapshot, versioned and all run it)",
 }
 
 
-def creator(plan: Plan, command: str, doc: str):
-    """The delayed doit task creator of one backup command (see dodo.py)."""
-    @create_after(creates=[command])
-    @task_params(BACKUP_PARAMS)
-    def create(**options: Any) -> Iterator[dict]:
-        return backup_tasks(plan, command, **options)
-    create.__doc__ = doc
-    return create
-
-
-COMMANDS: dict[str, tuple[str, ...]] = {
-    "snapshot": ("snapshot",), "versioned": ("versioned",), "all": ("snapshot", "versioned"),
-    "cleanup": ("snapshot", "versioned"), "report": (),
-}
-
-
-def backup_tasks(plan: Plan, command: str, **options: Any) -> Iterator[dict]:
+def backup_tasks(session: Session, command: str) -> Iterator[dict[str, Any]]:
     """The tasks of one backup command (``_tasks``), judged against the catalog.
 
     A run that may write takes the backup's lock before it reads the catalog, so
@@ -202,39 +165,34 @@ def backup_tasks(plan: Plan, command: str, **options: Any) -> Iterator[dict]:
     another run was in the middle of changing.  When another run holds the lock
     every task is created to run, and each fails on the lock: nothing is done.
     """
-    current = run.current()
-    current.options.merge(**options)
-    current.meta_dir = plan.meta_dir
-    if COMMANDS[command] and current.writes:
+    plan = session.plan
+    if COMMANDS[command] and session.writes:
         try:
-            current.acquire()
+            session.acquire()
         except LockHeld:
             pass                      # every action says so; nothing is read or written
-    catalog = open_catalog(plan.meta_dir, writable=False) if current.lock_error is None \
+    catalog = open_catalog(plan.meta_dir, writable=False) if session.lock_error is None \
         else Catalog(plan.meta_dir / "-", writable=False)     # (read nothing)
     try:
-        yield from _tasks(plan, command, catalog, **options)
+        yield from _tasks(session, command, catalog)
     finally:
         catalog.close()
 
 
-def _tasks(plan: Plan, command: str, catalog: Catalog, **options: Any) -> Iterator[dict]:
+def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[str, Any]]:
     """The tasks of one backup command, from one walk of each source.
 
     Only the modes the command needs are created: doit pays per task even when
     it is up to date.  Two commands on one line share the walk.
     """
-    current = run.current()
-    current.options.merge(**options)
-    current.meta_dir = plan.meta_dir
-    current.protected = is_protected(plan.meta_dir, plan.protect)
-    current.protect_pending = plan.protect and not marker(plan.meta_dir).exists()
+    plan = session.plan
+    session.protected = is_protected(plan.meta_dir, plan.protect)
+    session.protect_pending = plan.protect and not marker(plan.meta_dir).exists()
     modes = COMMANDS[command]
     selector = for_mode(plan.ignore, plan.exceptions, plan.use_default_ignores,
                         ignore_files=plan.ignore_files)
-    scans = {s.name: scan_source(plan, s, selector) for s in plan.sources} if modes else {}
+    scans = {s.name: scan_source(session, s, selector) for s in plan.sources}
     names: dict[str, tuple[list[str], list[str]]] = {}
-    backend = doit_glue.state()
     for mode in modes:
         opts = plan.mode(mode)
         extra = mode_filter(opts.ignore, f"{mode}.ignore", plan.exceptions,
@@ -243,13 +201,14 @@ def _tasks(plan: Plan, command: str, catalog: Catalog, **options: Any) -> Iterat
         folder_tasks: list[str] = []
         cleanup_tasks: list[str] = []
         names[mode] = (folder_tasks, cleanup_tasks)
+        action, sweep_action = _actions(mode)
         for source in plan.sources:
-            mirror_root = os.fsencode(plan.destination / "system_snapshot" / source.name)
+            root = _root(plan, mode, source)
+            mirror_root = os.fsencode(root)
             records = catalog.records(mode, source.name)
             seen = catalog.folders_seen(mode, source.name)
             folders = mode_view(scans[source.name], extra)
-            current.views[(mode, source.name)] = folders
-            action, make_job, sweep = _jobs(plan, mode, source, folders)
+            session.views[(mode, source.name)] = folders
             for folder in folders:
                 name = f"{source.name}/{folder.rel}" if folder.rel else source.name
                 base = os.path.join(source.path, folder.rel) if folder.rel else str(source.path)
@@ -268,50 +227,48 @@ def _tasks(plan: Plan, command: str, catalog: Catalog, **options: Any) -> Iterat
                 same = in_line(seen.get(rel_b), folder, recorded, keeps_leftovers, found)
                 if same and mode == "snapshot":
                     same = _mirror_untouched(mirror_root, rel_b, folder)
-                if backend is not None:       # each file: doit's checker against the record
-                    backend.expect(task_name, found, stats, plan.checker)
-                else:
-                    same = False
+                session.expected[task_name] = found    # doit's checker: each file
+                session.stats.update(stats)             # against its record
                 folder_tasks.append(task_name)
+                job = FolderJob(source, folder, root, plan.checker,
+                                cleanup=opts.cleanup if mode == "snapshot" else True,
+                                max_diff_bytes=plan.versioned.max_diff_bytes)
                 yield {
                     "basename": mode, "name": name,
                     "doc": f"{mode}: the folder {name}",
-                    "actions": [(action, [make_job(folder)])],
+                    "actions": [(action, [job, session])],
                     "file_dep": list(stats), "uptodate": [same],
                 }
-            if sweep is not None:
+            if mode == "versioned" or opts.cleanup:
                 cleanup_tasks.append(f"cleanup:{mode}:{source.name}")
+                sweep = SweepJob(source, tuple(folders), root, plan.versioned.max_diff_bytes)
                 yield {
                     "basename": "cleanup", "name": f"{mode}:{source.name}",
                     "doc": f"{mode}: what left {source.name}",
-                    "actions": [sweep],
+                    "actions": [(sweep_action, [sweep, session])],
                     # Every folder task removes what left its own folder; the whole-source
                     # sweep runs when the user asks for it.
-                    "uptodate": [report.NotSelected("cleanup")],
+                    "uptodate": [(session.not_named, ["cleanup"])],
                 }
     label = command if command in ("snapshot", "versioned", "cleanup") else "all"
     after = None
     if command == "all" and plan.retention.auto and not plan.retention.empty:
-        after = functools.partial(auto_prune, plan)
-    if modes:
-        yield {
-            "basename": "report", "name": label,
-            "doc": f"the {label} run record",
-            "actions": [(report.write_record, [modes, label, after])],
-            "uptodate": [report.NothingHappened(modes)],
-        }
+        after = functools.partial(auto_prune, session)
+    yield {
+        "basename": "report", "name": label,
+        "doc": f"the {label} run record",
+        "actions": [(finish, [session, modes, label, after])],
+        "uptodate": [(session.changed_nothing, [modes])],
+    }
     folders_and_cleanups = [n for m in modes for n in names[m][0] + names[m][1]]
     if command in ("snapshot", "versioned"):
         yield {"basename": command, "name": None, "doc": COMMAND_DOCS[command],
-               "task_dep": folders_and_cleanups + [f"report:{label}"]}
+               "task_dep": [*folders_and_cleanups, f"report:{label}"]}
     elif command == "all":
         yield {"basename": "all", "actions": None,
                "doc": "snapshot and versioned in one run, each source walked once",
-               "task_dep": folders_and_cleanups + ["report:all"]}
-    elif command == "cleanup":
+               "task_dep": [*folders_and_cleanups, "report:all"]}
+    else:
         yield {"basename": "cleanup", "name": None,
                "task_dep": [n for m in modes for n in names[m][1]] + ["report:cleanup"],
                "doc": "remove from the backup what left the sources"}
-    else:
-        yield {"basename": "report", "name": None, "task_dep": [],
-               "doc": "write the run record (snapshot, versioned and all run it)"}

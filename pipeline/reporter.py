@@ -29,116 +29,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
-from datetime import datetime, timezone
 from typing import Any, TextIO
 from urllib.parse import quote
 
 from doit.exceptions import BaseFail, DependencyError, TaskFailed, UnmetDependency
 
-from . import __version__, protect, run, store
+from . import layout, store
 from .errors import BUG, INVALID, LOCKED, OK, PARTIAL
-from .run import DELETED, FAILED, NEW, UPDATED, Event
-
-BACKUP_MODES = ("snapshot", "versioned")
-
-
-class NothingHappened:
-    """uptodate: the report task is up to date when its modes' tasks changed nothing."""
-
-    def __init__(self, modes: tuple[str, ...]):
-        self.modes = modes
-
-    def __call__(self) -> bool:
-        current = run.current()
-        return not current.protect_pending and not any(e.mode in self.modes
-                                                       for e in current.events)
-
-
-class NotSelected:
-    """uptodate: False when the user named this task group on the command line."""
-
-    def __init__(self, basename: str):
-        self.basename = basename
-
-    def __call__(self) -> bool:
-        return not any(t.split(":", 1)[0] == self.basename for t in run.current().selected)
-
-
-def counts(current: run.Run, modes: tuple[str, ...]) -> dict[str, int]:
-    events = [e for e in current.events if e.mode in modes]
-    out = {"scanned": scanned(current, modes)}
-    for kind in (NEW, UPDATED, DELETED, FAILED):
-        out[kind.lower()] = sum(e.files for e in events if e.kind == kind)
-    out["bytes"] = sum(e.size for e in events if e.kind in (NEW, UPDATED))
-    return out
-
-
-def record(current: run.Run, modes: tuple[str, ...], label: str = "") -> dict[str, Any]:
-    """The run as one JSON object (runs.jsonl, --report)."""
-    events = [e for e in current.events if e.mode in modes]
-    by_mode = {mode: counts(current, (mode,)) for mode in modes}
-    total = {key: sum(c[key] for c in by_mode.values()) for key in by_mode[modes[0]]}
-    seconds = time.perf_counter() - current.t0
-    ended = current.started + seconds
-    return {
-        "run_id": current.run_id,
-        "mode": label or ("all" if set(modes) == set(BACKUP_MODES) else modes[0]),
-        "note": current.options.note,
-        "started": _iso(current.started),
-        "ended": _iso(ended),
-        "seconds": round(seconds, 3),
-        "dry_run": current.options.dry_run,
-        "counts": {k: v for k, v in total.items() if k != "bytes"},
-        "bytes": total["bytes"],
-        "modes": by_mode,
-        "failed": [{"path": e.path, "reason": e.reason} for e in events if e.kind == FAILED],
-        "snapback": __version__,
-    }
-
-
-def scanned(current: run.Run, modes: tuple[str, ...]) -> int:
-    return sum(len(f.files) + len(f.links)
-               for (mode, _source), folders in current.views.items() if mode in modes
-               for f in folders)
-
-
-def _iso(stamp: float) -> str:
-    return datetime.fromtimestamp(stamp, timezone.utc).astimezone().isoformat(timespec="seconds")
-
-
-def write_record(modes: tuple[str, ...], label: str, after=None) -> TaskFailed | None:
-    """Action of ``report:<mode>``: append the run record to runs.jsonl, then run
-    ``after`` (the automatic prune of ``retention.auto``) if the run changed anything."""
-    current = run.current()
-    if not current.writes:
-        return None
-    try:
-        current.acquire()
-    except Exception as exc:  # the lock error was already reported by the folders
-        return TaskFailed(str(exc))
-    assert current.meta_dir is not None
-    if current.protect_pending:                      # protect: true in the plan, first time
-        protect.protect(current.meta_dir.parent)
-        current.protect_pending = False
-    if not any(e.mode in modes for e in current.events):
-        return None
-    line = json.dumps(record(current, modes, label)) + "\n"   # ASCII: odd names stay valid JSON
-    log = current.meta_dir / "runs.jsonl"
-    try:
-        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
-                     | os.O_NONBLOCK, 0o600)
-        try:
-            os.write(fd, line.encode("ascii"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        return TaskFailed(f"cannot add this run to {log}: {exc.strerror or exc}; "
-                          "the backup itself was made")
-    if after is not None:
-        return after()
-    return None
+from .runlog import record
+from .session import FAILED, Event, Session
+from .show import display, human_size
 
 
 def _link(text: str, event: Event, tty: bool) -> str:
@@ -148,43 +48,11 @@ def _link(text: str, event: Event, tty: bool) -> str:
     return f"\x1b]8;;{url}\x1b\\{text}\x1b]8;;\x1b\\"
 
 
-def display(path: str) -> str:
-    """A path as one printable line: control characters and bytes that are not
-    UTF-8 are shown escaped (``new\\nline``, ``caf\\xe9.txt``), as ``ls -b`` does."""
-    if path.isprintable():
-        return path
-    out = []
-    for ch in path:
-        code = ord(ch)
-        if 0xDC80 <= code <= 0xDCFF:
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif not ch.isprintable() and ch != " ":
-            out.append(f"\\x{code:02x}" if code < 256 else f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def human_size(n: float) -> str:
-    """1234567 -> '1.2 MB' (decimal units, as ls -h --si and rsync print)."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
-def retired_mirrors(current: run.Run) -> list[str]:
+def retired_mirrors(current: Session) -> list[str]:
     """A note for each mirror folder of a source the plan no longer names (renamed or
     removed): cleanup never deletes it silently, it says how."""
-    if current.meta_dir is None:
-        return []
     named = {source for (mode, source) in current.views if mode == "snapshot"}
-    mirror = current.meta_dir.parent / "system_snapshot"
+    mirror = layout.mirror_root(current.plan.destination)
     try:
         found = sorted(e.name for e in os.scandir(mirror) if e.is_dir(follow_symlinks=False))
     except OSError:
@@ -195,11 +63,13 @@ def retired_mirrors(current: run.Run) -> list[str]:
 
 
 class Reporter:
-    """doit reporter for snapback: file lines, failures, one summary."""
+    """doit reporter for snapback: file lines, failures, one summary.  doit makes it
+    from the class in DOIT_CONFIG; ``doit_glue.configure`` gives it the session."""
 
     desc = "snapback: one line per changed file, then a summary"
+    session: Session
 
-    def __init__(self, outstream: TextIO, options: dict):
+    def __init__(self, outstream: TextIO, options: dict[str, Any]):
         self.out = outstream
         self.err = sys.stderr
         self.tty = hasattr(outstream, "isatty") and outstream.isatty()
@@ -216,19 +86,10 @@ class Reporter:
             self.status = status
 
     # -- doit's reporter interface -------------------------------------
-    def initialize(self, tasks: dict, selected_tasks: list[str]) -> None:
-        current = run.current()
-        current.selected = list(selected_tasks)
-        for name in selected_tasks:                 # --note, --dry-run... of the command
-            options = getattr(tasks.get(name), "options", None)
-            if options:
-                current.options.merge(**options)
-        modes: list[str] = []
-        for task in selected_tasks:
-            base = task.split(":", 1)[0]
-            wanted = BACKUP_MODES if base in ("all", "cleanup") else (base,)
-            modes += [m for m in wanted if m in BACKUP_MODES and m not in modes]
-        current.modes = [m for m in BACKUP_MODES if m in modes]
+    def initialize(self, tasks: dict[str, Any], selected_tasks: list[str]) -> None:
+        current = self.session
+        current.start(selected_tasks, [getattr(tasks.get(name), "options", None) or {}
+                                       for name in selected_tasks])
         self.backup_run = bool(current.modes)
 
     def get_status(self, task: Any) -> None:
@@ -245,9 +106,9 @@ class Reporter:
         printed = self._flush()
         if isinstance(fail, UnmetDependency):
             return      # a group task after a failed folder: that folder said why
-        if run.current().lock_error:
+        if self.session.lock_error:
             self._set(LOCKED)
-            self._once(f"snapback: {run.current().lock_error}")
+            self._once(f"snapback: {self.session.lock_error}")
         elif isinstance(fail, TaskFailed):
             self._set(getattr(fail, "status", PARTIAL))
             if not printed:
@@ -265,7 +126,7 @@ class Reporter:
 
     def _progress(self, task: Any) -> None:
         """One tick per folder; the bar shows only on a terminal, after 1 s."""
-        current = run.current()
+        current = self.session
         if task.name.split(":", 1)[0] not in current.modes or ":" not in task.name:
             return
         if self.bar is None and self.tty and not current.options.quiet:
@@ -293,7 +154,7 @@ class Reporter:
         pass
 
     def complete_run(self) -> None:
-        current = run.current()
+        current = self.session
         self._flush()
         if self.bar is not None:
             self.bar.close()
@@ -314,8 +175,16 @@ class Reporter:
             self.err.flush()
 
     def _flush(self) -> bool:
-        events = run.current().take_pending()
-        quiet = run.current().options.quiet
+        """Print what the actions did since the last call; True when anything was."""
+        current = self.session
+        notes, current.notes = current.notes, []
+        for note in notes:
+            self._once(note)
+        lines, current.lines = current.lines, []
+        for line in lines:
+            self.out.write(line + "\n")
+        events = self.session.take_pending()
+        quiet = self.session.options.quiet
         for event in events:
             if quiet and event.kind != FAILED:
                 continue
@@ -323,7 +192,7 @@ class Reporter:
             text = path if not event.reason else f"{path} ({event.reason})"
             if event.kind == FAILED:
                 text = f"{path}: {event.reason}"
-            prefix = "(dry run) " if run.current().options.dry_run else ""
+            prefix = "(dry run) " if self.session.options.dry_run else ""
             line = f"{prefix}{event.kind:<8} {_link(text, event, self.tty)}"
             if self.bar is not None:
                 self.bar.write(line, file=self.out)
@@ -333,9 +202,9 @@ class Reporter:
             self.out.flush()
         return bool(events)
 
-    def verbose_skips(self, current: run.Run) -> None:
+    def verbose_skips(self, current: Session) -> None:
         seen: set[tuple[str, str]] = set()
-        for (mode, source), folders in current.views.items():
+        for (_mode, source), folders in current.views.items():
             for folder in folders:
                 for name, why in folder.skipped:
                     rel = folder.child(name)
@@ -344,7 +213,7 @@ class Reporter:
                     seen.add((source, rel))
                     self.out.write(f"skipped  {display(f'{source}/{rel}')}: {why}\n")
 
-    def _summary(self, current: run.Run) -> None:
+    def _summary(self, current: Session) -> None:
         if current.lock_error:
             return                  # nothing was done: the one line of the lock says it all
         if current.options.verbose:
@@ -355,8 +224,8 @@ class Reporter:
         rec = record(current, modes)
         for mode, c in rec["modes"].items():
             line = (f"{mode}: {c['scanned']:,} files, {c['new']} new, {c['updated']} updated, "
-                    f"{c['deleted']} deleted, {c['failed']} failed; {human_size(c['bytes'])} written "
-                    f"in {rec['seconds']:.2f} s")
+                    f"{c['deleted']} deleted, {c['failed']} failed; "
+                    f"{human_size(c['bytes'])} written in {rec['seconds']:.2f} s")
             if current.options.dry_run:
                 line += " (dry run: nothing was changed)"
             self.out.write(line + "\n")
@@ -365,7 +234,7 @@ class Reporter:
                 self.out.write(line + "\n")
         self.out.flush()
         if current.options.report:
-            from .paths import user_cwd            # doit runs in dodo.py's folder
+            from .paths import user_cwd  # doit runs in dodo.py's folder
             where = user_cwd() / os.path.expanduser(current.options.report)
             try:     # a new file renamed into place: a link or FIFO there is replaced, never
                      # followed or opened (cron's --report often points into /tmp)

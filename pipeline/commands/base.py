@@ -1,0 +1,195 @@
+"""What every command shares: its context, reading the words after PATH, the
+lock taken the same way, and finding PATH in the backup.
+
+doit stops parsing a task's options at its first positional word, so options
+written after PATH arrive among the words: ``parse_words`` reads them there
+too (``doit restore PATH --at T`` is ``doit restore --at T PATH``).  A user's
+mistake becomes one line and its exit status (``errors.py``), never a
+traceback; only a bug in snapback shows one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from doit.exceptions import TaskFailed
+
+from .. import layout
+from ..catalog import Catalog, open_catalog
+from ..errors import Failed, SnapbackError, UsageError
+from ..lock import Lock
+from ..paths import Target
+from ..plan import Plan, Source
+from . import Command
+
+
+@dataclass
+class Context:
+    """What a command runs with: the plan and how much to say."""
+    plan: Plan
+    command: str
+    quiet: bool = False
+
+    def say(self, text: str) -> None:
+        """A confirmation line (``restored ...``), left out with --quiet."""
+        if not self.quiet:
+            print(text)
+
+    @contextlib.contextmanager
+    def locked(self, required: bool = True) -> Iterator[Lock | None]:
+        """The destination's lock, held so that no backup changes the backup meanwhile.
+        ``required=False``: a backup on read-only media (or protected) cannot be locked,
+        and nobody writes it: go on without."""
+        lock = Lock(self.plan.meta_dir / "lock")
+        try:
+            lock.acquire(note=f"doit {self.command}")
+        except SnapbackError:
+            raise
+        except OSError:
+            if required:
+                raise
+            yield None
+            return
+        if lock.taken_over:
+            print(f"snapback: taking over the lock left by a run that is gone "
+                  f"({lock.taken_over})", file=sys.stderr)
+        try:
+            yield lock
+        finally:
+            lock.release()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Catalog]:
+        """The catalog, read-only, with the lock held when the backup exists."""
+        with contextlib.ExitStack() as stack:
+            if self.plan.meta_dir.exists():
+                stack.enter_context(self.locked(required=False))
+            catalog = open_catalog(self.plan.meta_dir, writable=False)
+            stack.callback(catalog.close)
+            yield catalog
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[Catalog]:
+        """The catalog, writable, under the lock."""
+        with self.locked():
+            catalog = open_catalog(self.plan.meta_dir, writable=True)
+            try:
+                yield catalog
+            finally:
+                catalog.close()
+
+
+def parse_words(words: list[str], command: Command, given: dict[str, Any]
+                ) -> tuple[list[str], dict[str, Any]]:
+    """Split doit's positional words into paths and options (options may follow PATH)."""
+    values = dict(given)
+    paths: list[str] = []
+    table = command.table()
+    index = 0
+    while index < len(words):
+        word = words[index]
+        option, eq, inline = word.partition("=")
+        if option in table:
+            spec = table[option]
+            if spec.type is bool:
+                values[spec.key] = True
+            elif eq:
+                values[spec.key] = inline
+            elif index + 1 < len(words):
+                index += 1
+                values[spec.key] = words[index]
+            else:
+                raise UsageError(f"{option} needs a value")
+        elif word == "--":
+            paths.extend(words[index + 1:])
+            break
+        elif word.startswith("--"):
+            known = ", ".join(table) or "none"
+            raise UsageError(f"unknown option {word} (options: {known})")
+        else:
+            paths.append(word)
+        index += 1
+    return paths, values
+
+
+def run_command(command: Command, plan: Plan, words: list[str], **given: Any
+                ) -> TaskFailed | None:
+    """The action of a command's doit task."""
+    try:
+        paths, values = parse_words(words, command, given)
+        ctx = Context(plan, command.name, quiet=bool(values.pop("quiet", False)))
+        return command.runner()(ctx, paths, **values)
+    except SnapbackError as exc:
+        return Failed.of(exc)
+    except OSError as exc:
+        where = f"{os.fsdecode(exc.filename)}: " if exc.filename else ""
+        return Failed(f"{where}{exc.strerror or exc}")
+    except sqlite3.Error as exc:
+        return Failed(f"the catalog in {plan.meta_dir}: {exc}")
+
+
+# ---- PATH in the backup ------------------------------------------------------
+
+def no_paths(paths: list[str], what: str) -> None:
+    if paths:
+        raise UsageError(f"{what}: it takes no PATH")
+
+
+def one_path(paths: list[str], command: str, required: bool = True) -> str | None:
+    if len(paths) > 1:
+        raise UsageError(f"{command} takes one PATH, got {len(paths)}: {' '.join(paths)}")
+    if required and not paths:
+        raise UsageError(f"{command} needs a PATH: doit {command} PATH [options]")
+    return paths[0] if paths else None
+
+
+def needs_backup(plan: Plan) -> None:
+    if not plan.meta_dir.exists():
+        raise UsageError(f"no backup at {plan.destination} yet")
+
+
+def known(catalog: Catalog, plan: Plan) -> Callable[[Target], bool]:
+    """Is a target something the backup holds (history or mirror)?"""
+    def holds(target: Target) -> bool:
+        if catalog.rows_under(target.source.name, os.fsencode(target.rel)):
+            return True
+        mirror = layout.mirror_root(plan.destination, target.source.name) / target.rel
+        return os.path.lexists(mirror)
+    return holds
+
+
+def when(catalog: Catalog, text: str) -> float | None:
+    from .. import timespec
+    return timespec.parse(text, catalog.run_times()) if text else None
+
+
+def split(rel: str) -> tuple[bytes, bytes]:
+    folder, _, name = os.fsencode(rel).rpartition(b"/")
+    return folder, name
+
+
+def with_retired(plan: Plan, catalog: Catalog) -> Plan:
+    """The plan's sources plus those the backup holds that the plan no longer names
+    (renamed or removed): their history stays reachable, by ``<name>/<path>`` or by
+    their path in the backup."""
+    named = {s.name for s in plan.sources}
+    found = set(catalog.sources())
+    mirror = layout.mirror_root(plan.destination)
+    if mirror.is_dir():
+        found |= {e.name for e in os.scandir(mirror) if e.is_dir(follow_symlinks=False)}
+    retired = sorted(found - named)
+    if not retired:
+        return plan
+    extra = tuple(Source(path=mirror / name, name=name) for name in retired)
+    return replace(plan, sources=plan.sources + extra)
+
+
+def retired_sources(plan: Plan, catalog: Catalog) -> list[str]:
+    named = {s.name for s in plan.sources}
+    return [s.name for s in with_retired(plan, catalog).sources if s.name not in named]

@@ -1,0 +1,40 @@
+"""doit explain PATH... | explain --tree [DIR]: is PATH backed up, by which mode, and why."""
+
+from __future__ import annotations
+
+from doit.exceptions import TaskFailed
+
+from .. import explain
+from ..errors import UsageError
+from ..paths import Target, in_source
+from ..show import human_size
+from .base import Context
+
+
+def run(ctx: Context, paths: list[str], tree: bool = False) -> TaskFailed | None:
+    """Whether each PATH is backed up by each mode, and the rule that decided."""
+    plan = ctx.plan
+    if tree:
+        targets = [in_source(plan, p) for p in paths] or [Target(s, "") for s in plan.sources]
+        for target in targets:
+            rows = explain.left_out_tree(plan, target)
+            print(f"left out below {target.label}/: {len(rows)} folder(s)")
+            for size, count, label, why in rows:
+                print(f"  {human_size(size):>9} {count:>8,} files  {label}  {why}")
+        return None
+    if not paths:
+        raise UsageError("explain needs a PATH (or --tree [DIR])")
+    missing = 0
+    for text in paths:
+        target = in_source(plan, text)
+        verdicts = explain.explain(plan, target)
+        print(f"{target.label}")
+        for verdict in verdicts:
+            state = ("backed up" if verdict.why in ("backed up", "the source folder itself")
+                     else "selected") if verdict.kept else "left out"
+            detail = "" if verdict.why == "backed up" else f": {verdict.why}"
+            print(f"  {verdict.mode:<10} {state}{detail}")
+        missing += not any(v.kept for v in verdicts)
+    if missing:
+        return TaskFailed(f"{missing} of {len(paths)} path(s) are not backed up")
+    return None

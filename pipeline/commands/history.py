@@ -1,0 +1,34 @@
+"""doit history [PATH]: the runs; with PATH, a file's versions or a folder's changes."""
+
+from __future__ import annotations
+
+from doit.exceptions import TaskFailed
+
+from .. import history, runlog
+from ..catalog import open_catalog
+from ..paths import locate
+from .base import Context, known, one_path, retired_sources, split, with_retired
+
+
+def run(ctx: Context, paths: list[str]) -> TaskFailed | None:
+    plan = ctx.plan
+    path = one_path(paths, "history", required=False)
+    catalog = open_catalog(plan.meta_dir, writable=False)
+    try:
+        if path is None:
+            print("\n".join(history.format_runs(runlog.read(plan.meta_dir))))
+            for name in retired_sources(plan, catalog):
+                print(f"in the backup, no longer in the plan: {name} "
+                      f"(doit history {name}/PATH, doit restore {name}/PATH)")
+            return None
+        view = with_retired(plan, catalog)
+        target = locate(view, path, known(catalog, view))
+        rows = catalog.history(target.source.name, *split(target.rel))
+        if rows and rows[-1].entry != "dir":
+            print(f"{target.label}:")
+            print("\n".join(history.format_versions(rows)))
+        else:
+            print("\n".join(history.folder_changes(catalog, target)))
+    finally:
+        catalog.close()
+    return None

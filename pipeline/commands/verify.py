@@ -1,0 +1,24 @@
+"""doit verify [--deep]: every stored file against its checksum."""
+
+from __future__ import annotations
+
+from doit.exceptions import TaskFailed
+
+from .. import verify
+from .base import Context, needs_backup, no_paths
+
+
+def run(ctx: Context, paths: list[str], deep: bool = False) -> TaskFailed | None:
+    """Check every stored object against its checksum (--deep: rebuild every version)."""
+    plan = ctx.plan
+    no_paths(paths, "verify checks the whole backup")
+    needs_backup(plan)
+    with ctx.reading() as catalog:
+        checked, problems = verify.verify(plan.destination, catalog, deep)
+    for problem in problems:
+        print(f"{problem.what:<13} {problem.path}: {problem.detail}")
+    ctx.say(f"verify{' --deep' if deep else ''}: {checked} objects checked, "
+            f"{len(problems)} problem(s)")
+    if problems:
+        return TaskFailed(f"the backup at {plan.destination} has {len(problems)} problem(s)")
+    return None

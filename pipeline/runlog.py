@@ -1,0 +1,99 @@
+"""The run log, ``.snapback/runs.jsonl``: one JSON object per run, appended.
+
+Backup runs and prune write it (``append``: O_APPEND, never through a link,
+fsync'd); ``doit history`` reads it (``read``: a damaged line is skipped).
+``record`` makes a backup run's object from its session; ``--report FILE``
+gets the same object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import SnapbackError
+from .layout import RUNS
+from .session import DELETED, FAILED, NEW, UPDATED, Session
+
+BACKUP_MODES = ("snapshot", "versioned")
+
+
+def append(meta_dir: Path, record: dict[str, Any]) -> None:
+    """Add one record (OSError when it cannot be written)."""
+    line = json.dumps(record) + "\n"          # ASCII: odd names stay valid JSON
+    fd = os.open(meta_dir / RUNS, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                 | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+    try:
+        os.write(fd, line.encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read(meta_dir: Path) -> list[dict[str, Any]]:
+    """The run records of runs.jsonl (a damaged line is skipped, not fatal)."""
+    log = meta_dir / RUNS
+    if not log.exists():
+        return []
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise SnapbackError(f"cannot read the run log {log}: {exc.strerror or exc}") from None
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def counts(current: Session, modes: tuple[str, ...]) -> dict[str, int]:
+    events = [e for e in current.events if e.mode in modes]
+    out = {"scanned": scanned(current, modes)}
+    for kind in (NEW, UPDATED, DELETED, FAILED):
+        out[kind.lower()] = sum(e.files for e in events if e.kind == kind)
+    out["bytes"] = sum(e.size for e in events if e.kind in (NEW, UPDATED))
+    return out
+
+
+def record(current: Session, modes: tuple[str, ...], label: str = "") -> dict[str, Any]:
+    """The run as one JSON object (runs.jsonl, --report)."""
+    events = [e for e in current.events if e.mode in modes]
+    by_mode = {mode: counts(current, (mode,)) for mode in modes}
+    total = {key: sum(c[key] for c in by_mode.values()) for key in by_mode[modes[0]]}
+    seconds = time.perf_counter() - current.t0
+    ended = current.started + seconds
+    return {
+        "run_id": current.run_id,
+        "mode": label or ("all" if set(modes) == set(BACKUP_MODES) else modes[0]),
+        "note": current.options.note,
+        "started": _iso(current.started),
+        "ended": _iso(ended),
+        "seconds": round(seconds, 3),
+        "dry_run": current.options.dry_run,
+        "counts": {k: v for k, v in total.items() if k != "bytes"},
+        "bytes": total["bytes"],
+        "modes": by_mode,
+        "failed": [{"path": e.path, "reason": e.reason} for e in events if e.kind == FAILED],
+        "snapback": __version__,
+    }
+
+
+def scanned(current: Session, modes: tuple[str, ...]) -> int:
+    return sum(len(f.files) + len(f.links)
+               for (mode, _source), folders in current.views.items() if mode in modes
+               for f in folders)
+
+
+def _iso(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, timezone.utc).astimezone().isoformat(timespec="seconds")
