@@ -87,7 +87,11 @@ def copy_to_tmp(src: bytes, folder: bytes, hashed: bool = False
             raise SourceChanged("is no longer a regular file")
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            digest = _read_hashed(fd, out) if hashed else _send(fd, out)
+            digest: str | None = None
+            if hashed:
+                digest = _read_hashed(fd, out)
+            else:
+                _send(fd, out)
             os.fchmod(out, stat.S_IMODE(before.st_mode))
             _chown(out, before)
             os.utime(out, ns=(before.st_atime_ns, before.st_mtime_ns))
