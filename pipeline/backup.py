@@ -65,8 +65,11 @@ def auto_prune(session: Session) -> None:
         return
     outcomes = prune.run(session.open_catalog(), plan.destination, plan.retention,
                          session.started, plan.versioned.max_diff_bytes, dry_run=False)
-    if outcomes and not session.options.quiet:
-        session.lines.extend(prune.describe(outcomes, dry_run=False))
+    if outcomes:
+        lines = prune.describe(outcomes, dry_run=False)
+        runlog.append(session.meta_dir, runlog.prune_record(outcomes, lines[-1], auto=True))
+        if not session.options.quiet:
+            session.lines.extend(lines)
 
 
 def finish(session: Session, modes: tuple[str, ...], label: str,
@@ -261,6 +264,16 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
         "uptodate": [(session.changed_nothing, [modes])],
     }
     folders_and_cleanups = [n for m in modes for n in names[m][0] + names[m][1]]
+    if len(modes) > 1:           # `all`: each folder's snapshot task, then its versioned one
+        versioned_of = {n.split(":", 1)[1]: n for n in names["versioned"][0]}
+        ordered: list[str] = []
+        for task in names["snapshot"][0]:
+            ordered.append(task)
+            twin = versioned_of.pop(task.split(":", 1)[1], None)
+            if twin is not None:
+                ordered.append(twin)
+        ordered += versioned_of.values()
+        folders_and_cleanups = ordered + names["snapshot"][1] + names["versioned"][1]
     if command in ("snapshot", "versioned"):
         yield {"basename": command, "name": None, "doc": COMMAND_DOCS[command],
                "task_dep": [*folders_and_cleanups, f"report:{label}"]}

@@ -36,6 +36,7 @@ from doit.exceptions import BaseFail, DependencyError, TaskFailed, UnmetDependen
 
 from . import layout, store
 from .errors import BUG, INVALID, LOCKED, OK, PARTIAL
+from .history import plural
 from .runlog import record
 from .session import FAILED, Event, Session
 from .show import display, human_size
@@ -46,6 +47,26 @@ def _link(text: str, event: Event, tty: bool) -> str:
         return text
     url = "file://" + quote(os.fsencode(str(event.target)))
     return f"\x1b]8;;{url}\x1b\\{text}\x1b]8;;\x1b\\"
+
+
+LABELS = {"snapshot": "mirror", "versioned": "history"}
+
+
+def _merged(events: list[Event]) -> list[tuple[Event, str]]:
+    """Each (kind, path) once, with the modes that did it: ``[mirror+history]``."""
+    order: dict[tuple[str, str, str], tuple[Event, list[str]]] = {}
+    for event in events:
+        key = (event.kind, event.path, event.reason if event.kind == FAILED else "")
+        if key in order:
+            first, modes = order[key]
+            modes.append(event.mode)
+            if first.target is None:
+                order[key] = (event, modes)
+        else:
+            order[key] = (event, [event.mode])
+    return [(event, "[" + "+".join(LABELS.get(m, m) for m in sorted(set(modes),
+                                                                    key=list(LABELS).index))
+             + "]") for event, modes in order.values()]
 
 
 def retired_mirrors(current: Session) -> list[str]:
@@ -77,6 +98,7 @@ class Reporter:
         self.backup_run = False
         self.bar: Any = None          # tqdm progress bar, on a terminal only
         self.status = OK              # snapback's exit status (errors.py)
+        self.held: list[Event] = []   # a snapshot folder's lines, until its versioned task
         self.doit_status = OK         # what doit will return (runner.Runner)
 
     def _set(self, status: int) -> None:
@@ -99,11 +121,11 @@ class Reporter:
         self._progress(task)
 
     def add_success(self, task: Any) -> None:
-        self._flush()
+        self._flush(task.name)
 
     def add_failure(self, task: Any, fail: BaseFail) -> None:
         self.doit_status = 1 if isinstance(fail, TaskFailed) and self.doit_status != 2 else 2
-        printed = self._flush()
+        printed = self._flush(task.name)
         if isinstance(fail, UnmetDependency):
             return      # a group task after a failed folder: that folder said why
         if self.session.lock_error:
@@ -174,18 +196,26 @@ class Reporter:
             self.err.write(message.rstrip() + "\n")
             self.err.flush()
 
-    def _flush(self) -> bool:
-        """Print what the actions did since the last call; True when anything was."""
+    def _flush(self, task: str = "") -> bool:
+        """Print what the actions did since the last call; True when anything was.
+
+        When both modes run (``doit all``), a folder's snapshot task runs just before
+        its versioned task: its lines are held until then, and a file that both
+        modes stored is one line, ``new  [mirror+history]  path``."""
         current = self.session
+        both = len(current.modes) > 1
+        if both and task.startswith("snapshot:"):
+            self.held.extend(current.take_pending())
+            return False
         notes, current.notes = current.notes, []
         for note in notes:
             self._once(note)
         lines, current.lines = current.lines, []
         for line in lines:
             self.out.write(line + "\n")
-        events = self.session.take_pending()
+        events, self.held = [*self.held, *current.take_pending()], []
         quiet = self.session.options.quiet
-        for event in events:
+        for event, modes in _merged(events) if both else [(e, "") for e in events]:
             if quiet and event.kind != FAILED:
                 continue
             path = display(event.path)
@@ -193,7 +223,8 @@ class Reporter:
             if event.kind == FAILED:
                 text = f"{path}: {event.reason}"
             prefix = "(dry run) " if self.session.options.dry_run else ""
-            line = f"{prefix}{event.kind:<8} {_link(text, event, self.tty)}"
+            label = f"{modes:<17}" if modes else ""
+            line = f"{prefix}{event.kind:<8} {label}{_link(text, event, self.tty)}"
             if self.bar is not None:
                 self.bar.write(line, file=self.out)
             else:
@@ -222,13 +253,20 @@ class Reporter:
         if not modes or not current.views:
             return
         rec = record(current, modes)
+        dry = current.options.dry_run
         for mode, c in rec["modes"].items():
-            line = (f"{mode}: {c['scanned']:,} files, {c['new']} new, {c['updated']} updated, "
-                    f"{c['deleted']} deleted, {c['failed']} failed; "
-                    f"{human_size(c['bytes'])} written in {rec['seconds']:.2f} s")
-            if current.options.dry_run:
+            written = f"up to {human_size(c['bytes'])} would be written" if dry \
+                else f"{human_size(c['bytes'])} written"
+            line = (f"{mode}: {plural(c['scanned'], 'file')}, {c['new']:,} new, "
+                    f"{c['updated']:,} updated, {c['deleted']:,} deleted, {c['failed']:,} "
+                    f"failed; {written} in {rec['seconds']:.2f} s")
+            if dry:
                 line += " (dry run: nothing was changed)"
             self.out.write(line + "\n")
+        if current.options.note and current.writes \
+                and not any(e.mode in modes for e in current.events):
+            self.out.write("note: nothing changed, so this run is not in the history and "
+                           "its --note was not kept\n")
         if "snapshot" in modes and not current.options.quiet:
             for line in retired_mirrors(current):
                 self.out.write(line + "\n")

@@ -97,3 +97,14 @@ def scanned(current: Session, modes: tuple[str, ...]) -> int:
 
 def _iso(stamp: float) -> str:
     return datetime.fromtimestamp(stamp, timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def prune_record(outcomes: list[Any], summary: str, auto: bool = False) -> dict[str, Any]:
+    """A prune's record (``doit prune``, or ``retention.auto`` after ``doit all``)."""
+    now = now_iso()
+    return {"run_id": f"prune-{now}", "mode": "prune", "note": summary, "started": now,
+            "auto": auto,
+            "counts": {"pruned": sum(o.dropped for o in outcomes if not o.problem),
+                       "files": len(outcomes)},
+            "bytes": sum(o.freed for o in outcomes if not o.problem),
+            "failed": [{"path": o.label, "reason": o.problem} for o in outcomes if o.problem]}

@@ -232,8 +232,12 @@ class History:
                          ctime_ns=cst.st_ctime_ns, ino=cst.st_ino,
                          target=None, recorded=self.run.started, object_sha256=obj_sha)
         self.after_commit.append((tmp, current))
+        try:                                   # what the history grew by: the object
+            written = os.lstat(os.path.join(hist, obj)).st_size
+        except OSError:
+            written = cst.st_size
         self.done.append(Event(NEW if live is None else UPDATED, MODE, self._label(name),
-                               size=cst.st_size, target=Path(os.fsdecode(current))))
+                               size=written, target=Path(os.fsdecode(current))))
 
     def _current_ok(self, row: Row, want: os.stat_result | None = None) -> bool:
         """Is the current copy the row's version (or, given ``want``, that stat's size,

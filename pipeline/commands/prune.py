@@ -33,13 +33,6 @@ def run(ctx: Context, paths: list[str], dry_run: bool = False, **given: Any
         lines = prune.describe(outcomes, dry_run)
         print("\n".join(lines))
         if not dry_run and outcomes:
-            now = runlog.now_iso()
-            runlog.append(plan.meta_dir, {
-                "run_id": f"prune-{now}", "mode": "prune", "note": lines[-1], "started": now,
-                "counts": {"pruned": sum(o.dropped for o in outcomes if not o.problem),
-                           "files": len(outcomes)},
-                "bytes": sum(o.freed for o in outcomes if not o.problem),
-                "failed": [{"path": o.label, "reason": o.problem}
-                           for o in outcomes if o.problem]})
+            runlog.append(plan.meta_dir, runlog.prune_record(outcomes, lines[-1]))
     failed = [o for o in outcomes if o.problem]
     return TaskFailed(f"{len(failed)} file(s) could not be pruned") if failed else None
