@@ -9,7 +9,7 @@ import shutil
 import stat
 import subprocess
 
-from conftest import Backup, make_tree, tree
+from support import Backup, make_tree, tree
 
 
 def test_a_source_named_through_a_link_never_backs_up_the_backup(backup: Backup) -> None:

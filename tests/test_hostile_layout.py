@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import Backup, as_nobody, lines, make_tree, tree
-from test_versioned import gnu_patch_chain, history_of, rebuilt
+from support import Backup, as_nobody, gnu_patch_chain, history_of, lines, make_tree, rebuilt, tree
 
 
 def snapshot_tree(root: Path) -> dict:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Backup, Link, hold_with_stopped_run, make_tree, rclone_or_skip, tree
+from support import Backup, Link, hold_with_stopped_run, make_tree, rclone_or_skip, tree
 from pipeline import errors
 from pipeline.sync import rclone
 

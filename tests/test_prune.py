@@ -11,12 +11,7 @@ import time
 from pathlib import Path
 
 
-from conftest import DODO, Backup, digest, make_tree, tree
-from test_versioned import gnu_patch_chain, history_of, rebuilt
-
-
-def at(b: Backup, when: str, *args: str, check: bool = True):
-    return b.doit(*args, env={"SNAPBACK_NOW": when}, check=check)
+from support import DODO, Backup, at, digest, gnu_patch_chain, history_of, make_tree, rebuilt, tree
 
 
 def daily_history(b: Backup, days: list[str], per_day: int = 1) -> list[bytes]:

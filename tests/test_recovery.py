@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Backup, Link, make_tree, tree
+from support import Backup, Link, make_tree, tree
 from pipeline import timespec
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Backup, make_tree, rclone_or_skip
+from support import Backup, make_tree, rclone_or_skip
 
 
 @pytest.fixture

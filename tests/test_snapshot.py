@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import DODO, Backup, Link, digest, lines, make_tree, tree
+from support import DODO, Backup, Link, digest, lines, make_tree, tree
 
 
 def seed(b: Backup) -> None:

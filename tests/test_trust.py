@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DODO, Backup, Link, digest, hold_with_stopped_run, lines, make_tree, tree
-from test_versioned import history_of, rebuilt
+from support import (
+    DODO, Backup, Link, digest, hold_with_stopped_run, make_tree,
+    rebuilt, tree)
 
 
 def _generation(b: Backup, gen: int) -> None:
@@ -117,18 +118,6 @@ def test_files_vanishing_or_becoming_folders_during_a_run(backup: Backup) -> Non
     backup.doit("all", check=True)
     assert tree(backup.mirror) == tree(backup.src)
     assert backup.doit("verify", "--deep").returncode == 0
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
-                            capture_output=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {result.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=False)
 
 
 def test_disk_full_fails_cleanly_and_the_next_run_completes(backup: Backup, small_disk: Path) -> None:

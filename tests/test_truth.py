@@ -10,16 +10,10 @@ import os
 import shutil
 import sqlite3
 import stat
-import subprocess
 
 import pytest
 
-from conftest import Backup, as_nobody, lines, make_tree, tree
-from test_versioned import history_of
-
-
-def at(b: Backup, when: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return b.doit(*args, env={"SNAPBACK_NOW": when}, check=check)
+from support import Backup, as_nobody, at, history_of, lines, make_tree, tree
 
 
 def restored(b: Backup, path: str, when: str | None = None) -> dict:
