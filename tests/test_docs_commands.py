@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import DODO, DOIT, ROOT, make_tree
+from support import DODO, DOIT, ROOT, make_tree
 
 # Lines the docs say end with another status (README: explain exits 1 when a path is not backed up).
 EXPECTED = {"explain ~/proj/app.log": 1}

@@ -14,8 +14,7 @@ import subprocess
 
 import pytest
 
-from conftest import Backup, as_nobody, hold_with_stopped_run, make_tree
-from test_trust import small_disk  # noqa: F401  (a fixture: a 3 MB tmpfs)
+from support import DODO, DOIT, Backup, as_nobody, hold_with_stopped_run, make_tree
 
 DOIT_INTERNALS = ("Traceback", "failed unexpectedly", "CmdOption", "UnmetDependency",
                   "ERROR:", "Error parsing", "report:", "cleanup:")
@@ -299,7 +298,6 @@ def test_quiet_is_accepted_by_every_command(backed_up: Backup, command) -> None:
 # ---- anything else is a bug: then, and only then, a traceback ---------------------
 
 def test_70_a_bug_is_the_only_traceback(backed_up: Backup) -> None:
-    from conftest import DODO, DOIT
     buggy = backed_up.base / "buggy.py"           # snapback's dodo.py with a broken command
     buggy.write_text(f"import sys\nsys.path.insert(0, {str(DODO.parent)!r})\n"
                      "import pipeline.commands.history\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Backup, lines, make_tree
+from support import Backup, lines, make_tree
 from pipeline import plan as planmod
 from pipeline.explain import explain
 from pipeline.paths import in_source

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import Backup, as_nobody, lines, make_tree, tree
-from test_versioned import gnu_patch_chain, history_of, rebuilt
+from support import Backup, as_nobody, gnu_patch_chain, history_of, lines, make_tree, rebuilt, tree
 
 
 def snapshot_tree(root: Path) -> dict:
@@ -60,7 +58,9 @@ def test_a_link_planted_in_the_history_is_never_followed(nobody_backup) -> None:
     os.symlink(str(outside), hist)
     (b.src / "d" / "a.txt").write_text("2\n")
     (b.src / "d" / "new.txt").write_text("n\n")
-    as_nobody(b, python, "versioned")
+    result = as_nobody(b, python, "versioned")
+    assert result.returncode == 1, result.stdout + result.stderr       # that folder failed
+    assert "FAILED   src/d/: is not a folder" in result.stdout and "not followed" in result.stdout
     assert list(outside.iterdir()) == []
 
 
@@ -76,7 +76,9 @@ def test_a_link_planted_in_the_mirror_is_never_followed(nobody_backup) -> None:
     (outside / "e").mkdir()
     os.chmod(outside / "e", 0o777)
     (b.src / "d" / "e" / "a.txt").write_text("2\n")        # only d/e changes
-    as_nobody(b, python, "snapshot")
+    first = as_nobody(b, python, "snapshot")
+    assert first.returncode == 0, first.stdout + first.stderr         # the link is replaced
+    assert lines(first.stdout, "new") == ["src/d/e/a.txt", "src/d/x.txt"]
     assert list((outside / "e").iterdir()) == []
     result = as_nobody(b, python, "snapshot")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import Backup, make_tree
+from support import DODO, DOIT, Backup, make_tree
 
 
 @pytest.mark.parametrize("planted", ["lock", "runs.jsonl", "catalog.sqlite3"])
@@ -98,7 +98,6 @@ def test_a_source_that_is_the_destination_through_a_bind_mount_is_refused(backup
 
 
 def test_an_empty_config_is_refused(backup: Backup) -> None:
-    from conftest import DODO, DOIT
     result = subprocess.run([*DOIT, "-f", str(DODO), "snapshot", "config="], capture_output=True,
                             text=True, cwd=backup.base, timeout=60)
     assert result.returncode == 2

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from conftest import Backup
+from support import Backup
 
 DIRS = ["a", "a/deep", "b", "skip", os.fsdecode(b"caf\xe9")]
 FILES = ["f.txt", "g.txt", "x.log", os.fsdecode(b"\xff.bin"), "same1", "same2"]

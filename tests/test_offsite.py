@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Backup, Link, hold_with_stopped_run, make_tree, rclone_or_skip, tree
+from support import Backup, Link, hold_with_stopped_run, make_tree, rclone_or_skip, tree
 from pipeline import errors
 from pipeline.sync import rclone
 
@@ -282,6 +282,7 @@ def test_fetch_and_check_are_listed_and_described(backup: Backup) -> None:
     assert "fetch" in listing.stdout and "bring the backup back" in listing.stdout
     assert "check" in listing.stdout and "compare the remote with the catalog" in listing.stdout
     helped = backup.doit("help", "fetch")
+    assert helped.returncode == 0, helped.stderr
     assert "--force" in helped.stdout and "bring the backup back" in helped.stdout
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DODO, Backup
+from support import DODO, Backup
 from pipeline import plan as planmod
 from pipeline.errors import PlanError
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Backup, as_nobody, make_tree, tree
+from support import Backup, as_nobody, make_tree, tree
 
 
 @pytest.fixture

@@ -11,12 +11,7 @@ import time
 from pathlib import Path
 
 
-from conftest import DODO, Backup, digest, make_tree, tree
-from test_versioned import gnu_patch_chain, history_of, rebuilt
-
-
-def at(b: Backup, when: str, *args: str, check: bool = True):
-    return b.doit(*args, env={"SNAPBACK_NOW": when}, check=check)
+from support import DODO, Backup, at, digests, gnu_patch_chain, history_of, make_tree, rebuilt, tree
 
 
 def daily_history(b: Backup, days: list[str], per_day: int = 1) -> list[bytes]:
@@ -144,4 +139,7 @@ def test_a_prune_killed_midway_is_finished_by_a_rerun(backup: Backup) -> None:
     assert objects == referenced
     assert [p for p in backup.versions.rglob(".~snapback-*")] == []
     assert backup.doit("verify", "--deep").returncode == 0
-    assert digest(backup.plan)
+    stored, rows = digests(backup.versions), backup.catalog()   # finished: a rerun has
+    again = backup.doit("prune", "--keep-last", "2", check=True)  # nothing left to do
+    assert "prune: 0 versions of 0 files pruned" in again.stdout, again.stdout
+    assert digests(backup.versions) == stored and backup.catalog() == rows

@@ -10,7 +10,7 @@ import time
 
 import yaml
 
-from conftest import DODO, DOIT, Backup, make_tree
+from support import DODO, DOIT, Backup, make_tree
 
 
 def test_a_deleted_file_without_at_restores_its_last_version(backup: Backup) -> None:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 
-from conftest import Backup, as_nobody, digest, hold_with_stopped_run, lines, make_tree, tree
+from support import Backup, as_nobody, digest, hold_with_stopped_run, lines, make_tree, tree
 
 
 def test_a_held_lock_stops_the_second_run_and_names_the_holder(backup: Backup) -> None:

@@ -8,8 +8,8 @@ import pytest
 
 from pipeline.ignores import BUILTIN_IGNORES
 from pipeline.scan import walk
-from pipeline.selection import for_mode, mode_filter, pattern_error
 from pipeline.scan import mode_view
+from pipeline.selection import for_mode, mode_filter, pattern_error, read_layer
 
 
 def kept_paths(root: Path, ignore=(), exceptions=(), default=True, extra=()) -> set[str]:
@@ -102,3 +102,74 @@ def test_mode_ignores_add_to_the_global_lists(tmp_path: Path) -> None:
 def test_unreadable_patterns_are_reported() -> None:
     assert pattern_error("   ") == "empty pattern"
     assert pattern_error("ok/*.txt") is None
+
+
+# ---- per-folder ignore files and the deciding rule (Selector.decide, read_layer) ----
+
+def test_an_ignore_file_names_each_rule_by_its_file_and_line() -> None:
+    layer = read_layer("docs", ".backupignore", "# comment\n\n*.tmp\n!keep.tmp\n")
+    assert layer is not None and layer.folder == "docs"
+    assert [(r.pattern, r.origin) for r in layer.rules] == [
+        ("*.tmp", "docs/.backupignore:3"), ("!keep.tmp", "docs/.backupignore:4")]
+    assert read_layer("", ".backupignore", "# only a comment\n\n") is None
+
+
+def test_the_deepest_ignore_file_with_a_matching_pattern_decides() -> None:
+    selector = for_mode((), (), use_default=False, ignore_files=(".backupignore",))
+    top = read_layer("", ".backupignore", "*.log\n")
+    inner = read_layer("a", ".backupignore", "!keep.log\n")
+    assert selector.decide("a/x.log", False, (top, inner)) == (False, top.rules[0])
+    assert selector.decide("a/keep.log", False, (top, inner)) == (True, inner.rules[0])
+    assert selector.decide("keep.log", False, (top,)) == (False, top.rules[0])   # not below a/
+    assert selector.decide("a/x.txt", False, (top, inner)) == (True, None)
+
+
+def test_plan_exceptions_reinclude_what_an_ignore_file_dropped() -> None:
+    selector = for_mode((), ("important.log",), use_default=False)
+    layer = read_layer("", ".backupignore", "*.log\n")
+    kept, rule = selector.decide("a/important.log", False, (layer,))
+    assert kept and rule is not None and rule.origin == "exceptions"
+    assert selector.reincluded("a/important.log", False, (layer,))
+    assert selector.ignored_by("a/debug.log", False, (layer,)) == layer.rules[0]
+
+
+def test_the_rule_that_decided_is_named() -> None:
+    selector = for_mode(("*.bak",), (), use_default=True)
+    assert selector.ignored_by("x/a.bak", False).describe() == "'*.bak' (ignore)"
+    assert selector.ignored_by("a/node_modules", True).origin == "built-in"
+    assert selector.ignored_by("a/notes.md", False) is None
+
+
+def test_a_name_that_is_not_utf8_is_judged_by_the_wildcards() -> None:
+    selector = for_mode(("*.log",), (), use_default=False)
+    latin1 = b"caf\xe9.log".decode("utf-8", "surrogateescape")
+    assert selector.ignored_by(latin1, False) is not None
+    assert selector.ignored_by(b"caf\xe9.txt".decode("utf-8", "surrogateescape"), False) is None
+
+
+@pytest.mark.parametrize("exception, folder, enters", [
+    ("build/keep/**", "build", True),
+    ("build/keep/**", "build/keep", True),
+    ("build/keep/**", "build/other", False),
+    ("build/*/x.txt", "build/any", True),
+    ("**/keep/**", "build", False),             # unanchored: no reason to enter
+    ("keep.txt", "build", False),
+])
+def test_only_an_anchored_exception_enters_an_ignored_folder(exception, folder, enters) -> None:
+    selector = for_mode(("build/",), (exception,), use_default=False)
+    assert selector.enters(folder) is enters
+
+
+def test_a_walk_honours_nested_ignore_files(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / ".backupignore").write_text("*.log\n")
+    (tmp_path / "a" / ".backupignore").write_text("!keep.log\n")
+    (tmp_path / "a" / "b" / ".backupignore").write_text("keep.log\n")
+    for rel in ("x.log", "a/keep.log", "a/x.log", "a/b/keep.log", "a/b/y.txt"):
+        (tmp_path / rel).write_text("x")
+    selector = for_mode((), (), use_default=False, ignore_files=(".backupignore",))
+    kept = set()
+    for folder in walk(tmp_path, selector).folders:
+        kept.update(folder.child(n) for n in folder.files)
+    assert kept == {".backupignore", "a/.backupignore", "a/b/.backupignore", "a/keep.log",
+                    "a/b/y.txt"}

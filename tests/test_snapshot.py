@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import DODO, Backup, Link, digest, lines, make_tree, tree
+from support import DODO, Backup, Link, digests, lines, make_tree, tree
 
 
 def seed(b: Backup) -> None:
@@ -56,13 +56,13 @@ def test_first_run_mirrors_files_folders_links_modes_and_mtimes(backup: Backup) 
 def test_no_change_run_writes_nothing_and_runs_no_action(backup: Backup) -> None:
     seed(backup)
     backup.snapshot()
-    before = tree(backup.dest, with_mtime=True)
-    state = digest(backup.meta / "state.sqlite3")
+    before, bytes_before = tree(backup.dest, with_mtime=True), digests(backup.dest)
+    assert ".snapback/catalog.sqlite3" in bytes_before
     result = backup.snapshot()
     assert [l for l in result.stdout.splitlines() if not l.startswith("snapshot:")] == []
     assert "0 new, 0 updated, 0 deleted, 0 failed" in result.stdout
     assert tree(backup.dest, with_mtime=True) == before
-    assert digest(backup.meta / "state.sqlite3") == state
+    assert digests(backup.dest) == bytes_before        # no byte of the destination changed
     assert len(backup.runs()) == 1
 
 
@@ -157,14 +157,13 @@ def test_dry_run_changes_nothing_and_a_real_run_still_does_the_work(backup: Back
     (backup.src / "notes.txt").write_text("changed\n")
     (backup.src / "new.txt").write_text("new\n")
     (backup.src / "docs" / "data.bin").unlink()
-    before = tree(backup.dest, with_mtime=True)
-    state = digest(backup.meta / "state.sqlite3")
+    before, bytes_before = tree(backup.dest, with_mtime=True), digests(backup.dest)
     dry = backup.doit("snapshot", "--dry-run", check=True)
     assert "(dry run)" in dry.stdout
     assert lines(dry.stdout.replace("(dry run) ", ""), "updated") == ["src/notes.txt"]
     assert lines(dry.stdout.replace("(dry run) ", ""), "new") == ["src/new.txt"]
     assert tree(backup.dest, with_mtime=True) == before
-    assert digest(backup.meta / "state.sqlite3") == state
+    assert digests(backup.dest) == bytes_before        # not the catalog, not the run log
     real = backup.snapshot()
     assert lines(real.stdout, "updated") == ["src/notes.txt"]
     assert lines(real.stdout, "new") == ["src/new.txt"]

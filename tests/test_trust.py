@@ -14,19 +14,25 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DODO, Backup, Link, digest, hold_with_stopped_run, lines, make_tree, tree
-from test_versioned import history_of, rebuilt
+from support import (
+    DODO, Backup, Link, history_of, hold_with_stopped_run, make_tree,
+    rebuilt, tree)
 
 
-def _generation(b: Backup, gen: int) -> None:
+def _generation(b: Backup, gen: int) -> str | None:
+    """Every file rewritten; in an odd generation one file, backed up by the generation
+    before, is deleted (and comes back in the next).  Returns the deleted path."""
     for i in range(4):
         (b.src / f"big{i}.bin").write_bytes(bytes([gen % 7 + 1, 0, i]) * (1_000_000 + i))
     for i in range(60):
         folder = b.src / f"d{i % 10}"
         folder.mkdir(exist_ok=True)
         (folder / f"t{i}.txt").write_text(f"file {i}\n" + f"generation {gen}\n" * (i + 1))
-    if gen % 2:
-        (b.src / "d0" / f"t{gen}.txt").unlink(missing_ok=True)
+    if gen % 2 == 0:
+        return None
+    gone = f"d{gen % 10}/t{gen}.txt"
+    (b.src / gone).unlink()                         # exists: no missing_ok
+    return gone
 
 
 @pytest.mark.parametrize("mode", ["snapshot", "versioned", "all"])
@@ -34,8 +40,9 @@ def test_sigkill_twenty_times_per_mode_loses_nothing(backup: Backup, mode: str) 
     rng = random.Random(20261124)
     history: dict[str, list[bytes]] = {}
     kills = 0
+    deleted = []
     for gen in range(5):
-        _generation(backup, gen)
+        gone = _generation(backup, gen)
         for path in backup.src.rglob("*"):
             if path.is_file():
                 seen = history.setdefault(str(path.relative_to(backup.src)), [])
@@ -50,7 +57,16 @@ def test_sigkill_twenty_times_per_mode_loses_nothing(backup: Backup, mode: str) 
             proc.wait()
             kills += 1
         backup.doit(mode, check=True)
+        if gone is not None:                              # the deletion reached the backup
+            deleted.append(gone)
+            assert not (backup.src / gone).exists()
+            if mode in ("snapshot", "all"):
+                assert not os.path.lexists(backup.mirror / gone), gone
+            if mode in ("versioned", "all"):
+                assert history_of(backup, gone)[-1].kind == "deleted", gone
+                assert history_of(backup, gone)[-2].kind in ("baseline", "diff"), gone
     assert kills >= 20
+    assert deleted == ["d1/t1.txt", "d3/t3.txt"]
     assert [p for p in backup.dest.rglob(".~snapback-*")] == []
     if mode in ("snapshot", "all"):
         assert tree(backup.mirror) == tree(backup.src)
@@ -117,18 +133,6 @@ def test_files_vanishing_or_becoming_folders_during_a_run(backup: Backup) -> Non
     backup.doit("all", check=True)
     assert tree(backup.mirror) == tree(backup.src)
     assert backup.doit("verify", "--deep").returncode == 0
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
-                            capture_output=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {result.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=False)
 
 
 def test_disk_full_fails_cleanly_and_the_next_run_completes(backup: Backup, small_disk: Path) -> None:
@@ -254,4 +258,6 @@ def test_a_huge_plan_file_is_refused(backup: Backup) -> None:
     backup.plan.write_text("# padding\n" * 200_000 + f"destination: {backup.dest}\n")
     result = backup.doit("snapshot")
     assert result.returncode == 2 and "larger than 1 MiB" in result.stderr
-    assert digest(backup.plan) is not None and not backup.dest.exists()
+    assert result.stdout == ""
+    assert all(line.startswith("snapback: ") for line in result.stderr.splitlines())
+    assert not backup.dest.exists()                        # nothing was done

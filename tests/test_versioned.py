@@ -4,45 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import Backup, digest, lines, make_tree, tree
-from pipeline.rebuild import rebuild
+from support import Backup, digest, gnu_patch_chain, history_of, lines, make_tree, rebuilt, tree
 from pipeline.versioned import baseline_name
-
-
-def history_of(b: Backup, rel: str) -> list:
-    folder, _, name = rel.rpartition("/")
-    return [r for r in b.catalog()
-            if r.dir == os.fsencode(folder) and r.name == os.fsencode(name)]
-
-
-def rebuilt(b: Backup, rel: str) -> list[bytes | None]:
-    """Every version of a path, rebuilt from baseline and diffs (None = deleted)."""
-    rows = history_of(b, rel)
-    return [rebuild(b.versions, rows, r) if r.kind in ("baseline", "diff", "full") else None
-            for r in rows if r.entry == "file"]
-
-
-def gnu_patch_chain(b: Backup, rel: str, tmp: Path) -> list[bytes]:
-    """Apply the diffs with GNU patch, baseline first, as a user would by hand."""
-    out = []
-    work = tmp / "patched"
-    for row in history_of(b, rel):
-        obj = b.versions / os.fsdecode(row.store) / os.fsdecode(row.object or b"")
-        if row.kind in ("baseline", "full"):
-            work.write_bytes(obj.read_bytes())
-        elif row.kind == "diff":
-            subprocess.run(["patch", "-s", "--binary", str(work), str(obj)], check=True)
-        else:
-            continue
-        out.append(work.read_bytes())
-    return out
 
 
 def test_layout_baseline_diff_and_full_copies(backup: Backup) -> None:
