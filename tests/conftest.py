@@ -12,7 +12,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from support import DODO, NOBODY, ROOT, Backup
 
 

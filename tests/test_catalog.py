@@ -141,7 +141,7 @@ def test_another_format_or_not_a_database_is_one_error(tmp_path: Path, writable:
     with pytest.raises(SnapbackError, match="has format 99"):
         Catalog(path, writable=writable)
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(SnapbackError, match="unreadable|cannot be opened"):
+    with pytest.raises(SnapbackError, match=r"unreadable|cannot be opened"):
         Catalog(path, writable=writable)
 
 
@@ -268,7 +268,7 @@ def holding_a_backup(dest: Path) -> Path:
 @pytest.mark.parametrize("writable", [True, False])
 def test_a_missing_catalog_beside_a_backup_is_refused(tmp_path: Path, writable: bool) -> None:
     meta = holding_a_backup(tmp_path)
-    with pytest.raises(SnapbackError, match="is missing, but .* holds a backup: nothing was written"):
+    with pytest.raises(SnapbackError, match=r"is missing, but .* holds a backup: nothing was written"):
         open_catalog(meta, writable)
     assert not meta.exists()                                        # nothing was created
     meta.mkdir()
@@ -300,12 +300,12 @@ def test_a_link_as_catalog_or_as_its_folder_is_never_followed(tmp_path: Path,
     meta = tmp_path / "dest" / ".snapback"
     meta.mkdir(parents=True)
     os.symlink(victim, meta / "catalog.sqlite3")
-    with pytest.raises(SnapbackError, match="is not a file .*not followed"):
+    with pytest.raises(SnapbackError, match=r"is not a file .*not followed"):
         open_catalog(meta, writable)
     os.unlink(meta / "catalog.sqlite3")
     meta.rmdir()
     os.symlink(tmp_path, meta)
-    with pytest.raises(SnapbackError, match="is not a folder .*not followed"):
+    with pytest.raises(SnapbackError, match=r"is not a folder .*not followed"):
         open_catalog(meta, writable)
     assert victim.read_bytes() == before
     assert not (tmp_path / "victim.sqlite3-wal").exists()

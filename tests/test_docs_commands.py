@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from support import DODO, DOIT, ROOT, make_tree
 
 # Lines the docs say end with another status (README: explain exits 1 when a path is not backed up).

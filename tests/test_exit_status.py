@@ -13,7 +13,6 @@ import signal
 import subprocess
 
 import pytest
-
 from support import DODO, DOIT, Backup, as_nobody, hold_with_stopped_run, make_tree
 
 DOIT_INTERNALS = ("Traceback", "failed unexpectedly", "CmdOption", "UnmetDependency",

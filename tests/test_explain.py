@@ -6,8 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from support import Backup, lines, make_tree
+
 from pipeline import plan as planmod
 from pipeline.explain import explain
 from pipeline.paths import in_source

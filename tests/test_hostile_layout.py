@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from support import Backup, as_nobody, gnu_patch_chain, history_of, lines, make_tree, rebuilt, tree
 
 

@@ -8,7 +8,6 @@ import os
 import subprocess
 
 import pytest
-
 from support import DODO, DOIT, Backup, make_tree
 
 

@@ -13,8 +13,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline import layout
-from pipeline.layout import (NAME_MAX, alias_name, baseline_name, diffs_dir, fit, real_dir,
-                             sweep, version_names, versions_dir)
+from pipeline.layout import (
+    NAME_MAX,
+    alias_name,
+    baseline_name,
+    diffs_dir,
+    fit,
+    real_dir,
+    sweep,
+    version_names,
+    versions_dir,
+)
 
 STAMP = "2026-11-24_11-50-30"
 DECORATIONS = [b"", b"_diffs", b"_versions", b"~2", b"_v" + STAMP.encode() + b".diff",

@@ -23,7 +23,6 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-
 from support import Backup
 
 DIRS = ["a", "a/deep", "b", "skip", os.fsdecode(b"caf\xe9")]

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from support import Backup, Link, hold_with_stopped_run, make_tree, rclone_or_skip, tree
+
 from pipeline import errors
 from pipeline.sync import rclone
 
@@ -342,7 +342,7 @@ def test_fetch_never_follows_a_link_planted_on_the_remote(backup: Backup, local_
     outside.mkdir()
     os.chmod(outside, 0o777)
     mirror = root / "system_snapshot" / "src"
-    planted = [p for p in sorted(mirror.iterdir()) if p.is_file() and not p.is_symlink()][0]
+    planted = next(p for p in sorted(mirror.iterdir()) if p.is_file() and not p.is_symlink())
     planted.unlink()
     os.symlink(victim, planted)
     shutil.rmtree(mirror / "sub")

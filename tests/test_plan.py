@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from support import DODO, Backup
+
 from pipeline import plan as planmod
 from pipeline.errors import PlanError
 

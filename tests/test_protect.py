@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from support import Backup, as_nobody, make_tree, tree
 
 

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from support import DODO, Backup, at, digests, gnu_patch_chain, history_of, make_tree, rebuilt, tree
 
 

@@ -9,8 +9,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
 from support import Backup, Link, make_tree, tree
+
 from pipeline import timespec
 
 

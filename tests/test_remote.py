@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from support import Backup, make_tree, rclone_or_skip
 
 

@@ -9,7 +9,6 @@ import subprocess
 import time
 
 import yaml
-
 from support import DODO, DOIT, Backup, make_tree
 
 
@@ -21,7 +20,7 @@ def test_a_deleted_file_without_at_restores_its_last_version(backup: Backup) -> 
     (backup.src / "gone.txt").unlink()
     backup.doit("versioned", check=True)
     history = backup.doit("history", "src/gone.txt", check=True)
-    deleted_stamp = [l for l in history.stdout.splitlines() if "deleted" in l][0].split()[2]
+    deleted_stamp = next(l for l in history.stdout.splitlines() if "deleted" in l).split()[2]
     out = backup.base / "out"
     result = backup.doit("restore", "src/gone.txt", "--to", str(out))
     assert result.returncode == 0, result.stderr
@@ -37,7 +36,7 @@ def test_every_stamp_history_prints_is_that_exact_version(backup: Backup) -> Non
     history = backup.doit("history", "src/f.txt", check=True)
     stamps = [l.split()[2] for l in history.stdout.splitlines()[2:]]
     assert stamps == ["2026-11-20_10-00-00", "2026-11-20_10-00-00_2", "2026-11-20_10-00-00_3"]
-    for stamp, text in zip(stamps, versions):
+    for stamp, text in zip(stamps, versions, strict=False):
         out = backup.base / stamp
         result = backup.doit("restore", "src/f.txt", "--at", stamp, "--to", str(out))
         assert result.returncode == 0, result.stderr
@@ -48,7 +47,7 @@ def test_every_stamp_history_prints_is_that_exact_version(backup: Backup) -> Non
 
 def _damage_baseline(b: Backup, name: str) -> None:
     folder = b.versions / name
-    baseline = [p for p in folder.iterdir() if "-baseline-" in p.name][0]
+    baseline = next(p for p in folder.iterdir() if "-baseline-" in p.name)
     os.chmod(baseline, 0o644)
     baseline.write_text("garbage\n")
 
@@ -56,7 +55,7 @@ def _damage_baseline(b: Backup, name: str) -> None:
 def test_a_folder_restore_goes_past_a_file_it_cannot_rebuild(backup: Backup) -> None:
     make_tree(backup.src, {"d": {"a.txt": "a1\n", "b.txt": "b1\n", "c.txt": "c1\n"}})
     backup.doit("versioned", check=True)
-    first = [l.split()[0] for l in backup.doit("history").stdout.splitlines()[1:]][0]
+    first = next(l.split()[0] for l in backup.doit("history").stdout.splitlines()[1:])
     for name in ("a.txt", "b.txt", "c.txt"):
         (backup.src / "d" / name).write_text(name[0] + "2\n")
     backup.doit("versioned", check=True)

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 
-
 from support import Backup, as_nobody, digest, hold_with_stopped_run, lines, make_tree, tree
 
 

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.ignores import BUILTIN_IGNORES
-from pipeline.scan import walk
-from pipeline.scan import mode_view
+from pipeline.scan import mode_view, walk
 from pipeline.selection import for_mode, mode_filter, pattern_error, read_layer
 
 

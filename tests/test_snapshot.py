@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-
 from support import DODO, Backup, Link, digests, lines, make_tree, tree
 
 

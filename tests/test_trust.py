@@ -13,10 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from support import (
-    DODO, Backup, Link, history_of, hold_with_stopped_run, make_tree,
-    rebuilt, tree)
+from support import DODO, Backup, Link, history_of, hold_with_stopped_run, make_tree, rebuilt, tree
 
 
 def _generation(b: Backup, gen: int) -> str | None:
@@ -128,7 +125,7 @@ def test_files_vanishing_or_becoming_folders_during_a_run(backup: Backup) -> Non
         (backup.src / f"f{i}.txt").unlink()
         if i % 2:
             (backup.src / f"f{i}.txt").mkdir()
-    out, err = proc.communicate(timeout=120)
+    _out, err = proc.communicate(timeout=120)
     assert "Traceback" not in err and "unexpectedly" not in err
     backup.doit("all", check=True)
     assert tree(backup.mirror) == tree(backup.src)

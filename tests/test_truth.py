@@ -12,7 +12,6 @@ import sqlite3
 import stat
 
 import pytest
-
 from support import Backup, as_nobody, at, history_of, lines, make_tree, tree
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from support import Backup, digest, gnu_patch_chain, history_of, lines, make_tree, rebuilt, tree
+
 from pipeline.versioned import baseline_name
 
 
