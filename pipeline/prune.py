@@ -139,7 +139,7 @@ def prune_history(catalog: Catalog, root: Path, source: str, history: list[Row],
         folder = os.path.join(hist, sub) if sub else hist
         os.makedirs(folder, mode=0o700, exist_ok=True)
         tmp = store.tmp_name(folder)
-        store.write_bytes(tmp, payload, mode=stat_mode(row))
+        store.write_bytes(tmp, payload, mode=stat_mode(row), sparse=kind != "diff")
         updates.append((row, kind, os.path.relpath(tmp, hist), hashlib.sha256(payload).hexdigest()))
     # step 2: the commit point
     catalog.begin()
