@@ -98,7 +98,7 @@ def _reincluded_by(plan: Plan, target: Target, mode: str, path: Path) -> str:
     selector = _selector(plan)
     kept, rule = selector.decide(rel, is_dir, layers)
     if kept and rule is not None:
-        dropper = _ignore_only(selector, layers, rel, is_dir, rule)
+        dropper = _ignore_only(selector, layers, rel, is_dir)
         if dropper is not None:
             found.append((rule, dropper))
     opts = plan.mode(mode)
@@ -106,7 +106,7 @@ def _reincluded_by(plan: Plan, target: Target, mode: str, path: Path) -> str:
     if extra is not None:
         kept, rule = extra.decide(rel, is_dir)
         if kept and rule is not None:
-            dropper = _ignore_only(extra, (), rel, is_dir, rule)
+            dropper = _ignore_only(extra, (), rel, is_dir)
             if dropper is not None:
                 found.append((rule, dropper))
     return "; ".join(f"re-included by {_name(plan, rule)} over {dropper.describe()}"
@@ -121,11 +121,11 @@ def _name(plan: Plan, rule: Rule) -> str:
     return rule.describe()                     # a '!' line of an ignore file, with its line
 
 
-def _ignore_only(selector: Selector, layers: tuple[Layer, ...], rel: str, is_dir: bool,
-                 winner: Rule) -> Rule | None:
+def _ignore_only(selector: Selector, layers: tuple[Layer, ...], rel: str,
+                 is_dir: bool) -> Rule | None:
     """The ignore rule that would leave ``rel`` out if no rule re-included anything:
     the deepest ignore file with a matching (non-``!``) pattern, else the plan's
-    ignores; None when none matches (the winning rule then re-included nothing)."""
+    ignores; None when none matches (the rule that matched re-included nothing)."""
     for layer in reversed(layers):
         plain = [r for r in layer.rules if not r.pattern.startswith("!")]
         if not plain:

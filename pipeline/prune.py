@@ -91,8 +91,8 @@ def prune_history(catalog: Catalog, root: Path, source: str, history: list[Row],
                    os.path.join(root_b, pending[-1].store))
         elif not dry_run:
             # empty version folders an earlier prune (or one killed) left behind
-            for store_rel in {r.store for r in history if r.store}:
-                drop_empty_folders(os.path.join(root_b, store_rel), history[-1].name)
+            for where in {r.store for r in history if r.store}:
+                drop_empty_folders(os.path.join(root_b, where), history[-1].name)
         return out
     for row in dropped:
         if row.object is None or row.store is None:

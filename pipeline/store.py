@@ -14,7 +14,9 @@ import shutil
 import stat
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 TMP_PREFIX = ".~snapback-"
 TMP_SUFFIX = ".tmp"
@@ -123,12 +125,20 @@ def copy_file(src: bytes, dst: bytes) -> tuple[os.stat_result, str]:
     return copied, digest
 
 
+class Digest(Protocol):
+    """What copies hash with (hashlib.sha256())."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
 _ZEROS = bytes(CHUNK)
 _SEEK_DATA = getattr(os, "SEEK_DATA", None)
 _SEEK_HOLE = getattr(os, "SEEK_HOLE", None)
 
 
-def data_extents(fd: int, size: int):
+def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
     """The data regions of ``fd`` below ``size``, as (start, end) pairs in order; what
     lies between them is a hole (reads as zeros, takes no disk space).  Asked of the
     filesystem with SEEK_DATA / SEEK_HOLE; where it cannot answer (EINVAL,
@@ -161,7 +171,7 @@ def data_extents(fd: int, size: int):
         pos = end
 
 
-def copy_data(fd: int, out: int, digest=None) -> str | None:
+def copy_data(fd: int, out: int, digest: Digest | None = None) -> str | None:
     """Copy all of ``fd`` into the new, empty file ``out``, leaving holes as holes:
     only the data regions are read and written, and ``out`` is then given the full
     size (ftruncate), so a sparse file stays sparse.  ``digest`` (a hashlib object)
@@ -193,7 +203,7 @@ def copy_data(fd: int, out: int, digest=None) -> str | None:
     return digest.hexdigest() if digest is not None else None
 
 
-def _hash_zeros(digest, length: int) -> None:
+def _hash_zeros(digest: Digest, length: int) -> None:
     while length > 0:
         step = min(length, CHUNK)
         digest.update(_ZEROS if step == CHUNK else _ZEROS[:step])
@@ -228,7 +238,7 @@ def _write_at(out: int, data: bytes, start: int, end: int) -> None:
     _write_all(out, memoryview(data)[start:end])
 
 
-def _write_all(out: int, data: bytes) -> None:
+def _write_all(out: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(out, view):]
