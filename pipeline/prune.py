@@ -9,7 +9,7 @@ the order, each step atomic:
    checked (each diff applied must give the recorded sha256);
 2. one catalog transaction points the kept rows at them and deletes the rows
    of the versions that go: the commit point;
-3. objects no row refers to are removed;
+3. objects no row refers to are removed (and version folders left empty);
 4. each new object gets its standard name: a hard link, the row updated, then
    the temporary name removed.
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,6 +89,10 @@ def prune_history(catalog: Catalog, root: Path, source: str, history: list[Row],
             # an earlier prune was killed between its commit and its renames: finish it
             finish(catalog, root_b, source, history[-1].dir, history[-1].name,
                    os.path.join(root_b, pending[-1].store))
+        elif not dry_run:
+            # empty version folders an earlier prune (or one killed) left behind
+            for where in {r.store for r in history if r.store}:
+                drop_empty_folders(os.path.join(root_b, where), history[-1].name)
         return out
     for row in dropped:
         if row.object is None or row.store is None:
@@ -139,7 +144,7 @@ def prune_history(catalog: Catalog, root: Path, source: str, history: list[Row],
         folder = os.path.join(hist, sub) if sub else hist
         os.makedirs(folder, mode=0o700, exist_ok=True)
         tmp = store.tmp_name(folder)
-        store.write_bytes(tmp, payload, mode=stat_mode(row))
+        store.write_bytes(tmp, payload, mode=stat_mode(row), sparse=kind != "diff")
         updates.append((row, kind, os.path.relpath(tmp, hist), hashlib.sha256(payload).hexdigest()))
     # step 2: the commit point
     catalog.begin()
@@ -171,6 +176,28 @@ def finish(catalog: Catalog, root_b: bytes, source: str, folder: bytes, name: by
         catalog.set_object(row.id, final)
         catalog.commit()
         os.unlink(tmp_path)
+    drop_empty_folders(hist, name)
+
+
+def drop_empty_folders(hist: bytes, name: bytes) -> None:
+    """Remove ``<name>_diffs/`` and ``<name>_versions/`` from the history folder
+    ``hist`` when they hold nothing any more (every diff of the file pruned).  A
+    folder that holds anything stays (rmdir removes only an empty one); nothing is
+    followed: ``hist`` is opened without following a link, and rmdir does not follow
+    one where a folder was (it fails on it, and the link stays)."""
+    try:
+        fd = os.open(hist, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return                                   # gone, or a link: nothing of ours to tidy
+    try:
+        for sub in (layout.diffs_dir(name), layout.versions_dir(name)):
+            try:
+                if stat.S_ISDIR(os.lstat(sub, dir_fd=fd).st_mode):
+                    os.rmdir(sub, dir_fd=fd)
+            except OSError:
+                pass                             # absent, not empty, or not a folder: kept
+    finally:
+        os.close(fd)
 
 
 def _expire(catalog: Catalog, root_b: bytes, history: list[Row]) -> None:

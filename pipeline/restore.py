@@ -8,6 +8,7 @@ written at all when any target already exists.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -245,16 +246,29 @@ def _write(item: Item, to_b: bytes, root: Path, force: bool) -> None:
         if item.mtime_ns is not None:
             os.utime(path, ns=(item.mtime_ns, item.mtime_ns), follow_symlinks=False)
         return
-    data = _content(item, root)
-    # written under a temporary name, its mode and mtime set, then renamed: a kill
-    # leaves the old file or the whole new one, never a partial file under the name
-    tmp = store.tmp_name(parent)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    src = _open_mirror_file(item.source_file) if item.source_file is not None else None
+    try:
+        data = _content(item, root) if src is None else b""
+        # written under a temporary name, its mode and mtime set, then renamed: a kill
+        # leaves the old file or the whole new one, never a partial file under the name;
+        # holes stay holes (the mirror's, asked with SEEK_DATA; a rebuilt version's
+        # zero blocks)
+        tmp = store.tmp_name(parent)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except BaseException:
+        if src is not None:
+            os.close(src)
+        raise
     try:
         try:
-            store._write_all(fd, data)
+            if src is not None:
+                store.copy_data(src, fd)
+            else:
+                store.write_sparse(fd, data)
         finally:
             os.close(fd)
+            if src is not None:
+                os.close(src)
         if item.mode is not None:
             os.chmod(tmp, stat.S_IMODE(item.mode))
         if item.mtime_ns is not None:
@@ -265,10 +279,16 @@ def _write(item: Item, to_b: bytes, root: Path, force: bool) -> None:
         raise
 
 
+def _open_mirror_file(path: bytes) -> int:
+    """Open a mirror file for reading, never through a link, never a FIFO or device."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise store.NotAFile(errno.EINVAL, "is not a regular file", os.fsdecode(path))
+    return fd
+
+
 def _content(item: Item, root: Path) -> bytes:
-    if item.source_file is not None:
-        with open(item.source_file, "rb") as fh:
-            return fh.read()
     assert item.row is not None and item.row.kind in (*CONTENT_KINDS, "meta")
     try:
         return rebuild(root, list(item.history), item.row)

@@ -14,7 +14,9 @@ import shutil
 import stat
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 TMP_PREFIX = ".~snapback-"
 TMP_SUFFIX = ".tmp"
@@ -87,11 +89,7 @@ def copy_to_tmp(src: bytes, folder: bytes, hashed: bool = False
             raise SourceChanged("is no longer a regular file")
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            digest: str | None = None
-            if hashed:
-                digest = _read_hashed(fd, out)
-            else:
-                _send(fd, out)
+            digest = copy_data(fd, out, hashlib.sha256() if hashed else None)
             os.fchmod(out, stat.S_IMODE(before.st_mode))
             _chown(out, before)
             os.utime(out, ns=(before.st_atime_ns, before.st_mtime_ns))
@@ -127,27 +125,137 @@ def copy_file(src: bytes, dst: bytes) -> tuple[os.stat_result, str]:
     return copied, digest
 
 
-def _read_hashed(fd: int, out: int) -> str:
-    digest = hashlib.sha256()
-    while chunk := os.read(fd, CHUNK):
-        digest.update(chunk)
-        _write_all(out, chunk)
-    return digest.hexdigest()
+class Digest(Protocol):
+    """What copies hash with (hashlib.sha256())."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
 
 
-def _write_all(out: int, data: bytes) -> None:
+_ZEROS = bytes(CHUNK)
+_SEEK_DATA = getattr(os, "SEEK_DATA", None)
+_SEEK_HOLE = getattr(os, "SEEK_HOLE", None)
+
+
+def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """The data regions of ``fd`` below ``size``, as (start, end) pairs in order; what
+    lies between them is a hole (reads as zeros, takes no disk space).  Asked of the
+    filesystem with SEEK_DATA / SEEK_HOLE; where it cannot answer (EINVAL,
+    EOPNOTSUPP, or no such call), the rest of the file is one data region.  Moves
+    ``fd``'s offset."""
+    pos = 0
+    while pos < size:
+        if _SEEK_DATA is None or _SEEK_HOLE is None:
+            yield pos, size
+            return
+        try:
+            start = os.lseek(fd, pos, _SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:     # no data at or after pos: the rest is a hole
+                return
+            if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+                yield pos, size              # not supported here: copy the rest plainly
+                return
+            raise
+        if start >= size:
+            return
+        try:
+            end = os.lseek(fd, start, _SEEK_HOLE)
+        except OSError as exc:
+            if exc.errno not in (errno.ENXIO, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            end = size
+        end = size if end <= start else min(end, size)
+        yield start, end
+        pos = end
+
+
+def copy_data(fd: int, out: int, digest: Digest | None = None) -> str | None:
+    """Copy all of ``fd`` into the new, empty file ``out``, leaving holes as holes:
+    only the data regions are read and written, and ``out`` is then given the full
+    size (ftruncate), so a sparse file stays sparse.  ``digest`` (a hashlib object)
+    sees every logical byte, holes as zeros; its hexdigest is returned.  A file that
+    shrinks during the copy ends the copy early (the caller's stat check catches it)."""
+    size = os.fstat(fd).st_size
+    pos = 0
+    for start, end in data_extents(fd, size):
+        if digest is not None:
+            _hash_zeros(digest, start - pos)
+        os.lseek(fd, start, os.SEEK_SET)
+        os.lseek(out, start, os.SEEK_SET)
+        pos = start
+        while pos < end:
+            chunk = os.read(fd, min(CHUNK, end - pos))
+            if not chunk:
+                break
+            if digest is not None:
+                digest.update(chunk)
+            _write_all(out, chunk)
+            pos += len(chunk)
+        if pos < end:
+            break                            # it shrank while read
+    else:
+        if digest is not None:
+            _hash_zeros(digest, size - pos)
+        pos = size
+    os.ftruncate(out, pos)                   # the trailing hole, if any
+    return digest.hexdigest() if digest is not None else None
+
+
+def _hash_zeros(digest: Digest, length: int) -> None:
+    while length > 0:
+        step = min(length, CHUNK)
+        digest.update(_ZEROS if step == CHUNK else _ZEROS[:step])
+        length -= step
+
+
+def write_sparse(out: int, data: bytes, block: int = 4096) -> None:
+    """Write ``data`` into the new, empty file ``out``, leaving each block-aligned run
+    of zeros as a hole (as ``cp --sparse=always`` does): a version rebuilt in memory
+    has no holes to ask the filesystem about, its holes are zeros."""
+    size = len(data)
+    pos, run = 0, None                       # run: where the data being gathered starts
+    while pos < size:
+        if pos % CHUNK == 0 and size - pos >= CHUNK and data[pos:pos + CHUNK] == _ZEROS:
+            step, zero = CHUNK, True
+        else:
+            step = min(block, size - pos)
+            zero = data[pos:pos + step] == _ZEROS[:step]
+        if zero and run is not None:
+            _write_at(out, data, run, pos)
+            run = None
+        elif not zero and run is None:
+            run = pos
+        pos += step
+    if run is not None:
+        _write_at(out, data, run, size)
+    os.ftruncate(out, size)
+
+
+def _write_at(out: int, data: bytes, start: int, end: int) -> None:
+    os.lseek(out, start, os.SEEK_SET)
+    _write_all(out, memoryview(data)[start:end])
+
+
+def _write_all(out: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(out, view):]
 
 
-def write_bytes(dst: bytes, data: bytes, mode: int = 0o600, tmp_dir: bytes | None = None) -> None:
-    """Write ``data`` to ``dst`` atomically (diffs, records)."""
+def write_bytes(dst: bytes, data: bytes, mode: int = 0o600, tmp_dir: bytes | None = None,
+                sparse: bool = False) -> None:
+    """Write ``data`` to ``dst`` atomically (diffs, records; ``sparse``: runs of zeros
+    left as holes, for whole versions)."""
     tmp = tmp_name(tmp_dir or os.path.dirname(dst))
     out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
         try:
-            _write_all(out, data)
+            if sparse:
+                write_sparse(out, data)
+            else:
+                _write_all(out, data)
         finally:
             os.close(out)
         os.replace(tmp, dst)
@@ -163,11 +271,30 @@ def link_or_copy(existing: bytes, dst: bytes, tmp_dir: bytes | None = None) -> N
         try:
             os.link(existing, tmp)
         except OSError:
-            shutil.copy2(existing, tmp)
+            _copy_sparse(existing, tmp)
         os.replace(tmp, dst)
     except BaseException:
         _unlink_quiet(tmp)
         raise
+
+
+def _copy_sparse(src: bytes, dst: bytes) -> None:
+    """Copy the stored file ``src`` to the new file ``dst`` with its mode and times,
+    holes kept (where a hard link cannot be made); never through a link."""
+    fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotAFile(errno.EINVAL, "is not a regular file", os.fsdecode(src))
+        out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            copy_data(fd, out)
+            os.fchmod(out, stat.S_IMODE(st.st_mode))
+            os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
+        finally:
+            os.close(out)
+    finally:
+        os.close(fd)
 
 
 class NotAFile(OSError):
@@ -267,22 +394,6 @@ def sha256_of(path: bytes) -> str:
         while chunk := fh.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _send(fd: int, out: int) -> None:  # returns None: no digest
-    """Copy the whole of ``fd`` into ``out`` (sendfile: no copy through Python)."""
-    offset = 0
-    try:
-        while True:
-            sent = os.sendfile(out, fd, offset, CHUNK)
-            if sent == 0:
-                break
-            offset += sent
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOSYS) or offset:
-            raise
-        while chunk := os.read(fd, CHUNK):   # a filesystem without sendfile
-            _write_all(out, chunk)
 
 
 def _chown(fd: int, st: os.stat_result) -> None:
