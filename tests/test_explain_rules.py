@@ -4,8 +4,8 @@ that is not there is a one-line usage error (status 2)."""
 from __future__ import annotations
 
 import pytest
+from support import Backup, make_tree
 
-from conftest import Backup, make_tree
 from pipeline import plan as planmod
 from pipeline.explain import explain
 from pipeline.paths import in_source

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from conftest import Backup
+from support import Backup
 from test_prune import DAYS, at, daily_history, kept_versions
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import ROOT, Backup, make_tree
 
-from conftest import ROOT, Backup, make_tree
 from pipeline import plan as planmod
 
 SHIPPED = ROOT / "backup.yaml"

@@ -9,8 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-
-from conftest import Backup
+from support import Backup
 
 MB = 1 << 20
 

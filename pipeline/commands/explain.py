@@ -30,10 +30,7 @@ def run(ctx: Context, paths: list[str], tree: bool = False) -> TaskFailed | None
         verdicts = explain.explain(plan, target)
         print(f"{target.label}")
         for verdict in verdicts:
-            state = ("backed up" if verdict.why in ("backed up", "the source folder itself")
-                     else "selected") if verdict.kept else "left out"
-            detail = "" if verdict.why == "backed up" else f": {verdict.why}"
-            print(f"  {verdict.mode:<10} {state}{detail}")
+            print(f"  {verdict.mode:<10} {verdict.text}")
         missing += not any(v.kept for v in verdicts)
     if missing:
         return TaskFailed(f"{missing} of {len(paths)} path(s) are not backed up")
