@@ -246,6 +246,35 @@ def check_words(name: str, words: list[str]) -> None:
             check_report(value)
 
 
+def one_run_options(tasks: list[tuple[str, list[str]]]) -> None:
+    """Backup commands on one line are one run with one set of options: they are
+    written once, after the last of them (``doit snapshot versioned --note X``)."""
+    backups = [(name, own) for name, own in tasks if name.split(":", 1)[0] in BACKUP_COMMANDS]
+    for name, own in backups[:-1]:
+        if own:
+            last = backups[-1][0]
+            raise UsageError(f"doit {name} {' '.join(own)} {last}: the backup commands on one "
+                             f"line are one run with one set of options; write them once, "
+                             f"after the last command (doit {name} {last} {' '.join(own)})")
+
+
+def report_inside(plan: Plan, tasks: list[tuple[str, list[str]]]) -> str | None:
+    """A --report FILE inside the backup destination (refused: never write into it)."""
+    from .paths import user_cwd
+    dest = os.path.realpath(plan.destination)
+    for _name, own in tasks:
+        for index, word in enumerate(own):
+            value = word.partition("=")[2] if word.startswith("--report=") else (
+                own[index + 1] if word == "--report" and index + 1 < len(own) else None)
+            if not value:
+                continue
+            path = os.path.join(user_cwd(), os.path.expanduser(value))
+            real = os.path.realpath(os.path.dirname(path))
+            if real == dest or real.startswith(dest + os.sep):
+                return value
+    return None
+
+
 def check_report(value: str) -> None:
     """--report FILE: a file that can be created, checked before the run."""
     if not value:
@@ -272,11 +301,13 @@ def load_plan_or_exit(config: str | None) -> Plan:
     need); on any problem print one line per problem and exit 2."""
     words = doit_words()
     strict = True                          # unknown command line: every check
+    tasks: list[tuple[str, list[str]]] = []
     if words is not None:
         try:
             command, tasks = read_command_line(words)
             for name, own in tasks:
                 check_words(name, own)
+            one_run_options(tasks)
         except UsageError as exc:
             _refuse([str(exc)])
         if command == "run":
@@ -284,10 +315,15 @@ def load_plan_or_exit(config: str | None) -> Plan:
         else:
             strict = False                 # list, help, info...: nothing is read
     try:
-        return load(locate(config), backup=strict)
+        plan = load(locate(config), backup=strict)
     except PlanError as exc:
         _refuse([*exc.problems, "the plan is invalid; nothing was done"])
         raise                              # pragma: no cover (_refuse exits)
+    inside = report_inside(plan, tasks)
+    if inside is not None:
+        _refuse([f"--report {inside}: is inside the backup destination {plan.destination}; "
+                 "write the report somewhere else"])
+    return plan
 
 
 # ---- what dodo.py gets --------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Any
 
 from .catalog import Catalog, Row
 from .paths import Target
-from .show import human_size
+from .show import human_size, plural
 
 
 def format_runs(records: list[dict[str, Any]]) -> list[str]:
@@ -44,10 +44,6 @@ def format_runs(records: list[dict[str, Any]]) -> list[str]:
                 f"{secs:>7}  "
                 f"{rec.get('note', '') if first else ''}".rstrip())
     return lines
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
 def _when(row: Row) -> str:

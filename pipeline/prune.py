@@ -31,7 +31,7 @@ from .catalog import CONTENT_KINDS, Catalog, Row
 from .layout import baseline_name, version_names
 from .rebuild import versions
 from .retention import Policy
-from .show import human_size
+from .show import human_size, plural
 
 TMP_MARK = b".~snapback-"
 
@@ -248,6 +248,6 @@ def describe(outcomes: list[Outcome], dry_run: bool) -> list[str]:
                          f"{o.dropped + o.kept} versions {verb} ({human_size(o.freed)})")
     total = sum(o.freed for o in outcomes if not o.problem)
     count = sum(o.dropped for o in outcomes if not o.problem)
-    lines.append(f"prune{' (dry run)' if dry_run else ''}: {count} versions of "
-                 f"{len(outcomes)} files {verb}, {human_size(total)} freed")
+    lines.append(f"prune{' (dry run)' if dry_run else ''}: {plural(count, 'version')} of "
+                 f"{plural(len(outcomes), 'file')} {verb}, {human_size(total)} freed")
     return lines

@@ -36,10 +36,9 @@ from doit.exceptions import BaseFail, DependencyError, TaskFailed, UnmetDependen
 
 from . import layout, store
 from .errors import BUG, INVALID, LOCKED, OK, PARTIAL
-from .history import plural
 from .runlog import record
 from .session import FAILED, Event, Session
-from .show import display, human_size
+from .show import display, human_size, plural
 
 
 def _link(text: str, event: Event, tty: bool) -> str:
@@ -216,7 +215,7 @@ class Reporter:
         events, self.held = [*self.held, *current.take_pending()], []
         quiet = self.session.options.quiet
         for event, modes in _merged(events) if both else [(e, "") for e in events]:
-            if quiet and event.kind != FAILED:
+            if (quiet and event.kind != FAILED) or not event.shown:
                 continue
             path = display(event.path)
             text = path if not event.reason else f"{path} ({event.reason})"
@@ -255,7 +254,7 @@ class Reporter:
         rec = record(current, modes)
         dry = current.options.dry_run
         for mode, c in rec["modes"].items():
-            written = f"up to {human_size(c['bytes'])} would be written" if dry \
+            written = f"about {human_size(c['bytes'])} would be written" if dry \
                 else f"{human_size(c['bytes'])} written"
             line = (f"{mode}: {plural(c['scanned'], 'file')}, {c['new']:,} new, "
                     f"{c['updated']:,} updated, {c['deleted']:,} deleted, {c['failed']:,} "

@@ -42,8 +42,9 @@ class Event:
     path: str                 # "<source name>/<rel>" as the user sees it
     size: int = 0             # bytes written for this event
     reason: str = ""          # for FAILED, and detail for DELETED folders
-    files: int = 1            # a deleted folder counts its files
+    files: int = 1            # a deleted folder counts its files; a folder's own change 0
     target: Path | None = None
+    shown: bool = True        # False: recorded (the run is in the history), not printed
 
 
 @dataclass
@@ -187,7 +188,9 @@ class Session:
         make_destination(self.meta_dir.parent)
         lock = Lock(self.meta_dir / "lock")
         try:
-            lock.acquire(note=f"doit {' '.join(self.modes)}", announce=False)
+            named = dict.fromkeys(t.split(":", 1)[0] for t in self.selected)
+            lock.acquire(note=f"doit {' '.join(named) or ' '.join(self.modes)}",
+                         announce=False)
         except LockHeld as exc:
             self.lock_error = str(exc)
             raise

@@ -24,6 +24,11 @@ def display(path: str) -> str:
     return "".join(out)
 
 
+def plural(count: int, word: str) -> str:
+    """``1 file``, ``2 files``, ``12,478 files``."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
 def human_size(n: float) -> str:
     """1234567 -> '1.2 MB' (decimal units, as ls -h --si and rsync print)."""
     for unit in ("B", "KB", "MB", "GB"):

@@ -26,6 +26,7 @@ from .catalog import Stored
 from .protect import Opened
 from .scan import Folder
 from .session import DELETED, FAILED, NEW, UPDATED, Event, FolderJob, Session, SweepJob, action
+from .show import plural
 
 MODE = "snapshot"
 RETRIES = 3
@@ -266,7 +267,7 @@ class _Folder:
         if self.writes:
             self.catalog.drop_mirror(self.job.source.name, self.folder_b, os.fsencode(name))
         self.run.emit(Event(DELETED, MODE, self._label(name) + ("/" if is_dir else ""),
-                            files=count, reason=f"{count} files" if is_dir else ""))
+                            files=count, reason=plural(count, "file") if is_dir else ""))
 
     def forget_gone(self) -> None:
         """Records of entries that are neither in the source folder nor in the mirror
@@ -287,6 +288,15 @@ class _Folder:
             rel = self.job.folder.rel
             if rel:
                 parent, _, name = self.folder_b.rpartition(b"/")
+                old = self.catalog.mirror_in(self.job.source.name, parent).get(name)
+                folder = self.job.folder
+                change = folder_change(old.kind if old else None, old.mode if old else None,
+                                       old.mtime_ns if old else None, st,
+                                       empty=not (folder.files or folder.links or folder.subdirs))
+                if change is not None:
+                    kind, reason, shown = change
+                    self.run.emit(Event(kind, MODE, self.job.label + "/", reason=reason,
+                                        files=0, shown=shown))
                 self.catalog.set_mirror(self.job.source.name, parent, name, st, None,
                                         self.run.run_id, kind="dir")
             self.catalog.set_folder(MODE, self.job.source.name, self.folder_b, st)
@@ -298,6 +308,21 @@ class _Folder:
     def _fail(self, name: str, reason: str) -> None:
         self.failures += 1
         self.run.emit(Event(FAILED, MODE, self._label(name), reason=reason))
+
+
+def folder_change(kind: str | None, mode: int | None, mtime_ns: int | None,
+                  st: os.stat_result, empty: bool) -> tuple[str, str, bool] | None:
+    """How a folder's own change is reported, given what the backup recorded of it:
+    new (printed when it is empty: otherwise its entries' lines say it), a new mode
+    (printed), a new mtime alone (recorded, not printed: it moves whenever an entry
+    comes or goes), or nothing."""
+    if kind != "dir":
+        return NEW, "", empty
+    if mode != st.st_mode:
+        return UPDATED, f"mode {stat.S_IMODE(st.st_mode):04o}", True
+    if mtime_ns != st.st_mtime_ns:
+        return UPDATED, "", False
+    return None
 
 
 def _count(path: bytes) -> int:

@@ -33,6 +33,8 @@ from .layout import baseline_name, version_names
 from .plan import Source
 from .protect import Opened
 from .session import DELETED, FAILED, NEW, UPDATED, Event, FolderJob, Session, SweepJob, action
+from .show import plural
+from .snapshot import folder_change
 
 MODE = "versioned"
 RETRIES = 3
@@ -56,7 +58,8 @@ def record_folder(job: FolderJob, current: Session) -> TaskFailed | None:
     for name in folder.links:
         work.link(name)
     if not work.failures and folder.stat is not None:
-        work.folder_in_line(folder.stat)
+        work.folder_in_line(folder.stat,
+                            empty=not (folder.files or folder.links or folder.subdirs))
     work.finish()
     if work.failures:
         return TaskFailed(f"{job.label}: {work.failures} file(s) failed")
@@ -373,7 +376,7 @@ class History:
         else:
             self.run.emit(event)
 
-    def folder_in_line(self, st: os.stat_result) -> None:
+    def folder_in_line(self, st: os.stat_result, empty: bool = False) -> None:
         """Every entry of this folder was handled: record the folder's own mode and mtime
         as a version when they changed (a restore at any time gives that time's), and
         the folder as in line with the backup, as the walk saw it."""
@@ -382,8 +385,13 @@ class History:
         if self.rel:
             parent, _, name = self.rel.rpartition(b"/")
             row = self.catalog.latest(self.source.name, parent, name)
-            if row is None or not row.live or row.entry != "dir" \
-                    or (row.mode, row.mtime_ns) != (st.st_mode, st.st_mtime_ns):
+            live = row if row is not None and row.live else None
+            change = folder_change(live.entry if live else None, live.mode if live else None,
+                                   live.mtime_ns if live else None, st, empty)
+            if change is not None:
+                kind, reason, shown = change
+                self.done.append(Event(kind, MODE, f"{self.source.name}/{os.fsdecode(self.rel)}/",
+                                       reason=reason, files=0, shown=shown))
                 self.catalog.add(source=self.source.name, dir=parent, name=name, entry="dir",
                                  kind="dir", time=unique_stamp(self.catalog, self.source.name,
                                                                parent, name, self.run.stamp),
@@ -419,7 +427,7 @@ class History:
                                  recorded=self.run.started)
         if row.entry == "dir":
             self.run.emit(Event(DELETED, MODE, self._label(row.name, folder=True), files=files,
-                                reason=f"{files} files"))
+                                reason=plural(files, "file")))
         else:
             self.run.emit(Event(DELETED, MODE, self._label(row.name)))
 

@@ -50,7 +50,7 @@ def run(ctx: Context, paths: list[str], at: str = "", against: str = "",
             older = [r for r in content if r.id < new.id]
         if not older:
             raise UsageError(f"{target.label}: no earlier version to compare with "
-                             f"(first stored {new.time})")
+                             f"(first stored {content[0].time})")
         old = older[-1]
         root = layout.history_root(plan.destination, target.source.name)
         try:
