@@ -82,6 +82,76 @@ def retired_mirrors(current: Session) -> list[str]:
             f"rm -r '{mirror / name}'" for name in found if name not in named]
 
 
+COLOURS = {"new": "\x1b[32m", "updated": "\x1b[36m", "deleted": "\x1b[33m",
+           FAILED: "\x1b[1;31m"}
+
+
+class Progress:
+    """The progress display (tqdm): bytes of the files of the run's folders done of the
+    total, files done, rate, ETA, and the folder at work.  A folder's files move it as
+    each is handled; a folder skipped as unchanged moves it all at once."""
+
+    def __init__(self, out: TextIO, session: Session, delay: float):
+        from tqdm import tqdm
+        self.session = session
+        self.sizes: dict[str, tuple[int, int]] = {}          # task -> (files, bytes)
+        self.total_files = 0
+        self.files = 0
+        self.task = ""
+        self.task_files = 0
+        self.task_bytes = 0
+        self.bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1000, delay=delay,
+                        leave=False, file=out, dynamic_ncols=True, miniters=1,
+                        bar_format="{percentage:3.0f}%|{bar}| {n_fmt}B/{total_fmt}B{postfix} "
+                                   "[{elapsed}<{remaining}, {rate_fmt}]")
+        session.progress = self.tick
+
+    def _measure(self) -> None:
+        """Every folder task of the run so far (a second command's tasks come later)."""
+        for (mode, source), folders in self.session.views.items():
+            if mode not in self.session.modes:
+                continue
+            for folder in folders:
+                task = f"{mode}:{source}/{folder.rel}" if folder.rel else f"{mode}:{source}"
+                if task not in self.sizes:
+                    size = sum(st.st_size for st in folder.files.values())
+                    self.sizes[task] = (len(folder.files), size)
+                    self.total_files += len(folder.files)
+                    self.bar.total += size
+
+    def start(self, task: str) -> None:
+        if task not in self.sizes:
+            self._measure()
+        self.task, self.task_files, self.task_bytes = task, 0, 0
+        self._postfix(task.split(":", 1)[1])
+
+    def _postfix(self, where: str) -> None:
+        self.bar.set_postfix_str(f"{self.files:,}/{self.total_files:,} files, "
+                                 f"{display(where)}", refresh=False)
+
+    def tick(self, size: int) -> None:
+        self.task_files += 1
+        self.task_bytes += size
+        self.files += 1
+        self._postfix(self.task.split(":", 1)[-1])
+        self.bar.update(size)
+
+    def finish(self) -> None:
+        """The folder at work is done: what was not ticked (unchanged files) counts now."""
+        files, size = self.sizes.get(self.task, (0, 0))
+        self.files += max(files - self.task_files, 0)
+        self.bar.update(max(size - self.task_bytes, 0))
+        self.task_files = self.task_bytes = 0
+        self.task = ""
+
+    def write(self, line: str) -> None:
+        self.bar.write(line, file=self.bar.fp)
+
+    def close(self) -> None:
+        self.session.progress = None
+        self.bar.close()
+
+
 class Reporter:
     """doit reporter for snapback: file lines, failures, one summary.  doit makes it
     from the class in DOIT_CONFIG; ``doit_glue.configure`` gives it the session."""
@@ -93,9 +163,12 @@ class Reporter:
         self.out = outstream
         self.err = sys.stderr
         self.tty = hasattr(outstream, "isatty") and outstream.isatty()
+        # colour only on a terminal that wants it (https://no-color.org)
+        self.colour = self.tty and not os.environ.get("NO_COLOR") \
+            and os.environ.get("TERM") != "dumb"
         self.said: set[str] = set()
         self.backup_run = False
-        self.bar: Any = None          # tqdm progress bar, on a terminal only
+        self.bar: Progress | None = None   # on a terminal only
         self.status = OK              # snapback's exit status (errors.py)
         self.held: list[Event] = []   # a snapshot folder's lines, until its versioned task
         self.doit_status = OK         # what doit will return (runner.Runner)
@@ -120,10 +193,14 @@ class Reporter:
         self._progress(task)
 
     def add_success(self, task: Any) -> None:
+        if self.bar is not None:
+            self.bar.finish()
         self._flush(task.name)
 
     def add_failure(self, task: Any, fail: BaseFail) -> None:
         self.doit_status = 1 if isinstance(fail, TaskFailed) and self.doit_status != 2 else 2
+        if self.bar is not None:
+            self.bar.finish()
         printed = self._flush(task.name)
         if isinstance(fail, UnmetDependency):
             return      # a group task after a failed folder: that folder said why
@@ -143,21 +220,21 @@ class Reporter:
             self._once(f"snapback: bug: {task.name} failed unexpectedly:\n{fail.get_msg()}")
 
     def skip_uptodate(self, task: Any) -> None:
-        self._progress(task)
+        self._progress(task, skipped=True)
 
-    def _progress(self, task: Any) -> None:
-        """One tick per folder; the bar shows only on a terminal, after 1 s."""
+    def _progress(self, task: Any, skipped: bool = False) -> None:
+        """Files and bytes of the run's folders, rate, ETA and the folder at work: on a
+        terminal only (never in cron), after 1 s (SNAPBACK_PROGRESS_AFTER)."""
         current = self.session
         if task.name.split(":", 1)[0] not in current.modes or ":" not in task.name:
             return
         if self.bar is None and self.tty and not current.options.quiet:
-            from tqdm import tqdm
-            total = sum(len(f) for (m, _s), f in current.views.items() if m in current.modes)
             delay = float(os.environ.get("SNAPBACK_PROGRESS_AFTER", "1.0"))   # seconds
-            self.bar = tqdm(total=total, unit="folder", delay=delay, leave=False,
-                            file=self.out, dynamic_ncols=True)
+            self.bar = Progress(self.out, current, delay)
         if self.bar is not None:
-            self.bar.update(1)
+            self.bar.start(task.name)
+            if skipped:
+                self.bar.finish()
 
     def skip_ignore(self, task: Any) -> None:
         pass
@@ -223,9 +300,12 @@ class Reporter:
                 text = f"{path}: {event.reason}"
             prefix = "(dry run) " if self.session.options.dry_run else ""
             label = f"{modes:<17}" if modes else ""
-            line = f"{prefix}{event.kind:<8} {label}{_link(text, event, self.tty)}"
+            kind = f"{event.kind:<8}"
+            if self.colour:
+                kind = f"{COLOURS[event.kind]}{kind}\x1b[0m"
+            line = f"{prefix}{kind} {label}{_link(text, event, self.tty)}"
             if self.bar is not None:
-                self.bar.write(line, file=self.out)
+                self.bar.write(line)
             else:
                 self.out.write(line + "\n")
         if events:

@@ -129,6 +129,7 @@ class Session:
     stats: dict[str, os.stat_result] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)    # for stderr, each said once
     lines: list[str] = field(default_factory=list)    # for stdout (what auto-prune did)
+    progress: Callable[[int], None] | None = None     # the reporter's bar, on a terminal
     lock: Lock | None = None
     catalog: Catalog | None = None
     protected: bool = False                 # the backup is kept read-only between runs
@@ -164,6 +165,11 @@ class Session:
         self.modes = modes_of(self.selected)
         for given in options:
             self.options.merge(**given)
+
+    def tick(self, size: int) -> None:
+        """A file of the folder at work was handled (the progress display moves)."""
+        if self.progress is not None:
+            self.progress(size)
 
     # -- doit's uptodate of the report and cleanup tasks (checked as each is reached) --
     def changed_nothing(self, modes: tuple[str, ...]) -> bool:

@@ -42,6 +42,7 @@ def mirror_folder(job: FolderJob, current: Session) -> TaskFailed | None:
     work.open()
     for name, st in folder.files.items():
         work.file(name, st)
+        current.tick(st.st_size)
     for name in folder.links:
         work.link(name)
     for name in folder.subdirs:

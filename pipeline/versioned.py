@@ -55,6 +55,7 @@ def record_folder(job: FolderJob, current: Session) -> TaskFailed | None:
                    set(folder.subdirs) | unknown)
     for name, st in folder.files.items():
         work.file(name, st)
+        current.tick(st.st_size)
     for name in folder.links:
         work.link(name)
     if not work.failures and folder.stat is not None:

@@ -1,0 +1,59 @@
+"""A terminal session as a person sees it (issue 16), run in a real pseudo-terminal
+(`script`, with a size set: a pty of 0 columns draws no bar): the progress display
+(bytes and files of the total, rate, ETA, the folder at work), colours, and the
+same run off a terminal: plain lines only."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+
+import pytest
+from support import DODO, DOIT, Backup, make_tree
+
+pytestmark = pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1)")
+
+
+def in_a_terminal(backup: Backup, *args: str, env: dict[str, str] | None = None) -> str:
+    command = " ".join(shlex.quote(a) for a in [*DOIT, "-f", str(DODO), *args,
+                                                f"config={backup.plan}"])
+    result = subprocess.run(["script", "-qec", f"stty cols 120 rows 40; {command}", "/dev/null"],
+                            capture_output=True, timeout=300, cwd=backup.base,
+                            env={**os.environ, "SNAPBACK_PROGRESS_AFTER": "0", **(env or {})})
+    assert result.returncode == 0, result.stdout.decode(errors="replace")
+    return result.stdout.decode("utf-8", "replace")
+
+
+def tree(backup: Backup) -> None:
+    make_tree(backup.src, {f"d{d}": {f"f{f}.bin": "x" * 5000 for f in range(20)}
+                           for d in range(10)})
+
+
+def test_a_terminal_gets_a_progress_display_and_colours(backup: Backup) -> None:
+    tree(backup)
+    out = in_a_terminal(backup, "all")
+    frames = [part for part in out.split("\r") if "%|" in part]
+    assert frames, out[:500]
+    middle = frames[len(frames) // 2]
+    # both modes' work: 200 files and 1 MB of source, handled once by each mode
+    assert "/400 files" in middle and "B/s" in middle and "<" in middle     # rate, ETA
+    assert "src/d" in middle                                   # the folder at work
+    assert "/2.00MB" in middle                                 # bytes of the total
+    assert "\x1b[32mnew     \x1b[0m [mirror+history]" in out  # coloured kind
+
+
+def test_no_color_is_respected(backup: Backup) -> None:
+    tree(backup)
+    out = in_a_terminal(backup, "snapshot", env={"NO_COLOR": "1"})
+    assert "\x1b[32m" not in out and "\x1b[36m" not in out
+    assert any(line.startswith("new      ") and "src/d0/f0.bin" in line
+               for line in out.splitlines())
+
+
+def test_off_a_terminal_only_plain_lines(backup: Backup) -> None:
+    tree(backup)
+    result = backup.doit("all", check=True, env={"SNAPBACK_PROGRESS_AFTER": "0"})
+    assert "\r" not in result.stdout and "\x1b" not in result.stdout
+    assert "new      [mirror+history] src/d0/f0.bin" in result.stdout.splitlines()
