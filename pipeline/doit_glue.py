@@ -387,3 +387,66 @@ def _command_creator(plan: Plan, name: str) -> Callable[[], dict[str, Any]]:
         }
     create.__doc__ = command.doc
     return create
+
+
+# ---- doit help ------------------------------------------------------------------
+
+def _doit_help() -> type:
+    from doit.cmd_help import Help as DoitHelp
+
+    class Help(DoitHelp):  # type: ignore[misc]  # doit ships no types
+        """``doit help`` (the doit command ``help``, entry point in pyproject.toml):
+        for snapback's dodo.py, snapback's commands first, each with its line, then
+        doit's own; ``doit help <command>`` as doit shows it; an unknown name is one
+        line and status 2.  For any other dodo file, doit's own help."""
+
+        USAGE = "__snapback_usage__"
+
+        def execute(self, params: Any, args: list[str]) -> int:
+            if len(args) == 1 and (args[0] in self.cmds or args[0] == "task"):
+                result: int = super().execute(params, args)
+                return result
+            try:
+                self.ours = False
+                found = DoitCmdBase_execute(self, params, [args[0] if args else self.USAGE])
+            except (SystemExit, Exception):        # no plan here, say: doit's help
+                found = False
+            if self.ours:
+                return 0 if found else 2
+            result = super().execute(params, args)
+            return result
+
+        def _execute(self, pos_args: list[str]) -> bool:
+            names = {t.name for t in self.task_list}
+            self.ours = all(c in names for c in REGISTRY if not REGISTRY[c].backup)
+            if not self.ours:
+                return False
+            if pos_args[0] == self.USAGE:
+                print("snapback: a backup of your working folders (README.md)\n")
+                print("Commands")
+                for command in REGISTRY.values():
+                    print(f"  doit {command.name:<10} {command.doc}")
+                print("\n  doit help COMMAND   its options")
+                print("\ndoit's own commands (snapback keeps no doit state: forget, ignore, "
+                      "reset-dep and dumpdb have nothing to act on)")
+                for name in sorted(self.cmds):
+                    print(f"  doit {name:<14} {self.cmds[name].doc_purpose}")
+                return True
+            if pos_args[0] in {t.name for t in self.task_list}:
+                found: bool = super()._execute(pos_args)
+                return found
+            print(f"snapback: unknown command {pos_args[0]}{_closest(pos_args[0], list(REGISTRY))}"
+                  f"; commands: {', '.join(REGISTRY)} (doit help)", file=sys.stderr)
+            return False
+
+    return Help
+
+
+def DoitCmdBase_execute(command: Any, params: Any, args: list[str]) -> bool:
+    """doit's loading of dodo.py and its tasks, then ``command._execute(args)``."""
+    from doit.cmd_base import DoitCmdBase
+    found: bool = DoitCmdBase.execute(command, params, args)
+    return found
+
+
+Help = _doit_help()
