@@ -1,14 +1,31 @@
 """prune removes the version folders it empties (``<name>_diffs/``,
 ``<name>_versions/``), never one that holds anything, never through a link; and
-a plan's ``retention.keep_last: 0`` is refused, not read as "no rule"."""
+``retention.keep_last: 0`` in the plan and ``--keep-last 0`` are refused, not
+read as "no rule"."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from support import Backup
-from test_prune import DAYS, at, daily_history, kept_versions
+from support import Backup, at, rebuilt
+
+DAYS = [f"2026-10-{d:02d}" for d in range(1, 29)]
+
+
+def daily_history(b: Backup, days: list[str]) -> list[bytes]:
+    """One text file changed once a day (each later version a diff); every version."""
+    out: list[bytes] = []
+    for day in days:
+        data = f"{day}\n".encode() * 3 + b"".join(out[-1:])[:200]
+        (b.src / "notes.txt").write_bytes(data)
+        at(b, f"{day}T10:00:00", "versioned")
+        out.append(data)
+    return out
+
+
+def kept_versions(b: Backup) -> list[bytes]:
+    return [v for v in rebuilt(b, "notes.txt") if v is not None]
 
 
 def entries(folder: Path) -> list[str]:
@@ -89,4 +106,15 @@ def test_keep_last_0_in_the_plan_is_a_one_line_error(backup: Backup) -> None:
     assert f"{backup.plan}:" in result.stderr
     assert "retention.keep_last: expected a whole number of 1 or more, got 0" in result.stderr
     assert "Traceback" not in result.stderr
+    assert entries(backup.versions / "notes.txt") == before
+
+
+def test_keep_last_0_on_the_command_line_is_a_one_line_error(backup: Backup) -> None:
+    daily_history(backup, DAYS[:3])
+    before = entries(backup.versions / "notes.txt")
+    result = backup.doit("prune", "--keep-last", "0")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "snapback: --keep-last: expected a whole number of 1 or more, got 0"]
     assert entries(backup.versions / "notes.txt") == before
