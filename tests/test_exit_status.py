@@ -50,7 +50,7 @@ def test_1_unreadable_file_one_line_no_task_names(nobody_backup) -> None:
     os.chmod(b.src / "secret.txt", 0o000)
     result = as_nobody(b, python, "all")
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "FAILED   src/secret.txt: Permission denied" in result.stdout
+    assert "FAILED   [mirror+history] src/secret.txt: Permission denied" in result.stdout
     for word in DOIT_INTERNALS:
         assert word not in result.stdout + result.stderr
     assert len(result.stderr.splitlines()) <= 1

@@ -66,7 +66,7 @@ def test_an_edited_ignore_file_takes_effect_next_run(backup: Backup) -> None:
     backup.doit("snapshot", check=True)
     (backup.src / "proj" / ".backupignore").write_text("*.csv\nout/\n")
     result = backup.doit("snapshot", check=True)
-    assert lines(result.stdout, "deleted") == ["src/proj/a.csv", "src/proj/out/ (1 files)"]
+    assert lines(result.stdout, "deleted") == ["src/proj/a.csv", "src/proj/out/ (1 file)"]
     assert lines(result.stdout, "new") == ["src/proj/.backupignore"]
     (backup.src / "proj" / "c.csv").write_text("3")
     assert lines(backup.doit("snapshot", check=True).stdout, "new") == []

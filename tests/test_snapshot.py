@@ -133,7 +133,7 @@ def test_newly_ignored_files_and_folders_leave_the_mirror(backup: Backup) -> Non
     backup.snapshot()
     backup.write_plan(ignore=["*.bin", "app/"])
     result = backup.snapshot()
-    assert lines(result.stdout, "deleted") == ["src/app/ (1 files)", "src/docs/data.bin"]
+    assert lines(result.stdout, "deleted") == ["src/app/ (1 file)", "src/docs/data.bin"]
     assert not (backup.mirror / "app").exists()
     assert not (backup.mirror / "docs" / "data.bin").exists()
 

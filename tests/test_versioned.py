@@ -137,7 +137,7 @@ def test_all_runs_both_modes_with_one_record(backup: Backup) -> None:
     make_tree(backup.src, {"a.txt": "a\n", ".git": {"HEAD": "ref\n"}})
     result = backup.doit("all", "--note", "both", check=True)
     assert "snapshot: 2 files, 2 new" in result.stdout
-    assert "versioned: 1 files, 1 new" in result.stdout          # .git/ is not versioned
+    assert "versioned: 1 file, 1 new" in result.stdout          # .git/ is not versioned
     assert (backup.mirror / ".git" / "HEAD").exists()
     assert not (backup.versions / ".git").exists()
     (record,) = [json.loads(l) for l in backup.runs()]

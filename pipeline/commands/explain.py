@@ -16,6 +16,8 @@ def run(ctx: Context, paths: list[str], tree: bool = False) -> TaskFailed | None
     plan = ctx.plan
     if tree:
         targets = [in_source(plan, p) for p in paths] or [Target(s, "") for s in plan.sources]
+        for target in targets:                 # every DIR checked before anything is printed
+            explain.tree_folder(plan, target)
         for target in targets:
             rows = explain.left_out_tree(plan, target)
             print(f"left out below {target.label}/: {len(rows)} folder(s)")
