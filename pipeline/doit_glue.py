@@ -406,15 +406,45 @@ def _doit_help() -> type:
             if len(args) == 1 and (args[0] in self.cmds or args[0] == "task"):
                 result: int = super().execute(params, args)
                 return result
+            if len(args) > 1:
+                print(f"snapback: doit help takes one name, got {' '.join(args)}",
+                      file=sys.stderr)
+                return 2
+            if args and args[0] in REGISTRY:      # needs no plan: the registry says it
+                self._command_help(REGISTRY[args[0]])
+                return 0
+            self.ours = False
             try:
-                self.ours = False
                 found = DoitCmdBase_execute(self, params, [args[0] if args else self.USAGE])
-            except (SystemExit, Exception):        # no plan here, say: doit's help
+            except SystemExit:                     # snapback's dodo.py, with a bad plan:
+                self.ours, found = True, False     # it said why; the usage still helps
+                if not args:
+                    self._usage()
+                    return 2
+            except Exception:                      # no dodo.py here, or not ours: doit's
                 found = False
             if self.ours:
                 return 0 if found else 2
             result = super().execute(params, args)
             return result
+
+        def _command_help(self, command: Any) -> None:
+            from doit.cmdparse import CmdOption, TaskParse
+            print(f"{command.name}  {command.doc}")
+            parse = TaskParse([CmdOption(o.doit()) for o in command.options])
+            for option in parse.options:
+                print("\n".join(option.help_doc()))
+
+        def _usage(self) -> None:
+            print("snapback: a backup of your working folders (README.md)\n")
+            print("Commands")
+            for command in REGISTRY.values():
+                print(f"  doit {command.name:<10} {command.doc}")
+            print("\n  doit help COMMAND   its options")
+            print("\ndoit's own commands (snapback keeps no doit state: forget, ignore, "
+                  "reset-dep and dumpdb have nothing to act on)")
+            for name in sorted(self.cmds):
+                print(f"  doit {name:<14} {self.cmds[name].doc_purpose}")
 
         def _execute(self, pos_args: list[str]) -> bool:
             names = {t.name for t in self.task_list}
@@ -422,15 +452,7 @@ def _doit_help() -> type:
             if not self.ours:
                 return False
             if pos_args[0] == self.USAGE:
-                print("snapback: a backup of your working folders (README.md)\n")
-                print("Commands")
-                for command in REGISTRY.values():
-                    print(f"  doit {command.name:<10} {command.doc}")
-                print("\n  doit help COMMAND   its options")
-                print("\ndoit's own commands (snapback keeps no doit state: forget, ignore, "
-                      "reset-dep and dumpdb have nothing to act on)")
-                for name in sorted(self.cmds):
-                    print(f"  doit {name:<14} {self.cmds[name].doc_purpose}")
+                self._usage()
                 return True
             if pos_args[0] in {t.name for t in self.task_list}:
                 found: bool = super()._execute(pos_args)

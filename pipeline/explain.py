@@ -20,6 +20,7 @@ from .paths import Target
 from .plan import Plan
 from .scan import Folder, _read_ignore_file, mode_view, walk
 from .selection import BACKEND, Layer, Rule, Selector, _check, for_mode, mode_filter
+from .show import display
 
 MODES = ("snapshot", "versioned")
 
@@ -198,7 +199,8 @@ def _judge(folders: list[Folder], parts: tuple[str, ...]) -> tuple[bool, str]:
         if reason is not None:
             if last:
                 return False, reason
-            return False, f"inside {'/'.join(parts[:depth + 1])}/, which is not entered: {reason}"
+            inside = display("/".join(parts[:depth + 1]))
+            return False, f"inside {inside}/, which is not entered: {reason}"
         if folder.error is not None:
             return False, f"{parent or 'the source'} cannot be listed: {folder.error}"
         if last:
@@ -224,7 +226,7 @@ def left_out_tree(plan: Plan, target: Target) -> list[tuple[int, int, str, str]]
                 if not (rel + "/").startswith(prefix) or rel in seen:
                     continue
                 size, count = _du(target.source.path / rel)
-                label = f"{target.source.name}/{rel}/"
+                label = display(f"{target.source.name}/{rel}/")
                 if mode == "versioned" and "versioned.ignore" in why:
                     why = f"versioned only: {why}"
                 seen[rel] = (size, count, label, why)

@@ -8,7 +8,20 @@ from typing import Any
 
 from .catalog import Catalog, Row
 from .paths import Target
-from .show import human_size, plural
+from .show import display, human_size, plural
+
+
+def _count(value: Any) -> int:
+    """A count from a run record (a hand-edited record may hold anything)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str:
+    return display(str(value)) if value is not None else ""
 
 
 def format_runs(records: list[dict[str, Any]]) -> list[str]:
@@ -19,30 +32,36 @@ def format_runs(records: list[dict[str, Any]]) -> list[str]:
     lines = [f"{'run id':<21} {'time':<19} {'mode':<13} {'new':>6} {'updated':>7} "
              f"{'deleted':>7} {'failed':>6} {'written':>9} {'secs':>7}  note"]
     for rec in records:
-        when = str(rec.get("started", ""))[:19].replace("T", " ")
-        mode = str(rec.get("mode", "?"))
-        run_id = str(rec.get("run_id", "?"))
+        when = _text(rec.get("started", ""))[:19].replace("T", " ")
+        mode = _text(rec.get("mode", "?"))
+        run_id = _text(rec.get("run_id", "?"))
+        if mode == "damaged":
+            lines.append(f"{'?':<21} {'':<19} {'damaged':<13} {_text(rec.get('note'))}")
+            continue
         if mode == "prune":
             run_id = "prune-" + when.replace("-", "").replace(":", "").replace(" ", "-")
-            c = rec.get("counts", {})
-            what = (f"{plural(c.get('pruned', 0), 'version')} of "
-                    f"{plural(c.get('files', 0), 'file')} dropped, "
-                    f"{human_size(rec.get('bytes', 0))} freed")
-            auto = " (retention.auto)" if rec.get("auto") else ""
+            c = _dict(rec.get("counts"))
+            what = (f"{plural(_count(c.get('pruned')), 'version')} of "
+                    f"{plural(_count(c.get('files')), 'file')} dropped, "
+                    f"{human_size(_count(rec.get('bytes')))} freed")
+            auto = " (retention.auto)" if rec.get("auto") is True else ""
             lines.append(f"{run_id:<21} {when:<19} {'prune':<13} {what}{auto}")
             continue
-        per_mode = rec.get("modes") or {mode: {**rec.get("counts", {}),
-                                               "bytes": rec.get("bytes", 0)}}
-        for index, (name, c) in enumerate(per_mode.items()):
-            label = f"{mode}/{name}" if mode == "all" else mode
+        counts = _dict(rec.get("counts"))
+        per_mode = _dict(rec.get("modes")) or {mode: {**counts, "bytes": rec.get("bytes", 0)}}
+        seconds = rec.get("seconds", 0)
+        seconds = seconds if isinstance(seconds, (int, float)) else 0
+        for index, (name, given) in enumerate(per_mode.items()):
+            c = _dict(given)
+            label = f"{mode}/{_text(name)}" if mode == "all" else mode
             first = index == 0
-            secs = f"{rec.get('seconds', 0):.2f}" if first else ""
+            secs = f"{seconds:.2f}" if first else ""
             lines.append(
                 f"{run_id if first else '':<21} {when if first else '':<19} {label:<13} "
-                f"{c.get('new', 0):>6,} {c.get('updated', 0):>7,} {c.get('deleted', 0):>7,} "
-                f"{c.get('failed', 0):>6,} {human_size(c.get('bytes', 0)):>9} "
-                f"{secs:>7}  "
-                f"{rec.get('note', '') if first else ''}".rstrip())
+                f"{_count(c.get('new')):>6,} {_count(c.get('updated')):>7,} "
+                f"{_count(c.get('deleted')):>7,} {_count(c.get('failed')):>6,} "
+                f"{human_size(_count(c.get('bytes'))):>9} {secs:>7}  "
+                f"{_text(rec.get('note', '')) if first else ''}".rstrip())
     return lines
 
 
@@ -57,9 +76,9 @@ def format_versions(history: list[Row]) -> list[str]:
             continue
         kind = row.kind if row.entry != "link" or row.kind == "deleted" else "link"
         size = "" if row.size is None or row.entry != "file" else human_size(row.size)
-        extra = f" -> {os.fsdecode(row.target)}" if row.target else ""
+        extra = f" -> {display(os.fsdecode(row.target))}" if row.target else ""
         lines.append(f"{_when(row):<19} {row.time:<22} {row.run_id:<20} {kind:<8} {size:>10}  "
-                     f"{row.note}{extra}")
+                     f"{display(row.note or '')}{extra}")
     return lines
 
 
@@ -72,5 +91,6 @@ def folder_changes(catalog: Catalog, target: Target) -> list[str]:
             last[row.path] = row
     lines = [f"{'last change':<19} {'kind':<8} path"]
     for path, row in sorted(last.items()):
-        lines.append(f"{_when(row):<19} {row.kind:<8} {target.source.name}/{os.fsdecode(path)}")
+        lines.append(f"{_when(row):<19} {row.kind:<8} "
+                     f"{display(target.source.name + '/' + os.fsdecode(path))}")
     return lines

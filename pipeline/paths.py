@@ -16,6 +16,7 @@ from pathlib import Path
 from . import layout
 from .errors import UsageError
 from .plan import Plan, Source
+from .show import display
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,6 @@ class Target:
     def label(self) -> str:
         """The path as messages show it: escaped as ``ls -b`` does (a name that is not
         UTF-8 or holds a newline stays one printable line)."""
-        from .show import display
         return display(f"{self.source.name}/{self.rel}" if self.rel else self.source.name)
 
 
@@ -86,7 +86,7 @@ def in_source(plan: Plan, text: str) -> Target:
         rel = _below(path, source.path)
         if rel is not None:
             return Target(source, rel)
-    raise UsageError(f"{text}: not in any source of the plan")
+    raise UsageError(f"{display(text)}: not in any source of the plan")
 
 
 def locate(plan: Plan, text: str, known: Callable[[Target], bool]) -> Target:
@@ -96,5 +96,5 @@ def locate(plan: Plan, text: str, known: Callable[[Target], bool]) -> Target:
         if known(target):
             return target
     if found:
-        raise UsageError(f"{text}: nothing of it is in the backup ({found[0].label})")
-    raise UsageError(f"{text}: not in any source of the plan, nor in the backup")
+        raise UsageError(f"{display(text)}: nothing of it is in the backup ({found[0].label})")
+    raise UsageError(f"{display(text)}: not in any source of the plan, nor in the backup")

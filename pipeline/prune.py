@@ -31,7 +31,7 @@ from .catalog import CONTENT_KINDS, Catalog, Row
 from .layout import baseline_name, version_names
 from .rebuild import versions
 from .retention import Policy
-from .show import human_size, plural
+from .show import display, human_size, plural
 
 TMP_MARK = b".~snapback-"
 
@@ -41,7 +41,7 @@ class Outcome:
     label: str
     dropped: int = 0
     kept: int = 0
-    freed: int = 0                 # bytes of objects removed (a best effort: links share)
+    freed: int = 0                 # bytes on disk: objects removed minus objects rewritten
     gone: bool = False             # the whole history of a deleted file expired
     problem: str | None = None
     paths: list[bytes] = field(default_factory=list)
@@ -79,7 +79,7 @@ def canonical(row: Row) -> bytes:
 
 def prune_history(catalog: Catalog, root: Path, source: str, history: list[Row],
                   policy: Policy, now: float, max_diff: int, dry_run: bool) -> Outcome:
-    label = f"{source}/{os.fsdecode(history[-1].path)}"
+    label = display(f"{source}/{os.fsdecode(history[-1].path)}")
     kept, dropped, expires = plan_history(history, policy, now)
     out = Outcome(label, dropped=len(dropped), kept=len(kept), gone=expires)
     root_b = os.fsencode(root)
@@ -98,9 +98,11 @@ def prune_history(catalog: Catalog, root: Path, source: str, history: list[Row],
         if row.object is None or row.store is None:
             continue
         try:
-            out.freed += os.lstat(os.path.join(root_b, row.store, row.object)).st_size
+            st = os.lstat(os.path.join(root_b, row.store, row.object))
         except OSError:
-            pass
+            continue
+        if st.st_nlink == 1:        # a baseline linked to the current copy frees nothing
+            out.freed += min(st.st_size, st.st_blocks * 512)
     if dry_run:
         return out
     if expires:
@@ -145,6 +147,7 @@ def prune_history(catalog: Catalog, root: Path, source: str, history: list[Row],
         os.makedirs(folder, mode=0o700, exist_ok=True)
         tmp = store.tmp_name(folder)
         store.write_bytes(tmp, payload, mode=stat_mode(row), sparse=kind != "diff")
+        out.freed -= store.written_size(tmp, len(payload))     # what the rewrite took
         updates.append((row, kind, os.path.relpath(tmp, hist), hashlib.sha256(payload).hexdigest()))
     # step 2: the commit point
     catalog.begin()
@@ -242,12 +245,15 @@ def describe(outcomes: list[Outcome], dry_run: bool) -> list[str]:
         elif o.gone:
             lines.append(f"{'expired' if not dry_run else 'would expire':<8} {o.label}: deleted "
                          f"from the source long enough ago; its whole history ({o.dropped} "
-                         f"versions, {human_size(o.freed)})")
+                         f"versions, {human_size(max(o.freed, 0))})")
         else:
             lines.append(f"{'pruned' if not dry_run else 'prune':<8} {o.label}: {o.dropped} of "
-                         f"{o.dropped + o.kept} versions {verb} ({human_size(o.freed)})")
-    total = sum(o.freed for o in outcomes if not o.problem)
+                         f"{o.dropped + o.kept} versions {verb} ({human_size(max(o.freed, 0))})")
+    total = max(sum(o.freed for o in outcomes if not o.problem), 0)
+    done = [o for o in outcomes if not o.problem]
+    failed = len(outcomes) - len(done)
     count = sum(o.dropped for o in outcomes if not o.problem)
     lines.append(f"prune{' (dry run)' if dry_run else ''}: {plural(count, 'version')} of "
-                 f"{plural(len(outcomes), 'file')} {verb}, {human_size(total)} freed")
+                 f"{plural(len(done), 'file')} {verb}, {human_size(total)} freed"
+                 + (f"; {plural(failed, 'file')} failed" if failed else ""))
     return lines

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from typing import Any, TextIO
 from urllib.parse import quote
 
@@ -93,7 +94,8 @@ class Progress:
 
     def __init__(self, out: TextIO, session: Session, delay: float):
         from tqdm import tqdm
-        self.session = session
+        self.session, self.out = session, out
+        self.shown_after = time.monotonic() + delay
         self.sizes: dict[str, tuple[int, int]] = {}          # task -> (files, bytes)
         self.total_files = 0
         self.files = 0
@@ -142,10 +144,25 @@ class Progress:
         self.files += max(files - self.task_files, 0)
         self.bar.update(max(size - self.task_bytes, 0))
         self.task_files = self.task_bytes = 0
+        self._postfix(self.task.split(":", 1)[-1])
+        self.task = ""
+
+    def skip(self) -> None:
+        """The folder at work is unchanged: its files count as done, its bytes leave the
+        total (the rate and the time left are of bytes that are read and written)."""
+        files, size = self.sizes.get(self.task, (0, 0))
+        self.files += files
+        self.bar.total = max(self.bar.total - size, self.bar.n)
+        self._postfix(self.task.split(":", 1)[-1])
+        if time.monotonic() >= self.shown_after:
+            self.bar.refresh()
         self.task = ""
 
     def write(self, line: str) -> None:
-        self.bar.write(line, file=self.bar.fp)
+        if time.monotonic() < self.shown_after:    # not drawn yet: a plain line (tqdm's
+            self.out.write(line + "\n")           # write would draw the bar early)
+        else:
+            self.bar.write(line, file=self.bar.fp)
 
     def close(self) -> None:
         self.session.progress = None
@@ -164,8 +181,9 @@ class Reporter:
         self.err = sys.stderr
         self.tty = hasattr(outstream, "isatty") and outstream.isatty()
         # colour only on a terminal that wants it (https://no-color.org)
-        self.colour = self.tty and not os.environ.get("NO_COLOR") \
-            and os.environ.get("TERM") != "dumb"
+        dumb = os.environ.get("TERM") == "dumb"          # no escapes at all: links neither
+        self.colour = self.tty and not os.environ.get("NO_COLOR") and not dumb
+        self.links = self.tty and not dumb
         self.said: set[str] = set()
         self.backup_run = False
         self.bar: Progress | None = None   # on a terminal only
@@ -234,7 +252,7 @@ class Reporter:
         if self.bar is not None:
             self.bar.start(task.name)
             if skipped:
-                self.bar.finish()
+                self.bar.skip()
 
     def skip_ignore(self, task: Any) -> None:
         pass
@@ -303,7 +321,7 @@ class Reporter:
             kind = f"{event.kind:<8}"
             if self.colour:
                 kind = f"{COLOURS[event.kind]}{kind}\x1b[0m"
-            line = f"{prefix}{kind} {label}{_link(text, event, self.tty)}"
+            line = f"{prefix}{kind} {label}{_link(text, event, self.links)}"
             if self.bar is not None:
                 self.bar.write(line)
             else:

@@ -20,6 +20,7 @@ from .catalog import CONTENT_KINDS, Catalog, Row
 from .errors import SnapbackError, UsageError
 from .paths import Target
 from .rebuild import RebuildError, rebuild
+from .show import display
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ def restore(items: list[Item], to: Path, root: Path, force: bool) -> Outcome:
     named in the outcome and the rest is restored all the same."""
     clash = conflicts(items, to)
     if clash and not force:
-        shown = "; ".join(clash[:5]) + ("; ..." if len(clash) > 5 else "")
+        shown = "; ".join(display(c) for c in clash[:5]) + ("; ..." if len(clash) > 5 else "")
         raise Conflict(f"{len(clash)} path(s) exist already; nothing was written "
                        f"(--force overwrites them): {shown}")
     to_b = os.fsencode(os.path.realpath(to))       # DIR itself is the user's choice

@@ -26,9 +26,12 @@ BACKUP_MODES = ("snapshot", "versioned")
 def append(meta_dir: Path, record: dict[str, Any]) -> None:
     """Add one record (OSError when it cannot be written)."""
     line = json.dumps(record) + "\n"          # ASCII: odd names stay valid JSON
-    fd = os.open(meta_dir / RUNS, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+    fd = os.open(meta_dir / RUNS, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
                  | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
     try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = "\n" + line       # a line cut short (a crash, a full disk) stays alone
         os.write(fd, line.encode("ascii"))
         os.fsync(fd)
     finally:
@@ -36,7 +39,8 @@ def append(meta_dir: Path, record: dict[str, Any]) -> None:
 
 
 def read(meta_dir: Path) -> list[dict[str, Any]]:
-    """The run records of runs.jsonl (a damaged line is skipped, not fatal)."""
+    """The run records of runs.jsonl; a damaged line (cut short by a crash, edited by
+    hand) is skipped, and stands as one record saying so."""
     log = meta_dir / RUNS
     if not log.exists():
         return []
@@ -45,11 +49,16 @@ def read(meta_dir: Path) -> list[dict[str, Any]]:
     except OSError as exc:
         raise SnapbackError(f"cannot read the run log {log}: {exc.strerror or exc}") from None
     out = []
-    for line in text.splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
             continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict):
+            record = {"mode": "damaged", "note": f"{log}:{number}: not a run record: skipped"}
+        out.append(record)
     return out
 
 
@@ -105,6 +114,6 @@ def prune_record(outcomes: list[Any], summary: str, auto: bool = False) -> dict[
     return {"run_id": f"prune-{now}", "mode": "prune", "note": summary, "started": now,
             "auto": auto,
             "counts": {"pruned": sum(o.dropped for o in outcomes if not o.problem),
-                       "files": len(outcomes)},
-            "bytes": sum(o.freed for o in outcomes if not o.problem),
+                       "files": sum(1 for o in outcomes if not o.problem)},
+            "bytes": max(sum(o.freed for o in outcomes if not o.problem), 0),
             "failed": [{"path": o.label, "reason": o.problem} for o in outcomes if o.problem]}

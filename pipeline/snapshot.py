@@ -164,7 +164,8 @@ class _Folder:
         self.catalog.set_mirror(self.job.source.name, self.folder_b, name_b, copied,
                                 digest, self.run.run_id)
         self.run.emit(Event(NEW if old is None else UPDATED, MODE, self._label(name),
-                            size=copied.st_size, target=Path(os.fsdecode(dst))))
+                            size=store.written_size(dst, copied.st_size),
+                            target=Path(os.fsdecode(dst))))
 
     def _same_bytes(self, src: bytes, dst: bytes, st: os.stat_result,
                     old: os.stat_result) -> bool:

@@ -488,3 +488,14 @@ def _unlink_quiet(path: bytes) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+def written_size(path: bytes, size: int) -> int:
+    """What writing ``path`` (of ``size`` bytes) took on disk: its allocated blocks, at
+    most its size (a sparse file's holes are not written; a small file's last block is
+    not all data)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return size
+    return min(st.st_size, st.st_blocks * 512)

@@ -236,10 +236,7 @@ class History:
                          ctime_ns=cst.st_ctime_ns, ino=cst.st_ino,
                          target=None, recorded=self.run.started, object_sha256=obj_sha)
         self.after_commit.append((tmp, current))
-        try:                                   # what the history grew by: the object
-            written = os.lstat(os.path.join(hist, obj)).st_size
-        except OSError:
-            written = cst.st_size
+        written = store.written_size(os.path.join(hist, obj), cst.st_size)  # the object
         self.done.append(Event(NEW if live is None else UPDATED, MODE, self._label(name),
                                size=written, target=Path(os.fsdecode(current))))
 
