@@ -1,7 +1,9 @@
 """The built-in selection rules: what is unambiguously not user data.
 
 Every pattern is gitignore syntax, matched by pathspec against the path of an
-entry relative to its source root (folders end in ``/``).  A pattern here must
+entry relative to its source root (folders end in ``/``): a pattern with an
+inner slash is anchored there (the home folder's own caches, ``.cargo/git/``),
+so a project's caches, found at any depth, start with ``**/``.  A pattern here must
 never drop real content by a name that real content also uses: a folder named
 ``venv`` or ``build`` may hold source code, so virtual environments are
 recognised by their ``pyvenv.cfg`` file (see ``MARKER_FILES``), not by name.
@@ -31,22 +33,22 @@ BUILTIN_IGNORES: tuple[str, ...] = (
     ".eslintcache",
     ".stylelintcache",
     ".turbo/",
-    ".next/cache/",
+    "**/.next/cache/",
     ".nuxt/",
-    ".angular/cache/",
-    ".gradle/caches/",
-    ".gradle/wrapper/dists/",
-    ".gradle/daemon/",
-    ".gradle/native/",
+    "**/.angular/cache/",
+    "**/.gradle/caches/",
+    "**/.gradle/wrapper/dists/",
+    "**/.gradle/daemon/",
+    "**/.gradle/native/",
     # JavaScript dependencies and package manager homes
     "node_modules/",
     "bower_components/",
     "jspm_packages/",
     ".npm/",
     ".pnpm-store/",
-    ".yarn/cache/",
-    ".yarn/unplugged/",
-    ".yarn/install-state.gz",
+    "**/.yarn/cache/",
+    "**/.yarn/unplugged/",
+    "**/.yarn/install-state.gz",
     ".bun/install/cache/",
     ".deno/",
     # Python toolchains and package homes
@@ -70,11 +72,14 @@ BUILTIN_IGNORES: tuple[str, ...] = (
     ".sbt/boot/",
     ".coursier/",
     "go/pkg/mod/",
-    ".stack/",
+    ".stack/programs/",
+    ".stack/snapshots/",
+    ".stack/indices/",
     ".cabal/packages/",
     ".ghcup/",
     ".opam/",
-    ".gem/",
+    ".gem/ruby/",          # installed gems; ~/.gem/credentials stays
+    ".gem/specs/",
     ".rbenv/",
     ".nvm/",
     ".volta/",
@@ -94,7 +99,6 @@ BUILTIN_IGNORES: tuple[str, ...] = (
     ".*.un~",
     ".netrwhist",
     ".DS_Store",
-    "._*",
     ".Spotlight-V100/",
     ".Trashes/",
     ".fseventsd/",

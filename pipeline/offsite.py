@@ -35,6 +35,7 @@ from .errors import SnapbackError, UsageError
 from .layout import CATALOG, HISTORY, META, MIRROR, RUNS, history_root, mirror_root
 from .lock import Lock
 from .plan import Plan
+from .show import plural
 from .store import make_destination
 from .sync import NEVER_SENT, _rclone_error, rclone, remote_path, remote_root, run_rclone
 
@@ -416,8 +417,9 @@ def check(plan: Plan, catalog: Catalog) -> tuple[list[str], str]:
     for path in sorted(set(have) - set(want)):
         problems.append(f"extra    {path}")
     how = "sha256 from the remote" if has_sha else "downloaded and hashed"
-    summary = (f"check: {len(want)} file(s) of the catalog compared with {target} ({how}, "
-               f"{time.monotonic() - started:.1f} s): {len(problems)} problem(s)")
+    summary = (f"check: {plural(len(want), 'file')} of the catalog compared with {target} "
+               f"({how}, {time.monotonic() - started:.1f} s): "
+               f"{plural(len(problems), 'problem')}")
     return problems, summary
 
 

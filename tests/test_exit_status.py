@@ -104,7 +104,7 @@ def test_1_verify_found_damage(backed_up: Backup) -> None:
     (backed_up.mirror / "a.txt").write_text("damaged\n")
     result = backed_up.doit("verify")
     assert result.returncode == 1
-    assert "1 problem(s)" in one_line(result)
+    assert "1 problem" in one_line(result)
 
 
 def test_1_runs_log_replaced_by_a_folder(backed_up: Backup) -> None:

@@ -98,7 +98,7 @@ def test_explain_tree_lists_left_out_folders_largest_first(backup: Backup) -> No
     make_tree(backup.src, {"a": {"node_modules": {f"m{i}.js": "x" * 1000 for i in range(5)}},
                            "b": {"__pycache__": {"c.pyc": "y" * 10}}, "keep.txt": "k"})
     out = backup.doit("explain", "--tree", check=True).stdout.splitlines()
-    assert out[0] == "left out below src/: 2 folder(s)"
+    assert out[0] == "left out below src/: 2 folders"
     assert "5 files  src/a/node_modules/  ignored by 'node_modules/' (built-in)" in out[1]
     assert "5.0 KB" in out[1]
     assert "src/b/__pycache__/" in out[2]

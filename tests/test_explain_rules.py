@@ -96,4 +96,4 @@ def test_explain_tree_of_a_real_folder_still_lists(backup: Backup) -> None:
     make_tree(backup.src, {"a": {"node_modules": {"x.js": "x"}}})
     result = backup.doit("explain", "--tree", str(backup.src / "a"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.splitlines()[0] == "left out below src/a/: 1 folder(s)"
+    assert result.stdout.splitlines()[0] == "left out below src/a/: 1 folder"

@@ -88,3 +88,21 @@ def test_the_shipped_plan_still_leaves_out_caches_and_litter(backup: Backup, rel
     result = backup.doit("explain", str(path))
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stdout.count("left out: ") == 2
+
+
+def test_built_in_rules_find_project_caches_at_any_depth_and_keep_personal_files(
+        backup: Backup) -> None:
+    """Project caches live inside projects (anchored patterns never matched them);
+    ~/.gem/credentials, ~/.stack/config.yaml and a file named ._resume.docx are a
+    person's files."""
+    make_tree(backup.src, {
+        "proj": {".next": {"cache": {"a": "x"}}, ".yarn": {"cache": {"b": "x"}},
+                 ".angular": {"cache": {"c": "x"}}, ".gradle": {"caches": {"d": "x"}},
+                 "src.py": "x"},
+        ".gem": {"credentials": "secret", "ruby": {"3.2": {"gems": {"g": "x"}}}},
+        ".stack": {"config.yaml": "x", "programs": {"ghc": "x"}},
+        "._resume.docx": "x",
+    })
+    backup.doit("snapshot", check=True)
+    kept = {str(p.relative_to(backup.mirror)) for p in backup.mirror.rglob("*") if p.is_file()}
+    assert kept == {"proj/src.py", ".gem/credentials", ".stack/config.yaml", "._resume.docx"}

@@ -7,7 +7,7 @@ from doit.exceptions import TaskFailed
 from .. import explain
 from ..errors import UsageError
 from ..paths import Target, in_source
-from ..show import human_size
+from ..show import human_size, plural
 from .base import Context
 
 
@@ -20,9 +20,9 @@ def run(ctx: Context, paths: list[str], tree: bool = False) -> TaskFailed | None
             explain.tree_folder(plan, target)
         for target in targets:
             rows = explain.left_out_tree(plan, target)
-            print(f"left out below {target.label}/: {len(rows)} folder(s)")
+            print(f"left out below {target.label}/: {plural(len(rows), 'folder')}")
             for size, count, label, why in rows:
-                print(f"  {human_size(size):>9} {count:>8,} files  {label}  {why}")
+                print(f"  {human_size(size):>9} {plural(count, 'file'):>14}  {label}  {why}")
         return None
     if not paths:
         raise UsageError("explain needs a PATH (or --tree [DIR])")

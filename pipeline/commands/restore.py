@@ -13,6 +13,7 @@ from ..errors import Failed, UsageError
 from ..paths import locate, user_cwd
 from ..plan import Plan
 from ..protect import is_protected
+from ..show import plural
 from .base import Context, known, one_path, when, with_retired
 
 
@@ -53,8 +54,8 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
                                layout.history_root(plan.destination, target.source.name), force)
     for rel, why in done.failed:
         print(f"FAILED   {rel}: {why}", file=sys.stderr)
-    ctx.say(f"restored {target.label}{' as of ' + at if at else ''}{note}: {done.written} "
-            f"file(s) into {into}")
+    ctx.say(f"restored {target.label}{' as of ' + at if at else ''}{note}: "
+            f"{plural(done.written, 'file')} into {into}")
     if done.failed:
         return Failed(f"{len(done.failed)} path(s) of {target.label} could not be restored "
                       f"(first: {done.failed[0][0]}); everything else was")

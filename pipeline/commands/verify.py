@@ -5,6 +5,7 @@ from __future__ import annotations
 from doit.exceptions import TaskFailed
 
 from .. import verify
+from ..show import plural
 from .base import Context, needs_backup, no_paths
 
 
@@ -17,8 +18,8 @@ def run(ctx: Context, paths: list[str], deep: bool = False) -> TaskFailed | None
         checked, problems = verify.verify(plan.destination, catalog, deep)
     for problem in problems:
         print(f"{problem.what:<13} {problem.path}: {problem.detail}")
-    ctx.say(f"verify{' --deep' if deep else ''}: {checked} objects checked, "
-            f"{len(problems)} problem(s)")
+    ctx.say(f"verify{' --deep' if deep else ''}: {plural(checked, 'object')} checked, "
+            f"{plural(len(problems), 'problem')}")
     if problems:
-        return TaskFailed(f"the backup at {plan.destination} has {len(problems)} problem(s)")
+        return TaskFailed(f"the backup at {plan.destination} has {plural(len(problems), 'problem')}")
     return None
