@@ -21,5 +21,6 @@ def run(ctx: Context, paths: list[str], deep: bool = False) -> TaskFailed | None
     ctx.say(f"verify{' --deep' if deep else ''}: {plural(checked, 'object')} checked, "
             f"{plural(len(problems), 'problem')}")
     if problems:
-        return TaskFailed(f"the backup at {plan.destination} has {plural(len(problems), 'problem')}")
+        return TaskFailed(f"the backup at {plan.destination} has "
+                          f"{plural(len(problems), 'problem')}")
     return None
