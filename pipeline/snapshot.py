@@ -14,7 +14,6 @@ source, for ``doit cleanup`` and for runs where folders came or went.
 
 from __future__ import annotations
 
-import filecmp
 import os
 import stat
 from pathlib import Path
@@ -176,7 +175,7 @@ class _Folder:
         if self.job.checker == "mtime":
             return old.st_mtime_ns == st.st_mtime_ns
         try:
-            if not filecmp.cmp(src, dst, shallow=False):
+            if not store.same_content(src, dst):
                 return False
             now = os.lstat(src)
         except OSError:

@@ -311,3 +311,23 @@ def test_a_folder_that_becomes_a_link_leaves_no_record_below_it(backup: Backup) 
     assert_verified(backup)
     again = backup.doit("all", check=True)
     assert lines(again.stdout, "new") == [] and lines(again.stdout, "updated") == []
+
+
+def test_twins_swapped_after_a_chmod_are_copied_in_one_process(backup: Backup) -> None:
+    """Found by test_life: the bytes of a file and of its mirror copy were compared with
+    the standard library's filecmp, which remembers answers by size and mtime for the
+    life of the process; two files of equal size and mtime that swapped places were
+    then taken for the same bytes, and the mirror kept the old content."""
+    one, two = backup.src / "same1", backup.src / "same2"
+    one.write_bytes(b"AAAA")
+    two.write_bytes(b"BBBB")
+    os.utime(two, ns=(one.stat().st_mtime_ns,) * 2)
+    assert backup.run("snapshot")[0] == 0
+    os.chmod(two, 0o600)                       # compared, found equal: metadata only
+    assert backup.run("snapshot")[0] == 0
+    os.rename(one, backup.src / "swap.tmp")
+    os.rename(two, one)
+    os.rename(backup.src / "swap.tmp", two)
+    assert backup.run("snapshot")[0] == 0
+    assert (backup.mirror / "same1").read_bytes() == b"BBBB"
+    assert (backup.mirror / "same2").read_bytes() == b"AAAA"
