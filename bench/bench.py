@@ -4,14 +4,30 @@
     python bench/bench.py                 # N = 5,815 and 50,000
     python bench/bench.py --sizes 5815    # one size
     python bench/bench.py --huge          # also N = 200,000
+    python bench/bench.py --sizes 200000 --trees /tmp/trees --first-repeat 1
+                                          # keep generated trees in /tmp/trees, reuse them
 
 For each N it generates (deterministically, from --seed) a tree shaped like a
 developer's home folder, then measures side by side, alternating, the median
-of --repeat runs of: `doit snapshot`, `doit versioned` and `rsync -a --delete`
-for (a) the first full backup, (b) a no-change run, (c) a run after a mutation
-(~1% of text files edited, a few added, deleted, touched); `doit list`; and the
-floor, a Python os.scandir walk that lstats every file.  Prints a table and
-appends it to bench/RESULTS.md with the date, the machine and the command.
+of --repeat runs of: `doit snapshot`, `doit versioned`, `doit all` and
+`rsync -a --delete` for (a) the first full backup (--first-repeat runs),
+(b) a no-change run, (c) a run after a mutation (~1% of text files edited, a
+few added, deleted, touched); `doit list`; and the floor, a Python os.scandir
+walk that lstats every file.  Prints a table and appends it to
+bench/RESULTS.md with the date, the machine and the command.
+
+Then the breakdown of the no-change runs: each backup command once more under
+``bench/phases.py`` (a sampling profiler: the wall time charged to a phase by
+the modules on the stack), as time per 1,000 kept files and seconds of
+imports, the walk, the catalog read, task creation, uptodate checks (doit's
+and snapback's checker), doit's own per-task work and the rest, scaled to the
+median no-change wall time; with the command's own peak RSS (VmHWM).
+
+Peak RSS in the main table is ``ru_maxrss`` of each child (``os.wait4``).  A
+forked child also counts the benchmark's memory at fork time, so trees are
+generated, counted and mutated in child processes and the benchmark stays
+small (~20 MB).  With --trees a tree is generated once and reused across
+runs; mutations accumulate in it, the kept count is taken anew each run.
 
 rsync is given excludes for the noise folders snapback's built-in ignores
 drop, so both copy the same files.
@@ -20,6 +36,7 @@ drop, so both copy the same files.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import random
@@ -34,6 +51,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DODO = ROOT / "dodo.py"
+PHASES = ROOT / "bench" / "phases.py"
+BREAKDOWN = ("imports", "walk", "catalog read", "task creation", "uptodate", "doit",
+             "snapback, other", "interpreter, other")
 RESULTS = ROOT / "bench" / "RESULTS.md"
 TEXT_KINDS = (".py", ".md", ".json", ".yaml", ".txt")
 WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron "
@@ -121,10 +141,18 @@ def mutate(root: Path, seed: int) -> None:
             os.utime(path, (stamp, stamp))
 
 
-def timed(cmd: list[str]) -> tuple[float, int]:
+# Children run with a bytecode cache, as an installed snapback does: with
+# PYTHONDONTWRITEBYTECODE set (some shells and CI images set it) every run compiles
+# pipeline/*.py and dodo.py from source, ~0.1 s that no user pays.  The cache goes to
+# a folder of the benchmark's (PYTHONPYCACHEPREFIX), not into the repository.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
     """Wall seconds and peak RSS (MB) of one command."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=env or ENV)
     _pid, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     if status != 0:
@@ -138,6 +166,7 @@ def commands(work: Path) -> dict[str, list[str]]:
     return {
         "snapshot": [*doit, "snapshot", "--quiet", f"config={plan}"],
         "versioned": [*doit, "versioned", "--quiet", f"config={plan}"],
+        "all": [*doit, "all", "--quiet", f"config={plan}"],
         "rsync": ["rsync", "-a", "--delete", *RSYNC_EXCLUDES, f"{work / 'src'}/",
                   f"{work / 'rsync-dest'}/"],
     }
@@ -147,24 +176,62 @@ def median(samples: list[tuple[float, int]]) -> tuple[float, int]:
     return statistics.median(s[0] for s in samples), max(s[1] for s in samples)
 
 
-def measure(n: int, seed: int, repeat: int, base: Path) -> list[tuple[str, str, float, int]]:
+def child(*args: str) -> str:
+    """Run this file's helper in a child process (the benchmark stays small, so a forked
+    child's ru_maxrss is the child's own)."""
+    return subprocess.run([sys.executable, __file__, "--child", *args], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def count_kept(src: Path) -> int:
+    return sum(1 for p in src.rglob("*") if p.is_file()
+               and not any(part in NOISE for part in p.relative_to(src).parts))
+
+
+def run_child(argv: list[str]) -> None:
+    what, *rest = argv
+    if what == "generate":
+        generate(Path(rest[0]), int(rest[1]), int(rest[2]))
+    elif what == "mutate":
+        mutate(Path(rest[0]), int(rest[1]))
+    elif what == "count":
+        print(count_kept(Path(rest[0])))
+
+
+def phases(cmd: list[str], work: Path) -> dict:
+    """One run of a doit command (``python -m doit ...``) under bench/phases.py."""
+    out = work / "phases.json"
+    env = dict(ENV, BENCH_SPAWNED=repr(time.time()))
+    timed([cmd[0], str(PHASES), str(out), *cmd[3:]], env=env)
+    data = json.loads(out.read_text())
+    out.unlink()
+    return data
+
+
+def measure(n: int, seed: int, repeat: int, base: Path, first_repeat: int, keep: bool
+            ) -> tuple[list[tuple[str, str, float, int]], list[tuple]]:
     work = base / f"n{n}"
     src = work / "src"
-    generate(src, n, seed)
-    kept = sum(1 for p in src.rglob("*") if p.is_file()
-               and not any(part in NOISE for part in p.relative_to(src).parts))
+    made = work / f".generated-{seed}"
+    if not made.exists():
+        shutil.rmtree(work, ignore_errors=True)
+        child("generate", str(src), str(n), str(seed))
+        made.touch()
+    kept = int(child("count", str(src)))
     (work / "backup.yaml").write_text(f"destination: {work / 'dest'}\nsources: [{src}]\n")
     cmds = commands(work)
     rows: list[tuple[str, str, float, int]] = []
     print(f"N = {n:,} ({kept:,} files kept, noise excluded)", flush=True)
 
     first: dict[str, list] = {k: [] for k in cmds}
-    for _ in range(repeat):
+    for _ in range(first_repeat):
         for name, cmd in cmds.items():
             shutil.rmtree(work / ("rsync-dest" if name == "rsync" else "dest"), ignore_errors=True)
             first[name].append(timed(cmd))
-    timed(cmds["snapshot"])      # the last first run was versioned's: complete the mirror too
-    rows += [("first backup", k, *median(v)) for k, v in first.items()]
+    if first_repeat:
+        rows += [("first backup", k, *median(v)) for k, v in first.items()]
+    timed(cmds["all"])           # both modes in line with the tree (a reused one too)
+    timed(cmds["rsync"])
 
     nochange: dict[str, list] = {k: [] for k in cmds}
     for _ in range(repeat):
@@ -172,9 +239,21 @@ def measure(n: int, seed: int, repeat: int, base: Path) -> list[tuple[str, str, 
             nochange[name].append(timed(cmd))
     rows += [("no change", k, *median(v)) for k, v in nochange.items()]
 
+    breakdown = []
+    for name, cmd in cmds.items():
+        if name == "rsync":
+            continue
+        data = phases(cmd, work)
+        wall = median(nochange[name])[0]
+        total = sum(data["phases"].values()) + data["startup"]
+        share = {k: v / total * wall for k, v in data["phases"].items()}
+        share["interpreter, other"] = share.get("interpreter, other", 0.0) \
+            + data["startup"] / total * wall
+        breakdown.append((f"{n:,}", name, wall, wall / kept * 1e6, share, data["peak_rss_mb"]))
+
     after: dict[str, list] = {k: [] for k in cmds}
     for rep in range(repeat):
-        mutate(src, seed + 1000 + rep)
+        child("mutate", str(src), str(seed + 1000 + rep))
         for name, cmd in cmds.items():
             after[name].append(timed(cmd))
     rows += [("after 1% mutation", k, *median(v)) for k, v in after.items()]
@@ -184,8 +263,9 @@ def measure(n: int, seed: int, repeat: int, base: Path) -> list[tuple[str, str, 
     rows.append(("doit list", "snapback", *median(listing)))
     floor = [timed([sys.executable, "-c", FLOOR, str(src)]) for _ in range(repeat)]
     rows.append(("floor: scandir+lstat walk", "python", *median(floor)))
-    shutil.rmtree(work)
-    return [(f"{n:,}", *row) for row in rows]
+    if not keep:
+        shutil.rmtree(work)
+    return [(f"{n:,}", *row) for row in rows], breakdown
 
 
 def table(rows: list[tuple[str, str, str, float, int]]) -> str:
@@ -199,25 +279,54 @@ def table(rows: list[tuple[str, str, str, float, int]]) -> str:
     return "\n".join(out)
 
 
+def breakdown_table(rows: list[tuple]) -> str:
+    out = ["| N | no-change run | wall s | ms / 1k files | " + " | ".join(BREAKDOWN)
+           + " | own peak RSS MB |",
+           "|---|---|---|---|" + "---|" * len(BREAKDOWN) + "---|"]
+    for n, name, wall, per_k, share, peak in rows:
+        cells = " | ".join(f"{share.get(k, 0.0):.3f}" for k in BREAKDOWN)
+        out.append(f"| {n} | {name} | {wall:.3f} | {per_k:.1f} | {cells} | {peak} |")
+    return "\n".join(out)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--child"]:
+        run_child(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[5815, 50_000])
     parser.add_argument("--huge", action="store_true", help="also N = 200,000")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--first-repeat", type=int, default=None,
+                        help="first backups per tool (default: --repeat; 0: none)")
+    parser.add_argument("--pyc-off", action="store_true",
+                        help="no bytecode cache: compile snapback's modules on every run")
+    parser.add_argument("--trees", type=Path, default=None,
+                        help="keep generated trees (and their backups) here and reuse them")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args()
     if not shutil.which("rsync"):
         raise SystemExit("bench needs rsync (apt-get install rsync)")
     sizes = args.sizes + ([200_000] if args.huge else [])
-    base = Path(tempfile.mkdtemp(prefix="snapback-bench-"))
-    rows = []
+    base = args.trees or Path(tempfile.mkdtemp(prefix="snapback-bench-"))
+    base.mkdir(parents=True, exist_ok=True)
+    ENV.setdefault("PYTHONPYCACHEPREFIX", str(base / "pycache"))
+    if args.pyc_off:
+        ENV["PYTHONDONTWRITEBYTECODE"] = "1"
+    first_repeat = args.repeat if args.first_repeat is None else args.first_repeat
+    rows, breakdown = [], []
     try:
         for n in sizes:
-            rows += measure(n, args.seed, args.repeat, base)
+            more, parts = measure(n, args.seed, args.repeat, base, first_repeat,
+                                  keep=args.trees is not None)
+            rows += more
+            breakdown += parts
     finally:
-        shutil.rmtree(base, ignore_errors=True)
-    text = table(rows)
+        if args.trees is None:
+            shutil.rmtree(base, ignore_errors=True)
+    text = (table(rows) + "\n\nNo-change breakdown (bench/phases.py; seconds, scaled to "
+            "the median wall):\n\n" + breakdown_table(breakdown))
     print(text)
     if not args.no_record:
         rsync_version = subprocess.run(["rsync", "--version"], capture_output=True,
@@ -226,7 +335,9 @@ def main() -> None:
                   f"Machine: {os.cpu_count()} cores (nproc), {platform.machine()}, "
                   f"Python {platform.python_version()}, {rsync_version}\n"
                   f"Command: `python bench/bench.py {' '.join(sys.argv[1:])}`\n"
-                  f"Medians of {args.repeat} alternating runs.\n\n")
+                  f"Medians of {args.repeat} alternating runs "
+                  f"({first_repeat} for first backups); bytecode cache "
+                  f"{'off' if args.pyc_off else 'on'}.\n\n")
         with RESULTS.open("a") as fh:
             fh.write(header + text + "\n")
 
