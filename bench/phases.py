@@ -34,7 +34,7 @@ PHASES: list[tuple[str, tuple[str, ...]]] = [
     ("walk", ("/pipeline/scan.py",)),
     ("catalog read", ("/pipeline/catalog.py",)),
     ("uptodate", ("/pipeline/doit_glue.py", "/pipeline/change.py", "/doit/dependency.py")),
-    ("task creation", ("/pipeline/tasks.py",)),
+    ("task creation", ("/pipeline/backup.py",)),
     ("snapback, other", ("/pipeline/",)),
     ("doit", ("/doit/",)),
 ]
