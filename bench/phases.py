@@ -33,8 +33,8 @@ PHASES: list[tuple[str, tuple[str, ...]]] = [
     ("imports", ("<frozen importlib._bootstrap>",)),
     ("walk", ("/pipeline/scan.py",)),
     ("catalog read", ("/pipeline/catalog.py",)),
+    ("task creation", ("/pipeline/backup.py",)),      # before uptodate: the creators
     ("uptodate", ("/pipeline/doit_glue.py", "/pipeline/change.py", "/doit/dependency.py")),
-    ("task creation", ("/pipeline/backup.py",)),
     ("snapback, other", ("/pipeline/",)),
     ("doit", ("/doit/",)),
 ]

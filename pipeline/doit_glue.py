@@ -57,7 +57,6 @@ from doit import create_after, task_params
 from doit.dependency import FileChangedChecker
 
 from . import change
-from .backup import backup_tasks
 from .commands import REGISTRY
 from .commands.base import run_command
 from .errors import PlanError, SnapbackError, UsageError
@@ -362,6 +361,7 @@ def _backup_creator(session: Session, name: str, doc: str) -> Callable[..., Any]
     # a creator's options only when the word equals the creator's own name, and the
     # names are ``_snapshot``...
     def create(**_defaults: Any) -> Iterator[dict[str, Any]]:
+        from .backup import backup_tasks  # the walk, pathspec, the modes: only for a backup
         try:
             yield from backup_tasks(session, name)
         except SnapbackError as exc:   # the runner's finally still calls the reporter

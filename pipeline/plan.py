@@ -298,7 +298,8 @@ def check(data: Any, path: Path, lines: dict[str, int] | None = None,
     for key, patterns in (("ignore", top["ignore"]), ("exceptions", top["exceptions"]),
                           ("snapshot.ignore", modes["snapshot"]["ignore"]),
                           ("versioned.ignore", modes["versioned"]["ignore"])):
-        _check_patterns(key, patterns, problems)
+        if backup:           # the commands that select (backups, explain) check the rules;
+            _check_patterns(key, patterns, problems)   # list, restore... never apply them
     for index, name in enumerate(top["ignore_files"] or ()):
         if not name or "/" in name or name in (".", ".."):
             problems.add(f"ignore_files[{index}]", f"{name!r} is not a file name")
