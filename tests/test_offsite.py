@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import stat
 import subprocess
@@ -17,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import Backup, Link, hold_with_stopped_run, make_tree, rclone_or_skip, tree
+from support import Backup, Link, make_tree, rclone_or_skip, tree
 
 from pipeline import errors
 from pipeline.sync import rclone
@@ -265,15 +264,18 @@ def test_fetch_and_check_say_what_is_wrong_in_one_line(backup: Backup, tmp_path:
 
 def test_fetch_and_check_wait_for_the_lock(backup: Backup, local_remote) -> None:
     env, _root = local_remote
-    holder = hold_with_stopped_run(backup, "verify")
+    import fcntl  # another run holds the lock (as a run takes it: flock)
+    fd = os.open(backup.meta / "lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, b"pid 1, started 2026-11-25 10:00:00, doit verify\n")
         for args in (("check",), ("fetch", "--force")):
             result = backup.doit(*args, env=env)
             assert result.returncode == LOCKED, result.stderr
             assert "another snapback run holds" in result.stderr
+            assert "doit verify" in result.stderr
     finally:
-        os.kill(holder.pid, signal.SIGCONT)
-        holder.communicate(timeout=60)
+        os.close(fd)
 
 
 def test_fetch_and_check_are_listed_and_described(backup: Backup) -> None:
