@@ -15,6 +15,7 @@ source and a report task per command, which the group tasks (``snapshot``,
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import stat
 import sys
@@ -29,7 +30,7 @@ from .catalog import Catalog, Stored, open_catalog
 from .errors import LockHeld
 from .plan import Plan, Source
 from .protect import is_protected, marker, protect
-from .scan import Folder, Scan, mode_view, walk
+from .scan import Folder, Known, Scan, mode_view, walk
 from .selection import Selector, for_mode, mode_filter
 from .session import COMMANDS, FolderJob, Session, SweepJob
 
@@ -46,12 +47,66 @@ BACKUP_PARAMS: list[dict[str, Any]] = [
      "help": "write the run summary as JSON to this file"},
 ]
 
-def scan_source(session: Session, source: Source, selector: Selector) -> Scan:
+def scan_source(session: Session, source: Source, selector: Selector, catalog: Catalog) -> Scan:
     """Walk a source once per doit invocation, whichever commands ask for it."""
     if source.name not in session.scans:
         session.scans[source.name] = walk(source.path, selector,
-                                          exclude=(session.plan.destination,))
+                                          exclude=(session.plan.destination,),
+                                          known=_known(session, source, selector, catalog))
     return session.scans[source.name]
+
+
+def fingerprint(plan: Plan, mode: str, selector: Selector, source: Source) -> bytes:
+    """What, besides a folder's listing, decides what a mode keeps of it: the rules of
+    the walk and of the mode, the destination the walk leaves out, cleanup's setting."""
+    try:
+        dest = os.stat(plan.destination)
+        where: tuple[int, int] | None = (dest.st_dev, dest.st_ino)
+    except OSError:
+        where = None
+    opts = plan.mode(mode)
+    data = (mode, str(source.path), selector.fingerprint, where, opts.ignore, plan.exceptions,
+            plan.use_default_ignores, mode == "snapshot" and opts.cleanup)
+    return hashlib.blake2b(repr(data).encode("utf-8", "surrogateescape"),
+                           digest_size=16).digest()
+
+
+def mode_signature(sig: bytes, fingerprint: bytes) -> bytes:
+    """A folder's signature for one mode, as its row in the catalog keeps it."""
+    return hashlib.blake2b(sig + fingerprint, digest_size=16).digest()
+
+
+def _known(session: Session, source: Source, selector: Selector, catalog: Catalog
+           ) -> Known | None:
+    """The walk's shortcut for folders every mode of the run holds in line with their
+    signature (``pipeline.scan``): they get no task.  Not when the user names a
+    folder's task or cleanup, or asks why each path was skipped (--verbose)."""
+    if not session.modes or session.options.verbose or \
+            any(t not in COMMANDS or t == "cleanup" for t in session.selected):
+        return None
+    plan = session.plan
+    modes = tuple(session.modes)
+    rows = {m: catalog.folders_seen(m, source.name) for m in modes}
+    prints = {m: fingerprint(plan, m, selector, source) for m in modes}
+    mirror_root = os.fsencode(layout.mirror_root(plan.destination, source.name))
+
+    def known(rel: str, sig: bytes, st: os.stat_result) -> tuple[list[str], dict[str, int]] | None:
+        rel_b = os.fsencode(rel)
+        counts: dict[str, int] = {}
+        entered: bytes | None = None
+        for mode in modes:
+            row = rows[mode].get(rel_b)
+            if row is None or row.kept is None or row.sig != mode_signature(sig, prints[mode]):
+                return None
+            if entered is not None and row.entered != entered:
+                return None
+            entered = row.entered
+            counts[mode] = row.kept
+        if "snapshot" in modes and not _mirror_untouched(mirror_root, rel_b, st):
+            return None
+        names = [os.fsdecode(n) for n in entered.split(b"\0")] if entered else []
+        return names, counts
+    return known
 
 
 def auto_prune(session: Session) -> None:
@@ -122,15 +177,27 @@ def in_line(seen: tuple[int, int] | None, folder: Folder, recorded: dict[bytes, 
     return len(recorded) == len(folder.files) + len(folder.links) + len(folder.subdirs)
 
 
-def _mirror_untouched(mirror_root: bytes, rel: bytes, folder: Folder) -> bool:
+def _mirror_untouched(mirror_root: bytes, rel: bytes, source_st: os.stat_result | None
+                      ) -> bool:
     """The mirror folder still has the mtime the run gave it (its source folder's): an
     entry removed or added in it by hand changed it, and its task looks again."""
     try:
         st = os.lstat(os.path.join(mirror_root, rel) if rel else mirror_root)
     except OSError:
         return False
-    return stat.S_ISDIR(st.st_mode) and folder.stat is not None and \
-        st.st_mtime_ns == folder.stat.st_mtime_ns
+    return stat.S_ISDIR(st.st_mode) and source_st is not None and \
+        st.st_mtime_ns == source_st.st_mtime_ns
+
+
+def _records(catalog: Catalog, mode: str, source: str, folders: list[Folder]
+             ) -> Callable[[bytes], dict[bytes, Stored]]:
+    """What ``mode`` records of each folder that gets a task: one query for the whole
+    source when many folders do (a first run, a changed rule), else one per folder."""
+    judged = sum(1 for f in folders if f.kept is None)
+    if judged > 64 and judged * 8 > len(folders):
+        everything = catalog.records(mode, source)
+        return lambda rel: everything.get(rel, _NO_RECORDS)
+    return lambda rel: catalog.records_in(mode, source, rel)
 
 
 _NONE = Stored("", None, None, None, None, None)
@@ -195,7 +262,7 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
     modes = COMMANDS[command]
     selector = for_mode(plan.ignore, plan.exceptions, plan.use_default_ignores,
                         ignore_files=plan.ignore_files)
-    scans = {s.name: scan_source(session, s, selector) for s in plan.sources}
+    scans = {s.name: scan_source(session, s, selector, catalog) for s in plan.sources}
     names: dict[str, tuple[list[str], list[str]]] = {}
     stat_key = change.key_function(plan.checker)
     stored_key = change.stored_key_function(plan.checker)
@@ -211,34 +278,44 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
         for source in plan.sources:
             root = _root(plan, mode, source)
             mirror_root = os.fsencode(root)
-            records = catalog.records(mode, source.name)
             seen = catalog.folders_seen(mode, source.name)
             folders = mode_view(scans[source.name], extra)
             session.views[(mode, source.name)] = folders
+            print_ = fingerprint(plan, mode, selector, source)
+            records = _records(catalog, mode, source.name, folders)
             for folder in folders:
+                if folder.kept is not None:
+                    continue          # in line in every mode of the run, signature and all
                 name = f"{source.name}/{folder.rel}" if folder.rel else source.name
                 rel_b = os.fsencode(folder.rel)
-                recorded = records.get(rel_b, _NO_RECORDS)
+                recorded = records(rel_b)
                 entries = [*folder.files.values(), *folder.links.values()]
                 recs = [recorded.get(n.encode(_FS, "surrogateescape"))
                         for n in (*folder.files, *folder.links)]
                 task_name = f"{mode}:{name}"
-                same = in_line(seen.get(rel_b), folder, recorded, keeps_leftovers,
-                               [r for r in recs if r is not None])
+                row = seen.get(rel_b)
+                same = in_line((row.st_mode, row.mtime_ns) if row else None, folder, recorded,
+                               keeps_leftovers, [r for r in recs if r is not None])
                 if same and mode == "snapshot":
-                    same = _mirror_untouched(mirror_root, rel_b, folder)
+                    same = _mirror_untouched(mirror_root, rel_b, folder.stat)
                 folder_tasks.append(task_name)
                 job = FolderJob(source, folder, root, plan.checker,
                                 cleanup=opts.cleanup if mode == "snapshot" else True,
-                                max_diff_bytes=plan.versioned.max_diff_bytes)
+                                max_diff_bytes=plan.versioned.max_diff_bytes,
+                                sig=mode_signature(folder.sig, print_) if folder.sig else None,
+                                entered=b"\0".join(os.fsencode(n) for n in folder.entered))
                 spec: dict[str, Any] = {"basename": mode, "name": name,
                                         "doc": f"{mode}: the folder {name}",
                                         "actions": [(action, [job, session])]}
                 if same and list(map(stored_key, recs)) == list(map(stat_key, entries)):
                     # In line, and every file as the catalog records it: the answer doit's
                     # checker would give (the same rule on the same lstat, pipeline.change),
-                    # given here without a file_dep and four doit calls per file.
-                    yield {**spec, "file_dep": [], "uptodate": [True]}
+                    # given here without a file_dep and four doit calls per file.  A folder
+                    # whose signature the catalog lacks (format 2, a changed rule) runs once
+                    # to record it: nothing is copied, the next run skips it at the walk.
+                    signed = not session.writes or job.sig is None or \
+                        (row is not None and row.sig == job.sig)
+                    yield {**spec, "file_dep": [], "uptodate": [signed]}
                     continue
                 base = os.path.join(source.path, folder.rel) if folder.rel else str(source.path)
                 paths = [os.path.join(base, n) for n in (*folder.files, *folder.links)]

@@ -60,6 +60,10 @@ create table if not exists folders (
     -- a folder without a row here (new, moved back, no longer ignored) is never skipped
     mode text not null, source text not null, dir blob not null,
     st_mode integer, mtime_ns integer,
+    -- the walk's signature of the folder then (its listing with every entry's lstat, the
+    -- selection rules), the subfolders the walk entered, the files and links kept: a run
+    -- whose walk gives the same signature skips the folder without judging its entries
+    sig blob, entered blob, count integer,
     primary key (mode, source, dir)
 );
 create table if not exists aliases (
@@ -68,7 +72,7 @@ create table if not exists aliases (
 );
 """
 
-FORMAT = 2          # pragma user_version of the catalog this code reads and writes
+FORMAT = 3          # pragma user_version of the catalog this code writes (and reads, with 2)
 CONTENT_KINDS = ("baseline", "diff", "full")   # "meta": a new mode, the bytes before it
 # Format 1 -> 2: what change detection compares, and the folders table (created by SCHEMA).
 UPGRADE_1 = """
@@ -77,6 +81,12 @@ alter table versions add column ino integer;
 alter table mirror add column kind text not null default 'file';
 alter table mirror add column ctime_ns integer;
 alter table mirror add column ino integer;
+"""
+# Format 2 -> 3: the walk's signature of each folder in line (issue 18).
+UPGRADE_2 = """
+alter table folders add column sig blob;
+alter table folders add column entered blob;
+alter table folders add column count integer;
 """
 INT64 = 1 << 63
 
@@ -100,6 +110,15 @@ class Stored(NamedTuple):
     mode: int | None
     ctime_ns: int | None
     ino: int | None
+
+
+class InLine(NamedTuple):
+    """A folder a mode brought in line with the backup, as the walk saw it then."""
+    st_mode: int
+    mtime_ns: int
+    sig: bytes | None             # the walk's signature (pipeline.scan), None before format 3
+    entered: bytes                # the subfolders the walk entered, NUL-separated
+    kept: int | None              # the files and links the mode kept
 
 
 @dataclass(frozen=True)
@@ -154,16 +173,18 @@ class Catalog:
         self.path = path
         self.writable = writable
         self.conn: sqlite3.Connection | None = None
+        self.format = FORMAT
         if writable:
             self.conn = sqlite3.connect(path, isolation_level=None)
             os.chmod(path, 0o600)            # it names every file: as private as the backup
             self.conn.execute("pragma journal_mode=wal")
             self.conn.execute("pragma synchronous=normal")
             self._check_format(fresh_ok=True)
-            if self.conn.execute("pragma user_version").fetchone()[0] == 1:
-                self.conn.executescript("begin;" + UPGRADE_1 + "commit;")
-            self.conn.executescript(SCHEMA)
-            self.conn.execute(f"pragma user_version={FORMAT}")
+            found = self.conn.execute("pragma user_version").fetchone()[0]
+            upgrade = {1: UPGRADE_1, 2: UPGRADE_2}.get(found, "")
+            self.conn.executescript("begin;" + upgrade + SCHEMA +
+                                    f"pragma user_version={FORMAT};commit;")
+            self.format = FORMAT
         elif path.exists() and path.stat().st_size > 0:
             # (A 0-byte catalog is one a first run was killed in while creating it: a
             # reader finds nothing in it, the next writer makes it; open_catalog refuses
@@ -178,7 +199,8 @@ class Catalog:
                 uri = f"file:{quote(os.fsencode(path))}?mode=ro"
                 self.conn = sqlite3.connect(uri, uri=True, isolation_level=None)
             self._check_format(fresh_ok=False)
-            if self.conn.execute("pragma user_version").fetchone()[0] == 0:
+            self.format = self.conn.execute("pragma user_version").fetchone()[0]
+            if self.format == 0:
                 self.conn.close()              # no schema yet (a kill right after creation)
                 self.conn = None
 
@@ -191,7 +213,7 @@ class Catalog:
             raise SnapbackError(f"the catalog {self.path} is unreadable: {exc}") from None
         upgradable = fresh_ok and found == 1           # a writer upgrades format 1 in place
         fresh = found == 0 and tables == 0                  # created, killed before the schema
-        if found != FORMAT and not upgradable and not fresh:
+        if found not in (2, FORMAT) and not upgradable and not fresh:
             raise SnapbackError(f"the catalog {self.path} has format {found}; this snapback "
                                 f"reads format {FORMAT}")
 
@@ -262,13 +284,15 @@ class Catalog:
             return self.mirror_in(source, folder)
         return {n: row.stored for n, row in self.latest_in(source, folder).items() if row.live}
 
-    def folders_seen(self, mode: str, source: str) -> dict[bytes, tuple[int, int]]:
-        """(st_mode, mtime_ns) of every folder of a source ``mode`` last brought in line."""
+    def folders_seen(self, mode: str, source: str) -> dict[bytes, InLine]:
+        """Every folder of a source ``mode`` last brought in line, as it was then."""
         if self.conn is None:
             return {}
-        return {d: (st_mode, int(dec(mtime) or 0)) for d, st_mode, mtime in self.conn.execute(
-            "select dir, st_mode, mtime_ns from folders where mode=? and source=?",
-            (mode, source))}
+        extra = "sig, entered, count" if self.format >= 3 else "null, null, null"
+        return {d: InLine(st_mode, int(dec(mtime) or 0), sig, entered or b"", count)
+                for d, st_mode, mtime, sig, entered, count in self.conn.execute(
+                    f"select dir, st_mode, mtime_ns, {extra} from folders where mode=? and "
+                    "source=?", (mode, source))}
 
     def mirror_shas(self, source: str, folder: bytes) -> dict[bytes, str]:
         if self.conn is None:
@@ -277,10 +301,14 @@ class Catalog:
             "select name, sha256 from mirror where source=? and dir=? and sha256 is not null",
             (source, folder))}
 
-    def set_folder(self, mode: str, source: str, folder: bytes, st: os.stat_result) -> None:
+    def set_folder(self, mode: str, source: str, folder: bytes, st: os.stat_result,
+                   sig: bytes | None = None, entered: bytes = b"", count: int | None = None
+                   ) -> None:
         assert self.conn is not None
-        self.conn.execute("insert or replace into folders values (?,?,?,?,?)",
-                          (mode, source, folder, st.st_mode, enc(st.st_mtime_ns)))
+        self.conn.execute("insert or replace into folders (mode, source, dir, st_mode, "
+                          "mtime_ns, sig, entered, count) values (?,?,?,?,?,?,?,?)",
+                          (mode, source, folder, st.st_mode, enc(st.st_mtime_ns), sig,
+                           entered, count))
 
     def unset_folder(self, mode: str, source: str, folder: bytes) -> None:
         """The folder is being changed: until its task has finished, it is not in line."""

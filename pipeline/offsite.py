@@ -207,7 +207,8 @@ def _mirror_back(root: Path, catalog: Catalog, out: Fetched) -> None:
     for source in {r[0] for r in rows}:                 # each source's own folder
         seen = catalog.folders_seen("snapshot", source).get(b"")
         if seen is not None:
-            folders.append((os.path.join(os.fsencode(root), source.encode()), *seen))
+            folders.append((os.path.join(os.fsencode(root), source.encode()), seen.st_mode,
+                            seen.mtime_ns))
     for path, mode, mtime in sorted(folders, key=lambda f: -f[0].count(b"/")):
         st = _lstat(path)
         if st is None or not stat.S_ISDIR(st.st_mode) or \

@@ -115,7 +115,13 @@ class Progress:
                 continue
             for folder in folders:
                 task = f"{mode}:{source}/{folder.rel}" if folder.rel else f"{mode}:{source}"
-                if task not in self.sizes:
+                if task in self.sizes:
+                    continue
+                if folder.kept is not None:        # in line, no task: its files are done
+                    self.sizes[task] = (0, 0)
+                    self.total_files += folder.count(mode)
+                    self.files += folder.count(mode)
+                else:
                     size = sum(st.st_size for st in folder.files.values())
                     self.sizes[task] = (len(folder.files), size)
                     self.total_files += len(folder.files)

@@ -99,7 +99,7 @@ def record(current: Session, modes: tuple[str, ...], label: str = "") -> dict[st
 
 
 def scanned(current: Session, modes: tuple[str, ...]) -> int:
-    return sum(len(f.files) + len(f.links)
+    return sum(f.count(mode)
                for (mode, _source), folders in current.views.items() if mode in modes
                for f in folders)
 

@@ -3,12 +3,25 @@
 The result is a list of ``Folder`` records, parents before children, each with
 its kept files, symlinks and subfolders, and what it left out and why.  Task
 creation turns each folder into one doit subtask; nothing else walks a source.
+
+A backup run also gives each folder a *signature*: a digest of its listing (every
+entry's name and lstat: kind, mode, size, mtime, ctime, inode; a subfolder's
+kind and inode), its own mode and mtime, and the per-folder ignore files in
+force.  When every mode of the run brought the folder in line with exactly this
+signature (``known``, from the catalog), nothing in it can have changed since:
+the walk keeps no entry of it and judges none against the rules, it only enters
+the subfolders it entered then.  Any change to the folder (a file edited,
+chmodded, replaced, added, removed, a kind change, an ignore file edited) gives
+another signature, and the folder is judged entry by entry as before.
 """
 
 from __future__ import annotations
 
+import hashlib
+import marshal
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +39,10 @@ class Folder:
     specials: list[str] = field(default_factory=list)                # fifos, sockets, devices
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (name, why): FAILED
     error: str | None = None                   # the folder could not be listed
+    sig: bytes | None = None                   # the walk's signature (backup runs only)
+    entered: list[str] = field(default_factory=list)  # subfolders entered (before markers)
+    kept: dict[str, int] | None = None         # in line in every mode: files+links per mode,
+                                               # and files/links/skipped left empty
 
     def label(self, source: str) -> str:
         """The folder as output lines show it: ``<source name>/<rel>``."""
@@ -33,6 +50,17 @@ class Folder:
 
     def child(self, name: str) -> str:
         return f"{self.rel}/{name}" if self.rel else name
+
+    def count(self, mode: str) -> int:
+        """The files and links the folder keeps (in ``mode``, for a folder in line)."""
+        if self.kept is not None:
+            return self.kept.get(mode, 0)
+        return len(self.files) + len(self.links)
+
+
+# Given a folder's rel, signature and stat: the subfolders to enter and the files kept
+# per mode when every mode of the run holds it in line with that signature, else None.
+Known = Callable[[str, bytes, os.stat_result], "tuple[list[str], dict[str, int]] | None"]
 
 
 @dataclass
@@ -42,13 +70,14 @@ class Scan:
 
 
 def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
-         only: tuple[str, ...] | None = None) -> Scan:
+         only: tuple[str, ...] | None = None, known: Known | None = None) -> Scan:
     """Walk ``root``: lstat every entry, never follow a symlink, prune ignored folders.
 
     ``exclude`` holds absolute folders that are never entered whatever the
     patterns say (the destination itself: no recursive backups).  ``only``
     (for ``explain``) restricts the descent to one chain of folder names, with
-    every decision along it made exactly as a full walk makes it.
+    every decision along it made exactly as a full walk makes it.  ``known``
+    (backup runs) answers for folders in line with their signature.
     """
     # The destination is recognised by identity, however paths name it (a source given
     # through a symlink, a bind mount): never by comparing path strings.
@@ -67,6 +96,8 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
         return scan
     stack: list[tuple[str, os.stat_result | None, tuple[Layer, ...]]] = [("", root_stat, ())]
     root_b = os.fsencode(root)
+    ignore_files = [(name, os.fsencode(name)) for name in selector.ignore_files]
+    markers = [(name, os.fsencode(name)) for name in selector.markers]
     while stack:
         rel, folder_st, layers = stack.pop()
         folder = Folder(rel, folder_st)
@@ -78,28 +109,50 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
         except OSError as exc:
             folder.error = _reason(exc)
             continue
-        names = {os.fsdecode(e.name) for e in entries}
-        for file_name in selector.ignore_files:
-            if file_name in names:
+        names = {e.name for e in entries}
+        for file_name, file_b in ignore_files:
+            if file_b in names:
                 layer = _read_ignore_file(folder_b, rel, file_name)
                 if layer is not None:
                     layers = (*layers, layer)
-        if rel and selector.markers and not selector.reincluded(rel, True, layers):
-            marker = next((m for m in selector.markers if m in names), None)
-            if marker:
+        if rel and markers:
+            marker = next((m for m, m_b in markers if m_b in names), None)
+            if marker and not selector.reincluded(rel, True, layers):
                 # The folder was entered to look for the marker: forget it again.
                 scan.folders.pop()
                 _drop_marked(scan, rel, marker)
                 continue
-        children: list[tuple[str, os.stat_result]] = []
+        listing: list[tuple[os.DirEntry[bytes], os.stat_result | OSError]] = []
         for entry in entries:
-            name = os.fsdecode(entry.name)
-            child = folder.child(name)
             try:
-                est = entry.stat(follow_symlinks=False)
-            except OSError as exc:                 # never a silent skip: the run fails on it
-                folder.unreadable.append((name, f"cannot stat: {_reason(exc)}"))
+                listing.append((entry, entry.stat(follow_symlinks=False)))
+            except OSError as exc:
+                listing.append((entry, exc))
+        if known is not None and folder_st is not None:
+            # A subfolder that holds a marker file is left out by this folder's walk:
+            # whether it does is part of this folder's signature.
+            marked = {e.name for e, est in listing if markers and isinstance(est, os.stat_result)
+                      and stat.S_ISDIR(est.st_mode) and any(
+                          os.path.lexists(os.path.join(folder_b, e.name, m_b))
+                          for _m, m_b in markers)}
+            folder.sig = signature(folder_st, listing, layers, marked)
+            hit = known(rel, folder.sig, folder_st)
+            dirs = {e.name: est for e, est in listing
+                    if isinstance(est, os.stat_result) and stat.S_ISDIR(est.st_mode)}
+            if hit is not None and all(os.fsencode(n) in dirs for n in hit[0]):
+                folder.kept = hit[1]
+                folder.subdirs = list(hit[0])
+                folder.entered = list(hit[0])
+                for name in reversed(hit[0]):
+                    stack.append((folder.child(name), dirs[os.fsencode(name)], layers))
                 continue
+        children: list[tuple[str, os.stat_result]] = []
+        for entry, est in listing:
+            name = os.fsdecode(entry.name)
+            if not isinstance(est, os.stat_result):   # never a silent skip: the run fails on it
+                folder.unreadable.append((name, f"cannot stat: {_reason(est)}"))
+                continue
+            child = folder.child(name)
             mode = est.st_mode
             if stat.S_ISDIR(mode):
                 if (est.st_dev, est.st_ino) in excluded:
@@ -123,6 +176,7 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
             else:
                 folder.specials.append(name)
                 folder.skipped.append((name, f"special file ({_kind(mode)}): not backed up"))
+        folder.entered = list(folder.subdirs)
         if only is not None:
             depth = len(rel.split("/")) if rel else 0
             children = [c for c in children if depth < len(only)
@@ -131,6 +185,30 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
         for child, est in reversed(children):
             stack.append((child, est, layers))
     return scan
+
+
+def signature(folder_st: os.stat_result,
+              listing: list[tuple[os.DirEntry[bytes], os.stat_result | OSError]],
+              layers: tuple[Layer, ...], marked: set[bytes]) -> bytes:
+    """The folder's signature: equal only when the folder, every entry's lstat, the
+    ignore files in force and which subfolders hold a marker file are as they were (a
+    subfolder's own content is its own)."""
+    items: list[tuple[bytes | int, ...]] = []
+    for entry, est in listing:
+        if not isinstance(est, os.stat_result):
+            items.append((entry.name, -1))
+        elif stat.S_ISDIR(est.st_mode):
+            items.append((entry.name, stat.S_IFDIR, est.st_ino, entry.name in marked))
+        else:
+            items.append((entry.name, est.st_mode, est.st_size, est.st_mtime_ns,
+                          est.st_ctime_ns, est.st_ino))
+    data = (SIGNATURE_FORMAT, folder_st.st_mode, folder_st.st_mtime_ns,
+            tuple(layer.digest for layer in layers), items)
+    # marshal version 2: no back-references, so equal values always give equal bytes
+    return hashlib.blake2b(marshal.dumps(data, 2), digest_size=16).digest()
+
+
+SIGNATURE_FORMAT = 1
 
 
 def _read_ignore_file(folder: bytes, rel: str, name: str) -> Layer | None:
@@ -190,7 +268,8 @@ def mode_view(scan: Scan, extra: Selector | None) -> list[Folder]:
             continue
         view = Folder(folder.rel, folder.stat, error=folder.error,
                       skipped=list(folder.skipped), specials=folder.specials,
-                      unreadable=folder.unreadable)
+                      unreadable=folder.unreadable, sig=folder.sig, entered=folder.entered,
+                      kept=folder.kept)
         for name in folder.subdirs:
             rel = folder.child(name)
             rule = extra.ignored_by(rel, True)
@@ -199,7 +278,7 @@ def mode_view(scan: Scan, extra: Selector | None) -> list[Folder]:
                 view.skipped.append((name + "/", f"ignored by {rule.describe()}"))
             else:
                 view.subdirs.append(name)
-        if extra.folders_only:
+        if extra.folders_only or folder.kept is not None:
             view.files, view.links = folder.files, folder.links
             out.append(view)
             continue

@@ -15,6 +15,7 @@ walk reaches, but is no reason to enter ``node_modules/``.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import lru_cache
@@ -47,6 +48,7 @@ class Layer:
     folder: str          # "" for the source root
     spec: pathspec.GitIgnoreSpec
     rules: tuple[Rule, ...]
+    digest: bytes = b""  # of the file's place and text: part of a folder's signature
 
     def check(self, rel: str, is_dir: bool) -> tuple[bool, Rule] | None:
         sub = rel[len(self.folder) + 1:] if self.folder else rel
@@ -68,7 +70,10 @@ def read_layer(folder: str, file_name: str, text: str) -> Layer | None:
         rules.append(Rule(pattern, f"{where}:{number}"))
     if not lines:
         return None
-    return Layer(folder, pathspec.GitIgnoreSpec.from_lines(lines, backend=BACKEND), tuple(rules))
+    digest = hashlib.blake2b(f"{where}\0{text}".encode("utf-8", "surrogateescape"),
+                             digest_size=16).digest()
+    return Layer(folder, pathspec.GitIgnoreSpec.from_lines(lines, backend=BACKEND), tuple(rules),
+                 digest)
 
 
 def _check(spec: pathspec.GitIgnoreSpec, path: str) -> pathspec.util.CheckResult[str]:
@@ -118,6 +123,7 @@ class Selector:
         self.markers = MARKER_FILES if markers else ()
         self.anchored = [s for s in (_anchored_segments(r.pattern) for r in exceptions) if s]
         self.empty = not lines
+        self.fingerprint = repr((lines, self.markers, self.ignore_files))
         # Only folder patterns (".git/"): a file can match only below a matched
         # folder, which the walk prunes, so files need no check (see tasks.mode_view).
         self.folders_only = bool(ignores) and all(

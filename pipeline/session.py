@@ -96,10 +96,16 @@ class FolderJob:
     checker: str              # "hash" or "mtime"
     cleanup: bool = True      # remove what left the folder (snapshot.cleanup)
     max_diff_bytes: int = 0   # versioned: larger files get full copies, not diffs
+    sig: bytes | None = None  # the folder's signature for this mode (pipeline.scan)
+    entered: bytes = b""      # the subfolders the walk entered, NUL-separated
 
     @property
     def label(self) -> str:
         return self.folder.label(self.source.name)
+
+    def in_line(self) -> tuple[bytes | None, bytes, int]:
+        """What the catalog keeps of the folder once it is in line, besides its stat."""
+        return self.sig, self.entered, len(self.folder.files) + len(self.folder.links)
 
 
 @dataclass(frozen=True)

@@ -300,7 +300,8 @@ class _Folder:
                                         files=0, shown=shown))
                 self.catalog.set_mirror(self.job.source.name, parent, name, st, None,
                                         self.run.run_id, kind="dir")
-            self.catalog.set_folder(MODE, self.job.source.name, self.folder_b, st)
+            self.catalog.set_folder(MODE, self.job.source.name, self.folder_b, st,
+                                    *self.job.in_line())
         self.catalog.commit()
         if self.writes and st is not None:
             store.set_folder_meta(self.dst, st, self.opened.protected)

@@ -61,6 +61,7 @@ def record_folder(job: FolderJob, current: Session) -> TaskFailed | None:
     if not work.failures and folder.stat is not None:
         work.folder_in_line(folder.stat,
                             empty=not (folder.files or folder.links or folder.subdirs))
+        work.signed = job.in_line()
     work.finish()
     if work.failures:
         return TaskFailed(f"{job.label}: {work.failures} file(s) failed")
@@ -94,6 +95,7 @@ class History:
         self.after_commit: list[tuple[bytes, bytes]] = []   # (prepared file, its place)
         self.done: list[Event] = []
         self.in_line: os.stat_result | None = None
+        self.signed: tuple[bytes | None, bytes, int | None] = (None, b"", None)
         self._container_cache: bytes | None = None
         self.catalog.begin()
         self.opened = Opened(current.protected)
@@ -108,7 +110,8 @@ class History:
             # Only now, with every current copy in place: a run killed before this line
             # leaves the folder to be looked at again (and a copy one behind repaired).
             self.catalog.begin()
-            self.catalog.set_folder(MODE, self.source.name, self.rel, self.in_line)
+            self.catalog.set_folder(MODE, self.source.name, self.rel, self.in_line,
+                                    *self.signed)
             self.catalog.commit()
             self.in_line = None
         self.opened.close()

@@ -119,9 +119,19 @@ class Backup:
 
     def run(self, *args: str) -> tuple[int, str]:
         """A real doit run in this process (fast enough for property tests)."""
+        code, out, _namespace = self.run_here(*args)
+        return code, out
+
+    def run_here(self, *args: str) -> tuple[int, str, dict]:
+        """The same, with dodo.py's namespace after the run (its SESSION)."""
+        from doit import cmd_run
         old = os.environ.get("SNAPBACK_CONFIG")
         os.environ["SNAPBACK_CONFIG"] = str(self.plan)
         out, err = io.StringIO(), io.StringIO()
+        # doit's run command writes to the sys.stdout it found when it was imported
+        # (its --output-file default), not to the one redirect_stdout puts in place
+        stdout = cmd_run.opt_outfile["default"]
+        cmd_run.opt_outfile["default"] = out
         try:
             namespace = runpy.run_path(str(DODO))
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -130,11 +140,12 @@ class Backup:
                 except SystemExit as exc:     # snapback's own status (pipeline/reporter.py)
                     code = exc.code
         finally:
+            cmd_run.opt_outfile["default"] = stdout
             if old is None:
                 del os.environ["SNAPBACK_CONFIG"]
             else:
                 os.environ["SNAPBACK_CONFIG"] = old
-        return code, out.getvalue() + err.getvalue()
+        return code, out.getvalue() + err.getvalue(), namespace
 
     def catalog(self) -> list:
         from pipeline.catalog import Catalog

@@ -69,7 +69,7 @@ def test_integers_past_2_to_the_63_come_back_exact_from_every_reader(cat: Catalo
     assert cat.records("snapshot", "src")[b"d"][b"m"] == Stored("file", 3, FAR, 0o100644, 6,
                                                                huge_ino)
     cat.set_folder("snapshot", "src", b"d", FakeStat(mtime_ns=FAR, mode=0o40755))
-    assert cat.folders_seen("snapshot", "src") == {b"d": (0o40755, FAR)}
+    assert cat.folders_seen("snapshot", "src")[b"d"][:2] == (0o40755, FAR)
     cat.touch(row.id, FakeStat(mtime_ns=FAR + 2, ctime_ns=-5, ino=huge_ino))
     assert cat.latest("src", b"d", b"f").mtime_ns == FAR + 2
 
@@ -115,8 +115,8 @@ def test_a_writer_upgrades_format_1_in_place_and_keeps_its_rows(tmp_path: Path) 
     finally:
         cat.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("pragma user_version").fetchone()[0] == FORMAT == 2
-    reader = Catalog(path, writable=False)                         # and now reads as format 2
+        assert db.execute("pragma user_version").fetchone()[0] == FORMAT == 3
+    reader = Catalog(path, writable=False)                         # and now reads as format 3
     try:
         assert [r.name for r in reader.all_rows()] == [b"a.txt"]
     finally:
@@ -127,7 +127,7 @@ def test_a_reader_refuses_format_1_and_changes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "catalog.sqlite3"
     make_format_1(path)
     before = path.read_bytes()
-    with pytest.raises(SnapbackError, match="has format 1; this snapback reads format 2"):
+    with pytest.raises(SnapbackError, match="has format 1; this snapback reads format 3"):
         Catalog(path, writable=False)
     assert path.read_bytes() == before
 

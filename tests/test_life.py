@@ -31,10 +31,12 @@ BASE_TIME = datetime(2030, 1, 1, 0, 0, 0)
 
 
 def snapshot_of(root: Path, leave_out: tuple[str, ...] = ()) -> dict[str, tuple]:
-    """rel path -> (kind, bytes or target, mode); ``leave_out``: names the rules drop."""
+    """rel path -> (kind, bytes or target, mode); ``leave_out``: names the rules drop
+    (and folders holding a pyvenv.cfg, which the built-in markers drop)."""
     out: dict[str, tuple] = {}
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not _dropped(d, True, leave_out)]
+        dirnames[:] = [d for d in dirnames if not _dropped(d, True, leave_out)
+                       and not os.path.lexists(os.path.join(dirpath, d, "pyvenv.cfg"))]
         for name in dirnames + filenames:
             path = os.path.join(dirpath, name)
             rel = os.path.relpath(path, root)
@@ -52,7 +54,7 @@ def snapshot_of(root: Path, leave_out: tuple[str, ...] = ()) -> dict[str, tuple]
 def _dropped(name: str, is_dir: bool, leave_out: tuple[str, ...]) -> bool:
     if "*.log" in leave_out and name.endswith(".log"):
         return True
-    return is_dir and "skip/" in leave_out and name == "skip"
+    return is_dir and f"{name}/" in leave_out and name in ("skip", "deep")
 
 
 class FolderLife(RuleBasedStateMachine):
@@ -80,8 +82,8 @@ class FolderLife(RuleBasedStateMachine):
     def leave_out(self) -> tuple[str, ...]:
         rules = list(self.plan_ignores)
         bi = self.b.src / ".backupignore"
-        if bi.exists() and "skip/" in bi.read_text().split():
-            rules.append("skip/")
+        if bi.is_file() and not bi.is_symlink():
+            rules += [r for r in ("skip/", "deep/") if r in bi.read_text().split()]
         return tuple(rules)
 
     def folder(self, rel: str) -> Path:
@@ -219,15 +221,33 @@ class FolderLife(RuleBasedStateMachine):
             self.plan_ignores.append(pattern)
         self.b.write_plan(ignore=self.plan_ignores)
 
-    @rule()
-    def toggle_ignore_file(self) -> None:
+    @rule(text=st.sampled_from(["skip/\n", "deep/\n", "# nothing\n"]))
+    def change_ignore_file(self, text: str) -> None:
+        """The source's own .backupignore; ``deep/`` drops a/deep, a folder whose
+        own listing does not change when the rule does."""
         bi = self.b.src / ".backupignore"
-        if bi.is_dir() and not bi.is_symlink():
+        if bi.is_symlink() or (bi.exists() and not bi.is_file()):
             return
-        if bi.exists() and "skip/" in bi.read_text().split():
-            bi.write_text("# nothing\n")
-        else:
-            bi.write_text("skip/\n")
+        bi.write_text(text)
+
+    @rule(d=st.sampled_from(DIRS[:4]))
+    def toggle_virtualenv_marker(self, d: str) -> None:
+        """A folder becomes a virtual environment (pyvenv.cfg: left out), and back."""
+        marker = self.folder(d) / "pyvenv.cfg"
+        if marker.is_file() and not marker.is_symlink():
+            marker.unlink()
+        elif not os.path.lexists(marker):
+            marker.write_text("home = /usr/bin\n")
+
+    @rule(data=st.data())
+    def tamper_with_the_mirror(self, data: st.DataObject) -> None:
+        """A file removed from the mirror by hand: the next snapshot puts it back."""
+        if not self.b.mirror.is_dir():
+            return
+        found = sorted(p for p in self.b.mirror.rglob("*") if p.is_file() and not p.is_symlink())
+        if found:
+            data.draw(st.sampled_from(found)).unlink()
+            self.backup("snapshot")
 
     @rule(data=st.data())
     @precondition(lambda self: any(r for _t, r in self.runs))
@@ -257,6 +277,8 @@ class FolderLife(RuleBasedStateMachine):
             del os.environ["SNAPBACK_NOW"]
         assert code == 0, out
         assert "FAILED" not in out, out
+        assert any(line.startswith(("snapshot: ", "versioned: ")) for line in out.splitlines()), \
+            out                                          # (the output was captured)
         expected = snapshot_of(self.b.src, self.leave_out())
         expected.pop(".backupignore", None)
         if command in ("snapshot", "all"):

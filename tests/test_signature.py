@@ -1,0 +1,166 @@
+"""Folders answered by their signature (issue 18): a no-change run judges no folder
+entry by entry and gives it no task; every change a person makes to a folder, to the
+rules or to the mirror makes exactly the folders concerned be judged again, and the
+backup comes out right.  (test_life.py lives these changes in random orders.)"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import pytest
+from support import OK, PARTIAL, Backup, as_nobody, lines, make_tree, tree
+
+TREE = {"a": {"one.txt": "one\n", "deep": {"two.txt": "two\n"}},
+        "b": {"three.txt": "three\n"}, "top.txt": "top\n"}
+
+
+def judged(b: Backup, *args: str) -> tuple[int, str, dict[str, list[str]]]:
+    """Run doit in this process; (status, output, the folders each mode judged entry
+    by entry, i.e. those that got a task)."""
+    code, out, namespace = b.run_here(*args)
+    views = namespace["SESSION"].views
+    return code, out, {mode: sorted(f.rel for f in folders if f.kept is None)
+                       for (mode, _source), folders in views.items()}
+
+
+@pytest.fixture
+def made(backup: Backup) -> Backup:
+    make_tree(backup.src, TREE)
+    code, out, seen = judged(backup, "all")
+    assert code == OK, out
+    assert seen == {"snapshot": ["", "a", "a/deep", "b"], "versioned": ["", "a", "a/deep", "b"]}
+    return backup
+
+
+def test_a_run_with_no_change_judges_no_folder_and_still_counts_every_file(made: Backup
+                                                                           ) -> None:
+    code, out, seen = judged(made, "all")
+    assert (code, seen) == (OK, {"snapshot": [], "versioned": []})
+    assert "snapshot: 4 files, 0 new, 0 updated, 0 deleted, 0 failed" in out
+    assert "versioned: 4 files, 0 new, 0 updated, 0 deleted, 0 failed" in out
+
+
+@pytest.mark.parametrize(("change", "folders", "kind", "path"), [
+    (lambda s: (s / "a/deep/two.txt").write_text("TWO\n"), ["a/deep"], "updated",
+     "src/a/deep/two.txt"),
+    (lambda s: os.chmod(s / "b/three.txt", 0o600), ["b"], "updated",
+     "src/b/three.txt (mode 0600)"),
+    (lambda s: (s / "a/deep/new.txt").write_text("new\n"), ["a/deep"], "new",
+     "src/a/deep/new.txt"),
+    (lambda s: (s / "b/three.txt").unlink(), ["b"], "deleted", "src/b/three.txt"),
+], ids=["edit", "chmod", "add", "delete"])
+def test_a_change_makes_its_folder_and_no_other_be_judged(made: Backup, change, folders,
+                                                          kind: str, path: str) -> None:
+    change(made.src)
+    code, out, seen = judged(made, "snapshot")
+    assert code == OK, out
+    assert seen["snapshot"] == folders
+    assert lines(out, kind) == [path]
+    assert tree(made.mirror) == tree(made.src)
+
+
+def test_the_same_size_and_mtime_with_other_bytes_is_seen(made: Backup) -> None:
+    """Rewritten in place, mtime put back (an editor, a sync tool): the ctime moved."""
+    path = made.src / "a/one.txt"
+    st = path.stat()
+    path.write_text("ONE\n")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    code, out, seen = judged(made, "all")
+    assert (code, seen["versioned"]) == (OK, ["a"]), out
+    assert (made.mirror / "a/one.txt").read_text() == "ONE\n"
+
+
+def test_a_rule_in_a_parent_ignore_file_reaches_a_folder_whose_listing_did_not_change(
+        made: Backup) -> None:
+    (made.src / ".backupignore").write_text("deep/\n")
+    code, out, _seen = judged(made, "all")
+    assert code == OK, out
+    assert not (made.mirror / "a/deep").exists()
+    assert lines(out, "deleted") == ["src/a/deep/ (1 file)"]
+    (made.src / ".backupignore").write_text("# nothing\n")
+    code, out, _seen = judged(made, "all")
+    assert code == OK, out
+    assert (made.mirror / "a/deep/two.txt").read_text() == "two\n"
+
+
+def test_a_folder_that_stops_being_a_virtualenv_is_backed_up(made: Backup) -> None:
+    (made.src / "a/deep/pyvenv.cfg").write_text("home = /usr/bin\n")
+    code, out, _seen = judged(made, "all")
+    assert code == OK, out
+    assert not (made.mirror / "a/deep").exists()
+    (made.src / "a/deep/pyvenv.cfg").unlink()       # a/ itself does not change
+    code, out, _seen = judged(made, "all")
+    assert code == OK, out
+    assert (made.mirror / "a/deep/two.txt").read_text() == "two\n"
+
+
+def test_a_file_removed_from_the_mirror_by_hand_comes_back(made: Backup) -> None:
+    (made.mirror / "a/deep/two.txt").unlink()
+    code, out, seen = judged(made, "all")
+    assert code == OK, out
+    assert seen == {"snapshot": ["a/deep"], "versioned": ["a/deep"]}
+    assert (made.mirror / "a/deep/two.txt").read_text() == "two\n"
+
+
+@pytest.mark.parametrize("plan", [
+    {"ignore": ["*.md"]},
+    {"snapshot": {"ignore": ["*.md"]}},
+    {"use_default_ignores": False},
+], ids=["ignore", "mode-ignore", "default-ignores"])
+def test_a_change_of_the_rules_judges_every_folder_again(made: Backup, plan: dict) -> None:
+    made.write_plan(**plan)
+    code, out, seen = judged(made, "snapshot")
+    assert (code, seen["snapshot"]) == (OK, ["", "a", "a/deep", "b"]), out
+
+
+def test_cleanup_turned_on_removes_what_it_kept_before(made: Backup) -> None:
+    made.write_plan(snapshot={"cleanup": False})
+    (made.src / "b/three.txt").unlink()
+    code, out, _seen = judged(made, "snapshot")
+    assert code == OK, out
+    assert (made.mirror / "b/three.txt").exists()            # kept: cleanup is off
+    made.write_plan()
+    code, out, _seen = judged(made, "snapshot")
+    assert code == OK, out
+    assert not (made.mirror / "b/three.txt").exists()
+
+
+def test_verbose_and_a_named_folder_task_judge_everything(made: Backup) -> None:
+    code, out, seen = judged(made, "snapshot", "--verbose")
+    assert (code, seen["snapshot"]) == (OK, ["", "a", "a/deep", "b"]), out
+    code, out, seen = judged(made, "snapshot:src/a")
+    assert (code, seen["snapshot"]) == (OK, ["", "a", "a/deep", "b"]), out
+
+
+def test_a_catalog_of_format_2_is_read_and_upgraded(made: Backup) -> None:
+    path = made.meta / "catalog.sqlite3"
+    with sqlite3.connect(path) as db:
+        for column in ("sig", "entered", "count"):
+            db.execute(f"alter table folders drop column {column}")
+        db.execute("pragma user_version=2")
+    code, out = made.run("history", str(made.src / "a/one.txt"))
+    assert code == OK, out
+    code, out, seen = judged(made, "all")        # upgraded; no signatures yet: judged
+    assert (code, seen["snapshot"]) == (OK, ["", "a", "a/deep", "b"]), out
+    assert "0 new, 0 updated, 0 deleted" in out
+    code, out, seen = judged(made, "all")
+    assert (code, seen) == (OK, {"snapshot": [], "versioned": []}), out
+    with sqlite3.connect(path) as db:
+        assert db.execute("pragma user_version").fetchone()[0] == 3
+
+
+def test_the_catalog_keeps_a_signature_only_for_folders_in_line(nobody_backup) -> None:
+    """An unreadable file: its folder fails, keeps no signature, is judged every run."""
+    b, python = nobody_backup
+    make_tree(b.src, TREE)
+    (b.src / "b/secret.txt").write_text("x\n")
+    os.chmod(b.src / "b/secret.txt", 0)
+    for _ in range(2):
+        result = as_nobody(b, python, "snapshot")
+        assert result.returncode == PARTIAL, result.stdout + result.stderr
+        assert lines(result.stdout, "FAILED") == ["src/b/secret.txt: Permission denied"]
+    with sqlite3.connect(b.meta / "catalog.sqlite3") as db:
+        rows = dict(db.execute("select dir, sig from folders where mode='snapshot'"))
+    assert set(rows) == {b"", b"a", b"a/deep"}
+    assert all(len(sig) == 16 for sig in rows.values())
