@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import marshal
+import operator
 import os
 import stat
 from collections.abc import Callable
@@ -105,7 +106,7 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
         folder_b = os.path.join(root_b, os.fsencode(rel)) if rel else root_b
         try:
             with os.scandir(folder_b) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                entries = sorted(it, key=_NAME)
         except OSError as exc:
             folder.error = _reason(exc)
             continue
@@ -123,22 +124,32 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
                 _drop_marked(scan, rel, marker)
                 continue
         listing: list[tuple[os.DirEntry[bytes], os.stat_result | OSError]] = []
+        signing = known is not None and folder_st is not None
+        items: list[tuple[bytes | int | bool, ...]] = []    # the signature's entries
+        dirs: dict[bytes, os.stat_result] = {}
         for entry in entries:
             try:
-                listing.append((entry, entry.stat(follow_symlinks=False)))
+                lst = entry.stat(follow_symlinks=False)
             except OSError as exc:
                 listing.append((entry, exc))
+                items.append((entry.name, -1))
+                continue
+            listing.append((entry, lst))
+            if not signing:
+                continue
+            if stat.S_ISDIR(lst.st_mode):
+                dirs[entry.name] = lst
+                # whether it holds a marker file (and is left out) is this folder's say
+                below = folder_b + b"/" + entry.name + b"/"
+                marked = any(os.access(below + m_b, os.F_OK, follow_symlinks=False)
+                             for _m, m_b in markers)
+                items.append((entry.name, stat.S_IFDIR, lst.st_ino, marked))
+            else:
+                items.append((entry.name, lst.st_mode, lst.st_size, lst.st_mtime_ns,
+                              lst.st_ctime_ns, lst.st_ino))
         if known is not None and folder_st is not None:
-            # A subfolder that holds a marker file is left out by this folder's walk:
-            # whether it does is part of this folder's signature.
-            marked = {e.name for e, est in listing if markers and isinstance(est, os.stat_result)
-                      and stat.S_ISDIR(est.st_mode) and any(
-                          os.path.lexists(os.path.join(folder_b, e.name, m_b))
-                          for _m, m_b in markers)}
-            folder.sig = signature(folder_st, listing, layers, marked)
+            folder.sig = signature(folder_st, items, layers)
             hit = known(rel, folder.sig, folder_st)
-            dirs = {e.name: est for e, est in listing
-                    if isinstance(est, os.stat_result) and stat.S_ISDIR(est.st_mode)}
             if hit is not None and all(os.fsencode(n) in dirs for n in hit[0]):
                 folder.kept = hit[1]
                 folder.subdirs = list(hit[0])
@@ -187,21 +198,13 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
     return scan
 
 
-def signature(folder_st: os.stat_result,
-              listing: list[tuple[os.DirEntry[bytes], os.stat_result | OSError]],
-              layers: tuple[Layer, ...], marked: set[bytes]) -> bytes:
-    """The folder's signature: equal only when the folder, every entry's lstat, the
-    ignore files in force and which subfolders hold a marker file are as they were (a
-    subfolder's own content is its own)."""
-    items: list[tuple[bytes | int, ...]] = []
-    for entry, est in listing:
-        if not isinstance(est, os.stat_result):
-            items.append((entry.name, -1))
-        elif stat.S_ISDIR(est.st_mode):
-            items.append((entry.name, stat.S_IFDIR, est.st_ino, entry.name in marked))
-        else:
-            items.append((entry.name, est.st_mode, est.st_size, est.st_mtime_ns,
-                          est.st_ctime_ns, est.st_ino))
+def signature(folder_st: os.stat_result, items: list[tuple[bytes | int | bool, ...]],
+              layers: tuple[Layer, ...]) -> bytes:
+    """The folder's signature: equal only when the folder, every entry's lstat, which
+    subfolders hold a marker file and the ignore files in force are as they were (a
+    subfolder's own content is its own).  ``items``: per entry, in name order, (name,
+    mode, size, mtime_ns, ctime_ns, inode); (name, S_IFDIR, inode, holds a marker) for
+    a subfolder; (name, -1) for one that cannot be examined."""
     data = (SIGNATURE_FORMAT, folder_st.st_mode, folder_st.st_mtime_ns,
             tuple(layer.digest for layer in layers), items)
     # marshal version 2: no back-references, so equal values always give equal bytes
@@ -209,6 +212,7 @@ def signature(folder_st: os.stat_result,
 
 
 SIGNATURE_FORMAT = 1
+_NAME = operator.attrgetter("name")
 
 
 def _read_ignore_file(folder: bytes, rel: str, name: str) -> Layer | None:
