@@ -76,14 +76,14 @@ def mode_signature(sig: bytes, fingerprint: bytes) -> bytes:
     return hashlib.blake2b(sig + fingerprint, digest_size=16).digest()
 
 
-def _known(session: Session, source: Source, selector: Selector, catalog: Catalog
-           ) -> Known | None:
+def _known(session: Session, source: Source, selector: Selector, catalog: Catalog) -> Known:
     """The walk's shortcut for folders every mode of the run holds in line with their
     signature (``pipeline.scan``): they get no task.  Not when the user names a
-    folder's task or cleanup, or asks why each path was skipped (--verbose)."""
+    folder's task or cleanup, or asks why each path was skipped (--verbose): then
+    every folder is judged (and signed, as every backup run signs them)."""
     if not session.modes or session.options.verbose or \
             any(t not in COMMANDS or t == "cleanup" for t in session.selected):
-        return None
+        return lambda _rel, _sig, _st: None
     plan = session.plan
     modes = tuple(session.modes)
     rows = {m: catalog.folders_seen(m, source.name) for m in modes}

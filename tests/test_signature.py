@@ -131,6 +131,11 @@ def test_verbose_and_a_named_folder_task_judge_everything(made: Backup) -> None:
     assert (code, seen["snapshot"]) == (OK, ["", "a", "a/deep", "b"]), out
     code, out, seen = judged(made, "snapshot:src/a")
     assert (code, seen["snapshot"]) == (OK, ["", "a", "a/deep", "b"]), out
+    (made.src / "b/three.txt").write_text("THREE\n")    # brought in line by a verbose run:
+    code, out, seen = judged(made, "snapshot", "--verbose")     # signed all the same
+    assert (code, lines(out, "updated")) == (OK, ["src/b/three.txt"]), out
+    code, out, seen = judged(made, "snapshot")
+    assert (code, seen["snapshot"]) == (OK, []), out
 
 
 def test_a_catalog_of_format_2_is_read_and_upgraded(made: Backup) -> None:
