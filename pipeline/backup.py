@@ -57,8 +57,10 @@ def scan_source(session: Session, source: Source, selector: Selector, catalog: C
 
 
 def fingerprint(plan: Plan, mode: str, selector: Selector, source: Source) -> bytes:
-    """What, besides a folder's listing, decides what a mode keeps of it: the rules of
-    the walk and of the mode, the destination the walk leaves out, cleanup's setting."""
+    """What, besides a folder's listing, decides what a mode keeps of it and how: the
+    rules of the walk and of the mode, the destination the walk leaves out, cleanup's
+    setting, the checker (a file ``checker: mtime`` took as unchanged is looked at
+    again under ``hash``)."""
     try:
         dest = os.stat(plan.destination)
         where: tuple[int, int] | None = (dest.st_dev, dest.st_ino)
@@ -66,7 +68,7 @@ def fingerprint(plan: Plan, mode: str, selector: Selector, source: Source) -> by
         where = None
     opts = plan.mode(mode)
     data = (mode, str(source.path), selector.fingerprint, where, opts.ignore, plan.exceptions,
-            plan.use_default_ignores, mode == "snapshot" and opts.cleanup)
+            plan.use_default_ignores, mode == "snapshot" and opts.cleanup, plan.checker)
     return hashlib.blake2b(repr(data).encode("utf-8", "surrogateescape"),
                            digest_size=16).digest()
 

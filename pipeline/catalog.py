@@ -66,6 +66,22 @@ create table if not exists folders (
     sig blob, entered blob, count integer,
     primary key (mode, source, dir)
 );
+-- A folder's row above is a cache of what its records say: any change to the records of
+-- its files and links (by snapback or by hand) drops it, so the folder is judged again.
+-- (A subfolder's own row in its parent's folder, kind 'dir', is written by the
+-- subfolder's task and leaves the parent's row alone.)
+create trigger if not exists versions_added after insert on versions when new.entry != 'dir'
+begin delete from folders where mode='versioned' and source=new.source and dir=new.dir; end;
+create trigger if not exists versions_changed after update on versions when old.entry != 'dir'
+begin delete from folders where mode='versioned' and source=old.source and dir=old.dir; end;
+create trigger if not exists versions_dropped after delete on versions
+begin delete from folders where mode='versioned' and source=old.source and dir=old.dir; end;
+create trigger if not exists mirror_added after insert on mirror when new.kind != 'dir'
+begin delete from folders where mode='snapshot' and source=new.source and dir=new.dir; end;
+create trigger if not exists mirror_changed after update on mirror when old.kind != 'dir'
+begin delete from folders where mode='snapshot' and source=old.source and dir=old.dir; end;
+create trigger if not exists mirror_dropped after delete on mirror
+begin delete from folders where mode='snapshot' and source=old.source and dir=old.dir; end;
 create table if not exists aliases (
     source text not null, entry text not null, rel blob not null, store blob not null,
     primary key (source, entry, rel)
@@ -82,12 +98,10 @@ alter table mirror add column kind text not null default 'file';
 alter table mirror add column ctime_ns integer;
 alter table mirror add column ino integer;
 """
-# Format 2 -> 3: the walk's signature of each folder in line (issue 18).
-UPGRADE_2 = """
-alter table folders add column sig blob;
-alter table folders add column entered blob;
-alter table folders add column count integer;
-"""
+# Format 2 -> 3: the walk's signature of each folder in line (issue 18), added to the
+# folders table where it lacks them (a writer checks each time: a catalog whose version
+# number was set back by hand is mended, not refused).
+FOLDER_COLUMNS = (("sig", "blob"), ("entered", "blob"), ("count", "integer"))
 INT64 = 1 << 63
 
 
@@ -173,7 +187,6 @@ class Catalog:
         self.path = path
         self.writable = writable
         self.conn: sqlite3.Connection | None = None
-        self.format = FORMAT
         if writable:
             self.conn = sqlite3.connect(path, isolation_level=None)
             os.chmod(path, 0o600)            # it names every file: as private as the backup
@@ -181,10 +194,14 @@ class Catalog:
             self.conn.execute("pragma synchronous=normal")
             self._check_format(fresh_ok=True)
             found = self.conn.execute("pragma user_version").fetchone()[0]
-            upgrade = {1: UPGRADE_1, 2: UPGRADE_2}.get(found, "")
-            self.conn.executescript("begin;" + upgrade + SCHEMA +
-                                    f"pragma user_version={FORMAT};commit;")
-            self.format = FORMAT
+            upgrade = UPGRADE_1 if found == 1 else ""
+            self.conn.executescript("begin;" + upgrade + SCHEMA)
+            have = {row[1] for row in self.conn.execute("pragma table_info(folders)")}
+            for column, kind in FOLDER_COLUMNS:
+                if column not in have:
+                    self.conn.execute(f"alter table folders add column {column} {kind}")
+            self.conn.execute(f"pragma user_version={FORMAT}")
+            self.conn.execute("commit")
         elif path.exists() and path.stat().st_size > 0:
             # (A 0-byte catalog is one a first run was killed in while creating it: a
             # reader finds nothing in it, the next writer makes it; open_catalog refuses
@@ -199,8 +216,7 @@ class Catalog:
                 uri = f"file:{quote(os.fsencode(path))}?mode=ro"
                 self.conn = sqlite3.connect(uri, uri=True, isolation_level=None)
             self._check_format(fresh_ok=False)
-            self.format = self.conn.execute("pragma user_version").fetchone()[0]
-            if self.format == 0:
+            if self.conn.execute("pragma user_version").fetchone()[0] == 0:
                 self.conn.close()              # no schema yet (a kill right after creation)
                 self.conn = None
 
@@ -288,11 +304,13 @@ class Catalog:
         """Every folder of a source ``mode`` last brought in line, as it was then."""
         if self.conn is None:
             return {}
-        extra = "sig, entered, count" if self.format >= 3 else "null, null, null"
+        sql = "select dir, st_mode, mtime_ns, {} from folders where mode=? and source=?"
+        try:
+            rows = self.conn.execute(sql.format("sig, entered, count"), (mode, source)).fetchall()
+        except sqlite3.OperationalError:     # format 2 (read, not yet upgraded): no signatures
+            rows = self.conn.execute(sql.format("null, null, null"), (mode, source)).fetchall()
         return {d: InLine(st_mode, int(dec(mtime) or 0), sig, entered or b"", count)
-                for d, st_mode, mtime, sig, entered, count in self.conn.execute(
-                    f"select dir, st_mode, mtime_ns, {extra} from folders where mode=? and "
-                    "source=?", (mode, source))}
+                for d, st_mode, mtime, sig, entered, count in rows}
 
     def mirror_shas(self, source: str, folder: bytes) -> dict[bytes, str]:
         if self.conn is None:

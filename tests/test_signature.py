@@ -58,6 +58,10 @@ def test_a_change_makes_its_folder_and_no_other_be_judged(made: Backup, change, 
     assert seen["snapshot"] == folders
     assert lines(out, kind) == [path]
     assert tree(made.mirror) == tree(made.src)
+    code, out, seen = judged(made, "all")        # versioned catches up; then nothing to judge
+    assert (code, seen["versioned"]) == (OK, folders), out
+    code, out, seen = judged(made, "all")
+    assert (code, seen) == (OK, {"snapshot": [], "versioned": []}), out
 
 
 def test_the_same_size_and_mtime_with_other_bytes_is_seen(made: Backup) -> None:
@@ -169,3 +173,58 @@ def test_the_catalog_keeps_a_signature_only_for_folders_in_line(nobody_backup) -
         rows = dict(db.execute("select dir, sig from folders where mode='snapshot'"))
     assert set(rows) == {b"", b"a", b"a/deep"}
     assert all(len(sig) == 16 for sig in rows.values())
+
+
+def test_switching_the_checker_to_hash_looks_at_every_file_again(backup: Backup) -> None:
+    """checker: mtime takes a rewrite with the mtime set back as unchanged; once the plan
+    says hash, the next run sees it (adversary of issue 18)."""
+    backup.write_plan(checker="mtime")
+    make_tree(backup.src, {"notes.txt": "hello\n"})
+    assert judged(backup, "all")[0] == OK
+    path = backup.src / "notes.txt"
+    st = path.stat()
+    path.write_text("HELLO\n")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    code, out, _seen = judged(backup, "all")
+    assert (code, lines(out, "updated")) == (OK, []), out        # as documented for mtime
+    backup.write_plan(checker="hash")
+    code, out, _seen = judged(backup, "all")
+    assert (code, lines(out, "updated")) == (OK, ["src/notes.txt"]), out
+    assert (backup.mirror / "notes.txt").read_text() == "HELLO\n"
+
+
+@pytest.mark.parametrize("table", ["versions", "mirror"])
+def test_records_removed_from_the_catalog_by_hand_are_made_again(made: Backup, table: str
+                                                                 ) -> None:
+    """The folder's signature is a cache of its records: removing a record drops it."""
+    with sqlite3.connect(made.meta / "catalog.sqlite3") as db:
+        db.execute(f"delete from {table} where name=?", (b"one.txt",))
+    code, out, seen = judged(made, "all")
+    assert code == OK, out
+    mode = {"versions": "versioned", "mirror": "snapshot"}[table]
+    assert seen[mode] == ["a"]
+    with sqlite3.connect(made.meta / "catalog.sqlite3") as db:
+        assert db.execute(f"select count(*) from {table} where name=?",
+                          (b"one.txt",)).fetchone()[0] == 1
+    code, out = made.run("verify", "--deep")
+    assert code == OK, out
+    code, out, seen = judged(made, "all")
+    assert (code, seen) == (OK, {"snapshot": [], "versioned": []}), out
+
+
+def test_a_catalog_whose_format_number_was_set_back_by_hand_is_mended(made: Backup) -> None:
+    with sqlite3.connect(made.meta / "catalog.sqlite3") as db:
+        db.execute("pragma user_version=2")             # the columns of format 3 are there
+    code, out, seen = judged(made, "all")
+    assert (code, seen) == (OK, {"snapshot": [], "versioned": []}), out     # read as it is
+    (made.src / "top.txt").write_text("TOP\n")
+    code, out, seen = judged(made, "all")                # a writer: mended
+    assert (code, lines(out, "updated")) == (OK, ["src/top.txt"]), out
+    with sqlite3.connect(made.meta / "catalog.sqlite3") as db:
+        assert db.execute("pragma user_version").fetchone()[0] == 3
+        for column in ("sig", "entered", "count"):
+            db.execute(f"alter table folders drop column {column}")   # format 3, without them
+    code, out, seen = judged(made, "all")
+    assert (code, seen["snapshot"]) == (OK, ["", "a", "a/deep", "b"]), out
+    code, out, seen = judged(made, "all")
+    assert (code, seen) == (OK, {"snapshot": [], "versioned": []}), out
