@@ -286,7 +286,7 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
             print_ = fingerprint(plan, mode, selector, source)
             records = _records(catalog, mode, source.name, folders)
             for folder in folders:
-                if folder.kept is not None:
+                if folder.kept is not None or command == "cleanup":
                     continue          # in line in every mode of the run, signature and all
                 name = f"{source.name}/{folder.rel}" if folder.rel else source.name
                 rel_b = os.fsencode(folder.rel)
@@ -326,16 +326,16 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
                                                if r is not None}  # doit's checker: each file
                 session.stats.update(stats)                      # against its record
                 yield {**spec, "file_dep": paths, "uptodate": [same]}
-            if mode == "versioned" or opts.cleanup:
+            # Every folder task removes what left its own folder; the sweep of a whole
+            # source is `doit cleanup`'s alone (made by another command, its tasks would
+            # stand for the cleanup group, and the cleanup command's never be made).
+            if command == "cleanup" and (mode == "versioned" or opts.cleanup):
                 cleanup_tasks.append(f"cleanup:{mode}:{source.name}")
                 sweep = SweepJob(source, tuple(folders), root, plan.versioned.max_diff_bytes)
                 yield {
                     "basename": "cleanup", "name": f"{mode}:{source.name}",
                     "doc": f"{mode}: what left {source.name}",
                     "actions": [(sweep_action, [sweep, session])],
-                    # Every folder task removes what left its own folder; the whole-source
-                    # sweep runs when the user asks for it.
-                    "uptodate": [(session.not_named, ["cleanup"])],
                 }
     label = command if command in ("snapshot", "versioned", "cleanup") else "all"
     after = None

@@ -72,7 +72,7 @@ def _merged(events: list[Event]) -> list[tuple[Event, str]]:
 def retired_mirrors(current: Session) -> list[str]:
     """A note for each mirror folder of a source the plan no longer names (renamed or
     removed): cleanup never deletes it silently, it says how."""
-    named = {source for (mode, source) in current.views if mode == "snapshot"}
+    named = {source.name for source in current.plan.sources}
     mirror = layout.mirror_root(current.plan.destination)
     try:
         found = sorted(e.name for e in os.scandir(mirror) if e.is_dir(follow_symlinks=False))

@@ -177,14 +177,10 @@ class Session:
         if self.progress is not None:
             self.progress(size)
 
-    # -- doit's uptodate of the report and cleanup tasks (checked as each is reached) --
+    # -- doit's uptodate of the report task (checked when it is reached) --
     def changed_nothing(self, modes: tuple[str, ...]) -> bool:
         """The report task is up to date when its modes' tasks changed nothing."""
         return not self.protect_pending and not any(e.mode in modes for e in self.events)
-
-    def not_named(self, basename: str) -> bool:
-        """False when the user named this task group on the command line."""
-        return not any(t.split(":", 1)[0] == basename for t in self.selected)
 
     @property
     def writes(self) -> bool:

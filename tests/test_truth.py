@@ -331,3 +331,26 @@ def test_twins_swapped_after_a_chmod_are_copied_in_one_process(backup: Backup) -
     assert backup.run("snapshot")[0] == 0
     assert (backup.mirror / "same1").read_bytes() == b"BBBB"
     assert (backup.mirror / "same2").read_bytes() == b"AAAA"
+
+
+@pytest.mark.parametrize("line", [["versioned", "cleanup"], ["snapshot", "cleanup"],
+                                  ["all", "cleanup"], ["cleanup"]])
+def test_cleanup_beside_another_command_sweeps_both_modes_and_never_calls_a_mirror_retired(
+        backup: Backup, line: list[str]) -> None:
+    """`doit versioned cleanup` used to skip the mirror's sweep, say so in nothing, and
+    advise `rm -r` of the live mirror (adversary of issue 18)."""
+    make_tree(backup.src, {"a.txt": "a\n", "b.txt": "b\n"})
+    backup.doit("all", check=True)
+    made = backup.doit("snapshot", "--dry-run", check=True)
+    assert "note:" not in made.stdout
+    cleanup_off = backup.dest / "system_snapshot" / "src" / "b.txt"
+    backup.write_plan(snapshot={"cleanup": False})
+    (backup.src / "b.txt").unlink()
+    backup.doit("all", check=True)
+    assert cleanup_off.exists()                       # kept while cleanup is off
+    backup.write_plan()
+    result = backup.doit(*line)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not cleanup_off.exists()
+    assert "no longer in the plan" not in result.stdout + result.stderr
+    assert tree(backup.mirror) == tree(backup.src)
