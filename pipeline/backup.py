@@ -91,12 +91,30 @@ def _known(session: Session, source: Source, selector: Selector, catalog: Catalo
     rows = {m: catalog.folders_seen(m, source.name) for m in modes}
     prints = {m: fingerprint(plan, m, selector, source) for m in modes}
     mirror_root = os.fsencode(layout.mirror_root(plan.destination, source.name))
+    extras = {m: mode_filter(plan.mode(m).ignore, f"{m}.ignore", plan.exceptions,
+                             plan.use_default_ignores) for m in modes}
+    kept_by: dict[tuple[str, str], bool] = {}
+
+    def keeps(mode: str, rel: str) -> bool:
+        """Does the mode keep this folder (its own ignores: versioned's .git/...)?  As
+        ``scan.mode_view`` decides it; parents are asked first (the walk goes down)."""
+        extra = extras[mode]
+        if extra is None or not rel:
+            return True
+        parent = rel.rpartition("/")[0]
+        kept = kept_by.get((mode, parent), True) and (
+            extra.ignored_by(rel, True) is None or extra.enters(rel))
+        kept_by[(mode, rel)] = kept
+        return kept
 
     def known(rel: str, sig: bytes, st: os.stat_result) -> tuple[list[str], dict[str, int]] | None:
         rel_b = os.fsencode(rel)
         counts: dict[str, int] = {}
         entered: bytes | None = None
-        for mode in modes:
+        keeping = [mode for mode in modes if keeps(mode, rel)]
+        if not keeping:
+            return [], dict.fromkeys(modes, 0)     # left out by every mode: not entered
+        for mode in keeping:
             row = rows[mode].get(rel_b)
             if row is None or row.kept is None or row.sig != mode_signature(sig, prints[mode]):
                 return None
@@ -104,7 +122,7 @@ def _known(session: Session, source: Source, selector: Selector, catalog: Catalo
                 return None
             entered = row.entered
             counts[mode] = row.kept
-        if "snapshot" in modes and not _mirror_untouched(mirror_root, rel_b, st):
+        if "snapshot" in keeping and not _mirror_untouched(mirror_root, rel_b, st):
             return None
         names = [os.fsdecode(n) for n in entered.split(b"\0")] if entered else []
         return names, counts

@@ -309,7 +309,10 @@ class Catalog:
             rows = self.conn.execute(sql.format("sig, entered, count"), (mode, source)).fetchall()
         except sqlite3.OperationalError:     # format 2 (read, not yet upgraded): no signatures
             rows = self.conn.execute(sql.format("null, null, null"), (mode, source)).fetchall()
-        return {d: InLine(st_mode, int(dec(mtime) or 0), sig, entered or b"", count)
+        return {d: InLine(st_mode, int(dec(mtime) or 0), sig, entered, count)
+                if isinstance(sig, bytes) and isinstance(entered, bytes) and
+                isinstance(count, int) and count >= 0    # else (edited by hand) no signature
+                else InLine(st_mode, int(dec(mtime) or 0), None, b"", None)
                 for d, st_mode, mtime, sig, entered, count in rows}
 
     def mirror_shas(self, source: str, folder: bytes) -> dict[bytes, str]:

@@ -228,3 +228,41 @@ def test_a_catalog_whose_format_number_was_set_back_by_hand_is_mended(made: Back
     assert (code, seen["snapshot"]) == (OK, ["", "a", "a/deep", "b"]), out
     code, out, seen = judged(made, "all")
     assert (code, seen) == (OK, {"snapshot": [], "versioned": []}), out
+
+
+@pytest.mark.parametrize("plan", [{}, {"snapshot": {"ignore": ["Downloads/"]}}],
+                         ids=["versioned-ignores-git", "snapshot-ignore"])
+def test_a_folder_one_mode_leaves_out_is_not_judged_every_run(backup: Backup, plan: dict
+                                                              ) -> None:
+    """versioned leaves .git/ out by default: `doit all` judged every folder of a
+    repository on every run, since versioned never signs them (adversary of issue 18)."""
+    backup.write_plan(**plan)
+    make_tree(backup.src, {"repo": {"a.py": "a\n", ".git": {"objects": {"x": {"1": "1"}},
+                                                             "HEAD": "ref\n"}},
+                           "Downloads": {"film": {"part1": "p"}}})
+    assert judged(backup, "all")[0] == OK
+    code, out, seen = judged(backup, "all")
+    assert (code, seen) == (OK, {"snapshot": [], "versioned": []}), out
+    (backup.src / "repo/.git/objects/x/2").write_text("2")       # snapshot's alone
+    (backup.src / "Downloads/film/part2").write_text("p")         # versioned's alone, or both
+    code, out, seen = judged(backup, "all")
+    assert code == OK, out
+    assert seen["versioned"] == ["Downloads/film"]
+    assert seen["snapshot"] == ["Downloads/film", "repo/.git/objects/x"] if not plan \
+        else ["repo/.git/objects/x"]
+    assert (backup.mirror / "repo/.git/objects/x/2").read_text() == "2"
+    assert (backup.mirror / "Downloads/film/part2").exists() == (not plan)
+    code, out, seen = judged(backup, "all")
+    assert (code, seen) == (OK, {"snapshot": [], "versioned": []}), out
+
+
+@pytest.mark.parametrize("edit", ["entered=cast(entered as text)", "count='x'", "count=-5",
+                                  "sig=cast(sig as text)"])
+def test_a_folder_row_edited_by_hand_is_judged_again(made: Backup, edit: str) -> None:
+    with sqlite3.connect(made.meta / "catalog.sqlite3") as db:
+        db.execute(f"update folders set {edit}")
+    code, out, seen = judged(made, "all")
+    assert (code, seen["snapshot"]) == (OK, ["", "a", "a/deep", "b"]), out
+    assert "snapshot: 4 files, 0 new, 0 updated, 0 deleted, 0 failed" in out
+    code, out, seen = judged(made, "all")
+    assert (code, seen) == (OK, {"snapshot": [], "versioned": []}), out
