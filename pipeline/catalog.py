@@ -271,6 +271,19 @@ class Catalog:
                     "select name, kind, size, mtime_ns, mode, ctime_ns, ino from mirror "
                     "where source=? and dir=?", (source, folder))}
 
+    def mirror_entry(self, source: str, folder: bytes, name: bytes) -> Stored | None:
+        """What the mirror holds of one entry, as recorded (one row, whatever the folder's
+        size: a folder of thousands of entries is not read for one)."""
+        if self.conn is None:
+            return None
+        row = self.conn.execute(
+            "select kind, size, mtime_ns, mode, ctime_ns, ino from mirror "
+            "where source=? and dir=? and name=?", (source, folder, name)).fetchone()
+        if row is None:
+            return None
+        kind, size, mtime, mode, ctime, ino = row
+        return Stored(kind, size, dec(mtime), mode, dec(ctime), dec(ino))
+
     def records(self, mode: str, source: str) -> dict[bytes, dict[bytes, Stored]]:
         """What ``mode`` holds of every entry of a source, by folder: one query (a
         no-change run reads this and the folders, nothing else)."""

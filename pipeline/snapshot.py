@@ -289,7 +289,7 @@ class _Folder:
             rel = self.job.folder.rel
             if rel:
                 parent, _, name = self.folder_b.rpartition(b"/")
-                old = self.catalog.mirror_in(self.job.source.name, parent).get(name)
+                old = self.catalog.mirror_entry(self.job.source.name, parent, name)
                 folder = self.job.folder
                 change = folder_change(old.kind if old else None, old.mode if old else None,
                                        old.mtime_ns if old else None, st,
