@@ -172,6 +172,10 @@ class Session:
         for given in options:
             self.options.merge(**given)
 
+    def deleted(self, mode: str) -> set[str]:
+        """The paths this run said ``mode`` deleted (without a folder's trailing /)."""
+        return {e.path.rstrip("/") for e in self.events if e.kind == DELETED and e.mode == mode}
+
     def tick(self, size: int) -> None:
         """A file of the folder at work was handled (the progress display moves)."""
         if self.progress is not None:

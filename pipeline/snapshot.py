@@ -338,6 +338,7 @@ def sweep(job: SweepJob, current: Session) -> TaskFailed | None:
     """Remove from a source's whole mirror what is not in the source any more."""
     kept = {folder.rel: folder for folder in job.folders}
     failures = 0
+    said = current.deleted(MODE)          # by the folder tasks of this run (a dry run's too)
     for _rel, folder in kept.items():
         if folder.error is not None:
             continue                                # unknown content: remove nothing
@@ -351,7 +352,7 @@ def sweep(job: SweepJob, current: Session) -> TaskFailed | None:
                                  for e in entries}
         except OSError:
             continue
-        gone = leftovers(folder, work.existing)
+        gone = [n for n in leftovers(folder, work.existing) if work._label(n) not in said]
         for name in gone:
             work.delete(name)
         if gone:

@@ -443,7 +443,10 @@ def sweep(job: SweepJob, current: Session) -> TaskFailed | None:
     catalog = current.open_catalog()
     folders = {os.fsencode(f.rel): f for f in job.folders}
     unknown = [rel for rel, f in folders.items() if f.error is not None]
+    said = current.deleted(MODE)          # by the folder tasks of this run (a dry run's too)
     for row in catalog.live_below(job.source.name, b""):
+        if f"{job.source.name}/{os.fsdecode(row.path)}" in said:
+            continue
         if any(not u or row.dir == u or row.dir.startswith(u + b"/") for u in unknown):
             continue                             # cannot be listed: delete nothing
         folder = folders.get(row.dir)

@@ -171,3 +171,21 @@ def test_a_killed_restore_leaves_no_partial_file(backup: Backup) -> None:
     again = backup.doit("restore", "src/big.bin", "--to", str(out), "--force")
     assert again.returncode == 0
     assert sorted(p.name for p in out.iterdir()) == ["big.bin"]   # no temporary file left
+
+
+def test_the_id_of_a_run_that_changed_only_the_mirror_says_so(backup: Backup) -> None:
+    """doit history lists it, so --at with it is not 'no run' (adversary of issue 18)."""
+    import json
+    make_tree(backup.src, {"f.txt": "a\n"})
+    backup.doit("all", check=True)
+    (backup.src / "g.txt").write_text("b\n")
+    backup.doit("snapshot", check=True)
+    run_id = json.loads(backup.runs()[-1])["run_id"]
+    result = backup.doit("restore", str(backup.src), "--at", run_id,
+                         "--to", str(backup.base / "out"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"snapback: run {run_id!r} changed only the mirror, which keeps only the latest state: "
+        "the history holds nothing from it; give --at its time, or the id of a run that "
+        "changed the history (doit history lists them)"]
+    assert not (backup.base / "out").exists()

@@ -354,3 +354,18 @@ def test_cleanup_beside_another_command_sweeps_both_modes_and_never_calls_a_mirr
     assert not cleanup_off.exists()
     assert "no longer in the plan" not in result.stdout + result.stderr
     assert tree(backup.mirror) == tree(backup.src)
+
+
+@pytest.mark.parametrize("line", [["snapshot", "cleanup"], ["all", "cleanup"]])
+def test_a_dry_run_with_cleanup_says_each_deletion_once(backup: Backup, line: list[str]) -> None:
+    """The sweep said again what the folder task had said (adversary of issue 18)."""
+    make_tree(backup.src, {"g": "1\n", "h": "2\n"})
+    backup.doit("all", check=True)
+    (backup.src / "g").unlink()
+    dry = backup.doit(*line, "--dry-run", check=True)
+    real = backup.doit(*line, check=True)
+    assert [l.removeprefix("(dry run) ") for l in dry.stdout.splitlines() if "deleted " in l
+            and not l.startswith(("snapshot:", "versioned:"))] == \
+        [l for l in real.stdout.splitlines() if l.startswith("deleted ")]
+    assert lines(real.stdout, "deleted") == ["src/g"] * (2 if line == ["snapshot", "cleanup"]
+                                                         else 1)

@@ -165,8 +165,17 @@ def known(catalog: Catalog, plan: Plan) -> Callable[[Target], bool]:
 
 
 def when(catalog: Catalog, text: str) -> float | None:
-    from .. import timespec
-    return timespec.parse(text, catalog.run_times()) if text else None
+    from .. import runlog, timespec
+    if not text:
+        return None
+    times, given = catalog.run_times(), text.strip()
+    if timespec.RUN_ID.match(given) and given not in times and \
+            any(r.get("run_id") == given for r in runlog.read(catalog.path.parent)):
+        raise timespec.BadTime(
+            f"run {given!r} changed only the mirror, which keeps only the latest state: "
+            "the history holds nothing from it; give --at its time, or the id of a run "
+            "that changed the history (doit history lists them)")
+    return timespec.parse(text, times)
 
 
 def split(rel: str) -> tuple[bytes, bytes]:
