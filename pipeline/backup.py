@@ -26,7 +26,7 @@ from typing import Any
 from doit.exceptions import TaskFailed
 
 from . import change, layout, runlog, snapshot, versioned
-from .catalog import Catalog, Stored, open_catalog
+from .catalog import Catalog, InLine, Stored, open_catalog
 from .errors import LockHeld
 from .plan import Plan, Source
 from .protect import is_protected, marker, protect
@@ -122,7 +122,8 @@ def _known(session: Session, source: Source, selector: Selector, catalog: Catalo
                 return None
             entered = row.entered
             counts[mode] = row.kept
-        if "snapshot" in keeping and not _mirror_untouched(mirror_root, rel_b, st):
+        if "snapshot" in keeping and not _mirror_untouched(mirror_root, rel_b, st,
+                                                           rows["snapshot"].get(rel_b)):
             return None
         names = [os.fsdecode(n) for n in entered.split(b"\0")] if entered else []
         return names, counts
@@ -197,16 +198,20 @@ def in_line(seen: tuple[int, int] | None, folder: Folder, recorded: dict[bytes, 
     return len(recorded) == len(folder.files) + len(folder.links) + len(folder.subdirs)
 
 
-def _mirror_untouched(mirror_root: bytes, rel: bytes, source_st: os.stat_result | None
-                      ) -> bool:
-    """The mirror folder still has the mtime the run gave it (its source folder's): an
-    entry removed or added in it by hand changed it, and its task looks again."""
+def _mirror_untouched(mirror_root: bytes, rel: bytes, source_st: os.stat_result | None,
+                      row: InLine | None) -> bool:
+    """The mirror folder still has the mtime the run gave it (its source folder's, as
+    the destination's filesystem keeps it): an entry removed or added in it by hand
+    changed it, and its task looks again."""
     try:
         st = os.lstat(os.path.join(mirror_root, rel) if rel else mirror_root)
     except OSError:
         return False
-    return stat.S_ISDIR(st.st_mode) and source_st is not None and \
-        st.st_mtime_ns == source_st.st_mtime_ns
+    if source_st is None or not stat.S_ISDIR(st.st_mode):
+        return False
+    given = row.mirror_mtime if row is not None and row.mirror_mtime is not None \
+        else source_st.st_mtime_ns
+    return st.st_mtime_ns == given
 
 
 def _records(catalog: Catalog, mode: str, source: str, folders: list[Folder]
@@ -317,7 +322,7 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
                 same = in_line((row.st_mode, row.mtime_ns) if row else None, folder, recorded,
                                keeps_leftovers, [r for r in recs if r is not None])
                 if same and mode == "snapshot":
-                    same = _mirror_untouched(mirror_root, rel_b, folder.stat)
+                    same = _mirror_untouched(mirror_root, rel_b, folder.stat, row)
                 folder_tasks.append(task_name)
                 job = FolderJob(source, folder, root, plan.checker,
                                 cleanup=opts.cleanup if mode == "snapshot" else True,

@@ -64,6 +64,7 @@ create table if not exists folders (
     -- selection rules), the subfolders the walk entered, the files and links kept: a run
     -- whose walk gives the same signature skips the folder without judging its entries
     sig blob, entered blob, count integer,
+    mirror_mtime integer,         -- snapshot: the mirror folder's mtime as the run left it
     primary key (mode, source, dir)
 );
 -- A folder's row above is a cache of what its records say: any change to the records of
@@ -101,7 +102,8 @@ alter table mirror add column ino integer;
 # Format 2 -> 3: the walk's signature of each folder in line (issue 18), added to the
 # folders table where it lacks them (a writer checks each time: a catalog whose version
 # number was set back by hand is mended, not refused).
-FOLDER_COLUMNS = (("sig", "blob"), ("entered", "blob"), ("count", "integer"))
+FOLDER_COLUMNS = (("sig", "blob"), ("entered", "blob"), ("count", "integer"),
+                  ("mirror_mtime", "integer"))
 INT64 = 1 << 63
 
 
@@ -133,6 +135,8 @@ class InLine(NamedTuple):
     sig: bytes | None             # the walk's signature (pipeline.scan), None before format 3
     entered: bytes                # the subfolders the walk entered, NUL-separated
     kept: int | None              # the files and links the mode kept
+    mirror_mtime: int | None = None  # the mirror folder's mtime as the run left it (a
+                                  # destination may keep coarser times than the source)
 
 
 @dataclass(frozen=True)
@@ -319,14 +323,17 @@ class Catalog:
             return {}
         sql = "select dir, st_mode, mtime_ns, {} from folders where mode=? and source=?"
         try:
-            rows = self.conn.execute(sql.format("sig, entered, count"), (mode, source)).fetchall()
+            rows = self.conn.execute(sql.format("sig, entered, count, mirror_mtime"),
+                                     (mode, source)).fetchall()
         except sqlite3.OperationalError:     # format 2 (read, not yet upgraded): no signatures
-            rows = self.conn.execute(sql.format("null, null, null"), (mode, source)).fetchall()
-        return {d: InLine(st_mode, int(dec(mtime) or 0), sig, entered, count)
+            rows = self.conn.execute(sql.format("null, null, null, null"),
+                                     (mode, source)).fetchall()
+        return {d: InLine(st_mode, int(dec(mtime) or 0), sig, entered, count,
+                          dec(kept_at) if isinstance(kept_at, (int, str)) else None)
                 if isinstance(sig, bytes) and isinstance(entered, bytes) and
                 isinstance(count, int) and count >= 0    # else (edited by hand) no signature
                 else InLine(st_mode, int(dec(mtime) or 0), None, b"", None)
-                for d, st_mode, mtime, sig, entered, count in rows}
+                for d, st_mode, mtime, sig, entered, count, kept_at in rows}
 
     def mirror_shas(self, source: str, folder: bytes) -> dict[bytes, str]:
         if self.conn is None:
@@ -336,13 +343,14 @@ class Catalog:
             (source, folder))}
 
     def set_folder(self, mode: str, source: str, folder: bytes, st: os.stat_result,
-                   sig: bytes | None = None, entered: bytes = b"", count: int | None = None
-                   ) -> None:
+                   sig: bytes | None = None, entered: bytes = b"", count: int | None = None,
+                   mirror_mtime: int | None = None) -> None:
         assert self.conn is not None
         self.conn.execute("insert or replace into folders (mode, source, dir, st_mode, "
-                          "mtime_ns, sig, entered, count) values (?,?,?,?,?,?,?,?)",
+                          "mtime_ns, sig, entered, count, mirror_mtime) values "
+                          "(?,?,?,?,?,?,?,?,?)",
                           (mode, source, folder, st.st_mode, enc(st.st_mtime_ns), sig,
-                           entered, count))
+                           entered, count, enc(mirror_mtime)))
 
     def unset_folder(self, mode: str, source: str, folder: bytes) -> None:
         """The folder is being changed: until its task has finished, it is not in line."""
