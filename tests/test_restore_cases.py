@@ -173,7 +173,7 @@ def test_a_killed_restore_leaves_no_partial_file(backup: Backup) -> None:
     assert sorted(p.name for p in out.iterdir()) == ["big.bin"]   # no temporary file left
 
 
-def test_the_id_of_a_run_that_changed_only_the_mirror_says_so(backup: Backup) -> None:
+def test_the_id_of_a_run_with_no_version_left_says_why(backup: Backup) -> None:
     """doit history lists it, so --at with it is not 'no run' (adversary of issue 18)."""
     import json
     make_tree(backup.src, {"f.txt": "a\n"})
@@ -185,7 +185,7 @@ def test_the_id_of_a_run_that_changed_only_the_mirror_says_so(backup: Backup) ->
                          "--to", str(backup.base / "out"))
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.strip().splitlines() == [
-        f"snapback: run {run_id!r} changed only the mirror, which keeps only the latest state: "
-        "the history holds nothing from it; give --at its time, or the id of a run that "
-        "changed the history (doit history lists them)"]
+        f"snapback: run {run_id!r} has no version in the history (it changed only the "
+        "mirror, which keeps only the latest state, or its versions were pruned); give --at "
+        "its time, or the id of a run whose versions are kept (doit history lists them)"]
     assert not (backup.base / "out").exists()

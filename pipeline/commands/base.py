@@ -172,9 +172,9 @@ def when(catalog: Catalog, text: str) -> float | None:
     if timespec.RUN_ID.match(given) and given not in times and \
             any(r.get("run_id") == given for r in runlog.read(catalog.path.parent)):
         raise timespec.BadTime(
-            f"run {given!r} changed only the mirror, which keeps only the latest state: "
-            "the history holds nothing from it; give --at its time, or the id of a run "
-            "that changed the history (doit history lists them)")
+            f"run {given!r} has no version in the history (it changed only the mirror, "
+            "which keeps only the latest state, or its versions were pruned); give --at "
+            "its time, or the id of a run whose versions are kept (doit history lists them)")
     return timespec.parse(text, times)
 
 
