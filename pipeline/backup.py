@@ -89,6 +89,8 @@ def _known(session: Session, source: Source, selector: Selector, catalog: Catalo
     plan = session.plan
     modes = tuple(session.modes)
     rows = {m: catalog.folders_seen(m, source.name) for m in modes}
+    for mode, seen in rows.items():     # read once: the tasks made next judge with them
+        session.folder_rows[(mode, source.name)] = seen
     prints = {m: fingerprint(plan, m, selector, source) for m in modes}
     mirror_root = os.fsencode(layout.mirror_root(plan.destination, source.name))
     extras = {m: mode_filter(plan.mode(m).ignore, f"{m}.ignore", plan.exceptions,
@@ -303,7 +305,9 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
         for source in plan.sources:
             root = _root(plan, mode, source)
             mirror_root = os.fsencode(root)
-            seen = catalog.folders_seen(mode, source.name)
+            seen = session.folder_rows.pop((mode, source.name), None)
+            if seen is None:
+                seen = catalog.folders_seen(mode, source.name)
             folders = mode_view(scans[source.name], extra)
             session.views[(mode, source.name)] = folders
             print_ = fingerprint(plan, mode, selector, source)

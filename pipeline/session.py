@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from doit.exceptions import TaskFailed
 
-from .catalog import Catalog, Stored, open_catalog
+from .catalog import Catalog, InLine, Stored, open_catalog
 from .errors import LockHeld
 from .lock import Lock
 from .plan import Plan, Source
@@ -129,6 +129,9 @@ class Session:
     selected: list[str] = field(default_factory=list)
     views: dict[tuple[str, str], list[Folder]] = field(default_factory=dict)  # (mode, source)
     scans: dict[str, Scan] = field(default_factory=dict)     # source -> its one walk
+    # The catalog's folder rows the walk's shortcut read, for the first task creation
+    # that judges with them (taken once: a later command on the line reads them anew)
+    folder_rows: dict[tuple[str, str], dict[bytes, InLine]] = field(default_factory=dict)
     # What the catalog records for each folder task's files (task -> path -> record), and
     # the walk's lstat of each file: doit's checker compares them (pipeline.doit_glue).
     expected: dict[str, dict[str, Stored]] = field(default_factory=dict)
