@@ -1,7 +1,8 @@
 """The catalog: one row per stored version, the single truth of the history.
 
-SQLite at ``.snapback/catalog.sqlite3`` (WAL: a commit per file costs no
-fsync).  A row says, for one path of one source at one version time: what it
+SQLite at ``.snapback/catalog.sqlite3``, WAL with ``synchronous=full``: a
+commit is durable, and writers put what it names on stable storage first
+(``pipeline.store.Durable``).  A row says, for one path of one source at one version time: what it
 was (file, link or folder), what happened (baseline, diff, full, link, dir,
 deleted), where its object is stored, and the size, sha256, mode and mtime of
 the source file *as it was* at that version.  History, restore and verify read
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
+from . import faults, store
 from .errors import SnapbackError
 from .layout import AREAS, CATALOG
 
@@ -44,7 +46,11 @@ create table if not exists versions (
     recorded real not null,       -- unix time of the run
     object_sha256 text,           -- sha256 of the stored object itself (a diff's own bytes)
     ctime_ns integer,             -- ctime and inode of the source when stored: with size,
-    ino integer                   -- mtime and mode, what "already in the backup" compares
+    ino integer,                  -- mtime and mode, what "already in the backup" compares
+    copy blob,                    -- a whole copy of this version (the newest content row
+                                  -- only; for baseline/full it is the object itself)
+    racy integer                  -- read within the timestamp granularity of its mtime:
+                                  -- compared by content on the next run
 );
 create index if not exists versions_by_path on versions (source, dir, name, id);
 create index if not exists versions_by_store on versions (source, store);
@@ -53,7 +59,15 @@ create table if not exists mirror (
     size integer, mtime_ns integer, sha256 text, mode integer, run_id text,
     kind text not null default 'file',     -- file | link | dir
     ctime_ns integer, ino integer,         -- of the source entry the mirror copy was made from
+    racy integer,                          -- compared by content next run (see versions)
     primary key (source, dir, name)
+);
+create table if not exists runs (
+    -- every run that wrote into the backup, in the order they ran: versions belong to
+    -- runs, and runs are ordered by seq, never by the clock (which can go back)
+    seq integer primary key autoincrement,
+    run_id text not null unique,
+    started real not null
 );
 create table if not exists folders (
     -- each source folder a mode has brought in line with the backup, as it was then:
@@ -89,7 +103,7 @@ create table if not exists aliases (
 );
 """
 
-FORMAT = 3          # pragma user_version of the catalog this code writes (and reads, with 2)
+FORMAT = 4          # pragma user_version of the catalog this code writes (and reads, 2 to 4)
 CONTENT_KINDS = ("baseline", "diff", "full")   # "meta": a new mode, the bytes before it
 # Format 1 -> 2: what change detection compares, and the folders table (created by SCHEMA).
 UPGRADE_1 = """
@@ -104,6 +118,20 @@ alter table mirror add column ino integer;
 # number was set back by hand is mended, not refused).
 FOLDER_COLUMNS = (("sig", "blob"), ("entered", "blob"), ("count", "integer"),
                   ("mirror_mtime", "integer"))
+# Format 3 -> 4 (immutable objects, runs in order): a whole copy named per version
+# instead of a current copy rewritten in place, racily clean records, and the runs.
+NEW_COLUMNS = {"versions": (("copy", "blob"), ("racy", "integer")),
+               "mirror": (("racy", "integer"),), "folders": FOLDER_COLUMNS}
+# The newest content row of each path names the current copy a format-3 writer kept
+# (``<name>`` in its history folder) as its whole copy; runs are numbered in the order
+# their rows were written.
+UPGRADE_3 = """
+update versions set copy = name where copy is null and id in (
+    select max(id) from versions where kind in ('baseline','diff','full') and entry='file'
+    group by source, dir, name);
+insert or ignore into runs (run_id, started)
+    select run_id, min(recorded) from versions group by run_id order by min(id);
+"""
 INT64 = 1 << 63
 
 
@@ -161,6 +189,8 @@ class Row:
     object_sha256: str | None
     ctime_ns: int | None = None
     ino: int | None = None
+    copy: bytes | None = None     # a whole copy of this version, relative to the store
+    racy: int | None = None       # read within its mtime's granularity: compare content
 
     @property
     def live(self) -> bool:
@@ -168,7 +198,17 @@ class Row:
 
     @property
     def stored(self) -> Stored:
-        return Stored(self.entry, self.size, self.mtime_ns, self.mode, self.ctime_ns, self.ino)
+        # a racily clean record matches no stat: the next run compares the content
+        return Stored(self.entry, None if self.racy else self.size, self.mtime_ns, self.mode,
+                      self.ctime_ns, self.ino)
+
+    @property
+    def whole(self) -> bytes | None:
+        """The stored file that holds this version whole, relative to its store: its
+        copy, or its own object when that is a baseline or full copy."""
+        if self.copy is not None:
+            return self.copy
+        return self.object if self.kind in ("baseline", "full") else None
 
     @property
     def path(self) -> bytes:
@@ -176,6 +216,7 @@ class Row:
 
 
 COLUMNS = ", ".join(Row.__dataclass_fields__)
+SIZE = "case when racy then null else size end"     # what a racily clean record compares
 _NS_FIELDS = [i for i, f in enumerate(Row.__dataclass_fields__)
               if f in ("mtime_ns", "ctime_ns", "ino")]
 
@@ -189,21 +230,30 @@ class Catalog:
 
     def _open(self, path: Path, writable: bool) -> None:
         self.path = path
+        self.run: tuple[str, float] | None = None    # this run (id, start), registered
+        self._registered = False                     # in ``runs`` with its first write
+        self._unsettled = False          # the open transaction names files just written
         self.writable = writable
         self.conn: sqlite3.Connection | None = None
         if writable:
             self.conn = sqlite3.connect(path, isolation_level=None)
             os.chmod(path, 0o600)            # it names every file: as private as the backup
             self.conn.execute("pragma journal_mode=wal")
-            self.conn.execute("pragma synchronous=normal")
+            self.conn.execute("pragma synchronous=full")     # a commit survives power loss
             self._check_format(fresh_ok=True)
             found = self.conn.execute("pragma user_version").fetchone()[0]
             upgrade = UPGRADE_1 if found == 1 else ""
             self.conn.executescript("begin;" + upgrade + SCHEMA)
-            have = {row[1] for row in self.conn.execute("pragma table_info(folders)")}
-            for column, kind in FOLDER_COLUMNS:
-                if column not in have:
-                    self.conn.execute(f"alter table folders add column {column} {kind}")
+            added = False
+            for table, columns in NEW_COLUMNS.items():
+                have = {row[1] for row in self.conn.execute(f"pragma table_info({table})")}
+                for column, kind in columns:
+                    if column not in have:
+                        self.conn.execute(f"alter table {table} add column {column} {kind}")
+                        added = True
+            if added or found < FORMAT:
+                for statement in filter(str.strip, UPGRADE_3.split(";")):
+                    self.conn.execute(statement)      # (executescript would commit)
             self.conn.execute(f"pragma user_version={FORMAT}")
             self.conn.execute("commit")
         elif path.exists() and path.stat().st_size > 0:
@@ -223,6 +273,24 @@ class Catalog:
             if self.conn.execute("pragma user_version").fetchone()[0] == 0:
                 self.conn.close()              # no schema yet (a kill right after creation)
                 self.conn = None
+        self._columns()
+
+    def _columns(self) -> None:
+        """The columns this catalog has: a reader of a format-2 or 3 catalog (not yet
+        upgraded by a writer) reads the newer ones as null."""
+        self.cols, self.size = COLUMNS, SIZE
+        self.has_runs = True
+        if self.conn is None:
+            return
+        have = {row[1] for row in self.conn.execute("pragma table_info(versions)")}
+        if "copy" not in have:
+            self.cols = ", ".join(f if f in have else f"null as {f}"
+                                  for f in Row.__dataclass_fields__)
+        mirror = {row[1] for row in self.conn.execute("pragma table_info(mirror)")}
+        if "racy" not in mirror:
+            self.size = "size"
+        self.has_runs = bool(self.conn.execute("select 1 from sqlite_master where type='table' "
+                                               "and name='runs'").fetchall())
 
     def _check_format(self, fresh_ok: bool) -> None:
         assert self.conn is not None
@@ -233,7 +301,7 @@ class Catalog:
             raise SnapbackError(f"the catalog {self.path} is unreadable: {exc}") from None
         upgradable = fresh_ok and found == 1           # a writer upgrades format 1 in place
         fresh = found == 0 and tables == 0                  # created, killed before the schema
-        if found not in (2, FORMAT) and not upgradable and not fresh:
+        if found not in (2, 3, FORMAT) and not upgradable and not fresh:
             raise SnapbackError(f"the catalog {self.path} has format {found}; this snapback "
                                 f"reads format {FORMAT}")
 
@@ -255,8 +323,14 @@ class Catalog:
             self.conn.execute("rollback")
 
     def commit(self) -> None:
+        """Commit; what the transaction names (stored files, mirror copies) is put on
+        stable storage first, and the commit itself is durable (synchronous=full)."""
         if self.conn is not None and self.conn.in_transaction:
+            if self._unsettled:
+                store.settle(self.path.parent)
+            faults.point("commit")
             self.conn.execute("commit")
+        self._unsettled = False
 
     def objects(self, source: str, folder: bytes, name: bytes) -> set[bytes]:
         """The stored objects the catalog refers to for one path."""
@@ -272,8 +346,8 @@ class Catalog:
             return {}
         return {n: Stored(kind, size, dec(mtime), mode, dec(ctime), dec(ino))
                 for n, kind, size, mtime, mode, ctime, ino in self.conn.execute(
-                    "select name, kind, size, mtime_ns, mode, ctime_ns, ino from mirror "
-                    "where source=? and dir=?", (source, folder))}
+                    f"select name, kind, {self.size}, mtime_ns, mode, ctime_ns, ino from "
+                    "mirror where source=? and dir=?", (source, folder))}
 
     def mirror_entry(self, source: str, folder: bytes, name: bytes) -> Stored | None:
         """What the mirror holds of one entry, as recorded (one row, whatever the folder's
@@ -281,7 +355,7 @@ class Catalog:
         if self.conn is None:
             return None
         row = self.conn.execute(
-            "select kind, size, mtime_ns, mode, ctime_ns, ino from mirror "
+            f"select kind, {self.size}, mtime_ns, mode, ctime_ns, ino from mirror "
             "where source=? and dir=? and name=?", (source, folder, name)).fetchone()
         if row is None:
             return None
@@ -295,12 +369,13 @@ class Catalog:
         if self.conn is None:
             return out
         if mode == "snapshot":
-            sql = ("select dir, name, kind, size, mtime_ns, mode, ctime_ns, ino from mirror "
-                   "where source=?")
+            sql = (f"select dir, name, kind, {self.size}, mtime_ns, mode, ctime_ns, ino "
+                   "from mirror where source=?")
         else:
-            sql = ("select dir, name, entry, size, mtime_ns, mode, ctime_ns, ino from versions "
-                   "where id in (select max(id) from versions where source=? group by dir, "
-                   "name) and kind != 'deleted'")
+            size = "size" if self.cols != COLUMNS else SIZE
+            sql = (f"select dir, name, entry, {size}, mtime_ns, mode, ctime_ns, ino from "
+                   "versions where id in (select max(id) from versions where source=? "
+                   "group by dir, name) and kind != 'deleted'")
         new = tuple.__new__                  # a Stored without a Python call per row
         for row in self.conn.execute(sql, (source,)):
             folder = out.get(row[0])
@@ -378,48 +453,48 @@ class Catalog:
 
     def latest_in(self, source: str, folder: bytes) -> dict[bytes, Row]:
         """The newest row of every path directly in ``folder``."""
-        rows = self._rows(f"select {COLUMNS} from versions where id in (select max(id) from "
+        rows = self._rows(f"select {self.cols} from versions where id in (select max(id) from "
                           "versions where source=? and dir=? group by name)", (source, folder))
         return {r.name: r for r in rows}
 
     def live_below(self, source: str, folder: bytes) -> list[Row]:
         """The newest row of every path below ``folder`` (any depth) that is not deleted."""
         if not folder:
-            rows = self._rows(f"select {COLUMNS} from versions where id in (select max(id) "
+            rows = self._rows(f"select {self.cols} from versions where id in (select max(id) "
                               "from versions where source=? group by dir, name)", (source,))
             return [r for r in rows if r.live]
         # blobs compare bytewise, and "0" sorts right after "/": [folder/, folder0) is below it
         rows = self._rows(
-            f"select {COLUMNS} from versions where id in (select max(id) from versions "
+            f"select {self.cols} from versions where id in (select max(id) from versions "
             "where source=? and ((dir>=? and dir<?) or dir=?) group by dir, name)",
             (source, folder + b"/", folder + b"0", folder))
         return [r for r in rows if r.live]
 
     def latest(self, source: str, folder: bytes, name: bytes) -> Row | None:
         """The newest row of one path."""
-        rows = self._rows(f"select {COLUMNS} from versions where source=? and dir=? and name=? "
+        rows = self._rows(f"select {self.cols} from versions where source=? and dir=? and name=? "
                           "order by id desc limit 1", (source, folder, name))
         return rows[0] if rows else None
 
     def last_content(self, source: str, folder: bytes, name: bytes) -> Row | None:
         """The newest baseline/diff/full row of a path: what its current copy holds."""
-        rows = self._rows(f"select {COLUMNS} from versions where source=? and dir=? and name=? "
+        rows = self._rows(f"select {self.cols} from versions where source=? and dir=? and name=? "
                           "and kind in ('baseline','diff','full') order by id desc limit 1",
                           (source, folder, name))
         return rows[0] if rows else None
 
     def history(self, source: str, folder: bytes, name: bytes) -> list[Row]:
-        return self._rows(f"select {COLUMNS} from versions where source=? and dir=? and name=? "
+        return self._rows(f"select {self.cols} from versions where source=? and dir=? and name=? "
                           "order by id", (source, folder, name))
 
     def rows_under(self, source: str, path: bytes) -> list[Row]:
         """Every row of ``path`` and of everything below it, oldest first."""
         if not path:
-            return self._rows(f"select {COLUMNS} from versions where source=? order by id",
+            return self._rows(f"select {self.cols} from versions where source=? order by id",
                               (source,))
         folder, _, name = path.rpartition(b"/")
         return self._rows(
-            f"select {COLUMNS} from versions where source=? and ((dir=? and name=?) or dir=? "
+            f"select {self.cols} from versions where source=? and ((dir=? and name=?) or dir=? "
             "or (dir>=? and dir<?)) order by id",
             (source, folder, name, path, path + b"/", path + b"0"))
 
@@ -433,6 +508,7 @@ class Catalog:
                    sha256: str | None = None) -> None:
         """Point a version at another stored object (prune's rewrite of a chain)."""
         assert self.conn is not None
+        self._unsettled = True
         if kind is None:
             self.conn.execute("update versions set object=? where id=?", (obj, row_id))
         else:
@@ -443,10 +519,6 @@ class Catalog:
         assert self.conn is not None
         self.conn.executemany("delete from versions where id=?", [(i,) for i in row_ids])
 
-    def run_times(self) -> dict[str, float]:
-        if self.conn is None:
-            return {}
-        return dict(self.conn.execute("select run_id, min(recorded) from versions group by run_id"))
 
     def times(self, source: str, folder: bytes, name: bytes) -> set[str]:
         if self.conn is None:
@@ -455,21 +527,85 @@ class Catalog:
             "select time from versions where source=? and dir=? and name=?",
             (source, folder, name))}
 
-    def add(self, **fields: object) -> None:
+    def add(self, **fields: object) -> int:
         assert self.conn is not None and self.writable
+        self._enter_run()
+        self._unsettled = True
         for key in ("mtime_ns", "ctime_ns", "ino"):
             if key in fields:
                 fields[key] = enc(fields[key])  # type: ignore[arg-type]
         keys = ", ".join(fields)
         marks = ", ".join("?" for _ in fields)
-        self.conn.execute(f"insert into versions ({keys}) values ({marks})", tuple(fields.values()))
+        cursor = self.conn.execute(f"insert into versions ({keys}) values ({marks})",
+                                   tuple(fields.values()))
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
 
-    def touch(self, row_id: int, st: os.stat_result) -> None:
-        """Same bytes, same mode, new mtime/ctime/inode: remember them, so the file is not
-        re-read next time."""
+    def touch(self, row_id: int, st: os.stat_result, racy: bool = False) -> None:
+        """Same bytes, mode and mtime, another ctime or inode (a twin put in place, a
+        racily clean file compared again): remember them, so the file is not re-read
+        next time.  What a restore gives (bytes, mode, mtime) is never changed."""
         assert self.conn is not None
-        self.conn.execute("update versions set mtime_ns=?, ctime_ns=?, ino=? where id=?",
-                          (enc(st.st_mtime_ns), enc(st.st_ctime_ns), enc(st.st_ino), row_id))
+        self.conn.execute("update versions set ctime_ns=?, ino=?, racy=? where id=?",
+                          (enc(st.st_ctime_ns), enc(st.st_ino), int(racy) or None, row_id))
+
+    def set_copy(self, source: str, folder: bytes, name: bytes, row_id: int,
+                 copy: bytes | None) -> None:
+        """``row_id`` is the path's newest content version, kept whole as ``copy``: no
+        older row names a whole copy any more (those files go once this commits)."""
+        assert self.conn is not None
+        self._unsettled = True
+        self.conn.execute("update versions set copy=null where source=? and dir=? and name=? "
+                          "and copy is not null and id!=?", (source, folder, name, row_id))
+        self.conn.execute("update versions set copy=? where id=?", (copy, row_id))
+
+    # -- runs: the order of the history ------------------------------------------------
+    def _enter_run(self) -> None:
+        """This run takes the next sequence number with its first write."""
+        self._unsettled = True
+        if self._registered or self.run is None:
+            return
+        assert self.conn is not None
+        self.conn.execute("insert or ignore into runs (run_id, started) values (?,?)", self.run)
+        self._registered = True
+
+    def run_seq(self, run_id: str, started: float) -> int:
+        """This run's sequence number (the run ``run_id`` is entered if none is yet):
+        unique for ever, even after prune deletes rows (AUTOINCREMENT never reuses)."""
+        assert self.conn is not None
+        if self.run is None:
+            self.run = (run_id, started)
+        self._enter_run()
+        rows = self.conn.execute("select seq from runs where run_id=?", (self.run[0],)
+                                 ).fetchall()
+        return int(rows[0][0])
+
+    def last_run(self) -> tuple[str, float] | None:
+        """The newest run in sequence (id, start time by its own clock)."""
+        if self.conn is None or not self.has_runs:
+            return None
+        rows = self.conn.execute("select run_id, started from runs order by seq desc limit 1"
+                                 ).fetchall()          # (no statement left open)
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def run_order(self) -> list[tuple[str, float, int]]:
+        """Every run in the order they ran: (run id, start by its own clock, the newest
+        row id of the history as that run left it).  The state of the history as of a
+        run is every row up to that id: runs never overlap (the lock), so rows are
+        numbered in run order whatever the clock said."""
+        if self.conn is None:
+            return []
+        if self.has_runs:
+            sql = ("select r.run_id, r.started, (select max(id) from versions v where "
+                   "v.run_id=r.run_id) from runs r order by r.seq")
+        else:                                # format 2 or 3, not yet upgraded
+            sql = ("select run_id, min(recorded), max(id) from versions group by run_id "
+                   "order by min(id)")
+        out, upto = [], 0
+        for run_id, started, last in self.conn.execute(sql):
+            upto = max(upto, last or 0)
+            out.append((run_id, float(started), upto))
+        return out
 
     def store_owner(self, source: str, place: bytes) -> str | None:
         """Is ``place`` (relative to versioned_backup/<source>) some path's history folder
@@ -489,16 +625,15 @@ class Catalog:
         return None
 
     def referenced(self, source: str, place: bytes) -> set[bytes]:
-        """Everything the rows of one history folder refer to, relative to it: the
-        objects, and the current copy's name."""
+        """Everything the rows of one history folder name, relative to it: the objects
+        and the whole copies."""
         if self.conn is None:
             return set()
         out: set[bytes] = set()
-        for obj, name in self.conn.execute("select object, name from versions where source=? "
-                                           "and store=?", (source, place)):
-            out.add(name)
-            if obj is not None:
-                out.add(obj)
+        copy = "copy" if self.cols == COLUMNS else "null"
+        for obj, whole in self.conn.execute(f"select object, {copy} from versions where "
+                                            "source=? and store=?", (source, place)):
+            out.update(x for x in (obj, whole) if x is not None)
         return out
 
     def alias(self, source: str, entry: str, rel: bytes) -> bytes | None:
@@ -514,23 +649,29 @@ class Catalog:
                           (source, entry, rel, store))
 
     def set_mirror(self, source: str, folder: bytes, name: bytes, st: os.stat_result,
-                   sha256: str | None, run_id: str, kind: str = "file") -> None:
+                   sha256: str | None, run_id: str, kind: str = "file",
+                   racy: bool = False) -> None:
         """The mirror holds ``name`` as the source entry ``st`` was when it was copied
         (for a file, ``sha256`` is what verify checks the copy against)."""
         assert self.conn is not None
+        self._enter_run()
+        self._unsettled = True
         self.conn.execute(
             "insert or replace into mirror (source, dir, name, size, mtime_ns, sha256, mode, "
-            "run_id, kind, ctime_ns, ino) values (?,?,?,?,?,?,?,?,?,?,?)",
+            "run_id, kind, ctime_ns, ino, racy) values (?,?,?,?,?,?,?,?,?,?,?,?)",
             (source, folder, name, st.st_size, enc(st.st_mtime_ns), sha256, st.st_mode,
-             run_id, kind, enc(st.st_ctime_ns), enc(st.st_ino)))
+             run_id, kind, enc(st.st_ctime_ns), enc(st.st_ino), int(racy) or None))
 
-    def touch_mirror(self, source: str, folder: bytes, name: bytes, st: os.stat_result) -> None:
+    def touch_mirror(self, source: str, folder: bytes, name: bytes, st: os.stat_result,
+                     racy: bool = False) -> None:
         """Same bytes: the mirror copy took the source's new mtime and mode."""
         assert self.conn is not None
-        self.conn.execute("update mirror set mtime_ns=?, mode=?, ctime_ns=?, ino=? where "
-                          "source=? and dir=? and name=?",
+        self._enter_run()
+        self._unsettled = True
+        self.conn.execute("update mirror set mtime_ns=?, mode=?, ctime_ns=?, ino=?, racy=? "
+                          "where source=? and dir=? and name=?",
                           (enc(st.st_mtime_ns), st.st_mode, enc(st.st_ctime_ns),
-                           enc(st.st_ino), source, folder, name))
+                           enc(st.st_ino), int(racy) or None, source, folder, name))
 
     def drop_mirror(self, source: str, folder: bytes, name: bytes) -> None:
         """A file or folder left the mirror (a folder: everything below it too)."""
@@ -549,7 +690,7 @@ class Catalog:
                                      "from mirror where kind='file'")]
 
     def all_rows(self) -> list[Row]:
-        return self._rows(f"select {COLUMNS} from versions order by id", ())
+        return self._rows(f"select {self.cols} from versions order by id", ())
 
     def mirror_entries(self) -> list[tuple[Any, ...]]:
         """Every entry of the mirror, files, links and folders (issue 15: fetch and check):

@@ -2,19 +2,22 @@
 
 Per file: every version is rebuilt and checked first; the oldest kept version
 becomes the baseline and each kept version whose predecessor goes gets a new
-diff (or full copy) from the kept version before it.  Crash safety comes from
-the order, each step atomic:
+diff (or full copy) from the kept version before it.  Stored objects are
+immutable, so crash safety comes from the order:
 
-1. new objects are written under temporary names in the history folder and
-   checked (each diff applied must give the recorded sha256);
-2. one catalog transaction points the kept rows at them and deletes the rows
-   of the versions that go: the commit point;
-3. objects no row refers to are removed (and version folders left empty);
-4. each new object gets its standard name: a hard link, the row updated, then
-   the temporary name removed.
+1. each new object is written under a name its history folder never had (the
+   standard name with ``-p<N>``, N this prune's run number, unique for ever) and
+   checked (each diff applied must give the recorded sha256); a rebased version
+   kept whole already (the newest one's copy) gets a hard link, not a copy;
+2. once they are on stable storage, one catalog transaction points the kept rows
+   at them and deletes the rows of the versions that go: the commit point;
+3. what no row names any more is removed (and version folders left empty).
 
-Killed anywhere, the catalog always points at files that exist, so every kept
-version still rebuilds; a rerun (``finish``) completes step 3 and 4.
+Killed anywhere, the catalog names only files that exist and were never
+changed, so every kept version still rebuilds, from this destination or from an
+off-site copy that got any prefix of the changes; the next prune (or the next
+backup of that file) removes what step 3 did not.  ``freed`` is what leaves the
+disk: the blocks of files whose every name goes, less what the rewrite wrote.
 """
 
 from __future__ import annotations
@@ -32,8 +35,6 @@ from .layout import baseline_name, version_names
 from .rebuild import versions
 from .retention import Policy
 from .show import display, human_size, plural
-
-TMP_MARK = b".~snapback-"
 
 
 @dataclass
@@ -69,44 +70,31 @@ def plan_history(history: list[Row], policy: Policy, now: float
     return kept, dropped, False
 
 
-def canonical(row: Row) -> bytes:
-    """The standard name of a row's object (layout of SPEC.md)."""
-    if row.kind == "baseline":
-        return baseline_name(row.name, row.time[:10])
-    diff, full = version_names(row.name, row.time)
-    return diff if row.kind == "diff" else full
+def rebased_name(row: Row, kind: str, seq: int) -> bytes:
+    """A new object's name: the standard one (SPEC layout), marked with the prune."""
+    if kind == "baseline":
+        return baseline_name(row.name, f"{row.time[:10]}-p{seq}")
+    diff, full = version_names(row.name, f"{row.time}-p{seq}")
+    return diff if kind == "diff" else full
 
 
 def prune_history(catalog: Catalog, root: Path, source: str, history: list[Row],
-                  policy: Policy, now: float, max_diff: int, dry_run: bool) -> Outcome:
+                  policy: Policy, now: float, max_diff: int, dry_run: bool,
+                  seq: int = 0) -> Outcome:
     label = display(f"{source}/{os.fsdecode(history[-1].path)}")
     kept, dropped, expires = plan_history(history, policy, now)
     out = Outcome(label, dropped=len(dropped), kept=len(kept), gone=expires)
     root_b = os.fsencode(root)
     if not dropped and not expires:
-        pending = [r for r in history if r.object is not None and TMP_MARK in r.object]
-        if pending and not dry_run and pending[-1].store is not None:
-            # an earlier prune was killed between its commit and its renames: finish it
-            finish(catalog, root_b, source, history[-1].dir, history[-1].name,
-                   os.path.join(root_b, pending[-1].store))
-        elif not dry_run:
+        if not dry_run:
             # empty version folders an earlier prune (or one killed) left behind
             for where in {r.store for r in history if r.store}:
                 drop_empty_folders(os.path.join(root_b, where), history[-1].name)
         return out
-    for row in dropped:
-        if row.object is None or row.store is None:
-            continue
-        try:
-            st = os.lstat(os.path.join(root_b, row.store, row.object))
-        except OSError:
-            continue
-        if st.st_nlink == 1:        # a baseline linked to the current copy frees nothing
-            out.freed += min(st.st_size, st.st_blocks * 512)
-    if dry_run:
-        return out
     if expires:
-        _expire(catalog, root_b, history)
+        out.freed = _released(root_b, history, [])
+        if not dry_run:
+            _expire(catalog, root_b, history)
         return out
     content = {row.id: (data, error) for row, data, error in versions(root, history)}
     broken = [r for r in kept if content[r.id][0] is None]
@@ -117,68 +105,99 @@ def prune_history(catalog: Catalog, root: Path, source: str, history: list[Row],
         return out
     chain = [r for r in history if r.kind in CONTENT_KINDS]
     before = {b.id: a.id for a, b in itertools.pairwise(chain)}
-    updates: list[tuple[Row, str, bytes, str]] = []     # (row, kind, tmp object, sha)
-    store_rel = kept[-1].store
-    assert store_rel is not None                       # content rows have a store
-    hist = os.path.join(root_b, store_rel)
+    plans: list[tuple[Row, str, bytes]] = []           # (row, new kind, its bytes)
     for index, row in enumerate(kept):
         data = content[row.id][0]
         assert data is not None
         if index == 0:
             if row.kind == "baseline":
                 continue
-            kind, payload = "baseline", data
+            plans.append((row, "baseline", data))
+            continue
+        if before.get(row.id) == kept[index - 1].id:
+            continue                                     # its object still applies
+        previous = content[kept[index - 1].id][0]
+        assert previous is not None
+        payload = None
+        if (textdiff.is_text(previous) and textdiff.is_text(data) and previous != data
+                and max(len(previous), len(data)) <= max_diff):
+            payload = textdiff.make_diff(previous, data, row.name, row.name)
+            if payload is not None and textdiff.apply(previous, payload) != data:
+                payload = None
+        plans.append((row, "diff", payload) if payload is not None else (row, "full", data))
+    rewritten = {row.id for row, _k, _p in plans}
+    out.freed = _released(root_b, dropped, [r for r in history if r.id in rewritten])
+    if dry_run:
+        out.freed -= sum(-(-len(p) // 4096) * 4096 for r, _k, p in plans
+                         if not (_k != "diff" and r.copy is not None))
+        return out
+    store_rel = kept[-1].store
+    assert store_rel is not None                       # content rows have a store
+    hist = os.path.join(root_b, store_rel)
+    staging = os.path.join(os.path.dirname(os.path.dirname(root_b)),
+                           os.fsencode(layout.META), os.fsencode(layout.STAGING))
+    if not layout.real_dir(staging):
+        staging = os.path.dirname(os.path.join(hist, b"x"))
+    updates: list[tuple[Row, str, bytes, str]] = []     # (row, kind, object, sha)
+    for row, kind, payload in plans:
+        obj = rebased_name(row, kind, seq)
+        path = os.path.join(hist, obj)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        if kind != "diff" and row.copy is not None:
+            os.link(os.path.join(hist, row.copy), path)  # the same immutable bytes
         else:
-            if before.get(row.id) == kept[index - 1].id:
-                continue                                 # its object still applies
-            previous = content[kept[index - 1].id][0]
-            assert previous is not None
-            payload = None
-            if (textdiff.is_text(previous) and textdiff.is_text(data) and previous != data
-                    and max(len(previous), len(data)) <= max_diff):
-                payload = textdiff.make_diff(previous, data, row.name, row.name)
-                if payload is not None and textdiff.apply(previous, payload) != data:
-                    payload = None
-            kind, payload = ("diff", payload) if payload is not None else ("full", data)
-        assert payload is not None
-        sub = {"baseline": b"", "diff": layout.diffs_dir(row.name),
-               "full": layout.versions_dir(row.name)}[kind]
-        folder = os.path.join(hist, sub) if sub else hist
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        tmp = store.tmp_name(folder)
-        store.write_bytes(tmp, payload, mode=stat_mode(row), sparse=kind != "diff")
-        out.freed -= store.written_size(tmp, len(payload))     # what the rewrite took
-        updates.append((row, kind, os.path.relpath(tmp, hist), hashlib.sha256(payload).hexdigest()))
-    # step 2: the commit point
+            store.write_new(path, payload, staging, mode=stat_mode(row) if kind != "diff"
+                            else 0o600, sparse=kind != "diff")
+            out.freed -= store.written_size(path, len(payload))
+        updates.append((row, kind, obj, hashlib.sha256(payload).hexdigest()))
+    # step 2: the commit point (the new objects are settled first: Catalog.commit)
     catalog.begin()
     for row, kind, obj, sha in updates:
         catalog.set_object(row.id, obj, kind, sha)
+        if kind != "diff" and row.copy is not None:
+            catalog.set_copy(row.source, row.dir, row.name, row.id, None)
     catalog.drop_versions([r.id for r in dropped])
     catalog.commit()
-    finish(catalog, root_b, source, history[-1].dir, history[-1].name, hist)
+    finish(catalog, root_b, source, history[-1].name, hist)
     return out
+
+
+def _released(root_b: bytes, going: list[Row], rewritten: list[Row]) -> int:
+    """The bytes on disk that go when the rows ``going`` go and the rows ``rewritten``
+    get new objects: each file no row will name, counted once per inode, and only
+    when every one of its names goes (a hard link elsewhere keeps it)."""
+    inodes: dict[tuple[int, int], list[int]] = {}      # inode -> [names going, nlink, bytes]
+    seen: set[bytes] = set()
+    rewritten_ids = {r.id for r in rewritten}
+    for row in [*going, *rewritten]:
+        if row.store is None:
+            continue
+        for rel in (row.object, row.copy):
+            if rel is None or (row.id in rewritten_ids and rel == row.copy):
+                continue                        # a rebased version's whole copy stays
+            path = os.path.join(root_b, row.store, rel)
+            if path in seen:
+                continue
+            seen.add(path)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                entry = inodes.setdefault((st.st_dev, st.st_ino),
+                                          [0, st.st_nlink, st.st_blocks * 512])
+                entry[0] += 1
+    return sum(size for going_names, nlink, size in inodes.values() if going_names >= nlink)
 
 
 def stat_mode(row: Row) -> int:
     return (row.mode & 0o777) if row.mode else 0o600
 
 
-def finish(catalog: Catalog, root_b: bytes, source: str, folder: bytes, name: bytes,
-           hist: bytes) -> None:
-    """Steps 3 and 4 for one history (also what a rerun after a crash does)."""
-    rows = catalog.history(source, folder, name)
+def finish(catalog: Catalog, root_b: bytes, source: str, name: bytes, hist: bytes) -> None:
+    """Step 3 for one history folder (also what a rerun after a crash does)."""
     store_rel = os.path.relpath(hist, root_b)
-    layout.sweep(hist, name, catalog.referenced(source, store_rel), keep_current=True)
-    for row in rows:
-        if row.object is None or TMP_MARK not in row.object:
-            continue
-        final = canonical(row)
-        tmp_path, final_path = os.path.join(hist, row.object), os.path.join(hist, final)
-        store.link_or_copy(tmp_path, final_path)
-        catalog.begin()
-        catalog.set_object(row.id, final)
-        catalog.commit()
-        os.unlink(tmp_path)
+    layout.sweep(hist, name, catalog.referenced(source, store_rel), keep_current=False)
     drop_empty_folders(hist, name)
 
 
@@ -228,9 +247,11 @@ def run(catalog: Catalog, destination: Path, policy: Policy, now: float, max_dif
     for row in catalog.all_rows():
         histories.setdefault((row.source, row.path), []).append(row)
     outcomes = []
+    seq = 0 if dry_run else catalog.run_seq(f"prune-{int(now)}", now)
     for (source, _path), history in histories.items():
         root = layout.history_root(destination, source)
-        outcome = prune_history(catalog, root, source, history, policy, now, max_diff, dry_run)
+        outcome = prune_history(catalog, root, source, history, policy, now, max_diff, dry_run,
+                                seq)
         if outcome.dropped or outcome.gone or outcome.problem:
             outcomes.append(outcome)
     return outcomes

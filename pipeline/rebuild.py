@@ -1,7 +1,8 @@
 """Rebuild any version of a file from its history: baseline, then diff after diff.
 
 A full copy (binary, or text over ``max_diff_bytes``) stands alone; a diff
-applies to the version before it.  Every rebuilt version is checked against
+applies to the version before it; the newest version is also kept whole (its
+``copy``), read directly when it checks.  Every rebuilt version is checked against
 the sha256 the catalog recorded, so a damaged history is an error, never a
 silently wrong file; the versions before a damaged diff still rebuild.
 """
@@ -70,6 +71,14 @@ def rebuild(root: Path, history: list[Row], target: Row) -> bytes:
         target = before[-1]
     if target.kind not in CONTENT_KINDS:
         raise RebuildError(f"{target.kind} row has no content")
+    if target.copy is not None:              # the newest version, kept whole
+        assert target.store is not None
+        try:
+            whole = store.read_under(os.fsencode(root), os.path.join(target.store, target.copy))
+            if hashlib.sha256(whole).hexdigest() == target.sha256:
+                return whole
+        except OSError:
+            pass                             # damaged or gone: from the chain
     for row, data, error in versions(root, [r for r in history if r.id <= target.id]):
         if row.id == target.id:
             if data is None:

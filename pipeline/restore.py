@@ -9,7 +9,6 @@ written at all when any target already exists.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat
 from dataclasses import dataclass, field
@@ -46,10 +45,9 @@ def _safe(rel: bytes) -> bytes:
     return rel
 
 
-def versioned_items(catalog: Catalog, target: Target, at: float | None,
-                    upto: int | None = None) -> list[Item]:
-    """What the versioned history holds for ``target`` at time ``at`` (None: latest);
-    ``upto``: the id of an exact version (a stamp of ``doit history``), which wins."""
+def versioned_items(catalog: Catalog, target: Target, upto: int | None) -> list[Item]:
+    """What the versioned history holds for ``target`` as of the row id ``upto`` (the
+    state a run left, an exact version; None: the latest)."""
     rel = os.fsencode(target.rel)
     rows = catalog.rows_under(target.source.name, rel)
     histories: dict[bytes, list[Row]] = {}
@@ -58,10 +56,7 @@ def versioned_items(catalog: Catalog, target: Target, at: float | None,
     items: list[Item] = []
     base = rel.rpartition(b"/")[0]
     for path, history in histories.items():
-        if upto is not None:
-            state = [r for r in history if r.id <= upto]
-        else:
-            state = [r for r in history if at is None or r.recorded <= at]
+        state = [r for r in history if upto is None or r.id <= upto]
         if not state or not state[-1].live:
             continue
         row = state[-1]
@@ -92,9 +87,9 @@ def exact_version(catalog: Catalog, target: Target, text: str) -> int | None:
     return None
 
 
-def deleted_at(catalog: Catalog, target: Target) -> tuple[float, str] | None:
-    """If ``target`` itself is deleted now: (the moment before its deletion, when it
-    was deleted); else None."""
+def deleted_at(catalog: Catalog, target: Target) -> tuple[int, str] | None:
+    """If ``target`` itself is deleted now: (its last live row, when it was deleted);
+    else None."""
     folder, _, name = os.fsencode(target.rel).rpartition(b"/")
     rows = catalog.history(target.source.name, folder, name) if target.rel else []
     if not rows or rows[-1].live:
@@ -102,7 +97,7 @@ def deleted_at(catalog: Catalog, target: Target) -> tuple[float, str] | None:
     live = [r for r in rows if r.live]
     if not live:
         return None
-    return live[-1].recorded, rows[-1].time
+    return live[-1].id, rows[-1].time
 
 
 def snapshot_items(mirror_root: Path, target: Target, catalog: Catalog | None = None,
@@ -294,25 +289,7 @@ def _content(item: Item, root: Path) -> bytes:
     try:
         return rebuild(root, list(item.history), item.row)
     except RebuildError as exc:
-        current = _current_copy(item, root)      # the latest version, its chain broken
-        if current is not None:
-            return current
         raise SnapbackError(f"cannot rebuild {os.fsdecode(item.rel)}: {exc}") from None
-
-
-def _current_copy(item: Item, root: Path) -> bytes | None:
-    """The current copy in the history folder, if it holds exactly ``item``'s bytes
-    (checked against the catalog's sha256): the latest version, whatever became of
-    the baseline and diffs before it."""
-    row = item.row
-    assert row is not None
-    if row.store is None or row.sha256 is None:
-        return None
-    try:         # never through a link, never from a device or FIFO
-        data = store.read_under(os.fsencode(root), os.path.join(row.store, row.name))
-    except OSError:
-        return None
-    return data if hashlib.sha256(data).hexdigest() == row.sha256 else None
 
 
 def _make_parents(to: bytes, rel: bytes, force: bool) -> bytes:

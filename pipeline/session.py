@@ -157,7 +157,26 @@ class Session:
         """The catalog, opened once per run: writable under the lock, else read-only."""
         if self.catalog is None:
             self.catalog = open_catalog(self.meta_dir, writable=self.lock is not None)
+            if self.catalog.writable:
+                self._enter_order(self.catalog)
         return self.catalog
+
+    def _enter_order(self, catalog: Catalog) -> None:
+        """This run comes after every run the catalog holds, whatever the clock says:
+        its id is made unique, and a clock behind the last run's is said once."""
+        taken = {run_id for run_id, _s, _u in catalog.run_order()}
+        while self.run_id in taken:            # a clock set back into an earlier run's second
+            head, _, pid = self.run_id.rpartition("-")
+            self.run_id = f"{head}-{(int(pid) + 1) % 10000:04d}"
+        catalog.run = (self.run_id, self.started)
+        last = catalog.last_run()
+        if last is not None and last[1] > self.started:
+            def local(t: float) -> str:
+                return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+            self.notes.append(
+                f"snapback: this machine's clock ({local(self.started)}) is behind the last "
+                f"run's ({local(last[1])}, run {last[0]}): this run still comes after it "
+                "(runs are kept in the order they ran); check the clock")
 
     def emit(self, event: Event) -> None:
         self.events.append(event)

@@ -7,16 +7,20 @@ by the next run of the folder's task.
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import functools
 import hashlib
 import os
 import shutil
 import stat
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
+
+from . import faults
 
 TMP_PREFIX = ".~snapback-"
 TMP_SUFFIX = ".tmp"
@@ -24,6 +28,16 @@ CHUNK = 1 << 20
 # A file modified this recently (ns) is read twice: in-place writes within one tick of
 # the filesystem's clock (ext4: a few ms) leave the mtime unchanged.
 RECENT_NS = 2_000_000_000
+# A file whose mtime is this close to the moment it was read is "racily clean" (git's
+# term): a rewrite of the same size within the filesystem's timestamp granularity (1 s
+# on ext4 with small inodes, NFS, SMB; 2 s on FAT) leaves its mtime as it was, so its
+# record is compared by content on the next run.
+RACY_NS = 3_000_000_000
+
+
+def racy(st: os.stat_result) -> bool:
+    """Was ``st`` read too soon after its mtime to trust the mtime next time?"""
+    return time.time_ns() - st.st_mtime_ns < RACY_NS
 
 
 class SourceChanged(Exception):
@@ -87,6 +101,7 @@ def copy_to_tmp(src: bytes, folder: bytes, hashed: bool = False
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):
             raise SourceChanged("is no longer a regular file")
+        faults.point("write")
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             digest = copy_data(fd, out, hashlib.sha256() if hashed else None)
@@ -120,7 +135,12 @@ def copy_to_tmp(src: bytes, folder: bytes, hashed: bool = False
 def copy_file(src: bytes, dst: bytes) -> tuple[os.stat_result, str]:
     """Copy ``src`` to ``dst`` atomically; return its stat and sha256 (``copy_to_tmp``)."""
     tmp, copied, digest = copy_to_tmp(src, os.path.dirname(dst), hashed=True)
-    os.replace(tmp, dst)
+    try:
+        faults.point("rename")
+        os.replace(tmp, dst)
+    except BaseException:
+        _unlink_quiet(tmp)
+        raise
     assert digest is not None
     return copied, digest
 
@@ -249,6 +269,7 @@ def write_bytes(dst: bytes, data: bytes, mode: int = 0o600, tmp_dir: bytes | Non
     """Write ``data`` to ``dst`` atomically (diffs, records; ``sparse``: runs of zeros
     left as holes, for whole versions)."""
     tmp = tmp_name(tmp_dir or os.path.dirname(dst))
+    faults.point("write")
     out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
         try:
@@ -258,10 +279,79 @@ def write_bytes(dst: bytes, data: bytes, mode: int = 0o600, tmp_dir: bytes | Non
                 _write_all(out, data)
         finally:
             os.close(out)
+        faults.point("rename")
         os.replace(tmp, dst)
     except BaseException:
         _unlink_quiet(tmp)
         raise
+
+
+def place(tmp: bytes, dst: bytes) -> None:
+    """Give the finished temporary file ``tmp`` its final name ``dst``, a name no file
+    has: stored objects are never renamed over (FileExistsError if one is there)."""
+    faults.point("rename")
+    try:
+        os.link(tmp, dst)
+    except FileExistsError:
+        raise
+    except OSError:                       # no hard links here (some FUSE, SMB): rename
+        if os.path.lexists(dst):
+            raise FileExistsError(errno.EEXIST, "exists", os.fsdecode(dst)) from None
+        os.rename(tmp, dst)
+        return
+    os.unlink(tmp)
+
+
+def write_new(dst: bytes, data: bytes, tmp_dir: bytes, mode: int = 0o600,
+              sparse: bool = False) -> None:
+    """Write ``data`` as the new stored object ``dst`` (a name no file has)."""
+    tmp = tmp_name(tmp_dir)
+    faults.point("write")
+    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        try:
+            if sparse:
+                write_sparse(out, data)
+            else:
+                _write_all(out, data)
+        finally:
+            os.close(out)
+        place(tmp, dst)
+    except BaseException:
+        _unlink_quiet(tmp)
+        raise
+
+
+def settle(path: Path | bytes) -> None:
+    """Put everything written on ``path``'s filesystem on stable storage: the files,
+    and the folder entries that name them (``syncfs``; ``sync`` where it is missing).
+
+    Called before each catalog commit that names new stored files, so a commit that
+    survives a power cut never names a file the disk did not get (borg's SyncFile
+    does the same per file).  POSIX promises no more than this: a disk that lies
+    about its cache can still lose data, which the checksums verify checks then find.
+    """
+    faults.point("fsync")
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if _syncfs()(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+    finally:
+        os.close(fd)
+
+
+@functools.cache
+def _syncfs() -> Callable[[int], int]:
+    libc = ctypes.CDLL(None, use_errno=True)
+    try:
+        fn: Callable[[int], int] = libc.syncfs
+        return fn
+    except AttributeError:                # not Linux: the whole system, once per commit
+        def whole_system(_fd: int) -> int:
+            os.sync()
+            return 0
+        return whole_system
 
 
 def link_or_copy(existing: bytes, dst: bytes, tmp_dir: bytes | None = None) -> None:

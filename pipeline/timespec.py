@@ -22,13 +22,10 @@ class BadTime(UsageError):
     """A TIME that cannot be read."""
 
 
-def parse(text: str, run_times: dict[str, float] | None = None) -> float:
-    """The unix time that ``text`` ends at; ``run_times`` maps run ids to start times."""
+def parse(text: str) -> float:
+    """The unix time that ``text`` ends at (a run id is not a time: see
+    ``commands.base.when``)."""
     text = text.strip()
-    if RUN_ID.match(text):
-        if run_times is None or text not in run_times:
-            raise BadTime(f"no run {text!r} in this backup (doit history lists them)")
-        return run_times[text]
     stamp = STAMP.match(text)
     if stamp:
         text = f"{stamp.group(1)}T{stamp.group(2)}:{stamp.group(3)}:{stamp.group(4)}"

@@ -2,18 +2,23 @@
 
 ``record_folder`` is the action of one ``versioned:<source>/<dir>`` subtask.
 For each file of the folder it keeps a history folder
-``versioned_backup/<source>/<dir>/<file>/`` holding the current copy, the
-baseline (first copy ever), one ``diff -u`` per later change of a text file in
-``<file>_diffs/`` and full copies (binary, or text over ``max_diff_bytes``) in
-``<file>_versions/``.  Every version is a row of the catalog.
+``versioned_backup/<source>/<dir>/<file>/`` holding the baseline (first copy
+ever), one ``diff -u`` per later change of a text file in ``<file>_diffs/`` and
+whole copies in ``<file>_versions/``: binary files and text over
+``max_diff_bytes``, and the newest version of a file whose newest change is a
+diff (so the newest version is always whole).  Every version is a row of the
+catalog.
 
-Crash safety comes from the order of writes, each atomic: (1) the new object
-(baseline, diff or full copy), (2) the catalog row, (3) the current copy.  A
-run killed before (2) leaves an unreferenced object that the next run removes
-before it writes its own; killed between (2) and (3), the next run finds the
-current copy out of step with the catalog and repairs it.  The source is
-compared with the catalog's last version (size and mtime, then sha256), never
-only with doit's state, so a rerun makes no duplicate and no empty diff.
+Stored objects are immutable: each is written once under a name its history
+folder never had, and never modified or renamed over.  Crash safety comes from
+the order: (1) the new objects, (2) the folder's catalog transaction, committed
+once they are on stable storage (``Catalog.commit``), (3) the whole copy the new
+version supersedes is removed.  A run killed before (2) leaves objects no row
+names, which the next writer of that history folder removes; killed before
+(3), a copy no row names, removed the same way.  The source is compared with the
+catalog's last version (its stat, then sha256), never only with doit's state,
+so a rerun makes no duplicate and no empty diff.  Same bytes with another mode
+or mtime is a ``meta`` row: no object, and each version restores with its own.
 """
 
 from __future__ import annotations
@@ -91,8 +96,9 @@ class History:
         self.catalog: Catalog = current.open_catalog()
         self.latest = self.catalog.latest_in(source.name, self.rel)
         self.failures = 0
-        # Current copies are replaced only once their rows are committed (step 3).
-        self.after_commit: list[tuple[bytes, bytes]] = []   # (prepared file, its place)
+        self.racy = False                 # a record to compare by content next run
+        # Whole copies a new version superseded: removed once its row is committed (3).
+        self.superseded: list[bytes] = []
         self.done: list[Event] = []
         self.in_line: os.stat_result | None = None
         self.signed: tuple[bytes | None, bytes, int | None] = (None, b"", None)
@@ -101,23 +107,24 @@ class History:
         self.opened = Opened(current.protected)
 
     def finish(self) -> None:
-        """Commit the folder's rows, then put the current copies in place."""
+        """Commit the folder's rows (their objects on stable storage first), then remove
+        the whole copies they superseded."""
         self.catalog.commit()
-        for tmp, current in self.after_commit:
-            os.replace(tmp, current)
-            self.opened.wrote(current)
+        for old in self.superseded:
+            try:
+                store.remove(old)
+            except OSError:
+                pass                      # no row names it: the next writer sweeps it
         if self.in_line is not None:
-            # Only now, with every current copy in place: a run killed before this line
-            # leaves the folder to be looked at again (and a copy one behind repaired).
+            sig = self.signed if not self.racy else (None, *self.signed[1:])
             self.catalog.begin()
-            self.catalog.set_folder(MODE, self.source.name, self.rel, self.in_line,
-                                    *self.signed)
+            self.catalog.set_folder(MODE, self.source.name, self.rel, self.in_line, *sig)
             self.catalog.commit()
             self.in_line = None
         self.opened.close()
         for event in self.done:
             self.run.emit(event)
-        self.after_commit.clear()
+        self.superseded.clear()
         self.done.clear()
 
     # -- paths -----------------------------------------------------------------
@@ -186,8 +193,7 @@ class History:
         name = os.fsencode(name_s)
         row = self.latest.get(name)
         live = row if row is not None and row.entry == "file" and row.live else None
-        if live is not None and change.unchanged(live.stored, st, self.checker) \
-                and self._current_ok(live):
+        if live is not None and change.unchanged(live.stored, st, self.checker):
             return
         prev = self.catalog.last_content(self.source.name, self.rel, name)
         store_rel = prev.store if prev is not None else self._new_store(name)
@@ -201,61 +207,55 @@ class History:
         if copied is None:
             return
         tmp, cst, sha = copied
-        current = os.path.join(hist, name)
+        racy = store.racy(cst)
+        self.racy |= racy
         if prev is not None and prev.sha256 == sha and live is not None:
-            # Same bytes (a touch, a chmod, or a run killed before the current copy was
-            # replaced): no new content; the current copy takes this mode and mtime.
-            if self._current_ok(live, cst):
-                store.remove(tmp)                # it already has them: write nothing
-            else:
-                self.opened.makedirs(hist)
-                self.after_commit.append((tmp, current))
-            if live.mode is not None and stat.S_IMODE(live.mode) == stat.S_IMODE(cst.st_mode):
-                self.catalog.touch(live.id, cst)
-                return
-            # A new mode is a version of its own: a row without an object, whose
-            # bytes are those of the content version before it.
-            self.catalog.add(source=self.source.name, dir=self.rel, name=name, entry="file",
-                             kind="meta", time=self._stamp(name), run_id=self.run.run_id,
-                             note=self.run.options.note, store=store_rel, object=None,
-                             size=cst.st_size, sha256=sha, mode=cst.st_mode,
-                             mtime_ns=cst.st_mtime_ns, ctime_ns=cst.st_ctime_ns,
-                             ino=cst.st_ino, target=None, recorded=self.run.started)
-            self.done.append(Event(UPDATED, MODE, self._label(name),
-                                   reason=f"mode {stat.S_IMODE(cst.st_mode):04o}",
-                                   target=Path(os.fsdecode(current))))
+            store.remove(tmp)
+            self._same_bytes(name, live, cst, racy, store_rel)
             return
         try:
             self.opened.makedirs(hist)
-            kind, obj, stamp, obj_sha = self._store_version(name, hist, tmp, cst, prev, sha)
+            kind, obj, stamp, obj_sha, copy = self._store_version(name, hist, tmp, cst, prev,
+                                                                  sha)
         except OSError as exc:
             store.remove(tmp)
             self._fail(name, exc.strerror or str(exc))
             return
-        self.catalog.add(source=self.source.name, dir=self.rel, name=name, entry="file",
-                         kind=kind, time=stamp, run_id=self.run.run_id,
-                         note=self.run.options.note, store=store_rel, object=obj,
-                         size=cst.st_size, sha256=sha, mode=cst.st_mode, mtime_ns=cst.st_mtime_ns,
-                         ctime_ns=cst.st_ctime_ns, ino=cst.st_ino,
-                         target=None, recorded=self.run.started, object_sha256=obj_sha)
-        self.after_commit.append((tmp, current))
-        written = store.written_size(os.path.join(hist, obj), cst.st_size)  # the object
+        row_id = self.catalog.add(
+            source=self.source.name, dir=self.rel, name=name, entry="file", kind=kind,
+            time=stamp, run_id=self.run.run_id, note=self.run.options.note, store=store_rel,
+            object=obj, size=cst.st_size, sha256=sha, mode=cst.st_mode,
+            mtime_ns=cst.st_mtime_ns, ctime_ns=cst.st_ctime_ns, ino=cst.st_ino, target=None,
+            recorded=self.run.started, object_sha256=obj_sha, racy=int(racy) or None)
+        self.catalog.set_copy(self.source.name, self.rel, name, row_id, copy)
+        if prev is not None and prev.copy is not None:
+            self.superseded.append(os.path.join(hist, prev.copy))
+        written = store.written_size(os.path.join(hist, obj), cst.st_size)
+        if copy is not None:
+            written += store.written_size(os.path.join(hist, copy), cst.st_size)
         self.done.append(Event(NEW if live is None else UPDATED, MODE, self._label(name),
-                               size=written, target=Path(os.fsdecode(current))))
+                               size=written, target=Path(os.fsdecode(os.path.join(
+                                   hist, copy or obj)))))
 
-    def _current_ok(self, row: Row, want: os.stat_result | None = None) -> bool:
-        """Is the current copy the row's version (or, given ``want``, that stat's size,
-        mtime and mode)?  A crash can leave it one behind."""
-        assert row.store is not None
-        try:
-            st = os.lstat(os.path.join(self.root, row.store, row.name))
-        except OSError:
-            return False
-        if want is not None:
-            return stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns) == \
-                (want.st_size, want.st_mtime_ns) and \
-                stat.S_IMODE(st.st_mode) == store.kept_mode(want.st_mode, self.opened.protected)
-        return stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns) == (row.size, row.mtime_ns)
+    def _same_bytes(self, name: bytes, live: Row, cst: os.stat_result, racy: bool,
+                    store_rel: bytes) -> None:
+        """The file holds its last version's bytes.  A new mode or mtime (a chmod, a
+        touch) is a version of its own without an object (``meta``), so each run
+        restores with its own; only a new mode is shown as updated.  Same mode and
+        mtime (another inode or ctime, or a racily clean file read again): the record
+        takes the new stat, which no restore uses."""
+        if (live.mode, live.mtime_ns) == (cst.st_mode, cst.st_mtime_ns):
+            self.catalog.touch(live.id, cst, racy)
+            return
+        self.catalog.add(source=self.source.name, dir=self.rel, name=name, entry="file",
+                         kind="meta", time=self._stamp(name), run_id=self.run.run_id,
+                         note=self.run.options.note, store=store_rel, object=None,
+                         size=cst.st_size, sha256=live.sha256, mode=cst.st_mode,
+                         mtime_ns=cst.st_mtime_ns, ctime_ns=cst.st_ctime_ns, ino=cst.st_ino,
+                         target=None, recorded=self.run.started, racy=int(racy) or None)
+        if live.mode is None or stat.S_IMODE(live.mode) != stat.S_IMODE(cst.st_mode):
+            self.done.append(Event(UPDATED, MODE, self._label(name),
+                                   reason=f"mode {stat.S_IMODE(cst.st_mode):04o}"))
 
     def _copy(self, name: bytes, hist: bytes) -> tuple[bytes, os.stat_result, str] | None:
         src = os.path.join(self.src, name)
@@ -275,52 +275,68 @@ class History:
         return None
 
     def _store_version(self, name: bytes, hist: bytes, tmp: bytes, cst: os.stat_result,
-                       prev: Row | None, sha: str) -> tuple[str, bytes, str, str]:
-        """Write the version's object (step 1 of 3).
+                       prev: Row | None, sha: str
+                       ) -> tuple[str, bytes, str, str, bytes | None]:
+        """Write the version's object (step 1): the baseline of a new file, else a diff
+        from the version before it (and the new version whole, as its copy), else a
+        full copy.  Every name is new in this history folder.
 
-        Returns (kind, object name, version time, sha256 of the object's bytes).
+        Returns (kind, object, version time, sha256 of the object, whole copy or None).
         """
         stamp = self._stamp(name)
         self._remove_orphans(name, hist)
         if prev is None:
-            obj = baseline_name(name, self.run.stamp[:10])
-            store.link_or_copy(tmp, os.path.join(hist, obj), self.run.staging)
+            obj = self._unused(hist, baseline_name(name, self.run.stamp[:10]))
+            store.place(tmp, os.path.join(hist, obj))
             self.opened.wrote(os.path.join(hist, obj))
-            return "baseline", obj, stamp, sha
+            return "baseline", obj, stamp, sha, None
         diff_name, full_name = version_names(name, stamp)
+        diff_name, full_name = self._unused(hist, diff_name), self._unused(hist, full_name)
         diff = self._diff(name, hist, tmp, cst, prev)
+        self.opened.makedirs(os.path.join(hist, layout.versions_dir(name)))
         if diff is not None:
             self.opened.makedirs(os.path.join(hist, layout.diffs_dir(name)))
-            store.write_bytes(os.path.join(hist, diff_name), diff, tmp_dir=self.run.staging)
+            store.write_new(os.path.join(hist, diff_name), diff, self.run.staging)
             self.opened.wrote(os.path.join(hist, diff_name))
-            return "diff", diff_name, stamp, hashlib.sha256(diff).hexdigest()
-        self.opened.makedirs(os.path.join(hist, layout.versions_dir(name)))
-        store.link_or_copy(tmp, os.path.join(hist, full_name), self.run.staging)
+        store.place(tmp, os.path.join(hist, full_name))
         self.opened.wrote(os.path.join(hist, full_name))
-        return "full", full_name, stamp, sha
+        if diff is not None:
+            return "diff", diff_name, stamp, hashlib.sha256(diff).hexdigest(), full_name
+        return "full", full_name, stamp, sha, None
+
+    def _unused(self, hist: bytes, rel: bytes) -> bytes:
+        """``rel``, or ``rel~N``: a name nothing in the history folder has."""
+        candidate, n = rel, 2
+        while os.path.lexists(os.path.join(hist, candidate)):
+            head, _, base = rel.rpartition(b"/")
+            candidate = (head + b"/" if head else b"") + layout.alias_name(base, n)
+            n += 1
+        return candidate
 
     def _remove_orphans(self, name: bytes, hist: bytes) -> None:
-        """Objects written by a run killed before their rows were committed: no
-        version refers to them, and a user applying diffs by hand must not meet them.
-        What is an orphan is what no row of this history folder refers to."""
+        """Objects of a run killed before their rows were committed, and whole copies
+        superseded by a run killed before it removed them: no row names them, and a
+        user applying diffs by hand must not meet them.  What is an orphan is what no
+        row of this history folder names."""
         store_rel = os.path.relpath(hist, self.root)
         referenced = self.catalog.referenced(self.source.name, store_rel)
         if self.opened.protected:
             self.opened.folder(hist)
-        layout.sweep(hist, name, referenced, keep_current=True)
+        layout.sweep(hist, name, referenced, keep_current=False)
 
     def _diff(self, name: bytes, hist: bytes, tmp: bytes, cst: os.stat_result,
               prev: Row) -> bytes | None:
         """The unified diff previous -> new, or None when the version is kept whole."""
-        if cst.st_size > self.max_diff or (prev.size or 0) > self.max_diff:
+        whole = prev.whole
+        if cst.st_size > self.max_diff or (prev.size or 0) > self.max_diff or whole is None:
             return None
         try:     # never through a link, never from a device: the backup may be tampered
-            old = store.read_under(self.root, os.path.join(os.path.relpath(hist, self.root),
-                                                            name))
+            old = store.read_under(self.root, os.path.join(
+                os.path.relpath(hist, self.root), whole))
         except OSError:
             return None
         if hashlib.sha256(old).hexdigest() != prev.sha256:
-            return None                          # the current copy is not the last version
+            return None                          # damaged: keep the new version whole
         with open(tmp, "rb") as fh:
             new = fh.read()
         if old == new or not (textdiff.is_text(old) and textdiff.is_text(new)):
@@ -351,26 +367,24 @@ class History:
             self._fail(name, exc.strerror or str(exc))
             return
         row = self.latest.get(name)
-        if row is not None and row.entry == "link" and row.live and row.target == target:
-            if not change.unchanged(row.stored, st, self.checker) and self.writes:
-                self.catalog.touch(row.id, st)     # same target: not a new version
-            return
+        live = row is not None and row.entry == "link" and row.live
+        if live and row is not None and row.target == target:
+            if change.unchanged(row.stored, st, self.checker) or not self.writes:
+                return
+            if row.mtime_ns == st.st_mtime_ns and row.mode == st.st_mode:
+                self.catalog.touch(row.id, st)     # same link, another ctime or inode
+                return
         if self.writes:
-            store_rel = row.store if row is not None and row.entry == "link" and row.store \
-                else self._new_store(name)
-            store.ensure_real_dirs(self.root, store_rel)
-            hist = os.path.join(self.root, store_rel)
-            self.opened.makedirs(hist)
-            tmp = store.tmp_name(self.run.staging)
-            os.symlink(target, tmp)
-            self.after_commit.append((tmp, os.path.join(hist, name)))
+            store_rel = row.store if row is not None and row.store else self._new_store(name)
+            # the target is the version: the catalog holds it, no object on disk
             self.catalog.add(source=self.source.name, dir=self.rel, name=name, entry="link",
                              kind="link", time=self._stamp(name),
                              run_id=self.run.run_id, note=self.run.options.note, store=store_rel,
-                             object=name, size=st.st_size, sha256=None, mode=st.st_mode,
+                             object=None, size=st.st_size, sha256=None, mode=st.st_mode,
                              mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, ino=st.st_ino,
                              target=target, recorded=self.run.started)
-        live = row is not None and row.entry == "link" and row.live
+        if live and row is not None and row.target == target:
+            return                                 # a new mtime alone: not shown
         event = Event(UPDATED if live else NEW, MODE, self._label(name))
         if self.writes:
             self.done.append(event)

@@ -164,18 +164,32 @@ def known(catalog: Catalog, plan: Plan) -> Callable[[Target], bool]:
     return holds
 
 
-def when(catalog: Catalog, text: str) -> float | None:
-    from .. import runlog, timespec
+def when(catalog: Catalog, text: str) -> int | None:
+    """The history as of TIME, as the newest row id it includes (None: the latest).
+
+    Runs are taken in the order they ran, never by their clocks: a run id is that
+    run's state exactly; a time is the state after the longest run of runs, from the
+    first, whose clocks all said that time or earlier (a run made with a clock set back
+    is included only from the time of the run before it: the state at a time never
+    holds what a run recorded under a later time)."""
+    from .. import timespec
     if not text:
         return None
-    times, given = catalog.run_times(), text.strip()
-    if timespec.RUN_ID.match(given) and given not in times and \
-            any(r.get("run_id") == given for r in runlog.read(catalog.path.parent)):
+    order, given = catalog.run_order(), text.strip()
+    if timespec.RUN_ID.match(given):
+        for run_id, _started, upto in order:
+            if run_id == given:
+                return upto
         raise timespec.BadTime(
-            f"run {given!r} has no version in the history (it changed only the mirror, "
-            "which keeps only the latest state, or its versions were pruned); give --at "
-            "its time, or the id of a run whose versions are kept (doit history lists them)")
-    return timespec.parse(text, times)
+            f"no run {given!r} in this backup's history (it changed only the mirror, which "
+            "keeps only the latest state, or its versions were pruned; doit history lists "
+            "the runs)")
+    moment, upto = timespec.parse(text), 0
+    for _run_id, started, last in order:
+        if started > moment:
+            break
+        upto = last
+    return upto
 
 
 def split(rel: str) -> tuple[bytes, bytes]:

@@ -37,7 +37,7 @@ def run(ctx: Context, paths: list[str], at: str = "", against: str = "",
             new_candidates = [r for r in content if r.id <= exact[at.strip()].id]
         else:
             moment = when(catalog, at)
-            new_candidates = [r for r in content if moment is None or r.recorded <= moment]
+            new_candidates = [r for r in content if moment is None or r.id <= moment]
         if not new_candidates:
             raise UsageError(f"{target.label} has no version at {at}")
         new = new_candidates[-1]
@@ -45,7 +45,7 @@ def run(ctx: Context, paths: list[str], at: str = "", against: str = "",
             older = [r for r in content if r.id <= exact[against.strip()].id]
         elif against:
             limit = when(catalog, against)
-            older = [r for r in content if limit is not None and r.recorded <= limit]
+            older = [r for r in content if limit is not None and r.id <= limit]
         else:
             older = [r for r in content if r.id < new.id]
         if not older:

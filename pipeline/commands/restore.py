@@ -40,8 +40,9 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
                 is_protected(plan.meta_dir, plan.protect))
         else:
             upto = restore.exact_version(catalog, target, at)
-            moment = when(catalog, at) if upto is None else None
-            items = restore.versioned_items(catalog, target, moment, upto)
+            if upto is None:
+                upto = when(catalog, at)
+            items = restore.versioned_items(catalog, target, upto)
             if not items and not at:
                 gone = restore.deleted_at(catalog, target)
                 if gone is not None:          # deleted: its last version, and when it went

@@ -1,0 +1,44 @@
+"""A test-only fault hook: make a writer die, or find the disk full, at an exact point.
+
+``SNAPBACK_FAULT=<kind>:<n>`` makes the process SIGKILL itself at the ``n``-th
+point of ``kind`` (``write``: before a stored file is written; ``rename``: before
+a file takes its final name; ``fsync``: before data is put on stable storage;
+``commit``: before a catalog commit); ``<kind>:<n>:enospc`` raises ENOSPC there
+instead.  ``SNAPBACK_FAULT_LOG=FILE`` appends each point's kind to FILE, so a
+test learns how many points a scenario has and then runs it once per point.
+
+Unset (always, outside tests) a point costs one lookup in the environment.  The
+count lives in the environment of this process (``SNAPBACK_FAULT_SEEN``), not in
+module state.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+
+KINDS = ("write", "rename", "fsync", "commit")
+
+
+def point(kind: str) -> None:
+    """One point of ``kind`` is reached."""
+    env = os.environ
+    log = env.get("SNAPBACK_FAULT_LOG")
+    if log:
+        with open(log, "a") as fh:
+            fh.write(kind + "\n")
+    spec = env.get("SNAPBACK_FAULT")
+    if not spec:
+        return
+    want, _, rest = spec.partition(":")
+    if want != kind:
+        return
+    nth, _, how = rest.partition(":")
+    seen = int(env.get("SNAPBACK_FAULT_SEEN", "0")) + 1
+    env["SNAPBACK_FAULT_SEEN"] = str(seen)
+    if seen != int(nth or "1"):
+        return
+    if how == "enospc":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    os.kill(os.getpid(), signal.SIGKILL)
