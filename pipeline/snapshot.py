@@ -75,6 +75,7 @@ class _Folder:
         self.dst = os.fsencode(job.root / rel if rel else job.root)
         self.existing: dict[str, os.stat_result] = {}
         self.failures = 0
+        self.racy = False                  # a record to compare by content next run
         self.catalog = current.open_catalog()
         self.folder_b = os.fsencode(rel)
         self.rows = self.catalog.mirror_in(job.source.name, self.folder_b)
@@ -160,8 +161,10 @@ class _Folder:
             self._fail(name, "kept changing while it was read; will retry next run")
             return
         self.opened.wrote(dst)
+        racy = store.racy(copied)
+        self.racy |= racy
         self.catalog.set_mirror(self.job.source.name, self.folder_b, name_b, copied,
-                                digest, self.run.run_id)
+                                digest, self.run.run_id, racy=racy)
         self.run.emit(Event(NEW if old is None else UPDATED, MODE, self._label(name),
                             size=store.written_size(dst, copied.st_size),
                             target=Path(os.fsdecode(dst))))
@@ -195,8 +198,13 @@ class _Folder:
                 (old.st_size, old.st_mtime_ns)
             sha = (self.shas.get(os.fsencode(name)) if described else None) \
                 or store.sha256_of(dst)
-            self.catalog.set_mirror(self.job.source.name, self.folder_b, os.fsencode(name),
-                                    st, sha, self.run.run_id)
+            racy = store.racy(st)
+            self.racy |= racy
+            same = isinstance(rec, Stored) and described and not racy and \
+                change.unchanged(rec, st, "hash")
+            if not same:                         # (a racily clean file read again: no write)
+                self.catalog.set_mirror(self.job.source.name, self.folder_b,
+                                        os.fsencode(name), st, sha, self.run.run_id, racy=racy)
         if mode_changed:
             self.run.emit(Event(UPDATED, MODE, self._label(name),
                                 reason=f"mode {stat.S_IMODE(st.st_mode):04o}",
@@ -307,8 +315,9 @@ class _Folder:
                 # in line, with the mirror folder's mtime as its filesystem keeps it (FAT,
                 # exFAT, SMB keep coarser times than the source's)
                 self.catalog.begin()
+                sig, entered, count = self.job.in_line()
                 self.catalog.set_folder(MODE, self.job.source.name, self.folder_b, st,
-                                        *self.job.in_line(),
+                                        None if self.racy else sig, entered, count,
                                         mirror_mtime=os.lstat(self.dst).st_mtime_ns)
                 self.catalog.commit()
         self.opened.close()

@@ -245,7 +245,8 @@ class History:
         mtime (another inode or ctime, or a racily clean file read again): the record
         takes the new stat, which no restore uses."""
         if (live.mode, live.mtime_ns) == (cst.st_mode, cst.st_mtime_ns):
-            self.catalog.touch(live.id, cst, racy)
+            if (live.ctime_ns, live.ino, bool(live.racy)) != (cst.st_ctime_ns, cst.st_ino, racy):
+                self.catalog.touch(live.id, cst, racy)
             return
         self.catalog.add(source=self.source.name, dir=self.rel, name=name, entry="file",
                          kind="meta", time=self._stamp(name), run_id=self.run.run_id,

@@ -13,6 +13,7 @@ import runpy
 import stat
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,12 +204,32 @@ def history_of(b: Backup, rel: str) -> list:
             if r.dir == os.fsencode(folder) and r.name == os.fsencode(name)]
 
 
+def whole(b: Backup, rel: str) -> Path:
+    """The stored file that holds a path's newest version whole (its copy, or its
+    baseline or full object), as the catalog names it."""
+    rows = [r for r in history_of(b, rel) if r.kind in ("baseline", "diff", "full")]
+    row = rows[-1]
+    name = row.copy if row.copy is not None else row.object
+    return b.versions / os.fsdecode(row.store) / os.fsdecode(name)
+
+
+def aged(root: Path, seconds: int = 60) -> None:
+    """Every entry below ``root`` modified ``seconds`` ago: files a backup reads just
+    after they were written are racily clean (README) and are read again next run."""
+    then = time.time_ns() - seconds * 10**9
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            os.utime(os.path.join(dirpath, name), ns=(then, then), follow_symlinks=False)
+    os.utime(root, ns=(then, then))
+
+
 def rebuilt(b: Backup, rel: str) -> list[bytes | None]:
-    """Every version of a path, rebuilt from baseline and diffs (None = deleted)."""
+    """Every content version of a path, rebuilt from baseline and diffs (None = deleted;
+    a ``meta`` row, a new mode or mtime alone, is not a content version)."""
     from pipeline.rebuild import rebuild
     rows = history_of(b, rel)
     return [rebuild(b.versions, rows, r) if r.kind in ("baseline", "diff", "full") else None
-            for r in rows if r.entry == "file"]
+            for r in rows if r.entry == "file" and r.kind != "meta"]
 
 
 def gnu_patch_chain(b: Backup, rel: str, tmp: Path) -> list[bytes]:

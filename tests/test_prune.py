@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -40,9 +41,13 @@ def test_keep_last_rebases_the_baseline_and_patch_still_applies(backup: Backup, 
     assert [r.kind for r in history_of(backup, "notes.txt")] == ["baseline", "diff", "diff"]
     assert gnu_patch_chain(backup, "notes.txt", tmp_path) == versions[-3:]
     hist = backup.versions / "notes.txt"
-    assert sorted(p.name for p in hist.iterdir()) == sorted(
-        ["notes.txt", "notes-baseline-2026-10-06.txt", "notes.txt_diffs"])
+    # the rebased baseline has a name of its own (objects are never rewritten), marked
+    # with the prune's run number; the newest version stays whole in _versions/
+    names = sorted(p.name for p in hist.iterdir())
+    assert names[1:] == ["notes.txt_diffs", "notes.txt_versions"]
+    assert re.fullmatch(r"notes-baseline-2026-10-06-p\d+\.txt", names[0]), names
     assert len(list((hist / "notes.txt_diffs").iterdir())) == 2
+    assert [p.read_bytes() for p in (hist / "notes.txt_versions").iterdir()] == versions[-1:]
     assert backup.doit("verify", "--deep").returncode == 0
 
 
@@ -133,8 +138,9 @@ def test_a_prune_killed_midway_is_finished_by_a_rerun(backup: Backup) -> None:
         assert [v for v in rebuilt(backup, name)] == want
     objects = {p for p in backup.versions.rglob("*") if p.is_file() and (
         p.parent.name.endswith(("_diffs", "_versions")) or "-baseline-" in p.name)}
-    referenced = {backup.versions / os.fsdecode(r.store) / os.fsdecode(r.object)
-                  for r in backup.catalog() if r.kind in ("baseline", "diff", "full")}
+    referenced = {backup.versions / os.fsdecode(r.store) / os.fsdecode(o)
+                  for r in backup.catalog() if r.kind in ("baseline", "diff", "full")
+                  for o in (r.object, r.copy) if o is not None}
     assert objects == referenced
     assert [p for p in backup.versions.rglob(".~snapback-*")] == []
     assert backup.doit("verify", "--deep").returncode == 0
