@@ -14,6 +14,7 @@ import hashlib
 import os
 import shutil
 import stat
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,16 +29,26 @@ CHUNK = 1 << 20
 # A file modified this recently (ns) is read twice: in-place writes within one tick of
 # the filesystem's clock (ext4: a few ms) leave the mtime unchanged.
 RECENT_NS = 2_000_000_000
-# A file whose mtime is this close to the moment it was read is "racily clean" (git's
-# term): a rewrite of the same size within the filesystem's timestamp granularity (1 s
-# on ext4 with small inodes, NFS, SMB; 2 s on FAT) leaves its mtime as it was, so its
-# record is compared by content on the next run.
-RACY_NS = 3_000_000_000
+# The clock the kernel stamps mtimes with (Linux: CLOCK_REALTIME_COARSE, 5).
+_COARSE = 5 if sys.platform.startswith("linux") else time.CLOCK_REALTIME
 
 
 def racy(st: os.stat_result) -> bool:
-    """Was ``st`` read too soon after its mtime to trust the mtime next time?"""
-    return time.time_ns() - st.st_mtime_ns < RACY_NS
+    """Is the file ``st`` "racily clean" (git's term), read now, after its content?
+
+    A rewrite of the same size leaves the mtime as it was when it falls in the same
+    tick of the filesystem's clock as the last write: the same second on a filesystem
+    with 1 s timestamps (ext4 with small inodes, NFSv2, SMB; 2 s on FAT), the same
+    kernel clock tick elsewhere.  Such a file's record is compared by content on the
+    next run.  The tick is read from the mtime itself: a whole (even) second means a
+    filesystem that keeps seconds (two); anything else, the kernel's coarse clock."""
+    mtime = st.st_mtime_ns
+    tick = 2 * SECOND if mtime % (2 * SECOND) == 0 else SECOND if mtime % SECOND == 0 else 1
+    now = time.clock_gettime_ns(_COARSE)
+    return now - now % tick <= mtime
+
+
+SECOND = 1_000_000_000
 
 
 class SourceChanged(Exception):

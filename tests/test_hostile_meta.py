@@ -8,7 +8,7 @@ import os
 import subprocess
 
 import pytest
-from support import DODO, DOIT, Backup, make_tree
+from support import DODO, DOIT, Backup, history_of, make_tree, whole
 
 
 @pytest.mark.parametrize("planted", ["lock", "runs.jsonl", "catalog.sqlite3"])
@@ -65,13 +65,17 @@ def test_report_into_a_link_or_a_fifo(backup: Backup, tmp_path) -> None:
 def test_a_current_copy_turned_into_a_link_to_dev_zero(backup: Backup) -> None:
     make_tree(backup.src, {"a.txt": "one\n"})
     backup.doit("versioned", check=True)
-    current = backup.versions / "a.txt" / "a.txt"
+    current = whole(backup, "a.txt")              # the newest version, whole
     current.unlink()
     os.symlink("/dev/zero", current)
     (backup.src / "a.txt").write_text("one\ntwo\n")
     result = backup.doit("versioned", timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert not current.is_symlink() and current.read_text() == "one\ntwo\n"
+    # not read through the link: the new version is stored whole, and stored objects
+    # are never rewritten (verify names the link)
+    assert [r.kind for r in history_of(backup, "a.txt")] == ["baseline", "full"]
+    assert whole(backup, "a.txt").read_text() == "one\ntwo\n"
+    assert current.is_symlink()
     into = backup.base / "back"
     backup.doit("restore", str(backup.src / "a.txt"), "--to", str(into), check=True, timeout=60)
     assert (into / "a.txt").read_text() == "one\ntwo\n"

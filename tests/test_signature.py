@@ -156,7 +156,7 @@ def test_a_catalog_of_format_2_is_read_and_upgraded(made: Backup) -> None:
     code, out, seen = judged(made, "all")
     assert (code, seen) == (OK, {"snapshot": [], "versioned": []}), out
     with sqlite3.connect(path) as db:
-        assert db.execute("pragma user_version").fetchone()[0] == 3
+        assert db.execute("pragma user_version").fetchone()[0] == 4
 
 
 def test_the_catalog_keeps_a_signature_only_for_folders_in_line(nobody_backup) -> None:
@@ -221,7 +221,7 @@ def test_a_catalog_whose_format_number_was_set_back_by_hand_is_mended(made: Back
     code, out, seen = judged(made, "all")                # a writer: mended
     assert (code, lines(out, "updated")) == (OK, ["src/top.txt"]), out
     with sqlite3.connect(made.meta / "catalog.sqlite3") as db:
-        assert db.execute("pragma user_version").fetchone()[0] == 3
+        assert db.execute("pragma user_version").fetchone()[0] == 4
         for column in ("sig", "entered", "count"):
             db.execute(f"alter table folders drop column {column}")   # format 3, without them
     code, out, seen = judged(made, "all")
