@@ -228,11 +228,15 @@ class History:
             mtime_ns=cst.st_mtime_ns, ctime_ns=cst.st_ctime_ns, ino=cst.st_ino, target=None,
             recorded=self.run.started, object_sha256=obj_sha, racy=int(racy) or None)
         self.catalog.set_copy(self.source.name, self.rel, name, row_id, copy)
-        if prev is not None and prev.copy is not None:
-            self.superseded.append(os.path.join(hist, prev.copy))
+        # what the history grows by: the object, and the new whole copy less the one it
+        # supersedes (removed once this commits)
         written = store.written_size(os.path.join(hist, obj), cst.st_size)
         if copy is not None:
             written += store.written_size(os.path.join(hist, copy), cst.st_size)
+        if prev is not None and prev.copy is not None:
+            old = os.path.join(hist, prev.copy)
+            self.superseded.append(old)
+            written = max(written - store.written_size(old, prev.size or 0), 0)
         self.done.append(Event(NEW if live is None else UPDATED, MODE, self._label(name),
                                size=written, target=Path(os.fsdecode(os.path.join(
                                    hist, copy or obj)))))
