@@ -574,7 +574,11 @@ class Catalog:
         unique for ever, even after prune deletes rows (AUTOINCREMENT never reuses)."""
         assert self.conn is not None
         if self.run is None:
-            self.run = (run_id, started)
+            taken = {r for r, _s, _u in self.run_order()}
+            unique, n = run_id, 2
+            while unique in taken:              # a second prune in the same second
+                unique, n = f"{run_id}-{n}", n + 1
+            self.run = (unique, started)
         self._enter_run()
         rows = self.conn.execute("select seq from runs where run_id=?", (self.run[0],)
                                  ).fetchall()

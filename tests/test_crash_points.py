@@ -1,0 +1,136 @@
+"""A writer killed at every point where it writes, renames, syncs or commits.
+
+The fault hook (``pipeline/faults.py``, ``SNAPBACK_FAULT=<kind>:<n>``) makes the
+process SIGKILL itself at exactly the n-th point of a kind.  Each scenario is
+run once to count its points (``SNAPBACK_FAULT_LOG``), then once per point,
+from the same starting backup.  After each kill: the next run completes (exit
+0), ``doit verify --deep`` is clean, every earlier run restores exactly by its
+run id (bytes, modes, mtimes, links) and the newest state is the source's.
+A random sleep before a kill mostly lands before or after the work; this
+lands on every step of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from support import Backup, Link, aged, make_tree, tree
+
+KINDS = ("write", "rename", "fsync", "commit")
+
+
+def _state(root: Path) -> dict:
+    return tree(root, with_mtime=True)
+
+
+def _restores(b: Backup, run_id: str, into: Path) -> dict:
+    shutil.rmtree(into, ignore_errors=True)
+    code, out = b.run("restore", str(b.src), "--at", run_id, "--to", str(into))
+    assert code == 0, out
+    return _state(into)
+
+
+def _points(b: Backup, *args: str) -> Counter:
+    log = b.base / "points.log"
+    log.unlink(missing_ok=True)
+    result = b.doit(*args, env={"SNAPBACK_FAULT_LOG": str(log)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    return Counter(log.read_text().split())
+
+
+def _each_point(b: Backup, prepare, command: tuple[str, ...], check) -> dict[str, int]:
+    """Count ``command``'s points on a fresh copy of the prepared backup, then kill it
+    at each one (a fresh copy each time) and ``check`` what is left."""
+    pristine = b.base / "pristine"
+    prepare()
+    shutil.copytree(b.dest, pristine, symlinks=True)
+    counts = _points(b, *command)
+    check(killed=None)                           # the scenario itself is right
+    assert counts, "the scenario reached no point"
+    for kind in KINDS:
+        for n in range(1, counts[kind] + 1):
+            shutil.rmtree(b.dest)
+            shutil.copytree(pristine, b.dest, symlinks=True)
+            result = b.doit(*command, env={"SNAPBACK_FAULT": f"{kind}:{n}"})
+            assert result.returncode == -signal.SIGKILL, (kind, n, result.stdout, result.stderr)
+            check(killed=f"{kind}:{n}")
+    return dict(counts)
+
+
+@pytest.mark.parametrize("mode", ["snapshot", "versioned", "all"])
+def test_a_backup_killed_at_every_point_loses_nothing(backup: Backup, mode: str) -> None:
+    make_tree(backup.src, {"notes.txt": "one\ntwo\n", "img.bin": b"\x00\x01" * 50,
+                           "gone.txt": "bye\n", "d": {"keep.txt": "k\n", "to": Link("../notes.txt")}})
+    os.chmod(backup.src / "d" / "keep.txt", 0o600)
+    aged(backup.src)
+    first: dict[str, dict] = {}
+
+    def prepare() -> None:
+        backup.doit("all", check=True)
+        first["run"] = json.loads(backup.runs()[-1])["run_id"]
+        first["state"] = _state(backup.src)
+        (backup.src / "notes.txt").write_text("one\nTWO\nthree\n")
+        (backup.src / "img.bin").write_bytes(b"\x00\x02" * 60)
+        (backup.src / "gone.txt").unlink()
+        (backup.src / "new.txt").write_text("new\n")
+        os.chmod(backup.src / "d" / "keep.txt", 0o640)
+        os.unlink(backup.src / "d" / "to")
+        os.symlink("../new.txt", backup.src / "d" / "to")
+        aged(backup.src)
+
+    def check(killed: str | None) -> None:
+        if killed is not None:
+            code, out = backup.run(mode)                     # the next run completes
+            assert code == 0, (killed, out)
+        code, out = backup.run("verify", "--deep")
+        assert code == 0, (killed, out)
+        leftovers = [p for p in backup.dest.rglob(".~snapback-*")]
+        assert leftovers == [], (killed, leftovers)
+        if mode in ("snapshot", "all"):
+            assert _state(backup.mirror) == _state(backup.src), killed
+        into = backup.base / "restored"
+        assert _restores(backup, first["run"], into) == first["state"], killed
+        if mode in ("versioned", "all"):
+            shutil.rmtree(into, ignore_errors=True)
+            code, out = backup.run("restore", str(backup.src), "--to", str(into))
+            assert code == 0, out
+            assert _state(into) == _state(backup.src), killed
+
+    counts = _each_point(backup, prepare, (mode,), check)
+    assert counts["commit"] >= 1 and counts["fsync"] >= 1, counts
+
+
+def test_a_prune_killed_at_every_point_keeps_every_kept_version(backup: Backup) -> None:
+    make_tree(backup.src, {"notes.txt": "v0\n", "img.bin": b"\x00" * 10})
+    runs: list[tuple[str, dict]] = []
+
+    def prepare() -> None:
+        for day in range(1, 5):
+            (backup.src / "notes.txt").write_text("".join(f"v{i}\n" for i in range(day + 1)))
+            (backup.src / "img.bin").write_bytes(bytes([day]) * 10)
+            aged(backup.src)
+            result = backup.doit("versioned", env={"SNAPBACK_NOW": f"2026-10-0{day}T10:00:00"})
+            assert result.returncode == 0, result.stderr
+            runs.append((json.loads(backup.runs()[-1])["run_id"], _state(backup.src)))
+
+    def check(killed: str | None) -> None:
+        if killed is not None:
+            result = backup.doit("prune", "--keep-last", "2")
+            assert result.returncode == 0, (killed, result.stdout, result.stderr)
+        code, out = backup.run("verify", "--deep")
+        assert code == 0, (killed, out)
+        for run_id, state in runs[-2:]:                      # the kept versions
+            assert _restores(backup, run_id, backup.base / "r") == state, (killed, run_id)
+        objects = {p for p in backup.versions.rglob("*") if p.is_file()}
+        named = {backup.versions / os.fsdecode(r.store) / os.fsdecode(o)
+                 for r in backup.catalog() for o in (r.object, r.copy) if o}
+        assert objects == named, (killed, objects ^ named)  # nothing left that no row names
+
+    counts = _each_point(backup, prepare, ("prune", "--keep-last", "2"), check)
+    assert counts["commit"] >= 1 and counts["write"] >= 1, counts
