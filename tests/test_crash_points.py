@@ -16,11 +16,12 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from support import Backup, Link, aged, make_tree, tree
+from support import DODO, DOIT, Backup, Link, aged, make_tree, tree
 
 KINDS = ("write", "rename", "fsync", "commit")
 
@@ -134,3 +135,51 @@ def test_a_prune_killed_at_every_point_keeps_every_kept_version(backup: Backup) 
 
     counts = _each_point(backup, prepare, ("prune", "--keep-last", "2"), check)
     assert counts["commit"] >= 1 and counts["write"] >= 1, counts
+
+
+# ---- durability, from the recorded system calls ----
+
+def _strace(b: Backup, *args: str) -> list[str]:
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    log = b.base / "strace.log"
+    cmd = ["strace", "-f", "-y", "-qq", "-o", str(log),
+           "-e", "trace=link,linkat,rename,renameat,renameat2,fsync,fdatasync,syncfs",
+           *DOIT, "-f", str(DODO), *args, f"config={b.plan}"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=b.base)
+    if result.returncode != 0 and "ptrace" in result.stderr:
+        pytest.skip(f"strace cannot trace here: {result.stderr.strip()[:200]}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return log.read_text().splitlines()
+
+
+def _synced_before_commit(b: Backup, calls: list[str]) -> int:
+    """Every file given its final name in the destination (outside .snapback) is
+    followed by a syncfs (or its own fsync) before the next catalog commit (the WAL's
+    sync); returns how many were checked."""
+    dest, meta = str(b.dest), str(b.meta)
+    pending: list[str] = []
+    placed = 0
+    for line in calls:
+        if "link" in line.split("(")[0] or "rename" in line.split("(")[0]:
+            target = line.rsplit('"', 2)[-2] if line.count('"') >= 4 else ""
+            if target.startswith(dest) and not target.startswith(meta) and "= 0" in line:
+                pending.append(target)
+                placed += 1
+        elif "syncfs(" in line and dest in line:
+            pending.clear()
+        elif ("fsync(" in line or "fdatasync(" in line) and "-wal>" in line:
+            assert pending == [], f"named by a commit before it was synced: {pending[:3]}"
+    return placed
+
+
+def test_every_stored_file_is_on_disk_before_the_commit_that_names_it(backup: Backup) -> None:
+    make_tree(backup.src, {"a.txt": "one\n", "b.bin": b"\x00\x01", "d": {"c.txt": "c\n"}})
+    assert _synced_before_commit(backup, _strace(backup, "all")) >= 6
+    (backup.src / "a.txt").write_text("one\ntwo\n")
+    (backup.src / "b.bin").write_bytes(b"\x00\x02")
+    assert _synced_before_commit(backup, _strace(backup, "all")) >= 4
+    for day in range(3):
+        (backup.src / "a.txt").write_text(f"v{day}\n" * 3)
+        backup.doit("versioned", check=True)
+    assert _synced_before_commit(backup, _strace(backup, "prune", "--keep-last", "1")) >= 1
