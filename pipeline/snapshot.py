@@ -136,7 +136,9 @@ class _Folder:
             (old.st_size, old.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
         if in_place and change.unchanged(rec, st, self.job.checker):
             return                                 # stored, and the copy is where it was put
-        if old is not None and stat.S_ISREG(old.st_mode) and self._same_bytes(src, dst, st, old):
+        racy = rec is not None and rec.kind == "file" and rec.size is None
+        if old is not None and stat.S_ISREG(old.st_mode) and \
+                self._same_bytes(src, dst, st, old, compare=racy):
             self._metadata(name, dst, st, rec, old)
             return
         if not self.writes:
@@ -170,12 +172,13 @@ class _Folder:
                             target=Path(os.fsdecode(dst))))
 
     def _same_bytes(self, src: bytes, dst: bytes, st: os.stat_result,
-                    old: os.stat_result) -> bool:
+                    old: os.stat_result, compare: bool = False) -> bool:
         """Does the mirror copy hold the source's bytes?  checker: mtime trusts size and
-        mtime, as rsync does; checker: hash compares the bytes."""
+        mtime, as rsync does, except for a racily clean record (``compare``); checker:
+        hash compares the bytes."""
         if old.st_size != st.st_size:
             return False
-        if self.job.checker == "mtime":
+        if self.job.checker == "mtime" and not compare:
             return old.st_mtime_ns == st.st_mtime_ns
         try:
             if not store.same_content(src, dst):

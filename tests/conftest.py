@@ -95,3 +95,24 @@ def small_disk(tmp_path: Path):
         pytest.skip(f"cannot mount a small tmpfs here: {result.stderr.decode().strip()}")
     yield mount
     subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.fixture
+def coarse_disk(tmp_path):
+    """A filesystem that keeps whole seconds (ext4 with 128-byte inodes, as FAT, exFAT
+    and SMB keep coarse times); skips where a loop mount is not allowed."""
+    import shutil
+    import subprocess
+    if not shutil.which("mkfs.ext4") or os.geteuid() != 0:
+        pytest.skip("needs mkfs.ext4 and root to mount a loop filesystem")
+    image, mount = tmp_path / "disk.img", tmp_path / "coarse"
+    mount.mkdir()
+    with open(image, "wb") as fh:
+        fh.truncate(16 << 20)
+    made = subprocess.run(["mkfs.ext4", "-q", "-I", "128", str(image)], capture_output=True)
+    mounted = made.returncode == 0 and subprocess.run(
+        ["mount", "-o", "loop", str(image), str(mount)], capture_output=True).returncode == 0
+    if not mounted:                                      # probing the machine, not snapback
+        pytest.skip("cannot mount a loop filesystem here")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
