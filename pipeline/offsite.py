@@ -254,31 +254,14 @@ def _history_back(root: Path, catalog: Catalog, out: Fetched) -> None:
             if st is not None and stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) != want:
                 os.chmod(obj, want)
                 out.modes += 1
-        live = [r for r in history if r.kind != "deleted"]
-        last = live[-1] if live else None
-        if last is None or last.store is None or last.entry == "dir":
-            continue
-        current = os.path.join(where, last.store, last.name)
-        if _through_link(base, current, out):
-            continue
-        st = _lstat(current)
-        if last.entry == "link":
-            if st is None or not stat.S_ISLNK(st.st_mode) or os.readlink(current) != last.target:
-                if st is not None:
-                    os.unlink(current)
-                os.makedirs(os.path.dirname(current), mode=0o700, exist_ok=True)
-                os.symlink(last.target or b"", current)
-                out.links += 1
-                stray = current + LINK_SUFFIX.encode()
-                if os.path.lexists(stray):
-                    os.unlink(stray)
-            continue
-        if st is not None and stat.S_ISREG(st.st_mode):
-            want = stat.S_IMODE(last.mode or 0o600)
-            if stat.S_IMODE(st.st_mode) != want:
-                os.chmod(current, want)
-                out.modes += 1
-            _set_times(current, last.mtime_ns)
+            if row.copy is not None:           # the newest version, whole
+                copy = os.path.join(where, row.store, row.copy)
+                st = _lstat(copy)
+                want = stat.S_IMODE(row.mode or 0o600)
+                if not _through_link(base, copy, out) and st is not None and \
+                        stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) != want:
+                    os.chmod(copy, want)
+                    out.modes += 1
 
 
 def describe_fetch(plan: Plan, done: Fetched, seconds: float) -> list[str]:
@@ -322,17 +305,9 @@ def expected(destination: Path, catalog: Catalog) -> dict[str, Want]:
                 rel = os.fsdecode(os.path.join(row.store, row.object))
                 out[f"versioned_backup/{source}/{rel}"] = Want(
                     row.size if row.kind != "diff" else None, row.object_sha256 or row.sha256)
-        live = [r for r in history if r.kind != "deleted"]
-        last = live[-1] if live else None
-        if last is None or last.store is None or last.entry == "dir":
-            continue
-        rel = os.fsdecode(os.path.join(last.store, last.name))
-        if last.entry == "link":
-            link_target: bytes = last.target or b""
-            out[f"versioned_backup/{source}/{rel}{LINK_SUFFIX}"] = Want(
-                len(link_target), hashlib.sha256(link_target).hexdigest())
-        else:
-            out[f"versioned_backup/{source}/{rel}"] = Want(last.size, last.sha256)
+                if row.copy is not None:       # the newest version, whole
+                    rel = os.fsdecode(os.path.join(row.store, row.copy))
+                    out[f"versioned_backup/{source}/{rel}"] = Want(row.size, row.sha256)
     for name in META_FILES:
         path = destination / META / name
         if path.exists():

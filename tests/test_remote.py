@@ -65,7 +65,8 @@ def test_sync_sends_mirror_history_and_catalog_never_the_lock(backup: Backup, se
     assert again.returncode == 0, again.stderr
     assert "0 deleted" not in again.stdout.split("history")[0]          # the mirror deleted one
     assert not (remote / "system_snapshot" / "src" / "docs" / "old.txt").exists()
-    assert (remote / "versioned_backup" / "src" / "docs" / "old.txt" / "old.txt").read_text() == "old\n"
+    (kept,) = (remote / "versioned_backup" / "src" / "docs" / "old.txt").glob("old-baseline-*.txt")
+    assert kept.read_text() == "old\n"
     assert len(list((remote / "versioned_backup" / "src" / "a.txt" / "a.txt_diffs").iterdir())) == 1
     assert files(remote / "system_snapshot") == files(backup.dest / "system_snapshot")
 

@@ -76,8 +76,9 @@ def test_sigkill_twenty_times_per_mode_loses_nothing(backup: Backup, mode: str) 
         # every stored object belongs to exactly one version: no orphan of a killed run
         objects = {p for p in backup.versions.rglob("*") if p.is_file() and (
             p.parent.name.endswith(("_diffs", "_versions")) or "-baseline-" in p.name)}
-        referenced = {backup.versions / os.fsdecode(r.store) / os.fsdecode(r.object)
-                      for r in backup.catalog() if r.kind in ("baseline", "diff", "full")}
+        referenced = {backup.versions / os.fsdecode(r.store) / os.fsdecode(o)
+                      for r in backup.catalog() if r.kind in ("baseline", "diff", "full")
+                      for o in (r.object, r.copy) if o is not None}
         assert objects == referenced
     verify = backup.doit("verify", "--deep")
     assert verify.returncode == 0, verify.stdout
