@@ -357,7 +357,10 @@ class Reporter:
             return
         rec = record(current, modes)
         dry = current.options.dry_run
-        for mode, c in rec["modes"].items():
+        # --quiet: nothing at all unless something failed (cron mails only trouble)
+        said = not current.options.quiet or self.status != OK or any(
+            c["failed"] for c in rec["modes"].values())
+        for mode, c in rec["modes"].items() if said else ():
             written = f"about {human_size(c['bytes'])} would be written" if dry \
                 else f"{human_size(c['bytes'])} written"
             line = (f"{mode}: {plural(c['scanned'], 'file')}, {c['new']:,} new, "
@@ -366,7 +369,7 @@ class Reporter:
             if dry:
                 line += " (dry run: nothing was changed)"
             self.out.write(line + "\n")
-        if current.options.note and current.writes \
+        if current.options.note and current.writes and said \
                 and not any(e.mode in modes for e in current.events):
             self.out.write("note: nothing changed, so this run is not in the history and "
                            "its --note was not kept\n")
@@ -375,13 +378,20 @@ class Reporter:
                 self.out.write(line + "\n")
         self.out.flush()
         if current.options.report:
-            from .paths import user_cwd  # doit runs in dodo.py's folder
-            where = user_cwd() / os.path.expanduser(current.options.report)
-            try:     # a new file renamed into place: a link or FIFO there is replaced, never
-                     # followed or opened (cron's --report often points into /tmp)
-                store.write_bytes(os.fsencode(where), (json.dumps(rec, indent=2) + "\n").encode(),
-                                  mode=0o644)
-            except OSError as exc:
-                self._set(PARTIAL)
-                self._once(f"snapback: cannot write the report {current.options.report}: "
-                           f"{exc.strerror or exc}")
+            self.write_report(current.options.report, rec)
+
+    def write_report(self, given: str, rec: dict[str, Any]) -> None:
+        """``--report FILE``: its folder is made if missing; a report that cannot be
+        written is one warning line and never costs the backup (the exit status says
+        what the backup did: a scheduler reading it must not retry a backup that was
+        done)."""
+        from .paths import user_cwd
+        where = user_cwd() / os.path.expanduser(given)
+        try:     # a new file renamed into place: a link or FIFO there is replaced, never
+                 # followed or opened (cron's --report often points into /tmp)
+            os.makedirs(where.parent, exist_ok=True)
+            store.write_bytes(os.fsencode(where), (json.dumps(rec, indent=2) + "\n").encode(),
+                              mode=0o644)
+        except OSError as exc:
+            self._once(f"snapback: warning: the report {given} was not written "
+                       f"({exc.strerror or exc}); the backup itself is done")

@@ -29,6 +29,7 @@ from .plan import Plan, Source
 from .store import clear_staging, make_destination
 
 if TYPE_CHECKING:
+    from .doit_glue import CommandLine
     from .scan import Folder, Scan
 
 # Kinds of per-file events, as printed.
@@ -145,6 +146,7 @@ class Session:
     protect_pending: bool = False           # plan says protect, the backup is not yet
     lock_error: str | None = None
     run_id: str = ""
+    line: CommandLine | None = None         # the command line as read (None: not known)
 
     def __post_init__(self) -> None:
         self.meta_dir: Path = self.plan.meta_dir

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import DODO, DOIT, ROOT, make_tree
+from support import ROOT, SNAPBACK, make_tree
 
 # Lines the docs say end with another status (README: explain exits 1 when a path is not backed up).
 EXPECTED = {"explain ~/proj/app.log": 1}
@@ -83,7 +83,7 @@ def world(tmp_path_factory) -> dict:
     env = {**os.environ, "HOME": str(home), "PWD": str(base)}
 
     def doit(*words: str, now: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([*DOIT, "-f", str(DODO), *words, f"config={plan}"], cwd=base,
+        return subprocess.run([*SNAPBACK, *words, f"config={plan}"], cwd=base,
                               env={**env, **({"SNAPBACK_NOW": now} if now else {})},
                               capture_output=True, text=True, timeout=120)
 
