@@ -450,10 +450,13 @@ def backend_known() -> bool:
     from doit.plugin import PluginDict
     started = get_initial_workdir() or os.getcwd()
     config = DoitConfig()
-    config.loads([p for p in (os.path.join(started, "pyproject.toml"),
-                              os.path.join(started, "doit.cfg")) if os.path.exists(p)])
+    tables: dict[str, Any] = dict(config.load_config_toml(
+        os.path.join(started, "pyproject.toml"), "tool.doit"))
+    ini = config.load_config_ini([os.path.join(started, "doit.cfg")])
+    if ini.has_section("BACKEND"):
+        tables.setdefault("BACKEND", {}).update(ini["BACKEND"])
     plugins = PluginDict()
-    plugins.update(plugins._from_ini(config.as_dict(), "BACKEND"))
+    plugins.update(plugins._from_ini(tables, "BACKEND"))
     plugins.update(plugins._from_entry_points("BACKEND"))
     return "snapback" in plugins
 

@@ -363,6 +363,16 @@ def _read_sources(raw: Any, base: Path, problems: _Problems, backup: bool = True
         if any(folder == s.path for s in sources):
             problems.add(f"{key}.path", f"{folder} is listed twice")
             continue
+        real = Path(os.path.realpath(folder))   # however the plan spells them
+        nested = next((s.path for s in sources if Path(os.path.realpath(s.path)) in real.parents
+                       or real in Path(os.path.realpath(s.path)).parents), None)
+        if nested is not None:      # one folder backed up twice, under two names
+            inner, outer = (folder, nested) if len(str(nested)) < len(str(folder)) \
+                else (nested, folder)
+            problems.add(f"{key}.path", f"{inner} is inside {outer}, another source: sources "
+                         "inside other sources are refused (drop one, or leave the inner "
+                         "one out of the outer with an ignore)")
+            continue
         names[name] = index
         sources.append(Source(path=folder, name=name))
     return sources

@@ -83,6 +83,35 @@ def retired_mirrors(current: Session) -> list[str]:
             f"rm -r '{mirror / name}'" for name in found if name not in named]
 
 
+def left_out_line(current: Session) -> str:
+    """The first run's word on what the built-in ignores left out (caches, virtual
+    environments, node_modules...): a home folder can be mostly that, and a user who
+    expected it backed up should hear so once, with the way to see it."""
+    from .explain import _du
+    sources = {s.name: s for s in current.plan.sources}
+    files = size = 0
+    for (mode, name), folders in current.views.items():
+        if mode != "snapshot" and ("snapshot", name) in current.views:
+            continue                                  # each source's walk counted once
+        for folder in folders:
+            for entry, why in folder.skipped:
+                if "(built-in)" not in why and "(holds " not in why:
+                    continue
+                path = sources[name].path / folder.child(entry.rstrip("/"))
+                if entry.endswith("/"):
+                    more, count = _du(path)
+                else:
+                    try:
+                        more, count = os.lstat(path).st_size, 1
+                    except OSError:
+                        continue
+                files, size = files + count, size + more
+    program = current.line.program if current.line is not None else "snapback"
+    return (f"note: the built-in ignores left out {plural(files, 'file')} "
+            f"({human_size(size)}): caches, virtual environments, node_modules and the like; "
+            f"{program} explain --tree lists them")
+
+
 COLOURS = {"new": "\x1b[32m", "updated": "\x1b[36m", "deleted": "\x1b[33m",
            FAILED: "\x1b[1;31m"}
 
@@ -373,6 +402,8 @@ class Reporter:
                 and not any(e.mode in modes for e in current.events):
             self.out.write("note: nothing changed, so this run is not in the history and "
                            "its --note was not kept\n")
+        if current.first_run and said and not dry:
+            self.out.write(left_out_line(current) + "\n")
         if "snapshot" in modes and not current.options.quiet:
             for line in retired_mirrors(current):
                 self.out.write(line + "\n")

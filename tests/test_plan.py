@@ -34,6 +34,8 @@ BAD = [
     ("destination: {dest}\nsources: [{src}]\nremote: {{}}\n", "remote.target: missing"),
     ("destination: {dest}\nsources: [{src}]\nversion: 2\n", "reads plan version 1"),
     ("destination: [unclosed\n", "not valid YAML"),
+    ("destination: {dest}\nsources: [{src}, {src}/inner]\n", "/inner is inside "),
+    ("destination: {dest}\nsources: [{src}/inner/, {src}]\n", "sources inside other sources are refused"),
     ("- just\n- a list\n", "expected a mapping of plan keys"),
     ("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
      "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"

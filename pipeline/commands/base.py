@@ -132,6 +132,11 @@ def run_command(command: Command, plan: Plan, words: list[str],
         return command.runner()(ctx, paths, **values)
     except SnapbackError as exc:
         return Failed.of(exc)
+    except BrokenPipeError:      # a reader piped into head: it has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return None
     except OSError as exc:
         where = f"{os.fsdecode(exc.filename)}: " if exc.filename else ""
         return Failed(f"{where}{exc.strerror or exc}")
