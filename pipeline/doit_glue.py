@@ -5,9 +5,11 @@
 would be a second record of what the backup holds, and it went wrong exactly
 where the two disagreed: a folder moved away and back, a folder put back by a
 restore, a file no longer ignored (doit's state said "up to date", the mirror
-was empty).  So doit keeps no state here: the backend (``CatalogState``,
-registered as the doit backend ``snapback`` by an entry point in
-pyproject.toml) stores nothing and holds nothing; the checker, made for each
+was empty).  So doit keeps no state here: the backend (``CatalogState``, named
+``snapback`` in the ``snapback`` application's doit configuration, ``BACKEND``,
+and for ``doit`` in the checkout in pyproject.toml's
+``[tool.doit.plugins.backend]``; never an entry point, which every doit
+project would load) stores nothing and holds nothing; the checker, made for each
 invocation with its ``Session``, compares each file's lstat with what the
 catalog records for it (``Session.expected``, filled at task creation from the
 catalog; the rule is ``pipeline.change``).  Whatever removes something from
@@ -16,18 +18,22 @@ or outlive a folder.  A folder's own changes (entries added or removed, rules
 changed, its mode) are judged at task creation against the catalog too
 (``pipeline.backup``).
 
-**The command line.**  doit parses a task's options itself, before any task
-runs, and answers a mistake with its parser's dump and status 3.  dodo.py is
-loaded after doit has read its own options and before it reads the tasks', so
-``load_plan_or_exit`` reads the same words first, as doit will
-(``read_command_line``), and refuses a mistake in snapback's words with status
-2: the option, the command's options, and the closest match.  doit gives a dodo
-file no access to its command line, so the words are taken from the frame of
-``DoitMain.run`` (the one place that holds them, for ``doit``, ``python -m
-doit`` and the API alike).  Options written *before* the command name (``doit
---dry-run snapshot``) are doit's own, read before dodo.py loads: doit reports
-those.  The words also say which checks the plan needs: a backup command needs
-every source readable; the recovery commands must work when a source is gone.
+**The command line** is read once (``read_command_line``), as doit will split
+it: doit's command, each task with its words, doit's own run options (``-n``
+and ``-P`` are refused: the folder tasks share one session), and ``--config``.
+The ``snapback`` application reads the words it is given (``pipeline.app``);
+dodo.py, loaded by ``doit``, reads ``sys.argv`` when doit was started as a
+command, and checks every source when the words are not known (a program
+running doit itself).  A mistake is refused before any task exists, in
+snapback's words with status 2 (doit's parser would dump its options and exit
+3): the option, the command's options, and the closest match.  Each command's
+paths and options, as read, are what its action gets (``run_command``).  The
+words also say which checks the plan needs: a backup command needs every
+source readable; the recovery commands must work when a source is gone.
+
+**The loader** (``SnapbackLoader``, doit's ``TaskLoader2``) is what both the
+``snapback`` command and dodo.py use: the plan found and loaded, doit's
+configuration, and the task creators.
 
 **Tasks.**  ``task_creators`` turns the command registry
 (``pipeline.commands``) into the functions dodo.py exposes.  The backup
