@@ -1,17 +1,14 @@
-"""snapback's doit entry point: the plan compiled into tasks.  Thin by design.
+"""snapback for ``doit`` in the checkout: the same loader as the ``snapback`` command.
 
-``doit snapshot`` / ``doit list`` / ``doit help snapshot``; another plan with
-``doit snapshot config=path/to/plan.yaml`` or ``SNAPBACK_CONFIG``.  Every
-command is on the registry in ``pipeline/commands``; ``pipeline/doit_glue.py``
-is all that snapback asks of doit.
+``doit`` / ``doit all`` / ``doit list`` / ``doit restore PATH`` from this folder
+(its pyproject.toml names snapback's state backend for doit); another plan with
+``doit all config=path/to/plan.yaml`` or ``SNAPBACK_CONFIG``.  From any other
+folder, use the ``snapback`` command (``pip install .``, README).
 """
 
-from doit import get_var
+from pipeline.doit_glue import SnapbackLoader
 
-from pipeline import doit_glue
-
-PLAN = doit_glue.load_plan_or_exit(get_var("config", None))
-SESSION, DOIT_CONFIG = doit_glue.configure(PLAN)
-
-for _name, _creator in doit_glue.task_creators(SESSION).items():
-    globals()[_name] = _creator
+LOADER = SnapbackLoader.for_dodo(__file__)
+DOIT_CONFIG = LOADER.load_doit_config()
+SESSION = LOADER.session
+globals().update(LOADER.namespace())

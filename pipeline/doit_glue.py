@@ -5,9 +5,11 @@
 would be a second record of what the backup holds, and it went wrong exactly
 where the two disagreed: a folder moved away and back, a folder put back by a
 restore, a file no longer ignored (doit's state said "up to date", the mirror
-was empty).  So doit keeps no state here: the backend (``CatalogState``,
-registered as the doit backend ``snapback`` by an entry point in
-pyproject.toml) stores nothing and holds nothing; the checker, made for each
+was empty).  So doit keeps no state here: the backend (``CatalogState``, named
+``snapback`` in the ``snapback`` application's doit configuration, ``BACKEND``,
+and for ``doit`` in the checkout in pyproject.toml's
+``[tool.doit.plugins.backend]``; never an entry point, which every doit
+project would load) stores nothing and holds nothing; the checker, made for each
 invocation with its ``Session``, compares each file's lstat with what the
 catalog records for it (``Session.expected``, filled at task creation from the
 catalog; the rule is ``pipeline.change``).  Whatever removes something from
@@ -16,18 +18,22 @@ or outlive a folder.  A folder's own changes (entries added or removed, rules
 changed, its mode) are judged at task creation against the catalog too
 (``pipeline.backup``).
 
-**The command line.**  doit parses a task's options itself, before any task
-runs, and answers a mistake with its parser's dump and status 3.  dodo.py is
-loaded after doit has read its own options and before it reads the tasks', so
-``load_plan_or_exit`` reads the same words first, as doit will
-(``read_command_line``), and refuses a mistake in snapback's words with status
-2: the option, the command's options, and the closest match.  doit gives a dodo
-file no access to its command line, so the words are taken from the frame of
-``DoitMain.run`` (the one place that holds them, for ``doit``, ``python -m
-doit`` and the API alike).  Options written *before* the command name (``doit
---dry-run snapshot``) are doit's own, read before dodo.py loads: doit reports
-those.  The words also say which checks the plan needs: a backup command needs
-every source readable; the recovery commands must work when a source is gone.
+**The command line** is read once (``read_command_line``), as doit will split
+it: doit's command, each task with its words, doit's own run options (``-n``
+and ``-P`` are refused: the folder tasks share one session), and ``--config``.
+The ``snapback`` application reads the words it is given (``pipeline.app``);
+dodo.py, loaded by ``doit``, reads ``sys.argv`` when doit was started as a
+command, and checks every source when the words are not known (a program
+running doit itself).  A mistake is refused before any task exists, in
+snapback's words with status 2 (doit's parser would dump its options and exit
+3): the option, the command's options, and the closest match.  Each command's
+paths and options, as read, are what its action gets (``run_command``).  The
+words also say which checks the plan needs: a backup command needs every
+source readable; the recovery commands must work when a source is gone.
+
+**The loader** (``SnapbackLoader``, doit's ``TaskLoader2``) is what both the
+``snapback`` command and dodo.py use: the plan found and loaded, doit's
+configuration, and the task creators.
 
 **Tasks.**  ``task_creators`` turns the command registry
 (``pipeline.commands``) into the functions dodo.py exposes.  The backup
@@ -50,16 +56,19 @@ import functools
 import os
 import sys
 from collections.abc import Callable, Iterator
-from types import FrameType
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
 
 from doit import create_after, task_params
+from doit.cmd_base import TaskLoader2
 from doit.dependency import FileChangedChecker
 
 from . import change
 from .commands import REGISTRY
 from .commands.base import run_command
 from .errors import PlanError, SnapbackError, UsageError
+from .paths import user_cwd
 from .plan import Plan, load, locate
 from .reporter import Reporter
 from .session import COMMANDS as BACKUP_MODES_OF
@@ -131,51 +140,88 @@ class _Checker(FileChangedChecker):  # type: ignore[misc]  # doit ships no types
 
 # ---- the command line ---------------------------------------------------------
 
+@dataclass
+class CommandLine:
+    """The words of one invocation, read once (``read``): doit's command, each task
+    named with its own words, the options doit reads before the tasks, and the plan
+    given with ``--config FILE`` / ``config=FILE``."""
+    command: str = "run"
+    tasks: list[tuple[str, list[str]]] = field(default_factory=list)
+    config: str | None = None
+    run_options: dict[str, Any] = field(default_factory=dict)
+    program: str = "snapback"          # how messages name the command: snapback, or doit
+    parsed: dict[str, tuple[list[str], dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def reads_sources(self) -> bool:
+        """Does the run need every source readable (a backup, explain)?"""
+        if self.command != "run":
+            return False                   # list, help, info...: nothing is read
+        return not self.tasks or any(n.split(":", 1)[0] in READS_SOURCES for n, _ in self.tasks)
+
+
 def command_options() -> dict[str, dict[str, type]]:
     """Every command -> {"--option": type}."""
     return {c.name: {flag: o.type for flag, o in c.table().items()} for c in REGISTRY.values()}
 
 
-def doit_words() -> list[str] | None:
-    """The words doit is running with (None when doit is not on the stack)."""
-    try:
-        from doit.doit_cmd import DoitMain
-    except ImportError:          # pragma: no cover
-        return None
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code is DoitMain.run.__code__:
-            words = frame.f_locals.get("all_args")
-            return list(words) if words is not None else None
-        frame = frame.f_back
-    return None
-
-
-def _doit_parse(options: tuple[dict[str, Any], ...], words: list[str]) -> list[str]:
-    """The words left after doit's own options (as doit reads them: getopt)."""
+def _doit_parse(options: tuple[dict[str, Any], ...], words: list[str]
+                ) -> tuple[dict[str, Any], list[str]]:
+    """doit's own options (as doit reads them: getopt) and the words left."""
     from doit.cmdparse import CmdOption, CmdParse, CmdParseError
     try:
-        left: list[str] = CmdParse([CmdOption(o) for o in options]).parse_only(words)[1]
-        return left
+        params, left = CmdParse([CmdOption(o) for o in options]).parse_only(words)
+        return dict(params), list(left)
     except CmdParseError:
-        return words
+        return {}, words
 
 
-def read_command_line(words: list[str]) -> tuple[str, list[tuple[str, list[str]]]]:
-    """(doit's command, [(task name, the words that belong to it)]), as doit splits them."""
-    from doit.cmd_base import DodoTaskLoader
+def take_config(words: list[str]) -> tuple[list[str], str | None]:
+    """``--config FILE`` (or ``--config=FILE``) anywhere before a ``--``, taken out of
+    the words: the plan is the application's option, not any one command's."""
+    out: list[str] = []
+    config: str | None = None
+    index = 0
+    while index < len(words):
+        word = words[index]
+        index += 1
+        if word == "--":
+            out.extend(words[index - 1:])
+            break
+        if word == "--config":
+            if index >= len(words):
+                raise UsageError("--config needs a file: --config path/to/plan.yaml")
+            config = words[index]
+            index += 1
+        elif word.startswith("--config="):
+            config = word.partition("=")[2]
+        else:
+            out.append(word)
+    return out, config
+
+
+def read_command_line(words: list[str], loader_options: tuple[dict[str, Any], ...] = ()
+                      ) -> CommandLine:
+    """The one reading of the command line, as doit will split it."""
     from doit.cmd_run import Run
     from doit.doit_cmd import DoitMain
-    words = _doit_parse(DodoTaskLoader.cmd_options, words)
-    words = [w for w in words if not (w[:1] != "-" and "=" in w)]      # config=FILE etc.
+    words, config = take_config(words)
+    line = CommandLine(config=config)
+    _params, words = _doit_parse(loader_options, words)
+    for word in words:
+        if word[:1] != "-" and "=" in word:                  # config=FILE etc.
+            name, _, value = word.partition("=")
+            if name == "config":
+                line.config = value
+    words = [w for w in words if not (w[:1] != "-" and "=" in w)]
     doit_commands = {cls.get_name() for cls in DoitMain.DOIT_CMDS}
     if words and words[0] in doit_commands:
-        command = words.pop(0)
-        if command != "run":
-            return command, []
-    words = _doit_parse(Run.base_options + DodoTaskLoader.cmd_options + Run.cmd_options, words)
+        line.command = words.pop(0)
+        if line.command != "run":
+            return line
+    line.run_options, words = _doit_parse(
+        Run.base_options + tuple(loader_options) + Run.cmd_options, words)
     options = command_options()
-    tasks: list[tuple[str, list[str]]] = []
     while words:
         name = words.pop(0)
         own: list[str] = []
@@ -192,8 +238,17 @@ def read_command_line(words: list[str]) -> tuple[str, list[tuple[str, list[str]]
                 if table.get(word.partition("=")[0]) not in (None, bool) \
                         and "=" not in word and words:
                     own.append(words.pop(0))
-        tasks.append((name, own))
-    return "run", tasks
+        line.tasks.append((name, own))
+    return line
+
+
+def check_run_options(line: CommandLine) -> None:
+    """doit's parallel runs are refused: folder tasks share one session (the lock, the
+    catalog connection, the counts), which worker processes would each copy."""
+    given = line.run_options
+    if given.get("num_process") not in (None, 0, 1) or "par_type" in given:
+        raise UsageError("-n/--process and -P/--parallel-type are not supported: snapback "
+                         "runs its folder tasks one after another (drop the option)")
 
 
 def _closest(word: str, choices: list[str]) -> str:
@@ -201,65 +256,76 @@ def _closest(word: str, choices: list[str]) -> str:
     return f" (did you mean {match[0]}?)" if match else ""
 
 
-def check_words(name: str, words: list[str]) -> None:
-    """Raise UsageError for the first option ``name`` does not take."""
-    options = command_options()
+def check_words(name: str, words: list[str], program: str = "snapback"
+                ) -> tuple[list[str], dict[str, Any]]:
+    """The paths and option values of ``name``'s words (options may follow PATH);
+    raise UsageError for the first option ``name`` does not take."""
+    commands = {c.name: c for c in REGISTRY.values()}
     base = name.split(":", 1)[0]
-    if base not in options:
+    if base not in commands:
         if name.startswith("-"):
             raise UsageError(f"unknown option {name}")
-        raise UsageError(f"unknown command {name}{_closest(name, list(options))}; "
-                         f"commands: {', '.join(sorted(options))} (doit list)")
-    table = options[base]
+        raise UsageError(f"unknown command {name}{_closest(name, list(commands))}; "
+                         f"commands: {', '.join(sorted(commands))} ({program} list)")
+    table = commands[base].table()
     known = ", ".join(table) or "none"
     if ":" in name and base in BACKUP_COMMANDS and words:
         raise UsageError(f"options belong to the command, not to one of its folders: "
-                         f"doit {base} {' '.join(words)} (not doit {name} ...)")
+                         f"{program} {base} {' '.join(words)} (not {program} {name} ...)")
+    paths: list[str] = []
+    values: dict[str, Any] = {}
     index = 0
     while index < len(words):
         word = words[index]
         index += 1
         if word == "--":
+            paths.extend(words[index:])
             break
         if not word.startswith("-") or word == "-":
+            paths.append(word)
             continue
         option, eq, value = word.partition("=")
         if option not in table:
-            raise UsageError(f"unknown option {option} for doit {base}"
+            raise UsageError(f"unknown option {option} for {program} {base}"
                              f"{_closest(option, list(table))}; its options: {known}")
-        if table[option] is bool:
+        spec = table[option]
+        if spec.type is bool:
             if eq:
-                raise UsageError(f"{option} takes no value (doit {base})")
+                raise UsageError(f"{option} takes no value ({program} {base})")
+            values[spec.key] = True
             continue
         if not eq:
             if index >= len(words):
-                raise UsageError(f"{option} needs a value (doit {base})")
+                raise UsageError(f"{option} needs a value ({program} {base})")
             value = words[index]
             index += 1
-        if table[option] is int:
+        if spec.type is int:
             try:
-                int(value)
+                values[spec.key] = int(value)
             except ValueError:
                 raise UsageError(f"{option} takes a whole number, got {value!r}") from None
-        if option == "--report":
-            check_report(value)
+        else:
+            values[spec.key] = value
+        if option == "--report" and not value:
+            raise UsageError("--report needs a file name")
+    return paths, values
 
 
-def one_run_options(tasks: list[tuple[str, list[str]]]) -> None:
+def one_run_options(tasks: list[tuple[str, list[str]]], program: str = "snapback") -> None:
     """Backup commands on one line are one run with one set of options: they are
-    written once, after the last of them (``doit snapshot versioned --note X``)."""
+    written once, after the last of them (``snapshot versioned --note X``)."""
     backups = [(name, own) for name, own in tasks if name.split(":", 1)[0] in BACKUP_COMMANDS]
     for name, own in backups[:-1]:
         if own:
             last = backups[-1][0]
-            raise UsageError(f"doit {name} {' '.join(own)} {last}: the backup commands on one "
-                             f"line are one run with one set of options; write them once, "
-                             f"after the last command (doit {name} {last} {' '.join(own)})")
+            raise UsageError(f"{program} {name} {' '.join(own)} {last}: the backup commands "
+                             f"on one line are one run with one set of options; write them "
+                             f"once, after the last command ({program} {name} {last} "
+                             f"{' '.join(own)})")
 
 
 def report_inside(plan: Plan, tasks: list[tuple[str, list[str]]]) -> str | None:
     """A --report FILE inside the backup destination (refused: never write into it)."""
-    from .paths import user_cwd
     dest = os.path.realpath(plan.destination)
     for _name, own in tasks:
         for index, word in enumerate(own):
@@ -274,50 +340,32 @@ def report_inside(plan: Plan, tasks: list[tuple[str, list[str]]]) -> str | None:
     return None
 
 
-def check_report(value: str) -> None:
-    """--report FILE: a file that can be created, checked before the run."""
-    if not value:
-        raise UsageError("--report needs a file name")
-    from .paths import user_cwd  # doit runs in dodo.py's folder
-    path = os.path.join(user_cwd(), os.path.expanduser(value))
-    folder = os.path.dirname(path) or "."
-    if os.path.isdir(path):
-        raise UsageError(f"--report {value}: is a folder; give a file name")
-    if not os.path.isdir(folder):
-        raise UsageError(f"--report {value}: no folder {folder}")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"--report {value}: the folder {folder} is not writable")
-
-
-def _refuse(lines: list[str]) -> None:
+def _refuse(lines: list[str]) -> NoReturn:
     for line in lines:
         print(f"snapback: {line}", file=sys.stderr)
     raise SystemExit(2)
 
 
-def load_plan_or_exit(config: str | None) -> Plan:
-    """Check the command line, then load the plan (with the checks the commands
-    need); on any problem print one line per problem and exit 2."""
-    words = doit_words()
-    strict = True                          # unknown command line: every check
-    tasks: list[tuple[str, list[str]]] = []
-    if words is not None:
-        try:
-            command, tasks = read_command_line(words)
-            for name, own in tasks:
-                check_words(name, own)
-            one_run_options(tasks)
-        except UsageError as exc:
-            _refuse([str(exc)])
-        if command == "run":
-            strict = not tasks or any(n.split(":", 1)[0] in READS_SOURCES for n, _ in tasks)
-        else:
-            strict = False                 # list, help, info...: nothing is read
+def load_plan_or_exit(line: CommandLine | None, *, default: Path | None = None) -> Plan:
+    """Check the command line, then find and load the plan (with the checks the
+    commands need); on any problem print one line per problem and exit 2.  ``line``
+    None: the words are not known (a program running doit itself): every check."""
     try:
-        plan = load(locate(config), backup=strict)
+        if line is not None:
+            check_run_options(line)
+            for name, own in line.tasks:
+                line.parsed[name] = check_words(name, own, line.program)
+            one_run_options(line.tasks, line.program)
+        where = locate(line.config if line is not None else None, default)
+    except UsageError as exc:
+        _refuse([str(exc)])
+    except PlanError as exc:
+        _refuse(exc.problems)
+    try:
+        plan = load(where, backup=line is None or line.reads_sources)
     except PlanError as exc:
         _refuse([*exc.problems, "the plan is invalid; nothing was done"])
-        raise                              # pragma: no cover (_refuse exits)
+    tasks = line.tasks if line is not None else []
     inside = report_inside(plan, tasks)
     if inside is not None:
         _refuse([f"--report {inside}: is inside the backup destination {plan.destination}; "
@@ -325,23 +373,98 @@ def load_plan_or_exit(config: str | None) -> Plan:
     return plan
 
 
-# ---- what dodo.py gets --------------------------------------------------------
+# ---- the loader: what both the snapback command and dodo.py use ----------------
+
+BACKEND = {"snapback": f"{__name__}:CatalogState"}     # doit's plugin table: name -> object
+
 
 def configure(plan: Plan) -> tuple[Session, dict[str, Any]]:
-    """This doit invocation's session and DOIT_CONFIG: our state backend, a checker
+    """This invocation's session and doit configuration: our state backend, a checker
     and a reporter that know the session."""
     session = Session(plan)
     checker = type("Checker", (_Checker,), {"session": session, "rule": plan.checker})
     reporter = type("SnapbackReporter", (Reporter,), {"session": session})
     return session, {
-        "backend": "snapback",                     # CatalogState (entry point)
+        "backend": "snapback",                     # CatalogState (BACKEND above)
         "dep_file": os.fspath(plan.meta_dir),      # unused: the backend keeps no file
         "check_file_uptodate": checker,
         "reporter": reporter,
         "continue": True,                          # one bad folder must not stop the others
-        "default_tasks": ["snapshot"],
+        "default_tasks": ["all"],                  # a first run keeps a history too
         "verbosity": 0,
     }
+
+
+class SnapbackLoader(TaskLoader2):  # type: ignore[misc]  # doit ships no types
+    """doit's task loader for snapback (the way doit documents applications on top of
+    it): the plan, found as SPEC.md says, compiled into doit's configuration and tasks.
+    The ``snapback`` command gives it the words it read (``CommandLine``); dodo.py
+    makes one from doit's command line."""
+
+    def __init__(self, line: CommandLine | None, default_plan: Path | None = None):
+        super().__init__()
+        self.line = line
+        self.default_plan = default_plan
+        self.session: Session | None = None
+
+    def load_doit_config(self) -> dict[str, Any]:
+        plan = load_plan_or_exit(self.line, default=self.default_plan)
+        self.session, config = configure(plan)
+        self.session.line = self.line
+        return config
+
+    def namespace(self) -> dict[str, Any]:
+        assert self.session is not None, "load_doit_config comes first"
+        return task_creators(self.session)
+
+    def load_tasks(self, cmd: Any, pos_args: list[str]) -> list[Any]:
+        from doit import loader
+        tasks: list[Any] = loader.load_tasks(
+            self.namespace(), self.cmd_names, allow_delayed=cmd.execute_tasks,
+            args=pos_args, config=self.config, task_opts=self.task_opts)
+        return tasks
+
+    @classmethod
+    def for_dodo(cls, dodo: str) -> SnapbackLoader:
+        """The loader of dodo.py, run by doit: the words are doit's command line when
+        doit was started as a command (``doit``, ``python -m doit``), else unknown."""
+        from doit import get_var
+        from doit.cmd_base import DodoTaskLoader
+        if not backend_known():
+            _refuse(["doit does not know snapback's state backend here: run doit from the "
+                     f"checkout ({os.path.dirname(dodo)}), whose pyproject.toml names it, or "
+                     "use the snapback command from any folder"])
+        line = None
+        program = os.path.basename(sys.argv[0]) if sys.argv else ""
+        if program == "doit" or sys.argv[0].endswith(os.path.join("doit", "__main__.py")):
+            try:
+                line = read_command_line(sys.argv[1:], DodoTaskLoader.cmd_options)
+                line.program = "doit"
+            except UsageError as exc:
+                _refuse([str(exc)])
+        config = get_var("config", None)
+        if line is None and config is not None:         # the plan, at least
+            line = CommandLine(config=config, program="doit")
+        return cls(line, Path(dodo).resolve().parent / "backup.yaml")
+
+
+def backend_known() -> bool:
+    """Is the backend ``snapback`` in doit's plugin tables, as doit reads them
+    (pyproject.toml and doit.cfg of the folder doit started in, entry points)?"""
+    from doit import get_initial_workdir
+    from doit.doit_cmd import DoitConfig
+    from doit.plugin import PluginDict
+    started = get_initial_workdir() or os.getcwd()
+    config = DoitConfig()
+    tables: dict[str, Any] = dict(config.load_config_toml(
+        os.path.join(started, "pyproject.toml"), "tool.doit"))
+    ini = config.load_config_ini([os.path.join(started, "doit.cfg")])
+    if ini.has_section("BACKEND"):
+        tables.setdefault("BACKEND", {}).update(ini["BACKEND"])
+    plugins = PluginDict()
+    plugins.update(plugins._from_ini(tables, "BACKEND"))
+    plugins.update(plugins._from_entry_points("BACKEND"))
+    return "snapback" in plugins
 
 
 def task_creators(session: Session) -> dict[str, Callable[..., Any]]:
@@ -351,7 +474,7 @@ def task_creators(session: Session) -> dict[str, Callable[..., Any]]:
         if command.backup:
             out[f"task__{command.name}"] = _backup_creator(session, command.name, command.doc)
         else:
-            out[f"task_{command.name}"] = _command_creator(session.plan, command.name)
+            out[f"task_{command.name}"] = _command_creator(session, command.name)
     return out
 
 
@@ -373,12 +496,14 @@ def _backup_creator(session: Session, name: str, doc: str) -> Callable[..., Any]
     return delayed
 
 
-def _command_creator(plan: Plan, name: str) -> Callable[[], dict[str, Any]]:
+def _command_creator(session: Session, name: str) -> Callable[[], dict[str, Any]]:
     command = REGISTRY[name]
+    # the command line as it was read (None: not known, the action reads doit's words)
+    read = session.line.parsed.get(name) if session.line is not None else None
 
     def create() -> dict[str, Any]:
         return {
-            "actions": [functools.partial(run_command, command, plan)],
+            "actions": [functools.partial(run_command, command, session.plan, read=read)],
             "pos_arg": "words",
             "params": [o.doit() for o in command.options],
             "uptodate": [False],
@@ -387,88 +512,3 @@ def _command_creator(plan: Plan, name: str) -> Callable[[], dict[str, Any]]:
         }
     create.__doc__ = command.doc
     return create
-
-
-# ---- doit help ------------------------------------------------------------------
-
-def _doit_help() -> type:
-    from doit.cmd_help import Help as DoitHelp
-
-    class Help(DoitHelp):  # type: ignore[misc]  # doit ships no types
-        """``doit help`` (the doit command ``help``, entry point in pyproject.toml):
-        for snapback's dodo.py, snapback's commands first, each with its line, then
-        doit's own; ``doit help <command>`` as doit shows it; an unknown name is one
-        line and status 2.  For any other dodo file, doit's own help."""
-
-        USAGE = "__snapback_usage__"
-
-        def execute(self, params: Any, args: list[str]) -> int:
-            if len(args) == 1 and (args[0] in self.cmds or args[0] == "task"):
-                result: int = super().execute(params, args)
-                return result
-            if len(args) > 1:
-                print(f"snapback: doit help takes one name, got {' '.join(args)}",
-                      file=sys.stderr)
-                return 2
-            if args and args[0] in REGISTRY:      # needs no plan: the registry says it
-                self._command_help(REGISTRY[args[0]])
-                return 0
-            self.ours = False
-            try:
-                found = DoitCmdBase_execute(self, params, [args[0] if args else self.USAGE])
-            except SystemExit:                     # snapback's dodo.py, with a bad plan:
-                self.ours, found = True, False     # it said why; the usage still helps
-                if not args:
-                    self._usage()
-                    return 2
-            except Exception:                      # no dodo.py here, or not ours: doit's
-                found = False
-            if self.ours:
-                return 0 if found else 2
-            result = super().execute(params, args)
-            return result
-
-        def _command_help(self, command: Any) -> None:
-            from doit.cmdparse import CmdOption, TaskParse
-            print(f"{command.name}  {command.doc}")
-            parse = TaskParse([CmdOption(o.doit()) for o in command.options])
-            for option in parse.options:
-                print("\n".join(option.help_doc()))
-
-        def _usage(self) -> None:
-            print("snapback: a backup of your working folders (README.md)\n")
-            print("Commands")
-            for command in REGISTRY.values():
-                print(f"  doit {command.name:<10} {command.doc}")
-            print("\n  doit help COMMAND   its options")
-            print("\ndoit's own commands (snapback keeps no doit state: forget, ignore, "
-                  "reset-dep and dumpdb have nothing to act on)")
-            for name in sorted(self.cmds):
-                print(f"  doit {name:<14} {self.cmds[name].doc_purpose}")
-
-        def _execute(self, pos_args: list[str]) -> bool:
-            names = {t.name for t in self.task_list}
-            self.ours = all(c in names for c in REGISTRY if not REGISTRY[c].backup)
-            if not self.ours:
-                return False
-            if pos_args[0] == self.USAGE:
-                self._usage()
-                return True
-            if pos_args[0] in {t.name for t in self.task_list}:
-                found: bool = super()._execute(pos_args)
-                return found
-            print(f"snapback: unknown command {pos_args[0]}{_closest(pos_args[0], list(REGISTRY))}"
-                  f"; commands: {', '.join(REGISTRY)} (doit help)", file=sys.stderr)
-            return False
-
-    return Help
-
-
-def DoitCmdBase_execute(command: Any, params: Any, args: list[str]) -> bool:
-    """doit's loading of dodo.py and its tasks, then ``command._execute(args)``."""
-    from doit.cmd_base import DoitCmdBase
-    found: bool = DoitCmdBase.execute(command, params, args)
-    return found
-
-
-Help = _doit_help()

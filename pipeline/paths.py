@@ -32,11 +32,12 @@ class Target:
 
 
 def user_cwd() -> Path:
-    """The folder the user ran doit from (doit itself moves to the dodo.py folder)."""
-    pwd = os.environ.get("PWD")
-    if pwd and os.path.isdir(pwd):
-        return Path(pwd)
-    return Path.cwd()
+    """The folder the user ran the command from: doit moves to dodo.py's folder before
+    loading it and says where it started (``get_initial_workdir``); the ``snapback``
+    command moves nowhere."""
+    from doit import get_initial_workdir
+    started = get_initial_workdir()
+    return Path(started) if started else Path.cwd()
 
 
 def _absolute(text: str) -> Path:

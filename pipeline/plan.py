@@ -363,6 +363,16 @@ def _read_sources(raw: Any, base: Path, problems: _Problems, backup: bool = True
         if any(folder == s.path for s in sources):
             problems.add(f"{key}.path", f"{folder} is listed twice")
             continue
+        real = Path(os.path.realpath(folder))   # however the plan spells them
+        nested = next((s.path for s in sources if Path(os.path.realpath(s.path)) in real.parents
+                       or real in Path(os.path.realpath(s.path)).parents), None)
+        if nested is not None:      # one folder backed up twice, under two names
+            inner, outer = (folder, nested) if len(str(nested)) < len(str(folder)) \
+                else (nested, folder)
+            problems.add(f"{key}.path", f"{inner} is inside {outer}, another source: sources "
+                         "inside other sources are refused (drop one, or leave the inner "
+                         "one out of the outer with an ignore)")
+            continue
         names[name] = index
         sources.append(Source(path=folder, name=name))
     return sources
@@ -387,17 +397,24 @@ def _check_patterns(key: str, patterns: tuple[str, ...], problems: _Problems) ->
             problems.add(f"{key}[{index}]", f"invalid pattern {pattern!r}: {error}")
 
 
-def locate(config: str | None) -> Path:
-    """The plan file: ``config=FILE``, else $SNAPBACK_CONFIG (relative to where the
-    user ran doit: doit itself moves to dodo.py's folder), else dodo.py's backup.yaml."""
+def locate(config: str | None, default: Path | None = None) -> Path:
+    """The plan file: ``--config FILE``/``config=FILE``, else $SNAPBACK_CONFIG (both
+    relative to where the user ran the command), else ``default`` (dodo.py's
+    backup.yaml in the checkout) or ./backup.yaml, else the user's
+    ``~/.config/snapback/backup.yaml`` ($XDG_CONFIG_HOME is honoured)."""
+    from .paths import user_cwd
     if config is not None and not config.strip():
         raise PlanError(["config= names no file (an unset variable in a cron line?): "
                          "give the plan's path"])
     given = config or os.environ.get("SNAPBACK_CONFIG")
-    if not given:
-        return Path(PLAN_NAME)
-    path = Path(os.path.expanduser(given))
-    if not path.is_absolute():
-        pwd = os.environ.get("PWD")
-        path = (Path(pwd) if pwd and os.path.isdir(pwd) else Path.cwd()) / path
-    return path
+    if given:
+        return user_cwd() / os.path.expanduser(given)
+    here = default if default is not None else user_cwd() / PLAN_NAME
+    if here.exists():
+        return here
+    home = Path(os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"))
+    mine = home / "snapback" / PLAN_NAME
+    if mine.exists():
+        return mine
+    raise PlanError([f"no plan: none at {here} nor at {mine}; give one with --config FILE "
+                     "or SNAPBACK_CONFIG (README, The plan)"])

@@ -83,6 +83,35 @@ def retired_mirrors(current: Session) -> list[str]:
             f"rm -r '{mirror / name}'" for name in found if name not in named]
 
 
+def left_out_line(current: Session) -> str:
+    """The first run's word on what the built-in ignores left out (caches, virtual
+    environments, node_modules...): a home folder can be mostly that, and a user who
+    expected it backed up should hear so once, with the way to see it."""
+    from .explain import _du
+    sources = {s.name: s for s in current.plan.sources}
+    files = size = 0
+    for (mode, name), folders in current.views.items():
+        if mode != "snapshot" and ("snapshot", name) in current.views:
+            continue                                  # each source's walk counted once
+        for folder in folders:
+            for entry, why in folder.skipped:
+                if "(built-in)" not in why and "(holds " not in why:
+                    continue
+                path = sources[name].path / folder.child(entry.rstrip("/"))
+                if entry.endswith("/"):
+                    more, count = _du(path)
+                else:
+                    try:
+                        more, count = os.lstat(path).st_size, 1
+                    except OSError:
+                        continue
+                files, size = files + count, size + more
+    program = current.line.program if current.line is not None else "snapback"
+    return (f"note: the built-in ignores left out {plural(files, 'file')} "
+            f"({human_size(size)}): caches, virtual environments, node_modules and the like; "
+            f"{program} explain --tree lists them")
+
+
 COLOURS = {"new": "\x1b[32m", "updated": "\x1b[36m", "deleted": "\x1b[33m",
            FAILED: "\x1b[1;31m"}
 
@@ -357,7 +386,10 @@ class Reporter:
             return
         rec = record(current, modes)
         dry = current.options.dry_run
-        for mode, c in rec["modes"].items():
+        # --quiet: nothing at all unless something failed (cron mails only trouble)
+        said = not current.options.quiet or self.status != OK or any(
+            c["failed"] for c in rec["modes"].values())
+        for mode, c in rec["modes"].items() if said else ():
             written = f"about {human_size(c['bytes'])} would be written" if dry \
                 else f"{human_size(c['bytes'])} written"
             line = (f"{mode}: {plural(c['scanned'], 'file')}, {c['new']:,} new, "
@@ -366,22 +398,31 @@ class Reporter:
             if dry:
                 line += " (dry run: nothing was changed)"
             self.out.write(line + "\n")
-        if current.options.note and current.writes \
+        if current.options.note and current.writes and said \
                 and not any(e.mode in modes for e in current.events):
             self.out.write("note: nothing changed, so this run is not in the history and "
                            "its --note was not kept\n")
+        if current.first_run and said and not dry:
+            self.out.write(left_out_line(current) + "\n")
         if "snapshot" in modes and not current.options.quiet:
             for line in retired_mirrors(current):
                 self.out.write(line + "\n")
         self.out.flush()
         if current.options.report:
-            from .paths import user_cwd  # doit runs in dodo.py's folder
-            where = user_cwd() / os.path.expanduser(current.options.report)
-            try:     # a new file renamed into place: a link or FIFO there is replaced, never
-                     # followed or opened (cron's --report often points into /tmp)
-                store.write_bytes(os.fsencode(where), (json.dumps(rec, indent=2) + "\n").encode(),
-                                  mode=0o644)
-            except OSError as exc:
-                self._set(PARTIAL)
-                self._once(f"snapback: cannot write the report {current.options.report}: "
-                           f"{exc.strerror or exc}")
+            self.write_report(current.options.report, rec)
+
+    def write_report(self, given: str, rec: dict[str, Any]) -> None:
+        """``--report FILE``: its folder is made if missing; a report that cannot be
+        written is one warning line and never costs the backup (the exit status says
+        what the backup did: a scheduler reading it must not retry a backup that was
+        done)."""
+        from .paths import user_cwd
+        where = user_cwd() / os.path.expanduser(given)
+        try:     # a new file renamed into place: a link or FIFO there is replaced, never
+                 # followed or opened (cron's --report often points into /tmp)
+            os.makedirs(where.parent, exist_ok=True)
+            store.write_bytes(os.fsencode(where), (json.dumps(rec, indent=2) + "\n").encode(),
+                              mode=0o644)
+        except OSError as exc:
+            self._once(f"snapback: warning: the report {given} was not written "
+                       f"({exc.strerror or exc}); the backup itself is done")

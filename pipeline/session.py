@@ -29,6 +29,7 @@ from .plan import Plan, Source
 from .store import clear_staging, make_destination
 
 if TYPE_CHECKING:
+    from .doit_glue import CommandLine
     from .scan import Folder, Scan
 
 # Kinds of per-file events, as printed.
@@ -145,6 +146,8 @@ class Session:
     protect_pending: bool = False           # plan says protect, the backup is not yet
     lock_error: str | None = None
     run_id: str = ""
+    line: CommandLine | None = None         # the command line as read (None: not known)
+    first_run: bool = False                 # the catalog held no run before this one
 
     def __post_init__(self) -> None:
         self.meta_dir: Path = self.plan.meta_dir
@@ -170,6 +173,7 @@ class Session:
             self.run_id = f"{head}-{(int(pid) + 1) % 10000:04d}"
         catalog.run = (self.run_id, self.started)
         last = catalog.last_run()
+        self.first_run = last is None
         if last is not None and last[1] > self.started:
             def local(t: float) -> str:
                 return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")

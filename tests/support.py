@@ -9,7 +9,6 @@ import contextlib
 import hashlib
 import io
 import os
-import runpy
 import stat
 import subprocess
 import sys
@@ -19,16 +18,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from doit.cmd_base import ModuleTaskLoader
-from doit.doit_cmd import DoitMain
 
 ROOT = Path(__file__).resolve().parent.parent
 DODO = ROOT / "dodo.py"
-DOIT = [sys.executable, "-m", "doit"]
+SNAPBACK = [sys.executable, "-m", "pipeline"]   # the snapback command (pipeline/__main__.py)
 
-# doit imports its state backend (an entry point of the installed snapback) before
-# dodo.py puts this checkout on sys.path: with snapback installed from another
-# checkout (editable), the subprocesses would run that checkout's code.
+# The subprocesses run this checkout's code (`python -m pipeline`), whatever snapback
+# is installed from another checkout.
 if str(ROOT) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
     os.environ["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
@@ -107,10 +103,9 @@ class Backup:
 
     def doit(self, *args: str, check: bool | None = None, env: dict | None = None,
              timeout: float = 120) -> subprocess.CompletedProcess:
-        cmd = [*DOIT, "-f", str(DODO), *args, f"config={self.plan}"]
+        cmd = [*SNAPBACK, *args, f"config={self.plan}"]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                                env={**os.environ, "PWD": str(self.base), **(env or {})},
-                                cwd=self.base)   # PWD as a shell sets it: doit moves to dodo.py's folder
+                                env={**os.environ, **(env or {})}, cwd=self.base)
         if check is True:
             assert result.returncode == 0, result.stdout + result.stderr
         return result
@@ -124,8 +119,10 @@ class Backup:
         return code, out
 
     def run_here(self, *args: str) -> tuple[int, str, dict]:
-        """The same, with dodo.py's namespace after the run (its SESSION)."""
+        """The same, with the run's SESSION (as dodo.py's namespace names it)."""
         from doit import cmd_run
+
+        from pipeline.app import Snapback
         old = os.environ.get("SNAPBACK_CONFIG")
         os.environ["SNAPBACK_CONFIG"] = str(self.plan)
         out, err = io.StringIO(), io.StringIO()
@@ -134,12 +131,13 @@ class Backup:
         stdout = cmd_run.opt_outfile["default"]
         cmd_run.opt_outfile["default"] = out
         try:
-            namespace = runpy.run_path(str(DODO))
+            app = Snapback()
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 try:
-                    code = DoitMain(ModuleTaskLoader(namespace)).run(list(args))
+                    code = app.run(list(args))
                 except SystemExit as exc:     # snapback's own status (pipeline/reporter.py)
                     code = exc.code
+            namespace = {"SESSION": app.task_loader.session}
         finally:
             cmd_run.opt_outfile["default"] = stdout
             if old is None:
@@ -262,7 +260,7 @@ def as_nobody(b: Backup, python: str, *args: str) -> subprocess.CompletedProcess
         for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
             if name != str(b.dest):
                 os.lchown(name, 65534, 65534)
-    return subprocess.run([*NOBODY, python, "-m", "doit", "-f", str(b.base / "dodo.py"), *args,
+    return subprocess.run([*NOBODY, python, "-m", "pipeline", *args,
                            f"config={b.plan}"], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PWD": str(b.base)})
 
@@ -272,7 +270,7 @@ def hold_with_stopped_run(b: Backup, command: str) -> subprocess.Popen:
     (SIGSTOP): concurrency tests made deterministic.  SIGCONT it when done."""
     import signal
     import time
-    proc = subprocess.Popen([*DOIT, "-f", str(DODO), command, f"config={b.plan}"],
+    proc = subprocess.Popen([*SNAPBACK, command, f"config={b.plan}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock = b.meta / "lock"
     deadline = time.time() + 60

@@ -21,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from support import DODO, DOIT, Backup, Link, aged, make_tree, tree
+from support import SNAPBACK, Backup, Link, aged, make_tree, tree
 
 KINDS = ("write", "rename", "fsync", "commit")
 
@@ -145,7 +145,7 @@ def _strace(b: Backup, *args: str) -> list[str]:
     log = b.base / "strace.log"
     cmd = ["strace", "-f", "-y", "-qq", "-o", str(log),
            "-e", "trace=link,linkat,rename,renameat,renameat2,fsync,fdatasync,syncfs",
-           *DOIT, "-f", str(DODO), *args, f"config={b.plan}"]
+           *SNAPBACK, *args, f"config={b.plan}"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=b.base)
     if result.returncode != 0 and "ptrace" in result.stderr:
         pytest.skip(f"strace cannot trace here: {result.stderr.strip()[:200]}")

@@ -1,5 +1,5 @@
-"""Every doit command line in the README's code blocks and in examples/ runs, as
-written, against a real plan in a temporary folder, with the status it documents.
+"""Every doit and snapback command line in the README's code blocks and in examples/
+runs, as written, against a real plan in a temporary folder, with the status it documents.
 
 A command line the docs show and the tool refuses (``doit sync --quiet`` once
 did) fails here.  Only what cannot be the same on a test machine is replaced:
@@ -18,27 +18,37 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import DODO, DOIT, ROOT, make_tree
+from support import ROOT, SNAPBACK, make_tree
 
 # Lines the docs say end with another status (README: explain exits 1 when a path is not backed up).
 EXPECTED = {"explain ~/proj/app.log": 1}
-DOIT_WORD = re.compile(r"(?:^|&&\s*|\benv\s+|\brun:\s+)doit(?=\s|$)")   # a command, not prose
+SCHEDULE = re.compile(r"^(?:[\d*/,-]+\s+){5}")          # a crontab line's five time fields
+STARTS = re.compile(r"^(?:\$\s+|run:\s+|ExecStart=)")
+
+
+def command_of(segment: str) -> str | None:
+    """The words after the command when ``segment`` runs doit or snapback (by any path:
+    ``~/.local/bin/snapback``, ``%h/...``, ``.venv/bin/snapback``), else None."""
+    segment = SCHEDULE.sub("", STARTS.sub("", segment.strip()))
+    word, _, rest = segment.partition(" ")
+    if word in ("doit", "snapback") or word.endswith("/snapback"):
+        return rest.strip()
+    return None
 
 
 def command_lines() -> list[tuple[str, str]]:
-    """(where, the words after `doit`) for every command line in the docs."""
+    """(where, the words after `doit`/`snapback`) for every command line in the docs."""
     found: list[tuple[str, str]] = []
 
     def scan(path: Path, lines: list[tuple[int, str]]) -> None:
         for number, line in lines:
-            line = line.strip().removeprefix("$ ").replace("$DOIT", "doit")
-            if line.startswith("#") or line.startswith("DOIT="):
+            line = line.strip()
+            if line.startswith("#"):
                 continue
-            match = DOIT_WORD.search(line)
-            if not match:
-                continue
-            rest = re.split(r"&&|;|\|", line[match.end():])[0]
-            found.append((f"{path.relative_to(ROOT)}:{number}", rest.strip()))
+            for segment in re.split(r"&&|;", re.split(r"\|(?!\|)", line)[0]):
+                rest = command_of(segment)
+                if rest is not None:
+                    found.append((f"{path.relative_to(ROOT)}:{number}", rest))
 
     readme = (ROOT / "README.md").read_text().splitlines()
     block, inside = [], False
@@ -83,7 +93,7 @@ def world(tmp_path_factory) -> dict:
     env = {**os.environ, "HOME": str(home), "PWD": str(base)}
 
     def doit(*words: str, now: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([*DOIT, "-f", str(DODO), *words, f"config={plan}"], cwd=base,
+        return subprocess.run([*SNAPBACK, *words, f"config={plan}"], cwd=base,
                               env={**env, **({"SNAPBACK_NOW": now} if now else {})},
                               capture_output=True, text=True, timeout=120)
 

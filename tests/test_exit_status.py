@@ -8,12 +8,13 @@ words: never a traceback, never doit's internals.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 
 import pytest
-from support import DODO, DOIT, Backup, as_nobody, hold_with_stopped_run, make_tree
+from support import SNAPBACK, Backup, as_nobody, hold_with_stopped_run, make_tree
 
 DOIT_INTERNALS = ("Traceback", "failed unexpectedly", "CmdOption", "UnmetDependency",
                   "ERROR:", "Error parsing", "report:", "cleanup:")
@@ -180,14 +181,14 @@ def test_2_unknown_option_anywhere(backed_up: Backup, args, option, hint) -> Non
     result = backed_up.doit(*args)
     assert result.returncode == 2
     line = one_line(result)
-    assert f"unknown option {option} for doit {args[0]}" in line and hint in line
+    assert f"unknown option {option} for snapback {args[0]}" in line and hint in line
     assert backed_up.runs() == before
 
 
 def test_2_options_after_a_folder_task(backed_up: Backup) -> None:
     result = backed_up.doit("snapshot:src", "--dry-run")
     assert result.returncode == 2
-    assert "doit snapshot --dry-run" in one_line(result)
+    assert "snapback snapshot --dry-run" in one_line(result)
 
 
 def test_2_unknown_command(backed_up: Backup) -> None:
@@ -196,18 +197,32 @@ def test_2_unknown_command(backed_up: Backup) -> None:
     assert "did you mean snapshot?" in one_line(result)
 
 
-def test_2_report_into_a_missing_folder(backed_up: Backup) -> None:
+def test_0_report_into_a_missing_folder_makes_it(backed_up: Backup) -> None:
     (backed_up.src / "new.txt").write_text("n\n")
-    result = backed_up.doit("all", "--report", str(backed_up.base / "no" / "such" / "r.json"))
-    assert result.returncode == 2
-    assert "--report" in one_line(result)
-    assert not (backed_up.mirror / "new.txt").exists()       # nothing was done
+    report = backed_up.base / "no" / "such" / "r.json"
+    result = backed_up.doit("all", "--quiet", "--report", str(report))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == result.stderr == ""
+    assert json.loads(report.read_text())["modes"]["snapshot"]["new"] == 1
+    assert (backed_up.mirror / "new.txt").exists()
 
 
-def test_2_report_is_a_folder(backed_up: Backup) -> None:
-    result = backed_up.doit("snapshot", "--report", str(backed_up.base))
-    assert result.returncode == 2
-    assert "is a folder" in one_line(result)
+@pytest.mark.parametrize("where", ["folder", "unwritable"])
+def test_0_a_report_that_cannot_be_written_never_costs_the_backup(backed_up: Backup,
+                                                                   where: str) -> None:
+    """The backup is done: exit 0 (a scheduler must not take it for a failed backup), and
+    one warning line on stderr, which cron mails and the journal keeps."""
+    (backed_up.src / "new.txt").write_text("n\n")
+    report = backed_up.base / "rep"
+    report.mkdir()
+    if where == "unwritable":
+        (report / "sub").write_text("a file where the report's folder would be\n")
+        report = report / "sub" / "r.json"
+    result = backed_up.doit("snapshot", "--quiet", "--report", str(report))
+    assert result.returncode == 0
+    assert result.stdout == ""
+    assert one_line(result).startswith("snapback: warning: the report ")
+    assert (backed_up.mirror / "new.txt").exists()
 
 
 def test_2_restore_to_an_existing_file(backed_up: Backup) -> None:
@@ -297,12 +312,12 @@ def test_quiet_is_accepted_by_every_command(backed_up: Backup, command) -> None:
 # ---- anything else is a bug: then, and only then, a traceback ---------------------
 
 def test_70_a_bug_is_the_only_traceback(backed_up: Backup) -> None:
-    buggy = backed_up.base / "buggy.py"           # snapback's dodo.py with a broken command
-    buggy.write_text(f"import sys\nsys.path.insert(0, {str(DODO.parent)!r})\n"
+    buggy = backed_up.base / "buggy.py"           # the snapback command with a broken command
+    buggy.write_text("import sys\n"
                      "import pipeline.commands.history\n"
                      "pipeline.commands.history.run = lambda *a, **k: 1 / 0\n"
-                     "from dodo import *\n")
-    result = subprocess.run([*DOIT, "-f", str(buggy), "history", f"config={backed_up.plan}"],
+                     "from pipeline.__main__ import main\nsys.exit(main())\n")
+    result = subprocess.run([SNAPBACK[0], str(buggy), "history", f"config={backed_up.plan}"],
                             capture_output=True, text=True, timeout=120, cwd=backed_up.base)
     assert result.returncode == 70
     assert "snapback: bug:" in result.stderr and "ZeroDivisionError" in result.stderr

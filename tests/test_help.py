@@ -1,4 +1,4 @@
-"""`doit list` and `doit help` show snapback's commands first, each help text
+"""`snapback list` and `snapback help` show snapback's commands first, each help text
 written for its own command (issue 16); `doit help` of a name that is no
 command is one line and status 2."""
 
@@ -16,7 +16,7 @@ def test_help_lists_snapbacks_commands_first(backup: Backup) -> None:
                     "verify", "sync", "fetch", "check", "protect", "unprotect", "explain",
                     "prune"]
     assert "doit's own commands" in result.stdout          # then doit's, said to be doit's
-    assert result.stdout.index("doit reset-dep") > result.stdout.index("doit prune")
+    assert result.stdout.index("snapback reset-dep") > result.stdout.index("snapback prune")
 
 
 def test_each_help_text_is_written_for_its_own_command(backup: Backup) -> None:

@@ -8,7 +8,7 @@ import os
 import subprocess
 
 import pytest
-from support import DODO, DOIT, Backup, history_of, make_tree, whole
+from support import SNAPBACK, Backup, history_of, make_tree, whole
 
 
 @pytest.mark.parametrize("planted", ["lock", "runs.jsonl", "catalog.sqlite3"])
@@ -101,7 +101,7 @@ def test_a_source_that_is_the_destination_through_a_bind_mount_is_refused(backup
 
 
 def test_an_empty_config_is_refused(backup: Backup) -> None:
-    result = subprocess.run([*DOIT, "-f", str(DODO), "snapshot", "config="], capture_output=True,
+    result = subprocess.run([*SNAPBACK, "snapshot", "config="], capture_output=True,
                             text=True, cwd=backup.base, timeout=60)
     assert result.returncode == 2
     assert "config= names no file" in result.stderr

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from support import DODO, Backup
+from support import SNAPBACK, Backup
 
 from pipeline import plan as planmod
 from pipeline.errors import PlanError
@@ -35,6 +34,8 @@ BAD = [
     ("destination: {dest}\nsources: [{src}]\nremote: {{}}\n", "remote.target: missing"),
     ("destination: {dest}\nsources: [{src}]\nversion: 2\n", "reads plan version 1"),
     ("destination: [unclosed\n", "not valid YAML"),
+    ("destination: {dest}\nsources: [{src}, {src}/inner]\n", "/inner is inside "),
+    ("destination: {dest}\nsources: [{src}/inner/, {src}]\n", "sources inside other sources are refused"),
     ("- just\n- a list\n", "expected a mapping of plan keys"),
     ("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
      "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
@@ -100,7 +101,7 @@ def test_a_relative_config_is_read_from_where_the_user_is(backup: Backup) -> Non
     (backup.src / "a.txt").write_text("a")
     (backup.base / "plans").mkdir()
     backup.plan.rename(backup.base / "plans" / "mine.yaml")
-    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(DODO), "snapshot",
+    result = subprocess.run([*SNAPBACK, "snapshot",
                              "config=plans/mine.yaml"], capture_output=True, text=True,
                             cwd=backup.base, env={**os.environ, "PWD": str(backup.base)})
     assert result.returncode == 0, result.stderr

@@ -7,11 +7,20 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from support import DODO, Backup, at, digests, gnu_patch_chain, history_of, make_tree, rebuilt, tree
+from support import (
+    SNAPBACK,
+    Backup,
+    at,
+    digests,
+    gnu_patch_chain,
+    history_of,
+    make_tree,
+    rebuilt,
+    tree,
+)
 
 
 def daily_history(b: Backup, days: list[str], per_day: int = 1) -> list[bytes]:
@@ -124,7 +133,7 @@ def test_a_prune_killed_midway_is_finished_by_a_rerun(backup: Backup) -> None:
     expected = {f"f{i}.txt": [v for v in rebuilt(backup, f"f{i}.txt")][-2:] for i in range(60)}
     rng = random.Random(8)
     for _ in range(6):
-        proc = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(DODO), "prune",
+        proc = subprocess.Popen([*SNAPBACK, "prune",
                                  "--keep-last", "2", f"config={backup.plan}"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.2, 0.6))

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import yaml
-from support import DODO, DOIT, Backup, make_tree
+from support import SNAPBACK, Backup, make_tree
 
 
 def test_a_deleted_file_without_at_restores_its_last_version(backup: Backup) -> None:
@@ -157,7 +157,7 @@ def test_a_killed_restore_leaves_no_partial_file(backup: Backup) -> None:
     backup.doit("versioned", check=True)
     out = backup.base / "out"
     out.mkdir()
-    cmd = [*DOIT, "-f", str(DODO), "restore", "src/big.bin", "--to", str(out),
+    cmd = [*SNAPBACK, "restore", "src/big.bin", "--to", str(out),
            f"config={backup.plan}"]
     proc = subprocess.Popen(cmd, cwd=backup.base, env={**os.environ, "PWD": str(backup.base)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from support import DODO, Backup, Link, digests, lines, make_tree, tree
+from support import Backup, Link, digests, lines, make_tree, tree
 
 
 def seed(b: Backup) -> None:
@@ -192,11 +192,25 @@ def test_note_reaches_the_run_record_and_report_file(backup: Backup) -> None:
     assert json.loads(report.read_text())["counts"]["new"] == 0
 
 
-def test_quiet_prints_only_the_summary(backup: Backup) -> None:
+def test_quiet_prints_nothing_unless_something_failed(backup: Backup) -> None:
     seed(backup)
-    result = backup.snapshot("--quiet")
-    assert result.stdout.splitlines()[-1].startswith("snapshot:")
-    assert len(result.stdout.splitlines()) == 1
+    for command in ("snapshot", "all", "all"):       # a first run, a change, no change
+        (backup.src / "n.txt").write_text(command)
+        result = backup.doit(command, "--quiet", check=True)
+        assert result.stdout == result.stderr == ""
+    fd = os.open(backup.src, os.O_RDONLY)             # a path too long for the system:
+    try:                                              # FAILED, even for root
+        for _ in range(20):
+            os.mkdir(b"d" * 250, dir_fd=fd)
+            new = os.open(b"d" * 250, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = new
+        os.close(os.open(b"leaf.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
+    result = backup.doit("all", "--quiet")
+    assert result.returncode == 1
+    assert "FAILED" in result.stdout and " 1 failed" in result.stdout      # and the summary
 
 
 def test_verbose_names_the_pattern_that_skipped_each_path(backup: Backup) -> None:
@@ -271,7 +285,7 @@ def test_terminal_gets_links_and_a_progress_bar(backup: Backup) -> None:
     if not shutil.which("script"):
         pytest.skip("needs util-linux script for a pseudo-terminal")
     make_tree(backup.src, {f"d{i}": {f"f{j}.txt": "x" * 100 for j in range(2)} for i in range(100)})
-    cmd = (f"stty cols 120 rows 40; {sys.executable} -m doit -f {DODO} snapshot "
+    cmd = (f"stty cols 120 rows 40; {sys.executable} -m pipeline snapshot "
            f"config={backup.plan}")
     out = subprocess.run(["script", "-qc", cmd, "/dev/null"], capture_output=True,
                          timeout=120, env={**os.environ, "PWD": str(backup.base),

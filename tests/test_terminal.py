@@ -11,13 +11,13 @@ import shutil
 import subprocess
 
 import pytest
-from support import DODO, DOIT, Backup, make_tree
+from support import SNAPBACK, Backup, make_tree
 
 pytestmark = pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1)")
 
 
 def in_a_terminal(backup: Backup, *args: str, env: dict[str, str] | None = None) -> str:
-    command = " ".join(shlex.quote(a) for a in [*DOIT, "-f", str(DODO), *args,
+    command = " ".join(shlex.quote(a) for a in [*SNAPBACK, *args,
                                                 f"config={backup.plan}"])
     result = subprocess.run(["script", "-qec", f"stty cols 120 rows 40; {command}", "/dev/null"],
                             capture_output=True, timeout=300, cwd=backup.base,

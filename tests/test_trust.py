@@ -13,7 +13,16 @@ import time
 from pathlib import Path
 
 import pytest
-from support import DODO, Backup, Link, history_of, hold_with_stopped_run, make_tree, rebuilt, tree
+from support import (
+    SNAPBACK,
+    Backup,
+    Link,
+    history_of,
+    hold_with_stopped_run,
+    make_tree,
+    rebuilt,
+    tree,
+)
 
 
 def _generation(b: Backup, gen: int) -> str | None:
@@ -46,7 +55,7 @@ def test_sigkill_twenty_times_per_mode_loses_nothing(backup: Backup, mode: str) 
                 if not seen or seen[-1] != path.read_bytes():
                     seen.append(path.read_bytes())
         for _ in range(4):
-            proc = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(DODO), mode,
+            proc = subprocess.Popen([*SNAPBACK, mode,
                                      f"config={backup.plan}"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(rng.uniform(0.15, 0.6))
@@ -119,7 +128,7 @@ def test_a_file_rewritten_during_the_run_is_never_stored_mixed(backup: Backup) -
 
 def test_files_vanishing_or_becoming_folders_during_a_run(backup: Backup) -> None:
     make_tree(backup.src, {f"f{i}.txt": "x" * 50_000 for i in range(300)})
-    proc = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(DODO), "all",
+    proc = subprocess.Popen([*SNAPBACK, "all",
                              f"config={backup.plan}"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     for i in range(0, 300, 3):                             # while it runs

@@ -51,7 +51,7 @@ BACKUP_OPTIONS = (
     Option("note", str, "", "a note kept with this run in the history"),
     DRY_RUN,
     VERBOSE,
-    QUIET.says("print only failures and the summary"),
+    QUIET.says("print nothing unless something failed (for cron)"),
     Option("report", str, "", "write the run summary as JSON to this file"),
 )
 

@@ -118,15 +118,25 @@ def parse_words(words: list[str], command: Command, given: dict[str, Any]
     return paths, values
 
 
-def run_command(command: Command, plan: Plan, words: list[str], **given: Any
+def run_command(command: Command, plan: Plan, words: list[str],
+                read: tuple[list[str], dict[str, Any]] | None = None, **given: Any
                 ) -> TaskFailed | None:
-    """The action of a command's doit task."""
+    """The action of a command's doit task: its paths and options as the command line
+    was read (``read``, ``doit_glue.check_words``), else from doit's words."""
     try:
-        paths, values = parse_words(words, command, given)
+        if read is not None:
+            paths, values = read[0], {**{o.key: o.default for o in command.options}, **read[1]}
+        else:
+            paths, values = parse_words(words, command, given)
         ctx = Context(plan, command.name, quiet=bool(values.pop("quiet", False)))
         return command.runner()(ctx, paths, **values)
     except SnapbackError as exc:
         return Failed.of(exc)
+    except BrokenPipeError:      # a reader piped into head: it has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return None
     except OSError as exc:
         where = f"{os.fsdecode(exc.filename)}: " if exc.filename else ""
         return Failed(f"{where}{exc.strerror or exc}")

@@ -1,0 +1,245 @@
+"""The snapback command as a user installs it (issue 23): the README's install lines
+run as written, then every scheduled line of the README and examples/ (cron,
+systemd, the GitHub workflow) runs in an empty environment, as cron and systemd
+start it (``env -i HOME=... PATH=/usr/bin:/bin``); installing snapback leaves
+another doit project alone; a reader piped into ``head`` ends quietly.
+
+Only what a test machine cannot share is replaced: ``/path/to/snapback`` is a
+copy of this checkout and ``python3`` this interpreter (pip installs from the
+package index configured on this machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from support import ROOT, SNAPBACK, Backup, make_tree
+
+CLEAN = ("__pycache__", ".git", ".venv", "*.egg-info", ".mypy_cache", ".ruff_cache",
+         ".pytest_cache", ".hypothesis", "build", "restored")
+SCHEDULE = re.compile(r"^(?:[\d*/,-]+\s+){5}(.*)$")
+
+
+def blocks(title: str) -> list[str]:
+    """The lines of the code blocks in the README section ``title``."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+    return [line for block in section.split("```")[1::2] for line in block.splitlines()[1:]]
+
+
+def here(line: str, checkout: Path) -> str:
+    return (line.replace("/path/to/snapback", str(checkout))
+            .replace("python3 -m venv", f"{sys.executable} -m venv")
+            .replace("/bin/pip install", "/bin/pip install -q"))
+
+
+def clean_run(command: str | list[str], home: Path, cwd: Path | str) -> subprocess.CompletedProcess:
+    """As cron (a shell line) or systemd (a word list) starts it: nothing inherited."""
+    env = {"HOME": str(home), "PATH": "/usr/bin:/bin"}
+    args = ["/bin/sh", "-c", command] if isinstance(command, str) else command
+    return subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    """A home with the README's install done, a plan in ~/.config/snapback and files."""
+    home = tmp_path_factory.mktemp("home")
+    checkout = home / "src" / "snapback"
+    shutil.copytree(ROOT, checkout, ignore=shutil.ignore_patterns(*CLEAN))
+    install = [line for line in blocks("Unattended runs") if "pip install" in line
+               or line.startswith("mkdir -p ~/.local/bin")]
+    assert len(install) == 2, install
+    for line in install:
+        result = clean_run(here(line, checkout), home, home)
+        assert result.returncode == 0, f"{line}\n{result.stdout}{result.stderr}"
+    make_tree(home / "work", {"notes.txt": "n\n", "proj": {"main.py": "print(1)\n",
+                                                           ".git": {"HEAD": "ref\n"}}})
+    (home / ".config" / "snapback").mkdir(parents=True)
+    (home / ".config" / "snapback" / "backup.yaml").write_text(yaml.safe_dump({
+        "destination": str(home / "backups"), "sources": [{"path": str(home / "work")}],
+        "remote": {"target": str(home / "remote")}}))
+    return home
+
+
+def scheduled() -> list[tuple[str, str | list[str]]]:
+    """(where, command) of every cron line and systemd ExecStart in README and examples/."""
+    found: list[tuple[str, str | list[str]]] = []
+    sources = [("README.md", blocks("Unattended runs"))]
+    sources += [(f"examples/{p.name}", p.read_text().splitlines())
+                for p in sorted((ROOT / "examples").iterdir()) if p.is_file()]
+    for where, lines in sources:
+        for line in lines:
+            cron = SCHEDULE.match(line.strip())
+            if cron and not line.startswith("#"):
+                found.append((where, cron.group(1)))
+            elif line.startswith("ExecStart="):
+                found.append((where, shlex.split(line.partition("=")[2])))
+    return found
+
+
+SCHEDULED = scheduled()
+
+
+def test_every_schedule_is_found() -> None:
+    where = {w for w, _ in SCHEDULED}
+    assert where == {"README.md", "examples/crontab", "examples/snapback.service"}
+    assert len(SCHEDULED) == 7
+
+
+@pytest.mark.parametrize("where, command", SCHEDULED,
+                         ids=[f"{w}:{c if isinstance(c, str) else ' '.join(c)}"
+                              for w, c in SCHEDULED])
+def test_a_scheduled_line_runs_in_an_empty_environment(home: Path, where: str,
+                                                       command: str | list[str]) -> None:
+    if isinstance(command, list):                  # systemd: %h, no shell, cwd /
+        command = [w.replace("%h", str(home)) for w in command]
+        result = clean_run(command, home, "/")
+    else:                                          # cron: /bin/sh in the home folder
+        result = clean_run(command, home, home)
+    assert result.returncode == 0, f"{where}: {command}\n{result.stdout}{result.stderr}"
+    assert result.stdout == result.stderr == ""            # --quiet: cron mails nothing
+    assert (home / "backups" / "system_snapshot" / "work" / "notes.txt").exists()
+    if "--report" in str(command):
+        words = command if isinstance(command, list) else shlex.split(command)
+        report = Path(words[words.index("--report") + 1].replace("~", str(home), 1))
+        assert json.loads(report.read_text())["modes"]
+
+
+def test_the_workflow_runs_in_an_empty_environment(home: Path, tmp_path: Path) -> None:
+    workflow = (ROOT / "examples" / "github" / "snapback.yml").read_text()
+    steps = [line.split("run:", 1)[1].strip() for line in workflow.splitlines()
+             if line.strip().startswith("run:")]
+    assert len(steps) == 3, steps
+    repo = tmp_path / "repo"                       # actions/checkout: the repository
+    shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(*CLEAN))
+    shutil.copy(home / ".config" / "snapback" / "backup.yaml", repo / "backup.yaml")
+    for step in steps:
+        line = here(step.replace("${{ github.run_id }}", "42"), repo)
+        result = clean_run(line, tmp_path, repo)
+        assert result.returncode == 0, f"{step}\n{result.stdout}{result.stderr}"
+        assert "pip" in line or result.stdout == result.stderr == ""
+    assert json.loads((repo / "report.json").read_text())["note"] == "ci 42"
+
+
+def test_the_command_works_from_any_folder_and_is_the_installed_one(home: Path) -> None:
+    result = clean_run("cd / && ~/.local/bin/snapback history", home, home)
+    assert result.returncode == 0, result.stderr
+    where = clean_run("~/.local/share/snapback/bin/python -c 'import pipeline; "
+                      "print(pipeline.__file__)'", home, "/")
+    assert where.stdout.startswith(str(home / ".local" / "share" / "snapback")), where.stdout
+
+
+def test_installing_snapback_leaves_another_doit_project_alone(home: Path,
+                                                                tmp_path: Path) -> None:
+    """doit's own help, list and run in an unrelated project, with snapback installed in
+    the same environment (once, snapback's global `help` replaced doit's)."""
+    (tmp_path / "dodo.py").write_text(
+        "def task_hello():\n    \"\"\"say hello\"\"\"\n"
+        "    return {'actions': ['echo hello > out.txt']}\n")
+    python = home / ".local" / "share" / "snapback" / "bin" / "python"
+    helped = clean_run([str(python), "-m", "doit", "help", "hello"], home, tmp_path)
+    assert helped.returncode == 0, helped.stderr
+    assert "hello" in helped.stdout and "say hello" in helped.stdout
+    assert "snapback" not in helped.stdout + helped.stderr
+    listed = clean_run([str(python), "-m", "doit", "list"], home, tmp_path)
+    assert listed.stdout.split() == ["hello", "say", "hello"], listed.stdout + listed.stderr
+    ran = clean_run([str(python), "-m", "doit"], home, tmp_path)
+    assert ran.returncode == 0 and (tmp_path / "out.txt").read_text() == "hello\n"
+    entry_points = clean_run([str(python), "-c", "import importlib.metadata as m; print("
+                              "[e.group for e in m.distribution('snapback').entry_points])"],
+                             home, "/")
+    assert entry_points.stdout.strip() == "['console_scripts']", entry_points.stdout
+
+
+def test_doit_in_the_checkout_uses_the_same_loader(backup: Backup) -> None:
+    """``doit`` in the checkout (dodo.py): plain doit runs all, with the plan named by
+    config=; from another folder, one line saying to use snapback, exit 2."""
+    make_tree(backup.src, {"a.txt": "a\n"})
+    doit = [sys.executable, "-m", "doit"]
+    ran = subprocess.run([*doit, f"config={backup.plan}"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "new      [mirror+history] src/a.txt" in ran.stdout
+    listed = subprocess.run([*doit, "list"], cwd=ROOT, capture_output=True, text=True)
+    assert "versioned" in listed.stdout.split()
+    elsewhere = subprocess.run([*doit, "-f", str(ROOT / "dodo.py"), "list"], cwd=backup.base,
+                               capture_output=True, text=True)
+    assert elsewhere.returncode == 2
+    assert elsewhere.stderr.count("\n") == 1 and "snapback command" in elsewhere.stderr
+
+
+@pytest.mark.parametrize("words", [["-n", "2", "all"], ["-P", "thread"],
+                                   ["run", "-n", "2", "snapshot"]])
+def test_doits_parallel_options_are_refused(backup: Backup, words: list[str]) -> None:
+    make_tree(backup.src, {"a.txt": "a\n"})
+    result = backup.doit(*words)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("snapback: -n/--process and -P/--parallel-type are not")
+    assert result.stderr.count("\n") == 1 and not backup.dest.exists()
+
+
+def test_the_plan_is_found_in_spec_order(backup: Backup, tmp_path: Path) -> None:
+    """--config, then SNAPBACK_CONFIG, then ./backup.yaml, then ~/.config/snapback."""
+    home = tmp_path / "h"
+    (home / ".config" / "snapback").mkdir(parents=True)
+    other = tmp_path / "other.yaml"
+    for plan, name in ((other, "o"), (home / ".config" / "snapback" / "backup.yaml", "c"),
+                       (backup.base / "backup.yaml", "b")):
+        plan.write_text(yaml.safe_dump({"destination": str(tmp_path / f"dest-{name}"),
+                                        "sources": [str(backup.src)]}))
+    env = {**os.environ, "HOME": str(home)}
+    env.pop("SNAPBACK_CONFIG", None)
+    env.pop("XDG_CONFIG_HOME", None)
+
+    def dest(*words: str, cwd: Path = backup.base, **extra: str) -> str:
+        result = subprocess.run([*SNAPBACK, *words, "all"], cwd=cwd, env={**env, **extra},
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        made = sorted(p.name for p in tmp_path.glob("dest-*"))
+        for p in tmp_path.glob("dest-*"):
+            shutil.rmtree(p)
+        return " ".join(made)
+
+    assert dest("--config", str(other), SNAPBACK_CONFIG="backup.yaml") == "dest-o"
+    assert dest(SNAPBACK_CONFIG=str(other)) == "dest-o"
+    assert dest() == "dest-b"                          # ./backup.yaml
+    assert dest(cwd=home) == "dest-c"                  # ~/.config/snapback/backup.yaml
+    (home / ".config" / "snapback" / "backup.yaml").unlink()
+    none = subprocess.run([*SNAPBACK, "all"], cwd=home, env=env, capture_output=True,
+                          text=True)
+    assert none.returncode == 2 and none.stderr.startswith("snapback: no plan: none at ")
+
+
+def test_a_reader_piped_into_head_ends_quietly(backup: Backup) -> None:
+    make_tree(backup.src, {f"file-with-a-rather-long-name-{i:05}.txt": "x" for i in range(4000)})
+    backup.doit("all", check=True)
+    for command in (f"{shlex.join(SNAPBACK)} history src config={backup.plan}",
+                    f"{sys.executable} -m doit history src config={backup.plan}"):
+        cwd = backup.base if "pipeline" in command else ROOT
+        result = subprocess.run(f"set -o pipefail; {command} | head -1", shell=True,
+                                executable="/bin/bash", cwd=cwd, capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == "" and result.stdout.startswith("last change")
+
+
+def test_the_first_run_says_what_the_built_in_ignores_left_out(backup: Backup) -> None:
+    make_tree(backup.src, {"a.txt": "a\n", "node_modules": {"x.js": "12345\n"},
+                           "p": {"__pycache__": {"m.pyc": "1"}, "y.pyc": "22"}})
+    first = backup.doit("all", check=True)
+    assert ("note: the built-in ignores left out 3 files (9 B): caches, virtual "
+            "environments, node_modules and the like; snapback explain --tree lists them"
+            ) in first.stdout.splitlines()
+    (backup.src / "b.txt").write_text("b\n")
+    assert "left out" not in backup.doit("all", check=True).stdout
+    tree = backup.doit("explain", "--tree", check=True).stdout
+    assert "src/node_modules/" in tree and "src/p/__pycache__/" in tree
