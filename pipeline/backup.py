@@ -32,7 +32,7 @@ from .plan import Plan, Source
 from .protect import is_protected, marker, protect
 from .scan import Folder, Known, Scan, mode_view, walk
 from .selection import Selector, for_mode, mode_filter
-from .session import COMMANDS, FolderJob, Session, SweepJob
+from .session import COMMANDS, FAILED, Event, FolderJob, Session, SweepJob
 
 BACKUP_PARAMS: list[dict[str, Any]] = [
     {"name": "note", "long": "note", "type": str, "default": "",
@@ -232,6 +232,27 @@ _NO_RECORDS: dict[bytes, Stored] = {}
 _FS = sys.getfilesystemencoding()         # os.fsencode, without a Python call per file
 
 
+# A source that lost more than half of what the last run kept, and more than this many
+# files, is taken as vanished (an unmounted disk, an emptied folder), not as deleted.
+MASS_DELETE = 50
+
+
+def _vanished(session: Session, mode: str, source: Source, folders: list[Folder],
+              seen: dict[bytes, InLine]) -> bool:
+    """Has ``source`` lost most of its entries since ``mode`` last brought it in line?
+    Then nothing of it is deleted in this run (one FAILED line, exit status 1), unless
+    the run says --allow-mass-delete."""
+    before = sum(row.kept or 0 for row in seen.values())
+    now = sum(f.count(mode) for f in folders)
+    if before - now <= MASS_DELETE or now * 2 >= before or session.options.allow_mass_delete:
+        return False
+    session.emit(Event(FAILED, mode, f"{source.name}/", reason=(
+        f"holds {now} of the {before} files the last run kept (unmounted, or emptied?): "
+        "nothing of it was deleted from the backup; if they were really deleted, run "
+        "again with --allow-mass-delete")))
+    return True
+
+
 def _actions(mode: str) -> tuple[Any, Any]:
     """(folder action, sweep action) of one mode."""
     if mode == "snapshot":
@@ -310,10 +331,11 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
                 seen = catalog.folders_seen(mode, source.name)
             folders = mode_view(scans[source.name], extra)
             session.views[(mode, source.name)] = folders
+            vanished = _vanished(session, mode, source, folders, seen)
             print_ = fingerprint(plan, mode, selector, source)
             records = _records(catalog, mode, source.name, folders)
             for folder in folders:
-                if folder.kept is not None or command == "cleanup":
+                if (folder.kept is not None and not vanished) or command == "cleanup":
                     continue          # in line in every mode of the run, signature and all
                 name = f"{source.name}/{folder.rel}" if folder.rel else source.name
                 rel_b = os.fsencode(folder.rel)
@@ -329,9 +351,11 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
                     same = _mirror_untouched(mirror_root, rel_b, folder.stat, row)
                 folder_tasks.append(task_name)
                 job = FolderJob(source, folder, root, plan.checker,
-                                cleanup=opts.cleanup if mode == "snapshot" else True,
+                                cleanup=(opts.cleanup if mode == "snapshot" else True)
+                                and not vanished,
                                 max_diff_bytes=plan.versioned.max_diff_bytes,
-                                sig=mode_signature(folder.sig, print_) if folder.sig else None,
+                                sig=mode_signature(folder.sig, print_)
+                                if folder.sig and not vanished else None,
                                 entered=b"\0".join(os.fsencode(n) for n in folder.entered))
                 spec: dict[str, Any] = {"basename": mode, "name": name,
                                         "doc": f"{mode}: the folder {name}",
@@ -356,7 +380,7 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
             # Every folder task removes what left its own folder; the sweep of a whole
             # source is `doit cleanup`'s alone (made by another command, its tasks would
             # stand for the cleanup group, and the cleanup command's never be made).
-            if command == "cleanup" and (mode == "versioned" or opts.cleanup):
+            if command == "cleanup" and (mode == "versioned" or opts.cleanup) and not vanished:
                 cleanup_tasks.append(f"cleanup:{mode}:{source.name}")
                 sweep = SweepJob(source, tuple(folders), root, plan.versioned.max_diff_bytes)
                 yield {

@@ -310,6 +310,8 @@ class Reporter:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        if any(e.kind == FAILED for e in current.events):
+            self._set(PARTIAL)                 # (also what no task's failure stood for)
         try:
             if self.backup_run:
                 self._summary(current)

@@ -55,6 +55,7 @@ class Options:
     verbose: bool = False
     quiet: bool = False
     report: str = ""
+    allow_mass_delete: bool = False
 
     def merge(self, **given: Any) -> None:
         """Options reach several task creators; a value given to any of them wins."""

@@ -56,8 +56,9 @@ def record_folder(job: FolderJob, current: Session) -> TaskFailed | None:
     unknown = {name for name, _why in folder.unreadable}     # not gone: keep their history live
     for name, why in folder.unreadable:
         work._fail(os.fsencode(name), why)
-    work.deletions(set(folder.files) | unknown, set(folder.links) | unknown,
-                   set(folder.subdirs) | unknown)
+    if job.cleanup:               # (not for a source that vanished: backup._vanished)
+        work.deletions(set(folder.files) | unknown, set(folder.links) | unknown,
+                       set(folder.subdirs) | unknown)
     for name, st in folder.files.items():
         work.file(name, st)
         current.tick(st.st_size)

@@ -53,6 +53,8 @@ BACKUP_OPTIONS = (
     VERBOSE,
     QUIET.says("print nothing unless something failed (for cron)"),
     Option("report", str, "", "write the run summary as JSON to this file"),
+    Option("allow-mass-delete", bool, False, "mirror a source that lost most of its "
+           "entries as deleted (an unmounted disk is refused by default)"),
 )
 
 RetentionOptions = (

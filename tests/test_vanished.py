@@ -1,0 +1,49 @@
+"""A vanished source is not a deleted one (SPEC): a source that lost most of its
+entries since the last run (an unmounted disk, an emptied folder) is backed up
+without deleting anything, says so in one FAILED line, and exits 1; the run that
+says --allow-mass-delete mirrors the deletion."""
+
+from __future__ import annotations
+
+import shutil
+
+from support import PARTIAL, Backup, lines, make_tree
+
+
+def _home(backup: Backup) -> None:
+    make_tree(backup.src, {"keep.txt": "k\n", **{f"d{i}": {f"f{j}.txt": f"{i} {j}\n"
+                                                         for j in range(10)} for i in range(10)}})
+
+
+def test_an_emptied_source_is_not_mirrored_as_deleted(backup: Backup) -> None:
+    _home(backup)
+    backup.doit("all", check=True)
+    for i in range(10):
+        shutil.rmtree(backup.src / f"d{i}")                 # 100 of 101 files gone
+    (backup.src / "new.txt").write_text("new\n")
+    result = backup.doit("all")
+    assert result.returncode == PARTIAL, result.stdout + result.stderr
+    assert lines(result.stdout, "deleted") == []
+    failed = [line for line in (result.stdout + result.stderr).splitlines() if "FAILED" in line]
+    assert len(failed) == 1 and "[mirror+history] src/: holds 2 of the 101 files" in failed[0]
+    assert "--allow-mass-delete" in failed[0]
+    assert (backup.mirror / "d3" / "f4.txt").read_text() == "3 4\n"      # nothing deleted
+    assert (backup.mirror / "new.txt").read_text() == "new\n"            # new files backed up
+    into = backup.base / "r"
+    backup.doit("restore", str(backup.src / "d3"), "--to", str(into), check=True)
+    assert (into / "d3" / "f4.txt").read_text() == "3 4\n"
+    again = backup.doit("all")                                  # still refused next run
+    assert again.returncode == PARTIAL
+    allowed = backup.doit("all", "--allow-mass-delete")
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert not (backup.mirror / "d3").exists()
+    assert "src/d3/ (10 files)" in lines(allowed.stdout, "deleted")
+
+
+def test_a_few_deletions_are_deletions(backup: Backup) -> None:
+    _home(backup)
+    backup.doit("all", check=True)
+    shutil.rmtree(backup.src / "d0")
+    result = backup.doit("all")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert lines(result.stdout, "deleted") == ["src/d0/ (10 files)"]
