@@ -143,6 +143,31 @@ def snapshot_items(mirror_root: Path, target: Target, catalog: Catalog | None = 
     return items
 
 
+def mirror_only(catalog: Catalog, target: Target, items: list[Item], mirror_root: Path,
+                protected: bool) -> list[Item]:
+    """What the mirror holds below ``target`` that the history never recorded (what
+    the versioned mode leaves out by its own ignores: ``.git/`` by default)."""
+    recorded = {row.path for row in catalog.rows_under(target.source.name,
+                                                        os.fsencode(target.rel))}
+    base = os.fsencode(target.rel).rpartition(b"/")[0]
+    have = {i.rel for i in items}
+    out = []
+    for item in snapshot_items(mirror_root, target, catalog, protected):
+        full = base + b"/" + item.rel if base else item.rel
+        if item.rel not in have and full not in recorded:
+            out.append(item)
+    return out
+
+
+def tops(items: list[Item]) -> list[str]:
+    """The outermost paths of ``items``, as a person reads them (at most three)."""
+    rels = sorted(i.rel for i in items)
+    outer = [r for r in rels if not any(r.startswith(o + b"/") for o in rels if o != r)]
+    shown = [display(os.fsdecode(r)) + ("/" if any(i.rel == r and i.kind == "dir"
+                                                    for i in items) else "") for r in outer]
+    return shown[:3] + ([f"and {len(shown) - 3} more"] if len(shown) > 3 else [])
+
+
 def conflicts(items: list[Item], to: Path) -> list[str]:
     """Targets that already exist (a folder that exists as a folder is no conflict)."""
     out = []

@@ -47,3 +47,22 @@ def test_a_few_deletions_are_deletions(backup: Backup) -> None:
     result = backup.doit("all")
     assert result.returncode == 0, result.stdout + result.stderr
     assert lines(result.stdout, "deleted") == ["src/d0/ (10 files)"]
+
+
+def test_a_latest_restore_gives_back_what_only_the_mirror_holds(backup: Backup) -> None:
+    """.git/ is left out of the history by default (git is its own history), but the
+    mirror keeps it: restoring the latest state gives it back, and says so."""
+    make_tree(backup.src, {"proj": {"main.py": "print(1)\n", ".git": {
+        "HEAD": "ref: refs/heads/main\n", "refs": {"heads": {"main": "abc\n"}}}}})
+    backup.doit("all", check=True)
+    shutil.rmtree(backup.src)
+    into = backup.base / "back"
+    result = backup.doit("restore", str(backup.src / "proj"), "--to", str(into))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (into / "proj" / ".git" / "refs" / "heads" / "main").read_text() == "abc\n"
+    assert (into / "proj" / "main.py").read_text() == "print(1)\n"
+    assert "2 files from the mirror, which the history leaves out: proj/.git/" in result.stdout
+    only = backup.base / "only"
+    backup.doit("restore", str(backup.src / "proj"), "--from", "versioned", "--to", str(only),
+                check=True)
+    assert not (only / "proj" / ".git").exists()

@@ -108,8 +108,9 @@ OTHER_COMMANDS = (
             "[--to DIR] [--from snapshot|versioned] [--force]",
             (AT,
              Option("to", str, None, "restore into this folder (default: ./restored/)"),
-             Option("from", str, "versioned", "restore from the versioned history (default) "
-                    "or the snapshot mirror", name="origin"),
+             Option("from", str, "", "versioned: only the history; snapshot: only the "
+                    "mirror (default: the history, and for the latest state what only the "
+                    "mirror holds, such as .git/)", name="origin"),
              FORCE, QUIET), "restore"),
     Command("diff", "the unified diff between two versions: diff PATH [--at TIME] "
             "[--against TIME] [--vscode]",

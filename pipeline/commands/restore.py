@@ -18,13 +18,13 @@ from .base import Context, known, one_path, when, with_retired
 
 
 def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
-        origin: str = "versioned", force: bool = False) -> TaskFailed | None:
+        origin: str = "", force: bool = False) -> TaskFailed | None:
     """Rebuild a file or folder as it was at a time, into DIR (never over a file
     without --force)."""
     plan = ctx.plan
     path = one_path(paths, "restore")
     assert path is not None
-    if origin not in ("versioned", "snapshot"):
+    if origin not in ("", "versioned", "snapshot"):
         raise UsageError(f"--from takes versioned or snapshot, got {origin!r}")
     into = restore_folder(plan, to)
     note = ""
@@ -48,9 +48,22 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
                 if gone is not None:          # deleted: its last version, and when it went
                     items = restore.versioned_items(catalog, target, gone[0])
                     note = f" (deleted {gone[1]}; this is its last version)"
+            elif not at and not origin:
+                # the latest state: what the history leaves out (its own ignores, .git/ by
+                # default) comes from the mirror
+                extra = restore.mirror_only(
+                    catalog, target, items, layout.mirror_root(plan.destination,
+                                                               target.source.name),
+                    is_protected(plan.meta_dir, plan.protect))
+                if extra:
+                    items += extra
+                    files = sum(1 for i in extra if i.kind == "file")
+                    note = (f" ({plural(files, 'file')} from the mirror, which the history "
+                            "leaves out: " + ", ".join(restore.tops(extra)) + ")")
         if not items:
             moment_text = f" at {at}" if at else ""
-            raise UsageError(f"{target.label} did not exist{moment_text} in the {origin} backup")
+            raise UsageError(f"{target.label} did not exist{moment_text} in the "
+                             f"{origin or 'versioned'} backup")
         done = restore.restore(items, into,
                                layout.history_root(plan.destination, target.source.name), force)
     for rel, why in done.failed:
