@@ -33,8 +33,9 @@ def nobody_python() -> str:
     """
     if os.geteuid() != 0 or not shutil.which("setpriv"):
         pytest.skip("needs root and setpriv to run snapback as an unprivileged user")
-    stamp = hashlib.sha1(b"".join(p.read_bytes() for p in sorted(
-        (ROOT / "pipeline").glob("*.py"))) + (ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    # every file of the package, its path too (pipeline/commands/ included)
+    stamp = hashlib.sha1(b"".join(bytes(p.relative_to(ROOT)) + p.read_bytes() for p in sorted(
+        (ROOT / "pipeline").rglob("*.py"))) + (ROOT / "pyproject.toml").read_bytes()).hexdigest()
     venv = Path(f"/tmp/snapback-nobody-{stamp[:12]}")
     python = venv / "bin" / "python"
     if not python.exists():
