@@ -530,7 +530,8 @@ class Catalog:
     def add(self, **fields: object) -> int:
         assert self.conn is not None and self.writable
         self._enter_run()
-        self._unsettled = True
+        if fields.get("object") is not None or fields.get("copy") is not None:
+            self._unsettled = True              # it names a stored file
         for key in ("mtime_ns", "ctime_ns", "ino"):
             if key in fields:
                 fields[key] = enc(fields[key])  # type: ignore[arg-type]
@@ -562,7 +563,6 @@ class Catalog:
     # -- runs: the order of the history ------------------------------------------------
     def _enter_run(self) -> None:
         """This run takes the next sequence number with its first write."""
-        self._unsettled = True
         if self._registered or self.run is None:
             return
         assert self.conn is not None

@@ -311,18 +311,17 @@ class _Folder:
                                         files=0, shown=shown))
                 self.catalog.set_mirror(self.job.source.name, parent, name, st, None,
                                         self.run.run_id, kind="dir")
-        self.catalog.commit()
         if self.writes and st is not None:
             store.set_folder_meta(self.dst, st, self.opened.protected)
             if complete:
                 # in line, with the mirror folder's mtime as its filesystem keeps it (FAT,
-                # exFAT, SMB keep coarser times than the source's)
-                self.catalog.begin()
+                # exFAT, SMB keep coarser times than the source's), in the same commit as
+                # the folder's records (one commit per folder: each is a sync)
                 sig, entered, count = self.job.in_line()
                 self.catalog.set_folder(MODE, self.job.source.name, self.folder_b, st,
                                         None if self.racy else sig, entered, count,
                                         mirror_mtime=os.lstat(self.dst).st_mtime_ns)
-                self.catalog.commit()
+        self.catalog.commit()
         self.opened.close()
 
     def _fail(self, name: str, reason: str) -> None:

@@ -108,20 +108,19 @@ class History:
         self.opened = Opened(current.protected)
 
     def finish(self) -> None:
-        """Commit the folder's rows (their objects on stable storage first), then remove
-        the whole copies they superseded."""
+        """Commit the folder's rows, and the folder as in line (their objects on stable
+        storage first: one commit per folder, each a sync), then remove the whole copies
+        they superseded."""
+        if self.in_line is not None:
+            sig = self.signed if not self.racy else (None, *self.signed[1:])
+            self.catalog.set_folder(MODE, self.source.name, self.rel, self.in_line, *sig)
+            self.in_line = None
         self.catalog.commit()
         for old in self.superseded:
             try:
                 store.remove(old)
             except OSError:
                 pass                      # no row names it: the next writer sweeps it
-        if self.in_line is not None:
-            sig = self.signed if not self.racy else (None, *self.signed[1:])
-            self.catalog.begin()
-            self.catalog.set_folder(MODE, self.source.name, self.rel, self.in_line, *sig)
-            self.catalog.commit()
-            self.in_line = None
         self.opened.close()
         for event in self.done:
             self.run.emit(event)
