@@ -3,9 +3,10 @@
 ``SNAPBACK_FAULT=<kind>:<n>`` makes the process SIGKILL itself at the ``n``-th
 point of ``kind`` (``write``: before a stored file is written; ``rename``: before
 a file takes its final name; ``fsync``: before data is put on stable storage;
-``commit``: before a catalog commit); ``<kind>:<n>:enospc`` raises ENOSPC there
-instead.  ``SNAPBACK_FAULT_LOG=FILE`` appends each point's kind to FILE, so a
-test learns how many points a scenario has and then runs it once per point.
+``commit``: before a catalog commit; ``sync``: before each step of a sync to the
+remote); ``<kind>:<n>:enospc`` raises ENOSPC there instead.
+``SNAPBACK_FAULT_LOG=FILE`` appends each point's kind to FILE, so a test learns
+how many points a scenario has and then runs it once per point.
 
 Unset (always, outside tests) a point costs one lookup in the environment.  The
 count lives in the environment of this process (``SNAPBACK_FAULT_SEEN``), not in
@@ -18,7 +19,7 @@ import errno
 import os
 import signal
 
-KINDS = ("write", "rename", "fsync", "commit")
+KINDS = ("write", "rename", "fsync", "commit", "sync")
 
 
 def point(kind: str) -> None:

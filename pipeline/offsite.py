@@ -19,12 +19,14 @@ from the remote.  Everything that talks to rclone is here or in ``sync.py``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import stat
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,7 @@ class Fetched:
     links: int = 0
     folders: int = 0
     problems: list[str] | None = None
+    refound: int = 0              # mirror entries newer than the catalog, taken as found
 
 
 def fetch(plan: Plan, force: bool) -> Fetched:
@@ -118,6 +121,15 @@ def fetch(plan: Plan, force: bool) -> Fetched:
             os.chmod(sub, 0o700)
         _private_folders(history_root(plan.destination))
         catalog = open_catalog(plan.meta_dir, writable=False)
+        found = _mirror_as_found(mirror_root(plan.destination), catalog)
+        if found:              # (the catalog is written only then: it stays the remote's)
+            catalog.close()
+            catalog = open_catalog(plan.meta_dir, writable=True)
+            catalog.begin()
+            for change in found:
+                change(catalog)
+            catalog.commit()
+            out.refound = len(found)
         try:
             out.problems = []
             _mirror_back(mirror_root(plan.destination), catalog, out)
@@ -165,6 +177,59 @@ def _through_link(top: bytes, path: bytes, out: Fetched) -> bool:
         out.problems.append(f"not a folder (a link from the remote?), not followed  "
                             f"{os.fsdecode(bad)}")
     return bad is not None
+
+
+def _mirror_as_found(root: Path, catalog: Catalog) -> list[Callable[[Catalog], None]]:
+    """The catalog's record of the mirror, made to match what came back.
+
+    A sync cut short between the mirror and the catalog leaves a remote whose mirror
+    is newer (or, cut after the catalog, older) than its catalog.  The mirror is the
+    latest state, not the record (the history is, and is checked strictly): its
+    records take each file, link and folder as found where kind, size or bytes
+    differ, and drop files and links that did not come back (folders stay: a remote
+    without empty folders loses them, and they are made again from the catalog).
+    ``doit check`` before a fetch names every difference.  Returns the changes."""
+    recorded = {(s, d, n): (kind, size, sha) for s, d, n, kind, size, sha, _m, _t
+                in catalog.mirror_entries()}
+    top = os.fsencode(root)
+    changes: list[Callable[[Catalog], None]] = []
+    seen: set[tuple[str, bytes, bytes]] = set()
+    for source in sorted(os.listdir(top)) if os.path.isdir(top) else []:
+        base = os.path.join(top, source)
+        if not stat.S_ISDIR(os.lstat(base).st_mode):
+            continue
+        for dirpath, dirnames, filenames in os.walk(base):
+            rel = os.path.relpath(dirpath, base)
+            folder = b"" if rel == b"." else rel
+            for name in [*dirnames, *filenames]:
+                path = os.path.join(dirpath, name)
+                key = (os.fsdecode(source), folder, name)
+                st = os.lstat(path)
+                kind = "dir" if stat.S_ISDIR(st.st_mode) else "link" \
+                    if stat.S_ISLNK(st.st_mode) else "file" if stat.S_ISREG(st.st_mode) else ""
+                if not kind:
+                    continue
+                seen.add(key)
+                had = recorded.get(key)
+                if had is not None and had[0] == kind and (kind != "file" or (
+                        had[1] == st.st_size and store.sha256_of(path) == had[2])):
+                    continue
+                sha = store.sha256_of(path) if kind == "file" else None
+                changes.append(functools.partial(_record_found, key, st, sha, kind))
+    for key in sorted(recorded.keys() - seen):
+        if recorded[key][0] != "dir":
+            changes.append(functools.partial(_drop_found, key))
+    return changes
+
+
+def _record_found(key: tuple[str, bytes, bytes], st: os.stat_result, sha: str | None,
+                  kind: str, catalog: Catalog) -> None:
+    catalog.set_mirror(key[0], key[1], key[2], st, sha, "fetch", kind=kind)
+
+
+def _drop_found(key: tuple[str, bytes, bytes], catalog: Catalog) -> None:
+    if catalog.mirror_entry(*key) is not None:       # (a folder's drop took it already)
+        catalog.drop_mirror(*key)
 
 
 def _mirror_back(root: Path, catalog: Catalog, out: Fetched) -> None:
@@ -267,6 +332,11 @@ def _history_back(root: Path, catalog: Catalog, out: Fetched) -> None:
 def describe_fetch(plan: Plan, done: Fetched, seconds: float) -> list[str]:
     sent = ", ".join(f"{area} {n} file(s)" for area, n in done.files.items())
     lines = list(done.problems or [])
+    if done.refound:
+        entries = "entry" if done.refound == 1 else "entries"
+        lines.append(f"note: {done.refound} mirror {entries} differed from the catalog (a "
+                     "sync cut short?): the mirror's records now say what came back; the "
+                     "history is checked as it was sent")
     lines.append(f"fetch: {sent} from {remote_root(plan)} into {plan.destination} in "
                  f"{seconds:.1f} s; from the catalog: {done.modes} mode(s), {done.links} "
                  f"symlink(s), {done.folders} empty folder(s) put back")

@@ -1,8 +1,17 @@
 """Sync: the backup sent to the plan's remote through rclone.
 
-The mirror is synced (deletions propagate: it is a mirror); the versioned
-history and the catalog are copied and never deleted on the remote; the lock,
-doit's state and the staging folder are never sent.  rclone does all the
+The order keeps the remote whole at every instant, whatever cuts a sync short
+(a network, a quota, a killed rclone): (1) the history's new objects (copied:
+stored objects are immutable, so nothing the remote's catalog names is touched),
+(2) the mirror's new and changed files (copied; a path whose kind changed is
+removed from the remote first), (3) the catalog and the run log, (4) only then
+what the new catalog no longer names leaves the remote: the mirror's deletions,
+and the history's pruned versions and superseded whole copies.  Cut before (3),
+the remote restores as of its old catalog; after, as of the new one.  After a cut
+around (3) the remote's mirror differs from its catalog: ``doit fetch`` takes the
+mirror as found and says so (the mirror is the latest state; the history is the
+record, checked strictly).
+The lock, doit's state and the staging folder are never sent.  rclone does all the
 talking to Google Drive, S3, SFTP, WebDAV...: nothing here speaks a protocol.
 
 Everything a restore needs is sent: symlinks as rclone does it (``--links``: a
@@ -18,12 +27,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import layout
+from . import faults, layout
 from .errors import SnapbackError, UsageError
 from .plan import Plan
 
@@ -83,14 +93,16 @@ def remote_path(target: str, area: str) -> str:
 def steps(plan: Plan) -> list[Step]:
     target = remote_root(plan)
     excludes = [arg for pattern in NEVER_SENT for arg in ("--exclude", pattern)]
-    out = [Step("mirror", "sync", layout.mirror_root(plan.destination),
-                remote_path(target, layout.MIRROR)),
-           Step("history", "copy", layout.history_root(plan.destination),
-                remote_path(target, layout.HISTORY)),
+    history = (layout.history_root(plan.destination), remote_path(target, layout.HISTORY))
+    mirror = (layout.mirror_root(plan.destination), remote_path(target, layout.MIRROR))
+    out = [Step("history", "copy", *history),
+           Step("mirror", "copy", *mirror),
            # --ignore-times: the catalog keeps its size from run to run, and a remote
            # without modification times or hashes (WebDAV) would keep an old one
            Step("metadata", "copy", plan.meta_dir, remote_path(target, layout.META),
-                [*excludes, "--ignore-times"])]
+                [*excludes, "--ignore-times"]),
+           Step("mirror deletions", "sync", *mirror),
+           Step("pruned history", "sync", *history)]
     return [s for s in out if s.local.is_dir()]
 
 
@@ -161,15 +173,49 @@ def sync(plan: Plan, dry_run: bool) -> list[Step]:
     todo = steps(plan)
     if not todo:
         raise UsageError(f"nothing to send: no backup at {plan.destination} yet")
-    failed: list[SnapbackError] = []
-    for step in todo:          # one step that fails (a path rclone cannot replace) must not
-        try:                   # keep the history and the catalog from the remote
-            run_step(binary, step, dry_run)
-        except SnapbackError as exc:
-            failed.append(exc)
-    if failed:
-        raise SnapbackError("; ".join(str(e) for e in failed))
-    return todo
+    for step in todo:
+        faults.point("sync")                     # (a test kills the sync between steps)
+        if step.name == "mirror" and not dry_run:
+            try:
+                run_step(binary, step, dry_run)
+            except SnapbackError:
+                # a path that changed kind (a file where the remote has a folder, or
+                # back): rclone cannot replace one by the other; remove those, again
+                step.sent.clear()
+                step.deleted.extend(clear_kind_changes(binary, step))
+                run_step(binary, step, dry_run)
+        else:
+            run_step(binary, step, dry_run)      # (a failed step stops the sync: the
+    return todo                                  # catalog never goes before its objects)
+
+
+def clear_kind_changes(binary: str, step: Step) -> list[str]:
+    """Remove from the remote each path whose kind differs from the local one (a
+    folder where the mirror now has a file or a link, a file where it has a folder)."""
+    code, out, listing = run_rclone(binary, ["lsjson", "-R", "--no-mimetype", "--no-modtime",
+                                             step.remote], False)
+    if code != 0:
+        raise SnapbackError(f"cannot list {step.remote}: {_rclone_error(out)}")
+    import json
+    gone: list[str] = []
+    for entry in sorted(json.loads(listing or "[]"), key=lambda e: e["Path"]):
+        rel = entry["Path"]
+        if any(rel.startswith(g + "/") for g in gone):
+            continue
+        local = step.local / rel
+        try:
+            st = os.lstat(local)
+        except (FileNotFoundError, NotADirectoryError):
+            continue                           # gone here: the sync deletes it
+        here_dir = stat.S_ISDIR(st.st_mode)
+        if entry["IsDir"] != here_dir:
+            verb = "purge" if entry["IsDir"] else "deletefile"
+            code, out, _ = run_rclone(binary, [verb, remote_path(step.remote, rel)], False)
+            if code != 0:
+                raise SnapbackError(f"cannot remove {rel} (its kind changed) from "
+                                    f"{step.remote}: {_rclone_error(out)}")
+            gone.append(rel)
+    return gone
 
 
 def cannot_hold(plan: Plan) -> str | None:
@@ -197,11 +243,20 @@ def describe(done: list[Step], dry_run: bool, verbose: bool) -> list[str]:
     lines = []
     for step in done:
         if verbose:
-            lines += [f"sent     {step.name}: {p}" for p in step.sent]
-            lines += [f"deleted  {step.name}: {p}" for p in step.deleted]
-    summary = ", ".join(f"{s.name} {len(s.sent)} sent" + (f", {len(s.deleted)} deleted"
-                                                          if s.verb == "sync" else "")
-                        for s in done)
+            area = step.name.split()[-1]
+            lines += [f"sent     {area}: {p}" for p in step.sent]
+            lines += [f"deleted  {area}: {p}" for p in step.deleted]
+    sent = {s.name: s for s in done}
+    parts = []
+    for name in ("mirror", "history", "metadata"):
+        if name in sent:
+            part = f"{name} {len(sent[name].sent)} sent"
+            if name == "mirror" and "mirror deletions" in sent:
+                part += f", {len(sent['mirror deletions'].deleted)} deleted"
+            if name == "history" and "pruned history" in sent:
+                part += f", {len(sent['pruned history'].deleted)} pruned"
+            parts.append(part)
+    summary = ", ".join(parts)
     lines.append(f"sync{' (dry run)' if dry_run else ''}: {summary}")
     altered = sorted({name for s in done for name in s.altered})
     if altered:

@@ -93,7 +93,7 @@ def test_a_server_that_is_down_fails_clearly_and_loses_nothing(backup: Backup, s
     result = backup.doit("sync", env={**env, "RCLONE_LOW_LEVEL_RETRIES": "1",
                                       "RCLONE_RETRIES": "1", "RCLONE_CONTIMEOUT": "2s"})
     assert result.returncode == 1
-    assert "sync of the mirror to snaptest:offsite/system_snapshot failed" in result.stderr
+    assert "sync of the history to snaptest:offsite/versioned_backup failed" in result.stderr
     assert "Traceback" not in result.stderr
     assert backup.doit("verify").returncode == 0                       # nothing lost locally
     assert (backup.mirror / "a.txt").read_text() == "a\n"
