@@ -211,6 +211,8 @@ def _mirror_as_found(root: Path, catalog: Catalog) -> list[Callable[[Catalog], N
                     continue
                 seen.add(key)
                 had = recorded.get(key)
+                if kind == "link" and had is not None and had[0] != "link":
+                    continue          # a link where a file or folder was: named, not taken
                 if had is not None and had[0] == kind and (kind != "file" or (
                         had[1] == st.st_size and store.sha256_of(path) == had[2])):
                     continue
