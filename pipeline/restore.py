@@ -14,7 +14,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import store
+from . import faults, store
 from .catalog import CONTENT_KINDS, Catalog, Row
 from .errors import SnapbackError, UsageError
 from .paths import Target
@@ -177,6 +177,8 @@ def conflicts(items: list[Item], to: Path) -> list[str]:
             st = os.lstat(path)
         except FileNotFoundError:
             continue
+        except NotADirectoryError:
+            continue              # below a file where a folder goes: that file is the clash
         if item.kind == "dir" and stat.S_ISDIR(st.st_mode):
             continue
         out.append(os.fsdecode(path))
@@ -294,6 +296,7 @@ def _write(item: Item, to_b: bytes, root: Path, force: bool) -> None:
             os.chmod(tmp, stat.S_IMODE(item.mode))
         if item.mtime_ns is not None:
             os.utime(tmp, ns=(item.mtime_ns, item.mtime_ns))
+        faults.point("rename")
         os.replace(tmp, path)
     except BaseException:
         store._unlink_quiet(tmp)

@@ -14,7 +14,7 @@ from pathlib import Path
 from . import layout
 from .catalog import CONTENT_KINDS, Catalog, Row
 from .rebuild import versions
-from .store import NotAFile, sha256_under
+from .store import NotAFile, is_tmp, sha256_under
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,22 @@ def _check(root: bytes, rel: bytes, want: str | None, label: str,
         problems.append(Problem("missing", label, path))
     elif want is not None and digest != want:
         problems.append(Problem("corrupt", label, f"{path} (checksum mismatch)"))
+
+
+def leftovers(destination: Path) -> list[str]:
+    """Temporary files a killed run left in the backup (``.~snapback-*.tmp``; rclone's
+    ``*.partial`` of a killed fetch): never through a link."""
+    found = []
+    for area in (layout.MIRROR, layout.HISTORY, os.path.join(layout.META, layout.STAGING)):
+        top = os.path.join(os.fsencode(destination), os.fsencode(area))
+        if not layout.real_dir(top):
+            continue
+        for dirpath, _dirnames, filenames in os.walk(top):    # (os.walk never follows)
+            for name in filenames:
+                text = os.fsdecode(name)
+                if is_tmp(text) or text.endswith(".partial") or area.endswith(layout.STAGING):
+                    found.append(os.fsdecode(os.path.join(dirpath, name)))
+    return sorted(found)
 
 
 def verify(destination: Path, catalog: Catalog, deep: bool) -> tuple[int, list[Problem]]:

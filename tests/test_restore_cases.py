@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 
+import pytest
 import yaml
 from support import SNAPBACK, Backup, make_tree
 
@@ -191,3 +192,45 @@ def test_the_id_of_a_run_that_changed_only_the_mirror_is_the_history_as_it_left_
     assert result.returncode == 2, result.stdout + result.stderr
     assert "no run '20200101-000000-0001'" in result.stderr
     assert not (backup.base / "out2").exists()
+
+
+def test_a_source_empty_at_a_run_restores_as_an_empty_folder(backup: Backup) -> None:
+    """(issue 22: it said 'did not exist', exit 2)"""
+    backup.doit("versioned", check=True)                       # the source is empty
+    into = backup.base / "back"
+    result = backup.doit("restore", str(backup.src), "--to", str(into))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "it was empty then" in result.stdout
+    assert into.is_dir() and list(into.iterdir()) == []
+
+
+@pytest.mark.parametrize("then", ["folder", "file"])
+def test_restore_force_into_place_replaces_a_path_of_another_kind(backup: Backup,
+                                                                  then: str) -> None:
+    """A file where the old version had a folder, or back (issue 22: it restored
+    nothing, with one 'Not a directory' line)."""
+    import json
+    import shutil
+    notes = backup.src / "notes"
+    if then == "folder":
+        make_tree(notes, {"a.txt": "a\n"})
+    else:
+        notes.write_text("a file\n")
+    backup.doit("all", check=True)
+    run_id = json.loads(backup.runs()[-1])["run_id"]
+    if then == "folder":
+        shutil.rmtree(notes)
+        notes.write_text("now a file\n")
+    else:
+        notes.unlink()
+        make_tree(notes, {"b.txt": "b\n"})
+    backup.doit("all", check=True)
+    refused = backup.doit("restore", str(notes), "--at", run_id, "--to", str(backup.src))
+    assert refused.returncode == 2, refused.stdout + refused.stderr   # not without --force
+    result = backup.doit("restore", str(notes), "--at", run_id, "--force",
+                         "--to", str(backup.src))
+    assert result.returncode == 0, result.stdout + result.stderr
+    if then == "folder":
+        assert (notes / "a.txt").read_text() == "a\n"
+    else:
+        assert notes.read_text() == "a file\n"

@@ -8,9 +8,11 @@ from doit.exceptions import TaskFailed
 
 from .. import prune, runlog
 from ..errors import UsageError
+from ..layout import STAGING
 from ..protect import marker
 from ..retention import Policy, from_options
 from ..session import clock
+from ..store import clear_staging
 from .base import Context, needs_backup, no_paths
 
 
@@ -28,6 +30,8 @@ def run(ctx: Context, paths: list[str], dry_run: bool = False, **given: Any
     if marker(plan.meta_dir).exists() and not dry_run:
         raise UsageError("the backup is protected: run doit unprotect first")
     with (ctx.reading() if dry_run else ctx.writing()) as catalog:
+        if not dry_run:                      # what a killed prune or run left there
+            clear_staging(plan.meta_dir / STAGING)
         outcomes = prune.run(catalog, plan.destination, policy, clock(),
                              plan.versioned.max_diff_bytes, dry_run)
         lines = prune.describe(outcomes, dry_run)

@@ -28,6 +28,7 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
         raise UsageError(f"--from takes versioned or snapshot, got {origin!r}")
     into = restore_folder(plan, to)
     note = ""
+    upto: int | None = None
     with ctx.reading() as catalog:
         view = with_retired(plan, catalog)
         target = locate(view, path, known(catalog, view))
@@ -60,6 +61,13 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
                     files = sum(1 for i in extra if i.kind == "file")
                     note = (f" ({plural(files, 'file')} from the mirror, which the history "
                             "leaves out: " + ", ".join(restore.tops(extra)) + ")")
+        if not items and not target.rel and origin != "snapshot" and (upto is None or upto > 0) \
+                and b"" in catalog.folders_seen("versioned", target.source.name):
+            # a source that was empty then: it restores as an empty folder
+            os.makedirs(into, mode=0o700, exist_ok=True)
+            ctx.say(f"restored {target.label}{' as of ' + at if at else ''}: it was empty "
+                    f"then; 0 files into {into}")
+            return None
         if not items:
             moment_text = f" at {at}" if at else ""
             raise UsageError(f"{target.label} did not exist{moment_text} in the "

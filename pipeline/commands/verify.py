@@ -16,8 +16,12 @@ def run(ctx: Context, paths: list[str], deep: bool = False) -> TaskFailed | None
     needs_backup(plan)
     with ctx.reading() as catalog:
         checked, problems = verify.verify(plan.destination, catalog, deep)
+        left = verify.leftovers(plan.destination)
     for problem in problems:
         print(f"{problem.what:<13} {problem.path}: {problem.detail}")
+    for path in left:                    # not damage: what a killed run left, said
+        print(f"{'leftover':<13} {path}: a temporary file of a run that was killed "
+              "(the next run that writes there removes it)")
     ctx.say(f"verify{' --deep' if deep else ''}: {plural(checked, 'object')} checked, "
             f"{plural(len(problems), 'problem')}")
     if problems:
