@@ -27,25 +27,14 @@ from doit.exceptions import TaskFailed
 
 from . import change, layout, runlog, snapshot, versioned
 from .catalog import Catalog, InLine, Stored, open_catalog
+from .commands import BACKUP_COMMANDS, MODES_OF
 from .errors import LockHeld
 from .plan import Plan, Source
 from .protect import is_protected, marker, protect
 from .scan import Folder, Known, Scan, mode_view, walk
 from .selection import Selector, for_mode, mode_filter
-from .session import COMMANDS, FAILED, Event, FolderJob, Session, SweepJob
+from .session import FAILED, Event, FolderJob, Session, SweepJob
 
-BACKUP_PARAMS: list[dict[str, Any]] = [
-    {"name": "note", "long": "note", "type": str, "default": "",
-     "help": "a note kept with this run in the history"},
-    {"name": "dry_run", "long": "dry-run", "type": bool, "default": False,
-     "help": "say what would be done; change nothing"},
-    {"name": "verbose", "long": "verbose", "type": bool, "default": False,
-     "help": "also say why each skipped path was skipped"},
-    {"name": "quiet", "long": "quiet", "type": bool, "default": False,
-     "help": "print only failures and the summary"},
-    {"name": "report", "long": "report", "type": str, "default": "",
-     "help": "write the run summary as JSON to this file"},
-]
 
 def scan_source(session: Session, source: Source, selector: Selector, catalog: Catalog) -> Scan:
     """Walk a source once per doit invocation, whichever commands ask for it."""
@@ -84,7 +73,7 @@ def _known(session: Session, source: Source, selector: Selector, catalog: Catalo
     folder's task or cleanup, or asks why each path was skipped (--verbose): then
     every folder is judged (and signed, as every backup run signs them)."""
     if not session.modes or session.options.verbose or \
-            any(t not in COMMANDS or t == "cleanup" for t in session.selected):
+            any(t not in MODES_OF or t == "cleanup" for t in session.selected):
         return lambda _rel, _sig, _st: None
     plan = session.plan
     modes = tuple(session.modes)
@@ -266,14 +255,6 @@ def _root(plan: Plan, mode: str, source: Source) -> Path:
     return layout.history_root(plan.destination, source.name)
 
 
-COMMAND_DOCS = {
-    "snapshot": "mirror every source into <destination>/system_snapshot/, then cleanup, "
-                "then report",
-    "versioned": "record new, changed and deleted files in <destination>/versioned_backup/, "
-                 "then report",
-    "all": "snapshot and versioned in one run, walking each source once",
-    "cleanup": "remove from the backup what left the sources or became ignored",
-}
 
 
 def backup_tasks(session: Session, command: str) -> Iterator[dict[str, Any]]:
@@ -285,7 +266,7 @@ def backup_tasks(session: Session, command: str) -> Iterator[dict[str, Any]]:
     every task is created to run, and each fails on the lock: nothing is done.
     """
     plan = session.plan
-    if COMMANDS[command] and session.writes:
+    if MODES_OF[command] and session.writes:
         try:
             session.acquire()
         except LockHeld:
@@ -307,7 +288,7 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
     plan = session.plan
     session.protected = is_protected(plan.meta_dir, plan.protect)
     session.protect_pending = plan.protect and not marker(plan.meta_dir).exists()
-    modes = COMMANDS[command]
+    modes = MODES_OF[command]
     selector = for_mode(plan.ignore, plan.exceptions, plan.use_default_ignores,
                         ignore_files=plan.ignore_files)
     scans = {s.name: scan_source(session, s, selector, catalog) for s in plan.sources}
@@ -409,14 +390,13 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
                 ordered.append(twin)
         ordered += versioned_of.values()
         folders_and_cleanups = ordered + names["snapshot"][1] + names["versioned"][1]
+    doc = next(c.doc for c in BACKUP_COMMANDS if c.name == command)   # the registry's
     if command in ("snapshot", "versioned"):
-        yield {"basename": command, "name": None, "doc": COMMAND_DOCS[command],
+        yield {"basename": command, "name": None, "doc": doc,
                "task_dep": [*folders_and_cleanups, f"report:{label}"]}
     elif command == "all":
-        yield {"basename": "all", "actions": None,
-               "doc": "snapshot and versioned in one run, each source walked once",
+        yield {"basename": "all", "actions": None, "doc": doc,
                "task_dep": [*folders_and_cleanups, "report:all"]}
     else:
-        yield {"basename": "cleanup", "name": None,
-               "task_dep": [n for m in modes for n in names[m][1]] + ["report:cleanup"],
-               "doc": "remove from the backup what left the sources"}
+        yield {"basename": "cleanup", "name": None, "doc": doc,
+               "task_dep": [n for m in modes for n in names[m][1]] + ["report:cleanup"]}

@@ -65,16 +65,15 @@ from doit.cmd_base import TaskLoader2
 from doit.dependency import FileChangedChecker
 
 from . import change
-from .commands import REGISTRY
+from .commands import MODES_OF, REGISTRY
 from .commands.base import run_command
 from .errors import PlanError, SnapbackError, UsageError
 from .paths import user_cwd
 from .plan import Plan, load, locate
 from .reporter import Reporter
-from .session import COMMANDS as BACKUP_MODES_OF
 from .session import Session
 
-BACKUP_COMMANDS = tuple(BACKUP_MODES_OF)          # snapshot, versioned, all, cleanup
+BACKUP_COMMANDS = tuple(MODES_OF)                 # snapshot, versioned, all, cleanup
 # Commands that read the sources, and so need each of them readable.
 READS_SOURCES = (*BACKUP_COMMANDS, "explain")
 

@@ -1,7 +1,7 @@
 """Errors a user can cause, each with its exit status, and the status table.
 
 The exit status of every command is decided in one place, the reporter's
-``complete_run`` (see ``report.Outcome``), from what the run did; this module
+``complete_run``, from what the run did; this module
 names the statuses and carries them from where a problem is found to there.
 
 | status | meaning                                                                 |

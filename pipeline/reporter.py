@@ -19,7 +19,7 @@ into snapback, after doit has saved its state and run every teardown
 not an ``Exception``, so doit's ``except Exception`` in ``DoitMain.run`` lets
 it through, and the ``finally`` blocks on the way out (doit closing an output
 file) still run.  Errors found before any task runs (the plan, an unknown
-option) end the same way from ``dodo.py`` (``config.py``).  A program that runs
+option) end the same way from the loader (``pipeline/app.py``).  A program that runs
 doit in its own process (``DoitMain(...).run``) gets the status the same way,
 as a ``SystemExit`` to catch (``tests/conftest.py``, ``Backup.run``).
 """

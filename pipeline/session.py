@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from doit.exceptions import TaskFailed
 
 from .catalog import Catalog, InLine, Stored, open_catalog
+from .commands import MODES_OF
 from .errors import LockHeld
 from .lock import Lock
 from .plan import Plan, Source
@@ -74,17 +75,12 @@ def clock() -> float:
     return time.time()
 
 
-# The modes each backup command runs (the one place that says so).
-COMMANDS: dict[str, tuple[str, ...]] = {
-    "snapshot": ("snapshot",), "versioned": ("versioned",), "all": ("snapshot", "versioned"),
-    "cleanup": ("snapshot", "versioned"),
-}
 MODES = ("snapshot", "versioned")
 
 
 def modes_of(task_names: list[str]) -> list[str]:
     """The modes the tasks named on a command line run, in their fixed order."""
-    wanted = {m for name in task_names for m in COMMANDS.get(name.split(":", 1)[0], ())}
+    wanted = {m for name in task_names for m in MODES_OF.get(name.split(":", 1)[0], ())}
     return [m for m in MODES if m in wanted]
 
 

@@ -76,6 +76,7 @@ class Command:
     doc: str                           # `doit list`'s line: what it does, then its syntax
     options: tuple[Option, ...]
     module: str = ""                   # pipeline.commands.<module>.run; "" for backups
+    modes: tuple[str, ...] = ()        # a backup command: the modes it runs
 
     @property
     def backup(self) -> bool:
@@ -92,14 +93,16 @@ class Command:
 
 BACKUP_COMMANDS = (
     Command("snapshot", "mirror every source into <destination>/system_snapshot/",
-            BACKUP_OPTIONS),
+            BACKUP_OPTIONS, modes=("snapshot",)),
     Command("versioned", "record new, changed and deleted files in "
-            "<destination>/versioned_backup/", BACKUP_OPTIONS),
+            "<destination>/versioned_backup/", BACKUP_OPTIONS, modes=("versioned",)),
     Command("all", "snapshot and versioned in one run, walking each source once",
-            BACKUP_OPTIONS),
+            BACKUP_OPTIONS, modes=("snapshot", "versioned")),
     Command("cleanup", "remove from the backup what left the sources or became ignored",
-            BACKUP_OPTIONS),
+            BACKUP_OPTIONS, modes=("snapshot", "versioned")),
 )
+# The modes each backup command runs: the one table (session, backup and doit_glue read it)
+MODES_OF: dict[str, tuple[str, ...]] = {c.name: c.modes for c in BACKUP_COMMANDS}
 
 OTHER_COMMANDS = (
     Command("history", "the runs; with PATH, that file's versions (or a folder's changes): "
