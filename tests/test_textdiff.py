@@ -139,12 +139,6 @@ def test_a_header_line_that_looks_like_a_hunk_is_never_read_as_one() -> None:
     assert diff is not None and apply(b"x\n", diff) == b"y\n"
 
 
-def test_too_many_line_pairs_is_no_diff(monkeypatch) -> None:
-    monkeypatch.setattr(textdiff, "MAX_LINE_PAIRS", 3)
-    assert make_diff(b"a\nb\n", b"a\nc\n", b"f", b"f") is None       # 2 x 2 > 3
-    assert make_diff(b"a\n", b"b\n", b"f", b"f") is not None          # 1 x 1
-
-
 # ---- any two texts (bytes without NUL, any line ends) ----
 
 LINE = st.builds(lambda body, end: body + end,
