@@ -19,7 +19,7 @@ How a diff is found, in near-linear time for the usual edits:
 3. a gap without such a line gets Myers' O(ND) algorithm with its linear-space
    refinement (the middle snake), which is optimal and fast when little changed.
 
-All of this runs against a work budget (``WORK_BUDGET`` steps, about 2.5 s):
+All of this runs against a work budget (``WORK_BUDGET`` steps, about 3 s):
 a gap that would cost more is diffed coarsely, as all of it removed and all of
 it added, which is still a correct diff.  ``make_diff`` returns None (keep the
 version whole) when the diff would not be smaller than the new version, so two
@@ -42,7 +42,7 @@ NO_NEWLINE = b"\\ No newline at end of file\n"
 _HUNK = re.compile(rb"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 CONTEXT = 3                         # lines of context around a change, as diff -u
 # Steps of matching work one diff may take (a step: a line counted, compared or
-# tried by Myers; some 4 million a second here, so 2.5 s at most).  Past it, what
+# tried by Myers; 3 to 4 million a second here, so about 3 s).  Past it, what
 # is left is diffed coarsely (see the module's docstring).
 WORK_BUDGET = 10_000_000
 # A version up to this size is a diff whatever the diff's size (either takes one
