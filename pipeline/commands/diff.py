@@ -17,6 +17,10 @@ from ..errors import SnapbackError, UsageError
 from ..paths import Target, locate
 from .base import Context, known, one_path, split, when, with_retired
 
+# Versions up to this size are diffed here (in a few seconds at most: textdiff's
+# work budget); larger ones, stored whole, are for --vscode.
+SHOW_LIMIT = 64 << 20
+
 
 def run(ctx: Context, paths: list[str], at: str = "", against: str = "",
         vscode: bool = False) -> TaskFailed | None:
@@ -66,12 +70,14 @@ def run(ctx: Context, paths: list[str], at: str = "", against: str = "",
         print(f"binary versions of {target.label} differ ({old.time}: {len(before)} bytes, "
               f"{new.time}: {len(after)} bytes)")
         return None
+    if max(len(before), len(after)) > SHOW_LIMIT:
+        print(f"{target.label}: the versions are too large to diff here "
+              f"(over {SHOW_LIMIT >> 20} MiB); try --vscode")
+        return None
     name = os.fsencode(f"{target.source.name}/{target.rel}")  # make_diff quotes it as GNU diff
     text = textdiff.make_diff(before, after, name + b"@" + old.time.encode(),
-                              name + b"@" + new.time.encode())
-    if text is None:
-        print(f"{target.label}: the versions are too large to diff here; try --vscode")
-        return None
+                              name + b"@" + new.time.encode(), coarse_ok=True)
+    assert text is not None                      # coarse_ok: a diff, however costly
     _print_diff(text)
     return None
 
