@@ -54,6 +54,7 @@ create table if not exists versions (
 );
 create index if not exists versions_by_path on versions (source, dir, name, id);
 create index if not exists versions_by_store on versions (source, store);
+create index if not exists versions_by_sha on versions (sha256);
 create table if not exists mirror (
     source text not null, dir blob not null, name blob not null,
     size integer, mtime_ns integer, sha256 text, mode integer, run_id text,
@@ -583,6 +584,28 @@ class Catalog:
         rows = self.conn.execute("select seq from runs where run_id=?", (self.run[0],)
                                  ).fetchall()
         return int(rows[0][0])
+
+    def holding(self, sha256: str, size: int) -> list[tuple[str, bytes]]:
+        """Stored files that hold these bytes whole, newest first: (source, path relative
+        to that source's history).  A renamed, moved or copied file's content is there
+        already (pipeline.versioned links to it)."""
+        if self.conn is None or self.cols != COLUMNS:
+            return []
+        rows = self.conn.execute(
+            "select source, store, object, copy, kind from versions where sha256=? and "
+            "size=? and entry='file' and (kind in ('baseline','full') or copy is not null) "
+            "order by id desc limit 4", (sha256, size)).fetchall()
+        return [(source, os.path.join(store, copy if copy is not None else obj))
+                for source, store, obj, copy, _kind in rows
+                if store is not None and (copy is not None or obj is not None)]
+
+    def first_seen(self, row: Row) -> Row | None:
+        """The oldest version of another path with ``row``'s bytes, stored before it:
+        where a renamed, moved or copied file came from."""
+        rows = self._rows(f"select {self.cols} from versions where sha256=? and id<? and "
+                          "entry='file' and not (source=? and dir=? and name=?) order by id "
+                          "limit 1", (row.sha256, row.id, row.source, row.dir, row.name))
+        return rows[0] if rows else None
 
     def last_run(self) -> tuple[str, float] | None:
         """The newest run in sequence (id, start time by its own clock)."""

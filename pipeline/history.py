@@ -69,8 +69,14 @@ def _when(row: Row) -> str:
     return datetime.fromtimestamp(row.recorded).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def format_versions(history: list[Row]) -> list[str]:
+def format_versions(history: list[Row], origin: Row | None = None) -> list[str]:
+    """A file's versions; ``origin``: the stored version of another path its first
+    version has the bytes of (it was renamed, moved or copied from there)."""
     lines = [f"{'time':<19} {'version':<22} {'run id':<20} {'kind':<8} {'size':>10}  note"]
+    if origin is not None:
+        lines.insert(0, f"first stored with the bytes of {display(origin.source)}/"
+                        f"{display(os.fsdecode(origin.path))} (version {origin.time}): "
+                        "renamed, moved or copied from there; its history stays there")
     for row in history:
         if row.entry == "dir" and row.kind != "deleted":
             continue

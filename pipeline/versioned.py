@@ -32,7 +32,7 @@ from typing import Any
 
 from doit.exceptions import TaskFailed
 
-from . import change, layout, store, textdiff
+from . import change, faults, layout, store, textdiff
 from .catalog import Catalog, Row
 from .layout import baseline_name, version_names
 from .plan import Source
@@ -98,6 +98,7 @@ class History:
         self.latest = self.catalog.latest_in(source.name, self.rel)
         self.failures = 0
         self.racy = False                 # a record to compare by content next run
+        self.linked: set[bytes] = set()   # new names of content the history held already
         # Whole copies a new version superseded: removed once its row is committed (3).
         self.superseded: list[bytes] = []
         self.done: list[Event] = []
@@ -230,8 +231,9 @@ class History:
         self.catalog.set_copy(self.source.name, self.rel, name, row_id, copy)
         # what the history grows by: the object, and the new whole copy less the one it
         # supersedes (removed once this commits)
-        written = store.written_size(os.path.join(hist, obj), cst.st_size)
-        if copy is not None:
+        written = 0 if os.path.join(hist, obj) in self.linked else \
+            store.written_size(os.path.join(hist, obj), cst.st_size)
+        if copy is not None and os.path.join(hist, copy) not in self.linked:
             written += store.written_size(os.path.join(hist, copy), cst.st_size)
         if prev is not None and prev.copy is not None:
             old = os.path.join(hist, prev.copy)
@@ -292,8 +294,7 @@ class History:
         self._remove_orphans(name, hist)
         if prev is None:
             obj = self._unused(hist, baseline_name(name, self.run.stamp[:10]))
-            store.place(tmp, os.path.join(hist, obj))
-            self.opened.wrote(os.path.join(hist, obj))
+            self._place(tmp, os.path.join(hist, obj), sha, cst.st_size)
             return "baseline", obj, stamp, sha, None
         diff_name, full_name = version_names(name, stamp)
         diff_name, full_name = self._unused(hist, diff_name), self._unused(hist, full_name)
@@ -303,11 +304,32 @@ class History:
             self.opened.makedirs(os.path.join(hist, layout.diffs_dir(name)))
             store.write_new(os.path.join(hist, diff_name), diff, self.run.staging)
             self.opened.wrote(os.path.join(hist, diff_name))
-        store.place(tmp, os.path.join(hist, full_name))
-        self.opened.wrote(os.path.join(hist, full_name))
+        self._place(tmp, os.path.join(hist, full_name), sha, cst.st_size)
         if diff is not None:
             return "diff", diff_name, stamp, hashlib.sha256(diff).hexdigest(), full_name
         return "full", full_name, stamp, sha, None
+
+    def _place(self, tmp: bytes, dst: bytes, sha: str, size: int) -> None:
+        """Give the new version's bytes the name ``dst``: a hard link to a stored file
+        that holds them already (a renamed, moved or copied file: objects are immutable,
+        so sharing one is safe; never the mirror's, which a person may edit), checked
+        against the checksum first; else the copy just read."""
+        if size > 0:
+            for source, rel in self.catalog.holding(sha, size):
+                root = os.path.join(os.path.dirname(self.root), os.fsencode(source))
+                try:
+                    if store.sha256_under(root, rel) != sha:
+                        continue                 # damaged: verify names it; not shared
+                    faults.point("rename")
+                    os.link(os.path.join(root, rel), dst)
+                except OSError:
+                    continue                     # gone, a link, too many links: next
+                store.remove(tmp)
+                self.linked.add(dst)
+                self.opened.wrote(dst)
+                return
+        store.place(tmp, dst)
+        self.opened.wrote(dst)
 
     def _unused(self, hist: bytes, rel: bytes) -> bytes:
         """``rel``, or ``rel~N``: a name nothing in the history folder has."""

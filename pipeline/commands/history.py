@@ -25,8 +25,10 @@ def run(ctx: Context, paths: list[str]) -> TaskFailed | None:
         target = locate(view, path, known(catalog, view))
         rows = catalog.history(target.source.name, *split(target.rel))
         if rows and rows[-1].entry != "dir":
+            first = next((r for r in rows if r.kind in ("baseline", "full")), None)
+            origin = catalog.first_seen(first) if first is not None and first.sha256 else None
             print(f"{target.label}:")
-            print("\n".join(history.format_versions(rows)))
+            print("\n".join(history.format_versions(rows, origin)))
         else:
             print("\n".join(history.folder_changes(catalog, target)))
     finally:

@@ -1,0 +1,57 @@
+"""The history costs what changed: a renamed, moved or copied file or folder adds no
+object bytes (its content is linked to the stored object that holds it already, never
+to the mirror), its history says where it came from, and the old path's history and
+restores stay as they were (issue 24, item 3)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from support import Backup, make_tree, rebuilt, whole
+
+
+def _used(root: Path) -> int:
+    """Bytes on disk below ``root``, each inode once (du counts hard links once)."""
+    seen, total = set(), 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            st = os.lstat(os.path.join(dirpath, name))
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total
+
+
+def test_a_renamed_and_a_copied_folder_add_no_object_bytes(backup: Backup) -> None:
+    big = {f"f{i}.bin": os.urandom(200_000) for i in range(10)}      # 2 MB
+    make_tree(backup.src, {"photos": big})
+    backup.doit("all", check=True)
+    before = _used(backup.versions)
+    (backup.src / "photos").rename(backup.src / "pictures")           # renamed
+    shutil.copytree(backup.src / "pictures", backup.src / "copy")      # and copied
+    result = backup.doit("all")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _used(backup.versions) - before < 100_000, _used(backup.versions) - before
+    # never an inode shared with the mirror, which a person may open and edit
+    mirror = {os.lstat(p).st_ino for p in backup.mirror.rglob("*") if p.is_file()}
+    history = {os.lstat(p).st_ino for p in backup.versions.rglob("*") if p.is_file()}
+    assert not mirror & history
+    assert whole(backup, "copy/f3.bin").read_bytes() == big["f3.bin"]
+    assert rebuilt(backup, "photos/f3.bin") == [big["f3.bin"], None]   # old path: as it was
+    out = backup.doit("history", str(backup.src / "pictures" / "f3.bin"), check=True).stdout
+    assert "first stored with the bytes of src/photos/f3.bin" in out
+    code, deep = backup.run("verify", "--deep")
+    assert code == 0, deep
+
+
+def test_a_damaged_object_is_not_shared(backup: Backup) -> None:
+    make_tree(backup.src, {"a.bin": b"x" * 5000})
+    backup.doit("versioned", check=True)
+    stored = whole(backup, "a.bin")
+    stored.write_bytes(b"y" * 5000)                                   # damaged on disk
+    shutil.copy(backup.src / "a.bin", backup.src / "b.bin")
+    backup.doit("versioned", check=True)
+    assert whole(backup, "b.bin").read_bytes() == b"x" * 5000
+    assert os.lstat(whole(backup, "b.bin")).st_ino != os.lstat(stored).st_ino
