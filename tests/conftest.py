@@ -3,6 +3,7 @@ PYTHONPATH, so that subprocess doit runs import this checkout's pipeline)."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -38,29 +39,10 @@ def nobody_python() -> str:
         (ROOT / "pipeline").rglob("*.py"))) + (ROOT / "pyproject.toml").read_bytes()).hexdigest()
     venv = Path(f"/tmp/snapback-nobody-{stamp[:12]}")
     python = venv / "bin" / "python"
-    if not python.exists():
-        base = shutil.which("python3", path="/usr/bin:/usr/local/bin") or sys.executable
-        build = Path(str(venv) + ".building")
-        shutil.rmtree(build, ignore_errors=True)
-        try:
-            subprocess.run([base, "-m", "venv", str(build)], check=True, capture_output=True)
-            # built from a copy: an in-tree build leaves snapback.egg-info in the
-            # checkout, whose entry points (PYTHONPATH above) go stale with pyproject.toml
-            copy = Path(str(venv) + ".src")
-            shutil.rmtree(copy, ignore_errors=True)
-            shutil.copytree(ROOT / "pipeline", copy / "pipeline",
-                            ignore=shutil.ignore_patterns("__pycache__"))
-            for name in ("pyproject.toml", "README.md"):
-                shutil.copy(ROOT / name, copy / name)
-            subprocess.run([str(build / "bin" / "pip"), "install", "-q", str(copy)],
-                           check=True, capture_output=True, timeout=600)
-            shutil.rmtree(copy, ignore_errors=True)
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-            message = f"cannot build an interpreter for nobody: {exc}"
-            if os.environ.get("CI"):
-                pytest.fail(message)
-            pytest.skip(message)
-        os.replace(build, venv)
+    with open(f"{venv}.lock", "w") as lock:    # pytest-xdist: one worker builds it
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not python.exists():
+            _build_nobody_venv(venv)
     probe = subprocess.run([*NOBODY, str(python), "-c", "import pipeline, doit"],
                            capture_output=True, text=True)
     if probe.returncode != 0:
@@ -69,6 +51,32 @@ def nobody_python() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return str(python)
+
+
+def _build_nobody_venv(venv: Path) -> None:
+    """A venv in /tmp with a copy of this checkout installed (built aside, then renamed)."""
+    base = shutil.which("python3", path="/usr/bin:/usr/local/bin") or sys.executable
+    build = Path(str(venv) + ".building")
+    shutil.rmtree(build, ignore_errors=True)
+    try:
+        subprocess.run([base, "-m", "venv", str(build)], check=True, capture_output=True)
+        # built from a copy: an in-tree build leaves snapback.egg-info in the
+        # checkout, whose entry points (PYTHONPATH above) go stale with pyproject.toml
+        copy = Path(str(venv) + ".src")
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(ROOT / "pipeline", copy / "pipeline",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy(ROOT / name, copy / name)
+        subprocess.run([str(build / "bin" / "pip"), "install", "-q", str(copy)],
+                       check=True, capture_output=True, timeout=600)
+        shutil.rmtree(copy, ignore_errors=True)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        message = f"cannot build an interpreter for nobody: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    os.replace(build, venv)
 
 
 @pytest.fixture

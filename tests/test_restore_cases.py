@@ -140,10 +140,9 @@ def test_a_renamed_source_keeps_its_history_reachable(backup: Backup) -> None:
 
 def test_prune_works_after_unprotect_with_protect_true(backup: Backup) -> None:
     backup.write_plan(protect=True, retention={"keep_last": 1})
-    for text in ("1\n", "2\n", "3\n"):
+    for hour, text in enumerate(("1\n", "2\n", "3\n")):
         (backup.src / "f.txt").write_text(text)
-        backup.doit("versioned", check=True)
-        time.sleep(1.05)
+        backup.doit("versioned", env={"SNAPBACK_NOW": f"2026-10-01T1{hour}:00:00"}, check=True)
     refused = backup.doit("prune")
     assert refused.returncode == 2 and "doit unprotect" in refused.stderr
     backup.doit("unprotect", check=True)

@@ -41,7 +41,10 @@ def _generation(b: Backup, gen: int) -> str | None:
     return gone
 
 
-@pytest.mark.parametrize("mode", ["snapshot", "versioned", "all"])
+# Every write, rename, sync and commit point of each mode is killed deterministically in
+# tests/test_crash_points.py; this one kills at random moments, also in the middle of
+# copying a file's data, in the mode that does both.
+@pytest.mark.parametrize("mode", ["all"])
 def test_sigkill_twenty_times_per_mode_loses_nothing(backup: Backup, mode: str) -> None:
     rng = random.Random(20261124)
     history: dict[str, list[bytes]] = {}
