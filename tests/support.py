@@ -283,7 +283,7 @@ def hold_with_stopped_run(b: Backup, command: str) -> subprocess.Popen:
 
 def rclone_or_skip() -> str:
     """The rclone binary, or skip (not installed: the [remote] extra brings it; CI fails)."""
-    from pipeline.sync import rclone
+    from pipeline.rclone import rclone
     try:
         return rclone()
     except Exception as exc:

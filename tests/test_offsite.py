@@ -19,7 +19,7 @@ import pytest
 from support import Backup, Link, make_tree, rclone_or_skip, tree
 
 from pipeline import errors
-from pipeline.sync import rclone
+from pipeline.rclone import rclone
 
 # Before issue 14's exit statuses are merged, a refused command exits 1 on this branch.
 INVALID = errors.INVALID

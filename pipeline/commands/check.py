@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from doit.exceptions import TaskFailed
 
-from .. import offsite, sync
+from .. import offsite, rclone
 from ..errors import SnapbackError
 from .base import Context
 
@@ -13,7 +13,7 @@ def run(ctx: Context, paths: list[str]) -> TaskFailed | None:
     plan = ctx.plan
     if paths:
         raise offsite.OffsiteUsage("check compares the whole remote: it takes no PATH")
-    sync.remote_root(plan)
+    rclone.remote_root(plan)
     if not plan.meta_dir.exists():
         raise SnapbackError(f"no backup at {plan.destination} to compare with "
                             "(on a new machine: doit fetch first)")
@@ -23,6 +23,6 @@ def run(ctx: Context, paths: list[str]) -> TaskFailed | None:
         print(line)
     print(summary)
     if problems:
-        return TaskFailed(f"the remote {sync.remote_root(plan)} has {len(problems)} "
+        return TaskFailed(f"the remote {rclone.remote_root(plan)} has {len(problems)} "
                           "problem(s)")
     return None

@@ -7,7 +7,7 @@ import time
 
 from doit.exceptions import TaskFailed
 
-from .. import offsite, sync
+from .. import offsite, rclone
 from .base import Context
 
 
@@ -20,5 +20,5 @@ def run(ctx: Context, paths: list[str], force: bool = False) -> TaskFailed | Non
     sys.stdout.flush()
     if done.problems:
         return TaskFailed(f"{len(done.problems)} file(s) could not be brought back from "
-                          f"{sync.remote_root(ctx.plan)}")
+                          f"{rclone.remote_root(ctx.plan)}")
     return None
