@@ -4,7 +4,8 @@
 point of ``kind`` (``write``: before a stored file is written; ``rename``: before
 a file takes its final name; ``fsync``: before data is put on stable storage;
 ``commit``: before a catalog commit; ``sync``: before each step of a sync to the
-remote); ``<kind>:<n>:enospc`` raises ENOSPC there instead.
+remote; ``remove``: before a file no row names is removed from the history);
+``<kind>:<n>:enospc`` raises ENOSPC there instead.
 ``SNAPBACK_FAULT_LOG=FILE`` appends each point's kind to FILE, so a test learns
 how many points a scenario has and then runs it once per point.
 
@@ -19,7 +20,7 @@ import errno
 import os
 import signal
 
-KINDS = ("write", "rename", "fsync", "commit", "sync")
+KINDS = ("write", "rename", "fsync", "commit", "sync", "remove")
 
 
 def point(kind: str) -> None:

@@ -34,7 +34,7 @@ import os
 import stat
 from pathlib import Path
 
-from . import store
+from . import faults, store
 
 NAME_MAX = 255
 
@@ -136,6 +136,7 @@ def sweep(store_path: bytes, name: bytes, referenced: set[bytes], keep_current: 
                 continue
             if not sub and real_dir(path):
                 continue                          # another path's history: never ours
+            faults.point("remove")
             store.remove(path)
             removed += 1
     return removed

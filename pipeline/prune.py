@@ -87,9 +87,10 @@ def prune_history(catalog: Catalog, root: Path, source: str, history: list[Row],
     root_b = os.fsencode(root)
     if not dropped and not expires:
         if not dry_run:
-            # empty version folders an earlier prune (or one killed) left behind
+            # what a prune killed after its commit left: objects no row names, empty
+            # version folders
             for where in {r.store for r in history if r.store}:
-                drop_empty_folders(os.path.join(root_b, where), history[-1].name)
+                finish(catalog, root_b, source, history[-1].name, os.path.join(root_b, where))
         return out
     if expires:
         out.freed = _released(root_b, history, [])

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from support import SNAPBACK, Backup, Link, aged, make_tree, tree
 
-KINDS = ("write", "rename", "fsync", "commit")
+KINDS = ("write", "rename", "fsync", "commit", "remove")
 
 
 def _state(root: Path) -> dict:
