@@ -98,6 +98,12 @@ create trigger if not exists mirror_changed after update on mirror when old.kind
 begin delete from folders where mode='snapshot' and source=old.source and dir=old.dir; end;
 create trigger if not exists mirror_dropped after delete on mirror
 begin delete from folders where mode='snapshot' and source=old.source and dir=old.dir; end;
+create table if not exists garbage (
+    -- stored files no row names any more (a whole copy a newer version superseded),
+    -- named in the commit that made them so, removed after it: a run killed between
+    -- the two leaves them here, and the next writer removes them
+    path blob primary key          -- relative to the destination
+);
 create table if not exists aliases (
     source text not null, entry text not null, rel blob not null, store blob not null,
     primary key (source, entry, rel)
@@ -560,6 +566,24 @@ class Catalog:
         self.conn.execute("update versions set copy=null where source=? and dir=? and name=? "
                           "and copy is not null and id!=?", (source, folder, name, row_id))
         self.conn.execute("update versions set copy=? where id=?", (copy, row_id))
+
+    # -- garbage: files no row names, to be removed after the commit -------------------
+    def discard(self, path: bytes) -> None:
+        assert self.conn is not None
+        self.conn.execute("insert or ignore into garbage values (?)", (path,))
+
+    def discarded(self) -> list[bytes]:
+        if self.conn is None or not self.writable:
+            return []
+        return [p for (p,) in self.conn.execute("select path from garbage").fetchall()]
+
+    def forget_discarded(self, paths: list[bytes]) -> None:
+        """They are gone from the disk: one transaction, no sync needed."""
+        assert self.conn is not None
+        self.begin()
+        self.conn.executemany("delete from garbage where path=?", [(p,) for p in paths])
+        faults.point("commit")
+        self.conn.execute("commit")
 
     # -- runs: the order of the history ------------------------------------------------
     def _enter_run(self) -> None:

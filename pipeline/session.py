@@ -25,9 +25,10 @@ from doit.exceptions import TaskFailed
 from .catalog import Catalog, InLine, Stored, open_catalog
 from .commands import MODES_OF
 from .errors import LockHeld
+from .layout import HISTORY
 from .lock import Lock
 from .plan import Plan, Source
-from .store import clear_staging, make_destination
+from .store import clear_staging, make_destination, real_dirs, remove
 
 if TYPE_CHECKING:
     from .doit_glue import CommandLine
@@ -159,7 +160,26 @@ class Session:
             self.catalog = open_catalog(self.meta_dir, writable=self.lock is not None)
             if self.catalog.writable:
                 self._enter_order(self.catalog)
+                self.empty_garbage(self.catalog)     # what a killed run left to remove
         return self.catalog
+
+    def empty_garbage(self, catalog: Catalog) -> None:
+        """Remove the stored files the catalog's commits no longer name (this run's, or
+        a killed run's), then their rows."""
+        gone = catalog.discarded()
+        if not gone:
+            return
+        top = os.fsencode(self.plan.destination)
+        for rel in gone:
+            parts = rel.split(b"/")
+            if parts[0] != os.fsencode(HISTORY) or any(p in (b"", b".", b"..") for p in parts) \
+                    or real_dirs(top, os.path.dirname(rel)) is not None:
+                continue        # only a plain file of the history (a catalog edited by hand)
+            try:
+                remove(os.path.join(top, rel))
+            except FileNotFoundError:
+                pass
+        catalog.forget_discarded(gone)
 
     def _enter_order(self, catalog: Catalog) -> None:
         """This run comes after every run the catalog holds, whatever the clock says:
@@ -242,6 +262,7 @@ class Session:
 
     def release(self) -> None:
         if self.catalog is not None:
+            self.empty_garbage(self.catalog)
             self.catalog.close()
             self.catalog = None
         if self.lock is not None:

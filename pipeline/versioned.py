@@ -119,9 +119,10 @@ class History:
         self.catalog.commit()
         for old in self.superseded:
             try:
+                faults.point("remove")
                 store.remove(old)
             except OSError:
-                pass                      # no row names it: the next writer sweeps it
+                pass                      # still in the catalog's garbage: removed later
         self.opened.close()
         for event in self.done:
             self.run.emit(event)
@@ -238,6 +239,8 @@ class History:
         if prev is not None and prev.copy is not None:
             old = os.path.join(hist, prev.copy)
             self.superseded.append(old)
+            self.catalog.discard(os.path.relpath(old, os.path.dirname(os.path.dirname(
+                self.root))))                    # (removed after the commit; see finish)
             written = max(written - store.written_size(old, prev.size or 0), 0)
         self.done.append(Event(NEW if live is None else UPDATED, MODE, self._label(name),
                                size=written, target=Path(os.fsdecode(os.path.join(

@@ -98,6 +98,10 @@ def test_a_backup_killed_at_every_point_loses_nothing(backup: Backup, mode: str)
         into = backup.base / "restored"
         assert _restores(backup, first["run"], into) == first["state"], killed
         if mode in ("versioned", "all"):
+            objects = {p for p in backup.versions.rglob("*") if p.is_file()}
+            named = {backup.versions / os.fsdecode(r.store) / os.fsdecode(o)
+                     for r in backup.catalog() for o in (r.object, r.copy) if o}
+            assert objects == named, (killed, objects ^ named)  # nothing no row names
             shutil.rmtree(into, ignore_errors=True)
             code, out = backup.run("restore", str(backup.src), "--to", str(into))
             assert code == 0, out
