@@ -1,16 +1,20 @@
-"""Sync: the backup sent to the plan's remote through rclone.
+"""Sync: the backup sent to the plan's rclone remote through rclone.
 
 The order keeps the remote whole at every instant, whatever cuts a sync short
-(a network, a quota, a killed rclone): (1) the history's new objects (copied:
-stored objects are immutable, so nothing the remote's catalog names is touched),
-(2) the mirror's new and changed files (copied; a path whose kind changed is
-removed from the remote first), (3) the catalog and the run log, (4) only then
-what the new catalog no longer names leaves the remote: the mirror's deletions,
-and the history's pruned versions and superseded whole copies.  Cut before (3),
-the remote restores as of its old catalog; after, as of the new one.  After a cut
-around (3) the remote's mirror differs from its catalog: ``doit fetch`` takes the
-mirror as found and says so (the mirror is the latest state; the history is the
-record, checked strictly).
+(a network, a quota, a killed rclone): (1) the history's new objects, copied (the
+objects the catalog names, by its list: stored objects are immutable, so nothing
+the remote's catalog names is touched, and what a killed run left, which no row
+names, never goes); (2) the catalog and the run log; (3) the mirror, made the
+same as here (its new and changed files, then its deletions; a path whose kind
+changed is removed from the remote first); (4) what the new catalog no longer
+names leaves the history: pruned versions, superseded whole copies.  Cut before
+(2), the remote is its old catalog, its history (with objects no row names yet)
+and its old mirror, exactly.  Cut after (2), the remote is its new catalog and
+its history, and a mirror that may be older than the catalog (the mirror is
+changed in place: no order makes it change at once): ``doit fetch`` takes the
+mirror as found and says so; the history, the record of every version, is
+checked strictly and restores every run.  A run killed before a sync leaves its
+last commits in the catalog's journal: they are folded into the catalog first.
 The lock, doit's state and the staging folder are never sent.  rclone does all the
 talking to Google Drive, S3, SFTP, WebDAV...: nothing here speaks a protocol.
 
@@ -102,12 +106,11 @@ def steps(plan: Plan, named: Path | None = None) -> list[Step]:
     mirror = (layout.mirror_root(plan.destination), remote_path(target, layout.MIRROR))
     only = [] if named is None else ["--files-from0", str(named)]
     out = [Step("history", "copy", *history, only),
-           Step("mirror", "copy", *mirror),
            # --ignore-times: the catalog keeps its size from run to run, and a remote
            # without modification times or hashes (WebDAV) would keep an old one
            Step("metadata", "copy", plan.meta_dir, remote_path(target, layout.META),
                 [*excludes, "--ignore-times"]),
-           Step("mirror deletions", "sync", *mirror),
+           Step("mirror", "sync", *mirror),
            Step("pruned history", "sync", *history,
                 [*only, "--delete-excluded"] if only else [])]
     return [s for s in out if s.local.is_dir()]
@@ -333,8 +336,8 @@ def describe(done: list[Step], dry_run: bool, verbose: bool) -> list[str]:
     for name in ("mirror", "history", "metadata"):
         if name in sent:
             part = f"{name} {len(sent[name].sent)} sent"
-            if name == "mirror" and "mirror deletions" in sent:
-                part += f", {len(sent['mirror deletions'].deleted)} deleted"
+            if name == "mirror":
+                part += f", {len(sent[name].deleted)} deleted"
             if name == "history" and "pruned history" in sent:
                 part += f", {len(sent['pruned history'].deleted)} pruned"
             parts.append(part)
