@@ -1,4 +1,4 @@
-"""Sync: the backup sent to the plan's rclone remote through rclone.
+"""Sync: the backup sent to the plan's remote through rclone.
 
 The order keeps the remote whole at every instant, whatever cuts a sync short
 (a network, a quota, a killed rclone): (1) the history's new objects, copied (the
