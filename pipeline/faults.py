@@ -4,8 +4,9 @@
 point of ``kind`` (``write``: before a stored file is written; ``rename``: before
 a file takes its final name; ``fsync``: before data is put on stable storage;
 ``commit``: before a catalog commit; ``sync``: before each step of a sync to the
-remote; ``remove``: before a file no row names is removed from the history);
-``<kind>:<n>:enospc`` raises ENOSPC there instead.
+remote, and one file into it: see ``reached``; ``remove``: before a file no row
+names is removed from the history); ``<kind>:<n>:enospc`` raises ENOSPC there
+instead.
 ``SNAPBACK_FAULT_LOG=FILE`` appends each point's kind to FILE, so a test learns
 how many points a scenario has and then runs it once per point.
 
@@ -25,6 +26,27 @@ KINDS = ("write", "rename", "fsync", "commit", "sync", "remove")
 
 def point(kind: str) -> None:
     """One point of ``kind`` is reached."""
+    how = _hit(kind)
+    if how is None:
+        return
+    if how == "enospc":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    die()
+
+
+def reached(kind: str) -> bool:
+    """One point of ``kind`` is reached: is it the chosen one?  The caller then cuts
+    its work short itself (a sync: rclone stops after one file) and calls ``die``."""
+    return _hit(kind) is not None
+
+
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _hit(kind: str) -> str | None:
+    """Count one point of ``kind``; what to do there (``""``: die) when it is the
+    chosen one, else None."""
     env = os.environ
     log = env.get("SNAPBACK_FAULT_LOG")
     if log:
@@ -32,15 +54,13 @@ def point(kind: str) -> None:
             fh.write(kind + "\n")
     spec = env.get("SNAPBACK_FAULT")
     if not spec:
-        return
+        return None
     want, _, rest = spec.partition(":")
     if want != kind:
-        return
+        return None
     nth, _, how = rest.partition(":")
     seen = int(env.get("SNAPBACK_FAULT_SEEN", "0")) + 1
     env["SNAPBACK_FAULT_SEEN"] = str(seen)
     if seen != int(nth or "1"):
-        return
-    if how == "enospc":
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    os.kill(os.getpid(), signal.SIGKILL)
+        return None
+    return how

@@ -171,8 +171,8 @@ def _through_link(top: bytes, path: bytes, out: Fetched) -> bool:
 def _mirror_as_found(root: Path, catalog: Catalog) -> list[Callable[[Catalog], None]]:
     """The catalog's record of the mirror, made to match what came back.
 
-    A sync cut short between the mirror and the catalog leaves a remote whose mirror
-    is newer (or, cut after the catalog, older) than its catalog.  The mirror is the
+    A sync cut short after the catalog (before or while the mirror goes) leaves a
+    remote whose mirror is older than its catalog.  The mirror is the
     latest state, not the record (the history is, and is checked strictly): its
     records take each file, link and folder as found where kind, size or bytes
     differ, and drop files and links that did not come back (folders stay: a remote

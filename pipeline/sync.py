@@ -1,16 +1,20 @@
 """Sync: the backup sent to the plan's remote through rclone.
 
 The order keeps the remote whole at every instant, whatever cuts a sync short
-(a network, a quota, a killed rclone): (1) the history's new objects (copied:
-stored objects are immutable, so nothing the remote's catalog names is touched),
-(2) the mirror's new and changed files (copied; a path whose kind changed is
-removed from the remote first), (3) the catalog and the run log, (4) only then
-what the new catalog no longer names leaves the remote: the mirror's deletions,
-and the history's pruned versions and superseded whole copies.  Cut before (3),
-the remote restores as of its old catalog; after, as of the new one.  After a cut
-around (3) the remote's mirror differs from its catalog: ``doit fetch`` takes the
-mirror as found and says so (the mirror is the latest state; the history is the
-record, checked strictly).
+(a network, a quota, a killed rclone): (1) the history's new objects, copied (the
+objects the catalog names, by its list: stored objects are immutable, so nothing
+the remote's catalog names is touched, and what a killed run left, which no row
+names, never goes); (2) the catalog and the run log; (3) the mirror, made the
+same as here (its new and changed files, then its deletions; a path whose kind
+changed is removed from the remote first); (4) what the new catalog no longer
+names leaves the history: pruned versions, superseded whole copies.  Cut before
+(2), the remote is its old catalog, its history (with objects no row names yet)
+and its old mirror, exactly.  Cut after (2), the remote is its new catalog and
+its history, and a mirror that may be older than the catalog (the mirror is
+changed in place: no order makes it change at once): ``doit fetch`` takes the
+mirror as found and says so; the history, the record of every version, is
+checked strictly and restores every run.  A run killed before a sync leaves its
+last commits in the catalog's journal: they are folded into the catalog first.
 The lock, doit's state and the staging folder are never sent.  rclone does all the
 talking to Google Drive, S3, SFTP, WebDAV...: nothing here speaks a protocol.
 
@@ -26,7 +30,9 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import stat
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,25 +76,56 @@ class Step:
 CARRY = ["--links", "--create-empty-src-dirs", "--metadata"]
 
 
-def steps(plan: Plan) -> list[Step]:
+def steps(plan: Plan, named: Path | None = None) -> list[Step]:
+    """The steps in their order.  ``named``: a file listing the history's objects the
+    catalog names: the history steps send those and remove from the remote all else
+    (objects a killed run left, which no row names, never go)."""
     target = remote_root(plan)
     excludes = [arg for pattern in NEVER_SENT for arg in ("--exclude", pattern)]
     history = (layout.history_root(plan.destination), remote_path(target, layout.HISTORY))
     mirror = (layout.mirror_root(plan.destination), remote_path(target, layout.MIRROR))
-    out = [Step("history", "copy", *history),
-           Step("mirror", "copy", *mirror),
+    only = [] if named is None else ["--files-from0", str(named)]
+    out = [Step("history", "copy", *history, only),
            # --ignore-times: the catalog keeps its size from run to run, and a remote
            # without modification times or hashes (WebDAV) would keep an old one
            Step("metadata", "copy", plan.meta_dir, remote_path(target, layout.META),
                 [*excludes, "--ignore-times"]),
-           Step("mirror deletions", "sync", *mirror),
-           Step("pruned history", "sync", *history)]
+           Step("mirror", "sync", *mirror),
+           Step("pruned history", "sync", *history,
+                [*only, "--delete-excluded"] if only else [])]
     return [s for s in out if s.local.is_dir()]
 
 
+def named_objects(plan: Plan) -> list[bytes] | None:
+    """Every object and whole copy of the history the catalog names, below the history
+    (``<source>/<store>/<object>``); None when a name is not UTF-8 (rclone could not
+    be told it exactly): the whole history folder is sent then."""
+    from .catalog import CONTENT_KINDS, open_catalog
+    catalog = open_catalog(plan.meta_dir, writable=False)
+    try:
+        rows = catalog.all_rows()
+    finally:
+        catalog.close()
+    out: set[bytes] = set()
+    for row in rows:
+        if row.kind not in CONTENT_KINDS or row.store is None or row.object is None:
+            continue
+        base = os.path.join(os.fsencode(row.source), row.store)
+        for name in (row.object, row.copy):
+            if name is not None:
+                out.add(os.path.join(base, name))
+    for name in out:
+        try:
+            name.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return sorted(out)
+
+
 def run_step(binary: str, step: Step, dry_run: bool) -> None:
-    args = [step.verb, str(step.local), step.remote, "-v", "--exclude", ".~snapback-*.tmp",
-            *CARRY, *step.extra]
+    listed = "--files-from0" in step.extra          # (a list is the only filter then)
+    args = [step.verb, str(step.local), step.remote, "-v",
+            *([] if listed else ["--exclude", ".~snapback-*.tmp"]), *CARRY, *step.extra]
     if dry_run:
         args.append("--dry-run")
     progress = os.isatty(1) and not dry_run      # rclone's own display, never in cron
@@ -107,35 +144,84 @@ def run_step(binary: str, step: Step, dry_run: bool) -> None:
                             f"{error_line(log)}")
 
 
+# A sync cut short inside a step (a test's fault point, ``faults.reached``): rclone
+# sends one file, or makes one deletion, and stops; one at a time, in its order.
+CUT_SHORT = ["--max-transfer", "1B", "--cutoff-mode", "soft", "--max-delete", "1",
+             "--retries", "1", "--transfers", "1", "--checkers", "1"]
+
+
 def sync(plan: Plan, dry_run: bool) -> list[Step]:
-    """Send the backup; return what each step sent and deleted."""
+    """Send the backup; return what each step sent and deleted.  The caller holds the
+    destination's lock: nothing changes the backup meanwhile."""
     binary = rclone()
-    todo = steps(plan)
-    if not todo:
+    if not steps(plan):
         raise UsageError(f"nothing to send: no backup at {plan.destination} yet")
-    for step in todo:
-        faults.point("sync")                     # (a test kills the sync between steps)
-        if step.name == "mirror" and not dry_run:
-            try:
-                run_step(binary, step, dry_run)
-            except SnapbackError:
-                # a path that changed kind (a file where the remote has a folder, or
-                # back): rclone cannot replace one by the other; remove those, again
-                step.sent.clear()
-                step.deleted.extend(clear_kind_changes(binary, step))
-                run_step(binary, step, dry_run)
-        else:
-            run_step(binary, step, dry_run)      # (a failed step stops the sync: the
-    return todo                                  # catalog never goes before its objects)
+    if not dry_run:
+        fold_journal(plan)
+    names = named_objects(plan)
+    with tempfile.NamedTemporaryFile(prefix="snapback-objects-", suffix=".txt") as listing:
+        listing.write(b"".join(name + b"\0" for name in names or []))
+        listing.flush()
+        todo = steps(plan, None if names is None else Path(listing.name))
+        for step in todo:      # (a failed step stops the sync: the catalog never goes
+            faults.point("sync")   # before its objects; a test kills it between steps...)
+            if faults.reached("sync"):           # (...or one file into a step)
+                step.extra = [*step.extra, *CUT_SHORT]
+                try:
+                    run_step(binary, step, dry_run)
+                finally:
+                    faults.die()
+            send(binary, step, dry_run)
+    return todo
+
+
+def fold_journal(plan: Plan) -> None:
+    """A run killed after some of its commits leaves them in the catalog's journal
+    (``catalog.sqlite3-wal``, never sent: it only means something beside its own
+    catalog): fold it into the catalog first, else the remote would get a catalog
+    older than the history sent with it, naming whole copies the deletions remove."""
+    wal = plan.meta_dir / f"{layout.CATALOG}-wal"
+    try:
+        if os.lstat(wal).st_size == 0:
+            return
+    except FileNotFoundError:
+        return
+    from .catalog import open_catalog
+    try:
+        open_catalog(plan.meta_dir, writable=True).close()    # (closing folds it in)
+    except (OSError, sqlite3.Error) as exc:
+        raise SnapbackError(f"the catalog's journal {wal} (left by a run that was killed) "
+                            f"cannot be folded into the catalog, so it is not sent: {exc}; "
+                            "run any backup first") from None
+    if os.path.lexists(wal) and os.lstat(wal).st_size > 0:
+        raise SnapbackError(f"the catalog's journal {wal} is still there after folding it "
+                            "in (is another program using the catalog?): nothing was sent")
+
+
+def send(binary: str, step: Step, dry_run: bool) -> None:
+    """One step; a path whose kind changed (a file where the remote has a folder, or
+    back) fails it: those are removed from the remote, and the step runs again."""
+    try:
+        run_step(binary, step, dry_run)
+    except SnapbackError:
+        if dry_run:
+            raise
+        gone = clear_kind_changes(binary, step)
+        if not gone:
+            raise
+        step.sent.clear()
+        step.deleted.extend(gone)
+        run_step(binary, step, dry_run)
 
 
 def clear_kind_changes(binary: str, step: Step) -> list[str]:
     """Remove from the remote each path whose kind differs from the local one (a
-    folder where the mirror now has a file or a link, a file where it has a folder)."""
+    folder where the mirror now has a file or a link, a file where it has a folder);
+    returns them (none when the remote cannot even be listed)."""
     code, out, listing = run_rclone(binary, ["lsjson", "-R", "--no-mimetype", "--no-modtime",
                                              step.remote], False)
     if code != 0:
-        raise SnapbackError(f"cannot list {step.remote}: {error_line(out)}")
+        return []                              # (the step's own failure is said)
     import json
     gone: list[str] = []
     for entry in sorted(json.loads(listing or "[]"), key=lambda e: e["Path"]):
@@ -190,8 +276,8 @@ def describe(done: list[Step], dry_run: bool, verbose: bool) -> list[str]:
     for name in ("mirror", "history", "metadata"):
         if name in sent:
             part = f"{name} {len(sent[name].sent)} sent"
-            if name == "mirror" and "mirror deletions" in sent:
-                part += f", {len(sent['mirror deletions'].deleted)} deleted"
+            if name == "mirror":
+                part += f", {len(sent[name].deleted)} deleted"
             if name == "history" and "pruned history" in sent:
                 part += f", {len(sent['pruned history'].deleted)} pruned"
             parts.append(part)

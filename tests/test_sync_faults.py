@@ -1,34 +1,53 @@
-"""A sync cut short at every step leaves a remote that restores (issue 22).
+"""A sync cut short at every point leaves a remote that restores (issue 22).
 
-``doit sync`` sends the history's new objects, then the mirror's new files, then
-the catalog, then removes what the new catalog no longer names.  The scenario
-(a backup, a sync, edits with a path that changes kind, a second backup, a prune
-that rebases the history) is synced once per point where the fault hook
-(``SNAPBACK_FAULT=sync:<n>``) kills the sync; after each, on a new machine:
-``doit fetch``, ``doit verify --deep`` clean, and the latest state restores as of
-the remote's old catalog or its new one, never a mix.  Then a complete sync, and
-``doit check`` is clean.
+``doit sync`` sends the history's new objects, then the catalog, then the mirror
+(changes, then deletions), then removes the history's pruned objects.  The fault
+hook (``SNAPBACK_FAULT=sync:<n>``) kills the sync before each of those four steps
+and one file into each (rclone stops after one transfer or one deletion): 8
+points.  The scenario: three runs (edits, a mode change, a link retargeted, a
+touch, a file that became a folder and a folder that became a file, a deletion),
+the remote synced after the second, then (in the prune case) ``doit prune
+--keep-last 1``, which rebases the history under new names.  After each kill, on
+a new machine: ``doit fetch``, ``doit verify --deep`` exit 0, the remote's catalog
+is its old one or its new one, and every run that catalog names restores exactly
+by its run id (bytes, modes, mtimes, links), the latest state too.  Then the next
+sync completes and ``doit check`` is clean.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import signal
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from support import Backup, Link, make_tree, rclone_or_skip, tree
+from support import Backup, Link, aged, digest, make_tree, rclone_or_skip, tree
+
+POINTS = 8                  # 4 steps, each cut before it and one file into it
 
 
-def _latest(b: Backup, env: dict, into: Path) -> dict:
+def _rclone_env(tmp_path: Path) -> dict:
+    return {"RCLONE_CONFIG": str(tmp_path / "no-rclone.conf"),
+            "RCLONE_CONFIG_SNAPLOCAL_TYPE": "local"}
+
+
+def _state(root: Path) -> dict:
+    return tree(root, with_mtime=True)
+
+
+def _restored(b: Backup, env: dict, into: Path, *args: str) -> dict:
     shutil.rmtree(into, ignore_errors=True)
-    result = b.doit("restore", "src", "--from", "versioned", "--to", str(into), env=env)
+    result = b.doit("restore", str(b.src), *args, "--to", str(into), env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    return tree(into, with_mtime=True)
+    return _state(into)
 
 
 def _on_a_new_machine(b: Backup, env: dict, dest: Path) -> Backup:
+    """``doit fetch`` into a new destination, then ``doit verify --deep`` (exit 0)."""
     shutil.rmtree(dest, ignore_errors=True)
     new = Backup(b.base, b.src, dest, b.base / "new-machine.yaml")
     new.plan.write_text(b.plan.read_text().replace(str(b.dest), str(dest)))
@@ -39,62 +58,88 @@ def _on_a_new_machine(b: Backup, env: dict, dest: Path) -> Backup:
     return new
 
 
-def test_a_sync_killed_at_every_step_leaves_a_remote_that_restores(backup: Backup,
-                                                                   tmp_path: Path) -> None:
+def _run(b: Backup, day: int) -> tuple[str, dict]:
+    aged(b.src)
+    os.utime(b.src / "new.txt", ns=(time.time_ns() - 10**11 * day,) * 2) \
+        if (b.src / "new.txt").exists() else None
+    b.doit("all", env={"SNAPBACK_NOW": f"2026-10-0{day}T10:00:00"}, check=True)
+    return json.loads(b.runs()[-1])["run_id"], _state(b.src)
+
+
+@pytest.mark.parametrize("prune", [False, True], ids=["runs", "runs then prune"])
+def test_a_sync_killed_at_every_point_leaves_a_remote_that_restores(
+        backup: Backup, tmp_path: Path, prune: bool) -> None:
     rclone_or_skip()
-    env = {"RCLONE_CONFIG": str(tmp_path / "no-rclone.conf"),
-           "RCLONE_CONFIG_SNAPLOCAL_TYPE": "local"}
+    env = _rclone_env(tmp_path)
     remote = tmp_path / "remote"
     backup.write_plan(remote={"target": f"snaplocal:{remote}"})
-    make_tree(backup.src, {"notes.txt": "one\n", "img.bin": b"\x00" * 64, "x": "a file\n",
-                           "d": {"f.txt": "f\n"}, "l": Link("notes.txt")})
-    backup.doit("all", env={"SNAPBACK_NOW": "2026-10-01T10:00:00"}, check=True)
+    src = backup.src
+    make_tree(src, {"notes.txt": "one\n", "img.bin": b"\x00" * 64, "x": "a file\n",
+                    "secret.txt": "s\n", "d": {"f.txt": "f\n", "g": {"h.txt": "h\n"}},
+                    "l": Link("notes.txt")})
+    os.chmod(src / "secret.txt", 0o600)
+    runs = [_run(backup, 1)]
+    (src / "notes.txt").write_text("one\ntwo\n")
+    (src / "img.bin").write_bytes(b"\x01" * 64)
+    os.chmod(src / "secret.txt", 0o640)                       # a mode change alone
+    os.unlink(src / "l")
+    os.symlink("img.bin", src / "l")
+    (src / "new.txt").write_text("new\n")
+    runs.append(_run(backup, 2))
     assert backup.doit("sync", env=env).returncode == 0
-    old = _latest(backup, env, tmp_path / "old")
-    (backup.src / "notes.txt").write_text("one\ntwo\n")
-    (backup.src / "img.bin").write_bytes(b"\x01" * 64)
-    (backup.src / "x").unlink()
-    (backup.src / "x").mkdir()                              # a file became a folder
-    (backup.src / "x" / "inner.txt").write_text("in\n")
-    shutil.rmtree(backup.src / "d")
-    (backup.src / "d").write_text("a folder became a file\n")
-    backup.doit("all", env={"SNAPBACK_NOW": "2026-10-02T10:00:00"}, check=True)
-    result = backup.doit("prune", "--keep-last", "1")      # rebased: objects go away
-    assert result.returncode == 0, result.stdout + result.stderr
-    new = _latest(backup, env, tmp_path / "new")
-    assert new != old
-    pristine = tmp_path / "pristine-remote"
+    pristine = tmp_path / "pristine-remote"                   # names runs 1 and 2
     shutil.copytree(remote, pristine, symlinks=True)
+    (src / "notes.txt").write_text("one\ntwo\nthree\n")
+    (src / "img.bin").unlink()
+    (src / "x").unlink()
+    make_tree(src / "x", {"inner.txt": "in\n"})              # a file became a folder
+    shutil.rmtree(src / "d")
+    (src / "d").write_text("a folder became a file\n")       # and back
+    (src / "later.txt").write_text("later\n")
+    runs.append(_run(backup, 3))                              # new.txt: touched only
+    kept = {"old": runs[:2], "new": runs}
+    if prune:
+        result = backup.doit("prune", "--keep-last", "1")      # rebased under new names
+        assert result.returncode == 0, result.stdout + result.stderr
+        kept["new"] = runs[-1:]
 
     log = tmp_path / "points.log"
     counted = backup.doit("sync", env={**env, "SNAPBACK_FAULT_LOG": str(log)})
     assert counted.returncode == 0, counted.stdout + counted.stderr
-    points = Counter(log.read_text().split())["sync"]
-    assert points == 5, points
+    assert Counter(log.read_text().split())["sync"] == POINTS
     assert backup.doit("check", env=env).returncode == 0
-    for n in range(1, points + 1):
+    catalogs = {"old": digest(pristine / ".snapback" / "catalog.sqlite3"),
+                "new": digest(remote / ".snapback" / "catalog.sqlite3")}
+    for n in range(1, POINTS + 1):
         shutil.rmtree(remote)
         shutil.copytree(pristine, remote, symlinks=True)
         killed = backup.doit("sync", env={**env, "SNAPBACK_FAULT": f"sync:{n}"})
         assert killed.returncode == -signal.SIGKILL, (n, killed.stdout, killed.stderr)
+        found = digest(remote / ".snapback" / "catalog.sqlite3")
+        which = "old" if found == catalogs["old"] else "new"
+        assert found == catalogs[which], n                   # one or the other, whole
+        if n != 4:                      # (4: one file of two into the catalog's step)
+            assert which == ("old" if n < 4 else "new"), n
         there = _on_a_new_machine(backup, env, tmp_path / "machine")
-        got = _latest(there, env, tmp_path / "got")
-        assert got in (old, new), n
-        assert got == (new if n > 3 else old), n        # the catalog goes at step 3
-        done = backup.doit("sync", env=env)             # the next sync completes
+        for run_id, state in kept[which]:
+            assert _restored(there, env, tmp_path / "got", "--at", run_id) == state, \
+                (n, which, run_id)
+        latest = kept[which][-1][1]                           # the latest state, no mix
+        assert _restored(there, env, tmp_path / "got") == latest, (n, which)
+        done = backup.doit("sync", env=env)                  # the next sync completes
         assert done.returncode == 0, (n, done.stdout + done.stderr)
         check = backup.doit("check", env=env)
         assert check.returncode == 0, (n, check.stdout + check.stderr)
-        there = _on_a_new_machine(backup, env, tmp_path / "machine")
-        assert _latest(there, env, tmp_path / "got") == new, n
+    there = _on_a_new_machine(backup, env, tmp_path / "machine")
+    for run_id, state in kept["new"]:
+        assert _restored(there, env, tmp_path / "got", "--at", run_id) == state, run_id
 
 
 @pytest.mark.parametrize("change", ["file to folder", "folder to file"])
 def test_a_kind_change_syncs_and_checks_clean(backup: Backup, tmp_path: Path,
                                               change: str) -> None:
     rclone_or_skip()
-    env = {"RCLONE_CONFIG": str(tmp_path / "no-rclone.conf"),
-           "RCLONE_CONFIG_SNAPLOCAL_TYPE": "local"}
+    env = _rclone_env(tmp_path)
     backup.write_plan(remote={"target": f"snaplocal:{tmp_path / 'remote'}"})
     make_tree(backup.src, {"p": "a file\n"} if change == "file to folder"
               else {"p": {"f.txt": "f\n", "g": {"h.txt": "h\n"}}})
@@ -114,3 +159,36 @@ def test_a_kind_change_syncs_and_checks_clean(backup: Backup, tmp_path: Path,
         check = backup.doit("check", env=env)
         assert check.returncode == 0, check.stdout + check.stderr
         assert "0 problems" in check.stdout
+
+
+def test_a_sync_after_a_killed_run_sends_the_catalog_its_history_needs(
+        backup: Backup, tmp_path: Path) -> None:
+    """A run killed after some of its commits leaves them in the catalog's journal
+    (never sent); the sync folds it in first (else the remote's catalog names the
+    whole copies the run superseded, which the sync removes), and sends only the
+    objects the catalog names (not the killed folder's, which no row names)."""
+    rclone_or_skip()
+    env = _rclone_env(tmp_path)
+    backup.write_plan(remote={"target": f"snaplocal:{tmp_path / 'remote'}"})
+    files = {"a": "t.txt", "b": "u.txt", "c": "v.txt"}       # one commit per folder
+    make_tree(backup.src, {d: {f: "one\n"} for d, f in files.items()})
+    backup.doit("versioned", check=True)
+    assert backup.doit("sync", env=env).returncode == 0
+    for text in ("one\ntwo\n", "one\ntwo\nthree\n"):     # diffs: each supersedes the
+        for d, f in files.items():                         # whole copy before it
+            (backup.src / d / f).write_text(text)
+        aged(backup.src)
+        run = backup.doit("versioned", env={"SNAPBACK_FAULT": "commit:3"} if "three" in text
+                          else {})
+    assert run.returncode == -signal.SIGKILL             # the last run: a committed
+    assert (backup.meta / "catalog.sqlite3-wal").stat().st_size > 0
+    done = backup.doit("sync", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    check = backup.doit("check", env=env)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "0 problems" in check.stdout
+    there = _on_a_new_machine(backup, env, tmp_path / "machine")
+    got = _restored(there, env, tmp_path / "got", "--from", "versioned")
+    assert got == _restored(backup, env, tmp_path / "here", "--from", "versioned")
+    assert got["a/t.txt"][1] == b"one\ntwo\nthree\n"       # committed before the kill
+    assert got["c/v.txt"][1] == b"one\ntwo\n"              # never committed
