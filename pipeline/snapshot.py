@@ -15,6 +15,7 @@ source, for ``doit cleanup`` and for runs where folders came or went.
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 from pathlib import Path
 
@@ -24,7 +25,18 @@ from . import change, store
 from .catalog import Stored
 from .protect import Opened
 from .scan import Folder
-from .session import DELETED, FAILED, NEW, UPDATED, Event, FolderJob, Session, SweepJob, action
+from .session import (
+    DELETED,
+    FAILED,
+    NEW,
+    UPDATED,
+    Event,
+    FolderJob,
+    Session,
+    SweepJob,
+    action,
+    failure_reason,
+)
 from .show import plural
 
 MODE = "snapshot"
@@ -321,8 +333,15 @@ class _Folder:
                 self.catalog.set_folder(MODE, self.job.source.name, self.folder_b, st,
                                         None if self.racy else sig, entered, count,
                                         mirror_mtime=os.lstat(self.dst).st_mtime_ns)
-        self.catalog.commit()
-        self.opened.close()
+        try:
+            self.catalog.commit()
+        except (OSError, sqlite3.Error) as exc:     # a full disk: the catalog keeps what it
+            self.failures += 1                      # had; the mirror, what was copied (its
+            self.run.emit(Event(FAILED, MODE, self.job.label + "/", files=0,   # lines stand)
+                                reason=f"{failure_reason(exc)}: not recorded in the catalog; "
+                                "the next run records it"))
+        finally:
+            self.opened.close()
 
     def _fail(self, name: str, reason: str) -> None:
         self.failures += 1
