@@ -297,6 +297,8 @@ class Catalog:
         try:
             found = self.conn.execute("pragma user_version").fetchone()[0]
             tables = self.conn.execute("select count(*) from sqlite_master").fetchone()[0]
+        except sqlite3.OperationalError:
+            raise                 # cannot be opened now (a full disk: its WAL, -shm)
         except sqlite3.DatabaseError as exc:
             raise SnapbackError(f"the catalog {self.path} is unreadable: {exc}") from None
         upgradable = fresh_ok and found == 1           # a writer upgrades format 1 in place

@@ -313,7 +313,10 @@ def unsaid(job: FolderJob | SweepJob, events: list[Event], mode: str) -> int:
     return len([n for n in names if f"{job.label}/{n}" not in said])
 
 
-SQLITE_FULL = 13          # "database or disk is full" (sqlite3.SQLITE_FULL, untyped)
+# SQLite's words for a full disk: SQLITE_FULL, "database or disk is full" (a page, the
+# WAL, a checkpoint), and SQLITE_IOERR_SHMSIZE, "disk I/O error" (the WAL's -shm file
+# could not grow, when a catalog left in WAL mode is opened)
+SQLITE_FULL = {13, 10 | 19 << 8}
 
 
 def is_full(exc: BaseException | None) -> bool:
@@ -322,7 +325,7 @@ def is_full(exc: BaseException | None) -> bool:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
         if isinstance(exc, sqlite3.Error) and \
-                getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL:
+                getattr(exc, "sqlite_errorcode", None) in SQLITE_FULL:
             return True
         exc = exc.__context__          # (a SnapbackError raised from an sqlite3.Error)
     return False
