@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from doit.exceptions import TaskFailed
 
 from .catalog import Catalog, InLine, Stored, open_catalog
-from .errors import LockHeld, SnapbackError
+from .errors import PARTIAL, Failed, LockHeld, SnapbackError
 from .lock import Lock
 from .plan import Plan, Source
 from .show import plural
@@ -299,7 +299,7 @@ def action(mode: str) -> Callable[[Work[Job]], Work[Job]]:
                 detail = f" ({plural(files, 'file')} not backed up)" if files else ""
                 session.emit(Event(FAILED, mode, label + "/", reason=reason + detail,
                                    files=files))
-                return TaskFailed(f"{label}: {reason}")
+                return Failed(f"{label}: {reason}", getattr(exc, "status", PARTIAL))
         return run_it
     return wrap
 

@@ -21,22 +21,11 @@ from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
-from . import change, store
+from . import change, session, store
 from .catalog import Stored
 from .protect import Opened
 from .scan import Folder
-from .session import (
-    DELETED,
-    FAILED,
-    NEW,
-    UPDATED,
-    Event,
-    FolderJob,
-    Session,
-    SweepJob,
-    action,
-    failure_reason,
-)
+from .session import DELETED, FAILED, NEW, UPDATED, Event, FolderJob, Session, SweepJob, action
 from .show import plural
 
 MODE = "snapshot"
@@ -335,11 +324,13 @@ class _Folder:
                                         mirror_mtime=os.lstat(self.dst).st_mtime_ns)
         try:
             self.catalog.commit()
-        except (OSError, sqlite3.Error) as exc:     # a full disk: the catalog keeps what it
-            self.failures += 1                      # had; the mirror, what was copied (its
-            self.run.emit(Event(FAILED, MODE, self.job.label + "/", files=0,   # lines stand)
-                                reason=f"{failure_reason(exc)}: not recorded in the catalog; "
-                                "the next run records it"))
+        except (OSError, sqlite3.Error) as exc:
+            # a full disk: the catalog keeps what it had; the mirror, what was copied (its
+            # lines stand: the next run records them)
+            self.failures += 1
+            self.run.emit(Event(FAILED, MODE, self.job.label + "/", files=0, reason=(
+                f"{session.failure_reason(exc)}: not recorded in the catalog; "
+                "the next run records it")))
         finally:
             self.opened.close()
 

@@ -33,23 +33,12 @@ from typing import Any
 
 from doit.exceptions import TaskFailed
 
-from . import change, layout, store, textdiff
+from . import change, layout, session, store, textdiff
 from .catalog import Catalog, Row
 from .layout import baseline_name, version_names
 from .plan import Source
 from .protect import Opened
-from .session import (
-    DELETED,
-    FAILED,
-    NEW,
-    UPDATED,
-    Event,
-    FolderJob,
-    Session,
-    SweepJob,
-    action,
-    failure_reason,
-)
+from .session import DELETED, FAILED, NEW, UPDATED, Event, FolderJob, Session, SweepJob, action
 from .show import plural
 from .snapshot import folder_change
 
@@ -149,7 +138,7 @@ class History:
         they would supersede stay named).  Each file it would have recorded is a FAILED
         line; its deletions and the folder's own version are recorded by the next run."""
         self.catalog.rollback()
-        reason = failure_reason(exc)
+        reason = session.failure_reason(exc)
         files = [e for e in self.done if e.kind in (NEW, UPDATED) and not e.path.endswith("/")]
         for event in files:
             self.failures += 1

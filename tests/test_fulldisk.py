@@ -34,6 +34,21 @@ SUMMARY = re.compile(r"^(snapshot|versioned): (\d+) files?, (\d+) new, (\d+) upd
 FULL = "No space left on device"
 
 
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 3 MB tmpfs (skips where mounting is not allowed), unmounted lazily when a
+    failed test still holds a file of it open (its traceback keeps a catalog open)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+                            capture_output=True)
+    if result.returncode != 0:                     # probing mount, not snapback
+        pytest.skip(f"cannot mount a small tmpfs here: {result.stderr.decode().strip()}")
+    yield mount
+    if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
 def _state(root: Path) -> dict:
     return tree(root, with_mtime=True)
 
