@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import sqlite3
 import stat
 import sys
 from collections.abc import Callable, Iterator
@@ -28,12 +29,12 @@ from doit.exceptions import TaskFailed
 from . import change, layout, runlog, snapshot, versioned
 from .catalog import Catalog, InLine, Stored, open_catalog
 from .commands import BACKUP_COMMANDS, MODES_OF
-from .errors import LockHeld
+from .errors import LockHeld, SnapbackError
 from .plan import Plan, Source
 from .protect import is_protected, marker, protect
 from .scan import Folder, Known, Scan, mode_view, walk
 from .selection import Selector, for_mode, mode_filter
-from .session import FAILED, Event, FolderJob, Session, SweepJob
+from .session import FAILED, Event, FolderJob, Session, SweepJob, failure_reason
 
 
 def scan_source(session: Session, source: Source, selector: Selector, catalog: Catalog) -> Scan:
@@ -161,7 +162,13 @@ def finish(session: Session, modes: tuple[str, ...], label: str,
         return TaskFailed(f"cannot add this run to {session.meta_dir / layout.RUNS}: "
                           f"{exc.strerror or exc}; the backup itself was made")
     if after is not None:
-        after()
+        try:
+            after()
+        except (OSError, sqlite3.Error, SnapbackError) as exc:     # (a full disk)
+            if session.catalog is not None:
+                session.catalog.rollback()
+            return TaskFailed(f"retention.auto: the prune was not done ({failure_reason(exc)});"
+                              " the backup itself is as the lines above say")
     return None
 
 

@@ -304,6 +304,8 @@ class Catalog:
         try:
             found = self.conn.execute("pragma user_version").fetchone()[0]
             tables = self.conn.execute("select count(*) from sqlite_master").fetchone()[0]
+        except sqlite3.OperationalError:
+            raise                 # cannot be opened now (a full disk: its WAL, -shm)
         except sqlite3.DatabaseError as exc:
             raise SnapbackError(f"the catalog {self.path} is unreadable: {exc}") from None
         upgradable = fresh_ok and found == 1           # a writer upgrades format 1 in place
@@ -313,12 +315,18 @@ class Catalog:
                                 f"reads format {FORMAT}")
 
     def close(self) -> None:
+        """Commit what is open and fold the WAL back in; the connection is closed even
+        when that fails (a full disk: the error is raised, what was committed is in the
+        WAL, which the next opening replays)."""
         if self.conn is not None:
-            self.commit()
-            if self.writable:
-                self.conn.execute("pragma journal_mode=delete")   # WAL folded back in
-            self.conn.close()
-            self.conn = None
+            try:
+                self.commit()
+                if self.writable:
+                    self.conn.execute("pragma journal_mode=delete")   # WAL folded back in
+            finally:
+                self.rollback()
+                self.conn.close()
+                self.conn = None
 
     def begin(self) -> None:
         """One transaction per folder: a commit per file costs more than the copy."""
@@ -326,8 +334,15 @@ class Catalog:
             self.conn.execute("begin")
 
     def rollback(self) -> None:
+        """Drop the open transaction, if SQLite has not dropped it already (it does on
+        a full disk); what it named is not in the catalog, this run's entry in ``runs``
+        perhaps neither (entered again with the next write: ``insert or ignore``)."""
+        self._unsettled = self._registered = False
         if self.conn is not None and self.conn.in_transaction:
-            self.conn.execute("rollback")
+            try:
+                self.conn.execute("rollback")
+            except sqlite3.Error:
+                pass              # (already rolled back: "no transaction is active")
 
     def commit(self) -> None:
         """Commit; what the transaction names (stored files, mirror copies) is put on
@@ -336,7 +351,11 @@ class Catalog:
             if self._unsettled:
                 store.settle(self.path.parent)
             faults.point("commit")
-            self.conn.execute("commit")
+            try:
+                self.conn.execute("commit")
+            except sqlite3.Error:
+                self.rollback()   # (a full disk): nothing of the transaction is kept
+                raise
         self._unsettled = False
 
     def objects(self, source: str, folder: bytes, name: bytes) -> set[bytes]:

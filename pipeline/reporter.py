@@ -317,6 +317,9 @@ class Reporter:
                 self._summary(current)
         finally:
             current.release()
+            for note in current.notes:          # what closing the catalog said
+                self._once(note)
+            current.notes = []
         if self.status != self.doit_status:
             raise SystemExit(self.status)      # see the module docstring
 
@@ -328,7 +331,8 @@ class Reporter:
             self.err.flush()
 
     def _flush(self, task: str = "") -> bool:
-        """Print what the actions did since the last call; True when anything was.
+        """Print what the actions did since the last call; True when anything was (a
+        snapshot task's FAILED lines held for its versioned twin count as said).
 
         When both modes run (``doit all``), a folder's snapshot task runs just before
         its versioned task: its lines are held until then, and a file that both
@@ -336,8 +340,9 @@ class Reporter:
         current = self.session
         both = len(current.modes) > 1
         if both and task.startswith("snapshot:"):
-            self.held.extend(current.take_pending())
-            return False
+            held = current.take_pending()
+            self.held.extend(held)
+            return any(e.kind == FAILED for e in held)    # said with its versioned twin
         notes, current.notes = current.notes, []
         for note in notes:
             self._once(note)

@@ -31,9 +31,15 @@ def append(meta_dir: Path, record: dict[str, Any]) -> None:
     try:
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
-            line = "\n" + line       # a line cut short (a crash, a full disk) stays alone
-        os.write(fd, line.encode("ascii"))
-        os.fsync(fd)
+            line = "\n" + line       # a line cut short (a crash) stays alone
+        data = line.encode("ascii")
+        try:
+            while data:               # a full disk can take part of it before it says so
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, size)    # no record cut short: the log stays as it was
+            raise
     finally:
         os.close(fd)
 

@@ -10,6 +10,7 @@ here is module-level state: two invocations in one process share nothing.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sqlite3
@@ -24,10 +25,11 @@ from doit.exceptions import TaskFailed
 
 from .catalog import Catalog, InLine, Stored, open_catalog
 from .commands import MODES_OF
-from .errors import LockHeld
+from .errors import PARTIAL, Failed, LockHeld, SnapbackError
 from .layout import HISTORY
 from .lock import Lock
 from .plan import Plan, Source
+from .show import plural
 from .store import clear_staging, make_destination, real_dirs, remove
 
 if TYPE_CHECKING:
@@ -261,10 +263,23 @@ class Session:
         return os.fsencode(self.meta_dir / "tmp")
 
     def release(self) -> None:
-        if self.catalog is not None:
-            self.empty_garbage(self.catalog)
-            self.catalog.close()
+        """Remove the files this run's commits no longer name, close the catalog and
+        release the lock, whatever closing says: a catalog that cannot fold its journal
+        back in (a full disk) keeps it, nothing committed is lost, and the next run
+        finishes the job."""
+        try:
+            if self.catalog is not None:
+                self.empty_garbage(self.catalog)
+                self.catalog.close()
+        except (OSError, sqlite3.Error) as exc:
+            self.notes.append(f"snapback: warning: the catalog's journal was not folded back "
+                              f"into it ({failure_reason(exc)}); what this run recorded is "
+                              "kept there, and the next run folds it in")
+        finally:
             self.catalog = None
+            self.release_lock()
+
+    def release_lock(self) -> None:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
@@ -278,26 +293,69 @@ def action(mode: str) -> Callable[[Work[Job]], Work[Job]]:
     """What every backup action does around its work: take the lock, refuse a
     folder that could not be listed (its backup is kept as it is), and never end
     in a traceback: an OS or database error (disk full, a path too long for the
-    system...) becomes a FAILED line and a failed task, whose files doit checks
-    again next run.  doit calls the action with (job, session)."""
+    system...) rolls back the folder's catalog transaction and becomes a FAILED
+    line for the folder, counting the files that got no line of their own, and a
+    failed task, whose files doit checks again next run.  doit calls the action
+    with (job, session)."""
     def wrap(work: Work[Job]) -> Work[Job]:
         @functools.wraps(work)
         def run_it(job: Job, session: Session) -> TaskFailed | None:
             folder = job.folder if isinstance(job, FolderJob) else None
             label = job.label if isinstance(job, FolderJob) else job.source.name
-            refused = begin(session, mode, label, folder.error if folder is not None else None)
-            if refused:
-                return refused
+            start = len(session.events)
             try:
+                refused = begin(session, mode, label,
+                                folder.error if folder is not None else None)
+                if refused:
+                    return refused
                 return work(job, session)
-            except (OSError, sqlite3.Error) as exc:
+            except (OSError, sqlite3.Error, SnapbackError) as exc:
                 if session.catalog is not None:
                     session.catalog.rollback()
-                reason = getattr(exc, "strerror", None) or str(exc)
-                session.emit(Event(FAILED, mode, label + "/", reason=reason))
-                return TaskFailed(f"{label}: {reason}")
+                reason = failure_reason(exc)
+                files = unsaid(job, session.events[start:], mode)
+                detail = f" ({plural(files, 'file')} not backed up)" if files else ""
+                session.emit(Event(FAILED, mode, label + "/", reason=reason + detail,
+                                   files=files))
+                return Failed(f"{label}: {reason}", getattr(exc, "status", PARTIAL))
         return run_it
     return wrap
+
+
+def unsaid(job: FolderJob | SweepJob, events: list[Event], mode: str) -> int:
+    """The files and links of a folder job that its events say nothing of."""
+    if not isinstance(job, FolderJob) or job.folder.error:
+        return 0
+    said = {e.path for e in events if e.mode == mode and e.kind in (NEW, UPDATED, FAILED)}
+    names: list[str] = [*job.folder.files, *job.folder.links]
+    return len([n for n in names if f"{job.label}/{n}" not in said])
+
+
+# SQLite's words for a full disk: SQLITE_FULL, "database or disk is full" (a page, the
+# WAL, a checkpoint), and SQLITE_IOERR_SHMSIZE, "disk I/O error" (the WAL's -shm file
+# could not grow, when a catalog left in WAL mode is opened)
+SQLITE_FULL = {13, 10 | 19 << 8}
+
+
+def is_full(exc: BaseException | None) -> bool:
+    """Is this error a full disk (or quota), said by the OS or by SQLite?"""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(exc, sqlite3.Error) and \
+                getattr(exc, "sqlite_errorcode", None) in SQLITE_FULL:
+            return True
+        exc = exc.__context__          # (a SnapbackError raised from an sqlite3.Error)
+    return False
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line for an OS or database error, a full disk said the same way wherever
+    it struck (an object, a diff, the catalog, its journal)."""
+    text = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+    if is_full(exc) and not isinstance(exc, OSError):
+        return f"{os.strerror(errno.ENOSPC)} ({text})"
+    return text
 
 
 def begin(session: Session, mode: str, label: str, error: str | None = None
@@ -308,7 +366,10 @@ def begin(session: Session, mode: str, label: str, error: str | None = None
     except LockHeld as exc:
         return TaskFailed(str(exc))
     if session.lock is not None:
-        session.lock.announce()
+        try:
+            session.lock.announce()
+        except OSError:                  # (a full disk): the lock holds without its note
+            session.lock.announced = True
     if error is not None:
         session.emit(Event(FAILED, mode, label + "/", reason=f"cannot list: {error}"))
         return TaskFailed(f"{label}: cannot list the folder")

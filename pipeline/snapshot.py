@@ -15,12 +15,13 @@ source, for ``doit cleanup`` and for runs where folders came or went.
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
-from . import change, store
+from . import change, session, store
 from .catalog import Stored
 from .protect import Opened
 from .scan import Folder
@@ -321,8 +322,17 @@ class _Folder:
                 self.catalog.set_folder(MODE, self.job.source.name, self.folder_b, st,
                                         None if self.racy else sig, entered, count,
                                         mirror_mtime=os.lstat(self.dst).st_mtime_ns)
-        self.catalog.commit()
-        self.opened.close()
+        try:
+            self.catalog.commit()
+        except (OSError, sqlite3.Error) as exc:
+            # a full disk: the catalog keeps what it had; the mirror, what was copied (its
+            # lines stand: the next run records them)
+            self.failures += 1
+            self.run.emit(Event(FAILED, MODE, self.job.label + "/", files=0, reason=(
+                f"{session.failure_reason(exc)}: not recorded in the catalog; "
+                "the next run records it")))
+        finally:
+            self.opened.close()
 
     def _fail(self, name: str, reason: str) -> None:
         self.failures += 1

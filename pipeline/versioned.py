@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import Any
 
 from doit.exceptions import TaskFailed
 
-from . import change, faults, layout, store, textdiff
+from . import change, faults, layout, session, store, textdiff
 from .catalog import Catalog, Row
 from .layout import baseline_name, version_names
 from .plan import Source
@@ -112,11 +113,15 @@ class History:
         """Commit the folder's rows, and the folder as in line (their objects on stable
         storage first: one commit per folder, each a sync), then remove the whole copies
         they superseded."""
-        if self.in_line is not None:
-            sig = self.signed if not self.racy else (None, *self.signed[1:])
-            self.catalog.set_folder(MODE, self.source.name, self.rel, self.in_line, *sig)
-            self.in_line = None
-        self.catalog.commit()
+        try:
+            if self.in_line is not None:
+                sig = self.signed if not self.racy else (None, *self.signed[1:])
+                self.catalog.set_folder(MODE, self.source.name, self.rel, self.in_line, *sig)
+                self.in_line = None
+            self.catalog.commit()
+        except (OSError, sqlite3.Error) as exc:
+            self._not_recorded(exc)
+            return
         for old in self.superseded:
             try:
                 faults.point("remove")
@@ -128,6 +133,26 @@ class History:
             self.run.emit(event)
         self.superseded.clear()
         self.done.clear()
+
+    def _not_recorded(self, exc: OSError | sqlite3.Error) -> None:
+        """The folder's transaction could not be committed (a full disk): nothing of it
+        is in the catalog (its objects are orphans the next writer removes, the copies
+        they would supersede stay named).  Each file it would have recorded is a FAILED
+        line; its deletions and the folder's own version are recorded by the next run."""
+        self.catalog.rollback()
+        reason = session.failure_reason(exc)
+        files = [e for e in self.done if e.kind in (NEW, UPDATED) and not e.path.endswith("/")]
+        for event in files:
+            self.failures += 1
+            self.run.emit(Event(FAILED, MODE, event.path, reason=reason))
+        if not files:
+            self.failures += 1
+            where = f"{self.source.name}/{os.fsdecode(self.rel)}".rstrip("/") + "/"
+            self.run.emit(Event(FAILED, MODE, where, reason=reason, files=0))
+        self.in_line = None
+        self.superseded.clear()
+        self.done.clear()
+        self.opened.close()
 
     # -- paths -----------------------------------------------------------------
     def _rel_of(self, name: bytes) -> bytes:
@@ -471,10 +496,14 @@ class History:
                                  size=None, sha256=None, mode=None, mtime_ns=None, target=None,
                                  recorded=self.run.started)
         if row.entry == "dir":
-            self.run.emit(Event(DELETED, MODE, self._label(row.name, folder=True), files=files,
-                                reason=plural(files, "file")))
+            event = Event(DELETED, MODE, self._label(row.name, folder=True), files=files,
+                          reason=plural(files, "file"))
         else:
-            self.run.emit(Event(DELETED, MODE, self._label(row.name)))
+            event = Event(DELETED, MODE, self._label(row.name))
+        if self.writes:
+            self.done.append(event)           # said once recorded (``finish``)
+        else:
+            self.run.emit(event)
 
     def _fail(self, name: bytes, reason: str) -> None:
         self.failures += 1
@@ -488,6 +517,7 @@ def sweep(job: SweepJob, current: Session) -> TaskFailed | None:
     folders = {os.fsencode(f.rel): f for f in job.folders}
     unknown = [rel for rel, f in folders.items() if f.error is not None]
     said = current.deleted(MODE)          # by the folder tasks of this run (a dry run's too)
+    failures = 0
     for row in catalog.live_below(job.source.name, b""):
         if f"{job.source.name}/{os.fsdecode(row.path)}" in said:
             continue
@@ -505,4 +535,7 @@ def sweep(job: SweepJob, current: Session) -> TaskFailed | None:
         if latest is not None and latest.live:
             work.delete(latest)
         work.finish()
+        failures += work.failures
+    if failures:
+        return TaskFailed(f"{job.source.name}: {failures} deletion(s) not recorded")
     return None

@@ -1,0 +1,289 @@
+"""A full disk anywhere: FAILED lines, exit status 1, every file counted, never a traceback;
+once there is room, the next run completes and every earlier run restores exactly.
+
+Two ways to fill the destination at a chosen place:
+
+* a real full filesystem: a small tmpfs filled with a ballast file that leaves exactly
+  N bytes free, for a range of N, so that the disk fills while the catalog is opened
+  (its WAL), while files are copied into the mirror or the history, at a catalog
+  commit, at the run log, at the checkpoint when the catalog is closed;
+* the fault hook (``SNAPBACK_FAULT=<kind>:<n>:enospc``): ENOSPC at exactly the n-th
+  write, rename, sync or commit of a small scenario, each in turn.
+
+After each: exit 1, one line per failure, no traceback, done + failed = scanned in
+every mode's summary, the catalog names nothing that is not on disk, runs.jsonl holds
+no line cut short; then, with room made, the next run exits 0, the mirror is the
+source, ``verify --deep`` is clean and every earlier run restores exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from support import OK, PARTIAL, Backup, Link, aged, make_tree, tree
+
+SUMMARY = re.compile(r"^(snapshot|versioned): (\d+) files?, (\d+) new, (\d+) updated, "
+                     r"(\d+) deleted, (\d+) failed;", re.M)
+FULL = "No space left on device"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 3 MB tmpfs (skips where mounting is not allowed), unmounted lazily when a
+    failed test still holds a file of it open (its traceback keeps a catalog open)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+                            capture_output=True)
+    if result.returncode != 0:                     # probing mount, not snapback
+        pytest.skip(f"cannot mount a small tmpfs here: {result.stderr.decode().strip()}")
+    yield mount
+    if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _state(root: Path) -> dict:
+    return tree(root, with_mtime=True)
+
+
+def _fill(disk: Path, free: int) -> Path:
+    """A ballast file that leaves ``free`` bytes of ``disk`` free (at most)."""
+    st = os.statvfs(disk)
+    ballast = disk / "ballast"
+    with open(ballast, "wb") as fh:
+        fh.write(b"\xff" * max(st.f_bavail * st.f_frsize - free, 0))
+    st = os.statvfs(disk)
+    assert st.f_bavail * st.f_frsize <= max(free, st.f_frsize), "the ballast did not fill it"
+    return ballast
+
+
+def _failed_cleanly(b: Backup, result: subprocess.CompletedProcess, scanned: int) -> str:
+    """The checks of a run that met a full disk; returns its whole output."""
+    out = result.stdout + result.stderr
+    assert result.returncode == PARTIAL, out
+    assert "Traceback" not in out and "bug" not in out, out
+    failed = [line for line in result.stdout.splitlines() if line.startswith("FAILED")]
+    assert failed or "cannot add this run" in out, out
+    for line in failed:
+        assert FULL in line, line
+    summaries = SUMMARY.findall(result.stdout)
+    assert [m for m, *_ in summaries] == ["snapshot", "versioned"], out
+    for mode, files, new, updated, _deleted, fails in summaries:
+        assert int(files) == scanned, out
+        assert int(new) + int(updated) + int(fails) == scanned, (mode, out)   # every file
+    for line in b.runs():                               # no record cut short
+        json.loads(line)
+    return out
+
+
+def _names_only_what_is_on_disk(b: Backup) -> None:
+    from pipeline.catalog import Catalog
+    cat = Catalog(b.meta / "catalog.sqlite3", writable=False)
+    try:
+        rows, mirror = cat.all_rows(), cat.mirror_rows()
+    finally:
+        cat.close()
+    for row in rows:
+        for name in (row.object, row.copy):
+            if name is not None:
+                path = b.versions / os.fsdecode(row.store or b"") / os.fsdecode(name)
+                assert path.is_file(), f"the catalog names {path}, not on disk"
+    for _source, folder, name, *_rest in mirror:
+        path = b.mirror / os.fsdecode(folder) / os.fsdecode(name)
+        assert os.path.lexists(path), f"the catalog names {path}, not on disk"
+
+
+def _completes(b: Backup, earlier: list[tuple[str, dict]], why: str) -> None:
+    """With room made: the next run exits 0, then everything holds."""
+    code, out = b.run("all")
+    assert code == OK, (why, out)
+    assert "bug" not in out, (why, out)
+    assert _state(b.mirror) == _state(b.src), why
+    code, out = b.run("verify", "--deep")
+    assert code == OK, (why, out)
+    assert [p for p in b.dest.rglob(".~snapback-*")] == [], why
+    into = b.base / "restored"
+    for run_id, state in [*earlier, ("", _state(b.src))]:
+        shutil.rmtree(into, ignore_errors=True)
+        at = ["--at", run_id] if run_id else []
+        code, out = b.run("restore", str(b.src), *at, "--to", str(into))
+        assert code == OK, (why, run_id, out)
+        assert _state(into) == state, (why, run_id)
+
+
+def _forty_files(b: Backup) -> None:
+    make_tree(b.src, {f"d{d}": {f"f{i}.txt": f"line {d} {i}\n" * (200 + 50 * i)
+                                for i in range(10)} for d in range(4)})
+    aged(b.src)
+
+
+def _place(out: str) -> set[str]:
+    """Where the disk was found full, as the run's lines say."""
+    found = set()
+    if "cannot be opened" in out:
+        found.add("catalog opened")
+    if re.search(rf"^FAILED .*\.txt: {FULL}$", out, re.M):
+        found.add("file copied")
+    if "database or disk is full)" in out.replace("cannot be opened: database or disk is full",
+                                                  ""):
+        found.add("catalog commit")
+    if "cannot add this run" in out:
+        found.add("run log")
+    if "journal was not folded back" in out:
+        found.add("checkpoint")
+    return found
+
+
+# Bytes left free: the disk fills at the catalog's opening (its WAL and shared memory
+# file), then in the mirror's copies, the history's objects, the commits, the run log.
+FREE = [0, 16 << 10, 48 << 10, 96 << 10, 160 << 10, 256 << 10, 384 << 10]
+
+
+@pytest.mark.parametrize("first_run, auto_prune", [(True, False), (False, False), (False, True)],
+                         ids=["first run", "later run", "later run, retention.auto"])
+def test_a_full_disk_at_every_size_fails_cleanly_and_the_next_run_completes(
+        backup: Backup, small_disk: Path, first_run: bool, auto_prune: bool) -> None:
+    backup.dest = small_disk / "dest"
+    if auto_prune:        # `doit all` prunes after the run (keeping every version here)
+        backup.write_plan(retention={"keep_last": 5, "auto": True})
+    else:
+        backup.write_plan()
+    _forty_files(backup)
+    earlier: list[tuple[str, dict]] = []
+    if not first_run:
+        backup.doit("all", check=True)
+        earlier.append((json.loads(backup.runs()[-1])["run_id"], _state(backup.src)))
+        for path in sorted(backup.src.rglob("*.txt")):
+            path.write_text(path.read_text() + "more\n" * 30)     # every file changes
+        aged(backup.src)
+    pristine = backup.base / "pristine"
+    if backup.dest.exists():
+        shutil.copytree(backup.dest, pristine, symlinks=True)
+    places: Counter = Counter()
+    for free in FREE:
+        shutil.rmtree(backup.dest, ignore_errors=True)
+        if pristine.exists():
+            shutil.copytree(pristine, backup.dest, symlinks=True)
+        ballast = _fill(small_disk, free)
+        out = _failed_cleanly(backup, backup.doit("all"), scanned=40)
+        places.update(_place(out))
+        ballast.unlink()                                       # room is made
+        _names_only_what_is_on_disk(backup)     # (a reader may need room for the WAL's index)
+        _completes(backup, earlier, f"{free} bytes free")
+    for place in ("catalog opened", "file copied", "catalog commit", "run log", "checkpoint"):
+        assert places[place], (place, places)
+
+
+def test_the_run_log_and_the_report_on_a_full_disk(backup: Backup, small_disk: Path) -> None:
+    """The run record does not fit in what is left of the run log's last block: the
+    log is kept as it was, never with a record cut short (a short write is not an
+    error until the next one), and the run says so.  --report FILE on the full disk:
+    one warning (SPEC: a report that cannot be written never costs the backup)."""
+    backup.dest = small_disk / "dest"
+    backup.write_plan()
+    make_tree(backup.src, {"a.txt": "a\n"})
+    backup.doit("all", check=True)
+    log = backup.meta / "runs.jsonl"
+    size = log.stat().st_size
+    room = 40                                    # bytes left in the log's last block
+    pad = -(size + room) % 4096 or 4096
+    note = "x" * (pad - len('{"run_id": "pad", "mode": "prune", "note": ""}\n'))
+    with open(log, "a") as fh:                   # a record a prune could have written
+        fh.write(json.dumps({"run_id": "pad", "mode": "prune", "note": note}) + "\n")
+    before = log.read_bytes()
+    assert (len(before) + room) % 4096 == 0
+    (backup.src / "a.txt").write_text("a\nb\n")
+    aged(backup.src)
+    ballast = _fill(small_disk, 0)
+    report = small_disk / "reports" / "run.json"
+    result = backup.doit("all", "--report", str(report))
+    out = _failed_cleanly(backup, result, scanned=1)
+    assert f"cannot add this run to {log}: {FULL}" in out
+    assert log.read_bytes() == before                      # not a byte cut short
+    assert f"the report {report} was not written ({FULL})" in out
+    ballast.unlink()
+    _names_only_what_is_on_disk(backup)
+    _completes(backup, [], "run log")
+    assert [json.loads(line)["mode"] for line in backup.runs()] == ["all", "prune", "all"]
+
+
+# ---- the fault hook: ENOSPC at every write, rename, sync and commit point ----
+
+KINDS = ("write", "rename", "fsync", "commit")
+
+
+def _points(b: Backup, *args: str) -> Counter:
+    log = b.base / "points.log"
+    log.unlink(missing_ok=True)
+    result = b.doit(*args, env={"SNAPBACK_FAULT_LOG": str(log)})
+    assert result.returncode == OK, result.stdout + result.stderr
+    return Counter(log.read_text().split())
+
+
+@pytest.mark.parametrize("mode", ["versioned", "all"])
+def test_enospc_at_every_point_fails_cleanly_and_the_next_run_completes(
+        backup: Backup, mode: str) -> None:
+    make_tree(backup.src, {"notes.txt": "one\ntwo\n", "img.bin": b"\x00\x01" * 50,
+                           "gone.txt": "bye\n",
+                           "d": {"keep.txt": "k\n", "to": Link("../notes.txt")}})
+    aged(backup.src)
+    backup.doit("all", check=True)
+    earlier = [(json.loads(backup.runs()[-1])["run_id"], _state(backup.src))]
+    (backup.src / "notes.txt").write_text("one\nTWO\nthree\n")
+    (backup.src / "img.bin").write_bytes(b"\x00\x02" * 60)
+    (backup.src / "gone.txt").unlink()
+    (backup.src / "new.txt").write_text("new\n")
+    os.chmod(backup.src / "d" / "keep.txt", 0o640)
+    os.unlink(backup.src / "d" / "to")
+    os.symlink("../new.txt", backup.src / "d" / "to")
+    aged(backup.src)
+    pristine = backup.base / "pristine"
+    shutil.copytree(backup.dest, pristine, symlinks=True)
+    counts = _points(backup, mode)
+    assert counts["commit"] >= 2 and counts["fsync"] >= 1, counts
+    for kind in KINDS:
+        for n in range(1, counts[kind] + 1):
+            why = f"{kind}:{n}:enospc"
+            shutil.rmtree(backup.dest)
+            shutil.copytree(pristine, backup.dest, symlinks=True)
+            result = backup.doit(mode, env={"SNAPBACK_FAULT": why})
+            out = result.stdout + result.stderr
+            assert result.returncode == PARTIAL, (why, out)
+            assert "Traceback" not in out and "bug" not in out, (why, out)
+            failed = [line for line in result.stdout.splitlines() if line.startswith("FAILED")]
+            assert failed and all(FULL in line for line in failed), (why, out)
+            for m, files, new, updated, _deleted, fails in SUMMARY.findall(result.stdout):
+                assert int(new) + int(updated) + int(fails) == int(files) == 5, (why, m, out)
+            _names_only_what_is_on_disk(backup)
+            _completes(backup, earlier, why)
+
+
+def test_a_commit_that_fails_first_leaves_the_run_in_the_order(backup: Backup) -> None:
+    """The run enters the catalog's run order with its first write; when that
+    transaction is rolled back (a full disk), its later commits enter it again: the
+    run's versions belong to a run that restores by its id."""
+    make_tree(backup.src, {"r.txt": "r1\n", "a": {"x.txt": "x1\n"}})
+    aged(backup.src)
+    backup.doit("versioned", check=True)
+    (backup.src / "r.txt").write_text("r2\n")             # the root folder's commit: first
+    (backup.src / "a" / "x.txt").write_text("x2\n")
+    aged(backup.src)
+    result = backup.doit("versioned", env={"SNAPBACK_FAULT": "commit:1:enospc"})
+    assert result.returncode == PARTIAL, result.stdout + result.stderr
+    assert f"FAILED   src/r.txt: {FULL}" in result.stdout
+    run_id = json.loads(backup.runs()[-1])["run_id"]
+    recorded = [r.name for r in backup.catalog() if r.run_id == run_id and r.entry == "file"]
+    assert recorded == [b"x.txt"], (recorded, result.stdout)
+    into = backup.base / "restored"
+    code, out = backup.run("restore", str(backup.src), "--at", run_id, "--to", str(into))
+    assert code == OK, out
+    assert {p.name: p.read_text() for p in into.rglob("*.txt")} == {"r.txt": "r1\n",
+                                                                   "x.txt": "x2\n"}
+    assert "updated  src/r.txt" in backup.run("versioned")[1]    # recorded next run
