@@ -343,7 +343,7 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
                                 and not vanished,
                                 max_diff_bytes=plan.versioned.max_diff_bytes,
                                 sig=mode_signature(folder.sig, print_)
-                                if folder.sig and not vanished else None,
+                                if folder.sig and not vanished else None, vanished=vanished,
                                 entered=b"\0".join(os.fsencode(n) for n in folder.entered))
                 spec: dict[str, Any] = {"basename": mode, "name": name,
                                         "doc": f"{mode}: the folder {name}",

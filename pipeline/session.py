@@ -99,6 +99,8 @@ class FolderJob:
     max_diff_bytes: int = 0   # versioned: larger files get full copies, not diffs
     sig: bytes | None = None  # the folder's signature for this mode (pipeline.scan)
     entered: bytes = b""      # the subfolders the walk entered, NUL-separated
+    vanished: bool = False    # its source lost most of its files: nothing deleted, and
+                              # the folder not recorded as in line (backup._vanished)
 
     @property
     def label(self) -> str:

@@ -314,7 +314,7 @@ class _Folder:
                                         self.run.run_id, kind="dir")
         if self.writes and st is not None:
             store.set_folder_meta(self.dst, st, self.opened.protected)
-            if complete:
+            if complete and not self.job.vanished:     # (the guard's measure stays)
                 # in line, with the mirror folder's mtime as its filesystem keeps it (FAT,
                 # exFAT, SMB keep coarser times than the source's), in the same commit as
                 # the folder's records (one commit per folder: each is a sync)

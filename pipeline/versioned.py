@@ -51,8 +51,8 @@ def record_folder(job: FolderJob, current: Session) -> TaskFailed | None:
     """Record the new, changed and deleted entries of one source folder."""
     work = History(job.source, job.root, job.folder.rel, current, job.max_diff_bytes,
                    job.checker)
-    if current.writes:        # committed with the first rows: a kill leaves it out of line
-        work.catalog.unset_folder(MODE, job.source.name, work.rel)
+    if current.writes and not job.vanished:   # committed with the first rows: a kill
+        work.catalog.unset_folder(MODE, job.source.name, work.rel)   # leaves it out of line
     folder = job.folder
     unknown = {name for name, _why in folder.unreadable}     # not gone: keep their history live
     for name, why in folder.unreadable:
@@ -69,6 +69,8 @@ def record_folder(job: FolderJob, current: Session) -> TaskFailed | None:
         work.folder_in_line(folder.stat,
                             empty=not (folder.files or folder.links or folder.subdirs))
         work.signed = job.in_line()
+        if job.vanished:
+            work.in_line = None       # what the last run kept stays the measure (the guard)
     work.finish()
     if work.failures:
         return TaskFailed(f"{job.label}: {work.failures} file(s) failed")
