@@ -36,12 +36,12 @@ from .errors import SnapbackError, UsageError
 from .layout import CATALOG, HISTORY, META, MIRROR, RUNS, history_root, mirror_root
 from .lock import Lock
 from .plan import Plan
-from .rclone import NEVER_SENT, features, rclone, remote_path, remote_root, run
+from .rclone import LINK_SUFFIX, NEVER_SENT, features, rclone, remote_path, remote_root, run
 from .show import plural
 from .store import make_destination
 
 AREAS = (MIRROR, HISTORY, META)
-LINK_SUFFIX = ".rclonelink"
+
 # What the metadata area holds that is sent (and so compared and brought back).
 META_FILES = (CATALOG, RUNS)
 

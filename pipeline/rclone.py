@@ -18,6 +18,7 @@ from typing import Any
 from .errors import SnapbackError, UsageError
 from .plan import Plan
 
+LINK_SUFFIX = ".rclonelink"               # how rclone --links keeps a symlink on any remote
 NEVER_SENT = ["lock", "state.sqlite3", "state.sqlite3-*", "state.sqlite3.corrupt", "tmp/**",
               "catalog.sqlite3-*", "protected"]
 

@@ -40,6 +40,7 @@ from . import faults, layout
 from .errors import SnapbackError, UsageError
 from .plan import Plan
 from .rclone import (
+    LINK_SUFFIX,
     NEVER_SENT,
     error_line,
     features,
@@ -200,7 +201,12 @@ def fold_journal(plan: Plan) -> None:
 
 def send(binary: str, step: Step, dry_run: bool) -> None:
     """One step; a path whose kind changed (a file where the remote has a folder, or
-    back) fails it: those are removed from the remote, and the step runs again."""
+    back) fails it: those are removed from the remote, and the step runs again.  A
+    symlink and a file trade places without a failure (rclone keeps a link as
+    ``<name>.rclonelink``, a name of its own), so the mirror's changes are preceded by
+    one listing of the remote's mirror that removes such paths first."""
+    if step.name == "mirror" and not dry_run:
+        step.deleted.extend(clear_kind_changes(binary, step))
     try:
         run_step(binary, step, dry_run)
     except SnapbackError:
@@ -218,8 +224,11 @@ def clear_kind_changes(binary: str, step: Step) -> list[str]:
     """Remove from the remote each path whose kind differs from the local one (a
     folder where the mirror now has a file or a link, a file where it has a folder);
     returns them (none when the remote cannot even be listed)."""
-    code, out, listing = run_rclone(binary, ["lsjson", "-R", "--no-mimetype", "--no-modtime",
-                                             step.remote], False)
+    # --links: a symlink on the remote is listed as <name>.rclonelink (without it, a
+    # local remote's symlinks are not listed at all, and a link that became a folder
+    # failed every sync: adversary of issue 22)
+    code, out, listing = run_rclone(binary, ["lsjson", "-R", "--links", "--no-mimetype",
+                                             "--no-modtime", step.remote], False)
     if code != 0:
         return []                              # (the step's own failure is said)
     import json
@@ -228,15 +237,20 @@ def clear_kind_changes(binary: str, step: Step) -> list[str]:
         rel = entry["Path"]
         if any(rel.startswith(g + "/") for g in gone):
             continue
-        local = step.local / rel
+        there = "dir" if entry["IsDir"] else "file"
+        name = rel
+        if there == "file" and rel.endswith(LINK_SUFFIX):
+            there, name = "link", rel[: -len(LINK_SUFFIX)]
         try:
-            st = os.lstat(local)
+            st = os.lstat(step.local / name)
         except (FileNotFoundError, NotADirectoryError):
             continue                           # gone here: the sync deletes it
-        here_dir = stat.S_ISDIR(st.st_mode)
-        if entry["IsDir"] != here_dir:
-            verb = "purge" if entry["IsDir"] else "deletefile"
-            code, out, _ = run_rclone(binary, [verb, remote_path(step.remote, rel)], False)
+        here = "dir" if stat.S_ISDIR(st.st_mode) else "link" if stat.S_ISLNK(st.st_mode) \
+            else "file"
+        if there != here:
+            verb = "purge" if there == "dir" else "deletefile"
+            code, out, _ = run_rclone(binary, [verb, "--links", remote_path(step.remote, rel)],
+                                      False)
             if code != 0:
                 raise SnapbackError(f"cannot remove {rel} (its kind changed) from "
                                     f"{step.remote}: {error_line(out)}")

@@ -135,23 +135,27 @@ def test_a_sync_killed_at_every_point_leaves_a_remote_that_restores(
         assert _restored(there, env, tmp_path / "got", "--at", run_id) == state, run_id
 
 
-@pytest.mark.parametrize("change", ["file to folder", "folder to file"])
+KINDS = {"file": "a file\n", "folder": {"f.txt": "f\n", "g": {"h.txt": "h\n"}},
+         "link": Link("elsewhere")}
+
+
+@pytest.mark.parametrize("change", ["file to folder", "folder to file", "link to folder",
+                                    "folder to link", "link to file", "file to link"])
 def test_a_kind_change_syncs_and_checks_clean(backup: Backup, tmp_path: Path,
                                               change: str) -> None:
     rclone_or_skip()
     env = _rclone_env(tmp_path)
     backup.write_plan(remote={"target": f"snaplocal:{tmp_path / 'remote'}"})
-    make_tree(backup.src, {"p": "a file\n"} if change == "file to folder"
-              else {"p": {"f.txt": "f\n", "g": {"h.txt": "h\n"}}})
+    before, _, after = change.split()
+    make_tree(backup.src, {"p": KINDS[before]})
     backup.doit("all", check=True)
     assert backup.doit("sync", env=env).returncode == 0
     path = backup.src / "p"
-    if change == "file to folder":
-        path.unlink()
-        make_tree(path, {"inner.txt": "in\n"})
-    else:
+    if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
-        path.write_text("now a file\n")
+    else:
+        path.unlink()
+    make_tree(backup.src, {"p": KINDS[after]})
     backup.doit("all", check=True)
     for _ in range(2):                                  # and on every sync after
         result = backup.doit("sync", env=env)
