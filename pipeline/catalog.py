@@ -447,6 +447,8 @@ class Catalog:
                    sig: bytes | None = None, entered: bytes = b"", count: int | None = None,
                    mirror_mtime: int | None = None) -> None:
         assert self.conn is not None
+        self._enter_run()           # (a run that only brought folders in line is a run too:
+                                    # an empty source's first run restores as of its id)
         self.conn.execute("insert or replace into folders (mode, source, dir, st_mode, "
                           "mtime_ns, sig, entered, count, mirror_mtime) values "
                           "(?,?,?,?,?,?,?,?,?)",

@@ -83,8 +83,11 @@ def error_line(stderr: str) -> str:
         return f"the rclone remote {name} is not configured: run `rclone config`"
     errors = [line.split("ERROR", 1)[-1].strip(" :") for line in stderr.splitlines()
               if "ERROR" in line]
-    text = errors[-1] if errors else (stderr.strip().splitlines() or ["rclone failed"])[-1]
-    return text[:300]
+    if errors:
+        return errors[-1][:300]
+    said = [line for line in stderr.strip().splitlines()
+            if not any(level in line for level in (" INFO ", " NOTICE ", " DEBUG "))]
+    return (said[-1] if said else "rclone stopped without saying why (killed?)")[:300]
 
 
 def run(args: list[str], what: str, progress: bool = False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import time
 
@@ -194,13 +195,23 @@ def test_the_id_of_a_run_that_changed_only_the_mirror_is_the_history_as_it_left_
 
 
 def test_a_source_empty_at_a_run_restores_as_an_empty_folder(backup: Backup) -> None:
-    """(issue 22: it said 'did not exist', exit 2)"""
-    backup.doit("versioned", check=True)                       # the source is empty
+    """(issue 22: it said 'did not exist', exit 2; the adversary: also by time)"""
+    os.chmod(backup.src, 0o750)
+    backup.doit("versioned", env={"SNAPBACK_NOW": "2030-02-01T10:00:00"}, check=True)
     into = backup.base / "back"
     result = backup.doit("restore", str(backup.src), "--to", str(into))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "it was empty then" in result.stdout
     assert into.is_dir() and list(into.iterdir()) == []
+    (backup.src / "later.txt").write_text("later\n")
+    backup.doit("versioned", env={"SNAPBACK_NOW": "2030-02-01T11:00:00"}, check=True)
+    then = backup.base / "then"
+    result = backup.doit("restore", str(backup.src), "--at", "2030-02-01T10:30", "--to", str(then))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert then.is_dir() and list(then.iterdir()) == []
+    assert stat.S_IMODE(os.stat(then).st_mode) == 0o750
+    before = backup.doit("restore", str(backup.src), "--at", "2030-01-01", "--to", str(into / "x"))
+    assert before.returncode == 2, before.stdout          # before any run: it did not exist
 
 
 @pytest.mark.parametrize("then", ["folder", "file"])

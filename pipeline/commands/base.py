@@ -196,7 +196,7 @@ def when(catalog: Catalog, text: str) -> int | None:
             f"no run {given!r} in this backup's history (it changed only the mirror, which "
             "keeps only the latest state, or its versions were pruned; doit history lists "
             "the runs)")
-    moment, upto = timespec.parse(text), 0
+    moment, upto = timespec.parse(text), -1           # -1: before the first run
     for _run_id, started, last in order:
         if started > moment:
             break
