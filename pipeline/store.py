@@ -279,7 +279,18 @@ def write_bytes(dst: bytes, data: bytes, mode: int = 0o600, tmp_dir: bytes | Non
                 sparse: bool = False) -> None:
     """Write ``data`` to ``dst`` atomically (diffs, records; ``sparse``: runs of zeros
     left as holes, for whole versions)."""
-    tmp = tmp_name(tmp_dir or os.path.dirname(dst))
+    tmp = _written(tmp_dir or os.path.dirname(dst), data, mode, sparse)
+    try:
+        faults.point("rename")
+        os.replace(tmp, dst)
+    except BaseException:
+        _unlink_quiet(tmp)
+        raise
+
+
+def _written(folder: bytes, data: bytes, mode: int, sparse: bool) -> bytes:
+    """``data`` in a new temporary file in ``folder`` (none is left if this fails)."""
+    tmp = tmp_name(folder)
     faults.point("write")
     out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
@@ -290,11 +301,10 @@ def write_bytes(dst: bytes, data: bytes, mode: int = 0o600, tmp_dir: bytes | Non
                 _write_all(out, data)
         finally:
             os.close(out)
-        faults.point("rename")
-        os.replace(tmp, dst)
     except BaseException:
         _unlink_quiet(tmp)
         raise
+    return tmp
 
 
 def place(tmp: bytes, dst: bytes) -> None:
@@ -316,17 +326,8 @@ def place(tmp: bytes, dst: bytes) -> None:
 def write_new(dst: bytes, data: bytes, tmp_dir: bytes, mode: int = 0o600,
               sparse: bool = False) -> None:
     """Write ``data`` as the new stored object ``dst`` (a name no file has)."""
-    tmp = tmp_name(tmp_dir)
-    faults.point("write")
-    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    tmp = _written(tmp_dir, data, mode, sparse)
     try:
-        try:
-            if sparse:
-                write_sparse(out, data)
-            else:
-                _write_all(out, data)
-        finally:
-            os.close(out)
         place(tmp, dst)
     except BaseException:
         _unlink_quiet(tmp)
