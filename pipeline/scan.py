@@ -79,16 +79,12 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
     (for ``explain``) restricts the descent to one chain of folder names, with
     every decision along it made exactly as a full walk makes it.  ``known``
     (backup runs) answers for folders in line with their signature.
+
+    Three layers, one function each: the ignore files in force (``_layers``), each
+    entry's lstat and the folder's signature (``_listing``), the rules that keep or
+    skip each entry (``_judge``).
     """
-    # The destination is recognised by identity, however paths name it (a source given
-    # through a symlink, a bind mount): never by comparing path strings.
-    excluded: set[tuple[int, int]] = set()
-    for path in exclude:
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        excluded.add((st.st_dev, st.st_ino))
+    excluded = _identities(exclude)
     scan = Scan(root=root, folders=[])
     try:
         root_stat = os.stat(root)         # the folder the plan names (through a link too)
@@ -97,7 +93,6 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
         return scan
     stack: list[tuple[str, os.stat_result | None, tuple[Layer, ...]]] = [("", root_stat, ())]
     root_b = os.fsencode(root)
-    ignore_files = [(name, os.fsencode(name)) for name in selector.ignore_files]
     markers = [(name, os.fsencode(name)) for name in selector.markers]
     while stack:
         rel, folder_st, layers = stack.pop()
@@ -111,11 +106,7 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
             folder.error = _reason(exc)
             continue
         names = {e.name for e in entries}
-        for file_name, file_b in ignore_files:
-            if file_b in names:
-                layer = _read_ignore_file(folder_b, rel, file_name)
-                if layer is not None:
-                    layers = (*layers, layer)
+        layers = _layers(selector, folder_b, rel, names, layers)
         if rel and markers:
             marker = next((m for m, m_b in markers if m_b in names), None)
             if marker and not selector.reincluded(rel, True, layers):
@@ -123,30 +114,8 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
                 scan.folders.pop()
                 _drop_marked(scan, rel, marker)
                 continue
-        listing: list[tuple[os.DirEntry[bytes], os.stat_result | OSError]] = []
         signing = known is not None and folder_st is not None
-        items: list[tuple[bytes | int | bool, ...]] = []    # the signature's entries
-        dirs: dict[bytes, os.stat_result] = {}
-        for entry in entries:
-            try:
-                lst = entry.stat(follow_symlinks=False)
-            except OSError as exc:
-                listing.append((entry, exc))
-                items.append((entry.name, -1))
-                continue
-            listing.append((entry, lst))
-            if not signing:
-                continue
-            if stat.S_ISDIR(lst.st_mode):
-                dirs[entry.name] = lst
-                # whether it holds a marker file (and is left out) is this folder's say
-                below = folder_b + b"/" + entry.name + b"/"
-                marked = any(os.access(below + m_b, os.F_OK, follow_symlinks=False)
-                             for _m, m_b in markers)
-                items.append((entry.name, stat.S_IFDIR, lst.st_ino, marked))
-            else:
-                items.append((entry.name, lst.st_mode, lst.st_size, lst.st_mtime_ns,
-                              lst.st_ctime_ns, lst.st_ino))
+        listing, items, dirs = _listing(entries, folder_b, markers, signing)
         if known is not None and folder_st is not None:
             folder.sig = signature(folder_st, items, layers)
             hit = known(rel, folder.sig, folder_st)
@@ -157,36 +126,7 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
                 for name in reversed(hit[0]):
                     stack.append((folder.child(name), dirs[os.fsencode(name)], layers))
                 continue
-        children: list[tuple[str, os.stat_result]] = []
-        for entry, est in listing:
-            name = os.fsdecode(entry.name)
-            if not isinstance(est, os.stat_result):   # never a silent skip: the run fails on it
-                folder.unreadable.append((name, f"cannot stat: {_reason(est)}"))
-                continue
-            child = folder.child(name)
-            mode = est.st_mode
-            if stat.S_ISDIR(mode):
-                if (est.st_dev, est.st_ino) in excluded:
-                    folder.skipped.append((name + "/", "the backup destination itself"))
-                    continue
-                rule = selector.ignored_by(child, True, layers)
-                if rule is not None and not selector.enters(child):
-                    folder.skipped.append((name + "/", f"ignored by {rule.describe()}"))
-                    continue
-                folder.subdirs.append(name)
-                children.append((child, est))
-            elif stat.S_ISREG(mode) or stat.S_ISLNK(mode):
-                rule = selector.ignored_by(child, False, layers)
-                if rule is not None:
-                    folder.skipped.append((name, f"ignored by {rule.describe()}"))
-                    continue
-                if stat.S_ISREG(mode):
-                    folder.files[name] = est
-                else:
-                    folder.links[name] = est
-            else:
-                folder.specials.append(name)
-                folder.skipped.append((name, f"special file ({_kind(mode)}): not backed up"))
+        children = _judge(folder, listing, selector, layers, excluded)
         folder.entered = list(folder.subdirs)
         if only is not None:
             depth = len(rel.split("/")) if rel else 0
@@ -196,6 +136,101 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
         for child, est in reversed(children):
             stack.append((child, est, layers))
     return scan
+
+
+def _identities(paths: tuple[Path, ...]) -> set[tuple[int, int]]:
+    """The destination is recognised by identity, however paths name it (a source given
+    through a symlink, a bind mount): never by comparing path strings."""
+    out: set[tuple[int, int]] = set()
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        out.add((st.st_dev, st.st_ino))
+    return out
+
+
+def _layers(selector: Selector, folder_b: bytes, rel: str, names: set[bytes],
+            layers: tuple[Layer, ...]) -> tuple[Layer, ...]:
+    """The ignore files in force in a folder: its parent's, then its own."""
+    for file_name in selector.ignore_files:
+        if os.fsencode(file_name) in names:
+            layer = _read_ignore_file(folder_b, rel, file_name)
+            if layer is not None:
+                layers = (*layers, layer)
+    return layers
+
+
+Listing = list[tuple["os.DirEntry[bytes]", "os.stat_result | OSError"]]
+
+
+def _listing(entries: list[os.DirEntry[bytes]], folder_b: bytes,
+             markers: list[tuple[str, bytes]], signing: bool
+             ) -> tuple[Listing, list[tuple[bytes | int | bool, ...]], dict[bytes, os.stat_result]]:
+    """Each entry's lstat (or why it has none); when ``signing``, the signature's entries
+    (kind, mode, size, mtime, ctime, inode; a subfolder's inode and whether it holds a
+    marker file) and the subfolders by name."""
+    listing: Listing = []
+    items: list[tuple[bytes | int | bool, ...]] = []
+    dirs: dict[bytes, os.stat_result] = {}
+    for entry in entries:
+        try:
+            lst = entry.stat(follow_symlinks=False)
+        except OSError as exc:
+            listing.append((entry, exc))
+            items.append((entry.name, -1))
+            continue
+        listing.append((entry, lst))
+        if not signing:
+            continue
+        if stat.S_ISDIR(lst.st_mode):
+            dirs[entry.name] = lst
+            # whether it holds a marker file (and is left out) is this folder's say
+            below = folder_b + b"/" + entry.name + b"/"
+            marked = any(os.access(below + m_b, os.F_OK, follow_symlinks=False)
+                         for _m, m_b in markers)
+            items.append((entry.name, stat.S_IFDIR, lst.st_ino, marked))
+        else:
+            items.append((entry.name, lst.st_mode, lst.st_size, lst.st_mtime_ns,
+                          lst.st_ctime_ns, lst.st_ino))
+    return listing, items, dirs
+
+
+def _judge(folder: Folder, listing: Listing, selector: Selector, layers: tuple[Layer, ...],
+           excluded: set[tuple[int, int]]) -> list[tuple[str, os.stat_result]]:
+    """Keep or skip each entry by the rules; returns the subfolders to enter."""
+    children: list[tuple[str, os.stat_result]] = []
+    for entry, est in listing:
+        name = os.fsdecode(entry.name)
+        if not isinstance(est, os.stat_result):   # never a silent skip: the run fails on it
+            folder.unreadable.append((name, f"cannot stat: {_reason(est)}"))
+            continue
+        child = folder.child(name)
+        mode = est.st_mode
+        if stat.S_ISDIR(mode):
+            if (est.st_dev, est.st_ino) in excluded:
+                folder.skipped.append((name + "/", "the backup destination itself"))
+                continue
+            rule = selector.ignored_by(child, True, layers)
+            if rule is not None and not selector.enters(child):
+                folder.skipped.append((name + "/", f"ignored by {rule.describe()}"))
+                continue
+            folder.subdirs.append(name)
+            children.append((child, est))
+        elif stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+            rule = selector.ignored_by(child, False, layers)
+            if rule is not None:
+                folder.skipped.append((name, f"ignored by {rule.describe()}"))
+                continue
+            if stat.S_ISREG(mode):
+                folder.files[name] = est
+            else:
+                folder.links[name] = est
+        else:
+            folder.specials.append(name)
+            folder.skipped.append((name, f"special file ({_kind(mode)}): not backed up"))
+    return children
 
 
 def signature(folder_st: os.stat_result, items: list[tuple[bytes | int | bool, ...]],
