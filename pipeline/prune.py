@@ -149,7 +149,7 @@ def prune_history(catalog: Catalog, root: Path, source: str, history: list[Row],
         else:
             store.write_new(path, payload, staging, mode=stat_mode(row) if kind != "diff"
                             else 0o600, sparse=kind != "diff")
-            out.freed -= store.written_size(path, len(payload))
+            out.freed -= os.lstat(path).st_blocks * 512       # blocks, as _released counts
         updates.append((row, kind, obj, hashlib.sha256(payload).hexdigest()))
     # step 2: the commit point (the new objects are settled first: Catalog.commit)
     catalog.begin()

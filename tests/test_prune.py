@@ -157,3 +157,36 @@ def test_a_prune_killed_midway_is_finished_by_a_rerun(backup: Backup) -> None:
     again = backup.doit("prune", "--keep-last", "2", check=True)  # nothing left to do
     assert "prune: 0 versions of 0 files pruned" in again.stdout, again.stdout
     assert digests(backup.versions) == stored and backup.catalog() == rows
+
+
+def _on_disk(root) -> int:
+    """Bytes allocated below ``root``, each inode once (as du counts hard links)."""
+    seen, total = set(), 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            st = os.lstat(os.path.join(dirpath, name))
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total
+
+
+def test_prune_reports_the_bytes_it_releases_and_never_grows_the_history(
+        backup: Backup) -> None:
+    """(issue 24, item 5: the dry run said 15.0 MB, the prune freed 10 MB; small files
+    said 0 B; the kept version and the current copy became two files)"""
+    import json
+    for i in range(6):
+        (backup.src / "big.bin").write_bytes(bytes([i]) * 300_000)      # full copies
+        (backup.src / "notes.txt").write_text("".join(f"line {n} {i}\n" for n in range(500)))
+        at(backup, f"2026-10-0{i + 1}T10:00:00", "versioned")
+    before = _on_disk(backup.versions)
+    dry = at(backup, "2026-11-01T00:00:00", "prune", "--keep-last", "1", "--dry-run").stdout
+    at(backup, "2026-11-01T00:00:00", "prune", "--keep-last", "1")
+    after = _on_disk(backup.versions)
+    freed = json.loads(backup.runs()[-1])["bytes"]
+    assert after < before                                # never grows
+    assert freed == before - after, (freed, before, after)
+    said = float(re.search(r"([\d.]+) (KB|MB) freed", dry).group(1))
+    unit = 1000 if "KB freed" in dry else 1000_000
+    assert abs(said * unit - freed) <= 0.05 * freed + 8192, (dry, freed)
