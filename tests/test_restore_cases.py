@@ -244,3 +244,47 @@ def test_restore_force_into_place_replaces_a_path_of_another_kind(backup: Backup
         assert (notes / "a.txt").read_text() == "a\n"
     else:
         assert notes.read_text() == "a file\n"
+
+
+def _make(path, what: str, outside) -> None:
+    """``path`` as a folder, a file, or a symlink (to a folder outside the source)."""
+    if what == "folder":
+        make_tree(path, {"a.txt": "in the folder\n"})
+    elif what == "file":
+        path.write_text("a file\n")
+    else:
+        os.symlink(outside, path)
+
+
+@pytest.mark.parametrize("then,now", [("folder", "link"), ("file", "link"),
+                                      ("link", "folder"), ("link", "file")])
+def test_restore_force_into_place_replaces_a_symlink_or_puts_one_back(
+        backup: Backup, then: str, now: str) -> None:
+    """A symlink where the old version had a folder or a file (never written through:
+    what it points to is untouched), or a folder or file where it had a symlink."""
+    import json
+    outside = backup.base / "elsewhere"
+    make_tree(outside, {"a.txt": "outside, untouched\n"})
+    notes = backup.src / "notes"
+    _make(notes, then, outside)
+    backup.doit("all", check=True)
+    run_id = json.loads(backup.runs()[-1])["run_id"]
+    if notes.is_dir() and not notes.is_symlink():
+        shutil.rmtree(notes)
+    else:
+        notes.unlink()
+    _make(notes, now, outside)
+    backup.doit("all", check=True)
+    refused = backup.doit("restore", str(notes), "--at", run_id, "--to", str(backup.src))
+    assert refused.returncode == 2, refused.stdout + refused.stderr   # not without --force
+    result = backup.doit("restore", str(notes), "--at", run_id, "--force",
+                         "--to", str(backup.src))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (outside / "a.txt").read_text() == "outside, untouched\n"
+    assert sorted(p.name for p in outside.iterdir()) == ["a.txt"]
+    if then == "link":
+        assert os.readlink(notes) == str(outside)
+    elif then == "folder":
+        assert not notes.is_symlink() and (notes / "a.txt").read_text() == "in the folder\n"
+    else:
+        assert not notes.is_symlink() and notes.read_text() == "a file\n"
