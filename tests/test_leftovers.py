@@ -90,3 +90,22 @@ def test_the_next_fetch_removes_what_a_killed_fetch_left_and_never_takes_it_as_f
     assert restored.returncode == 0, restored.stdout + restored.stderr
     assert sorted(str(p.relative_to(into)) for p in into.rglob("*")) == [
         "a.txt", "l", "sub", "sub/b.txt"]
+
+
+def test_a_restore_killed_before_naming_a_link_leaves_a_temporary_link_the_next_removes(
+        backup: Backup) -> None:
+    outside = backup.base / "elsewhere"
+    make_tree(outside, {"keep.txt": "untouched\n"})
+    make_tree(backup.src, {"d": {"a.txt": "a\n", "to-outside": Link(str(outside))}})
+    backup.doit("versioned", check=True)
+    into = backup.base / "back"
+    killed = backup.doit("restore", str(backup.src / "d"), "--to", str(into),
+                         env={"SNAPBACK_FAULT": "rename:2"})      # files first, links last
+    assert killed.returncode == -signal.SIGKILL
+    left = list((into / "d").glob(".~snapback-*"))
+    assert len(left) == 1 and os.readlink(left[0]) == str(outside), left
+    again = backup.doit("restore", str(backup.src / "d"), "--to", str(into), "--force")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert list(into.rglob(".~snapback-*")) == []
+    assert os.readlink(into / "d" / "to-outside") == str(outside)
+    assert sorted(p.name for p in outside.iterdir()) == ["keep.txt"]
