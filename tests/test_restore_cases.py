@@ -212,6 +212,12 @@ def test_a_source_empty_at_a_run_restores_as_an_empty_folder(backup: Backup) -> 
     assert stat.S_IMODE(os.stat(then).st_mode) == 0o750
     before = backup.doit("restore", str(backup.src), "--at", "2030-01-01", "--to", str(into / "x"))
     assert before.returncode == 2, before.stdout          # before any run: it did not exist
+    mine = backup.base / "mine"                 # a folder of the user's keeps its mode
+    mine.mkdir(mode=0o755)
+    os.chmod(mine, 0o755)
+    result = backup.doit("restore", str(backup.src), "--at", "2030-02-01T10:30", "--to", str(mine))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert stat.S_IMODE(os.stat(mine).st_mode) == 0o755
 
 
 @pytest.mark.parametrize("then", ["folder", "file"])
