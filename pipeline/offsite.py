@@ -39,6 +39,7 @@ from .plan import Plan
 from .rclone import LINK_SUFFIX, NEVER_SENT, features, rclone, remote_path, remote_root, run
 from .show import plural
 from .store import make_destination
+from .verify import leftovers
 
 AREAS = (MIRROR, HISTORY, META)
 
@@ -110,6 +111,8 @@ def fetch(plan: Plan, force: bool) -> Fetched:
             os.chmod(sub, 0o700)
         _private_folders(history_root(plan.destination))
         catalog = open_catalog(plan.meta_dir, writable=False)
+        for left in leftovers(plan.destination, catalog):    # a killed fetch's (or run's):
+            store.remove(os.fsencode(left.path))             # never taken as found
         found = _mirror_as_found(mirror_root(plan.destination), catalog)
         if found:              # (the catalog is written only then: it stays the remote's)
             catalog.close()

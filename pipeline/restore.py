@@ -233,13 +233,14 @@ def restore(items: list[Item], to: Path, root: Path, force: bool) -> Outcome:
 
 
 def _clear_leftovers(folder: bytes) -> None:
-    """Remove the temporary files a killed restore left in ``folder`` (ours by name)."""
+    """Remove the temporary files and links a killed restore left in ``folder`` (ours
+    by name; a link is removed, never followed)."""
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return
     for entry in entries:
-        if store.is_tmp(os.fsdecode(entry.name)) and entry.is_file(follow_symlinks=False):
+        if store.is_tmp(os.fsdecode(entry.name)) and not entry.is_dir(follow_symlinks=False):
             store._unlink_quiet(entry.path)
 
 
@@ -262,6 +263,7 @@ def _write(item: Item, to_b: bytes, root: Path, force: bool) -> None:
         tmp = store.tmp_name(parent)
         os.symlink(item.target, tmp)
         try:
+            faults.point("rename")
             os.replace(tmp, path)
         except BaseException:
             store._unlink_quiet(tmp)

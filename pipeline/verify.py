@@ -8,6 +8,7 @@ the sha256 of the copy made.  ``--deep`` also rebuilds every version of every fi
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,20 +53,53 @@ def _check(root: bytes, rel: bytes, want: str | None, label: str,
         problems.append(Problem("corrupt", label, f"{path} (checksum mismatch)"))
 
 
-def leftovers(destination: Path) -> list[str]:
-    """Temporary files a killed run left in the backup (``.~snapback-*.tmp``; rclone's
-    ``*.partial`` of a killed fetch): never through a link."""
+# What rclone writes a file under until it is whole (``--partial-suffix``, its
+# default): ``<name>.<8 hex digits>.partial``, renamed when done; a killed fetch
+# leaves it.  A user's file of such a name is one the catalog names, never a leftover.
+_PARTIAL = re.compile(rb"\.[0-9a-f]{8}\.partial\Z")
+
+
+@dataclass(frozen=True)
+class Leftover:
+    path: str
+    what: str             # "tmp": a killed run's temporary file; "partial": a killed fetch's
+
+
+def leftovers(destination: Path, catalog: Catalog) -> list[Leftover]:
+    """Temporary files a killed run left in the backup: ``.~snapback-*.tmp`` anywhere,
+    whatever is in the staging folder, and a killed fetch's rclone ``*.partial``
+    files that the catalog does not name; never through a link."""
+    dest = os.fsencode(destination)
+    named: set[bytes] = set()
+    for row in catalog.all_rows():
+        if row.store is None:
+            continue
+        root = os.path.join(dest, os.fsencode(layout.HISTORY), os.fsencode(row.source))
+        for name in (row.object, row.copy):
+            if name is not None:
+                named.add(os.path.join(root, row.store, name))
+    for source, folder, name, *_rest in catalog.mirror_entries():
+        named.add(os.path.join(dest, os.fsencode(layout.MIRROR), os.fsencode(source),
+                               folder, name))          # (an empty folder adds nothing)
     found = []
     for area in (layout.MIRROR, layout.HISTORY, os.path.join(layout.META, layout.STAGING)):
-        top = os.path.join(os.fsencode(destination), os.fsencode(area))
+        top = os.path.join(dest, os.fsencode(area))
         if not layout.real_dir(top):
             continue
-        for dirpath, _dirnames, filenames in os.walk(top):    # (os.walk never follows)
-            for name in filenames:
-                text = os.fsdecode(name)
-                if is_tmp(text) or text.endswith(".partial") or area.endswith(layout.STAGING):
-                    found.append(os.fsdecode(os.path.join(dirpath, name)))
-    return sorted(found)
+        staging = area.endswith(layout.STAGING)
+        for dirpath, dirnames, filenames in os.walk(top):    # (os.walk never follows)
+            links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+            for name in (*filenames, *links):              # (a link to a folder: dirnames)
+                path = os.path.join(dirpath, name)
+                if staging or is_tmp(os.fsdecode(name)):
+                    found.append(Leftover(os.fsdecode(path), "tmp"))
+                elif _PARTIAL.search(name) and path not in named:
+                    found.append(Leftover(os.fsdecode(path), "partial"))
+            if staging:
+                found += [Leftover(os.fsdecode(os.path.join(dirpath, d)), "tmp")
+                          for d in dirnames if d not in links]
+                dirnames.clear()
+    return sorted(found, key=lambda left: left.path)
 
 
 def verify(destination: Path, catalog: Catalog, deep: bool) -> tuple[int, list[Problem]]:

@@ -212,6 +212,12 @@ def test_a_source_empty_at_a_run_restores_as_an_empty_folder(backup: Backup) -> 
     assert stat.S_IMODE(os.stat(then).st_mode) == 0o750
     before = backup.doit("restore", str(backup.src), "--at", "2030-01-01", "--to", str(into / "x"))
     assert before.returncode == 2, before.stdout          # before any run: it did not exist
+    mine = backup.base / "mine"                 # a folder of the user's keeps its mode
+    mine.mkdir(mode=0o755)
+    os.chmod(mine, 0o755)
+    result = backup.doit("restore", str(backup.src), "--at", "2030-02-01T10:30", "--to", str(mine))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert stat.S_IMODE(os.stat(mine).st_mode) == 0o755
 
 
 @pytest.mark.parametrize("then", ["folder", "file"])
@@ -244,3 +250,47 @@ def test_restore_force_into_place_replaces_a_path_of_another_kind(backup: Backup
         assert (notes / "a.txt").read_text() == "a\n"
     else:
         assert notes.read_text() == "a file\n"
+
+
+def _make(path, what: str, outside) -> None:
+    """``path`` as a folder, a file, or a symlink (to a folder outside the source)."""
+    if what == "folder":
+        make_tree(path, {"a.txt": "in the folder\n"})
+    elif what == "file":
+        path.write_text("a file\n")
+    else:
+        os.symlink(outside, path)
+
+
+@pytest.mark.parametrize("then,now", [("folder", "link"), ("file", "link"),
+                                      ("link", "folder"), ("link", "file")])
+def test_restore_force_into_place_replaces_a_symlink_or_puts_one_back(
+        backup: Backup, then: str, now: str) -> None:
+    """A symlink where the old version had a folder or a file (never written through:
+    what it points to is untouched), or a folder or file where it had a symlink."""
+    import json
+    outside = backup.base / "elsewhere"
+    make_tree(outside, {"a.txt": "outside, untouched\n"})
+    notes = backup.src / "notes"
+    _make(notes, then, outside)
+    backup.doit("all", check=True)
+    run_id = json.loads(backup.runs()[-1])["run_id"]
+    if notes.is_dir() and not notes.is_symlink():
+        shutil.rmtree(notes)
+    else:
+        notes.unlink()
+    _make(notes, now, outside)
+    backup.doit("all", check=True)
+    refused = backup.doit("restore", str(notes), "--at", run_id, "--to", str(backup.src))
+    assert refused.returncode == 2, refused.stdout + refused.stderr   # not without --force
+    result = backup.doit("restore", str(notes), "--at", run_id, "--force",
+                         "--to", str(backup.src))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (outside / "a.txt").read_text() == "outside, untouched\n"
+    assert sorted(p.name for p in outside.iterdir()) == ["a.txt"]
+    if then == "link":
+        assert os.readlink(notes) == str(outside)
+    elif then == "folder":
+        assert not notes.is_symlink() and (notes / "a.txt").read_text() == "in the folder\n"
+    else:
+        assert not notes.is_symlink() and notes.read_text() == "a file\n"

@@ -65,9 +65,10 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
         if not items and not target.rel and origin != "snapshot" and (upto is None or upto >= 0) \
                 and b"" in catalog.folders_seen("versioned", target.source.name):
             # a source that was empty then: it restores as an empty folder
-            os.makedirs(into, mode=0o700, exist_ok=True)
-            seen = catalog.folders_seen("versioned", target.source.name)[b""]
-            os.chmod(into, stat.S_IMODE(seen.st_mode) or 0o700)   # its mode, as recorded
+            if not os.path.isdir(into):    # (a folder of the user's keeps its own mode)
+                os.makedirs(into, mode=0o700)
+                seen = catalog.folders_seen("versioned", target.source.name)[b""]
+                os.chmod(into, stat.S_IMODE(seen.st_mode) or 0o700)   # its mode, as recorded
             ctx.say(f"restored {target.label}{' as of ' + at if at else ''}: it was empty "
                     f"then; 0 files into {into}")
             return None

@@ -16,12 +16,14 @@ def run(ctx: Context, paths: list[str], deep: bool = False) -> TaskFailed | None
     needs_backup(plan)
     with ctx.reading() as catalog:
         checked, problems = verify.verify(plan.destination, catalog, deep)
-        left = verify.leftovers(plan.destination)
+        left = verify.leftovers(plan.destination, catalog)
     for problem in problems:
         print(f"{problem.what:<13} {problem.path}: {problem.detail}")
-    for path in left:                    # not damage: what a killed run left, said
-        print(f"{'leftover':<13} {path}: a temporary file of a run that was killed "
-              "(the next run that writes there removes it)")
+    for found in left:                   # not damage (status 0): what a killed run left
+        print(f"{'leftover':<13} {found.path}: " + (
+            "a partial file of a doit fetch that was killed (the next doit fetch removes it)"
+            if found.what == "partial" else "a temporary file of a run that was killed "
+            "(the next run that writes there removes it)"))
     ctx.say(f"verify{' --deep' if deep else ''}: {plural(checked, 'object')} checked, "
             f"{plural(len(problems), 'problem')}")
     if problems:
