@@ -505,7 +505,7 @@ class Catalog:
         return rows[0] if rows else None
 
     def last_content(self, source: str, folder: bytes, name: bytes) -> Row | None:
-        """The newest baseline/diff/full row of a path: what its current copy holds."""
+        """The newest baseline/diff/full row of a path: its newest content."""
         rows = self._rows(f"select {self.cols} from versions where source=? and dir=? and name=? "
                           "and kind in ('baseline','diff','full') order by id desc limit 1",
                           (source, folder, name))

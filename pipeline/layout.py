@@ -7,7 +7,7 @@ The destination holds ``system_snapshot/<source>/`` (the mirror, ``MIRROR``),
 In the versioned history:
 
 Every path with a history has a history folder of its own (its ``store``,
-recorded in the catalog): the current copy ``<name>``, the baseline
+recorded in the catalog): the baseline
 ``<stem>-baseline-<date><ext>``, ``<name>_diffs/<name>_v<stamp>.diff`` and
 ``<name>_versions/<name>_v<stamp>``.  A folder's children's history folders
 sit in a *container* folder named after it.  What belongs to which path is what

@@ -2,7 +2,7 @@
 
 Accepted: a path of a source file or folder (absolute, ``~``, or relative to
 the folder the user ran doit from), a path inside the backup (the mirror, or a
-history folder or current copy in the versioned backup), or the
+history folder or any stored object of it in the versioned backup), or the
 ``<source name>/<path>`` form that backup runs print.
 """
 
@@ -71,8 +71,12 @@ def candidates(plan: Plan, text: str) -> list[Target]:
             name, _, inner = rel.partition("/")
             if name in by_name:
                 parts = inner.split("/") if inner else []
-                if area == layout.HISTORY and len(parts) >= 2 and parts[-1] == parts[-2]:
-                    parts = parts[:-1]          # the current copy inside its history folder
+                if area == layout.HISTORY and len(parts) >= 3 and parts[-2] in (
+                        parts[-3] + "_diffs", parts[-3] + "_versions"):
+                    parts = parts[:-2]          # a diff or whole copy in its history folder
+                elif area == layout.HISTORY and len(parts) >= 2 and (
+                        parts[-1] == parts[-2] or "-baseline-" in parts[-1]):
+                    parts = parts[:-1]          # a baseline (or a format-3 current copy)
                 out.append(Target(by_name[name], "/".join(parts)))
     head, _, rest = text.strip("/").partition("/")
     if not os.path.isabs(text) and head in by_name:

@@ -55,3 +55,17 @@ def test_a_damaged_object_is_not_shared(backup: Backup) -> None:
     backup.doit("versioned", check=True)
     assert whole(backup, "b.bin").read_bytes() == b"x" * 5000
     assert os.lstat(whole(backup, "b.bin")).st_ino != os.lstat(stored).st_ino
+
+
+def test_a_stored_object_names_its_file(backup: Backup) -> None:
+    """PATH may be any stored object inside the history: its baseline, a diff, a whole
+    copy (there is no current copy to name any more)."""
+    make_tree(backup.src, {"d": {"a.txt": "one\n"}})
+    backup.doit("versioned", check=True)
+    (backup.src / "d" / "a.txt").write_text("one\ntwo\n")
+    backup.doit("versioned", check=True)
+    hist = backup.versions / "d" / "a.txt"
+    for stored in [*hist.glob("a-baseline-*"), *(hist / "a.txt_diffs").iterdir(),
+                   *(hist / "a.txt_versions").iterdir()]:
+        out = backup.doit("history", str(stored), check=True).stdout
+        assert out.startswith("src/d/a.txt:"), (stored, out)
