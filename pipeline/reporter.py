@@ -36,7 +36,7 @@ from urllib.parse import quote
 from doit.exceptions import BaseFail, DependencyError, TaskFailed, UnmetDependency
 
 from . import layout, store
-from .errors import BUG, INVALID, LOCKED, OK, PARTIAL
+from .errors import BUG, LOCKED, OK, PARTIAL
 from .runlog import record
 from .session import FAILED, Event, Session
 from .show import display, human_size, plural
@@ -222,15 +222,16 @@ class Reporter:
         self.said: set[str] = set()
         self.backup_run = False
         self.bar: Progress | None = None   # on a terminal only
-        self.status = OK              # snapback's exit status (errors.py)
         self.held: list[Event] = []   # a snapshot folder's lines, until its versioned task
         self.doit_status = OK         # what doit will return (runner.Runner)
 
     def _set(self, status: int) -> None:
-        """The run's status is its worst outcome: a bug, then the lock, then the rest."""
-        rank = {OK: 0, PARTIAL: 1, INVALID: 2, LOCKED: 3, BUG: 4}
-        if rank.get(status, 4) > rank.get(self.status, 4):
-            self.status = status
+        """What went wrong, told to the run's controller (it keeps the worst)."""
+        self.session.control.fail(status)
+
+    @property
+    def status(self) -> int:
+        return self.session.control.status
 
     # -- doit's reporter interface -------------------------------------
     def initialize(self, tasks: dict[str, Any], selected_tasks: list[str]) -> None:

@@ -23,14 +23,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from doit.exceptions import TaskFailed
 
-from .catalog import Catalog, InLine, Stored, open_catalog
+from .catalog import Catalog, InLine, Stored
 from .commands import MODES_OF
+from .control import RunControl
 from .errors import PARTIAL, Failed, LockHeld, SnapbackError
 from .layout import HISTORY
 from .lock import Lock
 from .plan import Plan, Source
 from .show import plural
-from .store import clear_staging, make_destination, real_dirs, remove
+from .store import real_dirs, remove
 
 if TYPE_CHECKING:
     from .doit_glue import CommandLine
@@ -142,30 +143,40 @@ class Session:
     notes: list[str] = field(default_factory=list)    # for stderr, each said once
     lines: list[str] = field(default_factory=list)    # for stdout (what auto-prune did)
     progress: Callable[[int], None] | None = None     # the reporter's bar, on a terminal
-    lock: Lock | None = None
-    catalog: Catalog | None = None
     protected: bool = False                 # the backup is kept read-only between runs
     protect_pending: bool = False           # plan says protect, the backup is not yet
-    lock_error: str | None = None
     run_id: str = ""
     line: CommandLine | None = None         # the command line as read (None: not known)
     first_run: bool = False                 # the catalog held no run before this one
 
     def __post_init__(self) -> None:
         self.meta_dir: Path = self.plan.meta_dir
+        self.control = RunControl(self.meta_dir)   # the lock, the catalog, the status
         self.started = clock()
         local = datetime.fromtimestamp(self.started, timezone.utc).astimezone()
         self.run_id = local.strftime("%Y%m%d-%H%M%S-") + f"{os.getpid() % 10000:04d}"
         self.stamp = local.strftime("%Y-%m-%d_%H-%M-%S")   # version times of this run
 
+    # The run's lock and catalog are the controller's (pipeline.control).
+    @property
+    def lock(self) -> Lock | None:
+        return self.control.lock
+
+    @property
+    def catalog(self) -> Catalog | None:
+        return self.control.catalog
+
+    @property
+    def lock_error(self) -> str | None:
+        return self.control.lock_error
+
     def open_catalog(self) -> Catalog:
         """The catalog, opened once per run: writable under the lock, else read-only."""
-        if self.catalog is None:
-            self.catalog = open_catalog(self.meta_dir, writable=self.lock is not None)
-            if self.catalog.writable:
-                self._enter_order(self.catalog)
-                self.empty_garbage(self.catalog)     # what a killed run left to remove
-        return self.catalog
+        catalog, opened = self.control.open_catalog()
+        if opened and catalog.writable:
+            self._enter_order(catalog)
+            self.empty_garbage(catalog)              # what a killed run left to remove
+        return catalog
 
     def empty_garbage(self, catalog: Catalog) -> None:
         """Remove the stored files the catalog's commits no longer name (this run's, or
@@ -240,24 +251,13 @@ class Session:
 
     def acquire(self) -> None:
         """Take the destination's lock before the first write of the run."""
-        if not self.writes or self.lock is not None:
+        if not self.writes:
             return
-        if self.lock_error:
-            raise LockHeld(self.lock_error)
-        make_destination(self.meta_dir.parent)
-        lock = Lock(self.meta_dir / "lock")
-        try:
-            named = dict.fromkeys(t.split(":", 1)[0] for t in self.selected)
-            lock.acquire(note=f"doit {' '.join(named) or ' '.join(self.modes)}",
-                         announce=False)
-        except LockHeld as exc:
-            self.lock_error = str(exc)
-            raise
-        self.lock = lock
-        if lock.taken_over:
+        named = dict.fromkeys(t.split(":", 1)[0] for t in self.selected)
+        taken_over = self.control.acquire(f"doit {' '.join(named) or ' '.join(self.modes)}")
+        if taken_over:
             self.notes.append(f"snapback: taking over the lock left by a run that is gone "
-                              f"({lock.taken_over})")
-        clear_staging(self.meta_dir / "tmp")
+                              f"({taken_over})")
 
     @property
     def staging(self) -> bytes:
@@ -272,19 +272,16 @@ class Session:
         try:
             if self.catalog is not None:
                 self.empty_garbage(self.catalog)
-                self.catalog.close()
+            self.control.release()
         except (OSError, sqlite3.Error) as exc:
             self.notes.append(f"snapback: warning: the catalog's journal was not folded back "
                               f"into it ({failure_reason(exc)}); what this run recorded is "
                               "kept there, and the next run folds it in")
         finally:
-            self.catalog = None
-            self.release_lock()
+            self.control.release_lock()
 
     def release_lock(self) -> None:
-        if self.lock is not None:
-            self.lock.release()
-            self.lock = None
+        self.control.release_lock()
 
 
 Job = TypeVar("Job", FolderJob, SweepJob)
