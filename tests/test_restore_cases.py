@@ -374,3 +374,26 @@ def test_restore_into_a_folder_that_became_a_file_says_which_and_writes_nothing(
     assert result.returncode == 0, result.stdout + result.stderr
     assert (backup.src / "a" / "b" / "c.txt").read_text() == "c\n"
 
+
+def test_restore_force_keeps_the_path_of_another_kind_when_the_version_cannot_be_rebuilt(
+        backup: Backup) -> None:
+    """--force replaces a folder with the file only once the file is written: a version
+    that cannot be rebuilt leaves the folder as it is (it was removed first, and
+    nothing put in its place)."""
+    import json
+    notes = backup.src / "notes"
+    notes.write_text("v1\n")
+    backup.doit("versioned", check=True)
+    run_id = json.loads(backup.runs()[-1])["run_id"]
+    notes.write_text("v2\n")
+    backup.doit("versioned", check=True)
+    _damage_baseline(backup, "notes")
+    notes.unlink()
+    make_tree(notes, {"keep.txt": "mine\n"})
+    backup.doit("versioned", check=True)
+    result = backup.doit("restore", str(notes), "--at", run_id, "--force",
+                         "--to", str(backup.src))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAILED   notes: cannot rebuild notes" in result.stderr
+    assert (notes / "keep.txt").read_text() == "mine\n"
+    assert sorted(os.listdir(backup.src)) == ["notes"]       # no temporary file either
