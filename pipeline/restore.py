@@ -256,13 +256,12 @@ def _write(item: Item, to_b: bytes, root: Path, force: bool) -> None:
             os.mkdir(path, 0o700)
         _check_dir(path, force)
         return
-    if os.path.isdir(path) and not os.path.islink(path):
-        store.remove(path)                           # --force: a folder where a file was
     if item.kind == "link":
         assert item.target is not None
         tmp = store.tmp_name(parent)
         os.symlink(item.target, tmp)
         try:
+            _clear_folder(path)
             faults.point("rename")
             os.replace(tmp, path)
         except BaseException:
@@ -298,11 +297,19 @@ def _write(item: Item, to_b: bytes, root: Path, force: bool) -> None:
             os.chmod(tmp, stat.S_IMODE(item.mode))
         if item.mtime_ns is not None:
             os.utime(tmp, ns=(item.mtime_ns, item.mtime_ns))
+        _clear_folder(path)
         faults.point("rename")
         os.replace(tmp, path)
     except BaseException:
         store._unlink_quiet(tmp)
         raise
+
+
+def _clear_folder(path: bytes) -> None:
+    """--force: a folder where the file or link goes is removed, once what replaces
+    it is written (a version that cannot be rebuilt leaves the folder as it is)."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        store.remove(path)
 
 
 def _open_mirror_file(path: bytes) -> int:

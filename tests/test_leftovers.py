@@ -109,3 +109,61 @@ def test_a_restore_killed_before_naming_a_link_leaves_a_temporary_link_the_next_
     assert list(into.rglob(".~snapback-*")) == []
     assert os.readlink(into / "d" / "to-outside") == str(outside)
     assert sorted(p.name for p in outside.iterdir()) == ["keep.txt"]
+
+
+def test_a_restore_force_across_kind_changes_killed_at_each_point_completes_on_the_next(
+        backup: Backup) -> None:
+    """A folder restored in place over paths that changed kind (a file where a folder
+    was, a folder where a file was, a symlink where a file was), killed before each
+    rename it makes: the next restore --force gives the exact tree, with no temporary
+    file or link left, and never writes through the link."""
+    import json
+    import shutil
+    outside = backup.base / "elsewhere"
+    make_tree(outside, {"keep.txt": "untouched\n"})
+    then = {"d": {"was-dir": {"x.txt": "x\n"}, "was-file": "f\n", "was-file2": "g\n",
+                  "to-out": Link(str(outside)), "plain.txt": "p\n"}}
+    make_tree(backup.src, then)
+    backup.doit("versioned", check=True)
+    run_id = json.loads(backup.runs()[-1])["run_id"]
+    want = tree_of(backup.src / "d")
+
+    def changed() -> None:
+        shutil.rmtree(backup.src / "d")
+        make_tree(backup.src, {"d": {"was-dir": "now a file\n", "was-file": {"y.txt": "y\n"},
+                                     "was-file2": Link(str(outside)), "plain.txt": "p2\n"}})
+
+    log = backup.base / "points.log"
+    changed()
+    counted = backup.doit("restore", str(backup.src / "d"), "--at", run_id, "--force",
+                          "--to", str(backup.src), env={"SNAPBACK_FAULT_LOG": str(log)})
+    assert counted.returncode == 0, counted.stdout + counted.stderr
+    assert tree_of(backup.src / "d") == want
+    renames = log.read_text().split().count("rename")
+    assert renames == 5, log.read_text()          # four files and a link
+    for n in range(1, renames + 1):
+        changed()
+        killed = backup.doit("restore", str(backup.src / "d"), "--at", run_id, "--force",
+                             "--to", str(backup.src), env={"SNAPBACK_FAULT": f"rename:{n}"})
+        assert killed.returncode == -signal.SIGKILL, (n, killed.stdout + killed.stderr)
+        assert len(list((backup.src / "d").rglob(".~snapback-*"))) == 1, n
+        again = backup.doit("restore", str(backup.src / "d"), "--at", run_id, "--force",
+                            "--to", str(backup.src))
+        assert again.returncode == 0, (n, again.stdout + again.stderr)
+        assert tree_of(backup.src / "d") == want, n
+        assert sorted(p.name for p in outside.iterdir()) == ["keep.txt"]
+        assert (outside / "keep.txt").read_text() == "untouched\n"
+
+
+def tree_of(root: Path) -> dict[str, object]:
+    """Every path below ``root``: a file's bytes, a link's target, a folder's kind."""
+    out: dict[str, object] = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_symlink():
+            out[rel] = ("link", os.readlink(path))
+        elif path.is_dir():
+            out[rel] = "dir"
+        else:
+            out[rel] = path.read_bytes()
+    return out

@@ -294,3 +294,106 @@ def test_restore_force_into_place_replaces_a_symlink_or_puts_one_back(
         assert not notes.is_symlink() and (notes / "a.txt").read_text() == "in the folder\n"
     else:
         assert not notes.is_symlink() and notes.read_text() == "a file\n"
+
+
+def test_the_latest_state_of_a_path_only_the_mirror_holds_restores_from_the_mirror(
+        backup: Backup) -> None:
+    """SPEC: a latest restore gives back everything the backup holds for that path.
+    A path inside what the history leaves out (.git/), or a source only `doit snapshot`
+    backs up, said 'did not exist in the versioned backup' (exit 2)."""
+    make_tree(backup.src, {"f.txt": "f\n", ".git": {"config": "[core]\n"}})
+    backup.doit("all", check=True)
+    for path, want in ((".git/config", {"config": "[core]\n"}),
+                       (".git", {".git/config": "[core]\n"})):
+        into = backup.base / f"back-{path.replace('/', '-')}"
+        result = backup.doit("restore", str(backup.src / path), "--to", str(into))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "1 file from the mirror, which the history leaves out" in result.stdout
+        assert {str(p.relative_to(into)): p.read_text()
+                for p in into.rglob("*") if p.is_file()} == want
+    only = backup.base / "only-snapshot"
+    make_tree(only, {"g.txt": "g\n", "sub": {"h.txt": "h\n"}})
+    backup.write_plan(sources=[{"path": str(backup.src)}, {"path": str(only)}])
+    backup.doit("snapshot", check=True)
+    into = backup.base / "back-only"
+    result = backup.doit("restore", str(only), "--to", str(into))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {str(p.relative_to(into)): p.read_text() for p in into.rglob("*")
+            if p.is_file()} == {"g.txt": "g\n", "sub/h.txt": "h\n"}
+    one = backup.doit("restore", str(only / "sub" / "h.txt"), "--to", str(backup.base / "one"))
+    assert one.returncode == 0, one.stdout + one.stderr
+    assert (backup.base / "one" / "h.txt").read_text() == "h\n"
+    versioned = backup.doit("restore", str(only), "--from", "versioned",
+                            "--to", str(backup.base / "none"))
+    assert versioned.returncode == 2, versioned.stdout + versioned.stderr
+    assert "did not exist in the versioned backup" in versioned.stderr
+    assert not (backup.base / "none").exists()
+
+
+def test_a_source_empty_in_the_mirror_restores_as_an_empty_folder(backup: Backup) -> None:
+    """(issue 22: the mirror's empty source 'did not exist', exit 2, by default when
+    only `doit snapshot` runs and with --from snapshot always)"""
+    os.chmod(backup.src, 0o750)
+    backup.doit("snapshot", check=True)
+    for n, args in enumerate([(), ("--from", "snapshot")]):
+        into = backup.base / f"back{n}"
+        result = backup.doit("restore", str(backup.src), *args, "--to", str(into))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "it was empty then; 0 files" in result.stdout
+        assert into.is_dir() and list(into.iterdir()) == []
+        assert stat.S_IMODE(os.stat(into).st_mode) == 0o750
+    backup.doit("all", check=True)
+    result = backup.doit("restore", str(backup.src), "--from", "snapshot",
+                         "--to", str(backup.base / "after-all"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert list((backup.base / "after-all").iterdir()) == []
+
+
+def test_restore_into_a_folder_that_became_a_file_says_which_and_writes_nothing(
+        backup: Backup) -> None:
+    """In place below a folder that is a file now: one line naming it, status 2 (it
+    was 'Not a directory', status 1); restoring that folder with --force puts it back."""
+    import json
+    make_tree(backup.src, {"a": {"b": {"c.txt": "c\n"}}})
+    backup.doit("all", check=True)
+    run_id = json.loads(backup.runs()[-1])["run_id"]
+    shutil.rmtree(backup.src / "a")
+    (backup.src / "a").write_text("a file now\n")
+    backup.doit("all", check=True)
+    for path, to, why in (
+            ("a/b/c.txt", "a/b", f"{backup.src / 'a'} is not a folder; restore a itself "
+             "(--force replaces it) to put the folder back"),
+            ("a/b", "a", "exists and is not a folder")):
+        result = backup.doit("restore", str(backup.src / path), "--at", run_id, "--force",
+                             "--to", str(backup.src / to))
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.splitlines() == [f"snapback: --to {backup.src / to}: {why}"]
+        assert (backup.src / "a").read_text() == "a file now\n"
+    result = backup.doit("restore", str(backup.src / "a"), "--at", run_id, "--force",
+                         "--to", str(backup.src))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (backup.src / "a" / "b" / "c.txt").read_text() == "c\n"
+
+
+def test_restore_force_keeps_the_path_of_another_kind_when_the_version_cannot_be_rebuilt(
+        backup: Backup) -> None:
+    """--force replaces a folder with the file only once the file is written: a version
+    that cannot be rebuilt leaves the folder as it is (it was removed first, and
+    nothing put in its place)."""
+    import json
+    notes = backup.src / "notes"
+    notes.write_text("v1\n")
+    backup.doit("versioned", check=True)
+    run_id = json.loads(backup.runs()[-1])["run_id"]
+    notes.write_text("v2\n")
+    backup.doit("versioned", check=True)
+    _damage_baseline(backup, "notes")
+    notes.unlink()
+    make_tree(notes, {"keep.txt": "mine\n"})
+    backup.doit("versioned", check=True)
+    result = backup.doit("restore", str(notes), "--at", run_id, "--force",
+                         "--to", str(backup.src))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAILED   notes: cannot rebuild notes" in result.stderr
+    assert (notes / "keep.txt").read_text() == "mine\n"
+    assert sorted(os.listdir(backup.src)) == ["notes"]       # no temporary file either

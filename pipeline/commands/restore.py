@@ -10,6 +10,7 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 
 from .. import layout, restore
+from ..catalog import Catalog
 from ..errors import Failed, UsageError
 from ..paths import locate, user_cwd
 from ..plan import Plan
@@ -33,13 +34,13 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
     with ctx.reading() as catalog:
         view = with_retired(plan, catalog)
         target = locate(view, path, known(catalog, view))
+        mirror = layout.mirror_root(plan.destination, target.source.name)
+        protected = is_protected(plan.meta_dir, plan.protect)
         if origin == "snapshot":
             if at:
                 raise UsageError("the snapshot mirror holds only the latest state: "
                                  "use --from versioned with --at")
-            items = restore.snapshot_items(
-                layout.mirror_root(plan.destination, target.source.name), target, catalog,
-                is_protected(plan.meta_dir, plan.protect))
+            items = restore.snapshot_items(mirror, target, catalog, protected)
         else:
             upto = restore.exact_version(catalog, target, at)
             if upto is None:
@@ -50,28 +51,24 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
                 if gone is not None:          # deleted: its last version, and when it went
                     items = restore.versioned_items(catalog, target, gone[0])
                     note = f" (deleted {gone[1]}; this is its last version)"
-            elif not at and not origin:
+            if not at and not origin and not note:
                 # the latest state: what the history leaves out (its own ignores, .git/ by
-                # default) comes from the mirror
-                extra = restore.mirror_only(
-                    catalog, target, items, layout.mirror_root(plan.destination,
-                                                               target.source.name),
-                    is_protected(plan.meta_dir, plan.protect))
+                # default; everything, when only the snapshot mode runs) comes from the mirror
+                extra = restore.mirror_only(catalog, target, items, mirror, protected)
                 if extra:
                     items += extra
                     files = sum(1 for i in extra if i.kind == "file")
                     note = (f" ({plural(files, 'file')} from the mirror, which the history "
                             "leaves out: " + ", ".join(restore.tops(extra)) + ")")
-        if not items and not target.rel and origin != "snapshot" and (upto is None or upto >= 0) \
-                and b"" in catalog.folders_seen("versioned", target.source.name):
-            # a source that was empty then: it restores as an empty folder
-            if not os.path.isdir(into):    # (a folder of the user's keeps its own mode)
-                os.makedirs(into, mode=0o700)
-                seen = catalog.folders_seen("versioned", target.source.name)[b""]
-                os.chmod(into, stat.S_IMODE(seen.st_mode) or 0o700)   # its mode, as recorded
-            ctx.say(f"restored {target.label}{' as of ' + at if at else ''}: it was empty "
-                    f"then; 0 files into {into}")
-            return None
+        if not items and not target.rel and (upto is None or upto >= 0):
+            mode = _empty_source(catalog, target.source.name, mirror, origin, at)
+            if mode is not None:          # a source that was empty then: an empty folder
+                if not os.path.isdir(into):    # (a folder of the user's keeps its own mode)
+                    os.makedirs(into, mode=0o700)
+                    os.chmod(into, stat.S_IMODE(mode) or 0o700)   # its mode, as recorded
+                ctx.say(f"restored {target.label}{' as of ' + at if at else ''}: it was "
+                        f"empty then; 0 files into {into}")
+                return None
         if not items:
             moment_text = f" at {at}" if at else ""
             raise UsageError(f"{target.label} did not exist{moment_text} in the "
@@ -88,6 +85,21 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
     return None
 
 
+def _empty_source(catalog: Catalog, source: str, mirror: Path, origin: str,
+                  at: str) -> int | None:
+    """The recorded mode of a source that is in the backup with nothing in it (the
+    history saw it empty; or, for the latest state, its mirror folder is there and
+    empty), None when it is not in the backup."""
+    if origin != "snapshot":
+        seen = catalog.folders_seen("versioned", source).get(b"")
+        if seen is not None:
+            return seen.st_mode
+    if origin == "versioned" or at or not layout.real_dir(os.fsencode(mirror)):
+        return None
+    seen = catalog.folders_seen("snapshot", source).get(b"")
+    return seen.st_mode if seen is not None else 0o700
+
+
 def restore_folder(plan: Plan, to: str | None) -> Path:
     """--to DIR as a folder to restore into: never a file, never inside the backup."""
     if to is not None and not to.strip():
@@ -100,6 +112,11 @@ def restore_folder(plan: Plan, to: str | None) -> Path:
     probe = into
     while not os.path.lexists(probe) and probe.parent != probe:
         probe = probe.parent                      # the nearest part that exists
+    if probe != into and not os.path.isdir(probe):
+        # (a folder that became a file since: restoring that folder itself, with
+        # --force, puts it back)
+        raise UsageError(f"--to {to}: {probe} is not a folder; restore "
+                         f"{probe.name} itself (--force replaces it) to put the folder back")
     if plan.destination.exists() and probe.exists():
         dest = os.stat(plan.destination)
         here = Path(os.path.realpath(probe))
