@@ -6,7 +6,7 @@
 Nothing here is registered with doit for other projects: the state backend is
 named in this application's own doit configuration (``BACKEND``), and ``help``
 is this application's command (``DOIT_CMDS``), never doit's.  The words are read
-once, here (``doit_glue.read_command_line``); the plan is found as SPEC.md says.
+once, here (``cmdline.read_command_line``); the plan is found as SPEC.md says.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from doit.cmd_help import Help as DoitHelp
 from doit.doit_cmd import DoitMain
 
-from . import doit_glue
+from . import cmdline, doit_glue
 from .commands import REGISTRY
 from .errors import UsageError
 
@@ -41,7 +41,7 @@ class Help(DoitHelp):  # type: ignore[misc]  # doit ships no types
         if args[0] in self.cmds or args[0] == "task":
             result: int = super().execute(params, args)
             return result
-        print(f"{NAME}: unknown command {args[0]}{doit_glue._closest(args[0], list(REGISTRY))}"
+        print(f"{NAME}: unknown command {args[0]}{cmdline._closest(args[0], list(REGISTRY))}"
               f"; commands: {', '.join(REGISTRY)} ({NAME} help)", file=sys.stderr)
         return 2
 
@@ -69,7 +69,7 @@ class Snapback(DoitMain):  # type: ignore[misc]  # doit ships no types
     BIN_NAME = NAME
     DOIT_CMDS = tuple(Help if cmd is DoitHelp else cmd for cmd in DoitMain.DOIT_CMDS)
 
-    def __init__(self, line: doit_glue.CommandLine | None = None) -> None:
+    def __init__(self, line: cmdline.CommandLine | None = None) -> None:
         # no doit.cfg/pyproject.toml of the folder the user happens to be in: snapback's
         # doit configuration is its own (its state backend among it)
         super().__init__(doit_glue.SnapbackLoader(line), config_filenames=(),
@@ -79,11 +79,11 @@ class Snapback(DoitMain):  # type: ignore[misc]  # doit ships no types
         if all_args[:1] in (["--help"], ["-h"]):
             all_args = ["help"]
         try:
-            line = doit_glue.read_command_line(list(all_args))
+            line = cmdline.read_command_line(list(all_args))
         except UsageError as exc:
             print(f"{NAME}: {exc}", file=sys.stderr)
             return 2
         self.task_loader.line = line
-        words, _config = doit_glue.take_config(list(all_args))     # the loader has it
+        words, _config = cmdline.take_config(list(all_args))     # the loader has it
         status: int = super().run(words)
         return status

@@ -34,7 +34,7 @@ from .show import plural
 from .store import real_dirs, remove
 
 if TYPE_CHECKING:
-    from .doit_glue import CommandLine
+    from .cmdline import CommandLine
     from .scan import Folder, Scan
 
 # Kinds of per-file events, as printed.

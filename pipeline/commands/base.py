@@ -122,7 +122,7 @@ def run_command(command: Command, plan: Plan, words: list[str],
                 read: tuple[list[str], dict[str, Any]] | None = None, **given: Any
                 ) -> TaskFailed | None:
     """The action of a command's doit task: its paths and options as the command line
-    was read (``read``, ``doit_glue.check_words``), else from doit's words."""
+    was read (``read``, ``cmdline.check_words``), else from doit's words."""
     try:
         if read is not None:
             paths, values = read[0], {**{o.key: o.default for o in command.options}, **read[1]}
