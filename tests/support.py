@@ -211,6 +211,18 @@ def whole(b: Backup, rel: str) -> Path:
     return b.versions / os.fsdecode(row.store) / os.fsdecode(name)
 
 
+def on_disk(root: Path) -> int:
+    """Bytes allocated below ``root``, each inode once (as du counts hard links)."""
+    seen, total = set(), 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            st = os.lstat(os.path.join(dirpath, name))
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total
+
+
 def aged(root: Path, seconds: int = 60) -> None:
     """Every entry below ``root`` modified ``seconds`` ago: files a backup reads just
     after they were written are racily clean (README) and are read again next run."""

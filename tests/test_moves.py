@@ -7,33 +7,20 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 
-from support import Backup, make_tree, rebuilt, whole
-
-
-def _used(root: Path) -> int:
-    """Bytes on disk below ``root``, each inode once (du counts hard links once)."""
-    seen, total = set(), 0
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            st = os.lstat(os.path.join(dirpath, name))
-            if (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_blocks * 512
-    return total
+from support import Backup, make_tree, on_disk, rebuilt, whole
 
 
 def test_a_renamed_and_a_copied_folder_add_no_object_bytes(backup: Backup) -> None:
     big = {f"f{i}.bin": os.urandom(200_000) for i in range(10)}      # 2 MB
     make_tree(backup.src, {"photos": big})
     backup.doit("all", check=True)
-    before = _used(backup.versions)
+    before = on_disk(backup.versions)
     (backup.src / "photos").rename(backup.src / "pictures")           # renamed
     shutil.copytree(backup.src / "pictures", backup.src / "copy")      # and copied
     result = backup.doit("all")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert _used(backup.versions) - before < 100_000, _used(backup.versions) - before
+    assert on_disk(backup.versions) - before < 100_000, on_disk(backup.versions) - before
     # never an inode shared with the mirror, which a person may open and edit
     mirror = {os.lstat(p).st_ino for p in backup.mirror.rglob("*") if p.is_file()}
     history = {os.lstat(p).st_ino for p in backup.versions.rglob("*") if p.is_file()}

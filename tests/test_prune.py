@@ -18,6 +18,7 @@ from support import (
     gnu_patch_chain,
     history_of,
     make_tree,
+    on_disk,
     rebuilt,
     tree,
 )
@@ -159,16 +160,6 @@ def test_a_prune_killed_midway_is_finished_by_a_rerun(backup: Backup) -> None:
     assert digests(backup.versions) == stored and backup.catalog() == rows
 
 
-def _on_disk(root) -> int:
-    """Bytes allocated below ``root``, each inode once (as du counts hard links)."""
-    seen, total = set(), 0
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            st = os.lstat(os.path.join(dirpath, name))
-            if (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_blocks * 512
-    return total
 
 
 def test_prune_reports_the_bytes_it_releases_and_never_grows_the_history(
@@ -180,10 +171,10 @@ def test_prune_reports_the_bytes_it_releases_and_never_grows_the_history(
         (backup.src / "big.bin").write_bytes(bytes([i]) * 300_000)      # full copies
         (backup.src / "notes.txt").write_text("".join(f"line {n} {i}\n" for n in range(500)))
         at(backup, f"2026-10-0{i + 1}T10:00:00", "versioned")
-    before = _on_disk(backup.versions)
+    before = on_disk(backup.versions)
     dry = at(backup, "2026-11-01T00:00:00", "prune", "--keep-last", "1", "--dry-run").stdout
     at(backup, "2026-11-01T00:00:00", "prune", "--keep-last", "1")
-    after = _on_disk(backup.versions)
+    after = on_disk(backup.versions)
     freed = json.loads(backup.runs()[-1])["bytes"]
     assert after < before                                # never grows
     assert freed == before - after, (freed, before, after)
