@@ -281,6 +281,8 @@ def backup_tasks(session: Session, command: str) -> Iterator[dict[str, Any]]:
     catalog = open_catalog(plan.meta_dir, writable=False) if session.lock_error is None \
         else Catalog(plan.meta_dir / "-", writable=False)     # (read nothing)
     try:
+        if session.lock is not None and catalog.has_garbage():
+            session.open_catalog()    # files a killed run's commits no longer name: removed
         yield from _tasks(session, command, catalog)
     finally:
         catalog.close()

@@ -593,6 +593,15 @@ class Catalog:
         assert self.conn is not None
         self.conn.execute("insert or ignore into garbage values (?)", (path,))
 
+    def has_garbage(self) -> bool:
+        """Does a killed run's garbage wait to be removed? (readers too)"""
+        if self.conn is None:
+            return False
+        try:
+            return bool(self.conn.execute("select 1 from garbage limit 1").fetchall())
+        except sqlite3.OperationalError:              # format 3: no such table
+            return False
+
     def discarded(self) -> list[bytes]:
         if self.conn is None or not self.writable:
             return []

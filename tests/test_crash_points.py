@@ -111,6 +111,28 @@ def test_a_backup_killed_at_every_point_loses_nothing(backup: Backup, mode: str)
     assert counts["commit"] >= 1 and counts["fsync"] >= 1, counts
 
 
+@pytest.mark.parametrize("mode", ["snapshot", "versioned", "all"])
+def test_a_run_killed_between_its_commit_and_its_removals_is_finished_by_the_next(
+        backup: Backup, mode: str) -> None:
+    """The whole copies a commit superseded (the catalog's garbage) are removed by the
+    next run of any mode, even one that finds nothing changed (adversary of issue 22:
+    after a killed `all`, no later backup removed them)."""
+    make_tree(backup.src, {f"t{i}.txt": f"v0 {i}\n" for i in range(3)})
+    for version in (1, 2):
+        for i in range(3):
+            (backup.src / f"t{i}.txt").write_text(f"v{version} {i}\n" * 3)
+        backup.doit("all", check=True)
+    for i in range(3):
+        (backup.src / f"t{i}.txt").write_text(f"v3 {i}\n" * 4)
+    killed = backup.doit("all", env={"SNAPBACK_FAULT": "remove:1"})
+    assert killed.returncode == -signal.SIGKILL
+    backup.doit(mode, check=True)                       # nothing left to back up
+    objects = {p for p in backup.versions.rglob("*") if p.is_file()}
+    named = {backup.versions / os.fsdecode(r.store) / os.fsdecode(o)
+             for r in backup.catalog() for o in (r.object, r.copy) if o}
+    assert objects == named, objects ^ named
+
+
 def test_a_prune_killed_at_every_point_keeps_every_kept_version(backup: Backup) -> None:
     make_tree(backup.src, {"notes.txt": "v0\n", "img.bin": b"\x00" * 10})
     runs: list[tuple[str, dict]] = []

@@ -32,6 +32,12 @@ def test_an_emptied_source_is_not_mirrored_as_deleted(backup: Backup) -> None:
     into = backup.base / "r"
     backup.doit("restore", str(backup.src / "d3"), "--to", str(into), check=True)
     assert (into / "d3" / "f4.txt").read_text() == "3 4\n"
+    import json
+    refused = json.loads(backup.runs()[-1])["run_id"]            # history lists it: --at
+    into_then = backup.base / "then"                              # gives the state before it
+    backup.doit("restore", str(backup.src / "d3"), "--at", refused, "--to", str(into_then),
+                check=True)
+    assert (into_then / "d3" / "f4.txt").read_text() == "3 4\n"
     for command in ("all", "all", "versioned", "snapshot"):    # on every run after, too
         again = backup.doit(command)                          # (adversary: the guard held
         assert again.returncode == PARTIAL, again.stdout      # for one run only)

@@ -192,6 +192,16 @@ def when(catalog: Catalog, text: str) -> int | None:
         for run_id, _started, upto in order:
             if run_id == given:
                 return upto
+        # a run that wrote nothing into the catalog (refused by the vanished-source
+        # guard, say) but that doit history lists: the state the runs before it left
+        from .. import runlog
+        logged = [r.get("run_id") for r in runlog.read(catalog.path.parent)]
+        if given in logged:
+            bounds = {run_id: upto for run_id, _s, upto in order}
+            for earlier in reversed(logged[:logged.index(given)]):
+                if earlier in bounds:
+                    return bounds[earlier]
+            return -1
         raise timespec.BadTime(
             f"no run {given!r} in this backup's history (it changed only the mirror, which "
             "keeps only the latest state, or its versions were pruned; doit history lists "
