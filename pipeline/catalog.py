@@ -111,7 +111,10 @@ create table if not exists aliases (
 """
 
 FORMAT = 4          # pragma user_version of the catalog this code writes (and reads, 2 to 4)
-CONTENT_KINDS = ("baseline", "diff", "full")   # "meta": a new mode, the bytes before it
+CONTENT_KINDS = ("baseline", "diff", "delta", "full")  # "meta": a new mode, the bytes before it
+WHOLE_KINDS = ("baseline", "full")              # an object that is the version itself
+CHANGE_KINDS = ("diff", "delta")                # a text diff or a binary delta from the one before
+SQL_CONTENT = "(" + ",".join(f"'{k}'" for k in CONTENT_KINDS) + ")"
 # Format 1 -> 2: what change detection compares, and the folders table (created by SCHEMA).
 UPGRADE_1 = """
 alter table versions add column ctime_ns integer;
@@ -215,7 +218,7 @@ class Row:
         copy, or its own object when that is a baseline or full copy."""
         if self.copy is not None:
             return self.copy
-        return self.object if self.kind in ("baseline", "full") else None
+        return self.object if self.kind in WHOLE_KINDS else None
 
     @property
     def path(self) -> bytes:
@@ -507,7 +510,7 @@ class Catalog:
     def last_content(self, source: str, folder: bytes, name: bytes) -> Row | None:
         """The newest baseline/diff/full row of a path: its newest content."""
         rows = self._rows(f"select {self.cols} from versions where source=? and dir=? and name=? "
-                          "and kind in ('baseline','diff','full') order by id desc limit 1",
+                          f"and kind in {SQL_CONTENT} order by id desc limit 1",
                           (source, folder, name))
         return rows[0] if rows else None
 

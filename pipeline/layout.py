@@ -95,6 +95,11 @@ def version_names(name: bytes, stamp: str) -> tuple[bytes, bytes]:
             versions_dir(name) + b"/" + fit(name, tag))
 
 
+def delta_name(name: bytes, stamp: str) -> bytes:
+    """The binary delta of one version (librsync's format: ``rdiff patch`` applies it)."""
+    return diffs_dir(name) + b"/" + fit(name, b"_v" + stamp.encode() + b".rdiff")
+
+
 def diffs_dir(name: bytes) -> bytes:
     return fit(name, b"_diffs")
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import store
-from .catalog import CONTENT_KINDS, Catalog, Row, open_catalog
+from .catalog import CHANGE_KINDS, CONTENT_KINDS, Catalog, Row, open_catalog
 from .errors import SnapbackError, UsageError
 from .layout import CATALOG, HISTORY, META, MIRROR, RUNS, history_root, mirror_root
 from .lock import Lock
@@ -309,7 +309,7 @@ def _history_back(root: Path, catalog: Catalog, out: Fetched) -> None:
             if _through_link(base, obj, out):
                 continue
             st = _lstat(obj)
-            want = 0o600 if row.kind == "diff" else stat.S_IMODE(row.mode or 0o600)
+            want = 0o600 if row.kind in CHANGE_KINDS else stat.S_IMODE(row.mode or 0o600)
             if st is not None and stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) != want:
                 os.chmod(obj, want)
                 out.modes += 1
@@ -368,7 +368,8 @@ def expected(destination: Path, catalog: Catalog) -> dict[str, Want]:
             if row.kind in CONTENT_KINDS and row.store is not None and row.object is not None:
                 rel = os.fsdecode(os.path.join(row.store, row.object))
                 out[f"versioned_backup/{source}/{rel}"] = Want(
-                    row.size if row.kind != "diff" else None, row.object_sha256 or row.sha256)
+                    row.size if row.kind not in CHANGE_KINDS else None,
+                    row.object_sha256 or row.sha256)
                 if row.copy is not None:       # the newest version, whole
                     rel = os.fsdecode(os.path.join(row.store, row.copy))
                     out[f"versioned_backup/{source}/{rel}"] = Want(row.size, row.sha256)

@@ -29,9 +29,9 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import layout, store, textdiff
-from .catalog import CONTENT_KINDS, Catalog, Row
-from .layout import baseline_name, version_names
+from . import bindelta, layout, store, textdiff
+from .catalog import CHANGE_KINDS, CONTENT_KINDS, Catalog, Row
+from .layout import baseline_name, delta_name, version_names
 from .rebuild import versions
 from .retention import Policy
 from .show import display, human_size, plural
@@ -74,6 +74,8 @@ def rebased_name(row: Row, kind: str, seq: int) -> bytes:
     """A new object's name: the standard one (SPEC layout), marked with the prune."""
     if kind == "baseline":
         return baseline_name(row.name, f"{row.time[:10]}-p{seq}")
+    if kind == "delta":
+        return delta_name(row.name, f"{row.time}-p{seq}")
     diff, full = version_names(row.name, f"{row.time}-p{seq}")
     return diff if kind == "diff" else full
 
@@ -125,12 +127,20 @@ def prune_history(catalog: Catalog, root: Path, source: str, history: list[Row],
             payload = textdiff.make_diff(previous, data, row.name, row.name)
             if payload is not None and textdiff.apply(previous, payload) != data:
                 payload = None
-        plans.append((row, "diff", payload) if payload is not None else (row, "full", data))
+        if payload is not None:
+            plans.append((row, "diff", payload))
+            continue
+        delta = bindelta.make_bytes(previous, data, len(data) // 2) \
+            if len(data) >= bindelta.MIN_SIZE else None
+        if delta is not None and bindelta.apply(previous, delta) == data:
+            plans.append((row, "delta", delta))
+        else:
+            plans.append((row, "full", data))
     rewritten = {row.id for row, _k, _p in plans}
     out.freed = _released(root_b, dropped, [r for r in history if r.id in rewritten])
     if dry_run:
         out.freed -= sum(-(-len(p) // 4096) * 4096 for r, _k, p in plans
-                         if not (_k != "diff" and r.copy is not None))
+                         if not (_k not in CHANGE_KINDS and r.copy is not None))
         return out
     store_rel = kept[-1].store
     assert store_rel is not None                       # content rows have a store
@@ -144,18 +154,19 @@ def prune_history(catalog: Catalog, root: Path, source: str, history: list[Row],
         obj = rebased_name(row, kind, seq)
         path = os.path.join(hist, obj)
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        if kind != "diff" and row.copy is not None:
+        if kind not in CHANGE_KINDS and row.copy is not None:
             os.link(os.path.join(hist, row.copy), path)  # the same immutable bytes
         else:
-            store.write_new(path, payload, staging, mode=stat_mode(row) if kind != "diff"
-                            else 0o600, sparse=kind != "diff")
+            store.write_new(path, payload, staging, mode=stat_mode(row)
+                            if kind not in CHANGE_KINDS else 0o600,
+                            sparse=kind not in CHANGE_KINDS)
             out.freed -= os.lstat(path).st_blocks * 512       # blocks, as _released counts
         updates.append((row, kind, obj, hashlib.sha256(payload).hexdigest()))
     # step 2: the commit point (the new objects are settled first: Catalog.commit)
     catalog.begin()
     for row, kind, obj, sha in updates:
         catalog.set_object(row.id, obj, kind, sha)
-        if kind != "diff" and row.copy is not None:
+        if kind not in CHANGE_KINDS and row.copy is not None:
             catalog.set_copy(row.source, row.dir, row.name, row.id, None)
     catalog.drop_versions([r.id for r in dropped])
     catalog.commit()

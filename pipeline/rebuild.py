@@ -1,10 +1,11 @@
 """Rebuild any version of a file from its history: baseline, then diff after diff.
 
-A full copy (binary, or text over ``max_diff_bytes``) stands alone; a diff
-applies to the version before it; the newest version is also kept whole (its
-``copy``), read directly when it checks.  Every rebuilt version is checked against
-the sha256 the catalog recorded, so a damaged history is an error, never a
-silently wrong file; the versions before a damaged diff still rebuild.
+A full copy stands alone; a diff (text) or a delta (binary, or text over
+``max_diff_bytes``: ``pipeline/bindelta.py``) applies to the version before it;
+the newest version is also kept whole (its ``copy``), read directly when it
+checks.  Every rebuilt version is checked against the sha256 the catalog
+recorded, so a damaged history is an error, never a silently wrong file; the
+versions before a damaged diff still rebuild.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from . import store, textdiff
-from .catalog import CONTENT_KINDS, Row
+from . import bindelta, store, textdiff
+from .catalog import CHANGE_KINDS, CONTENT_KINDS, Row
 
 
 class RebuildError(Exception):
@@ -42,13 +43,14 @@ def versions(root: Path, history: list[Row]) -> Iterator[tuple[Row, bytes | None
             data, broken = None, f"{os.fsdecode(obj)}: {exc.strerror or exc}"
             yield row, None, broken
             continue
-        if row.kind == "diff":
+        if row.kind in CHANGE_KINDS:
             if data is None:
                 yield row, None, f"{os.fsdecode(obj)}: the version before it cannot be rebuilt"
                 continue
             try:
-                data = textdiff.apply(data, stored)
-            except textdiff.PatchError as exc:
+                data = textdiff.apply(data, stored) if row.kind == "diff" \
+                    else bindelta.apply(data, stored)
+            except (textdiff.PatchError, bindelta.DeltaError) as exc:
                 data = None
                 yield row, None, f"{os.fsdecode(obj)}: {exc}"
                 continue

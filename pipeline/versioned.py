@@ -33,7 +33,7 @@ from typing import Any
 
 from doit.exceptions import TaskFailed
 
-from . import change, faults, layout, session, store, textdiff
+from . import bindelta, change, faults, layout, session, store, textdiff
 from .catalog import Catalog, Row
 from .layout import baseline_name, version_names
 from .plan import Source
@@ -329,14 +329,26 @@ class History:
         diff_name, full_name = version_names(name, stamp)
         diff_name, full_name = self._unused(hist, diff_name), self._unused(hist, full_name)
         diff = self._diff(name, hist, tmp, cst, prev)
+        delta = None if diff is not None else self._delta(hist, tmp, cst, prev, sha)
         self.opened.makedirs(os.path.join(hist, layout.versions_dir(name)))
-        if diff is not None:
+        if diff is not None or delta is not None:
             self.opened.makedirs(os.path.join(hist, layout.diffs_dir(name)))
+        if diff is not None:
             store.write_new(os.path.join(hist, diff_name), diff, self.run.staging)
+            self.opened.wrote(os.path.join(hist, diff_name))
+        elif delta is not None:
+            delta_tmp = delta[0]
+            diff_name = self._unused(hist, layout.delta_name(name, stamp))
+            try:
+                store.place(delta_tmp, os.path.join(hist, diff_name))
+            finally:
+                store.remove(delta_tmp)
             self.opened.wrote(os.path.join(hist, diff_name))
         self._place(tmp, os.path.join(hist, full_name), sha, cst.st_size)
         if diff is not None:
             return "diff", diff_name, stamp, hashlib.sha256(diff).hexdigest(), full_name
+        if delta is not None:
+            return "delta", diff_name, stamp, delta[1], full_name
         return "full", full_name, stamp, sha, None
 
     def _place(self, tmp: bytes, dst: bytes, sha: str, size: int) -> None:
@@ -400,6 +412,42 @@ class History:
             return None                          # (same bytes: a re-created file, kept whole)
         label = os.path.basename(name)
         return textdiff.make_diff(old, new, label, label)
+
+    def _delta(self, hist: bytes, tmp: bytes, cst: os.stat_result, prev: Row, sha: str
+               ) -> tuple[bytes, str] | None:
+        """A binary delta from the version before (its whole copy) to the new one, in
+        a temporary file: (its path, its sha256); None when the version is kept whole
+        (no whole copy before it, too small, not much smaller than the file, or a basis
+        that is not the version the catalog names)."""
+        whole = prev.whole
+        if whole is None or cst.st_size < bindelta.MIN_SIZE:
+            return None
+        try:     # never through a link, never from a device: the backup may be tampered
+            old_fd = store.open_under(self.root, os.path.join(
+                os.path.relpath(hist, self.root), whole))
+        except OSError:
+            return None
+        out = store.tmp_name(self.run.staging)
+        try:
+            new_fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                faults.point("write")
+                with os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                                       0o600), "wb") as fh:
+                    size, basis = bindelta.make(old_fd, new_fd, fh, cst.st_size // 2)
+            finally:
+                os.close(new_fd)
+            # the delta is used only if the version before is the one the catalog names
+            # and the delta rebuilds the new version from it (digests are never trusted)
+            if size is None or basis != prev.sha256 or bindelta.sha256_patched(old_fd, out) != sha:
+                store.remove(out)
+                return None
+            return out, store.sha256_of(out)
+        except BaseException:
+            store.remove(out)
+            raise
+        finally:
+            os.close(old_fd)
 
     def _dry_file(self, name: bytes, st: os.stat_result, prev: Row | None,
                   live: Row | None) -> None:

@@ -205,7 +205,8 @@ def history_of(b: Backup, rel: str) -> list:
 def whole(b: Backup, rel: str) -> Path:
     """The stored file that holds a path's newest version whole (its copy, or its
     baseline or full object), as the catalog names it."""
-    rows = [r for r in history_of(b, rel) if r.kind in ("baseline", "diff", "full")]
+    from pipeline.catalog import CONTENT_KINDS
+    rows = [r for r in history_of(b, rel) if r.kind in CONTENT_KINDS]
     row = rows[-1]
     name = row.copy if row.copy is not None else row.object
     return b.versions / os.fsdecode(row.store) / os.fsdecode(name)
@@ -236,9 +237,10 @@ def aged(root: Path, seconds: int = 60) -> None:
 def rebuilt(b: Backup, rel: str) -> list[bytes | None]:
     """Every content version of a path, rebuilt from baseline and diffs (None = deleted;
     a ``meta`` row, a new mode or mtime alone, is not a content version)."""
+    from pipeline.catalog import CONTENT_KINDS
     from pipeline.rebuild import rebuild
     rows = history_of(b, rel)
-    return [rebuild(b.versions, rows, r) if r.kind in ("baseline", "diff", "full") else None
+    return [rebuild(b.versions, rows, r) if r.kind in CONTENT_KINDS else None
             for r in rows if r.entry == "file" and r.kind != "meta"]
 
 

@@ -66,7 +66,7 @@ def _each_point(b: Backup, prepare, command: tuple[str, ...], check) -> dict[str
 
 @pytest.mark.parametrize("mode", ["snapshot", "versioned", "all"])
 def test_a_backup_killed_at_every_point_loses_nothing(backup: Backup, mode: str) -> None:
-    make_tree(backup.src, {"notes.txt": "one\ntwo\n", "img.bin": b"\x00\x01" * 50,
+    make_tree(backup.src, {"notes.txt": "one\ntwo\n", "img.bin": bytes(range(256)) * 80,
                            "gone.txt": "bye\n", "d": {"keep.txt": "k\n", "to": Link("../notes.txt")}})
     os.chmod(backup.src / "d" / "keep.txt", 0o600)
     aged(backup.src)
@@ -77,7 +77,7 @@ def test_a_backup_killed_at_every_point_loses_nothing(backup: Backup, mode: str)
         first["run"] = json.loads(backup.runs()[-1])["run_id"]
         first["state"] = _state(backup.src)
         (backup.src / "notes.txt").write_text("one\nTWO\nthree\n")
-        (backup.src / "img.bin").write_bytes(b"\x00\x02" * 60)
+        (backup.src / "img.bin").write_bytes(bytes(range(256)) * 40 + b"new" + bytes(range(256)) * 41)
         (backup.src / "gone.txt").unlink()
         (backup.src / "new.txt").write_text("new\n")
         os.chmod(backup.src / "d" / "keep.txt", 0o640)
@@ -102,6 +102,8 @@ def test_a_backup_killed_at_every_point_loses_nothing(backup: Backup, mode: str)
             named = {backup.versions / os.fsdecode(r.store) / os.fsdecode(o)
                      for r in backup.catalog() for o in (r.object, r.copy) if o}
             assert objects == named, (killed, objects ^ named)  # nothing no row names
+            kinds = {os.fsdecode(r.name): r.kind for r in backup.catalog()}
+            assert kinds["img.bin"] == "delta" and kinds["notes.txt"] == "diff", kinds
             shutil.rmtree(into, ignore_errors=True)
             code, out = backup.run("restore", str(backup.src), "--to", str(into))
             assert code == 0, out
@@ -134,13 +136,14 @@ def test_a_run_killed_between_its_commit_and_its_removals_is_finished_by_the_nex
 
 
 def test_a_prune_killed_at_every_point_keeps_every_kept_version(backup: Backup) -> None:
-    make_tree(backup.src, {"notes.txt": "v0\n", "img.bin": b"\x00" * 10})
+    make_tree(backup.src, {"notes.txt": "v0\n", "img.bin": bytes(range(256)) * 80})
     runs: list[tuple[str, dict]] = []
 
     def prepare() -> None:
         for day in range(1, 5):
             (backup.src / "notes.txt").write_text("".join(f"v{i}\n" for i in range(day + 1)))
-            (backup.src / "img.bin").write_bytes(bytes([day]) * 10)
+            (backup.src / "img.bin").write_bytes(bytes(range(256)) * 20 * day + bytes([day]) * 10
+                                                 + bytes(range(256)) * 80)
             aged(backup.src)
             result = backup.doit("versioned", env={"SNAPBACK_NOW": f"2026-10-0{day}T10:00:00"})
             assert result.returncode == 0, result.stderr

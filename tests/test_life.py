@@ -16,6 +16,7 @@ are each one rule below; hypothesis finds them in combination.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import stat
 from datetime import datetime, timedelta
@@ -117,6 +118,21 @@ class FolderLife(RuleBasedStateMachine):
         elif path.is_symlink():
             path.unlink()
         path.write_bytes(b"line\r\n" + data.replace(b"\0", b"") + b"\nend" if text else data)
+
+    @rule(d=st.sampled_from(DIRS), offset=st.integers(0, 40_000),
+          data=st.binary(min_size=1, max_size=300), how=st.sampled_from(["over", "in", "out"]))
+    def edit_a_big_binary(self, d: str, offset: int, data: bytes, how: str) -> None:
+        """A binary of 40 KB edited in place, grown or shrunk inside: stored as deltas."""
+        path = self.folder(d) / "big.bin"
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.is_symlink():
+            path.unlink()
+        old = path.read_bytes() if path.exists() else random.Random(offset).randbytes(40_000)
+        new = {"over": old[:offset] + data + old[offset + len(data):],
+               "in": old[:offset] + data + old[offset:],
+               "out": old[:offset] + old[offset + len(data):]}[how]
+        path.write_bytes(new)
 
     @rule(data=st.data())
     @precondition(lambda self: bool(self.files()))

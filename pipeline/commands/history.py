@@ -5,7 +5,7 @@ from __future__ import annotations
 from doit.exceptions import TaskFailed
 
 from .. import history, runlog
-from ..catalog import open_catalog
+from ..catalog import WHOLE_KINDS, open_catalog
 from ..paths import locate
 from .base import Context, known, one_path, retired_sources, split, with_retired
 
@@ -25,7 +25,7 @@ def run(ctx: Context, paths: list[str]) -> TaskFailed | None:
         target = locate(view, path, known(catalog, view))
         rows = catalog.history(target.source.name, *split(target.rel))
         if rows and rows[-1].entry != "dir":
-            first = next((r for r in rows if r.kind in ("baseline", "full")), None)
+            first = next((r for r in rows if r.kind in WHOLE_KINDS), None)
             origin = catalog.first_seen(first) if first is not None and first.sha256 else None
             print(f"{target.label}:")
             print("\n".join(history.format_versions(rows, origin)))

@@ -1,0 +1,199 @@
+"""Binary deltas (issue 24, item 2): a changed binary, or a text file over
+``max_diff_bytes``, is stored as a delta in librsync's format against the version
+before it, so that ``rdiff patch`` rebuilds it by hand; a full copy when the delta
+would not be much smaller.  Every version restores byte for byte."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from support import Backup, at, history_of, on_disk, rebuilt, whole
+
+from pipeline import bindelta
+
+DATA = Path(__file__).parent / "data"
+
+
+def _delta(tmp_path: Path, old: bytes, new: bytes, limit: int | None = None) -> bytes | None:
+    (tmp_path / "old").write_bytes(old)
+    (tmp_path / "new").write_bytes(new)
+    fo, fn = os.open(tmp_path / "old", os.O_RDONLY), os.open(tmp_path / "new", os.O_RDONLY)
+    try:
+        out = io.BytesIO()
+        size, basis = bindelta.make(fo, fn, out, limit or len(new) // 2 + 64)
+        import hashlib
+        assert basis == hashlib.sha256(old).hexdigest()
+        assert bindelta.make_bytes(old, new, limit or len(new) // 2 + 64) == (
+            None if size is None else out.getvalue())
+        return None if size is None else out.getvalue()
+    finally:
+        os.close(fo)
+        os.close(fn)
+
+
+def _rdiff() -> str:
+    found = shutil.which("rdiff")
+    if found is None:       # .ci/run installs it; our own applier is tested without it
+        pytest.skip("rdiff (librsync's tool, Debian package rdiff) is not installed")
+    return found
+
+
+R = random.Random(24)
+OLD = R.randbytes(3 << 20)
+EDITS = {
+    "rewritten in place": OLD[:1 << 20] + R.randbytes(200_000) + OLD[(1 << 20) + 200_000:],
+    "bytes inserted": OLD[:12345] + b"inserted" * 1000 + OLD[12345:],
+    "bytes deleted": OLD[:500_000] + OLD[500_777:],
+    "appended": OLD + R.randbytes(10_000),
+    "truncated": OLD[:-4097],
+    "moved block": OLD[1 << 20:] + OLD[:1 << 20],
+}
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+def test_a_delta_holds_what_changed_and_rdiff_applies_it(tmp_path: Path, edit: str) -> None:
+    new = EDITS[edit]
+    delta = _delta(tmp_path, OLD, new)
+    assert delta is not None
+    assert len(delta) < len(new) - len(OLD) + 260_000 if edit == "rewritten in place" \
+        else len(delta) < 100_000, len(delta)
+    assert bindelta.apply(OLD, delta) == new
+    (tmp_path / "d.rdiff").write_bytes(delta)
+    subprocess.run([_rdiff(), "patch", str(tmp_path / "old"), str(tmp_path / "d.rdiff"),
+                    str(tmp_path / "rebuilt")], check=True)
+    assert (tmp_path / "rebuilt").read_bytes() == new
+
+
+def test_unrelated_bytes_give_no_delta(tmp_path: Path) -> None:
+    assert _delta(tmp_path, OLD, R.randbytes(len(OLD))) is None
+    assert _delta(tmp_path, b"", OLD) is None
+
+
+def test_what_librsync_wrote_applies_here() -> None:
+    """The other direction: a delta made by rdiff itself (kept in tests/data) is read
+    by our applier, so our format is librsync's and not merely our own."""
+    rng = random.Random(7)
+    old = rng.randbytes(20000)
+    new = old[:5000] + b"inserted by hand" + old[5000:15000] + rng.randbytes(300) \
+        + old[15300:] + b"tail"
+    delta = (DATA / "rdiff-made-by-librsync.rdiff").read_bytes()
+    assert bindelta.apply(old, delta) == new
+    with pytest.raises(bindelta.DeltaError):
+        bindelta.apply(old[:100], delta)                # copies past its basis
+    with pytest.raises(bindelta.DeltaError):
+        bindelta.apply(old, delta[:-1])                 # cut short
+    with pytest.raises(bindelta.DeltaError):
+        bindelta.apply(old, b"BAD!" + delta[4:])
+
+
+def test_the_block_index_is_bounded_whatever_the_size() -> None:
+    assert bindelta.block_size(50 << 20) == 4096
+    for size in (1 << 30, 4 << 30, 1 << 40):
+        assert size // bindelta.block_size(size) <= bindelta.MAX_BLOCKS
+
+
+def _rewrite(path: Path, at_offset: int, length: int, seed: int) -> None:
+    with open(path, "r+b") as fh:
+        fh.seek(at_offset)
+        fh.write(random.Random(seed).randbytes(length))
+
+
+def test_a_big_binary_rewritten_in_place_twice_costs_what_changed(backup: Backup,
+                                                                   tmp_path: Path) -> None:
+    img = backup.src / "disk.img"
+    img.write_bytes(random.Random(1).randbytes(8 << 20))
+    at(backup, "2026-12-01T10:00:00", "versioned")
+    v1 = img.read_bytes()
+    _rewrite(img, 2 << 20, 256 << 10, 2)
+    at(backup, "2026-12-01T11:00:00", "versioned")
+    v2 = img.read_bytes()
+    grown_at = on_disk(backup.versions)
+    _rewrite(img, 5 << 20, 256 << 10, 3)
+    at(backup, "2026-12-01T12:00:00", "versioned")
+    v3 = img.read_bytes()
+    # the second change adds its delta (and the new whole copy replaces the old one)
+    assert on_disk(backup.versions) - grown_at < 300 << 10, on_disk(backup.versions) - grown_at
+    rows = history_of(backup, "disk.img")
+    assert [r.kind for r in rows] == ["baseline", "delta", "delta"]
+    assert rebuilt(backup, "disk.img") == [v1, v2, v3]
+    runs = [__import__("json").loads(line)["run_id"] for line in backup.runs()]
+    for run_id, want in zip(runs, [v1, v2, v3], strict=True):
+        into = tmp_path / run_id
+        code, out = backup.run("restore", str(img), "--at", run_id, "--to", str(into))
+        assert code == 0, out
+        assert (into / "disk.img").read_bytes() == want
+    code, out = backup.run("verify", "--deep")
+    assert code == 0, out
+    # by hand, as the README says: rdiff patch, baseline first
+    work = tmp_path / "hand"
+    shutil.copy(backup.versions / os.fsdecode(rows[0].store) / os.fsdecode(rows[0].object),
+                work)
+    for row, want in zip(rows[1:], [v2, v3], strict=True):
+        delta = backup.versions / os.fsdecode(row.store) / os.fsdecode(row.object)
+        assert delta.name.endswith(".rdiff")
+        subprocess.run([_rdiff(), "patch", str(work), str(delta), str(tmp_path / "next")],
+                       check=True)
+        os.replace(tmp_path / "next", work)
+        assert work.read_bytes() == want
+    out = backup.doit("history", str(img), check=True).stdout
+    assert " delta " in out
+
+
+def test_a_text_file_over_max_diff_bytes_is_a_delta(backup: Backup) -> None:
+    backup.write_plan(versioned={"max_diff_bytes": "64KiB"})
+    log = backup.src / "app.log"
+    lines = [f"2026-12-01 line {i} something happened\n".encode() for i in range(20000)]
+    log.write_bytes(b"".join(lines))
+    at(backup, "2026-12-01T10:00:00", "versioned")
+    lines[5000] = b"changed\n"
+    log.write_bytes(b"".join(lines) + b"one more line\n")
+    at(backup, "2026-12-01T11:00:00", "versioned")
+    rows = history_of(backup, "app.log")
+    assert [r.kind for r in rows] == ["baseline", "delta"]
+    obj = backup.versions / os.fsdecode(rows[1].store) / os.fsdecode(rows[1].object)
+    assert obj.stat().st_size < 20_000
+    assert rebuilt(backup, "app.log")[-1] == log.read_bytes()
+
+
+def test_a_damaged_whole_copy_is_not_a_basis(backup: Backup) -> None:
+    """A delta against a whole copy that no longer holds the version it names would
+    rebuild the wrong bytes: the new version is kept whole instead."""
+    img = backup.src / "a.bin"
+    img.write_bytes(random.Random(4).randbytes(200_000))
+    at(backup, "2026-12-01T10:00:00", "versioned")
+    stored = whole(backup, "a.bin")
+    data = bytearray(stored.read_bytes())
+    data[100] ^= 1
+    os.chmod(stored, 0o600)
+    stored.write_bytes(bytes(data))                        # damaged on disk
+    _rewrite(img, 1000, 100, 5)
+    at(backup, "2026-12-01T11:00:00", "versioned")
+    assert [r.kind for r in history_of(backup, "a.bin")] == ["baseline", "full"]
+    assert whole(backup, "a.bin").read_bytes() == img.read_bytes()
+
+
+def test_prune_rebases_deltas(backup: Backup, tmp_path: Path) -> None:
+    img = backup.src / "a.bin"
+    img.write_bytes(random.Random(6).randbytes(1 << 20))
+    versions = []
+    for hour, offset in enumerate((0, 100_000, 300_000, 700_000)):
+        if hour:
+            _rewrite(img, offset, 50_000, hour)
+        at(backup, f"2026-12-01T1{hour}:00:00", "versioned")
+        versions.append(img.read_bytes())
+    assert [r.kind for r in history_of(backup, "a.bin")] == ["baseline"] + ["delta"] * 3
+    before = on_disk(backup.versions)
+    code, out = backup.run("prune", "--keep-last", "2")
+    assert code == 0, out
+    rows = history_of(backup, "a.bin")
+    assert [r.kind for r in rows] == ["baseline", "delta"]
+    assert rebuilt(backup, "a.bin") == versions[2:]
+    assert on_disk(backup.versions) <= before
+    code, out = backup.run("verify", "--deep")
+    assert code == 0, out
