@@ -697,16 +697,14 @@ class Catalog:
         nobody's (None)?  The catalog, never the names on disk, says."""
         if self.conn is None:
             return None
-        for table in ("versions", "aliases"):
-            if self.conn.execute(f"select 1 from {table} where source=? and store=? limit 1",
-                                 (source, place)).fetchone():
-                return "store"
-        for table in ("versions", "aliases"):
-            if self.conn.execute(f"select 1 from {table} where source=? and store>=? and "
-                                 "store<? limit 1", (source, place + b"/", place + b"0")
-                                 ).fetchone():
-                return "container"
-        return None
+        inner = (source, place + b"/", place + b"0")
+        store, container = self.conn.execute(
+            "select exists(select 1 from versions where source=? and store=?) "
+            "or exists(select 1 from aliases where source=? and store=?), "
+            "exists(select 1 from versions where source=? and store>=? and store<?) "
+            "or exists(select 1 from aliases where source=? and store>=? and store<?)",
+            (source, place, source, place, *inner, *inner)).fetchone()
+        return "store" if store else "container" if container else None
 
     def referenced(self, source: str, place: bytes) -> set[bytes]:
         """Everything the rows of one history folder name, relative to it: the objects

@@ -243,9 +243,10 @@ class History:
             self._same_bytes(name, live, cst, racy, store_rel)
             return
         try:
+            fresh = not os.path.lexists(hist)     # a new history folder holds no orphans
             self.opened.makedirs(hist)
             kind, obj, stamp, obj_sha, copy = self._store_version(name, hist, tmp, cst, prev,
-                                                                  sha)
+                                                                  sha, fresh)
         except OSError as exc:
             store.remove(tmp)
             self._fail(name, exc.strerror or str(exc))
@@ -255,8 +256,10 @@ class History:
             time=stamp, run_id=self.run.run_id, note=self.run.options.note, store=store_rel,
             object=obj, size=cst.st_size, sha256=sha, mode=cst.st_mode,
             mtime_ns=cst.st_mtime_ns, ctime_ns=cst.st_ctime_ns, ino=cst.st_ino, target=None,
-            recorded=self.run.started, object_sha256=obj_sha, racy=int(racy) or None)
-        self.catalog.set_copy(self.source.name, self.rel, name, row_id, copy)
+            recorded=self.run.started, object_sha256=obj_sha, racy=int(racy) or None,
+            copy=copy)
+        if prev is not None and prev.copy is not None:
+            self.catalog.set_copy(self.source.name, self.rel, name, row_id, copy)
         # what the history grows by: the object, and the new whole copy less the one it
         # supersedes (removed once this commits)
         written = 0 if os.path.join(hist, obj) in self.linked else \
@@ -312,7 +315,7 @@ class History:
         return None
 
     def _store_version(self, name: bytes, hist: bytes, tmp: bytes, cst: os.stat_result,
-                       prev: Row | None, sha: str
+                       prev: Row | None, sha: str, fresh: bool = False
                        ) -> tuple[str, bytes, str, str, bytes | None]:
         """Write the version's object (step 1): the baseline of a new file, else a diff
         from the version before it (and the new version whole, as its copy), else a
@@ -321,7 +324,8 @@ class History:
         Returns (kind, object, version time, sha256 of the object, whole copy or None).
         """
         stamp = self._stamp(name)
-        self._remove_orphans(name, hist)
+        if not fresh:
+            self._remove_orphans(name, hist)
         if prev is None:
             obj = self._unused(hist, baseline_name(name, self.run.stamp[:10]))
             self._place(tmp, os.path.join(hist, obj), sha, cst.st_size)
