@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from . import bindelta, store, textdiff
-from .catalog import CHANGE_KINDS, CONTENT_KINDS, Row
+from .catalog import CHANGE_KINDS, CONTENT_KINDS, WHOLE_KINDS, Row
 
 
 class RebuildError(Exception):
@@ -63,16 +63,113 @@ def versions(root: Path, history: list[Row]) -> Iterator[tuple[Row, bytes | None
         yield row, data, None
 
 
-def rebuild(root: Path, history: list[Row], target: Row) -> bytes:
-    """The bytes of ``target`` (a baseline, diff or full row of ``history``; a ``meta``
-    row, a new mode only, has the bytes of the content version before it)."""
+def content_row(history: list[Row], target: Row) -> Row:
+    """The row whose bytes ``target`` has: itself, or for a ``meta`` row (a new mode
+    or mtime alone) the content version before it."""
     if target.kind == "meta":
         before = [r for r in history if r.id < target.id and r.kind in CONTENT_KINDS]
         if not before:
             raise RebuildError("no content version before this mode change")
-        target = before[-1]
+        return before[-1]
     if target.kind not in CONTENT_KINDS:
         raise RebuildError(f"{target.kind} row has no content")
+    return target
+
+
+def write_version(root: Path, history: list[Row], target: Row, out: int, scratch: bytes
+                  ) -> None:
+    """Write the bytes of ``target`` into the new, empty file ``out`` (holes kept),
+    without holding them in memory where the history allows: a whole object (the
+    newest version's copy, a baseline, a full copy) is copied, and a chain of binary
+    deltas is applied delta by delta through temporary files in ``scratch``; a
+    chain with text diffs (files up to ``max_diff_bytes``) is rebuilt in memory.
+    Every result is checked against the catalog's sha256 (RebuildError)."""
+    target = content_row(history, target)
+    base = os.fsencode(root)
+    if target.whole is not None and _copy_checked(base, target, target.whole, out):
+        return
+    os.ftruncate(out, 0)
+    chain = [r for r in history if r.id <= target.id and r.kind in CONTENT_KINDS]
+    start = max((i for i, r in enumerate(chain) if r.kind in WHOLE_KINDS), default=None)
+    steps = chain[start + 1:] if start is not None else []
+    if start is None or any(r.kind != "delta" for r in steps) or not steps:
+        sink = store.SparseSink(out)
+        sink.write(rebuild(root, history, target))
+        sink.close()
+        return
+    first = chain[start]
+    assert first.store is not None and first.object is not None
+    try:
+        current = store.open_under(base, os.path.join(first.store, first.object))
+    except OSError as exc:
+        raise RebuildError(f"{os.fsdecode(os.path.join(base, first.store, first.object))}: "
+                           f"{exc.strerror or exc}") from None
+    temps: list[bytes] = []
+    try:
+        for row in steps:
+            last = row is steps[-1]
+            if last:
+                dest = out
+            else:
+                temps.append(store.tmp_name(scratch))
+                dest = os.open(temps[-1], os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                               0o600)
+            try:
+                _apply_checked(base, current, row, dest)
+            except BaseException:
+                if not last:
+                    os.close(dest)
+                raise
+            os.close(current)
+            current = dest if not last else -1
+            if len(temps) > 1:                   # the one before is no longer needed
+                store.remove(temps.pop(0))
+    finally:
+        if current != -1:
+            os.close(current)
+        for temp in temps:
+            store.remove(temp)
+
+
+def _copy_checked(base: bytes, row: Row, rel: bytes, out: int) -> bool:
+    """Copy a stored whole file into ``out``; whether its bytes were the version's."""
+    assert row.store is not None
+    try:
+        fd = store.open_under(base, os.path.join(row.store, rel))
+    except OSError:
+        return False
+    try:
+        return store.copy_data(fd, out, hashlib.sha256()) == row.sha256
+    finally:
+        os.close(fd)
+
+
+def _apply_checked(base: bytes, basis: int, row: Row, out: int) -> None:
+    """Apply one delta row to the file ``basis`` into ``out``, checking the result."""
+    assert row.store is not None and row.object is not None
+    where = os.path.join(base, row.store, row.object)
+    digest = hashlib.sha256()
+    sink = store.SparseSink(out)
+
+    def write(data: bytes) -> None:
+        digest.update(data)
+        sink.write(data)
+    try:
+        delta = store.open_under(base, os.path.join(row.store, row.object))
+        with os.fdopen(delta, "rb") as fh:
+            bindelta.patch(basis, fh, write)
+    except (OSError, bindelta.DeltaError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise RebuildError(f"{os.fsdecode(where)}: {detail}") from None
+    sink.close()
+    if digest.hexdigest() != row.sha256:
+        raise RebuildError(f"{os.fsdecode(where)}: rebuilt bytes do not match the checksum")
+
+
+def rebuild(root: Path, history: list[Row], target: Row) -> bytes:
+    """The bytes of ``target`` (a baseline, diff or full row of ``history``; a ``meta``
+    row, a new mode only, has the bytes of the content version before it)."""
+    target = content_row(history, target)
     if target.copy is not None:              # the newest version, kept whole
         assert target.store is not None
         try:

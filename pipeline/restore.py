@@ -18,7 +18,7 @@ from . import faults, store
 from .catalog import CONTENT_KINDS, Catalog, Row
 from .errors import SnapbackError, UsageError
 from .paths import Target
-from .rebuild import RebuildError, rebuild
+from .rebuild import RebuildError, write_version
 from .show import display
 
 
@@ -272,7 +272,6 @@ def _write(item: Item, to_b: bytes, root: Path, force: bool) -> None:
         return
     src = _open_mirror_file(item.source_file) if item.source_file is not None else None
     try:
-        data = _content(item, root) if src is None else b""
         # written under a temporary name, its mode and mtime set, then renamed: a kill
         # leaves the old file or the whole new one, never a partial file under the name;
         # holes stay holes (the mirror's, asked with SEEK_DATA; a rebuilt version's
@@ -288,7 +287,7 @@ def _write(item: Item, to_b: bytes, root: Path, force: bool) -> None:
             if src is not None:
                 store.copy_data(src, fd)
             else:
-                store.write_sparse(fd, data)
+                _write_content(item, root, fd, parent)
         finally:
             os.close(fd)
             if src is not None:
@@ -321,10 +320,12 @@ def _open_mirror_file(path: bytes) -> int:
     return fd
 
 
-def _content(item: Item, root: Path) -> bytes:
+def _write_content(item: Item, root: Path, fd: int, scratch: bytes) -> None:
+    """The version's bytes into ``fd``, streamed where the history allows (a 4 GB
+    file restores in bounded memory: rebuild.write_version)."""
     assert item.row is not None and item.row.kind in (*CONTENT_KINDS, "meta")
     try:
-        return rebuild(root, list(item.history), item.row)
+        write_version(root, list(item.history), item.row, fd, scratch)
     except RebuildError as exc:
         raise SnapbackError(f"cannot rebuild {os.fsdecode(item.rel)}: {exc}") from None
 

@@ -264,6 +264,42 @@ def write_sparse(out: int, data: bytes, block: int = 4096) -> None:
     os.ftruncate(out, size)
 
 
+class SparseSink:
+    """Writes a stream of bytes into the new, empty file ``fd`` from offset 0, leaving
+    each all-zero 4 KiB block (at a 4 KiB offset) as a hole; ``close`` sets the
+    size.  A version rebuilt piece by piece keeps its holes and never sits whole in
+    memory."""
+
+    BLOCK = 4096
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.pos = fd, 0
+
+    def write(self, data: bytes) -> None:
+        view, n, i = memoryview(data), len(data), 0
+        run = None                            # where the data being gathered starts
+        while i < n:
+            step = min(self.BLOCK - (self.pos + i) % self.BLOCK, n - i)
+            zero = step == self.BLOCK and view[i:i + step] == _ZEROS[:self.BLOCK]
+            if zero and run is not None:
+                self._put(view[run:i], self.pos + run)
+                run = None
+            elif not zero and run is None:
+                run = i
+            i += step
+        if run is not None:
+            self._put(view[run:], self.pos + run)
+        self.pos += n
+
+    def _put(self, data: memoryview, at: int) -> None:
+        while data:
+            done = os.pwrite(self.fd, data, at)
+            data, at = data[done:], at + done
+
+    def close(self) -> None:
+        os.ftruncate(self.fd, self.pos)
+
+
 def _write_at(out: int, data: bytes, start: int, end: int) -> None:
     os.lseek(out, start, os.SEEK_SET)
     _write_all(out, memoryview(data)[start:end])
