@@ -114,7 +114,8 @@ FORMAT = 4          # pragma user_version of the catalog this code writes (and r
 CONTENT_KINDS = ("baseline", "diff", "delta", "full")  # "meta": a new mode, the bytes before it
 WHOLE_KINDS = ("baseline", "full")              # an object that is the version itself
 CHANGE_KINDS = ("diff", "delta")                # a text diff or a binary delta from the one before
-SQL_CONTENT = "(" + ",".join(f"'{k}'" for k in CONTENT_KINDS) + ")"
+SQL_CONTENT, SQL_WHOLE, SQL_CHANGE = ("(" + ",".join(f"'{k}'" for k in kinds) + ")"
+                                      for kinds in (CONTENT_KINDS, WHOLE_KINDS, CHANGE_KINDS))
 # Format 1 -> 2: what change detection compares, and the folders table (created by SCHEMA).
 UPGRADE_1 = """
 alter table versions add column ctime_ns integer;
@@ -550,6 +551,17 @@ class Catalog:
         assert self.conn is not None
         self.conn.executemany("delete from versions where id=?", [(i,) for i in row_ids])
 
+
+    def chain_length(self, source: str, folder: bytes, name: bytes) -> int:
+        """How many diffs and deltas follow a path's last whole object (baseline or
+        full copy): what rebuilding its newest version applies."""
+        assert self.conn is not None
+        where = "source=? and dir=? and name=?"
+        (count,) = self.conn.execute(
+            f"select count(*) from versions where {where} and kind in {SQL_CHANGE} and id > "
+            f"coalesce((select max(id) from versions where {where} and kind in {SQL_WHOLE}), 0)",
+            (source, folder, name, source, folder, name)).fetchone()
+        return int(count)
 
     def times(self, source: str, folder: bytes, name: bytes) -> set[str]:
         if self.conn is None:

@@ -38,6 +38,7 @@ from .catalog import Catalog, Row
 from .layout import baseline_name, version_names
 from .plan import Source
 from .protect import Opened
+from .rebuild import RebuildError, rebuild
 from .session import DELETED, FAILED, NEW, UPDATED, Event, FolderJob, Session, SweepJob, action
 from .show import plural
 from .snapshot import folder_change
@@ -85,6 +86,9 @@ def unique_stamp(catalog: Catalog, source: str, folder: bytes, name: bytes, base
     while stamp in taken:
         stamp, n = f"{base}_{n}", n + 1
     return stamp
+
+
+COPY_AFTER = 8          # a diff's version is kept whole too from this many changes on
 
 
 class History:
@@ -318,8 +322,11 @@ class History:
                        prev: Row | None, sha: str, fresh: bool = False
                        ) -> tuple[str, bytes, str, str, bytes | None]:
         """Write the version's object (step 1): the baseline of a new file, else a diff
-        from the version before it (and the new version whole, as its copy), else a
-        full copy.  Every name is new in this history folder.
+        or a binary delta from the version before it, else a full copy.  A delta's
+        version is also kept whole, as its copy (the next delta's basis, read as a
+        stream); so is a diff's once ``COPY_AFTER`` changes follow the last whole
+        object, so that no diff needs a longer chain rebuilt first.  Every name is new
+        in this history folder.
 
         Returns (kind, object, version time, sha256 of the object, whole copy or None).
         """
@@ -334,7 +341,10 @@ class History:
         diff_name, full_name = self._unused(hist, diff_name), self._unused(hist, full_name)
         diff = self._diff(name, hist, tmp, cst, prev)
         delta = None if diff is not None else self._delta(hist, tmp, cst, prev, sha)
-        self.opened.makedirs(os.path.join(hist, layout.versions_dir(name)))
+        copy = delta is not None or diff is None or self.catalog.chain_length(
+            self.source.name, self.rel, name) + 1 >= COPY_AFTER
+        if copy:
+            self.opened.makedirs(os.path.join(hist, layout.versions_dir(name)))
         if diff is not None or delta is not None:
             self.opened.makedirs(os.path.join(hist, layout.diffs_dir(name)))
         if diff is not None:
@@ -348,9 +358,13 @@ class History:
             finally:
                 store.remove(delta_tmp)
             self.opened.wrote(os.path.join(hist, diff_name))
-        self._place(tmp, os.path.join(hist, full_name), sha, cst.st_size)
+        if copy:
+            self._place(tmp, os.path.join(hist, full_name), sha, cst.st_size)
+        else:
+            store.remove(tmp)
         if diff is not None:
-            return "diff", diff_name, stamp, hashlib.sha256(diff).hexdigest(), full_name
+            return ("diff", diff_name, stamp, hashlib.sha256(diff).hexdigest(),
+                    full_name if copy else None)
         if delta is not None:
             return "delta", diff_name, stamp, delta[1], full_name
         return "full", full_name, stamp, sha, None
@@ -399,17 +413,26 @@ class History:
 
     def _diff(self, name: bytes, hist: bytes, tmp: bytes, cst: os.stat_result,
               prev: Row) -> bytes | None:
-        """The unified diff previous -> new, or None when the version is kept whole."""
+        """The unified diff previous -> new, or None when the version is kept whole.
+        The previous version is its whole file, or rebuilt from its chain (a text file
+        under ``max_diff_bytes``, fewer than ``COPY_AFTER`` diffs)."""
         whole = prev.whole
-        if cst.st_size > self.max_diff or (prev.size or 0) > self.max_diff or whole is None:
+        if cst.st_size > self.max_diff or (prev.size or 0) > self.max_diff:
             return None
-        try:     # never through a link, never from a device: the backup may be tampered
-            old = store.read_under(self.root, os.path.join(
-                os.path.relpath(hist, self.root), whole))
-        except OSError:
-            return None
-        if hashlib.sha256(old).hexdigest() != prev.sha256:
-            return None                          # damaged: keep the new version whole
+        if whole is None:
+            try:
+                old = rebuild(Path(os.fsdecode(self.root)),
+                              self.catalog.history(self.source.name, self.rel, name), prev)
+            except RebuildError:
+                return None                      # damaged: keep the new version whole
+        else:
+            try:  # never through a link, never from a device: the backup may be tampered
+                old = store.read_under(self.root, os.path.join(
+                    os.path.relpath(hist, self.root), whole))
+            except OSError:
+                return None
+            if hashlib.sha256(old).hexdigest() != prev.sha256:
+                return None                      # damaged: keep the new version whole
         with open(tmp, "rb") as fh:
             new = fh.read()
         if old == new or not (textdiff.is_text(old) and textdiff.is_text(new)):

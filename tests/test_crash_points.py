@@ -119,13 +119,16 @@ def test_a_run_killed_between_its_commit_and_its_removals_is_finished_by_the_nex
     """The whole copies a commit superseded (the catalog's garbage) are removed by the
     next run of any mode, even one that finds nothing changed (adversary of issue 22:
     after a killed `all`, no later backup removed them)."""
-    make_tree(backup.src, {f"t{i}.txt": f"v0 {i}\n" for i in range(3)})
+    def content(version: int, i: int) -> bytes:       # binaries: deltas, and whole copies
+        return bytes(range(256)) * 40 + f"v{version} {i}".encode() + bytes(range(256)) * 40
+
+    make_tree(backup.src, {f"t{i}.bin": content(0, i) for i in range(3)})
     for version in (1, 2):
         for i in range(3):
-            (backup.src / f"t{i}.txt").write_text(f"v{version} {i}\n" * 3)
+            (backup.src / f"t{i}.bin").write_bytes(content(version, i))
         backup.doit("all", check=True)
     for i in range(3):
-        (backup.src / f"t{i}.txt").write_text(f"v3 {i}\n" * 4)
+        (backup.src / f"t{i}.bin").write_bytes(content(3, i))
     killed = backup.doit("all", env={"SNAPBACK_FAULT": "remove:1"})
     assert killed.returncode == -signal.SIGKILL
     backup.doit(mode, check=True)                       # nothing left to back up

@@ -47,12 +47,14 @@ def test_a_damaged_object_is_not_shared(backup: Backup) -> None:
 def test_a_stored_object_names_its_file(backup: Backup) -> None:
     """PATH may be any stored object inside the history: its baseline, a diff, a whole
     copy (there is no current copy to name any more)."""
-    make_tree(backup.src, {"d": {"a.txt": "one\n"}})
+    make_tree(backup.src, {"d": {"a.bin": bytes(range(256)) * 80}})
     backup.doit("versioned", check=True)
-    (backup.src / "d" / "a.txt").write_text("one\ntwo\n")
+    (backup.src / "d" / "a.bin").write_bytes(bytes(range(256)) * 81)      # a delta and a copy
     backup.doit("versioned", check=True)
-    hist = backup.versions / "d" / "a.txt"
-    for stored in [*hist.glob("a-baseline-*"), *(hist / "a.txt_diffs").iterdir(),
-                   *(hist / "a.txt_versions").iterdir()]:
+    hist = backup.versions / "d" / "a.bin"
+    stored_files = [*hist.glob("a-baseline-*"), *(hist / "a.bin_diffs").iterdir(),
+                    *(hist / "a.bin_versions").iterdir()]
+    assert len(stored_files) == 3, stored_files
+    for stored in stored_files:
         out = backup.doit("history", str(stored), check=True).stdout
-        assert out.startswith("src/d/a.txt:"), (stored, out)
+        assert out.startswith("src/d/a.bin:"), (stored, out)

@@ -45,9 +45,8 @@ def test_layout_baseline_diff_and_full_copies(backup: Backup) -> None:
     diffs = list((hist / "notes.md_diffs").iterdir())
     assert len(diffs) == 1 and diffs[0].name.startswith("notes.md_v") and diffs[0].suffix == ".diff"
     assert "+two" in diffs[0].read_text()
-    # the newest version is kept whole too, in _versions/, under a name of its own
-    assert whole(backup, "docs/notes.md").read_text() == "one\ntwo\n"
-    assert whole(backup, "docs/notes.md").parent == hist / "notes.md_versions"
+    # a short chain of diffs keeps no whole copy: the newest version is rebuilt
+    assert not (hist / "notes.md_versions").exists()
     assert len(list((backup.versions / "docs" / "logo.png" / "logo.png_versions").iterdir())) == 1
     assert len(list((backup.versions / "docs" / "big.txt" / "big.txt_versions").iterdir())) == 1
     assert [r.kind for r in history_of(backup, "docs/big.txt")] == ["baseline", "full"]
@@ -88,7 +87,7 @@ def test_deleted_file_keeps_history_and_comes_back_in_it(backup: Backup) -> None
     backup.doit("versioned", check=True)
     (backup.src / "a.txt").unlink()
     assert lines(backup.doit("versioned", check=True).stdout, "deleted") == ["src/a.txt"]
-    assert whole(backup, "a.txt").read_text() == "v2\n"   # history kept
+    assert rebuilt(backup, "a.txt")[-2:] == [b"v2\n", None]   # history kept
     (backup.src / "a.txt").write_text("v3\n")
     assert lines(backup.doit("versioned", check=True).stdout, "new") == ["src/a.txt"]
     kinds = [r.kind for r in history_of(backup, "a.txt")]
@@ -204,3 +203,28 @@ def test_baseline_names() -> None:
     assert baseline_name(b".bashrc", "2026-11-24") == b".bashrc-baseline-2026-11-24"
     assert baseline_name(b"Makefile", "2026-11-24") == b"Makefile-baseline-2026-11-24"
     assert baseline_name(b"a.tar.gz", "2026-11-24") == b"a.tar-baseline-2026-11-24.gz"
+
+
+def test_a_long_chain_of_diffs_keeps_the_newest_version_whole(backup: Backup) -> None:
+    """Fewer than COPY_AFTER diffs after the baseline: no whole copy (the history costs
+    what changed); from then on the newest version is kept whole as well, so no
+    change ever rebuilds a longer chain first."""
+    from pipeline.versioned import COPY_AFTER
+    text = "".join(f"line {n}\n" for n in range(200))
+    make_tree(backup.src, {"a.txt": text})
+    backup.doit("versioned", check=True)
+    hist = backup.versions / "a.txt"
+    for n in range(1, COPY_AFTER + 2):
+        text += f"change {n}\n"
+        (backup.src / "a.txt").write_text(text)
+        backup.doit("versioned", check=True)
+        rows = history_of(backup, "a.txt")
+        copies = [r.copy for r in rows if r.copy is not None]
+        if n < COPY_AFTER:
+            assert copies == [] and not (hist / "a.txt_versions").exists(), n
+        else:
+            assert copies == [rows[-1].copy], n          # the newest only
+            assert len(list((hist / "a.txt_versions").iterdir())) == 1, n
+    assert [r.kind for r in history_of(backup, "a.txt")] == ["baseline"] + ["diff"] * (COPY_AFTER + 1)
+    assert rebuilt(backup, "a.txt")[-1] == text.encode()
+    assert backup.doit("verify", "--deep").returncode == 0
