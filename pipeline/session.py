@@ -259,7 +259,7 @@ class Session:
             self.notes.append(f"snapback: taking over the lock left by a run that is gone "
                               f"({taken_over})")
 
-    @property
+    @functools.cached_property
     def staging(self) -> bytes:
         """Where writes of the versioned history are prepared (same filesystem)."""
         return os.fsencode(self.meta_dir / "tmp")

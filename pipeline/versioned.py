@@ -112,6 +112,7 @@ class History:
         self.in_line: os.stat_result | None = None
         self.signed: tuple[bytes | None, bytes, int | None] = (None, b"", None)
         self._container_cache: bytes | None = None
+        self._real: set[bytes] = set()    # folders above history folders, checked
         self.catalog.begin()
         self.opened = Opened(current.protected)
 
@@ -218,8 +219,21 @@ class History:
         return place
 
     def _stamp(self, name: bytes) -> str:
-        """This run's version time, made unique for this path."""
+        """This run's version time, made unique for this path (a path with no row yet
+        has no version time to avoid)."""
+        if name not in self.latest:
+            return self.run.stamp
         return unique_stamp(self.catalog, self.source.name, self.rel, name, self.run.stamp)
+
+    def _ensure_real_dirs(self, store_rel: bytes) -> None:
+        """Refuse to write below a link or file planted where the history has a folder
+        (store.ensure_real_dirs); the folders above a history folder, checked once per
+        folder task."""
+        parent, _, last = store_rel.rpartition(b"/")
+        if parent not in self._real:
+            store.ensure_real_dirs(self.root, parent)
+            self._real.add(parent)
+        store.ensure_real_dirs(os.path.join(self.root, parent) if parent else self.root, last)
 
     # -- entries -----------------------------------------------------------------
     def file(self, name_s: str, st: os.stat_result) -> None:
@@ -228,14 +242,16 @@ class History:
         live = row if row is not None and row.entry == "file" and row.live else None
         if live is not None and change.unchanged(live.stored, st, self.checker):
             return
-        prev = self.catalog.last_content(self.source.name, self.rel, name)
+        # a path with no row at all has no content version (one query fewer per new file)
+        prev = self.catalog.last_content(self.source.name, self.rel, name) \
+            if row is not None else None
         store_rel = prev.store if prev is not None else self._new_store(name)
         assert store_rel is not None
         hist = os.path.join(self.root, store_rel)
         if not self.writes:
             self._dry_file(name, st, prev, live)
             return
-        store.ensure_real_dirs(self.root, store_rel)
+        self._ensure_real_dirs(store_rel)
         copied = self._copy(name, hist)
         if copied is None:
             return
