@@ -26,6 +26,7 @@ not much smaller than the file (``limit``) is abandoned: the version is stored w
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
 import os
@@ -124,13 +125,14 @@ class _TooBig(Exception):
 Reader = Callable[[int, int], bytes]      # (length, offset) -> bytes, as os.pread
 
 
-def make(old_fd: int, new_fd: int, out: BinaryIO, limit: int) -> tuple[int | None, str]:
+def make(old_at: Reader, old_size: int, new_fd: int, out: BinaryIO, limit: int
+         ) -> tuple[int | None, str]:
     """Write the delta old -> new to ``out``.  Returns its size, or None when it would
     pass ``limit`` bytes (then ``out`` holds a partial delta: discard it), and the
-    sha256 of the old file as read (the caller checks it is the version it means).
-    Both files are read with pread; neither is held in memory."""
-    return _make(lambda n, at: os.pread(old_fd, n, at), os.fstat(old_fd).st_size,
-                 lambda n, at: os.pread(new_fd, n, at), out, limit)
+    sha256 of the old version as read (the caller checks it is the version it
+    means).  The old version is read by ``old_at`` (as os.pread: a file, or a
+    ``Chain``), the new file with pread; neither is held in memory."""
+    return _make(old_at, old_size, lambda n, at: os.pread(new_fd, n, at), out, limit)
 
 
 def make_bytes(old: bytes, new: bytes, limit: int) -> bytes | None:
@@ -244,9 +246,9 @@ def _read_exact(fh: BinaryIO, n: int) -> bytes:
     return data
 
 
-def commands(delta: BinaryIO) -> Iterator[tuple[int, int, bytes | None]]:
-    """The delta's commands: (offset, length, None) copies from the basis,
-    (0, length, bytes) is new bytes."""
+def _ops(delta: BinaryIO) -> Iterator[tuple[int, int, int]]:
+    """The delta's commands as (offset, length, -1) for a copy from the basis and
+    (0, length, position of the bytes in the delta) for new bytes, which are skipped."""
     if struct.unpack(">I", _read_exact(delta, 4))[0] != MAGIC:
         raise DeltaError("not a librsync delta")
     while True:
@@ -255,28 +257,42 @@ def commands(delta: BinaryIO) -> Iterator[tuple[int, int, bytes | None]]:
             if delta.read(1):
                 raise DeltaError("data after the end of the delta")
             return
-        if 1 <= op <= 64:
-            yield 0, op, _read_exact(delta, op)
-        elif op in OP_LITERAL_N:
-            w = WIDTHS[OP_LITERAL_N.index(op)]
-            length = struct.unpack(FORMATS[w], _read_exact(delta, w))[0]
-            while length:
-                part = min(length, READ)
-                yield 0, part, _read_exact(delta, part)
-                length -= part
+        if 1 <= op <= 64 or op in OP_LITERAL_N:
+            if op <= 64:
+                length = op
+            else:
+                w = WIDTHS[OP_LITERAL_N.index(op)]
+                length = struct.unpack(FORMATS[w], _read_exact(delta, w))[0]
+            at = delta.tell()
+            yield 0, length, at
+            delta.seek(at + length)
         elif OP_COPY <= op < OP_COPY + 16:
             wo, wl = WIDTHS[(op - OP_COPY) // 4], WIDTHS[(op - OP_COPY) % 4]
             offset = struct.unpack(FORMATS[wo], _read_exact(delta, wo))[0]
             length = struct.unpack(FORMATS[wl], _read_exact(delta, wl))[0]
-            yield offset, length, None
+            yield offset, length, -1
         else:
             raise DeltaError(f"unknown delta command 0x{op:02x}")
 
 
-def patch(old_fd: int, delta: BinaryIO, write: Callable[[bytes], object]) -> None:
-    """Apply ``delta`` to the file ``old_fd``, handing the new bytes to ``write`` in
-    pieces of at most 1 MiB."""
-    old_size = os.fstat(old_fd).st_size
+def commands(delta: BinaryIO) -> Iterator[tuple[int, int, bytes | None]]:
+    """The delta's commands: (offset, length, None) copies from the basis,
+    (0, length, bytes) is new bytes (in pieces of at most 1 MiB)."""
+    for offset, length, at in _ops(delta):
+        if at < 0:
+            yield offset, length, None
+            continue
+        delta.seek(at)
+        while length:
+            part = min(length, READ)
+            yield 0, part, _read_exact(delta, part)
+            length -= part
+
+
+def patch(old_at: Reader, old_size: int, delta: BinaryIO, write: Callable[[bytes], object]
+          ) -> None:
+    """Apply ``delta`` to the basis read by ``old_at`` (as os.pread), handing the new
+    bytes to ``write`` in pieces of at most 1 MiB."""
     for offset, length, data in commands(delta):
         if data is not None:
             write(data)
@@ -284,11 +300,64 @@ def patch(old_fd: int, delta: BinaryIO, write: Callable[[bytes], object]) -> Non
         if offset + length > old_size:
             raise DeltaError("the delta copies past the end of its basis")
         while length:
-            part = os.pread(old_fd, min(length, READ), offset)
+            part = old_at(min(length, READ), offset)
             if not part:
                 raise DeltaError("the basis ended while it was read")
             write(part)
             offset, length = offset + len(part), length - len(part)
+
+
+class Chain:
+    """One version of a file as pieces of stored files: a whole file (a baseline or
+    full copy) with deltas applied on top, none of them written out.  ``read`` is
+    os.pread's; memory is the list of pieces (at most the deltas' commands), never
+    the file.  The next delta's basis, and a restore, read a version this way."""
+
+    def __init__(self, fd: int) -> None:
+        self.size = os.fstat(fd).st_size
+        self.starts = [0]
+        self.pieces: list[tuple[int, int, int]] = [(self.size, fd, 0)]  # (length, fd, at)
+
+    def apply(self, delta_fd: int) -> None:
+        """The version the delta in ``delta_fd`` makes of this one (fd kept open)."""
+        starts: list[int] = []
+        pieces: list[tuple[int, int, int]] = []
+        pos = 0
+        with os.fdopen(os.dup(delta_fd), "rb") as fh:
+            for offset, length, at in _ops(fh):
+                if at >= 0:
+                    starts.append(pos)
+                    pieces.append((length, delta_fd, at))
+                else:
+                    if offset + length > self.size:
+                        raise DeltaError("the delta copies past the end of its basis")
+                    for piece in self._slice(length, offset):
+                        starts.append(pos + piece[0])
+                        pieces.append(piece[1:])
+                pos += length
+        self.starts, self.pieces, self.size = starts, pieces, pos
+
+    def _slice(self, n: int, offset: int) -> Iterator[tuple[int, int, int, int]]:
+        """(position in the range, length, fd, at) of the pieces over [offset, +n)."""
+        i = max(bisect.bisect_right(self.starts, offset) - 1, 0)
+        done = 0
+        while done < n and i < len(self.pieces):
+            length, fd, at = self.pieces[i]
+            skip = offset + done - self.starts[i]
+            take = min(length - skip, n - done)
+            if take > 0:
+                yield done, take, fd, at + skip
+                done += take
+            i += 1
+
+    def read(self, n: int, offset: int) -> bytes:
+        out = []
+        for _pos, length, fd, at in self._slice(min(n, max(self.size - offset, 0)), offset):
+            data = os.pread(fd, length, at)
+            if len(data) != length:
+                raise DeltaError("a stored file ended while it was read")
+            out.append(data)
+        return b"".join(out)
 
 
 def apply(old: bytes, delta: bytes) -> bytes:
@@ -305,9 +374,9 @@ def apply(old: bytes, delta: bytes) -> bytes:
     return b"".join(out)
 
 
-def sha256_patched(old_fd: int, delta_path: bytes) -> str:
+def sha256_patched(old_at: Reader, old_size: int, delta_path: bytes) -> str:
     """The sha256 of what the delta rebuilds, without writing it."""
     digest = hashlib.sha256()
     with open(delta_path, "rb") as fh:
-        patch(old_fd, fh, digest.update)
+        patch(old_at, old_size, fh, digest.update)
     return digest.hexdigest()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from . import bindelta, store, textdiff
@@ -76,59 +77,69 @@ def content_row(history: list[Row], target: Row) -> Row:
     return target
 
 
-def write_version(root: Path, history: list[Row], target: Row, out: int, scratch: bytes
-                  ) -> None:
+def open_chain(root: bytes, history: list[Row], target: Row, fds: list[int]
+               ) -> bindelta.Chain | None:
+    """``target`` (a content row) as a ``bindelta.Chain``: its whole file, or the last
+    whole object before it and the binary deltas after it, opened (never through a
+    link) into ``fds``, which the caller closes.  None when a text diff is in the way
+    (those files are rebuilt in memory).  Raises OSError, bindelta.DeltaError."""
+    def opened(row: Row, rel: bytes) -> int:
+        assert row.store is not None
+        fds.append(store.open_under(root, os.path.join(row.store, rel)))
+        return fds[-1]
+
+    if target.whole is not None:
+        return bindelta.Chain(opened(target, target.whole))
+    content = [r for r in history if r.id <= target.id and r.kind in CONTENT_KINDS]
+    start = max((i for i, r in enumerate(content) if r.kind in WHOLE_KINDS), default=None)
+    if start is None or any(r.kind != "delta" for r in content[start + 1:]):
+        return None
+    first = content[start]
+    assert first.object is not None
+    chain = bindelta.Chain(opened(first, first.object))
+    for row in content[start + 1:]:
+        assert row.object is not None
+        chain.apply(opened(row, row.object))
+    return chain
+
+
+def write_version(root: Path, history: list[Row], target: Row, out: int) -> None:
     """Write the bytes of ``target`` into the new, empty file ``out`` (holes kept),
     without holding them in memory where the history allows: a whole object (the
     newest version's copy, a baseline, a full copy) is copied, and a chain of binary
-    deltas is applied delta by delta through temporary files in ``scratch``; a
-    chain with text diffs (files up to ``max_diff_bytes``) is rebuilt in memory.
-    Every result is checked against the catalog's sha256 (RebuildError)."""
+    deltas is read through (``open_chain``); a chain with text diffs (files up to
+    ``max_diff_bytes``) is rebuilt in memory.  Every result is checked against the
+    catalog's sha256 (RebuildError)."""
     target = content_row(history, target)
     base = os.fsencode(root)
     if target.whole is not None and _copy_checked(base, target, target.whole, out):
         return
     os.ftruncate(out, 0)
-    chain = [r for r in history if r.id <= target.id and r.kind in CONTENT_KINDS]
-    start = max((i for i, r in enumerate(chain) if r.kind in WHOLE_KINDS), default=None)
-    steps = chain[start + 1:] if start is not None else []
-    if start is None or any(r.kind != "delta" for r in steps) or not steps:
-        sink = store.SparseSink(out)
-        sink.write(rebuild(root, history, target))
+    fds: list[int] = []
+    try:
+        chain = open_chain(base, history, replace(target, copy=None), fds) \
+            if target.kind == "delta" else None
+        if chain is None:
+            sink = store.SparseSink(out)
+            sink.write(rebuild(root, history, target))
+            sink.close()
+            return
+        digest, sink, pos = hashlib.sha256(), store.SparseSink(out), 0
+        while pos < chain.size:
+            data = chain.read(bindelta.READ, pos)
+            digest.update(data)
+            sink.write(data)
+            pos += len(data)
         sink.close()
-        return
-    first = chain[start]
-    assert first.store is not None and first.object is not None
-    try:
-        current = store.open_under(base, os.path.join(first.store, first.object))
-    except OSError as exc:
-        raise RebuildError(f"{os.fsdecode(os.path.join(base, first.store, first.object))}: "
-                           f"{exc.strerror or exc}") from None
-    temps: list[bytes] = []
-    try:
-        for row in steps:
-            last = row is steps[-1]
-            if last:
-                dest = out
-            else:
-                temps.append(store.tmp_name(scratch))
-                dest = os.open(temps[-1], os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                               0o600)
-            try:
-                _apply_checked(base, current, row, dest)
-            except BaseException:
-                if not last:
-                    os.close(dest)
-                raise
-            os.close(current)
-            current = dest if not last else -1
-            if len(temps) > 1:                   # the one before is no longer needed
-                store.remove(temps.pop(0))
+    except (OSError, bindelta.DeltaError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise RebuildError(f"{os.fsdecode(target.path)} as of {target.time}: {detail}") from None
     finally:
-        if current != -1:
-            os.close(current)
-        for temp in temps:
-            store.remove(temp)
+        for fd in fds:
+            os.close(fd)
+    if digest.hexdigest() != target.sha256:
+        raise RebuildError(f"{os.fsdecode(target.path)} as of {target.time}: rebuilt bytes "
+                           "do not match the checksum")
 
 
 def _copy_checked(base: bytes, row: Row, rel: bytes, out: int) -> bool:
@@ -142,28 +153,6 @@ def _copy_checked(base: bytes, row: Row, rel: bytes, out: int) -> bool:
         return store.copy_data(fd, out, hashlib.sha256()) == row.sha256
     finally:
         os.close(fd)
-
-
-def _apply_checked(base: bytes, basis: int, row: Row, out: int) -> None:
-    """Apply one delta row to the file ``basis`` into ``out``, checking the result."""
-    assert row.store is not None and row.object is not None
-    where = os.path.join(base, row.store, row.object)
-    digest = hashlib.sha256()
-    sink = store.SparseSink(out)
-
-    def write(data: bytes) -> None:
-        digest.update(data)
-        sink.write(data)
-    try:
-        delta = store.open_under(base, os.path.join(row.store, row.object))
-        with os.fdopen(delta, "rb") as fh:
-            bindelta.patch(basis, fh, write)
-    except (OSError, bindelta.DeltaError) as exc:
-        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise RebuildError(f"{os.fsdecode(where)}: {detail}") from None
-    sink.close()
-    if digest.hexdigest() != row.sha256:
-        raise RebuildError(f"{os.fsdecode(where)}: rebuilt bytes do not match the checksum")
 
 
 def rebuild(root: Path, history: list[Row], target: Row) -> bytes:

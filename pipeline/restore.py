@@ -287,7 +287,7 @@ def _write(item: Item, to_b: bytes, root: Path, force: bool) -> None:
             if src is not None:
                 store.copy_data(src, fd)
             else:
-                _write_content(item, root, fd, parent)
+                _write_content(item, root, fd)
         finally:
             os.close(fd)
             if src is not None:
@@ -320,12 +320,12 @@ def _open_mirror_file(path: bytes) -> int:
     return fd
 
 
-def _write_content(item: Item, root: Path, fd: int, scratch: bytes) -> None:
+def _write_content(item: Item, root: Path, fd: int) -> None:
     """The version's bytes into ``fd``, streamed where the history allows (a 4 GB
     file restores in bounded memory: rebuild.write_version)."""
     assert item.row is not None and item.row.kind in (*CONTENT_KINDS, "meta")
     try:
-        write_version(root, list(item.history), item.row, fd, scratch)
+        write_version(root, list(item.history), item.row, fd)
     except RebuildError as exc:
         raise SnapbackError(f"cannot rebuild {os.fsdecode(item.rel)}: {exc}") from None
 

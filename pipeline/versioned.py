@@ -38,7 +38,7 @@ from .catalog import Catalog, Row
 from .layout import baseline_name, version_names
 from .plan import Source
 from .protect import Opened
-from .rebuild import RebuildError, rebuild
+from .rebuild import RebuildError, open_chain, rebuild
 from .session import DELETED, FAILED, NEW, UPDATED, Event, FolderJob, Session, SweepJob, action
 from .show import plural
 from .snapshot import folder_change
@@ -88,7 +88,7 @@ def unique_stamp(catalog: Catalog, source: str, folder: bytes, name: bytes, base
     return stamp
 
 
-COPY_AFTER = 8          # a diff's version is kept whole too from this many changes on
+COPY_AFTER = 16         # a diff's or delta's version is kept whole too from this many on
 
 
 class History:
@@ -338,11 +338,10 @@ class History:
                        prev: Row | None, sha: str, fresh: bool = False
                        ) -> tuple[str, bytes, str, str, bytes | None]:
         """Write the version's object (step 1): the baseline of a new file, else a diff
-        or a binary delta from the version before it, else a full copy.  A delta's
-        version is also kept whole, as its copy (the next delta's basis, read as a
-        stream); so is a diff's once ``COPY_AFTER`` changes follow the last whole
-        object, so that no diff needs a longer chain rebuilt first.  Every name is new
-        in this history folder.
+        or a binary delta from the version before it, else a full copy.  Once
+        ``COPY_AFTER`` changes follow the last whole object, the new version is kept
+        whole as well (its copy), so that no change reads through a longer chain
+        first.  Every name is new in this history folder.
 
         Returns (kind, object, version time, sha256 of the object, whole copy or None).
         """
@@ -357,7 +356,7 @@ class History:
         diff_name, full_name = self._unused(hist, diff_name), self._unused(hist, full_name)
         diff = self._diff(name, hist, tmp, cst, prev)
         delta = None if diff is not None else self._delta(hist, tmp, cst, prev, sha)
-        copy = delta is not None or diff is None or self.catalog.chain_length(
+        copy = (diff is None and delta is None) or self.catalog.chain_length(
             self.source.name, self.rel, name) + 1 >= COPY_AFTER
         if copy:
             self.opened.makedirs(os.path.join(hist, layout.versions_dir(name)))
@@ -382,7 +381,7 @@ class History:
             return ("diff", diff_name, stamp, hashlib.sha256(diff).hexdigest(),
                     full_name if copy else None)
         if delta is not None:
-            return "delta", diff_name, stamp, delta[1], full_name
+            return "delta", diff_name, stamp, delta[1], full_name if copy else None
         return "full", full_name, stamp, sha, None
 
     def _place(self, tmp: bytes, dst: bytes, sha: str, size: int) -> None:
@@ -458,39 +457,50 @@ class History:
 
     def _delta(self, hist: bytes, tmp: bytes, cst: os.stat_result, prev: Row, sha: str
                ) -> tuple[bytes, str] | None:
-        """A binary delta from the version before (its whole copy) to the new one, in
-        a temporary file: (its path, its sha256); None when the version is kept whole
-        (no whole copy before it, too small, not much smaller than the file, or a basis
-        that is not the version the catalog names)."""
-        whole = prev.whole
-        if whole is None or cst.st_size < bindelta.MIN_SIZE:
+        """A binary delta from the version before to the new one, in a temporary
+        file: (its path, its sha256); None when the version is kept whole (too small,
+        not much smaller than the file, a version before that is not the one the
+        catalog names, or one rebuilt from text diffs).  The version before is read
+        where it is stored: its whole file, or its last whole object and the deltas
+        after it (``rebuild.open_chain``), never written out."""
+        if cst.st_size < bindelta.MIN_SIZE:
             return None
-        try:     # never through a link, never from a device: the backup may be tampered
-            old_fd = store.open_under(self.root, os.path.join(
-                os.path.relpath(hist, self.root), whole))
-        except OSError:
-            return None
+        fds: list[int] = []
         out = store.tmp_name(self.run.staging)
         try:
+            try:
+                chain = open_chain(self.root, self.catalog.history(
+                    self.source.name, self.rel, prev.name) if prev.whole is None else [prev],
+                    prev, fds)
+            except (OSError, bindelta.DeltaError):
+                return None                      # damaged or gone: keep the new version whole
+            if chain is None:
+                return None
             new_fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 faults.point("write")
                 with os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                                        0o600), "wb") as fh:
-                    size, basis = bindelta.make(old_fd, new_fd, fh, cst.st_size // 2)
+                    size, basis = bindelta.make(chain.read, chain.size, new_fd, fh,
+                                                cst.st_size // 2)
             finally:
                 os.close(new_fd)
             # the delta is used only if the version before is the one the catalog names
             # and the delta rebuilds the new version from it (digests are never trusted)
-            if size is None or basis != prev.sha256 or bindelta.sha256_patched(old_fd, out) != sha:
+            if size is None or basis != prev.sha256 or \
+                    bindelta.sha256_patched(chain.read, chain.size, out) != sha:
                 store.remove(out)
                 return None
             return out, store.sha256_of(out)
+        except bindelta.DeltaError:
+            store.remove(out)
+            return None
         except BaseException:
             store.remove(out)
             raise
         finally:
-            os.close(old_fd)
+            for fd in fds:
+                os.close(fd)
 
     def _dry_file(self, name: bytes, st: os.stat_result, prev: Row | None,
                   live: Row | None) -> None:

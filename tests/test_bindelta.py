@@ -26,7 +26,8 @@ def _delta(tmp_path: Path, old: bytes, new: bytes, limit: int | None = None) -> 
     fo, fn = os.open(tmp_path / "old", os.O_RDONLY), os.open(tmp_path / "new", os.O_RDONLY)
     try:
         out = io.BytesIO()
-        size, basis = bindelta.make(fo, fn, out, limit or len(new) // 2 + 64)
+        size, basis = bindelta.make(lambda n, at: os.pread(fo, n, at), len(old), fn, out,
+                                    limit or len(new) // 2 + 64)
         import hashlib
         assert basis == hashlib.sha256(old).hexdigest()
         assert bindelta.make_bytes(old, new, limit or len(new) // 2 + 64) == (
@@ -110,15 +111,16 @@ def test_a_big_binary_rewritten_in_place_twice_costs_what_changed(backup: Backup
     img.write_bytes(random.Random(1).randbytes(8 << 20))
     at(backup, "2026-12-01T10:00:00", "versioned")
     v1 = img.read_bytes()
+    first = on_disk(backup.versions)
     _rewrite(img, 2 << 20, 256 << 10, 2)
     at(backup, "2026-12-01T11:00:00", "versioned")
     v2 = img.read_bytes()
-    grown_at = on_disk(backup.versions)
     _rewrite(img, 5 << 20, 256 << 10, 3)
     at(backup, "2026-12-01T12:00:00", "versioned")
     v3 = img.read_bytes()
-    # the second change adds its delta (and the new whole copy replaces the old one)
-    assert on_disk(backup.versions) - grown_at < 300 << 10, on_disk(backup.versions) - grown_at
+    # each change adds its delta, nothing more (the version before is read through
+    # the chain of deltas, never kept whole beside it)
+    assert on_disk(backup.versions) - first < 600 << 10, on_disk(backup.versions) - first
     rows = history_of(backup, "disk.img")
     assert [r.kind for r in rows] == ["baseline", "delta", "delta"]
     assert rebuilt(backup, "disk.img") == [v1, v2, v3]
@@ -233,3 +235,56 @@ def test_an_old_version_of_a_big_file_restores_in_bounded_memory(backup: Backup,
     assert peak < 160 << 10, f"restore peaked at {peak // 1024} MiB"
     assert os.stat(tmp_path / "r" / "vm.img").st_blocks * 512 < 16 << 20      # holes kept
     assert not list((tmp_path / "r").glob(".~snapback-*"))
+
+
+def test_a_chain_reads_as_the_version_it_makes(tmp_path: Path) -> None:
+    """Chain: a whole file with deltas on top reads (at any offset, any length) as
+    the version they make, without writing anything."""
+    rng = random.Random(11)
+    versions = [rng.randbytes(300_000)]
+    for step in range(5):
+        v = bytearray(versions[-1])
+        at = rng.randrange(len(v))
+        v[at:at + 500] = rng.randbytes(700 + step)          # grows, shifts
+        versions.append(bytes(v))
+    (tmp_path / "v0").write_bytes(versions[0])
+    fds = [os.open(tmp_path / "v0", os.O_RDONLY)]
+    chain = bindelta.Chain(fds[0])
+    for n in range(1, len(versions)):
+        delta = bindelta.make_bytes(versions[n - 1], versions[n], len(versions[n]))
+        assert delta is not None
+        (tmp_path / f"d{n}").write_bytes(delta)
+        fds.append(os.open(tmp_path / f"d{n}", os.O_RDONLY))
+        chain.apply(fds[-1])
+        assert chain.size == len(versions[n])
+        assert chain.read(chain.size, 0) == versions[n]
+        for _ in range(20):
+            off, length = rng.randrange(chain.size), rng.randrange(70_000)
+            assert chain.read(length, off) == versions[n][off:off + length]
+    assert chain.read(10, chain.size + 5) == b""
+    for fd in fds:
+        os.close(fd)
+
+
+def test_a_damaged_delta_is_not_a_basis(backup: Backup) -> None:
+    """A delta in the chain that no longer makes the version it names: the next
+    version is stored whole, never as a delta on wrong bytes."""
+    img = backup.src / "a.bin"
+    img.write_bytes(random.Random(4).randbytes(200_000))
+    for hour in range(3):
+        if hour:
+            _rewrite(img, 1000 * hour, 100, hour)
+        at(backup, f"2026-12-01T1{hour}:00:00", "versioned")
+    rows = history_of(backup, "a.bin")
+    assert [r.kind for r in rows] == ["baseline", "delta", "delta"]
+    delta = backup.versions / os.fsdecode(rows[1].store) / os.fsdecode(rows[1].object)
+    data = bytearray(delta.read_bytes())
+    data[-5] ^= 1                                          # a byte flipped
+    os.chmod(delta, 0o600)
+    delta.write_bytes(bytes(data))
+    _rewrite(img, 5000, 100, 9)
+    at(backup, "2026-12-01T13:00:00", "versioned")
+    assert [r.kind for r in history_of(backup, "a.bin")][-1] == "full"
+    assert whole(backup, "a.bin").read_bytes() == img.read_bytes()
+    code, out = backup.run("verify", "--deep")
+    assert code == 1 and "unrebuildable" in out, out
