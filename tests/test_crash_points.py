@@ -119,16 +119,21 @@ def test_a_run_killed_between_its_commit_and_its_removals_is_finished_by_the_nex
     """The whole copies a commit superseded (the catalog's garbage) are removed by the
     next run of any mode, even one that finds nothing changed (adversary of issue 22:
     after a killed `all`, no later backup removed them)."""
-    def content(version: int, i: int) -> bytes:       # binaries: deltas, and whole copies
-        return bytes(range(256)) * 40 + f"v{version} {i}".encode() + bytes(range(256)) * 40
+    from pipeline.versioned import COPY_AFTER
+    # enough changes that each newest version is kept whole, each superseding the last
+    def text(version: int, i: int) -> str:
+        return "".join(f"line {n}\n" for n in range(100)) + f"v{version} {i}\n"
 
-    make_tree(backup.src, {f"t{i}.bin": content(0, i) for i in range(3)})
-    for version in (1, 2):
+    make_tree(backup.src, {f"t{i}.txt": text(0, i) for i in range(3)})
+    for version in range(1, COPY_AFTER + 2):          # a baseline, then COPY_AFTER diffs
         for i in range(3):
-            (backup.src / f"t{i}.bin").write_bytes(content(version, i))
-        backup.doit("all", check=True)
+            (backup.src / f"t{i}.txt").write_text(text(version, i))
+        code, out = backup.run("all")
+        assert code == 0, out
+    newest = {r.name: r for r in backup.catalog()}
+    assert all(r.kind == "diff" and r.copy for r in newest.values()), newest
     for i in range(3):
-        (backup.src / f"t{i}.bin").write_bytes(content(3, i))
+        (backup.src / f"t{i}.txt").write_text(text(COPY_AFTER + 2, i))
     killed = backup.doit("all", env={"SNAPBACK_FAULT": "remove:1"})
     assert killed.returncode == -signal.SIGKILL
     backup.doit(mode, check=True)                       # nothing left to back up

@@ -72,17 +72,17 @@ def test_a_folder_restore_goes_past_a_file_it_cannot_rebuild(backup: Backup) -> 
 
 
 def test_the_latest_version_comes_from_the_current_copy_when_the_chain_is_broken(backup: Backup) -> None:
-    v1, v2 = bytes(range(256)) * 80, bytes(range(256)) * 81       # a delta and a whole copy
-    (backup.src / "f.bin").write_bytes(v1)
-    backup.doit("versioned", check=True)
-    (backup.src / "f.bin").write_bytes(v2)
-    backup.doit("versioned", check=True)
-    _damage_baseline(backup, "f.bin")
+    from pipeline.versioned import COPY_AFTER
+    for n in range(COPY_AFTER + 1):              # the newest version is kept whole too
+        (backup.src / "f.txt").write_text(f"v{n}\n")
+        code, out = backup.run("versioned")
+        assert code == 0, out
+    _damage_baseline(backup, "f.txt")
     out = backup.base / "out"
-    result = backup.doit("restore", "src/f.bin", "--to", str(out))
+    result = backup.doit("restore", "src/f.txt", "--to", str(out))
     assert result.returncode == 0, result.stderr
-    assert (out / "f.bin").read_bytes() == v2
-    older = backup.doit("restore", "src/f.bin", "--at", backup.doit("history", "src/f.bin")
+    assert (out / "f.txt").read_text() == f"v{COPY_AFTER}\n"
+    older = backup.doit("restore", "src/f.txt", "--at", backup.doit("history", "src/f.txt")
                         .stdout.splitlines()[2].split()[2], "--to", str(backup.base / "o2"))
     assert older.returncode == 1                         # v1 itself is gone: said, not faked
 
