@@ -103,6 +103,42 @@ def open_chain(root: bytes, history: list[Row], target: Row, fds: list[int]
     return chain
 
 
+STREAM_ABOVE = 64 << 20     # binary histories of bigger files are checked as streams
+
+
+def checked_versions(root: Path, history: list[Row]) -> Iterator[tuple[Row, str | None]]:
+    """Each content version of a history, and why it cannot be rebuilt (None: it
+    can), in memory bounded whatever the file's size: a history with binary deltas
+    of files over ``STREAM_ABOVE`` is read version by version through its stored
+    files (``open_chain``); any other one in order, in memory (``versions``)."""
+    content = [r for r in history if r.kind in CONTENT_KINDS]
+    if not any(r.kind == "delta" and (r.size or 0) > STREAM_ABOVE for r in content):
+        for row, _data, error in versions(root, history):
+            yield row, error
+        return
+    base = os.fsencode(root)
+    for row in content:
+        fds: list[int] = []
+        try:
+            chain = open_chain(base, history, replace(row, copy=None), fds)
+            if chain is None:
+                rebuild(root, history, replace(row, copy=None))
+                yield row, None
+                continue
+            digest, pos = hashlib.sha256(), 0
+            while pos < chain.size:
+                data = chain.read(bindelta.READ, pos)
+                digest.update(data)
+                pos += len(data)
+            yield row, None if digest.hexdigest() == row.sha256 else \
+                "rebuilt bytes do not match the checksum"
+        except (OSError, bindelta.DeltaError, RebuildError) as exc:
+            yield row, str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+
 def write_version(root: Path, history: list[Row], target: Row, out: int) -> None:
     """Write the bytes of ``target`` into the new, empty file ``out`` (holes kept),
     without holding them in memory where the history allows: a whole object (the

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import layout
 from .catalog import CONTENT_KINDS, Catalog, Row
-from .rebuild import versions
+from .rebuild import checked_versions
 from .store import NotAFile, is_tmp, sha256_under
 
 
@@ -124,7 +124,7 @@ def verify(destination: Path, catalog: Catalog, deep: bool) -> tuple[int, list[P
                 _check(os.fsencode(root), os.path.join(row.store, row.copy), row.sha256,
                        label, problems)
         if deep:
-            for row, _data, error in versions(root, history):
+            for row, error in checked_versions(root, history):
                 if error is not None:
                     problems.append(Problem("unrebuildable", label, f"version {row.time}: {error}"))
     for source, folder, name, _size, _mtime, sha, _mode in catalog.mirror_rows():

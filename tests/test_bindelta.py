@@ -201,12 +201,26 @@ def test_prune_rebases_deltas(backup: Backup, tmp_path: Path) -> None:
     assert code == 0, out
 
 
+def _measured(backup: Backup, *args: str) -> tuple[subprocess.CompletedProcess, int]:
+    """A snapback command line and the peak of its own memory in KiB (VmHWM:
+    ru_maxrss would carry the forking test process's peak across exec)."""
+    import sys
+    measured = ("import atexit, runpy, sys; atexit.register(lambda: print('MAXRSS', "
+                "[line.split()[1] for line in open('/proc/self/status') "
+                "if line.startswith('VmHWM')][0], file=sys.stderr)); "
+                "sys.argv = ['snapback', *sys.argv[1:]]; runpy.run_module('pipeline', "
+                "run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", measured, *args, f"config={backup.plan}"],
+                            capture_output=True, text=True, cwd=backup.base)
+    return result, int(result.stderr.split("MAXRSS")[1].split()[0])
+
+
 def test_an_old_version_of_a_big_file_restores_in_bounded_memory(backup: Backup,
                                                                  tmp_path: Path) -> None:
-    """Restoring a version that is a chain of deltas streams it through temporary
-    files: a 256 MB (sparse) file never sits in memory whole."""
+    """Restoring a version that is a chain of deltas, and checking every version,
+    read it through the stored files: a 256 MB (sparse) file never sits in memory
+    whole."""
     import json
-    import sys
     img = backup.src / "vm.img"
     with open(img, "wb") as fh:
         fh.truncate(256 << 20)
@@ -219,22 +233,16 @@ def test_an_old_version_of_a_big_file_restores_in_bounded_memory(backup: Backup,
     at(backup, "2026-12-01T12:00:00", "versioned")
     assert [r.kind for r in history_of(backup, "vm.img")] == ["baseline", "delta", "delta"]
     run_id = json.loads(backup.runs()[1])["run_id"]
-    # the peak of this process's own memory (VmHWM: ru_maxrss would carry the forking
-    # test process's peak across exec)
-    measured = ("import atexit, runpy, sys; atexit.register(lambda: print('MAXRSS', "
-                "[line.split()[1] for line in open('/proc/self/status') "
-                "if line.startswith('VmHWM')][0], file=sys.stderr)); "
-                "sys.argv = ['snapback', *sys.argv[1:]]; runpy.run_module('pipeline', "
-                "run_name='__main__')")
-    result = subprocess.run([sys.executable, "-c", measured, "restore", str(img), "--at", run_id,
-                             "--to", str(tmp_path / "r"), f"config={backup.plan}"],
-                            capture_output=True, text=True, cwd=backup.base)
+    result, peak = _measured(backup, "restore", str(img), "--at", run_id,
+                             "--to", str(tmp_path / "r"))
     assert result.returncode == 0, result.stdout + result.stderr
-    peak = int(result.stderr.split("MAXRSS")[1].split()[0])              # KiB
     assert (tmp_path / "r" / "vm.img").read_bytes() == want
     assert peak < 160 << 10, f"restore peaked at {peak // 1024} MiB"
     assert os.stat(tmp_path / "r" / "vm.img").st_blocks * 512 < 16 << 20      # holes kept
     assert not list((tmp_path / "r").glob(".~snapback-*"))
+    result, peak = _measured(backup, "verify", "--deep")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert peak < 160 << 10, f"verify --deep peaked at {peak // 1024} MiB"
 
 
 def test_a_chain_reads_as_the_version_it_makes(tmp_path: Path) -> None:
