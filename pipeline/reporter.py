@@ -45,7 +45,7 @@ from .show import display, human_size, plural
 def _link(text: str, event: Event, tty: bool) -> str:
     if not tty or event.target is None:
         return text
-    url = "file://" + quote(os.fsencode(str(event.target)))
+    url = "file://" + quote(event.target)
     return f"\x1b]8;;{url}\x1b\\{text}\x1b]8;;\x1b\\"
 
 

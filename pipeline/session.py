@@ -49,7 +49,7 @@ class Event:
     size: int = 0             # bytes written for this event
     reason: str = ""          # for FAILED, and detail for DELETED folders
     files: int = 1            # a deleted folder counts its files; a folder's own change 0
-    target: Path | None = None
+    target: bytes | None = None          # where it was stored (a link on a terminal)
     shown: bool = True        # False: recorded (the run is in the history), not printed
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
@@ -144,7 +143,7 @@ class _Folder:
             return
         if not self.writes:
             self.run.emit(Event(NEW if old is None else UPDATED, MODE, self._label(name),
-                                size=st.st_size, target=Path(os.fsdecode(dst))))
+                                size=st.st_size, target=dst))
             return
         self._writing()
         if old is not None and stat.S_ISDIR(old.st_mode):
@@ -170,7 +169,7 @@ class _Folder:
                                 digest, self.run.run_id, racy=racy)
         self.run.emit(Event(NEW if old is None else UPDATED, MODE, self._label(name),
                             size=store.written_size(dst, copied.st_size),
-                            target=Path(os.fsdecode(dst))))
+                            target=dst))
 
     def _same_bytes(self, src: bytes, dst: bytes, st: os.stat_result,
                     old: os.stat_result, compare: bool = False) -> bool:
@@ -212,7 +211,7 @@ class _Folder:
         if mode_changed:
             self.run.emit(Event(UPDATED, MODE, self._label(name),
                                 reason=f"mode {stat.S_IMODE(st.st_mode):04o}",
-                                target=Path(os.fsdecode(dst))))
+                                target=dst))
 
     def link(self, name: str) -> None:
         src = os.path.join(self.src, os.fsencode(name))
@@ -242,7 +241,7 @@ class _Folder:
                                     now, None, self.run.run_id, kind="link")
         if not same:
             self.run.emit(Event(NEW if old is None else UPDATED, MODE, self._label(name),
-                                target=Path(os.fsdecode(dst))))
+                                target=dst))
 
     def subdir(self, name: str) -> None:
         """Make sure the subfolder exists; its own task fills it, sets its mode and

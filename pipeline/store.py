@@ -16,7 +16,6 @@ import shutil
 import stat
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -85,7 +84,7 @@ def make_destination(path: Path) -> None:
 
 
 def tmp_name(folder: bytes) -> bytes:
-    return os.path.join(folder, f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}{TMP_SUFFIX}".encode())
+    return os.path.join(folder, f"{TMP_PREFIX}{os.urandom(6).hex()}{TMP_SUFFIX}".encode())
 
 
 def is_tmp(name: str) -> bool:

@@ -293,8 +293,8 @@ class History:
                 self.root))))                    # (removed after the commit; see finish)
             written = max(written - store.written_size(old, prev.size or 0), 0)
         self.done.append(Event(NEW if live is None else UPDATED, MODE, self._label(name),
-                               size=written, target=Path(os.fsdecode(os.path.join(
-                                   hist, copy or obj)))))
+                               size=written, target=os.path.join(
+                                   hist, copy or obj)))
 
     def _same_bytes(self, name: bytes, live: Row, cst: os.stat_result, racy: bool,
                     store_rel: bytes) -> None:
