@@ -59,15 +59,22 @@ class Help(DoitHelp):  # type: ignore[misc]  # doit ships no types
         for command in REGISTRY.values():
             print(f"  {NAME} {command.name:<10} {command.doc}")
         print(f"\n  {NAME} help COMMAND   its options")
-        print("\ndoit's own commands (snapback keeps no doit state: forget, ignore, "
-              "reset-dep and dumpdb have nothing to act on)")
+        print("\ndoit's own commands (snapback keeps no doit state, so doit's forget, "
+              "ignore, reset-dep and dumpdb are not here)")
         for name in sorted(self.cmds):
             print(f"  {NAME} {name:<14} {self.cmds[name].doc_purpose}")
 
 
+# doit's commands that act on its own state (forget, ignore, dumpdb, reset-dep...)
+# have nothing to act on here: snapback keeps no doit state.  Run, list and help.
+KEPT = ("run", "list", "help")
+PARALLEL = ("-n", "--process", "-P", "--parallel-type")
+
+
 class Snapback(DoitMain):  # type: ignore[misc]  # doit ships no types
     BIN_NAME = NAME
-    DOIT_CMDS = tuple(Help if cmd is DoitHelp else cmd for cmd in DoitMain.DOIT_CMDS)
+    DOIT_CMDS = tuple(Help if cmd is DoitHelp else cmd for cmd in DoitMain.DOIT_CMDS
+                      if cmd.get_name() in KEPT)
 
     def __init__(self, line: cmdline.CommandLine | None = None) -> None:
         # no doit.cfg/pyproject.toml of the folder the user happens to be in: snapback's
@@ -78,7 +85,12 @@ class Snapback(DoitMain):  # type: ignore[misc]  # doit ships no types
     def run(self, all_args: list[str]) -> int:
         if all_args[:1] in (["--help"], ["-h"]):
             all_args = ["help"]
+        if all_args[:1] == ["--version"]:
+            from . import __version__
+            print(f"{NAME} {__version__}")
+            return 0
         try:
+            all_args = leading_options(list(all_args))
             line = cmdline.read_command_line(list(all_args))
         except UsageError as exc:
             print(f"{NAME}: {exc}", file=sys.stderr)
@@ -87,3 +99,35 @@ class Snapback(DoitMain):  # type: ignore[misc]  # doit ships no types
         words, _config = cmdline.take_config(list(all_args))     # the loader has it
         status: int = super().run(words)
         return status
+
+
+def leading_options(words: list[str]) -> list[str]:
+    """The words as doit will read them.  An empty word (an unset variable in a cron
+    line) is refused; ``--help`` after a command is ``help COMMAND``; options before
+    any command are the options of ``all`` (``snapback --quiet`` is ``snapback all
+    --quiet``); doit's own options are refused: snapback decides its backend,
+    reporter, folder and task file itself."""
+    if any(word == "" for word in words):
+        raise UsageError("an empty word on the command line (an unset variable?); "
+                         "nothing was done")
+    words, config = cmdline.take_config(words)
+    head = ["--config", config] if config is not None else []
+    rest = [w for w in words if not (w[:1] != "-" and "=" in w)]     # config=FILE
+    if rest[:1] == ["run"]:
+        rest = rest[1:]
+    if rest and rest[0] in REGISTRY and any(w in ("--help", "-h") for w in rest[1:]):
+        return ["help", rest[0]]
+    first = rest[0] if rest else None
+    doit_only = {cmd.get_name() for cmd in DoitMain.DOIT_CMDS} - set(KEPT)
+    if first in doit_only:
+        raise UsageError(f"{first} is a doit command for doit's own state, which snapback "
+                         f"does not keep; commands: {', '.join(REGISTRY)} ({NAME} help)")
+    if first is not None and first.partition("=")[0] in PARALLEL:
+        return [*head, *words]            # refused, with the reason (check_run_options)
+    if first is not None and first.startswith("-") and first != "-":
+        backup = REGISTRY["all"].table()
+        if first.partition("=")[0] not in backup:
+            raise UsageError(f"{first.partition('=')[0]} is doit's option, not snapback's "
+                             f"(the backup options: {', '.join(backup)}; {NAME} help)")
+        return [*head, "all", *words]
+    return [*head, *words]

@@ -1,10 +1,10 @@
 """The catalog: one row per stored version, the single truth of the history.
 
 SQLite at ``.snapback/catalog.sqlite3``, WAL with ``synchronous=full``: a
-commit is durable, and writers put what it names on stable storage first
-(``pipeline.store.Durable``).  A row says, for one path of one source at one version time: what it
-was (file, link or folder), what happened (baseline, diff, full, link, dir,
-deleted), where its object is stored, and the size, sha256, mode and mtime of
+commit is durable, and ``Catalog.commit`` puts what it names on stable storage
+first (``store.settle``).  A row says, for one path of one source at one version time: what it
+was (file, link or folder), what happened (baseline, diff, delta, full, meta,
+link, dir, deleted), where its object is stored, and the size, sha256, mode and mtime of
 the source file *as it was* at that version.  History, restore and verify read
 it; nothing needs a scan of the backup to answer a question about one file.
 

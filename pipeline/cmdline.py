@@ -135,6 +135,21 @@ def read_command_line(words: list[str], loader_options: tuple[dict[str, Any], ..
     return line
 
 
+# doit's run options that would move its state or replace snapback's output (the
+# lock note, the counts and the exit status are the reporter's)
+DOIT_STATE_OPTIONS = {"dep_file": "--db-file", "backend": "--backend", "codec_cls": "--codec-cls",
+                      "check_file_uptodate": "--check_file_uptodate", "reporter": "--reporter",
+                      "outfile": "--output-file"}
+
+
+def _doit_defaults() -> dict[str, Any]:
+    from doit.cmd_run import Run
+    return {o["name"]: o.get("default") for o in Run.base_options + Run.cmd_options}
+
+
+DOIT_DEFAULTS = _doit_defaults()
+
+
 def check_run_options(line: CommandLine) -> None:
     """doit's parallel runs are refused: folder tasks share one session (the lock, the
     catalog connection, the counts), which worker processes would each copy."""
@@ -142,6 +157,10 @@ def check_run_options(line: CommandLine) -> None:
     if given.get("num_process") not in (None, 0, 1) or "par_type" in given:
         raise UsageError("-n/--process and -P/--parallel-type are not supported: snapback "
                          "runs its folder tasks one after another (drop the option)")
+    for key, flag in DOIT_STATE_OPTIONS.items():
+        if key in given and given[key] != DOIT_DEFAULTS[key]:
+            raise UsageError(f"{flag} is doit's option, which snapback sets itself (its "
+                             "state is the backup's catalog, its output its own): drop it")
 
 
 def _closest(word: str, choices: list[str]) -> str:

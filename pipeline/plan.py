@@ -360,18 +360,21 @@ def _read_sources(raw: Any, base: Path, problems: _Problems, backup: bool = True
             problems.add(f"{key}.name", f"{name!r} is already the name of sources[{names[name]}]"
                          " (give each source its own name)")
             continue
-        if any(folder == s.path for s in sources):
-            problems.add(f"{key}.path", f"{folder} is listed twice")
-            continue
         real = Path(os.path.realpath(folder))   # however the plan spells them
+        twice = next((s.path for s in sources if folder == s.path
+                      or real == Path(os.path.realpath(s.path))), None)
+        if twice is not None:
+            same = "" if twice == folder else f" (as {twice})"
+            problems.add(f"{key}.path", f"{folder} is listed twice{same}")
+            continue
         nested = next((s.path for s in sources if Path(os.path.realpath(s.path)) in real.parents
                        or real in Path(os.path.realpath(s.path)).parents), None)
         if nested is not None:      # one folder backed up twice, under two names
             inner, outer = (folder, nested) if len(str(nested)) < len(str(folder)) \
                 else (nested, folder)
             problems.add(f"{key}.path", f"{inner} is inside {outer}, another source: sources "
-                         "inside other sources are refused (drop one, or leave the inner "
-                         "one out of the outer with an ignore)")
+                         "inside other sources are refused (drop one of them: the outer "
+                         "one holds the inner one already)")
             continue
         names[name] = index
         sources.append(Source(path=folder, name=name))

@@ -7,9 +7,10 @@ summary at the end.  The report task appends the run record to
 ``.snapback/runs.jsonl`` when the run did anything; ``--report FILE`` gets the
 same record as JSON on every run, a no-change one included.
 
-The exit status of every command is decided here, from what the run did
-(``Reporter.status``, table in ``errors.py``: 0, 1, 2, 75, and 70 for a bug,
-the only case with a traceback).  doit computes its own code
+The exit status of every command is the run controller's
+(``control.RunControl.status``, the worst outcome it was told; table in
+``errors.py``: 0, 1, 2, 75, and 70 for a bug, the only case with a traceback);
+the reporter tells it what it saw and raises it at the end.  doit computes its own code
 (0, 1 for a ``TaskFailed``, 2 for any other failure, such as the
 ``UnmetDependency`` of a group task whose folder failed) and returns it from
 ``DoitMain.run`` to ``sys.exit``.  ``complete_run`` is the last call doit makes
@@ -83,7 +84,7 @@ def retired_mirrors(current: Session) -> list[str]:
             f"rm -r '{mirror / name}'" for name in found if name not in named]
 
 
-def left_out_line(current: Session) -> str:
+def left_out_line(current: Session) -> str | None:
     """The first run's word on what the built-in ignores left out (caches, virtual
     environments, node_modules...): a home folder can be mostly that, and a user who
     expected it backed up should hear so once, with the way to see it."""
@@ -106,6 +107,8 @@ def left_out_line(current: Session) -> str:
                     except OSError:
                         continue
                 files, size = files + count, size + more
+    if not files:
+        return None
     program = current.line.program if current.line is not None else "snapback"
     return (f"note: the built-in ignores left out {plural(files, 'file')} "
             f"({human_size(size)}): caches, virtual environments, node_modules and the like; "
@@ -410,8 +413,9 @@ class Reporter:
                 and not any(e.mode in modes for e in current.events):
             self.out.write("note: nothing changed, so this run is not in the history and "
                            "its --note was not kept\n")
-        if current.first_run and said and not dry:
-            self.out.write(left_out_line(current) + "\n")
+        left_out = left_out_line(current) if current.first_run and said and not dry else None
+        if left_out is not None:
+            self.out.write(left_out + "\n")
         if "snapshot" in modes and not current.options.quiet:
             for line in retired_mirrors(current):
                 self.out.write(line + "\n")

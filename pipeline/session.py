@@ -255,7 +255,7 @@ class Session:
             return
         named = dict.fromkeys(t.split(":", 1)[0] for t in self.selected)
         taken_over = self.control.acquire(f"doit {' '.join(named) or ' '.join(self.modes)}")
-        if taken_over:
+        if taken_over and not self.options.quiet:
             self.notes.append(f"snapback: taking over the lock left by a run that is gone "
                               f"({taken_over})")
 

@@ -247,3 +247,90 @@ def test_the_first_run_says_what_the_built_in_ignores_left_out(backup: Backup) -
     assert "left out" not in backup.doit("all", check=True).stdout
     tree = backup.doit("explain", "--tree", check=True).stdout
     assert "src/node_modules/" in tree and "src/p/__pycache__/" in tree
+
+
+# -- adversary of issue 23, round 2 -------------------------------------------------
+
+@pytest.mark.parametrize("words", [["all", "--report", ""], ["all", "--note", ""], [""],
+                                   ["restore", "x", "--to", ""]])
+def test_an_empty_word_is_refused_in_one_line(backup: Backup, words: list[str]) -> None:
+    """`--report "$R"` with R unset in a cron line: not doit's IndexError."""
+    make_tree(backup.src, {"a.txt": "a\n"})
+    result = backup.doit(*words)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr == ("snapback: an empty word on the command line (an unset "
+                             "variable?); nothing was done\n")
+    assert not backup.dest.exists()
+
+
+def test_options_before_any_command_are_the_options_of_all(backup: Backup) -> None:
+    make_tree(backup.src, {"a.txt": "a\n"})
+    result = backup.doit("--quiet")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert (backup.mirror / "a.txt").read_text() == "a\n"
+    assert json.loads(backup.runs()[-1])["mode"] == "all"
+    result = backup.doit("--note", "by hand", "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("words", [["--backend", "json", "all"], ["--reporter", "json", "all"],
+                                   ["-f", "x.py", "all"], ["--dir", "/tmp", "all"],
+                                   ["run", "--backend", "dbm", "all"], ["--db-file", "x", "all"]])
+def test_doits_own_options_are_refused(backup: Backup, words: list[str]) -> None:
+    """They would move doit's state into the backup (dbm files in the destination) or
+    replace snapback's reporter (no summary, a lock note left behind)."""
+    make_tree(backup.src, {"a.txt": "a\n"})
+    result = backup.doit(*words)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1 and "doit's option" in result.stderr
+    assert not backup.dest.exists()
+
+
+@pytest.mark.parametrize("words", [["--backend", "json", "all"], ["--reporter", "json", "all"]])
+def test_doits_state_options_are_refused_by_doit_in_the_checkout(backup: Backup,
+                                                                 words: list[str]) -> None:
+    make_tree(backup.src, {"a.txt": "a\n"})
+    result = subprocess.run([sys.executable, "-m", "doit", *words, f"config={backup.plan}"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1 and "doit's option" in result.stderr
+    assert not backup.dest.exists()
+
+
+@pytest.mark.parametrize("command", ["dumpdb", "forget", "ignore", "info", "reset-dep"])
+def test_doits_state_commands_are_not_snapbacks(backup: Backup, command: str) -> None:
+    result = backup.doit(command, "all")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1 and "snapback does not keep" in result.stderr
+
+
+def test_version_and_help_after_a_command(backup: Backup) -> None:
+    from pipeline import __version__
+    assert backup.doit("--version", check=True).stdout == f"snapback {__version__}\n"
+    out = backup.doit("all", "--help", check=True).stdout
+    assert out.startswith("all ") and "--quiet" in out
+
+
+def test_one_folder_through_a_symlink_is_listed_twice(backup: Backup) -> None:
+    make_tree(backup.src, {"a.txt": "a\n"})
+    (backup.base / "alias").symlink_to(backup.src)
+    backup.write_plan(sources=[{"path": str(backup.src)},
+                               {"path": str(backup.base / "alias"), "name": "alias"}])
+    result = backup.doit("all")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"is listed twice (as {backup.src})" in result.stderr
+    assert not backup.dest.exists()
+
+
+def test_quiet_says_nothing_after_a_killed_run(backup: Backup) -> None:
+    """Taking over the lock a killed run left is not trouble: cron mails nothing."""
+    make_tree(backup.src, {"a.txt": "a\n", "b.txt": "b\n"})
+    killed = backup.doit("all", env={"SNAPBACK_FAULT": "write:2"})
+    assert killed.returncode == -9
+    result = backup.doit("all", "--quiet")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_a_first_run_with_nothing_left_out_says_nothing_of_it(backup: Backup) -> None:
+    make_tree(backup.src, {"a.txt": "a\n"})
+    assert "left out" not in backup.doit("all", check=True).stdout

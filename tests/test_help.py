@@ -16,7 +16,8 @@ def test_help_lists_snapbacks_commands_first(backup: Backup) -> None:
                     "verify", "sync", "fetch", "check", "protect", "unprotect", "explain",
                     "prune"]
     assert "doit's own commands" in result.stdout          # then doit's, said to be doit's
-    assert result.stdout.index("snapback reset-dep") > result.stdout.index("snapback prune")
+    assert result.stdout.index("snapback list") > result.stdout.index("snapback prune")
+    assert "snapback reset-dep" not in result.stdout      # doit's state: snapback keeps none
 
 
 def test_each_help_text_is_written_for_its_own_command(backup: Backup) -> None:
