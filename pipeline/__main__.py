@@ -13,8 +13,11 @@ from typing import Any, TextIO
 
 class QuietPipe:
     """stdout, ending quietly when its reader goes away (``snapback history | head``):
-    what is left to write goes to /dev/null, and nobody sees "Broken pipe".  Put in
-    place before doit is imported (doit keeps the stdout it finds then)."""
+    what is left to write goes to /dev/null, and nobody sees "Broken pipe".  A
+    stdout that cannot be written at all (a full disk, /dev/full) is said once on
+    stderr and dropped the same way: the output is lost, never the backup or its
+    run record.  Put in place before doit is imported (doit keeps the stdout it
+    finds then)."""
 
     def __init__(self, out: TextIO):
         self._out = out
@@ -22,17 +25,23 @@ class QuietPipe:
     def write(self, text: str) -> int:
         try:
             return self._out.write(text)
-        except BrokenPipeError:
-            self._gone()
+        except OSError as exc:
+            self._gone(exc)
             return len(text)
 
     def flush(self) -> None:
         try:
             self._out.flush()
-        except BrokenPipeError:
-            self._gone()
+        except OSError as exc:
+            self._gone(exc)
 
-    def _gone(self) -> None:
+    def _gone(self, exc: OSError) -> None:
+        if not isinstance(exc, BrokenPipeError):
+            try:
+                print(f"snapback: standard output cannot be written ({exc.strerror or exc});"
+                      " the rest of it is dropped, the run goes on", file=sys.stderr)
+            except OSError:
+                pass
         devnull = os.open(os.devnull, os.O_WRONLY)
         try:
             os.dup2(devnull, self._out.fileno())
@@ -45,6 +54,10 @@ class QuietPipe:
 
 def main(argv: list[str] | None = None) -> int:
     """``snapback [--config PLAN] [COMMAND] [OPTIONS]``; no COMMAND runs ``all``."""
+    if sys.stdout is None:                   # started with stdout closed (>&-)
+        sys.stdout = open(os.devnull, "w")   # noqa: SIM115  (for the whole process)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")   # noqa: SIM115
     if not isinstance(sys.stdout, QuietPipe):
         sys.stdout = QuietPipe(sys.stdout)
     from .app import Snapback

@@ -334,3 +334,21 @@ def test_quiet_says_nothing_after_a_killed_run(backup: Backup) -> None:
 def test_a_first_run_with_nothing_left_out_says_nothing_of_it(backup: Backup) -> None:
     make_tree(backup.src, {"a.txt": "a\n"})
     assert "left out" not in backup.doit("all", check=True).stdout
+
+
+def test_a_stdout_that_cannot_be_written_costs_only_the_output(backup: Backup) -> None:
+    make_tree(backup.src, {"a.txt": "a\n"})
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([*SNAPBACK, "all", f"config={backup.plan}"], stdout=full,
+                                stderr=subprocess.PIPE, text=True, cwd=backup.base)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ("snapback: standard output cannot be written (No space left on "
+                             "device); the rest of it is dropped, the run goes on\n")
+    assert len(backup.runs()) == 1 and (backup.mirror / "a.txt").exists()
+    (backup.src / "a.txt").write_text("b\n")
+    result = subprocess.run([*SNAPBACK, "all", f"config={backup.plan}"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, cwd=backup.base,
+                            pass_fds=(), close_fds=True,
+                            preexec_fn=lambda: os.close(1))
+    assert result.returncode == 0, result.stderr
+    assert len(backup.runs()) == 2
