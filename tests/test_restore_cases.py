@@ -398,3 +398,19 @@ def test_restore_force_keeps_the_path_of_another_kind_when_the_version_cannot_be
     assert "FAILED   notes: cannot rebuild notes" in result.stderr
     assert (notes / "keep.txt").read_text() == "mine\n"
     assert sorted(os.listdir(backup.src)) == ["notes"]       # no temporary file either
+
+
+def test_a_restore_as_of_a_run_says_what_the_history_leaves_out(backup: Backup) -> None:
+    """.git/ is in the mirror only: a restore --at says so and how to get it, and a
+    restore of .git/ itself is not "did not exist" (adversary of issue 23)."""
+    import json
+    make_tree(backup.src, {"a.txt": "a\n", ".git": {"HEAD": "ref\n"}})
+    backup.doit("all", check=True)
+    run_id = json.loads(backup.runs()[-1])["run_id"]
+    out = backup.base / "out"
+    result = backup.doit("restore", str(backup.src), "--at", run_id, "--to", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "(the history leaves out .git/; their latest state: snapback restore " in result.stdout
+    result = backup.doit("restore", str(backup.src / ".git"), "--at", run_id, "--to", str(out))
+    assert result.returncode == 2
+    assert "is left out of the history (versioned.ignore); the mirror holds" in result.stderr

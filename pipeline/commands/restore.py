@@ -60,6 +60,18 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
                     files = sum(1 for i in extra if i.kind == "file")
                     note = (f" ({plural(files, 'file')} from the mirror, which the history "
                             "leaves out: " + ", ".join(restore.tops(extra)) + ")")
+            elif at and not origin:
+                # as of a time, the history alone: say what it leaves out that the mirror
+                # holds now (.git/ by default), and how to get that
+                left = restore.mirror_only(catalog, target, items, mirror, protected)
+                if left:
+                    note = (" (the history leaves out " + ", ".join(restore.tops(left)) +
+                            f"; their latest state: snapback restore {path} "
+                            "--from snapshot)")
+                    if not items:
+                        raise UsageError(f"{target.label} is left out of the history "
+                                         f"(versioned.ignore); the mirror holds its latest "
+                                         f"state: snapback restore {path} --from snapshot")
         if not items and not target.rel and (upto is None or upto >= 0):
             mode = _empty_source(catalog, target.source.name, mirror, origin, at)
             if mode is not None:          # a source that was empty then: an empty folder
