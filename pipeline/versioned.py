@@ -34,7 +34,7 @@ from typing import Any
 from doit.exceptions import TaskFailed
 
 from . import bindelta, change, faults, layout, session, store, textdiff
-from .catalog import Catalog, Row
+from .catalog import CONTENT_KINDS, WHOLE_KINDS, Catalog, Row
 from .layout import baseline_name, version_names
 from .plan import Source
 from .protect import Opened
@@ -278,7 +278,11 @@ class History:
             mtime_ns=cst.st_mtime_ns, ctime_ns=cst.st_ctime_ns, ino=cst.st_ino, target=None,
             recorded=self.run.started, object_sha256=obj_sha, racy=int(racy) or None,
             copy=copy)
-        if prev is not None and prev.copy is not None:
+        # the version before keeps its whole copy when its chain no longer rebuilds it
+        # (a damaged object): that copy is then its only good record
+        supersedes = prev is not None and prev.copy is not None and self._chain_intact(
+            name, prev)
+        if supersedes:
             self.catalog.set_copy(self.source.name, self.rel, name, row_id, copy)
         # what the history grows by: the object, and the new whole copy less the one it
         # supersedes (removed once this commits)
@@ -286,7 +290,8 @@ class History:
             store.written_size(os.path.join(hist, obj), cst.st_size)
         if copy is not None and os.path.join(hist, copy) not in self.linked:
             written += store.written_size(os.path.join(hist, copy), cst.st_size)
-        if prev is not None and prev.copy is not None:
+        if supersedes:
+            assert prev is not None and prev.copy is not None
             old = os.path.join(hist, prev.copy)
             self.superseded.append(old)
             self.catalog.discard(os.path.relpath(old, os.path.dirname(os.path.dirname(
@@ -295,6 +300,25 @@ class History:
         self.done.append(Event(NEW if live is None else UPDATED, MODE, self._label(name),
                                size=written, target=os.path.join(
                                    hist, copy or obj)))
+
+    def _chain_intact(self, name: bytes, prev: Row) -> bool:
+        """Do the objects from ``prev``'s last whole object on still hold what they
+        held when stored (their checksums)?  Then the chain rebuilds ``prev``, as it
+        did when each object was checked at writing, and its whole copy may go."""
+        rows = [r for r in self.catalog.history(self.source.name, self.rel, name)
+                if r.id <= prev.id and r.kind in CONTENT_KINDS]
+        start = max((i for i, r in enumerate(rows) if r.kind in WHOLE_KINDS), default=None)
+        if start is None:
+            return False
+        for row in rows[start:]:
+            assert row.store is not None and row.object is not None
+            try:
+                if store.sha256_under(self.root, os.path.join(row.store, row.object)) != (
+                        row.object_sha256 or row.sha256):
+                    return False
+            except OSError:
+                return False
+        return True
 
     def _same_bytes(self, name: bytes, live: Row, cst: os.stat_result, racy: bool,
                     store_rel: bytes) -> None:

@@ -296,3 +296,34 @@ def test_a_damaged_delta_is_not_a_basis(backup: Backup) -> None:
     assert whole(backup, "a.bin").read_bytes() == img.read_bytes()
     code, out = backup.run("verify", "--deep")
     assert code == 1 and "unrebuildable" in out, out
+
+
+def test_a_whole_copy_that_is_its_versions_only_good_record_is_kept(backup: Backup) -> None:
+    """A damaged delta before the newest version: the newest still restores from its
+    whole copy, and the next change does not remove that copy (adversary of issue 24)."""
+    from pipeline.versioned import COPY_AFTER
+    img = backup.src / "a.bin"
+    img.write_bytes(random.Random(4).randbytes(100_000))
+    backup.run("versioned")
+    for n in range(1, COPY_AFTER + 1):
+        _rewrite(img, 1000 * n, 100, n)
+        code, out = backup.run("versioned")
+        assert code == 0, out
+    rows = history_of(backup, "a.bin")
+    assert rows[-1].kind == "delta" and rows[-1].copy is not None
+    newest = img.read_bytes()
+    delta = backup.versions / os.fsdecode(rows[-2].store) / os.fsdecode(rows[-2].object)
+    os.chmod(delta, 0o600)
+    delta.write_bytes(delta.read_bytes()[:-10])              # damaged, before the newest
+    _rewrite(img, 50_000, 100, 99)
+    code, out = backup.run("versioned")
+    assert code == 0, out
+    rows = history_of(backup, "a.bin")
+    assert rows[-2].copy is not None                          # kept: its only good record
+    assert rebuilt_one(backup, rows, rows[-2]) == newest
+    assert whole(backup, "a.bin").read_bytes() == img.read_bytes()
+
+
+def rebuilt_one(backup: Backup, rows: list, row) -> bytes:  # type: ignore[no-untyped-def]
+    from pipeline.rebuild import rebuild
+    return rebuild(backup.versions, rows, row)
