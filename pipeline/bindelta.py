@@ -44,8 +44,8 @@ FORMATS = {1: ">B", 2: ">H", 4: ">I", 8: ">Q"}
 MIN_SIZE = 16 << 10               # smaller files are stored whole
 MIN_BLOCK = 4096
 MAX_BLOCKS = 1 << 16               # the index holds at most this many blocks
-WINDOW = 1 << 20                   # how far ahead a shifted block is looked for
-PROBES = (0, 1, 2, 4, 8)           # which old blocks after the expected one are looked for
+WINDOW = 2 << 20                   # how far ahead a shifted block is looked for
+PROBES = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256)   # old blocks after the expected one looked for
 READ = 1 << 20
 
 
