@@ -62,7 +62,7 @@ def test_a_delta_holds_what_changed_and_rdiff_applies_it(tmp_path: Path, edit: s
     new = EDITS[edit]
     delta = _delta(tmp_path, OLD, new)
     assert delta is not None
-    assert len(delta) < len(new) - len(OLD) + 260_000 if edit == "rewritten in place" \
+    assert len(delta) < len(new) - len(OLD) + 270_000 if edit == "rewritten in place" \
         else len(delta) < 100_000, len(delta)
     assert bindelta.apply(OLD, delta) == new
     (tmp_path / "d.rdiff").write_bytes(delta)
