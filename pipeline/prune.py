@@ -99,7 +99,13 @@ def prune_history(catalog: Catalog, root: Path, source: str, history: list[Row],
         if not dry_run:
             _expire(catalog, root_b, history)
         return out
-    content = {row.id: (data, error) for row, data, error in versions(root, history)}
+    try:
+        content = {row.id: (data, error) for row, data, error in versions(root, history)}
+    except MemoryError:
+        out.problem = ("too large to rebuild in memory here; nothing of this file was "
+                       "pruned")
+        out.dropped = 0
+        return out
     broken = [r for r in kept if content[r.id][0] is None]
     if broken:
         out.problem = f"version {broken[0].time} cannot be rebuilt ({content[broken[0].id][1]}); " \
@@ -138,9 +144,15 @@ def prune_history(catalog: Catalog, root: Path, source: str, history: list[Row],
             plans.append((row, "full", data))
     rewritten = {row.id for row, _k, _p in plans}
     out.freed = _released(root_b, dropped, [r for r in history if r.id in rewritten])
+    writes = sum(-(-len(p) // 4096) * 4096 for r, _k, p in plans
+                 if not (_k not in CHANGE_KINDS and r.copy is not None))
+    if writes > out.freed:
+        # the objects that go are still held elsewhere (a moved or copied file's shared
+        # bytes): pruning would take more room than it frees, so this file is kept
+        out.dropped, out.kept, out.freed = 0, len(kept) + len(dropped), 0
+        return out
     if dry_run:
-        out.freed -= sum(-(-len(p) // 4096) * 4096 for r, _k, p in plans
-                         if not (_k not in CHANGE_KINDS and r.copy is not None))
+        out.freed -= writes
         return out
     store_rel = kept[-1].store
     assert store_rel is not None                       # content rows have a store

@@ -327,3 +327,22 @@ def test_a_whole_copy_that_is_its_versions_only_good_record_is_kept(backup: Back
 def rebuilt_one(backup: Backup, rows: list, row) -> bytes:  # type: ignore[no-untyped-def]
     from pipeline.rebuild import rebuild
     return rebuild(backup.versions, rows, row)
+
+
+def test_a_prune_never_grows_the_backup(backup: Backup) -> None:
+    """X's baseline is shared with its copy Y (one inode): rebasing X would write a
+    new baseline while the old one stays, as Y's.  The prune keeps X as it is
+    (adversary of issue 24: 16.5 -> 20.6 MB, reported as 0 B freed)."""
+    x = backup.src / "X.bin"
+    x.write_bytes(random.Random(8).randbytes(1 << 20))
+    shutil.copy(x, backup.src / "Y.bin")
+    for n in range(4):
+        if n:
+            _rewrite(x, 100_000 * n, 100, n)
+        code, out = backup.run("versioned")
+        assert code == 0, out
+    before = on_disk(backup.dest)
+    code, out = backup.run("prune", "--keep-last", "2")
+    assert code == 0, out
+    assert on_disk(backup.dest) <= before, (before, on_disk(backup.dest), out)
+    assert rebuilt(backup, "X.bin")[-1] == x.read_bytes()
