@@ -144,7 +144,7 @@ def prune_history(catalog: Catalog, root: Path, source: str, history: list[Row],
             plans.append((row, "full", data))
     rewritten = {row.id for row, _k, _p in plans}
     out.freed = _released(root_b, dropped, [r for r in history if r.id in rewritten])
-    writes = sum(-(-len(p) // 4096) * 4096 for r, _k, p in plans
+    writes = sum(_blocks(p, sparse=_k not in CHANGE_KINDS) for r, _k, p in plans
                  if not (_k not in CHANGE_KINDS and r.copy is not None))
     if writes > out.freed:
         # the objects that go are still held elsewhere (a moved or copied file's shared
@@ -184,6 +184,16 @@ def prune_history(catalog: Catalog, root: Path, source: str, history: list[Row],
     catalog.commit()
     finish(catalog, root_b, source, history[-1].name, hist)
     return out
+
+
+def _blocks(data: bytes, sparse: bool) -> int:
+    """What writing ``data`` takes on disk, in 4 KiB blocks (a whole version is
+    written sparse: its all-zero blocks are holes)."""
+    if not sparse:
+        return -(-len(data) // 4096) * 4096
+    zero = bytes(4096)
+    return sum(4096 for i in range(0, len(data), 4096) if data[i:i + 4096] != zero[:len(
+        data[i:i + 4096])])
 
 
 def _released(root_b: bytes, going: list[Row], rewritten: list[Row]) -> int:
