@@ -352,3 +352,11 @@ def test_a_stdout_that_cannot_be_written_costs_only_the_output(backup: Backup) -
                             preexec_fn=lambda: os.close(1))
     assert result.returncode == 0, result.stderr
     assert len(backup.runs()) == 2
+
+
+def test_prune_without_rules_is_quiet_under_quiet(backup: Backup) -> None:
+    make_tree(backup.src, {"a.txt": "a\n"})
+    backup.doit("all", check=True)
+    result = backup.doit("prune", "--quiet", "--dry-run")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert "no retention rules" in backup.doit("prune", check=True).stdout

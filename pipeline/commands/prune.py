@@ -23,8 +23,8 @@ def run(ctx: Context, paths: list[str], dry_run: bool = False, **given: Any
     no_paths(paths, "prune works on the whole history")
     policy: Policy = from_options(plan.retention, given)
     if policy.empty:
-        print("no retention rules (plan section `retention:` or --keep-* options): "
-              "nothing is pruned")
+        ctx.say("no retention rules (plan section `retention:` or --keep-* options): "
+                "nothing is pruned")
         return None
     needs_backup(plan)
     if marker(plan.meta_dir).exists() and not dry_run:
