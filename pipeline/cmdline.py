@@ -276,7 +276,9 @@ def load_plan_or_exit(line: CommandLine | None, *, default: Path | None = None) 
     try:
         plan = load(where, backup=line is None or line.reads_sources)
     except PlanError as exc:
-        _refuse([*exc.problems, "the plan is invalid; nothing was done"])
+        # one line a problem, the last saying that nothing was done (SPEC: one line)
+        _refuse([*exc.problems[:-1], f"{exc.problems[-1]} (the plan is invalid; nothing "
+                 "was done)"] if exc.problems else ["the plan is invalid; nothing was done"])
     tasks = line.tasks if line is not None else []
     inside = report_inside(plan, tasks)
     if inside is not None:

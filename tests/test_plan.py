@@ -53,8 +53,10 @@ def test_invalid_plan_exits_2_with_one_line_and_writes_nothing(backup: Backup, t
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
-    problems = [l for l in result.stderr.splitlines() if "nothing was done" not in l]
+    problems = result.stderr.splitlines()
     assert problems and all(l.startswith("snapback: ") for l in problems)
+    assert problems[-1].endswith("(the plan is invalid; nothing was done)")
+    assert len(problems) == 1, problems                 # one problem: one line
     assert not backup.dest.exists()
     assert result.stdout == ""
 
