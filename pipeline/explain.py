@@ -22,7 +22,7 @@ from .scan import Folder, _read_ignore_file, mode_view, walk
 from .selection import BACKEND, Layer, Rule, Selector, _check, for_mode, mode_filter
 from .show import display
 
-MODES = ("snapshot", "versioned")
+MODES = layout.MODES
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from . import faults, store
 NAME_MAX = 255
 
 MIRROR, HISTORY, META = "system_snapshot", "versioned_backup", ".snapback"
+MODES = ("snapshot", "versioned")          # the backup modes, in the order they run
 AREAS = (MIRROR, HISTORY)                   # what holds the user's files
 CATALOG, RUNS, LOCK, STAGING = "catalog.sqlite3", "runs.jsonl", "lock", "tmp"
 

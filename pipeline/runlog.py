@@ -15,12 +15,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, layout
 from .errors import SnapbackError
 from .layout import RUNS
 from .session import DELETED, FAILED, NEW, UPDATED, Session
-
-BACKUP_MODES = ("snapshot", "versioned")
 
 
 def append(meta_dir: Path, record: dict[str, Any]) -> None:
@@ -90,7 +88,7 @@ def record(current: Session, modes: tuple[str, ...], label: str = "") -> dict[st
     ended = current.started + seconds
     return {
         "run_id": current.run_id,
-        "mode": label or ("all" if set(modes) == set(BACKUP_MODES) else modes[0]),
+        "mode": label or ("all" if set(modes) == set(layout.MODES) else modes[0]),
         "note": current.options.note,
         "started": _iso(current.started),
         "ended": _iso(ended),

@@ -27,7 +27,7 @@ from .catalog import Catalog, InLine, Stored
 from .commands import MODES_OF
 from .control import RunControl
 from .errors import PARTIAL, Failed, LockHeld, SnapbackError
-from .layout import HISTORY
+from .layout import HISTORY, MODES
 from .lock import Lock
 from .plan import Plan, Source
 from .show import plural
@@ -79,7 +79,6 @@ def clock() -> float:
     return time.time()
 
 
-MODES = ("snapshot", "versioned")
 
 
 def modes_of(task_names: list[str]) -> list[str]:
