@@ -129,7 +129,7 @@ def auto_prune(session: Session) -> None:
     plan = session.plan
     if session.protected:
         session.notes.append("snapback: retention.auto skipped: the backup is protected "
-                             "(doit unprotect, then doit prune)")
+                             "(snapback unprotect, then snapback prune)")
         return
     outcomes = prune.run(session.open_catalog(), plan.destination, plan.retention,
                          session.started, plan.versioned.max_diff_bytes, dry_run=False)

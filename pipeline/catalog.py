@@ -818,7 +818,7 @@ def open_catalog(meta_dir: Path, writable: bool) -> Catalog:
         state = "empty" if os.path.lexists(path) else "missing"
         raise SnapbackError(
             f"the catalog {path} is {state}, but {meta_dir.parent} holds a backup: nothing "
-            "was written. Put the catalog back (from your off-site copy: doit sync sends "
+            "was written. Put the catalog back (from your off-site copy: snapback sync sends "
             "it), or move the backup aside and start a new one")
     if writable:
         os.makedirs(meta_dir, mode=0o700, exist_ok=True)

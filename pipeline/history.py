@@ -28,7 +28,7 @@ def format_runs(records: list[dict[str, Any]]) -> list[str]:
     """One line per run and mode (``all`` gives one per mode), sizes as people read
     them; prunes (by hand or ``retention.auto``) say what they dropped."""
     if not records:
-        return ["no runs yet: doit snapshot or doit versioned makes the first"]
+        return ["no runs yet: snapback all (or doit all in the checkout) makes the first"]
     lines = [f"{'run id':<21} {'time':<19} {'mode':<13} {'new':>6} {'updated':>7} "
              f"{'deleted':>7} {'failed':>6} {'written':>9} {'secs':>7}  note"]
     for rec in records:

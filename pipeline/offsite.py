@@ -335,7 +335,8 @@ def describe_fetch(plan: Plan, done: Fetched, seconds: float) -> list[str]:
                  f"{seconds:.1f} s; from the catalog: {done.modes} mode(s), {done.links} "
                  f"symlink(s), {done.folders} empty folder(s) put back")
     if not done.problems:
-        lines.append("next: doit verify --deep (checks every version), then doit restore PATH")
+        lines.append("next: snapback verify --deep (checks every version), then snapback "
+                     "restore PATH")
     return lines
 
 
@@ -425,7 +426,7 @@ def check(plan: Plan, catalog: Catalog) -> tuple[list[str], str]:
     have = remote_files(target, has_sha)
     problems: list[str] = []
     if not have:
-        raise SnapbackError(f"nothing at {target}: run doit sync first")
+        raise SnapbackError(f"nothing at {target}: run snapback sync first")
     to_download = [p for p, w in want.items() if p in have and
                    (w.size is None or have[p][0] == w.size) and have[p][1] is None]
     fetched = {} if has_sha else downloaded_hashes(target, to_download)

@@ -274,7 +274,7 @@ def cannot_hold(plan: Plan) -> str | None:
         lacks.append("empty folders")
     if not lacks:
         return None
-    return (f"note: {remote_root(plan)} does not keep {', '.join(lacks)}: doit fetch puts "
+    return (f"note: {remote_root(plan)} does not keep {', '.join(lacks)}: snapback fetch puts "
             "them back (modes and empty folders from the catalog)")
 
 

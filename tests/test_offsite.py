@@ -152,7 +152,7 @@ def test_the_machine_is_lost_and_everything_comes_back(backup: Backup, remote) -
     # (4) doit fetch
     fetched = b.doit("fetch", env=env)
     assert fetched.returncode == 0, fetched.stdout + fetched.stderr
-    assert "doit verify --deep" in fetched.stdout
+    assert "snapback verify --deep" in fetched.stdout
     assert os.stat(b.dest).st_mode & 0o777 == 0o700
     assert os.stat(b.meta / "catalog.sqlite3").st_mode & 0o777 == 0o600
     # (5) doit verify --deep

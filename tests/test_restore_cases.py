@@ -146,7 +146,7 @@ def test_prune_works_after_unprotect_with_protect_true(backup: Backup) -> None:
         (backup.src / "f.txt").write_text(text)
         backup.doit("versioned", env={"SNAPBACK_NOW": f"2026-10-01T1{hour}:00:00"}, check=True)
     refused = backup.doit("prune")
-    assert refused.returncode == 2 and "doit unprotect" in refused.stderr
+    assert refused.returncode == 2 and "snapback unprotect" in refused.stderr
     backup.doit("unprotect", check=True)
     pruned = backup.doit("prune")
     assert pruned.returncode == 0, pruned.stderr

@@ -155,7 +155,7 @@ def one_path(paths: list[str], command: str, required: bool = True) -> str | Non
     if len(paths) > 1:
         raise UsageError(f"{command} takes one PATH, got {len(paths)}: {' '.join(paths)}")
     if required and not paths:
-        raise UsageError(f"{command} needs a PATH: doit {command} PATH [options]")
+        raise UsageError(f"{command} needs a PATH: snapback {command} PATH [options]")
     return paths[0] if paths else None
 
 

@@ -16,7 +16,7 @@ def run(ctx: Context, paths: list[str]) -> TaskFailed | None:
     rclone.remote_root(plan)
     if not plan.meta_dir.exists():
         raise SnapbackError(f"no backup at {plan.destination} to compare with "
-                            "(on a new machine: doit fetch first)")
+                            "(on a new machine: snapback fetch first)")
     with ctx.reading() as catalog:
         problems, summary = offsite.check(plan, catalog)
     for line in problems:

@@ -28,7 +28,7 @@ def run(ctx: Context, paths: list[str], dry_run: bool = False, **given: Any
         return None
     needs_backup(plan)
     if marker(plan.meta_dir).exists() and not dry_run:
-        raise UsageError("the backup is protected: run doit unprotect first")
+        raise UsageError("the backup is protected: run snapback unprotect first")
     with (ctx.reading() if dry_run else ctx.writing()) as catalog:
         if not dry_run:                      # what a killed prune or run left there
             clear_staging(plan.meta_dir / STAGING)
