@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -785,6 +786,35 @@ class Catalog:
 
     def all_rows(self) -> list[Row]:
         return self._rows(f"select {self.cols} from versions order by id", ())
+
+    def histories(self) -> Iterator[list[Row]]:
+        """Every path's rows, oldest first, one path at a time (never the whole
+        catalog in memory: verify of a home of 240,000 files)."""
+        if self.conn is None:
+            return
+        history: list[Row] = []
+        for r in self.conn.execute(f"select {self.cols} from versions "
+                                   "order by source, dir, name, id"):
+            row = list(r)
+            for i in _NS_FIELDS:
+                row[i] = dec(row[i])
+            current = Row(*row)
+            if history and (history[-1].source, history[-1].dir, history[-1].name) != (
+                    current.source, current.dir, current.name):
+                yield history
+                history = []
+            history.append(current)
+        if history:
+            yield history
+
+    def iter_mirror_files(self) -> Iterator[tuple[Any, ...]]:
+        """``mirror_rows``, one at a time."""
+        if self.conn is None:
+            return
+        for src, d, n, size, mtime, sha, mode in self.conn.execute(
+                "select source, dir, name, size, mtime_ns, sha256, mode from mirror "
+                "where kind='file'"):
+            yield src, d, n, size, dec(mtime), sha, mode
 
     def mirror_entries(self) -> list[tuple[Any, ...]]:
         """Every entry of the mirror, files, links and folders (issue 15: fetch and check):

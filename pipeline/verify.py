@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import layout
-from .catalog import CONTENT_KINDS, Catalog, Row
+from .catalog import CONTENT_KINDS, Catalog
 from .rebuild import checked_versions
 from .store import NotAFile, is_tmp, sha256_under
 
@@ -106,10 +106,8 @@ def verify(destination: Path, catalog: Catalog, deep: bool) -> tuple[int, list[P
     """(objects checked, problems found)."""
     problems: list[Problem] = []
     checked = 0
-    histories: dict[tuple[str, bytes], list[Row]] = {}
-    for row in catalog.all_rows():
-        histories.setdefault((row.source, row.path), []).append(row)
-    for (source, path), history in histories.items():
+    for history in catalog.histories():
+        source, path = history[0].source, history[0].path
         root = layout.history_root(destination, source)
         label = f"{source}/{os.fsdecode(path)}"
         for row in history:
@@ -127,7 +125,7 @@ def verify(destination: Path, catalog: Catalog, deep: bool) -> tuple[int, list[P
             for row, error in checked_versions(root, history):
                 if error is not None:
                     problems.append(Problem("unrebuildable", label, f"version {row.time}: {error}"))
-    for source, folder, name, _size, _mtime, sha, _mode in catalog.mirror_rows():
+    for source, folder, name, _size, _mtime, sha, _mode in catalog.iter_mirror_files():
         checked += 1
         rel = folder + b"/" + name if folder else name
         label = f"{source}/{os.fsdecode(rel)}"
