@@ -7,7 +7,9 @@ True only when the catalog records this folder as brought in line with the
 backup at its current mode and mtime, and records exactly the entries the walk
 kept (so a file that came back, or is no longer ignored, makes it run); each
 file is then compared by doit's checker with what the catalog records for it
-(``pipeline.doit_glue``, ``pipeline.change``).  Then one cleanup subtask per
+(``pipeline.doit_glue``, ``pipeline.change``).  A folder that is not in line
+runs whatever its files say: its task gets no ``file_dep`` (a first backup of
+240,000 files gives doit no 240,000 paths to hold and check).  Then one cleanup subtask per
 source and a report task per command, which the group tasks (``snapshot``,
 ``all``) run after the folders, in that order.
 """
@@ -154,7 +156,7 @@ def finish(session: Session, modes: tuple[str, ...], label: str,
     if session.protect_pending:                      # protect: true in the plan, first time
         protect(session.plan.destination)
         session.protect_pending = False
-    if not any(e.mode in modes for e in session.events):
+    if not session.tally.any(modes):
         return None
     try:
         runlog.append(session.meta_dir, runlog.record(session, modes, label))
@@ -360,13 +362,18 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
                         (row is not None and row.sig == job.sig)
                     yield {**spec, "file_dep": [], "uptodate": [signed]}
                     continue
+                if not same:
+                    # Not in line (a new folder, a first backup, an entry come or gone): it
+                    # runs whatever its files say, so doit is given none to check.
+                    yield {**spec, "file_dep": [], "uptodate": [False]}
+                    continue
                 base = os.path.join(source.path, folder.rel) if folder.rel else str(source.path)
                 paths = [os.path.join(base, n) for n in (*folder.files, *folder.links)]
                 stats = dict(zip(paths, entries, strict=True))
                 session.expected[task_name] = {p: r for p, r in zip(paths, recs, strict=True)
                                                if r is not None}  # doit's checker: each file
                 session.stats.update(stats)                      # against its record
-                yield {**spec, "file_dep": paths, "uptodate": [same]}
+                yield {**spec, "file_dep": paths, "uptodate": [True]}
             # Every folder task removes what left its own folder; the sweep of a whole
             # source is `doit cleanup`'s alone (made by another command, its tasks would
             # stand for the cleanup group, and the cleanup command's never be made).

@@ -25,6 +25,7 @@ from urllib.parse import quote
 from . import faults, store
 from .errors import SnapbackError
 from .layout import AREAS, CATALOG
+from .lstat import AnyStat
 
 SCHEMA = """
 create table if not exists versions (
@@ -743,7 +744,7 @@ class Catalog:
         self.conn.execute("insert or replace into aliases values (?,?,?,?)",
                           (source, entry, rel, store))
 
-    def set_mirror(self, source: str, folder: bytes, name: bytes, st: os.stat_result,
+    def set_mirror(self, source: str, folder: bytes, name: bytes, st: AnyStat,
                    sha256: str | None, run_id: str, kind: str = "file",
                    racy: bool = False) -> None:
         """The mirror holds ``name`` as the source entry ``st`` was when it was copied
@@ -815,6 +816,12 @@ class Catalog:
                 "select source, dir, name, size, mtime_ns, sha256, mode from mirror "
                 "where kind='file'"):
             yield src, d, n, size, dec(mtime), sha, mode
+
+    def iter_mirror_names(self) -> Iterator[tuple[str, bytes, bytes]]:
+        """(source, dir, name) of every entry of the mirror, one at a time."""
+        if self.conn is None:
+            return
+        yield from self.conn.execute("select source, dir, name from mirror")
 
     def mirror_entries(self) -> list[tuple[Any, ...]]:
         """Every entry of the mirror, files, links and folders (issue 15: fetch and check):

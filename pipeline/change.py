@@ -15,12 +15,12 @@ rsync's quick check (size and mtime) plus the mode.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from operator import attrgetter
 from typing import Any
 
 from .catalog import Stored
+from .lstat import AnyStat
 
 Key = tuple[Any, ...]
 FIELDS = {"hash": ("size", "mtime_ns", "mode", "ctime_ns", "ino"),
@@ -39,12 +39,12 @@ def stored_key_function(checker: str) -> Callable[[Any], Key]:
     return _OF_STORED[checker]
 
 
-def key(st: os.stat_result, checker: str) -> Key:
+def key(st: AnyStat, checker: str) -> Key:
     """What is compared of an entry's lstat."""
     return _OF_STAT[checker](st)
 
 
-def unchanged(stored: Stored | None, st: os.stat_result, checker: str) -> bool:
+def unchanged(stored: Stored | None, st: AnyStat, checker: str) -> bool:
     """Is the entry ``st`` exactly what the backup recorded (same kind, same key)?"""
     if stored is None:
         return False

@@ -56,6 +56,7 @@ from .cmdline import CommandLine, _refuse, load_plan_or_exit, read_command_line
 from .commands import REGISTRY
 from .commands.base import run_command
 from .errors import SnapbackError, UsageError
+from .lstat import AnyStat
 from .plan import Plan
 from .reporter import Reporter
 from .session import Session
@@ -107,7 +108,7 @@ class _Checker(FileChangedChecker):  # type: ignore[misc]  # doit ships no types
     def exists(self, file_path: str) -> bool:
         return os.path.lexists(file_path)
 
-    def info(self, file_path: str) -> os.stat_result:
+    def info(self, file_path: str) -> AnyStat:
         st = self.session.stats.get(file_path)
         return st if st is not None else os.lstat(file_path)
 

@@ -10,9 +10,10 @@ instead.
 ``SNAPBACK_FAULT_LOG=FILE`` appends each point's kind to FILE, so a test learns
 how many points a scenario has and then runs it once per point.
 
-Unset (always, outside tests) a point costs one lookup in the environment.  The
-count lives in the environment of this process (``SNAPBACK_FAULT_SEEN``), not in
-module state.
+Whether the hook is armed is read once, when the process starts (the tests start
+a process per scenario); unarmed (always, outside tests) a point costs a test of
+one constant.  The count lives in the environment of this process
+(``SNAPBACK_FAULT_SEEN``), not in module state.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ import os
 import signal
 
 KINDS = ("write", "rename", "fsync", "commit", "sync", "remove")
+ARMED = bool(os.environ.get("SNAPBACK_FAULT") or os.environ.get("SNAPBACK_FAULT_LOG"))
 
 
 def point(kind: str) -> None:
     """One point of ``kind`` is reached."""
+    if not ARMED:
+        return
     how = _hit(kind)
     if how is None:
         return
@@ -37,7 +41,7 @@ def point(kind: str) -> None:
 def reached(kind: str) -> bool:
     """One point of ``kind`` is reached: is it the chosen one?  The caller then cuts
     its work short itself (a sync: rclone stops after one file) and calls ``die``."""
-    return _hit(kind) is not None
+    return ARMED and _hit(kind) is not None
 
 
 def die() -> None:

@@ -314,7 +314,7 @@ class Reporter:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        if any(e.kind == FAILED for e in current.events):
+        if current.tally.failed:
             self._set(PARTIAL)                 # (also what no task's failure stood for)
         try:
             if self.backup_run:
@@ -410,7 +410,7 @@ class Reporter:
                 line += " (dry run: nothing was changed)"
             self.out.write(line + "\n")
         if current.options.note and current.writes and said \
-                and not any(e.mode in modes for e in current.events):
+                and not current.tally.any(modes):
             self.out.write("note: nothing changed, so this run is not in the history and "
                            "its --note was not kept\n")
         left_out = left_out_line(current) if current.first_run and said and not dry else None

@@ -71,17 +71,16 @@ def now_iso() -> str:
 
 
 def counts(current: Session, modes: tuple[str, ...]) -> dict[str, int]:
-    events = [e for e in current.events if e.mode in modes]
+    tally = current.tally
     out = {"scanned": scanned(current, modes)}
     for kind in (NEW, UPDATED, DELETED, FAILED):
-        out[kind.lower()] = sum(e.files for e in events if e.kind == kind)
-    out["bytes"] = sum(e.size for e in events if e.kind in (NEW, UPDATED))
+        out[kind.lower()] = sum(tally.files.get((mode, kind), 0) for mode in modes)
+    out["bytes"] = sum(tally.written.get(mode, 0) for mode in modes)
     return out
 
 
 def record(current: Session, modes: tuple[str, ...], label: str = "") -> dict[str, Any]:
     """The run as one JSON object (runs.jsonl, --report)."""
-    events = [e for e in current.events if e.mode in modes]
     by_mode = {mode: counts(current, (mode,)) for mode in modes}
     total = {key: sum(c[key] for c in by_mode.values()) for key in by_mode[modes[0]]}
     seconds = time.perf_counter() - current.t0
@@ -97,7 +96,8 @@ def record(current: Session, modes: tuple[str, ...], label: str = "") -> dict[st
         "counts": {k: v for k, v in total.items() if k != "bytes"},
         "bytes": total["bytes"],
         "modes": by_mode,
-        "failed": [{"path": e.path, "reason": e.reason} for e in events if e.kind == FAILED],
+        "failed": [{"path": e.path, "reason": e.reason} for e in current.tally.failed
+                   if e.mode in modes],
         "snapback": __version__,
     }
 

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .lstat import Lstat
 from .selection import Layer, Rule, Selector, read_layer
 
 
@@ -33,8 +34,8 @@ from .selection import Layer, Rule, Selector, read_layer
 class Folder:
     rel: str                                   # "" for the source root, else "a/b"
     stat: os.stat_result | None
-    files: dict[str, os.stat_result] = field(default_factory=dict)   # regular files
-    links: dict[str, os.stat_result] = field(default_factory=dict)   # symlinks (lstat)
+    files: dict[str, Lstat] = field(default_factory=dict)   # regular files
+    links: dict[str, Lstat] = field(default_factory=dict)   # symlinks (lstat)
     subdirs: list[str] = field(default_factory=list)                 # kept subfolders
     skipped: list[tuple[str, str]] = field(default_factory=list)     # (name, why)
     specials: list[str] = field(default_factory=list)                # fifos, sockets, devices
@@ -224,9 +225,9 @@ def _judge(folder: Folder, listing: Listing, selector: Selector, layers: tuple[L
                 folder.skipped.append((name, f"ignored by {rule.describe()}"))
                 continue
             if stat.S_ISREG(mode):
-                folder.files[name] = est
+                folder.files[name] = Lstat(est)
             else:
-                folder.links[name] = est
+                folder.links[name] = Lstat(est)
         else:
             folder.specials.append(name)
             folder.skipped.append((name, f"special file ({_kind(mode)}): not backed up"))

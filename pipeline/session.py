@@ -35,6 +35,7 @@ from .store import real_dirs, remove
 
 if TYPE_CHECKING:
     from .cmdline import CommandLine
+    from .lstat import AnyStat
     from .scan import Folder, Scan
 
 # Kinds of per-file events, as printed.
@@ -51,6 +52,33 @@ class Event:
     files: int = 1            # a deleted folder counts its files; a folder's own change 0
     target: bytes | None = None          # where it was stored (a link on a terminal)
     shown: bool = True        # False: recorded (the run is in the history), not printed
+
+
+@dataclass
+class Tally:
+    """What the run's events add up to: the run record and the summary need counts,
+    bytes, the failures and (for the cleanup tasks) the paths deleted, never a list
+    of every file (a first backup of 240,000 files would hold 480,000 events)."""
+    files: dict[tuple[str, str], int] = field(default_factory=dict)   # (mode, kind) ->
+    written: dict[str, int] = field(default_factory=dict)    # mode -> bytes (new, updated)
+    failed: list[Event] = field(default_factory=list)
+    deleted: dict[str, set[str]] = field(default_factory=dict)   # mode -> paths, no "/"
+    modes: set[str] = field(default_factory=set)             # modes with any event
+
+    def add(self, event: Event) -> None:
+        mode, kind = event.mode, event.kind
+        self.modes.add(mode)
+        self.files[(mode, kind)] = self.files.get((mode, kind), 0) + event.files
+        if kind in (NEW, UPDATED):
+            self.written[mode] = self.written.get(mode, 0) + event.size
+        elif kind == FAILED:
+            self.failed.append(event)
+        elif kind == DELETED:
+            self.deleted.setdefault(mode, set()).add(event.path.rstrip("/"))
+
+    def any(self, modes: tuple[str, ...] | list[str]) -> bool:
+        """Did the run do anything (or fail) in one of ``modes``?"""
+        return any(m in self.modes for m in modes)
 
 
 @dataclass
@@ -127,7 +155,7 @@ class Session:
     modes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     t0: float = field(default_factory=time.perf_counter)    # for durations, whatever the clock
-    events: list[Event] = field(default_factory=list)
+    tally: Tally = field(default_factory=Tally)   # what every event of the run adds up to
     pending: list[Event] = field(default_factory=list)     # not yet printed
     selected: list[str] = field(default_factory=list)
     views: dict[tuple[str, str], list[Folder]] = field(default_factory=dict)  # (mode, source)
@@ -138,7 +166,7 @@ class Session:
     # What the catalog records for each folder task's files (task -> path -> record), and
     # the walk's lstat of each file: doit's checker compares them (pipeline.doit_glue).
     expected: dict[str, dict[str, Stored]] = field(default_factory=dict)
-    stats: dict[str, os.stat_result] = field(default_factory=dict)
+    stats: dict[str, AnyStat] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)    # for stderr, each said once
     lines: list[str] = field(default_factory=list)    # for stdout (what auto-prune did)
     progress: Callable[[int], None] | None = None     # the reporter's bar, on a terminal
@@ -214,7 +242,7 @@ class Session:
                 "(runs are kept in the order they ran); check the clock")
 
     def emit(self, event: Event) -> None:
-        self.events.append(event)
+        self.tally.add(event)
         self.pending.append(event)
 
     def take_pending(self) -> list[Event]:
@@ -231,7 +259,7 @@ class Session:
 
     def deleted(self, mode: str) -> set[str]:
         """The paths this run said ``mode`` deleted (without a folder's trailing /)."""
-        return {e.path.rstrip("/") for e in self.events if e.kind == DELETED and e.mode == mode}
+        return self.tally.deleted.get(mode, set())
 
     def tick(self, size: int) -> None:
         """A file of the folder at work was handled (the progress display moves)."""
@@ -241,7 +269,7 @@ class Session:
     # -- doit's uptodate of the report task (checked when it is reached) --
     def changed_nothing(self, modes: tuple[str, ...]) -> bool:
         """The report task is up to date when its modes' tasks changed nothing."""
-        return not self.protect_pending and not any(e.mode in modes for e in self.events)
+        return not self.protect_pending and not self.tally.any(modes)
 
     @property
     def writes(self) -> bool:
@@ -300,7 +328,7 @@ def action(mode: str) -> Callable[[Work[Job]], Work[Job]]:
         def run_it(job: Job, session: Session) -> TaskFailed | None:
             folder = job.folder if isinstance(job, FolderJob) else None
             label = job.label if isinstance(job, FolderJob) else job.source.name
-            start = len(session.events)
+            start = len(session.pending)     # (taken by the reporter between tasks only)
             try:
                 refused = begin(session, mode, label,
                                 folder.error if folder is not None else None)
@@ -311,7 +339,7 @@ def action(mode: str) -> Callable[[Work[Job]], Work[Job]]:
                 if session.catalog is not None:
                     session.catalog.rollback()
                 reason = failure_reason(exc)
-                files = unsaid(job, session.events[start:], mode)
+                files = unsaid(job, session.pending[start:], mode)
                 detail = f" ({plural(files, 'file')} not backed up)" if files else ""
                 session.emit(Event(FAILED, mode, label + "/", reason=reason + detail,
                                    files=files))

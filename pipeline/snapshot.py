@@ -22,6 +22,7 @@ from doit.exceptions import TaskFailed
 
 from . import change, session, store
 from .catalog import Stored
+from .lstat import AnyStat
 from .protect import Opened
 from .scan import Folder
 from .session import DELETED, FAILED, NEW, UPDATED, Event, FolderJob, Session, SweepJob, action
@@ -126,7 +127,7 @@ class _Folder:
             for entry in entries:
                 self.existing[os.fsdecode(entry.name)] = entry.stat(follow_symlinks=False)
 
-    def file(self, name: str, st: os.stat_result) -> None:
+    def file(self, name: str, st: AnyStat) -> None:
         src = os.path.join(self.src, os.fsencode(name))
         dst = os.path.join(self.dst, os.fsencode(name))
         name_b = os.fsencode(name)
@@ -171,7 +172,7 @@ class _Folder:
                             size=store.written_size(dst, copied.st_size),
                             target=dst))
 
-    def _same_bytes(self, src: bytes, dst: bytes, st: os.stat_result,
+    def _same_bytes(self, src: bytes, dst: bytes, st: AnyStat,
                     old: os.stat_result, compare: bool = False) -> bool:
         """Does the mirror copy hold the source's bytes?  checker: mtime trusts size and
         mtime, as rsync does, except for a racily clean record (``compare``); checker:
@@ -188,7 +189,7 @@ class _Folder:
             return False
         return change.key(now, "hash") == change.key(st, "hash")   # not changed meanwhile
 
-    def _metadata(self, name: str, dst: bytes, st: os.stat_result, rec: object,
+    def _metadata(self, name: str, dst: bytes, st: AnyStat, rec: object,
                   old: os.stat_result) -> None:
         """Same bytes: the copy takes the source's mode and mtime, the record its stat."""
         mode_changed = stat.S_IMODE(old.st_mode) != stat.S_IMODE(st.st_mode)

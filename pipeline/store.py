@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from . import faults
+from .lstat import AnyStat
 
 TMP_PREFIX = ".~snapback-"
 TMP_SUFFIX = ".tmp"
@@ -32,7 +33,7 @@ RECENT_NS = 2_000_000_000
 _COARSE = 5 if sys.platform.startswith("linux") else time.CLOCK_REALTIME
 
 
-def racy(st: os.stat_result) -> bool:
+def racy(st: AnyStat) -> bool:
     """Is the file ``st`` "racily clean" (git's term), read now, after its content?
 
     A rewrite of the same size leaves the mtime as it was when it falls in the same
@@ -114,7 +115,7 @@ def copy_to_tmp(src: bytes, folder: bytes, hashed: bool = False
         faults.point("write")
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            digest = copy_data(fd, out, hashlib.sha256() if hashed else None)
+            digest = copy_data(fd, out, hashlib.sha256() if hashed else None, before)
             os.fchmod(out, stat.S_IMODE(before.st_mode))
             _chown(out, before)
             os.utime(out, ns=(before.st_atime_ns, before.st_mtime_ns))
@@ -201,13 +202,31 @@ def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
         pos = end
 
 
-def copy_data(fd: int, out: int, digest: Digest | None = None) -> str | None:
+def copy_data(fd: int, out: int, digest: Digest | None = None,
+              st: os.stat_result | None = None) -> str | None:
     """Copy all of ``fd`` into the new, empty file ``out``, leaving holes as holes:
     only the data regions are read and written, and ``out`` is then given the full
     size (ftruncate), so a sparse file stays sparse.  ``digest`` (a hashlib object)
     sees every logical byte, holes as zeros; its hexdigest is returned.  A file that
-    shrinks during the copy ends the copy early (the caller's stat check catches it)."""
-    size = os.fstat(fd).st_size
+    shrinks during the copy ends the copy early (the caller's stat check catches it).
+    ``st``: ``fd``'s fstat, when the caller has it (at its offset 0)."""
+    if st is None:
+        st = os.fstat(fd)
+    size = st.st_size
+    if st.st_blocks * 512 >= size:
+        # as many bytes allocated as it has: no hole to keep (most files), read it
+        # straight through without asking where its data is
+        pos = 0
+        while pos < size:
+            chunk = os.read(fd, min(CHUNK, size - pos))
+            if not chunk:
+                os.ftruncate(out, pos)
+                break                        # it shrank while read
+            if digest is not None:
+                digest.update(chunk)
+            _write_all(out, chunk)
+            pos += len(chunk)
+        return digest.hexdigest() if digest is not None else None
     pos = 0
     for start, end in data_extents(fd, size):
         if digest is not None:
@@ -590,7 +609,7 @@ def kept_mode(mode: int, protected: bool) -> int:
     return stat.S_IMODE(mode) & ~0o222 if protected else stat.S_IMODE(mode)
 
 
-def set_file_meta(path: bytes, now: os.stat_result, want: os.stat_result,
+def set_file_meta(path: bytes, now: os.stat_result, want: AnyStat,
                   protected: bool = False) -> bool:
     """Give a stored copy (stat ``now``) the mode, owner and mtime of ``want``, writing
     only what differs (a no-change run changes nothing); True if it wrote anything."""

@@ -68,20 +68,12 @@ class Leftover:
 def leftovers(destination: Path, catalog: Catalog) -> list[Leftover]:
     """Temporary files a killed run left in the backup: ``.~snapback-*.tmp`` anywhere,
     whatever is in the staging folder, and a killed fetch's rclone ``*.partial``
-    files that the catalog does not name; never through a link."""
+    files that the catalog does not name; never through a link.  The walk comes
+    first: the catalog is read only when a ``*.partial`` name is found (a set of
+    every stored path would be a set of a million names in a big home)."""
     dest = os.fsencode(destination)
-    named: set[bytes] = set()
-    for row in catalog.all_rows():
-        if row.store is None:
-            continue
-        root = os.path.join(dest, os.fsencode(layout.HISTORY), os.fsencode(row.source))
-        for name in (row.object, row.copy):
-            if name is not None:
-                named.add(os.path.join(root, row.store, name))
-    for source, folder, name, *_rest in catalog.mirror_entries():
-        named.add(os.path.join(dest, os.fsencode(layout.MIRROR), os.fsencode(source),
-                               folder, name))          # (an empty folder adds nothing)
-    found = []
+    found: list[Leftover] = []
+    partial: list[bytes] = []
     for area in (layout.MIRROR, layout.HISTORY, os.path.join(layout.META, layout.STAGING)):
         top = os.path.join(dest, os.fsencode(area))
         if not layout.real_dir(top):
@@ -93,13 +85,34 @@ def leftovers(destination: Path, catalog: Catalog) -> list[Leftover]:
                 path = os.path.join(dirpath, name)
                 if staging or is_tmp(os.fsdecode(name)):
                     found.append(Leftover(os.fsdecode(path), "tmp"))
-                elif _PARTIAL.search(name) and path not in named:
-                    found.append(Leftover(os.fsdecode(path), "partial"))
+                elif _PARTIAL.search(name):
+                    partial.append(path)
             if staging:
                 found += [Leftover(os.fsdecode(os.path.join(dirpath, d)), "tmp")
                           for d in dirnames if d not in links]
                 dirnames.clear()
+    if partial:
+        named = _named(dest, catalog, set(partial))
+        found += [Leftover(os.fsdecode(p), "partial") for p in partial if p not in named]
     return sorted(found, key=lambda left: left.path)
+
+
+def _named(dest: bytes, catalog: Catalog, paths: set[bytes]) -> set[bytes]:
+    """Which of ``paths`` (in the destination) the catalog names, read row by row."""
+    named: set[bytes] = set()
+    for history in catalog.histories():
+        for row in history:
+            if row.store is None:
+                continue
+            root = os.path.join(dest, os.fsencode(layout.HISTORY), os.fsencode(row.source))
+            for name in (row.object, row.copy):
+                if name is not None and os.path.join(root, row.store, name) in paths:
+                    named.add(os.path.join(root, row.store, name))
+    for source, folder, name in catalog.iter_mirror_names():
+        path = os.path.join(dest, os.fsencode(layout.MIRROR), os.fsencode(source), folder, name)
+        if path in paths:
+            named.add(path)
+    return named
 
 
 def verify(destination: Path, catalog: Catalog, deep: bool) -> tuple[int, list[Problem]]:

@@ -36,6 +36,7 @@ from doit.exceptions import TaskFailed
 from . import bindelta, change, faults, layout, session, store, textdiff
 from .catalog import CONTENT_KINDS, WHOLE_KINDS, Catalog, Row
 from .layout import baseline_name, version_names
+from .lstat import AnyStat
 from .plan import Source
 from .protect import Opened
 from .rebuild import RebuildError, open_chain, rebuild
@@ -236,7 +237,7 @@ class History:
         store.ensure_real_dirs(os.path.join(self.root, parent) if parent else self.root, last)
 
     # -- entries -----------------------------------------------------------------
-    def file(self, name_s: str, st: os.stat_result) -> None:
+    def file(self, name_s: str, st: AnyStat) -> None:
         name = os.fsencode(name_s)
         row = self.latest.get(name)
         live = row if row is not None and row.entry == "file" and row.live else None
@@ -526,7 +527,7 @@ class History:
             for fd in fds:
                 os.close(fd)
 
-    def _dry_file(self, name: bytes, st: os.stat_result, prev: Row | None,
+    def _dry_file(self, name: bytes, st: AnyStat, prev: Row | None,
                   live: Row | None) -> None:
         if live is not None and prev is not None and prev.size == st.st_size:
             try:
