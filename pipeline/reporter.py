@@ -169,10 +169,11 @@ class Progress:
         self.bar.set_postfix_str(f"{self.files:,}/{self.total_files:,} files, "
                                  f"{display(where)}", refresh=False)
 
-    def tick(self, size: int) -> None:
-        self.task_files += 1
+    def tick(self, size: int, files: int = 1) -> None:
+        """``size`` more bytes done, and ``files`` more files (0: within a big file)."""
+        self.task_files += files
         self.task_bytes += size
-        self.files += 1
+        self.files += files
         self._postfix(self.task.split(":", 1)[-1])
         self.bar.update(size)
 

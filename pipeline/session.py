@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from .lstat import AnyStat
     from .scan import Folder, Scan
 
+MOVE_ABOVE = 8 << 20    # files from this size move the progress display as they are copied
+
 # Kinds of per-file events, as printed.
 NEW, UPDATED, DELETED, FAILED = "new", "updated", "deleted", "FAILED"
 
@@ -169,7 +171,8 @@ class Session:
     stats: dict[str, AnyStat] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)    # for stderr, each said once
     lines: list[str] = field(default_factory=list)    # for stdout (what auto-prune did)
-    progress: Callable[[int], None] | None = None     # the reporter's bar, on a terminal
+    progress: Callable[[int, int], None] | None = None   # the reporter's bar: (bytes, files)
+    moved: int = 0                          # bytes of the file at work the bar has shown
     protected: bool = False                 # the backup is kept read-only between runs
     protect_pending: bool = False           # plan says protect, the backup is not yet
     run_id: str = ""
@@ -262,9 +265,24 @@ class Session:
         return self.tally.deleted.get(mode, set())
 
     def tick(self, size: int) -> None:
-        """A file of the folder at work was handled (the progress display moves)."""
+        """A file of the folder at work was handled (the progress display moves by what
+        its copy did not move it already)."""
         if self.progress is not None:
-            self.progress(size)
+            self.progress(max(size - self.moved, 0), 1)
+        self.moved = 0
+
+    def mover(self, size: int) -> Callable[[int], None] | None:
+        """For the copy of a file of ``size`` bytes: a function its copy loop calls with
+        the bytes of each chunk, so that the display moves within a big file (None: no
+        display, or a file too small to show movement)."""
+        progress = self.progress
+        if progress is None or size < MOVE_ABOVE:
+            return None
+
+        def move(nbytes: int) -> None:
+            self.moved += nbytes
+            progress(nbytes, 0)
+        return move
 
     # -- doit's uptodate of the report task (checked when it is reached) --
     def changed_nothing(self, modes: tuple[str, ...]) -> bool:

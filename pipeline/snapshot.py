@@ -151,7 +151,7 @@ class _Folder:
             self._replace_folder(name, dst)        # a folder where a file now is
         for _attempt in range(RETRIES):
             try:
-                copied, digest = store.copy_file(src, dst)
+                copied, digest = store.copy_file(src, dst, self.run.mover(st.st_size))
                 break
             except store.SourceChanged:
                 continue

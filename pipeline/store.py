@@ -96,7 +96,8 @@ def same_stat(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_mtime_ns, a.st_size, a.st_ino) == (b.st_mtime_ns, b.st_size, b.st_ino)
 
 
-def copy_to_tmp(src: bytes, folder: bytes, hashed: bool = False
+def copy_to_tmp(src: bytes, folder: bytes, hashed: bool = False,
+                progress: Callable[[int], None] | None = None
                 ) -> tuple[bytes, os.stat_result, str | None]:
     """Copy ``src`` into a new temporary file in ``folder``, with its mode and mtime.
 
@@ -115,7 +116,8 @@ def copy_to_tmp(src: bytes, folder: bytes, hashed: bool = False
         faults.point("write")
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            digest = copy_data(fd, out, hashlib.sha256() if hashed else None, before)
+            digest = copy_data(fd, out, hashlib.sha256() if hashed else None, before,
+                               progress)
             os.fchmod(out, stat.S_IMODE(before.st_mode))
             _chown(out, before)
             os.utime(out, ns=(before.st_atime_ns, before.st_mtime_ns))
@@ -143,9 +145,11 @@ def copy_to_tmp(src: bytes, folder: bytes, hashed: bool = False
         os.close(fd)
 
 
-def copy_file(src: bytes, dst: bytes) -> tuple[os.stat_result, str]:
+def copy_file(src: bytes, dst: bytes, progress: Callable[[int], None] | None = None
+              ) -> tuple[os.stat_result, str]:
     """Copy ``src`` to ``dst`` atomically; return its stat and sha256 (``copy_to_tmp``)."""
-    tmp, copied, digest = copy_to_tmp(src, os.path.dirname(dst), hashed=True)
+    tmp, copied, digest = copy_to_tmp(src, os.path.dirname(dst), hashed=True,
+                                      progress=progress)
     try:
         faults.point("rename")
         os.replace(tmp, dst)
@@ -203,13 +207,15 @@ def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
 
 
 def copy_data(fd: int, out: int, digest: Digest | None = None,
-              st: os.stat_result | None = None) -> str | None:
+              st: os.stat_result | None = None,
+              progress: Callable[[int], None] | None = None) -> str | None:
     """Copy all of ``fd`` into the new, empty file ``out``, leaving holes as holes:
     only the data regions are read and written, and ``out`` is then given the full
     size (ftruncate), so a sparse file stays sparse.  ``digest`` (a hashlib object)
     sees every logical byte, holes as zeros; its hexdigest is returned.  A file that
     shrinks during the copy ends the copy early (the caller's stat check catches it).
-    ``st``: ``fd``'s fstat, when the caller has it (at its offset 0)."""
+    ``st``: ``fd``'s fstat, when the caller has it (at its offset 0); ``progress``:
+    told the bytes of each chunk read (holes move nothing)."""
     if st is None:
         st = os.fstat(fd)
     size = st.st_size
@@ -226,6 +232,8 @@ def copy_data(fd: int, out: int, digest: Digest | None = None,
                 digest.update(chunk)
             _write_all(out, chunk)
             pos += len(chunk)
+            if progress is not None:
+                progress(len(chunk))
         return digest.hexdigest() if digest is not None else None
     pos = 0
     for start, end in data_extents(fd, size):
@@ -242,6 +250,8 @@ def copy_data(fd: int, out: int, digest: Digest | None = None,
                 digest.update(chunk)
             _write_all(out, chunk)
             pos += len(chunk)
+            if progress is not None:
+                progress(len(chunk))
         if pos < end:
             break                            # it shrank while read
     else:

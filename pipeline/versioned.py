@@ -253,7 +253,7 @@ class History:
             self._dry_file(name, st, prev, live)
             return
         self._ensure_real_dirs(store_rel)
-        copied = self._copy(name, hist)
+        copied = self._copy(name, hist, st.st_size)
         if copied is None:
             return
         tmp, cst, sha = copied
@@ -342,11 +342,13 @@ class History:
             self.done.append(Event(UPDATED, MODE, self._label(name),
                                    reason=f"mode {stat.S_IMODE(cst.st_mode):04o}"))
 
-    def _copy(self, name: bytes, hist: bytes) -> tuple[bytes, os.stat_result, str] | None:
+    def _copy(self, name: bytes, hist: bytes, size: int = 0
+              ) -> tuple[bytes, os.stat_result, str] | None:
         src = os.path.join(self.src, name)
         for _attempt in range(RETRIES):
             try:
-                tmp, cst, sha = store.copy_to_tmp(src, self.run.staging, hashed=True)
+                tmp, cst, sha = store.copy_to_tmp(src, self.run.staging, hashed=True,
+                                                  progress=self.run.mover(size))
                 assert sha is not None
                 return tmp, cst, sha
             except store.SourceChanged:

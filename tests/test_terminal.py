@@ -57,3 +57,28 @@ def test_off_a_terminal_only_plain_lines(backup: Backup) -> None:
     result = backup.doit("all", check=True, env={"SNAPBACK_PROGRESS_AFTER": "0"})
     assert "\r" not in result.stdout and "\x1b" not in result.stdout
     assert "new      [mirror+history] src/d0/f0.bin" in result.stdout.splitlines()
+
+
+def test_a_big_file_moves_the_display_while_it_is_copied(backup: Backup) -> None:
+    """Issue 25: the display moves by bytes within a big file, not only per file; the
+    file's own tick then adds only what its copy did not show, so each byte counts once."""
+    from pipeline import store
+    from pipeline.plan import load
+    from pipeline.session import MOVE_ABOVE, Session
+    size = MOVE_ABOVE + 3 * store.CHUNK + 5
+    big = backup.src / "big.bin"
+    big.write_bytes(os.urandom(1024) * (size // 1024) + b"x" * (size % 1024))
+    session = Session(load(backup.plan))
+    shown: list[tuple[int, int]] = []
+    session.progress = lambda nbytes, files: shown.append((nbytes, files))
+    assert session.mover(MOVE_ABOVE - 1) is None           # small files: one tick each
+    tmp, copied, _sha = store.copy_to_tmp(bytes(big), bytes(backup.base), hashed=True,
+                                          progress=session.mover(size))
+    os.unlink(tmp)
+    assert copied.st_size == size
+    within = [n for n, files in shown if files == 0]
+    assert len(within) == size // store.CHUNK + 1 and sum(within) == size
+    session.tick(size)
+    assert shown[-1] == (0, 1)                  # the file counts; its bytes were shown
+    session.tick(10)
+    assert shown[-1] == (10, 1)                 # the next file starts from nothing

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""The floor of a first backup in Python, beside rsync and snapback.  By hand, not in CI.
+
+    python bench/floor.py SOURCE [--tmp /dev/shm] [--repeat 3]
+
+What any Python program must do to make a first `snapback all` of SOURCE, and
+nothing more: one walk (os.scandir, one lstat per entry); for each file and each
+of the two copies (the mirror, the history's baseline in a folder of its own):
+open, fstat, read, sha256, write a temporary file, fchmod, utime, close, rename,
+one SQLite row; one commit per folder and copy.  No checks, no output, no
+doit.  Its time against rsync's says how far the per-file cost of snapback can
+come down without leaving Python; snapback's against it, what snapback adds.
+Each figure is the median of --repeat runs, each into an empty destination
+(removed between runs, not timed), CPU time as the child's user + system.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+FLOOR = r'''
+import hashlib, os, sqlite3, stat, sys
+src, dest = os.fsencode(sys.argv[1]), os.fsencode(sys.argv[2])
+os.makedirs(dest, exist_ok=True)
+db = sqlite3.connect(os.path.join(dest, b"catalog.sqlite3"), isolation_level=None)
+db.execute("pragma journal_mode=wal")
+db.execute("create table rows (dir blob, name blob, size int, mtime int, sha text)")
+CHUNK = 1 << 20
+
+def copy(path, tmp, st):
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    h = hashlib.sha256()
+    while chunk := os.read(fd, CHUNK):
+        h.update(chunk)
+        os.write(out, chunk)
+    os.fchmod(out, stat.S_IMODE(st.st_mode))
+    os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.close(out)
+    os.close(fd)
+    return h.hexdigest()
+
+stack = [b""]
+mirror, history = os.path.join(dest, b"mirror"), os.path.join(dest, b"history")
+while stack:
+    rel = stack.pop()
+    here = os.path.join(src, rel) if rel else src
+    os.makedirs(os.path.join(mirror, rel), exist_ok=True)
+    os.makedirs(os.path.join(history, rel), exist_ok=True)
+    files = []
+    with os.scandir(here) as it:
+        for e in it:
+            st = e.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(os.path.join(rel, e.name) if rel else e.name)
+            elif stat.S_ISREG(st.st_mode):
+                files.append((e.name, st))
+    for area in (mirror, history):
+        db.execute("begin")
+        for name, st in files:
+            if area is history:
+                home = os.path.join(area, rel, name)
+                os.mkdir(home)
+                final = os.path.join(home, name)
+            else:
+                final = os.path.join(area, rel, name)
+            tmp = final + b".tmp"
+            sha = copy(os.path.join(here, name), tmp, st)
+            os.rename(tmp, final)
+            db.execute("insert into rows values (?,?,?,?,?)", (rel, name, st.st_size,
+                       st.st_mtime_ns, sha))
+        db.execute("commit")
+'''
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds, peak RSS in KB) of one child."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", type=Path)
+    parser.add_argument("--tmp", type=Path, default=Path("/dev/shm"))
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    source = args.source.resolve()
+    work = Path(tempfile.mkdtemp(prefix="floor-", dir=args.tmp))
+    dest = work / "dest"
+    plan = work / "plan.yaml"
+    plan.write_text(f"version: 1\ndestination: {dest}\nsources:\n  - path: {source}\n"
+                    "    name: src\n")
+    env = {**os.environ, "SNAPBACK_CONFIG": str(plan)}
+    snapback = [sys.executable, "-m", "pipeline"]
+    runs = {
+        "rsync -a": ["rsync", "-a", "--exclude=__pycache__/", "--exclude=node_modules/",
+                     "--exclude=.venv/", f"{source}/", str(dest / "mirror")],
+        "python floor (both copies)": [sys.executable, "-c", FLOOR, str(source), str(dest)],
+        "snapback snapshot": [*snapback, "snapshot", "--quiet"],
+        "snapback versioned": [*snapback, "versioned", "--quiet"],
+        "snapback all": [*snapback, "all", "--quiet"],
+    }
+    results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in runs}
+    try:
+        for _ in range(args.repeat):
+            for name, cmd in runs.items():
+                shutil.rmtree(dest, ignore_errors=True)
+                dest.mkdir(mode=0o700)
+                results[name].append(timed(cmd, env))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    base = statistics.median(r[0] for r in results["rsync -a"])
+    print(f"first backup of {source} ({args.repeat} runs, medians; {args.tmp})")
+    print("| | wall | x rsync | CPU | peak RSS |")
+    print("|---|---:|---:|---:|---:|")
+    for name, samples in results.items():
+        wall = statistics.median(s[0] for s in samples)
+        cpu = statistics.median(s[1] for s in samples)
+        rss = max(s[2] for s in samples)
+        print(f"| {name} | {wall:.2f} s | {wall / base:.1f} | {cpu:.2f} s | {rss // 1024} MB |")
+
+
+if __name__ == "__main__":
+    main()
