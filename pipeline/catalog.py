@@ -732,6 +732,37 @@ class Catalog:
             out.update(x for x in (obj, whole) if x is not None)
         return out
 
+    def aliases_in(self, source: str, entry: str, folder: bytes) -> dict[bytes, bytes]:
+        """The aliases of ``entry`` paths directly in ``folder``: name -> store."""
+        if self.conn is None:
+            return {}
+        prefix = folder + b"/" if folder else b""
+        rows = self.conn.execute(
+            "select rel, store from aliases where source=? and entry=? and rel>=?"
+            + (" and rel<?" if folder else ""),
+            (source, entry, prefix, *((folder + b"0",) if folder else ())))
+        return {rel[len(prefix):]: store for rel, store in rows
+                if b"/" not in rel[len(prefix):]}
+
+    def nothing_under(self, source: str, place: bytes) -> bool:
+        """Does no row and no alias of ``source`` name ``place`` (relative to its
+        history) or anything below it?  (b"": the whole history of ``source``.)"""
+        if self.conn is None:
+            return True
+        if not place:
+            found = self.conn.execute(
+                "select exists(select 1 from versions where source=? and store is not null) "
+                "or exists(select 1 from aliases where source=?)", (source, source)).fetchone()
+            return not found[0]
+        # one range of the index: place itself, place/..., and (answered "no", the
+        # careful way follows) the few names between them ("place.txt", "place-2")
+        hi = place + b"0"
+        found = self.conn.execute(
+            "select exists(select 1 from versions where source=? and store>=? and store<?) "
+            "or exists(select 1 from aliases where source=? and store>=? and store<?)",
+            (source, place, hi, source, place, hi)).fetchone()
+        return not found[0]
+
     def alias(self, source: str, entry: str, rel: bytes) -> bytes | None:
         if self.conn is None:
             return None

@@ -114,6 +114,9 @@ class History:
         self.signed: tuple[bytes | None, bytes, int | None] = (None, b"", None)
         self._container_cache: bytes | None = None
         self._real: set[bytes] = set()    # folders above history folders, checked
+        self._containers: set[bytes] = set()     # ... and made (``_made``)
+        self._aliases: dict[bytes, bytes] | None = None   # this folder's files' aliases
+        self._unowned: bool | None = None  # the catalog names nothing in the container
         self.catalog.begin()
         self.opened = Opened(current.protected)
 
@@ -199,15 +202,28 @@ class History:
             candidate, n = os.path.join(parent, layout.alias_name(name, n)), n + 1
         return candidate
 
-    def _new_store(self, name: bytes) -> bytes:
+    def _new_store(self, name: bytes, quick: bool = True) -> tuple[bytes, bool]:
         """A history folder for a path that has none: ``<container>/<name>/`` if that
         place is nobody's (the catalog says) and not a symlink or file on disk, else
-        ``<name>~N``; always recorded in the catalog, with the path's first row."""
+        ``<name>~N``; always recorded in the catalog, with the path's first row.
+
+        Returns (the place, whether it is still to be made and checked on disk): when
+        the catalog names nothing in the container (a new folder, a first backup), the
+        place is ``<container>/<name>`` if ``_made`` can make it, and nothing is asked
+        per file; else (``quick`` False) each candidate is asked of the catalog and of
+        the disk."""
         rel = self._rel_of(name)
-        alias = self.catalog.alias(self.source.name, "file", rel)
+        if self._aliases is None:                 # one query per folder, not per file
+            self._aliases = self.catalog.aliases_in(self.source.name, "file", self.rel)
+        alias = self._aliases.get(name)
         if alias is not None:
-            return alias
+            return alias, False
         container = self._container()
+        if quick and self.writes:
+            if self._unowned is None:
+                self._unowned = self.catalog.nothing_under(self.source.name, container)
+            if self._unowned:
+                return os.path.join(container, name), True
 
         def usable(place: bytes) -> bool:
             full = os.path.join(self.root, place)
@@ -217,7 +233,25 @@ class History:
         place = self._free(container, name, usable)
         if place != os.path.join(container, name) and self.writes:
             self.catalog.set_alias(self.source.name, "file", rel, place)
-        return place
+            self._aliases[name] = place
+        return place, False
+
+    def _made(self, store_rel: bytes) -> bool:
+        """Make the new history folder ``store_rel`` (a place no row names: see
+        ``_new_store``), its container checked for planted links and made once per
+        folder task; False when something is at that place on disk already."""
+        parent = os.path.dirname(store_rel)
+        if parent not in self._containers:
+            store.ensure_real_dirs(self.root, parent)
+            self.opened.makedirs(os.path.join(self.root, parent) if parent else self.root)
+            self._containers.add(parent)
+        hist = os.path.join(self.root, store_rel)
+        try:
+            os.mkdir(hist, 0o700)
+        except FileExistsError:
+            return False
+        self.opened.wrote(hist)                  # (a protected backup: read-only after)
+        return True
 
     def _stamp(self, name: bytes) -> str:
         """This run's version time, made unique for this path (a path with no row yet
@@ -246,13 +280,15 @@ class History:
         # a path with no row at all has no content version (one query fewer per new file)
         prev = self.catalog.last_content(self.source.name, self.rel, name) \
             if row is not None else None
-        store_rel = prev.store if prev is not None else self._new_store(name)
+        store_rel, maybe_new = (prev.store, False) if prev is not None \
+            else self._new_store(name)
         assert store_rel is not None
         hist = os.path.join(self.root, store_rel)
         if not self.writes:
             self._dry_file(name, st, prev, live)
             return
-        self._ensure_real_dirs(store_rel)
+        if not maybe_new:
+            self._ensure_real_dirs(store_rel)
         copied = self._copy(name, hist, st.st_size)
         if copied is None:
             return
@@ -264,8 +300,14 @@ class History:
             self._same_bytes(name, live, cst, racy, store_rel)
             return
         try:
-            fresh = not os.path.lexists(hist)     # a new history folder holds no orphans
-            self.opened.makedirs(hist)
+            fresh = maybe_new and self._made(store_rel)
+            if maybe_new and not fresh:      # something is at that place: the careful way
+                store_rel = self._new_store(name, quick=False)[0]
+                hist = os.path.join(self.root, store_rel)
+                self._ensure_real_dirs(store_rel)
+            if not fresh:
+                fresh = not os.path.lexists(hist)     # a new history folder holds no orphans
+                self.opened.makedirs(hist)
             kind, obj, stamp, obj_sha, copy = self._store_version(name, hist, tmp, cst, prev,
                                                                   sha, fresh)
         except OSError as exc:
@@ -376,7 +418,9 @@ class History:
         if not fresh:
             self._remove_orphans(name, hist)
         if prev is None:
-            obj = self._unused(hist, baseline_name(name, self.run.stamp[:10]))
+            obj = baseline_name(name, self.run.stamp[:10])
+            if not fresh:
+                obj = self._unused(hist, obj)
             self._place(tmp, os.path.join(hist, obj), sha, cst.st_size)
             return "baseline", obj, stamp, sha, None
         diff_name, full_name = version_names(name, stamp)
@@ -560,7 +604,8 @@ class History:
                 self.catalog.touch(row.id, st)     # same link, another ctime or inode
                 return
         if self.writes:
-            store_rel = row.store if row is not None and row.store else self._new_store(name)
+            store_rel = row.store if row is not None and row.store else \
+                self._new_store(name, quick=False)[0]
             # the target is the version: the catalog holds it, no object on disk
             self.catalog.add(source=self.source.name, dir=self.rel, name=name, entry="link",
                              kind="link", time=self._stamp(name),

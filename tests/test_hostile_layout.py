@@ -63,6 +63,43 @@ def test_a_link_planted_in_the_history_is_never_followed(nobody_backup) -> None:
     assert list(outside.iterdir()) == []
 
 
+def test_things_planted_where_new_histories_go(nobody_backup) -> None:
+    """Issue 25: a new file's history folder is made at once when the catalog names
+    nothing in its folder's place (a new folder, a first backup: no query per file).
+    Planted before the new folder n/ is backed up: a link to elsewhere where a.txt's
+    history folder goes, a file where b.txt's goes, a link where the folder e's
+    histories go.  Nothing is written through a link; each file gets a history
+    folder of its own (a.txt's: ``a.txt~2``, e's files: in ``e~2``) and restores."""
+    b, python = nobody_backup
+    outside = b.base / "elsewhere"
+    outside.mkdir()
+    os.chmod(outside, 0o777)
+    make_tree(b.src, {"first.txt": "1\n"})
+    assert as_nobody(b, python, "versioned").returncode == 0
+    make_tree(b.src, {"n": {"a.txt": "a\n", "b.txt": "b\n", "c.txt": "c\n",
+                            "d": {"x.txt": "x\n"}, "e": {"y.txt": "y\n"}}})
+    planted = b.versions / "n"
+    planted.mkdir()
+    os.chmod(planted, 0o777)
+    os.symlink(str(outside), planted / "a.txt")
+    (planted / "b.txt").write_text("planted\n")
+    os.symlink(str(outside), planted / "e")
+    result = as_nobody(b, python, "versioned")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert list(outside.iterdir()) == []
+    assert (planted / "b.txt").read_text() == "planted\n"
+    stores = {r.name: r.store for r in b.catalog() if r.kind == "baseline"}
+    assert stores[b"a.txt"] == b"n/a.txt~2" and stores[b"b.txt"] == b"n/b.txt~2"
+    assert stores[b"c.txt"] == b"n/c.txt" and stores[b"x.txt"] == b"n/d/x.txt"
+    assert stores[b"y.txt"] == b"n/e~2/y.txt"
+    into = b.base / "back"
+    b.doit("restore", str(b.src / "n"), "--to", str(into), check=True)
+    assert [(into / "n" / f).read_text() for f in ("a.txt", "b.txt", "c.txt", "d/x.txt",
+                                                   "e/y.txt")] == ["a\n", "b\n", "c\n", "x\n",
+                                                                   "y\n"]
+    assert b.doit("verify", "--deep").returncode == 0
+
+
 def test_a_link_planted_in_the_mirror_is_never_followed(nobody_backup) -> None:
     b, python = nobody_backup
     outside = b.base / "elsewhere"
