@@ -144,9 +144,11 @@ def auto_prune(session: Session) -> None:
 
 def finish(session: Session, modes: tuple[str, ...], label: str,
            after: Callable[[], None] | None = None) -> TaskFailed | None:
-    """The report task's action: protect the backup the first time the plan asks,
+    """The report task's action: commit what the folders' tasks left waiting for
+    their group's commit, protect the backup the first time the plan asks,
     append the run record to runs.jsonl when the run changed anything, then run
     ``after`` (the automatic prune of ``retention.auto``)."""
+    session.settle()
     if not session.writes:
         return None
     try:

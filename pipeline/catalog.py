@@ -246,6 +246,7 @@ class Catalog:
         self.run: tuple[str, float] | None = None    # this run (id, start), registered
         self._registered = False                     # in ``runs`` with its first write
         self._unsettled = False          # the open transaction names files just written
+        self._savepoints = 0             # folder savepoints open in it (``begin_folder``)
         self.writable = writable
         self.conn: sqlite3.Connection | None = None
         if writable:
@@ -339,11 +340,44 @@ class Catalog:
         if self.conn is not None and self.writable and not self.conn.in_transaction:
             self.conn.execute("begin")
 
+    def begin_folder(self) -> None:
+        """A folder task's changes: a savepoint in the run's open transaction, so that
+        a folder that fails is undone alone (``abort_folder``) while the folders before
+        it wait for the group's commit (``pipeline.session.Group``)."""
+        if self.conn is not None and self.writable:
+            self.begin()
+            self.conn.execute("savepoint folder")
+            self._savepoints += 1
+
+    def end_folder(self) -> None:
+        """The folder's changes join the open transaction (committed with its group)."""
+        if self.conn is not None and self._savepoints and self.conn.in_transaction:
+            self.conn.execute("release folder")
+        self._savepoints = max(self._savepoints - 1, 0)
+
+    def abort_folder(self) -> bool:
+        """Undo the folder's changes; True when the folders before it in the open
+        transaction are kept (False: SQLite dropped the whole transaction, as it does
+        on a full disk, or there was no savepoint)."""
+        if self.conn is None or not self._savepoints or not self.conn.in_transaction:
+            self.rollback()
+            return False
+        self._savepoints -= 1
+        self._registered = False            # (this run's row may have been entered in it)
+        try:
+            self.conn.execute("rollback to folder")
+            self.conn.execute("release folder")
+        except sqlite3.Error:
+            self.rollback()
+            return False
+        return True
+
     def rollback(self) -> None:
         """Drop the open transaction, if SQLite has not dropped it already (it does on
         a full disk); what it named is not in the catalog, this run's entry in ``runs``
         perhaps neither (entered again with the next write: ``insert or ignore``)."""
         self._unsettled = self._registered = False
+        self._savepoints = 0
         if self.conn is not None and self.conn.in_transaction:
             try:
                 self.conn.execute("rollback")
@@ -363,6 +397,7 @@ class Catalog:
                 self.rollback()   # (a full disk): nothing of the transaction is kept
                 raise
         self._unsettled = False
+        self._savepoints = 0
 
     def objects(self, source: str, folder: bytes, name: bytes) -> set[bytes]:
         """The stored objects the catalog refers to for one path."""

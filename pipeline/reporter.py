@@ -311,6 +311,7 @@ class Reporter:
 
     def complete_run(self) -> None:
         current = self.session
+        current.settle()                       # (a run that ended before its report task)
         self._flush()
         if self.bar is not None:
             self.bar.close()
@@ -340,11 +341,14 @@ class Reporter:
         snapshot task's FAILED lines held for its versioned twin count as said).
 
         When both modes run (``doit all``), a folder's snapshot task runs just before
-        its versioned task: its lines are held until then, and a file that both
-        modes stored is one line, ``new  [mirror+history]  path``."""
+        its versioned task: its lines are held until then (and until the versioned
+        lines come, with their group's commit), and a file that both modes stored is
+        one line, ``new  [mirror+history]  path``."""
         current = self.session
         both = len(current.modes) > 1
-        if both and task.startswith("snapshot:"):
+        if both and (task.startswith("snapshot:") or current.group.waiting):
+            # a folder's history lines come when its group is committed (session.Group):
+            # the mirror's lines wait for them, and both are said together then
             held = current.take_pending()
             self.held.extend(held)
             return any(e.kind == FAILED for e in held)    # said with its versioned twin

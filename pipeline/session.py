@@ -83,6 +83,66 @@ class Tally:
         return any(m in self.modes for m in modes)
 
 
+GROUP_SECONDS = 1.0      # folder tasks' changes are committed together this often
+# ($SNAPBACK_COMMIT_EVERY=SECONDS sets another; 0: each folder its own commit)
+
+
+class Group:
+    """The folder tasks' catalog changes, committed together about once a second.
+
+    Each commit first puts everything it names on stable storage (a ``syncfs``):
+    one sync a second instead of one a folder, which on a disk is most of a first
+    backup's time.  Each folder is a savepoint of the open transaction
+    (``Catalog.begin_folder``): a folder that fails is undone alone.  What a folder
+    does once its changes are committed (its history lines, removing the whole
+    copies it superseded, read-only again) waits for the commit; when the commit
+    cannot be made (a full disk), every folder of the group says so instead.  A run
+    killed before the commit loses at most the last second's records: their files
+    are found and stored again (or removed, when no row names them) by the next run.
+    """
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[Callable[[], None], Callable[[BaseException], None]]] = []
+        self.since: float | None = None
+        try:
+            self.every = float(os.environ.get("SNAPBACK_COMMIT_EVERY", GROUP_SECONDS))
+        except ValueError:
+            self.every = GROUP_SECONDS
+
+    def done(self, catalog: Catalog, after: Callable[[], None],
+             failed: Callable[[BaseException], None]) -> None:
+        """A folder's changes are complete: they join the group, committed when due."""
+        catalog.end_folder()
+        self.waiting.append((after, failed))
+        if self.since is None:
+            self.since = time.monotonic()
+        if time.monotonic() - self.since >= self.every:
+            self.flush(catalog)
+
+    def flush(self, catalog: Catalog | None) -> None:
+        """Commit the group now (the run's end, a cleanup task's start)."""
+        waiting, self.waiting, self.since = self.waiting, [], None
+        if catalog is None:
+            return
+        try:
+            catalog.commit()
+        except (OSError, sqlite3.Error) as exc:
+            catalog.rollback()          # (a sync that failed left the transaction open)
+            for _after, failed in waiting:
+                failed(exc)
+            return
+        for after, _failed in waiting:
+            after()
+
+    def abort(self, catalog: Catalog, exc: BaseException) -> None:
+        """The folder at work failed: its changes are undone; if SQLite dropped the
+        whole transaction (a full disk), the folders waiting in it fail too."""
+        if not catalog.abort_folder():
+            waiting, self.waiting, self.since = self.waiting, [], None
+            for _after, failed in waiting:
+                failed(exc)
+
+
 @dataclass
 class Options:
     note: str = ""
@@ -158,6 +218,7 @@ class Session:
     started: float = field(default_factory=time.time)
     t0: float = field(default_factory=time.perf_counter)    # for durations, whatever the clock
     tally: Tally = field(default_factory=Tally)   # what every event of the run adds up to
+    group: Group = field(default_factory=Group)   # folder changes waiting for their commit
     pending: list[Event] = field(default_factory=list)     # not yet printed
     selected: list[str] = field(default_factory=list)
     views: dict[tuple[str, str], list[Folder]] = field(default_factory=dict)  # (mode, source)
@@ -244,6 +305,10 @@ class Session:
                 f"run's ({local(last[1])}, run {last[0]}): this run still comes after it "
                 "(runs are kept in the order they ran); check the clock")
 
+    def settle(self) -> None:
+        """Commit the folders' changes that wait for their group's commit."""
+        self.group.flush(self.catalog)
+
     def emit(self, event: Event) -> None:
         self.tally.add(event)
         self.pending.append(event)
@@ -286,7 +351,9 @@ class Session:
 
     # -- doit's uptodate of the report task (checked when it is reached) --
     def changed_nothing(self, modes: tuple[str, ...]) -> bool:
-        """The report task is up to date when its modes' tasks changed nothing."""
+        """The report task is up to date when its modes' tasks changed nothing (their
+        group committed first: the history's lines come with the commit)."""
+        self.settle()
         return not self.protect_pending and not self.tally.any(modes)
 
     @property
@@ -315,6 +382,7 @@ class Session:
         back in (a full disk) keeps it, nothing committed is lost, and the next run
         finishes the job."""
         try:
+            self.settle()
             if self.catalog is not None:
                 self.empty_garbage(self.catalog)
             self.control.release()
@@ -355,7 +423,7 @@ def action(mode: str) -> Callable[[Work[Job]], Work[Job]]:
                 return work(job, session)
             except (OSError, sqlite3.Error, SnapbackError) as exc:
                 if session.catalog is not None:
-                    session.catalog.rollback()
+                    session.group.abort(session.catalog, exc)
                 reason = failure_reason(exc)
                 files = unsaid(job, session.pending[start:], mode)
                 detail = f" ({plural(files, 'file')} not backed up)" if files else ""

@@ -15,7 +15,6 @@ source, for ``doit cleanup`` and for runs where folders came or went.
 from __future__ import annotations
 
 import os
-import sqlite3
 import stat
 
 from doit.exceptions import TaskFailed
@@ -76,12 +75,13 @@ class _Folder:
         self.dst = os.fsencode(job.root / rel if rel else job.root)
         self.existing: dict[str, os.stat_result] = {}
         self.failures = 0
+        self.removals: list[tuple[str, bytes]] = []    # entries gone, removed once committed
         self.racy = False                  # a record to compare by content next run
         self.catalog = current.open_catalog()
         self.folder_b = os.fsencode(rel)
         self.rows = self.catalog.mirror_in(job.source.name, self.folder_b)
         self.shas = self.catalog.mirror_shas(job.source.name, self.folder_b)
-        self.catalog.begin()
+        self.catalog.begin_folder()
         self.opened = Opened(current.protected)
         self.writable = False
 
@@ -273,12 +273,15 @@ class _Folder:
             self._writing()
         is_dir = stat.S_ISDIR(self.existing[name].st_mode)
         try:
-            count = store.remove(dst) if self.writes else _count(dst)
+            count = _count(dst)
         except OSError as exc:
             self._fail(name, f"cannot remove from the mirror: {exc.strerror or exc}")
             return
         if self.writes:
+            # removed once the catalog no longer names it (the group's commit): a commit
+            # that fails (a full disk) leaves the copy where its record says it is
             self.catalog.drop_mirror(self.job.source.name, self.folder_b, os.fsencode(name))
+            self.removals.append((name, dst))
         self.run.emit(Event(DELETED, MODE, self._label(name) + ("/" if is_dir else ""),
                             files=count, reason=plural(count, "file") if is_dir else ""))
 
@@ -322,17 +325,32 @@ class _Folder:
                 self.catalog.set_folder(MODE, self.job.source.name, self.folder_b, st,
                                         None if self.racy else sig, entered, count,
                                         mirror_mtime=os.lstat(self.dst).st_mtime_ns)
-        try:
-            self.catalog.commit()
-        except (OSError, sqlite3.Error) as exc:
-            # a full disk: the catalog keeps what it had; the mirror, what was copied (its
-            # lines stand: the next run records them)
-            self.failures += 1
-            self.run.emit(Event(FAILED, MODE, self.job.label + "/", files=0, reason=(
-                f"{session.failure_reason(exc)}: not recorded in the catalog; "
-                "the next run records it")))
-        finally:
-            self.opened.close()
+        self.run.group.done(self.catalog, self._committed, self._not_recorded)
+
+    def _committed(self) -> None:
+        """What the commit no longer names leaves the mirror; read-only again."""
+        for name, dst in self.removals:
+            try:
+                store.remove(dst)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:         # (it stays, unnamed: the next run removes it)
+                self._fail(name, f"cannot remove from the mirror: {exc.strerror or exc}")
+        st = self.job.folder.stat
+        if self.removals and st is not None:   # the folder's mtime again, as recorded
+            store.set_folder_meta(self.dst, st, self.opened.protected)
+        self.removals.clear()
+        self.opened.close()
+
+    def _not_recorded(self, exc: BaseException) -> None:
+        """The group's commit failed (a full disk): the catalog keeps what it had; the
+        mirror, what was copied (its lines stand: the next run records them)."""
+        self.failures += 1
+        self.run.emit(Event(FAILED, MODE, self.job.label + "/", files=0, reason=(
+            f"{session.failure_reason(exc)}: not recorded in the catalog; "
+            "the next run records it")))
+        self.removals.clear()             # named still: they stay
+        self.opened.close()
 
     def _fail(self, name: str, reason: str) -> None:
         self.failures += 1
@@ -355,6 +373,7 @@ def folder_change(kind: str | None, mode: int | None, mtime_ns: int | None,
 
 
 def _count(path: bytes) -> int:
+    """The files a removal of ``path`` takes (a folder: those below it)."""
     if not os.path.isdir(path) or os.path.islink(path):
         return 1
     return sum(len(files) for _r, _d, files in os.walk(path))
@@ -363,6 +382,7 @@ def _count(path: bytes) -> int:
 @action(MODE)
 def sweep(job: SweepJob, current: Session) -> TaskFailed | None:
     """Remove from a source's whole mirror what is not in the source any more."""
+    current.settle()      # the folder tasks' lines first: what they deleted is said
     kept = {folder.rel: folder for folder in job.folders}
     failures = 0
     said = current.deleted(MODE)          # by the folder tasks of this run (a dry run's too)

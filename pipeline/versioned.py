@@ -117,22 +117,26 @@ class History:
         self._containers: set[bytes] = set()     # ... and made (``_made``)
         self._aliases: dict[bytes, bytes] | None = None   # this folder's files' aliases
         self._unowned: bool | None = None  # the catalog names nothing in the container
-        self.catalog.begin()
+        self.catalog.begin_folder()
         self.opened = Opened(current.protected)
 
     def finish(self) -> None:
-        """Commit the folder's rows, and the folder as in line (their objects on stable
-        storage first: one commit per folder, each a sync), then remove the whole copies
-        they superseded."""
+        """The folder's rows, and the folder as in line, join the group's commit
+        (``session.Group``: their objects on stable storage first, one sync a second);
+        once committed, the whole copies they superseded are removed and their lines
+        said."""
         try:
             if self.in_line is not None:
                 sig = self.signed if not self.racy else (None, *self.signed[1:])
                 self.catalog.set_folder(MODE, self.source.name, self.rel, self.in_line, *sig)
                 self.in_line = None
-            self.catalog.commit()
         except (OSError, sqlite3.Error) as exc:
+            self.run.group.abort(self.catalog, exc)
             self._not_recorded(exc)
             return
+        self.run.group.done(self.catalog, self._committed, self._not_recorded)
+
+    def _committed(self) -> None:
         for old in self.superseded:
             try:
                 faults.point("remove")
@@ -145,12 +149,11 @@ class History:
         self.superseded.clear()
         self.done.clear()
 
-    def _not_recorded(self, exc: OSError | sqlite3.Error) -> None:
-        """The folder's transaction could not be committed (a full disk): nothing of it
+    def _not_recorded(self, exc: BaseException) -> None:
+        """The folder's changes could not be committed (a full disk): nothing of them
         is in the catalog (its objects are orphans the next writer removes, the copies
         they would supersede stay named).  Each file it would have recorded is a FAILED
         line; its deletions and the folder's own version are recorded by the next run."""
-        self.catalog.rollback()
         reason = session.failure_reason(exc)
         files = [e for e in self.done if e.kind in (NEW, UPDATED) and not e.path.endswith("/")]
         for event in files:
@@ -688,6 +691,7 @@ class History:
 @action(MODE)
 def sweep(job: SweepJob, current: Session) -> TaskFailed | None:
     """Record a deletion for every path the catalog has live that the source lost."""
+    current.settle()      # the folder tasks' lines first: what they deleted is said
     catalog = current.open_catalog()
     folders = {os.fsencode(f.rel): f for f in job.folders}
     unknown = [rel for rel, f in folders.items() if f.error is not None]

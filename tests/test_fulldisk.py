@@ -143,7 +143,9 @@ def _place(out: str) -> set[str]:
 
 # Bytes left free: the disk fills at the catalog's opening (its WAL and shared memory
 # file), then in the mirror's copies, the history's objects, the commits, the run log.
-FREE = [0, 16 << 10, 48 << 10, 96 << 10, 160 << 10, 256 << 10, 384 << 10]
+# (A later run's folders are committed together, once a second: from about 300 KB
+# free its one commit fits and only folding the journal back in does not, a warning.)
+FREE = [0, 16 << 10, 48 << 10, 96 << 10, 160 << 10, 256 << 10]
 
 
 @pytest.mark.parametrize("first_run, auto_prune", [(True, False), (False, False), (False, True)],
@@ -177,7 +179,9 @@ def test_a_full_disk_at_every_size_fails_cleanly_and_the_next_run_completes(
         ballast.unlink()                                       # room is made
         _names_only_what_is_on_disk(backup)     # (a reader may need room for the WAL's index)
         _completes(backup, earlier, f"{free} bytes free")
-    for place in ("catalog opened", "file copied", "catalog commit", "run log", "checkpoint"):
+    # a later run's run log has its own test (below): its last block has room left
+    for place in ("catalog opened", "file copied", "catalog commit",
+                  *(("run log", "checkpoint") if first_run else ())):
         assert places[place], (place, places)
 
 
@@ -219,17 +223,19 @@ def test_the_run_log_and_the_report_on_a_full_disk(backup: Backup, small_disk: P
 KINDS = ("write", "rename", "fsync", "commit")
 
 
-def _points(b: Backup, *args: str) -> Counter:
+def _points(b: Backup, *args: str, env: dict[str, str] | None = None) -> Counter:
     log = b.base / "points.log"
     log.unlink(missing_ok=True)
-    result = b.doit(*args, env={"SNAPBACK_FAULT_LOG": str(log)})
+    result = b.doit(*args, env={"SNAPBACK_FAULT_LOG": str(log), **(env or {})})
     assert result.returncode == OK, result.stdout + result.stderr
     return Counter(log.read_text().split())
 
 
-@pytest.mark.parametrize("mode", ["versioned", "all"])
+@pytest.mark.parametrize("mode, every", [("versioned", "0"), ("all", "0"), ("all", "60")],
+                         ids=["versioned, a commit a folder", "all, a commit a folder",
+                              "all, folders committed together"])
 def test_enospc_at_every_point_fails_cleanly_and_the_next_run_completes(
-        backup: Backup, mode: str) -> None:
+        backup: Backup, mode: str, every: str) -> None:
     make_tree(backup.src, {"notes.txt": "one\ntwo\n", "img.bin": b"\x00\x01" * 50,
                            "gone.txt": "bye\n",
                            "d": {"keep.txt": "k\n", "to": Link("../notes.txt")}})
@@ -246,14 +252,15 @@ def test_enospc_at_every_point_fails_cleanly_and_the_next_run_completes(
     aged(backup.src)
     pristine = backup.base / "pristine"
     shutil.copytree(backup.dest, pristine, symlinks=True)
-    counts = _points(backup, mode)
-    assert counts["commit"] >= 2 and counts["fsync"] >= 1, counts
+    counts = _points(backup, mode, env={"SNAPBACK_COMMIT_EVERY": every})
+    assert counts["commit"] >= (2 if every == "0" else 1) and counts["fsync"] >= 1, counts
     for kind in KINDS:
         for n in range(1, counts[kind] + 1):
             why = f"{kind}:{n}:enospc"
             shutil.rmtree(backup.dest)
             shutil.copytree(pristine, backup.dest, symlinks=True)
-            result = backup.doit(mode, env={"SNAPBACK_FAULT": why})
+            result = backup.doit(mode, env={"SNAPBACK_FAULT": why,
+                                            "SNAPBACK_COMMIT_EVERY": every})
             out = result.stdout + result.stderr
             assert result.returncode == PARTIAL, (why, out)
             assert "Traceback" not in out and "bug" not in out, (why, out)
@@ -275,7 +282,8 @@ def test_a_commit_that_fails_first_leaves_the_run_in_the_order(backup: Backup) -
     (backup.src / "r.txt").write_text("r2\n")             # the root folder's commit: first
     (backup.src / "a" / "x.txt").write_text("x2\n")
     aged(backup.src)
-    result = backup.doit("versioned", env={"SNAPBACK_FAULT": "commit:1:enospc"})
+    result = backup.doit("versioned", env={"SNAPBACK_FAULT": "commit:1:enospc",
+                                           "SNAPBACK_COMMIT_EVERY": "0"})
     assert result.returncode == PARTIAL, result.stdout + result.stderr
     assert f"FAILED   src/r.txt: {FULL}" in result.stdout
     run_id = json.loads(backup.runs()[-1])["run_id"]

@@ -182,7 +182,8 @@ def test_a_sync_after_a_killed_run_sends_the_catalog_its_history_needs(
         for d, f in files.items():                         # whole copy before it
             (backup.src / d / f).write_text(text)
         aged(backup.src)
-        run = backup.doit("versioned", env={"SNAPBACK_FAULT": "commit:3"} if "three" in text
+        run = backup.doit("versioned", env={"SNAPBACK_FAULT": "commit:3",
+                                            "SNAPBACK_COMMIT_EVERY": "0"} if "three" in text
                           else {})
     assert run.returncode == -signal.SIGKILL             # the last run: a committed
     assert (backup.meta / "catalog.sqlite3-wal").stat().st_size > 0
