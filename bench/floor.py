@@ -10,8 +10,10 @@ open, fstat, read, sha256, write a temporary file, fchmod, utime, close, rename,
 one SQLite row; one commit per folder and copy.  No checks, no output, no
 doit.  Its time against rsync's says how far the per-file cost of snapback can
 come down without leaving Python; snapback's against it, what snapback adds.
-Each figure is the median of --repeat runs, each into an empty destination
-(removed between runs, not timed), CPU time as the child's user + system.
+borg (unencrypted, lz4) and restic (its default) back up the same tree in the
+same run where they are installed.  Each figure is the median of --repeat runs,
+each into an empty destination (removed between runs, not timed), CPU time as
+the child's user + system.
 """
 
 from __future__ import annotations
@@ -106,20 +108,37 @@ def main() -> None:
                     "    name: src\n")
     env = {**os.environ, "SNAPBACK_CONFIG": str(plan)}
     snapback = [sys.executable, "-m", "pipeline"]
-    runs = {
-        "rsync -a": ["rsync", "-a", "--exclude=__pycache__/", "--exclude=node_modules/",
-                     "--exclude=.venv/", f"{source}/", str(dest / "mirror")],
-        "python floor (both copies)": [sys.executable, "-c", FLOOR, str(source), str(dest)],
-        "snapback snapshot": [*snapback, "snapshot", "--quiet"],
-        "snapback versioned": [*snapback, "versioned", "--quiet"],
-        "snapback all": [*snapback, "all", "--quiet"],
+    excludes = ["--exclude=__pycache__/", "--exclude=node_modules/", "--exclude=.venv/"]
+    repo = str(dest / "repo")
+    env["RESTIC_PASSWORD"] = "bench"
+    env["BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK"] = "yes"
+    # name -> (untimed preparation or None, the timed command)
+    runs: dict[str, tuple[list[str] | None, list[str]]] = {
+        "rsync -a": (None, ["rsync", "-a", *excludes, f"{source}/", str(dest / "mirror")]),
+        "python floor (both copies)": (None, [sys.executable, "-c", FLOOR, str(source),
+                                              str(dest)]),
+        "snapback snapshot": (None, [*snapback, "snapshot", "--quiet"]),
+        "snapback versioned": (None, [*snapback, "versioned", "--quiet"]),
+        "snapback all": (None, [*snapback, "all", "--quiet"]),
     }
+    if shutil.which("borg"):
+        runs["borg create (lz4)"] = (["borg", "init", "-e", "none", repo],
+                                     ["borg", "create", f"{repo}::first", str(source),
+                                      "-e", "*/__pycache__", "-e", "*/node_modules",
+                                      "-e", "*/.venv"])
+    if shutil.which("restic"):
+        runs["restic backup"] = (["restic", "init", "--repo", repo, "-q"],
+                                 ["restic", "backup", "--repo", repo, "-q", str(source),
+                                  "--exclude", "__pycache__", "--exclude", "node_modules",
+                                  "--exclude", ".venv"])
     results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in runs}
     try:
         for _ in range(args.repeat):
-            for name, cmd in runs.items():
+            for name, (prepare, cmd) in runs.items():
                 shutil.rmtree(dest, ignore_errors=True)
                 dest.mkdir(mode=0o700)
+                if prepare is not None:
+                    subprocess.run(prepare, env=env, check=True, capture_output=True)
                 results[name].append(timed(cmd, env))
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -329,6 +329,11 @@ class _Folder:
 
     def _committed(self) -> None:
         """What the commit no longer names leaves the mirror; read-only again."""
+        if self.removals:
+            try:
+                self.opened.folder(self.dst)      # (a read-only source folder's mode)
+            except OSError:
+                pass
         for name, dst in self.removals:
             try:
                 store.remove(dst)
