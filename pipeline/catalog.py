@@ -254,6 +254,8 @@ class Catalog:
             os.chmod(path, 0o600)            # it names every file: as private as the backup
             self.conn.execute("pragma journal_mode=wal")
             self.conn.execute("pragma synchronous=full")     # a commit survives power loss
+            # a folder's savepoint journal in memory, not in a temporary file on disk
+            self.conn.execute("pragma temp_store=memory")
             self._check_format(fresh_ok=True)
             found = self.conn.execute("pragma user_version").fetchone()[0]
             upgrade = UPGRADE_1 if found == 1 else ""
