@@ -219,9 +219,12 @@ def copy_data(fd: int, out: int, digest: Digest | None = None,
     if st is None:
         st = os.fstat(fd)
     size = st.st_size
-    if st.st_blocks * 512 >= size:
-        # as many bytes allocated as it has: no hole to keep (most files), read it
-        # straight through without asking where its data is
+    allocated = st.st_blocks * 512
+    if size <= allocated < size + max(st.st_blksize, 4096):
+        # as many bytes allocated as it has, and no more (most files): no hole to
+        # keep, read it straight through without asking where its data is.  Blocks
+        # reserved past the end (fallocate KEEP_SIZE, XFS's preallocation) count in
+        # st_blocks too: a file with more blocks than bytes may have holes, so ask
         pos = 0
         while pos < size:
             chunk = os.read(fd, min(CHUNK, size - pos))

@@ -138,3 +138,36 @@ def test_a_changed_sparse_file_and_a_prune_keep_holes(backup: Backup, tmp_path: 
     assert len(baseline) == 1 and sha(baseline[0]) == want
     assert allocated(baseline[0]) < SMALL, f"{baseline[0]} takes {allocated(baseline[0])} bytes"
     assert backup.doit("verify", "--deep").returncode == 0
+
+
+def preallocate_past_end(path: Path, length: int) -> None:
+    """Blocks reserved past the end of the file (fallocate FALLOC_FL_KEEP_SIZE, as
+    VM images, torrent clients and XFS's speculative preallocation leave them): the
+    file's st_blocks then counts more than its size, though it has holes."""
+    import ctypes
+    import ctypes.util
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        if libc.fallocate(fd, 1, path.stat().st_size, length) != 0:   # 1: KEEP_SIZE
+            pytest.skip(f"fallocate KEEP_SIZE: {os.strerror(ctypes.get_errno())}")
+    finally:
+        os.close(fd)
+
+
+def test_holes_are_kept_when_blocks_are_reserved_past_the_end(backup: Backup) -> None:
+    """st_blocks counts what is allocated, not what is data: a sparse file with blocks
+    reserved past its end has as many blocks as bytes, and its holes are still holes
+    (the copy must ask the filesystem, not trust st_blocks)."""
+    image = backup.src / "vm.img"
+    make_sparse(image, 64 * MB, [(0, os.urandom(5000)), (40 * MB, os.urandom(5000))])
+    preallocate_past_end(image, 80 * MB)
+    assert allocated(image) >= image.stat().st_size, "no blocks reserved past the end"
+    want = sha(image)
+    backup.doit("all", check=True)
+    stem = list((backup.versions / "vm.img").glob("vm-baseline-*.img"))
+    assert len(stem) == 1
+    for copy in (backup.mirror / "vm.img", stem[0]):
+        assert sha(copy) == want, copy
+        assert allocated(copy) < SMALL, f"{copy} takes {allocated(copy)} bytes"
