@@ -93,7 +93,8 @@ def is_tmp(name: str) -> bool:
 
 
 def same_stat(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_mtime_ns, a.st_size, a.st_ino) == (b.st_mtime_ns, b.st_size, b.st_ino)
+    return (a.st_mtime_ns, a.st_size, a.st_ino, a.st_ctime_ns) == \
+        (b.st_mtime_ns, b.st_size, b.st_ino, b.st_ctime_ns)
 
 
 def copy_to_tmp(src: bytes, folder: bytes, hashed: bool = False,

@@ -51,3 +51,37 @@ def test_a_rewrite_in_the_same_second_as_the_run_is_stored_next_run(
     assert rebuilt(backup, "notes.txt")[-1] == b"bbbb\n"
     code, out = backup.run("verify", "--deep")
     assert code == 0, out
+
+
+def test_a_file_truncated_and_refilled_during_its_copy_is_not_taken(tmp_path) -> None:
+    """Truncated and written again to the same size while it is copied, its mtime set
+    back (as `tar x`, `cp -p`, `rsync -t` leave it): size, mtime and inode are as at
+    the start of the copy, but what was read is neither the old bytes nor the new
+    ones; only the ctime (which no one can set back) tells.  The copy is refused (the
+    caller tries again), never kept as the file."""
+    from pipeline import store
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(3 * store.CHUNK))
+    os.utime(src, ns=(1_600_000_000 * 10**9, 1_600_000_000 * 10**9))   # not racily clean
+    st = os.stat(src)
+
+    done: list[int] = []
+
+    def rewrite(nbytes: int) -> None:            # after the first chunk is copied
+        if done:
+            return
+        done.append(nbytes)
+        with open(src, "r+b") as fh:
+            fh.truncate(0)
+            fh.write(b"new!" * (3 * store.CHUNK // 4))
+        while os.stat(src).st_ctime_ns == st.st_ctime_ns:   # (the clock's next tick)
+            os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+        now = os.stat(src)
+        assert (now.st_size, now.st_mtime_ns, now.st_ino) == \
+            (st.st_size, st.st_mtime_ns, st.st_ino)
+
+    with pytest.raises(store.SourceChanged):
+        store.copy_to_tmp(os.fsencode(src), os.fsencode(tmp_path), hashed=True,
+                          progress=rewrite)
+    assert [p.name for p in tmp_path.iterdir()] == ["big.bin"]     # no temporary file
