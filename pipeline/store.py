@@ -226,18 +226,9 @@ def copy_data(fd: int, out: int, digest: Digest | None = None,
         # keep, read it straight through without asking where its data is.  Blocks
         # reserved past the end (fallocate KEEP_SIZE, XFS's preallocation) count in
         # st_blocks too: a file with more blocks than bytes may have holes, so ask
-        pos = 0
-        while pos < size:
-            chunk = os.read(fd, min(CHUNK, size - pos))
-            if not chunk:
-                os.ftruncate(out, pos)
-                break                        # it shrank while read
-            if digest is not None:
-                digest.update(chunk)
-            _write_all(out, chunk)
-            pos += len(chunk)
-            if progress is not None:
-                progress(len(chunk))
+        pos = _copy_run(fd, out, 0, size, digest, progress)
+        if pos < size:
+            os.ftruncate(out, pos)           # it shrank while read
         return digest.hexdigest() if digest is not None else None
     pos = 0
     for start, end in data_extents(fd, size):
@@ -245,17 +236,7 @@ def copy_data(fd: int, out: int, digest: Digest | None = None,
             _hash_zeros(digest, start - pos)
         os.lseek(fd, start, os.SEEK_SET)
         os.lseek(out, start, os.SEEK_SET)
-        pos = start
-        while pos < end:
-            chunk = os.read(fd, min(CHUNK, end - pos))
-            if not chunk:
-                break
-            if digest is not None:
-                digest.update(chunk)
-            _write_all(out, chunk)
-            pos += len(chunk)
-            if progress is not None:
-                progress(len(chunk))
+        pos = _copy_run(fd, out, start, end, digest, progress)
         if pos < end:
             break                            # it shrank while read
     else:
@@ -264,6 +245,23 @@ def copy_data(fd: int, out: int, digest: Digest | None = None,
         pos = size
     os.ftruncate(out, pos)                   # the trailing hole, if any
     return digest.hexdigest() if digest is not None else None
+
+
+def _copy_run(fd: int, out: int, pos: int, end: int, digest: Digest | None,
+              progress: Callable[[int], None] | None) -> int:
+    """Copy ``fd`` into ``out`` from their offsets (both at ``pos``) up to ``end``;
+    returns where it stopped (before ``end``: the file shrank while read)."""
+    while pos < end:
+        chunk = os.read(fd, min(CHUNK, end - pos))
+        if not chunk:
+            break
+        if digest is not None:
+            digest.update(chunk)
+        _write_all(out, chunk)
+        pos += len(chunk)
+        if progress is not None:
+            progress(len(chunk))
+    return pos
 
 
 def _hash_zeros(digest: Digest, length: int) -> None:

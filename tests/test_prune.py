@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import os
-import random
 import re
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 from support import (
-    SNAPBACK,
     Backup,
     at,
     digests,
@@ -131,14 +127,12 @@ def test_a_prune_killed_midway_is_finished_by_a_rerun(backup: Backup) -> None:
             (backup.src / f"f{i}.txt").write_text(f"{day} {i}\n" * (20 + i))
         at(backup, f"{day}T10:00:00", "versioned")
     expected = {f"f{i}.txt": [v for v in rebuilt(backup, f"f{i}.txt")][-2:] for i in range(60)}
-    rng = random.Random(8)
-    for _ in range(6):
-        proc = subprocess.Popen([*SNAPBACK, "prune",
-                                 "--keep-last", "2", f"config={backup.plan}"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.2, 0.6))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    # killed at fault-hook points spread over the prune (tests/test_crash_points.py
+    # kills a small one at every point), each run going on from where the last stopped
+    for kind, nth in (("rename", 1), ("remove", 3), ("rename", 10), ("remove", 25),
+                      ("rename", 40), ("remove", 80)):
+        killed = backup.doit("prune", "--keep-last", "2", env={"SNAPBACK_FAULT": f"{kind}:{nth}"})
+        assert killed.returncode in (-signal.SIGKILL, 0), killed.stdout + killed.stderr
         for name, want in expected.items():                    # never a lost kept version
             got = [v for v in rebuilt(backup, name) if v is not None]
             assert got[-2:] == want, name

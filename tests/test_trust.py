@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
 import socket
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -41,12 +39,13 @@ def _generation(b: Backup, gen: int) -> str | None:
     return gone
 
 
-# Every write, rename, sync and commit point of each mode is killed deterministically in
-# tests/test_crash_points.py; this one kills at random moments, also in the middle of
-# copying a file's data, in the mode that does both.
+# Every write, rename, sync and commit point of each mode is killed in a small scenario
+# in tests/test_crash_points.py; this one kills `all` on a bigger tree over several
+# generations, four times each, at fault-hook points spread over the run (a kill after
+# a random sleep mostly lands before or after the work).
+KILLS = (("write", 2), ("rename", 9), ("commit", 3), ("write", 40))
 @pytest.mark.parametrize("mode", ["all"])
 def test_sigkill_twenty_times_per_mode_loses_nothing(backup: Backup, mode: str) -> None:
-    rng = random.Random(20261124)
     history: dict[str, list[bytes]] = {}
     kills = 0
     deleted = []
@@ -57,14 +56,10 @@ def test_sigkill_twenty_times_per_mode_loses_nothing(backup: Backup, mode: str) 
                 seen = history.setdefault(str(path.relative_to(backup.src)), [])
                 if not seen or seen[-1] != path.read_bytes():
                     seen.append(path.read_bytes())
-        for _ in range(4):
-            proc = subprocess.Popen([*SNAPBACK, mode,
-                                     f"config={backup.plan}"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0.15, 0.6))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            kills += 1
+        for kind, nth in KILLS:
+            killed = backup.doit(mode, env={"SNAPBACK_FAULT": f"{kind}:{nth + gen}"})
+            assert killed.returncode in (-signal.SIGKILL, 0), killed.stdout + killed.stderr
+            kills += killed.returncode == -signal.SIGKILL
         backup.doit(mode, check=True)
         if gone is not None:                              # the deletion reached the backup
             deleted.append(gone)
