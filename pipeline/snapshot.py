@@ -75,7 +75,8 @@ class _Folder:
         self.dst = os.fsencode(job.root / rel if rel else job.root)
         self.existing: dict[str, os.stat_result] = {}
         self.failures = 0
-        self.removals: list[tuple[str, bytes]] = []    # entries gone, removed once committed
+        # entries gone, removed (and said) once committed
+        self.removals: list[tuple[str, bytes, Event]] = []
         self.racy = False                  # a record to compare by content next run
         self.catalog = current.open_catalog()
         self.folder_b = os.fsencode(rel)
@@ -137,6 +138,7 @@ class _Folder:
             (old.st_size, old.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
         if in_place and change.unchanged(rec, st, self.job.checker):
             return                                 # stored, and the copy is where it was put
+        self._was_folder(name_b, rec)
         racy = rec is not None and rec.kind == "file" and rec.size is None
         if old is not None and stat.S_ISREG(old.st_mode) and \
                 self._same_bytes(src, dst, st, old, compare=racy):
@@ -229,6 +231,7 @@ class _Folder:
         same = old is not None and stat.S_ISLNK(old.st_mode) and os.readlink(dst) == target
         if same and change.unchanged(self.rows.get(os.fsencode(name)), now, self.job.checker):
             return
+        self._was_folder(os.fsencode(name), self.rows.get(os.fsencode(name)))
         if self.writes:
             self._writing()
             if old is not None and stat.S_ISDIR(old.st_mode):
@@ -257,6 +260,12 @@ class _Folder:
                 store.remove(dst)
             os.mkdir(dst, 0o700)
 
+    def _was_folder(self, name: bytes, rec: Stored | None) -> None:
+        """The catalog still has a folder where a file or link now is (a run killed after
+        the folder left the mirror, before its records went): its records go now."""
+        if self.writes and rec is not None and rec.kind == "dir":
+            self.catalog.drop_mirror(self.job.source.name, self.folder_b, name)
+
     def _replace_folder(self, name: str, dst: bytes) -> None:
         """A mirror folder gives way to a file or link: it goes with every record below it."""
         store.remove(dst)
@@ -277,13 +286,16 @@ class _Folder:
         except OSError as exc:
             self._fail(name, f"cannot remove from the mirror: {exc.strerror or exc}")
             return
+        event = Event(DELETED, MODE, self._label(name) + ("/" if is_dir else ""),
+                      files=count, reason=plural(count, "file") if is_dir else "")
         if self.writes:
-            # removed once the catalog no longer names it (the group's commit): a commit
-            # that fails (a full disk) leaves the copy where its record says it is
+            # removed once the catalog no longer names it (the group's commit), and said
+            # then: a commit that fails (a full disk) leaves the copy where its record
+            # says it is, and the run does not say it went
             self.catalog.drop_mirror(self.job.source.name, self.folder_b, os.fsencode(name))
-            self.removals.append((name, dst))
-        self.run.emit(Event(DELETED, MODE, self._label(name) + ("/" if is_dir else ""),
-                            files=count, reason=plural(count, "file") if is_dir else ""))
+            self.removals.append((name, dst, event))
+        else:
+            self.run.emit(event)
 
     def forget_gone(self) -> None:
         """Records of entries that are neither in the source folder nor in the mirror
@@ -334,13 +346,15 @@ class _Folder:
                 self.opened.folder(self.dst)      # (a read-only source folder's mode)
             except OSError:
                 pass
-        for name, dst in self.removals:
+        for name, dst, event in self.removals:
             try:
                 store.remove(dst)
             except FileNotFoundError:
                 pass
             except OSError as exc:         # (it stays, unnamed: the next run removes it)
                 self._fail(name, f"cannot remove from the mirror: {exc.strerror or exc}")
+                continue
+            self.run.emit(event)
         st = self.job.folder.stat
         if self.removals and st is not None:   # the folder's mtime again, as recorded
             store.set_folder_meta(self.dst, st, self.opened.protected)

@@ -291,3 +291,23 @@ def test_a_commit_that_fails_first_leaves_the_run_in_the_order(backup: Backup) -
     assert {p.name: p.read_text() for p in into.rglob("*.txt")} == {"r.txt": "r1\n",
                                                                    "x.txt": "x2\n"}
     assert "updated  src/r.txt" in backup.run("versioned")[1]    # recorded next run
+
+
+@pytest.mark.parametrize("mode", ["snapshot", "all"])
+def test_a_mirror_removal_whose_commit_failed_is_not_said(backup: Backup, mode: str) -> None:
+    """A file deleted from the source leaves the mirror once the group's commit drops
+    its record; when that commit fails (a full disk), the copy stays (still named), so
+    the run does not say it went, nor count it (adversary of issue 25)."""
+    make_tree(backup.src, {"keep.txt": "k\n", "gone.txt": "bye\n", "d": {"x.txt": "x\n"}})
+    aged(backup.src)
+    backup.doit("all", check=True)
+    (backup.src / "gone.txt").unlink()
+    result = backup.doit(mode, env={"SNAPBACK_FAULT": "commit:1:enospc"})
+    assert result.returncode == PARTIAL, result.stdout + result.stderr
+    assert "deleted" not in result.stdout.replace(" 0 deleted", ""), result.stdout
+    assert (backup.mirror / "gone.txt").exists()
+    code, out = backup.run("verify")
+    assert code == OK, out
+    code, out = backup.run(mode)                  # once there is room
+    assert code == OK and "src/gone.txt" in out and "deleted" in out, out
+    assert not (backup.mirror / "gone.txt").exists()
