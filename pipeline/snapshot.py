@@ -410,19 +410,21 @@ def sweep(job: SweepJob, current: Session) -> TaskFailed | None:
             continue                                # unknown content: remove nothing
         fjob = FolderJob(job.source, folder, job.root, "mtime", cleanup=True)
         work = _Folder(fjob, current)
-        if not os.path.isdir(work.dst) or os.path.islink(work.dst):
-            continue
-        try:
-            with os.scandir(work.dst) as entries:
-                work.existing = {os.fsdecode(e.name): e.stat(follow_symlinks=False)
-                                 for e in entries}
-        except OSError:
-            continue
-        gone = [n for n in leftovers(folder, work.existing) if work._label(n) not in said]
+        gone: list[str] = []
+        if os.path.isdir(work.dst) and not os.path.islink(work.dst):
+            try:
+                with os.scandir(work.dst) as entries:
+                    work.existing = {os.fsdecode(e.name): e.stat(follow_symlinks=False)
+                                     for e in entries}
+            except OSError:
+                pass
+            gone = [n for n in leftovers(folder, work.existing) if work._label(n) not in said]
         for name in gone:
             work.delete(name)
         if gone:
             work.close(complete=False)
+        else:
+            work.catalog.end_folder()             # nothing to remove: its savepoint goes
         failures += work.failures
     if failures:
         return TaskFailed(f"{job.source.name}: {failures} removal(s) failed")

@@ -37,10 +37,10 @@ def _restores(b: Backup, run_id: str, into: Path) -> dict:
     return _state(into)
 
 
-def _points(b: Backup, *args: str) -> Counter:
+def _points(b: Backup, *args: str, env: dict[str, str] | None = None) -> Counter:
     log = b.base / "points.log"
     log.unlink(missing_ok=True)
-    result = b.doit(*args, env={"SNAPBACK_FAULT_LOG": str(log)})
+    result = b.doit(*args, env={**(env or {}), "SNAPBACK_FAULT_LOG": str(log)})
     assert result.returncode == 0, result.stdout + result.stderr
     return Counter(log.read_text().split())
 
@@ -239,7 +239,7 @@ def test_a_folder_that_became_a_file_killed_before_its_commit(backup: Backup, ev
     pristine = backup.base / "pristine"
     shutil.copytree(backup.dest, pristine, symlinks=True)
     env = {"SNAPBACK_COMMIT_EVERY": every}
-    counts = _points(backup, "snapshot")
+    counts = _points(backup, "snapshot", env=env)
     assert counts["write"] >= 1, counts
     for kind in ("write", "rename", "fsync", "commit"):
         for n in range(1, counts[kind] + 1):
