@@ -348,8 +348,10 @@ class Session:
             return None
 
         def move(nbytes: int) -> None:
-            self.moved += nbytes
-            progress(nbytes, 0)
+            step = min(nbytes, size - self.moved)    # a copy tried again moves it no further
+            if step > 0:
+                self.moved += step
+                progress(step, 0)
         return move
 
     # -- doit's uptodate of the report task (checked when it is reached) --
