@@ -313,6 +313,7 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
         extra = mode_filter(opts.ignore, f"{mode}.ignore", plan.exceptions,
                             plan.use_default_ignores)
         keeps_leftovers = mode == "snapshot" and not opts.cleanup
+        tee = mode == "versioned" and "snapshot" in modes
         folder_tasks: list[str] = []
         cleanup_tasks: list[str] = []
         names[mode] = (folder_tasks, cleanup_tasks)
@@ -364,6 +365,12 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
                         (row is not None and row.sig == job.sig)
                     yield {**spec, "file_dep": [], "uptodate": [signed]}
                     continue
+                if tee and session.writes:     # `all`: the snapshot task reads them for it
+                    stale = {n.encode(_FS, "surrogateescape") for n, st, rec in zip(
+                        folder.files, folder.files.values(), recs, strict=False)
+                        if rec is None or stored_key(rec) != stat_key(st)}
+                    if stale:
+                        session.tee[(source.name, rel_b)] = stale
                 if not same:
                     # Not in line (a new folder, a first backup, an entry come or gone): it
                     # runs whatever its files say, so doit is given none to check.

@@ -242,6 +242,12 @@ class Session:
     run_id: str = ""
     line: CommandLine | None = None         # the command line as read (None: not known)
     first_run: bool = False                 # the catalog held no run before this one
+    # `doit all` reads each file once: the files a folder's versioned task will record
+    # ((source, folder) -> names), and the copies its snapshot task made of them for it,
+    # ready in the staging folder ((source, folder) -> name -> (tmp, stat, sha256)).
+    tee: dict[tuple[str, bytes], set[bytes]] = field(default_factory=dict)
+    handoff: dict[tuple[str, bytes], dict[bytes, tuple[bytes, os.stat_result, str]]] = \
+        field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.meta_dir: Path = self.plan.meta_dir
@@ -381,6 +387,31 @@ class Session:
         """Where writes of the versioned history are prepared (same filesystem)."""
         return os.fsencode(self.meta_dir / "tmp")
 
+    def hand_over(self, source: str, folder: bytes, name: bytes, tmp: bytes,
+                  copied: os.stat_result, sha: str) -> None:
+        """The snapshot task's second copy of a file, for the folder's versioned task."""
+        self.handoff.setdefault((source, folder), {})[name] = (tmp, copied, sha)
+
+    def take_over(self, source: str, folder: bytes) -> dict[bytes, tuple[bytes,
+                                                                        os.stat_result, str]]:
+        """The copies handed over for a folder's versioned task (``drop_handed`` what it
+        does not use)."""
+        return self.handoff.pop((source, folder), {})
+
+    def drop_handed(self, copies: dict[bytes, tuple[bytes, os.stat_result, str]] | None = None
+                    ) -> None:
+        """Remove copies no versioned task took (``copies``; None: all that are left)."""
+        groups = [copies] if copies is not None else list(self.handoff.values())
+        if copies is None:
+            self.handoff.clear()
+        for group in groups:
+            for tmp, _st, _sha in group.values():
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass              # (the staging folder is emptied by the next run)
+            group.clear()
+
     def release(self) -> None:
         """Remove the files this run's commits no longer name, close the catalog and
         release the lock, whatever closing says: a catalog that cannot fold its journal
@@ -388,6 +419,7 @@ class Session:
         finishes the job."""
         try:
             self.settle()
+            self.drop_handed()
             if self.catalog is not None:
                 self.empty_garbage(self.catalog)
             self.control.release()

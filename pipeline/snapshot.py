@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 
 from doit.exceptions import TaskFailed
 
@@ -85,6 +86,8 @@ class _Folder:
         self.catalog.begin_folder()
         self.opened = Opened(current.protected)
         self.writable = False
+        self.tee = current.tee.pop((job.source.name, self.folder_b), set()) \
+            if current.writes else set()
 
     def _writing(self) -> None:
         """Before the first write into the mirror folder (a protected backup's folders
@@ -151,9 +154,15 @@ class _Folder:
         self._writing()
         if old is not None and stat.S_ISDIR(old.st_mode):
             self._replace_folder(name, dst)        # a folder where a file now is
+        # `doit all`: one reading gives the folder's versioned task its copy as well
+        # (not of a file written to within the timestamps' tick: a write after this
+        # reading could leave its stat as it was; the versioned task reads it again)
+        also = self.run.staging if name_b in self.tee and \
+            time.time_ns() - st.st_mtime_ns >= store.RECENT_NS else None
         for _attempt in range(RETRIES):
             try:
-                copied, digest = store.copy_file(src, dst, self.run.mover(st.st_size))
+                copied, digest, handed = store.copy_file(src, dst, self.run.mover(st.st_size),
+                                                         also=also)
                 break
             except store.SourceChanged:
                 continue
@@ -166,6 +175,9 @@ class _Folder:
             self._fail(name, "kept changing while it was read; will retry next run")
             return
         self.opened.wrote(dst)
+        if handed is not None:
+            self.run.hand_over(self.job.source.name, self.folder_b, name_b, handed, copied,
+                               digest)
         racy = store.racy(copied)
         self.racy |= racy
         self.catalog.set_mirror(self.job.source.name, self.folder_b, name_b, copied,

@@ -108,22 +108,38 @@ def copy_to_tmp(src: bytes, folder: bytes, hashed: bool = False,
     copied, its sha256 when ``hashed``).  Raises ``SourceChanged`` when it
     changed, ``OSError`` for any other failure, leaving no temporary file.
     """
+    tmps, before, digest = copy_to_tmps(src, (folder,), hashed, progress)
+    return tmps[0], before, digest
+
+
+def copy_to_tmps(src: bytes, folders: tuple[bytes, ...], hashed: bool = False,
+                 progress: Callable[[int], None] | None = None
+                 ) -> tuple[list[bytes], os.stat_result, str | None]:
+    """``copy_to_tmp`` into one new temporary file in each of ``folders``, from one
+    reading of ``src`` (`doit all`: the mirror's copy and the history's)."""
     fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    tmp = tmp_name(folder)
+    tmps: list[bytes] = []
     try:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):
             raise SourceChanged("is no longer a regular file")
-        faults.point("write")
-        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        outs: list[int] = []
         try:
-            digest = copy_data(fd, out, hashlib.sha256() if hashed else None, before,
-                               progress)
-            os.fchmod(out, stat.S_IMODE(before.st_mode))
-            _chown(out, before)
-            os.utime(out, ns=(before.st_atime_ns, before.st_mtime_ns))
+            for folder in folders:
+                faults.point("write")
+                tmp = tmp_name(folder)
+                outs.append(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                                    0o600))
+                tmps.append(tmp)
+            digest = copy_data(fd, outs[0], hashlib.sha256() if hashed else None, before,
+                               progress, also=tuple(outs[1:]))
+            for out in outs:
+                os.fchmod(out, stat.S_IMODE(before.st_mode))
+                _chown(out, before)
+                os.utime(out, ns=(before.st_atime_ns, before.st_mtime_ns))
         finally:
-            os.close(out)
+            for out in outs:
+                os.close(out)
         after = os.fstat(fd)
         if not same_stat(before, after) \
                 or not same_stat(after, os.stat(src, follow_symlinks=False)):
@@ -138,27 +154,31 @@ def copy_to_tmp(src: bytes, folder: bytes, hashed: bool = False,
                 again.update(chunk)
             if again.hexdigest() != digest or not same_stat(before, os.fstat(fd)):
                 raise SourceChanged("changed while it was read")
-        return tmp, before, digest
+        return tmps, before, digest
     except BaseException:
-        _unlink_quiet(tmp)
+        for tmp in tmps:
+            _unlink_quiet(tmp)
         raise
     finally:
         os.close(fd)
 
 
-def copy_file(src: bytes, dst: bytes, progress: Callable[[int], None] | None = None
-              ) -> tuple[os.stat_result, str]:
-    """Copy ``src`` to ``dst`` atomically; return its stat and sha256 (``copy_to_tmp``)."""
-    tmp, copied, digest = copy_to_tmp(src, os.path.dirname(dst), hashed=True,
-                                      progress=progress)
+def copy_file(src: bytes, dst: bytes, progress: Callable[[int], None] | None = None,
+              also: bytes | None = None) -> tuple[os.stat_result, str, bytes | None]:
+    """Copy ``src`` to ``dst`` atomically; return its stat and sha256 (``copy_to_tmp``),
+    and, when ``also`` names a folder, a second temporary copy made there from the
+    same reading (the caller's to use or remove)."""
+    tmps, copied, digest = copy_to_tmps(src, (os.path.dirname(dst),) + (
+        (also,) if also is not None else ()), hashed=True, progress=progress)
     try:
         faults.point("rename")
-        os.replace(tmp, dst)
+        os.replace(tmps[0], dst)
     except BaseException:
-        _unlink_quiet(tmp)
+        for tmp in tmps:
+            _unlink_quiet(tmp)
         raise
     assert digest is not None
-    return copied, digest
+    return copied, digest, tmps[1] if also is not None else None
 
 
 class Digest(Protocol):
@@ -209,14 +229,17 @@ def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
 
 def copy_data(fd: int, out: int, digest: Digest | None = None,
               st: os.stat_result | None = None,
-              progress: Callable[[int], None] | None = None) -> str | None:
+              progress: Callable[[int], None] | None = None,
+              also: tuple[int, ...] = ()) -> str | None:
     """Copy all of ``fd`` into the new, empty file ``out``, leaving holes as holes:
     only the data regions are read and written, and ``out`` is then given the full
     size (ftruncate), so a sparse file stays sparse.  ``digest`` (a hashlib object)
     sees every logical byte, holes as zeros; its hexdigest is returned.  A file that
     shrinks during the copy ends the copy early (the caller's stat check catches it).
     ``st``: ``fd``'s fstat, when the caller has it (at its offset 0); ``progress``:
-    told the bytes of each chunk read (holes move nothing)."""
+    told the bytes of each chunk read (holes move nothing); ``also``: more new, empty
+    files given the same bytes and holes."""
+    outs = (out, *also)
     if st is None:
         st = os.fstat(fd)
     size = st.st_size
@@ -226,38 +249,42 @@ def copy_data(fd: int, out: int, digest: Digest | None = None,
         # keep, read it straight through without asking where its data is.  Blocks
         # reserved past the end (fallocate KEEP_SIZE, XFS's preallocation) count in
         # st_blocks too: a file with more blocks than bytes may have holes, so ask
-        pos = _copy_run(fd, out, 0, size, digest, progress)
+        pos = _copy_run(fd, outs, 0, size, digest, progress)
         if pos < size:
-            os.ftruncate(out, pos)           # it shrank while read
+            for each in outs:
+                os.ftruncate(each, pos)      # it shrank while read
         return digest.hexdigest() if digest is not None else None
     pos = 0
     for start, end in data_extents(fd, size):
         if digest is not None:
             _hash_zeros(digest, start - pos)
         os.lseek(fd, start, os.SEEK_SET)
-        os.lseek(out, start, os.SEEK_SET)
-        pos = _copy_run(fd, out, start, end, digest, progress)
+        for each in outs:
+            os.lseek(each, start, os.SEEK_SET)
+        pos = _copy_run(fd, outs, start, end, digest, progress)
         if pos < end:
             break                            # it shrank while read
     else:
         if digest is not None:
             _hash_zeros(digest, size - pos)
         pos = size
-    os.ftruncate(out, pos)                   # the trailing hole, if any
+    for each in outs:
+        os.ftruncate(each, pos)              # the trailing hole, if any
     return digest.hexdigest() if digest is not None else None
 
 
-def _copy_run(fd: int, out: int, pos: int, end: int, digest: Digest | None,
+def _copy_run(fd: int, outs: tuple[int, ...], pos: int, end: int, digest: Digest | None,
               progress: Callable[[int], None] | None) -> int:
-    """Copy ``fd`` into ``out`` from their offsets (both at ``pos``) up to ``end``;
-    returns where it stopped (before ``end``: the file shrank while read)."""
+    """Copy ``fd`` into each of ``outs`` from their offsets (all at ``pos``) up to
+    ``end``; returns where it stopped (before ``end``: the file shrank while read)."""
     while pos < end:
         chunk = os.read(fd, min(CHUNK, end - pos))
         if not chunk:
             break
         if digest is not None:
             digest.update(chunk)
-        _write_all(out, chunk)
+        for out in outs:
+            _write_all(out, chunk)
         pos += len(chunk)
         if progress is not None:
             progress(len(chunk))

@@ -62,9 +62,12 @@ def record_folder(job: FolderJob, current: Session) -> TaskFailed | None:
     if job.cleanup:               # (not for a source that vanished: backup._vanished)
         work.deletions(set(folder.files) | unknown, set(folder.links) | unknown,
                        set(folder.subdirs) | unknown)
-    for name, st in folder.files.items():
-        work.file(name, st)
-        current.tick(st.st_size)
+    try:
+        for name, st in folder.files.items():
+            work.file(name, st)
+            current.tick(st.st_size)
+    finally:
+        current.drop_handed(work.handed)      # copies the snapshot task made, not used
     for name in folder.links:
         work.link(name)
     if not work.failures and folder.stat is not None:
@@ -119,6 +122,8 @@ class History:
         self._unowned: bool | None = None  # the catalog names nothing in the container
         self.catalog.begin_folder()
         self.opened = Opened(current.protected)
+        # `doit all`: the copies of this folder's files its snapshot task made for it
+        self.handed = current.take_over(source.name, self.rel) if self.writes else {}
 
     def finish(self) -> None:
         """The folder's rows, and the folder as in line, join the group's commit
@@ -390,6 +395,16 @@ class History:
     def _copy(self, name: bytes, hist: bytes, size: int = 0
               ) -> tuple[bytes, os.stat_result, str] | None:
         src = os.path.join(self.src, name)
+        handed = self.handed.pop(name, None)
+        if handed is not None:                # read by the snapshot task of this run
+            tmp, cst, _sha = handed
+            try:
+                now: os.stat_result | None = os.lstat(src)
+            except OSError:
+                now = None
+            if now is not None and store.same_stat(cst, now) and not store.racy(cst):
+                return handed                 # unchanged since: the same bytes
+            self.run.drop_handed({name: handed})
         for _attempt in range(RETRIES):
             try:
                 tmp, cst, sha = store.copy_to_tmp(src, self.run.staging, hashed=True,

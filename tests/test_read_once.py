@@ -1,0 +1,119 @@
+"""`doit all` reads each file once (issue 25): the snapshot task's reading of a file
+also gives the folder's versioned task its copy, which that task takes only if the
+file has not changed since (its stat, ctime included) and was not written to within
+the timestamps' tick."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+
+import pytest
+from support import SNAPBACK, Backup, aged, history_of, make_tree, rebuilt
+
+
+def _opens(b: Backup, *args: str) -> dict[str, int]:
+    """How many times the run opened each file of the source (strace)."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    log = b.base / "strace.log"
+    cmd = ["strace", "-f", "-qq", "-e", "trace=open,openat", "-o", str(log),
+           *SNAPBACK, *args, f"config={b.plan}"]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=b.base, timeout=120)
+    if result.returncode != 0 and "ptrace" in result.stderr:
+        pytest.skip("strace cannot trace here")
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts: dict[str, int] = {}
+    for line in log.read_text().splitlines():
+        for path in (p for p in b.src.rglob("*") if p.is_file()):
+            if f'"{path}"' in line and "= -1" not in line:
+                counts[str(path.relative_to(b.src))] = counts.get(
+                    str(path.relative_to(b.src)), 0) + 1
+    return counts
+
+
+def _staging(b: Backup) -> list[str]:
+    tmp = b.meta / "tmp"
+    return sorted(os.listdir(tmp)) if tmp.is_dir() else []
+
+
+def test_all_opens_each_file_once_and_leaves_no_copy_behind(backup: Backup) -> None:
+    make_tree(backup.src, {"a.txt": "a\n" * 50, "d": {"b.bin": "b" * 9000, "c.txt": "c\n"}})
+    aged(backup.src)
+    assert _opens(backup, "all") == {"a.txt": 1, "d/b.bin": 1, "d/c.txt": 1}
+    assert _staging(backup) == []
+    (backup.src / "a.txt").write_text("a2\n" * 50)             # a change, aged too
+    then = (backup.src / "a.txt").stat().st_mtime_ns - 30 * 10**9
+    os.utime(backup.src / "a.txt", ns=(then, then))
+    assert _opens(backup, "all") == {"a.txt": 1}
+    assert rebuilt(backup, "a.txt") == [b"a\n" * 50, b"a2\n" * 50]
+    assert backup.run("verify")[0] == 0
+    assert _staging(backup) == []
+
+
+def test_a_file_written_within_the_tick_is_read_again(backup: Backup) -> None:
+    """A file written just now may be written again without its stat changing: its
+    versioned task reads it itself."""
+    make_tree(backup.src, {"old.txt": "o\n"})
+    aged(backup.src)
+    (backup.src / "new.txt").write_text("n\n")
+    assert _opens(backup, "all") == {"old.txt": 1, "new.txt": 2}
+    assert _staging(backup) == []
+
+
+@pytest.mark.parametrize("how", ["rewritten, its mtime set back", "replaced", "removed"])
+def test_a_file_changed_between_the_two_tasks_is_recorded_as_it_is(
+        backup: Backup, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """The versioned task never records the snapshot task's reading of a file that
+    changed since: same size and mtime but a new ctime, a new inode, or gone."""
+    from pipeline import versioned
+    make_tree(backup.src, {"f.txt": "first\n", "g.txt": "g\n"})
+    aged(backup.src)
+    path = backup.src / "f.txt"
+    before = path.stat()
+    real = versioned.History.file
+
+    def changed_first(self: versioned.History, name: str, st: os.stat_result) -> None:
+        if name == "f.txt":
+            if how == "removed":
+                path.unlink()
+            elif how == "replaced":
+                (backup.src / "f.tmp").write_text("again\n")
+                os.utime(backup.src / "f.tmp", ns=(before.st_atime_ns, before.st_mtime_ns))
+                os.replace(backup.src / "f.tmp", path)
+            else:
+                path.write_text("again\n")                      # the same size
+                os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        real(self, name, st)
+
+    monkeypatch.setattr(versioned.History, "file", changed_first)
+    code, out = backup.run("all")
+    monkeypatch.undo()
+    assert code == 0, out
+    assert (backup.mirror / "f.txt").read_text() == "first\n"   # as the snapshot read it
+    assert _staging(backup) == []
+    rows = history_of(backup, "f.txt")
+    if how == "removed":
+        assert rows == []                    # gone before it was recorded: nothing kept
+    else:
+        assert [r.sha256 for r in rows] == [hashlib.sha256(b"again\n").hexdigest()]
+        assert rebuilt(backup, "f.txt") == [b"again\n"]
+    assert rebuilt(backup, "g.txt") == [b"g\n"]
+    code, out = backup.run("all")                               # the mirror catches up
+    assert code == 0 and backup.run("verify")[0] == 0, out
+    if how != "removed":
+        assert (backup.mirror / "f.txt").read_text() == "again\n"
+
+
+def test_a_file_the_history_ignores_is_not_copied_for_it(backup: Backup) -> None:
+    backup.write_plan(versioned={"ignore": ["*.iso"]})
+    make_tree(backup.src, {"disk.iso": "x" * 5000, "notes.txt": "n\n"})
+    aged(backup.src)
+    code, out = backup.run("all")
+    assert code == 0, out
+    assert [r.name for r in backup.catalog()
+            if r.entry == "file"] == [b"notes.txt"]
+    assert (backup.mirror / "disk.iso").exists()
+    assert _staging(backup) == []
