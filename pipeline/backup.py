@@ -366,6 +366,7 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
                     yield {**spec, "file_dep": [], "uptodate": [signed]}
                     continue
                 if tee and session.writes:     # `all`: the snapshot task reads them for it
+                    session.twins.add((source.name, rel_b))          # and commits with it
                     stale = {n.encode(_FS, "surrogateescape") for n, st, rec in zip(
                         folder.files, folder.files.values(), recs, strict=False)
                         if rec is None or stored_key(rec) != stat_key(st)}

@@ -113,13 +113,15 @@ class Group:
             self.every = GROUP_SECONDS
 
     def done(self, catalog: Catalog, after: Callable[[], None],
-             failed: Callable[[BaseException], None]) -> None:
-        """A folder's changes are complete: they join the group, committed when due."""
+             failed: Callable[[BaseException], None], hold: bool = False) -> None:
+        """A folder's changes are complete: they join the group, committed when due
+        (``hold``: with the next folder's, its versioned twin in `doit all`: one
+        commit, one sync, for both records of a folder)."""
         catalog.end_folder()
         self.waiting.append((after, failed))
         if self.since is None:
             self.since = time.monotonic()
-        if time.monotonic() - self.since >= self.every:
+        if not hold and time.monotonic() - self.since >= self.every:
             self.flush(catalog)
 
     def flush(self, catalog: Catalog | None) -> None:
@@ -246,6 +248,7 @@ class Session:
     # ((source, folder) -> names), and the copies its snapshot task made of them for it,
     # ready in the staging folder ((source, folder) -> name -> (tmp, stat, sha256)).
     tee: dict[tuple[str, bytes], set[bytes]] = field(default_factory=dict)
+    twins: set[tuple[str, bytes]] = field(default_factory=set)   # ... that will run
     handoff: dict[tuple[str, bytes], dict[bytes, tuple[bytes, os.stat_result, str]]] = \
         field(default_factory=dict)
 

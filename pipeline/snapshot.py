@@ -86,8 +86,10 @@ class _Folder:
         self.catalog.begin_folder()
         self.opened = Opened(current.protected)
         self.writable = False
-        self.tee = current.tee.pop((job.source.name, self.folder_b), set()) \
-            if current.writes else set()
+        key = (job.source.name, self.folder_b)
+        self.tee = current.tee.pop(key, set()) if current.writes else set()
+        self.twin = key in current.twins          # its versioned task runs next (`all`)
+        current.twins.discard(key)
 
     def _writing(self) -> None:
         """Before the first write into the mirror folder (a protected backup's folders
@@ -344,12 +346,13 @@ class _Folder:
             if complete and not self.job.vanished:     # (the guard's measure stays)
                 # in line, with the mirror folder's mtime as its filesystem keeps it (FAT,
                 # exFAT, SMB keep coarser times than the source's), in the same commit as
-                # the folder's records (one commit per folder: each is a sync)
+                # the folder's records (one commit per folder, each a sync; in `doit all` the
+                # versioned twin's commit takes them: ``hold``)
                 sig, entered, count = self.job.in_line()
                 self.catalog.set_folder(MODE, self.job.source.name, self.folder_b, st,
                                         None if self.racy else sig, entered, count,
                                         mirror_mtime=os.lstat(self.dst).st_mtime_ns)
-        self.run.group.done(self.catalog, self._committed, self._not_recorded)
+        self.run.group.done(self.catalog, self._committed, self._not_recorded, hold=self.twin)
 
     def _committed(self) -> None:
         """What the commit no longer names leaves the mirror; read-only again."""
