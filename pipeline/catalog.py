@@ -247,6 +247,7 @@ class Catalog:
         self._registered = False                     # in ``runs`` with its first write
         self._unsettled = False          # the open transaction names files just written
         self._savepoints = 0             # folder savepoints open in it (``begin_folder``)
+        self._inserts: dict[tuple[str, ...], str] = {}    # columns -> ``add``'s statement
         self.writable = writable
         self.conn: sqlite3.Connection | None = None
         if writable:
@@ -617,10 +618,12 @@ class Catalog:
         for key in ("mtime_ns", "ctime_ns", "ino"):
             if key in fields:
                 fields[key] = enc(fields[key])  # type: ignore[arg-type]
-        keys = ", ".join(fields)
-        marks = ", ".join("?" for _ in fields)
-        cursor = self.conn.execute(f"insert into versions ({keys}) values ({marks})",
-                                   tuple(fields.values()))
+        keys = tuple(fields)
+        sql = self._inserts.get(keys)
+        if sql is None:
+            sql = self._inserts[keys] = (f"insert into versions ({', '.join(keys)}) "
+                                         f"values ({', '.join('?' for _ in keys)})")
+        cursor = self.conn.execute(sql, tuple(fields.values()))
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 

@@ -439,7 +439,7 @@ class History:
             obj = baseline_name(name, self.run.stamp[:10])
             if not fresh:
                 obj = self._unused(hist, obj)
-            self._place(tmp, os.path.join(hist, obj), sha, cst.st_size)
+            self._place(tmp, os.path.join(hist, obj), sha, cst.st_size, fresh)
             return "baseline", obj, stamp, sha, None
         diff_name, full_name = version_names(name, stamp)
         diff_name, full_name = self._unused(hist, diff_name), self._unused(hist, full_name)
@@ -473,11 +473,13 @@ class History:
             return "delta", diff_name, stamp, delta[1], full_name if copy else None
         return "full", full_name, stamp, sha, None
 
-    def _place(self, tmp: bytes, dst: bytes, sha: str, size: int) -> None:
+    def _place(self, tmp: bytes, dst: bytes, sha: str, size: int, fresh: bool = False
+               ) -> None:
         """Give the new version's bytes the name ``dst``: a hard link to a stored file
         that holds them already (a renamed, moved or copied file: objects are immutable,
         so sharing one is safe; never the mirror's, which a person may edit), checked
-        against the checksum first; else the copy just read."""
+        against the checksum first; else the copy just read (``fresh``: ``dst`` is in
+        the history folder this task just made, which holds nothing: renamed there)."""
         if size > 0:
             for source, rel in self.catalog.holding(sha, size):
                 root = os.path.join(os.path.dirname(self.root), os.fsencode(source))
@@ -492,7 +494,11 @@ class History:
                 self.linked.add(dst)
                 self.opened.wrote(dst)
                 return
-        store.place(tmp, dst)
+        if fresh:
+            faults.point("rename")
+            os.rename(tmp, dst)
+        else:
+            store.place(tmp, dst)
         self.opened.wrote(dst)
 
     def _unused(self, hist: bytes, rel: bytes) -> bytes:
