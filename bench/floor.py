@@ -3,13 +3,14 @@
 
     python bench/floor.py SOURCE [--tmp /dev/shm] [--repeat 3]
 
-What any Python program must do to make a first `snapback all` of SOURCE, and
-nothing more: one walk (os.scandir, one lstat per entry); for each file and each
-of the two copies (the mirror, the history's baseline in a folder of its own):
-open, fstat, read, sha256, write a temporary file, fchmod, utime, close, rename,
-one SQLite row; one commit per folder and copy.  No checks, no output, no
-doit.  Its time against rsync's says how far the per-file cost of snapback can
-come down without leaving Python; snapback's against it, what snapback adds.
+What any Python program must do to make a first backup of SOURCE in each of
+snapback's modes, and nothing more: one walk (os.scandir, one lstat per entry);
+for each file one reading (open, read, sha256) and, for each copy the mode
+makes (the mirror; the history's baseline in a folder of its own; both for
+`all`), a temporary file written, fchmod, utime, close, rename and one SQLite
+row; one commit per folder.  No checks, no output, no doit.  Its time against
+rsync's says how far the per-file cost of snapback can come down without
+leaving Python; snapback's against it, what snapback adds.
 borg (unencrypted, lz4) and restic (its default) back up the same tree in the
 same run where they are installed.  Each figure is the median of --repeat runs,
 each into an empty destination (removed between runs, not timed), CPU time as
@@ -30,33 +31,37 @@ from pathlib import Path
 
 FLOOR = r'''
 import hashlib, os, sqlite3, stat, sys
-src, dest = os.fsencode(sys.argv[1]), os.fsencode(sys.argv[2])
+src, dest, areas = os.fsencode(sys.argv[1]), os.fsencode(sys.argv[2]), sys.argv[3]
 os.makedirs(dest, exist_ok=True)
 db = sqlite3.connect(os.path.join(dest, b"catalog.sqlite3"), isolation_level=None)
 db.execute("pragma journal_mode=wal")
 db.execute("create table rows (dir blob, name blob, size int, mtime int, sha text)")
 CHUNK = 1 << 20
 
-def copy(path, tmp, st):
+def copy(path, tmps, st):
+    # one reading, one temporary file per area
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    outs = [os.open(t, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600) for t in tmps]
     h = hashlib.sha256()
     while chunk := os.read(fd, CHUNK):
         h.update(chunk)
-        os.write(out, chunk)
-    os.fchmod(out, stat.S_IMODE(st.st_mode))
-    os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
-    os.close(out)
+        for out in outs:
+            os.write(out, chunk)
+    for out in outs:
+        os.fchmod(out, stat.S_IMODE(st.st_mode))
+        os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.close(out)
     os.close(fd)
     return h.hexdigest()
 
 stack = [b""]
 mirror, history = os.path.join(dest, b"mirror"), os.path.join(dest, b"history")
+wanted = {"mirror": (mirror,), "history": (history,), "both": (mirror, history)}[areas]
 while stack:
     rel = stack.pop()
     here = os.path.join(src, rel) if rel else src
-    os.makedirs(os.path.join(mirror, rel), exist_ok=True)
-    os.makedirs(os.path.join(history, rel), exist_ok=True)
+    for area in wanted:
+        os.makedirs(os.path.join(area, rel), exist_ok=True)
     files = []
     with os.scandir(here) as it:
         for e in it:
@@ -65,21 +70,22 @@ while stack:
                 stack.append(os.path.join(rel, e.name) if rel else e.name)
             elif stat.S_ISREG(st.st_mode):
                 files.append((e.name, st))
-    for area in (mirror, history):
-        db.execute("begin")
-        for name, st in files:
+    db.execute("begin")
+    for name, st in files:
+        finals = []
+        for area in wanted:
             if area is history:
                 home = os.path.join(area, rel, name)
                 os.mkdir(home)
-                final = os.path.join(home, name)
+                finals.append(os.path.join(home, name))
             else:
-                final = os.path.join(area, rel, name)
-            tmp = final + b".tmp"
-            sha = copy(os.path.join(here, name), tmp, st)
-            os.rename(tmp, final)
+                finals.append(os.path.join(area, rel, name))
+        sha = copy(os.path.join(here, name), [f + b".tmp" for f in finals], st)
+        for final in finals:
+            os.rename(final + b".tmp", final)
             db.execute("insert into rows values (?,?,?,?,?)", (rel, name, st.st_size,
                        st.st_mtime_ns, sha))
-        db.execute("commit")
+    db.execute("commit")
 '''
 
 
@@ -115,10 +121,14 @@ def main() -> None:
     # name -> (untimed preparation or None, the timed command)
     runs: dict[str, tuple[list[str] | None, list[str]]] = {
         "rsync -a": (None, ["rsync", "-a", *excludes, f"{source}/", str(dest / "mirror")]),
-        "python floor (both copies)": (None, [sys.executable, "-c", FLOOR, str(source),
-                                              str(dest)]),
+        "python floor, the mirror": (None, [sys.executable, "-c", FLOOR, str(source),
+                                            str(dest), "mirror"]),
         "snapback snapshot": (None, [*snapback, "snapshot", "--quiet"]),
+        "python floor, the history": (None, [sys.executable, "-c", FLOOR, str(source),
+                                             str(dest), "history"]),
         "snapback versioned": (None, [*snapback, "versioned", "--quiet"]),
+        "python floor, both (one reading)": (None, [sys.executable, "-c", FLOOR,
+                                                    str(source), str(dest), "both"]),
         "snapback all": (None, [*snapback, "all", "--quiet"]),
     }
     if shutil.which("borg"):
