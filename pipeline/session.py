@@ -31,7 +31,7 @@ from .layout import HISTORY, MODES
 from .lock import Lock
 from .plan import Plan, Source
 from .show import plural
-from .store import real_dirs, remove
+from .store import Copied, real_dirs, remove
 
 if TYPE_CHECKING:
     from .cmdline import CommandLine
@@ -249,8 +249,10 @@ class Session:
     # ready in the staging folder ((source, folder) -> name -> (tmp, stat, sha256)).
     tee: dict[tuple[str, bytes], set[bytes]] = field(default_factory=dict)
     twins: set[tuple[str, bytes]] = field(default_factory=set)   # ... that will run
-    handoff: dict[tuple[str, bytes], dict[bytes, tuple[bytes, os.stat_result, str]]] = \
-        field(default_factory=dict)
+    # (source, folder) -> where its children's history folders live, when that is the
+    # folder's own name at each level (pipeline.versioned.History._container)
+    containers: dict[tuple[str, bytes], bytes] = field(default_factory=dict)
+    handoff: dict[tuple[str, bytes], dict[bytes, Copied]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.meta_dir: Path = self.plan.meta_dir
@@ -390,29 +392,27 @@ class Session:
         """Where writes of the versioned history are prepared (same filesystem)."""
         return os.fsencode(self.meta_dir / "tmp")
 
-    def hand_over(self, source: str, folder: bytes, name: bytes, tmp: bytes,
-                  copied: os.stat_result, sha: str) -> None:
+    def hand_over(self, source: str, folder: bytes, name: bytes, copied: Copied) -> None:
         """The snapshot task's second copy of a file, for the folder's versioned task."""
-        self.handoff.setdefault((source, folder), {})[name] = (tmp, copied, sha)
+        self.handoff.setdefault((source, folder), {})[name] = copied
 
-    def take_over(self, source: str, folder: bytes) -> dict[bytes, tuple[bytes,
-                                                                        os.stat_result, str]]:
+    def take_over(self, source: str, folder: bytes) -> dict[bytes, Copied]:
         """The copies handed over for a folder's versioned task (``drop_handed`` what it
         does not use)."""
         return self.handoff.pop((source, folder), {})
 
-    def drop_handed(self, copies: dict[bytes, tuple[bytes, os.stat_result, str]] | None = None
-                    ) -> None:
+    def drop_handed(self, copies: dict[bytes, Copied] | None = None) -> None:
         """Remove copies no versioned task took (``copies``; None: all that are left)."""
         groups = [copies] if copies is not None else list(self.handoff.values())
         if copies is None:
             self.handoff.clear()
         for group in groups:
-            for tmp, _st, _sha in group.values():
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass              # (the staging folder is emptied by the next run)
+            for copied in group.values():
+                for tmp in copied.tmps:
+                    try:
+                        os.unlink(tmp)
+                    except OSError:
+                        pass          # (the staging folder is emptied by the next run)
             group.clear()
 
     def release(self) -> None:

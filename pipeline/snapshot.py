@@ -163,8 +163,7 @@ class _Folder:
             time.time_ns() - st.st_mtime_ns >= store.RECENT_NS else None
         for _attempt in range(RETRIES):
             try:
-                copied, digest, handed = store.copy_file(src, dst, self.run.mover(st.st_size),
-                                                         also=also)
+                made = store.copy_file(src, dst, self.run.mover(st.st_size), also=also)
                 break
             except store.SourceChanged:
                 continue
@@ -177,16 +176,16 @@ class _Folder:
             self._fail(name, "kept changing while it was read; will retry next run")
             return
         self.opened.wrote(dst)
-        if handed is not None:
-            self.run.hand_over(self.job.source.name, self.folder_b, name_b, handed, copied,
-                               digest)
+        copied, digest = made.stat, made.sha256
+        assert digest is not None
+        if made.tmps:
+            self.run.hand_over(self.job.source.name, self.folder_b, name_b, made)
         racy = store.racy(copied)
         self.racy |= racy
         self.catalog.set_mirror(self.job.source.name, self.folder_b, name_b, copied,
                                 digest, self.run.run_id, racy=racy)
         self.run.emit(Event(NEW if old is None else UPDATED, MODE, self._label(name),
-                            size=store.written_size(dst, copied.st_size),
-                            target=dst))
+                            size=made.written, target=dst))
 
     def _same_bytes(self, src: bytes, dst: bytes, st: AnyStat,
                     old: os.stat_result, compare: bool = False) -> bool:

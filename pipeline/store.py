@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from . import faults
 from .lstat import AnyStat
@@ -108,13 +108,20 @@ def copy_to_tmp(src: bytes, folder: bytes, hashed: bool = False,
     copied, its sha256 when ``hashed``).  Raises ``SourceChanged`` when it
     changed, ``OSError`` for any other failure, leaving no temporary file.
     """
-    tmps, before, digest = copy_to_tmps(src, (folder,), hashed, progress)
-    return tmps[0], before, digest
+    copied = copy_to_tmps(src, (folder,), hashed, progress)
+    return copied.tmps[0], copied.stat, copied.sha256
+
+
+class Copied(NamedTuple):
+    """A file read once into temporary copies (``copy_to_tmps``)."""
+    tmps: list[bytes]
+    stat: os.stat_result        # the source's, as it was read
+    sha256: str | None
+    written: int                # what each copy takes on disk (allocated, at most its size)
 
 
 def copy_to_tmps(src: bytes, folders: tuple[bytes, ...], hashed: bool = False,
-                 progress: Callable[[int], None] | None = None
-                 ) -> tuple[list[bytes], os.stat_result, str | None]:
+                 progress: Callable[[int], None] | None = None) -> Copied:
     """``copy_to_tmp`` into one new temporary file in each of ``folders``, from one
     reading of ``src`` (`doit all`: the mirror's copy and the history's)."""
     fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -137,6 +144,8 @@ def copy_to_tmps(src: bytes, folders: tuple[bytes, ...], hashed: bool = False,
                 os.fchmod(out, stat.S_IMODE(before.st_mode))
                 _chown(out, before)
                 os.utime(out, ns=(before.st_atime_ns, before.st_mtime_ns))
+            made = os.fstat(outs[0])
+            written = min(made.st_size, made.st_blocks * 512)
         finally:
             for out in outs:
                 os.close(out)
@@ -154,7 +163,7 @@ def copy_to_tmps(src: bytes, folders: tuple[bytes, ...], hashed: bool = False,
                 again.update(chunk)
             if again.hexdigest() != digest or not same_stat(before, os.fstat(fd)):
                 raise SourceChanged("changed while it was read")
-        return tmps, before, digest
+        return Copied(tmps, before, digest, written)
     except BaseException:
         for tmp in tmps:
             _unlink_quiet(tmp)
@@ -164,21 +173,22 @@ def copy_to_tmps(src: bytes, folders: tuple[bytes, ...], hashed: bool = False,
 
 
 def copy_file(src: bytes, dst: bytes, progress: Callable[[int], None] | None = None,
-              also: bytes | None = None) -> tuple[os.stat_result, str, bytes | None]:
-    """Copy ``src`` to ``dst`` atomically; return its stat and sha256 (``copy_to_tmp``),
-    and, when ``also`` names a folder, a second temporary copy made there from the
-    same reading (the caller's to use or remove)."""
-    tmps, copied, digest = copy_to_tmps(src, (os.path.dirname(dst),) + (
-        (also,) if also is not None else ()), hashed=True, progress=progress)
+              also: bytes | None = None) -> Copied:
+    """Copy ``src`` to ``dst`` atomically (``copy_to_tmp``, hashed); when ``also`` names
+    a folder, a second temporary copy is made there from the same reading: the
+    result's ``tmps`` (the caller's to use or remove)."""
+    copied = copy_to_tmps(src, (os.path.dirname(dst),) + ((also,) if also is not None
+                                                           else ()), hashed=True,
+                          progress=progress)
     try:
         faults.point("rename")
-        os.replace(tmps[0], dst)
+        os.replace(copied.tmps[0], dst)
     except BaseException:
-        for tmp in tmps:
+        for tmp in copied.tmps:
             _unlink_quiet(tmp)
         raise
-    assert digest is not None
-    return copied, digest, tmps[1] if also is not None else None
+    assert copied.sha256 is not None
+    return copied._replace(tmps=copied.tmps[1:])
 
 
 class Digest(Protocol):

@@ -188,8 +188,13 @@ class History:
             return self._container_cache
         parts = self.rel.split(b"/") if self.rel else []
         path = b""
+        known = self.run.containers        # this run's answers for the folders above
         for index, part in enumerate(parts):
             rel = b"/".join(parts[: index + 1])
+            cached = known.get((self.source.name, rel))
+            if cached is not None:
+                path = cached
+                continue
             alias = self.catalog.alias(self.source.name, "dir", rel)
             if alias is None:
                 def usable(place: bytes) -> bool:
@@ -197,8 +202,13 @@ class History:
                     return self.catalog.store_owner(self.source.name, place) != "store" and (
                         not os.path.lexists(full) or layout.real_dir(full))
                 alias = self._free(path, part, usable)
-                if alias != os.path.join(path, part) and self.writes:
-                    self.catalog.set_alias(self.source.name, "dir", rel, alias)
+                if alias != os.path.join(path, part):
+                    if self.writes:
+                        self.catalog.set_alias(self.source.name, "dir", rel, alias)
+                else:
+                    # its own name, nothing recorded: an answer no folder's undoing can
+                    # change (no file has a folder's name in this run's walk)
+                    known[(self.source.name, rel)] = alias
             path = alias
         self._container_cache = path
         return path
@@ -300,7 +310,8 @@ class History:
         copied = self._copy(name, hist, st.st_size)
         if copied is None:
             return
-        tmp, cst, sha = copied
+        tmp, cst, sha = copied.tmps[0], copied.stat, copied.sha256
+        assert sha is not None
         racy = store.racy(cst)
         self.racy |= racy
         if prev is not None and prev.sha256 == sha and live is not None:
@@ -337,10 +348,14 @@ class History:
             self.catalog.set_copy(self.source.name, self.rel, name, row_id, copy)
         # what the history grows by: the object, and the new whole copy less the one it
         # supersedes (removed once this commits)
-        written = 0 if os.path.join(hist, obj) in self.linked else \
-            store.written_size(os.path.join(hist, obj), cst.st_size)
+        # (the copy just read, when it is the object or the whole copy: its size known)
+        if os.path.join(hist, obj) in self.linked:
+            written = 0
+        else:
+            written = copied.written if kind in WHOLE_KINDS else \
+                store.written_size(os.path.join(hist, obj), cst.st_size)
         if copy is not None and os.path.join(hist, copy) not in self.linked:
-            written += store.written_size(os.path.join(hist, copy), cst.st_size)
+            written += copied.written
         if supersedes:
             assert prev is not None and prev.copy is not None
             old = os.path.join(hist, prev.copy)
@@ -392,25 +407,23 @@ class History:
             self.done.append(Event(UPDATED, MODE, self._label(name),
                                    reason=f"mode {stat.S_IMODE(cst.st_mode):04o}"))
 
-    def _copy(self, name: bytes, hist: bytes, size: int = 0
-              ) -> tuple[bytes, os.stat_result, str] | None:
+    def _copy(self, name: bytes, hist: bytes, size: int = 0) -> store.Copied | None:
+        """The file read into one temporary copy (its sha256 known), or None."""
         src = os.path.join(self.src, name)
         handed = self.handed.pop(name, None)
         if handed is not None:                # read by the snapshot task of this run
-            tmp, cst, _sha = handed
             try:
                 now: os.stat_result | None = os.lstat(src)
             except OSError:
                 now = None
-            if now is not None and store.same_stat(cst, now) and not store.racy(cst):
+            if now is not None and store.same_stat(handed.stat, now) and \
+                    not store.racy(handed.stat):
                 return handed                 # unchanged since: the same bytes
             self.run.drop_handed({name: handed})
         for _attempt in range(RETRIES):
             try:
-                tmp, cst, sha = store.copy_to_tmp(src, self.run.staging, hashed=True,
-                                                  progress=self.run.mover(size))
-                assert sha is not None
-                return tmp, cst, sha
+                return store.copy_to_tmps(src, (self.run.staging,), hashed=True,
+                                          progress=self.run.mover(size))
             except store.SourceChanged:
                 continue
             except FileNotFoundError:
