@@ -178,8 +178,10 @@ class _Folder:
         self.opened.wrote(dst)
         copied, digest = made.stat, made.sha256
         assert digest is not None
-        if made.tmps:
+        if made.tmps and time.time_ns() - copied.st_mtime_ns >= store.RECENT_NS:
             self.run.hand_over(self.job.source.name, self.folder_b, name_b, made)
+        elif made.tmps:          # written since the walk, within the tick: not handed over
+            self.run.drop_handed({name_b: made})
         racy = store.racy(copied)
         self.racy |= racy
         self.catalog.set_mirror(self.job.source.name, self.folder_b, name_b, copied,

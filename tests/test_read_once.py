@@ -132,3 +132,33 @@ def test_a_file_the_history_ignores_is_not_copied_for_it(backup: Backup) -> None
             if r.entry == "file"] == [b"notes.txt"]
     assert (backup.mirror / "disk.iso").exists()
     assert _staging(backup) == []
+
+
+def test_a_file_written_after_the_walk_is_not_handed_over(
+        backup: Backup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The walk saw an old mtime, but the file was written just before its copy: the
+    copy is of a file written within the tick, so the versioned task reads it again."""
+    from pipeline import session, snapshot
+    make_tree(backup.src, {"f.txt": "old\n", "g.txt": "g\n"})
+    aged(backup.src)
+    real_file, real_hand = snapshot._Folder.file, session.Session.hand_over
+    handed: list[bytes] = []
+
+    def written_first(self: snapshot._Folder, name: str, st: os.stat_result) -> None:
+        if name == "f.txt":
+            (backup.src / "f.txt").write_text("new!\n")           # mtime: now
+        real_file(self, name, st)
+
+    def hand_over(self: session.Session, source: str, folder: bytes, name: bytes,
+                  copied: object) -> None:
+        handed.append(name)
+        real_hand(self, source, folder, name, copied)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(snapshot._Folder, "file", written_first)
+    monkeypatch.setattr(session.Session, "hand_over", hand_over)
+    code, out = backup.run("all")
+    monkeypatch.undo()
+    assert code == 0, out
+    assert handed == [b"g.txt"]
+    assert rebuilt(backup, "f.txt") == [b"new!\n"]
+    assert _staging(backup) == []
