@@ -245,10 +245,11 @@ class Session:
     line: CommandLine | None = None         # the command line as read (None: not known)
     first_run: bool = False                 # the catalog held no run before this one
     # `doit all` reads each file once: the files a folder's versioned task will record
-    # ((source, folder) -> names), and the copies its snapshot task made of them for it,
-    # ready in the staging folder ((source, folder) -> name -> (tmp, stat, sha256)).
+    # ((source, folder) -> names), the folders whose versioned task will run (their
+    # snapshot task's commit waits for it), and the copies the snapshot task made for
+    # it, ready in the staging folder (``handoff``: (source, folder) -> name -> copy).
     tee: dict[tuple[str, bytes], set[bytes]] = field(default_factory=dict)
-    twins: set[tuple[str, bytes]] = field(default_factory=set)   # ... that will run
+    twins: set[tuple[str, bytes]] = field(default_factory=set)
     # (source, folder) -> where its children's history folders live, when that is the
     # folder's own name at each level (pipeline.versioned.History._container)
     containers: dict[tuple[str, bytes], bytes] = field(default_factory=dict)
@@ -404,16 +405,15 @@ class Session:
     def drop_handed(self, copies: dict[bytes, Copied] | None = None) -> None:
         """Remove copies no versioned task took (``copies``; None: all that are left)."""
         groups = [copies] if copies is not None else list(self.handoff.values())
+        for group in groups:
+            for tmp in (tmp for copied in group.values() for tmp in copied.tmps):
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass              # (the staging folder is emptied by the next run)
+            group.clear()
         if copies is None:
             self.handoff.clear()
-        for group in groups:
-            for copied in group.values():
-                for tmp in copied.tmps:
-                    try:
-                        os.unlink(tmp)
-                    except OSError:
-                        pass          # (the staging folder is emptied by the next run)
-            group.clear()
 
     def release(self) -> None:
         """Remove the files this run's commits no longer name, close the catalog and

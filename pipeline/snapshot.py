@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import stat
-import time
 
 from doit.exceptions import TaskFailed
 
@@ -159,8 +158,7 @@ class _Folder:
         # `doit all`: one reading gives the folder's versioned task its copy as well
         # (not of a file written to within the timestamps' tick: a write after this
         # reading could leave its stat as it was; the versioned task reads it again)
-        also = self.run.staging if name_b in self.tee and \
-            time.time_ns() - st.st_mtime_ns >= store.RECENT_NS else None
+        also = self.run.staging if name_b in self.tee and not store.recent(st) else None
         for _attempt in range(RETRIES):
             try:
                 made = store.copy_file(src, dst, self.run.mover(st.st_size), also=also)
@@ -178,7 +176,7 @@ class _Folder:
         self.opened.wrote(dst)
         copied, digest = made.stat, made.sha256
         assert digest is not None
-        if made.tmps and time.time_ns() - copied.st_mtime_ns >= store.RECENT_NS:
+        if made.tmps and not store.recent(copied):
             self.run.hand_over(self.job.source.name, self.folder_b, name_b, made)
         elif made.tmps:          # written since the walk, within the tick: not handed over
             self.run.drop_handed({name_b: made})

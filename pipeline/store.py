@@ -29,6 +29,12 @@ CHUNK = 1 << 20
 # A file modified this recently (ns) is read twice: in-place writes within one tick of
 # the filesystem's clock (ext4: a few ms) leave the mtime unchanged.
 RECENT_NS = 2_000_000_000
+
+
+def recent(st: AnyStat) -> bool:
+    """Was the file written within ``RECENT_NS`` of now (a write that follows may
+    leave its mtime as it is)?"""
+    return time.time_ns() - st.st_mtime_ns < RECENT_NS
 # The clock the kernel stamps mtimes with (Linux: CLOCK_REALTIME_COARSE, 5).
 _COARSE = 5 if sys.platform.startswith("linux") else time.CLOCK_REALTIME
 
@@ -153,7 +159,7 @@ def copy_to_tmps(src: bytes, folders: tuple[bytes, ...], hashed: bool = False,
         if not same_stat(before, after) \
                 or not same_stat(after, os.stat(src, follow_symlinks=False)):
             raise SourceChanged("changed while it was read")
-        if digest is not None and time.time_ns() - before.st_mtime_ns < RECENT_NS:
+        if digest is not None and recent(before):
             # Written to within the filesystem's timestamp granularity: writes during
             # the read may have left the mtime as it was.  Read it again; a second
             # reading that differs means it is being written: try again later.
@@ -410,10 +416,15 @@ def _written(folder: bytes, data: bytes, mode: int, sparse: bool) -> bytes:
     return tmp
 
 
-def place(tmp: bytes, dst: bytes) -> None:
+def place(tmp: bytes, dst: bytes, empty_folder: bool = False) -> None:
     """Give the finished temporary file ``tmp`` its final name ``dst``, a name no file
-    has: stored objects are never renamed over (FileExistsError if one is there)."""
+    has: stored objects are never renamed over (FileExistsError if one is there).
+    ``empty_folder``: ``dst``'s folder was just made by this run and holds nothing, so
+    a rename is enough (no link and unlink)."""
     faults.point("rename")
+    if empty_folder:
+        os.rename(tmp, dst)
+        return
     try:
         os.link(tmp, dst)
     except FileExistsError:

@@ -507,11 +507,7 @@ class History:
                 self.linked.add(dst)
                 self.opened.wrote(dst)
                 return
-        if fresh:
-            faults.point("rename")
-            os.rename(tmp, dst)
-        else:
-            store.place(tmp, dst)
+        store.place(tmp, dst, empty_folder=fresh)
         self.opened.wrote(dst)
 
     def _unused(self, hist: bytes, rel: bytes) -> bytes:

@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import io
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -304,3 +305,18 @@ def rclone_or_skip() -> str:
         if os.environ.get("CI"):
             raise
         pytest.skip(str(exc))
+
+
+def strace(b: Backup, calls: str, *args: str) -> list[str]:
+    """The system calls ``calls`` (strace's ``trace=`` list) of a doit run in a child,
+    one line each, file descriptors shown with their paths (``-y``)."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    log = b.base / "strace.log"
+    cmd = ["strace", "-f", "-y", "-qq", "-o", str(log), "-e", f"trace={calls}",
+           *SNAPBACK, *args, f"config={b.plan}"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=b.base)
+    if result.returncode != 0 and "ptrace" in result.stderr:     # (strace's own failure)
+        pytest.skip(f"strace cannot trace here: {result.stderr.strip()[:200]}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return log.read_text().splitlines()

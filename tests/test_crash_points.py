@@ -16,12 +16,11 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from support import SNAPBACK, Backup, Link, aged, make_tree, tree
+from support import Backup, Link, aged, make_tree, strace, tree
 
 KINDS = ("write", "rename", "fsync", "commit", "remove")
 
@@ -177,17 +176,7 @@ def test_a_prune_killed_at_every_point_keeps_every_kept_version(backup: Backup) 
 # ---- durability, from the recorded system calls ----
 
 def _strace(b: Backup, *args: str) -> list[str]:
-    if shutil.which("strace") is None:
-        pytest.skip("strace is not installed")
-    log = b.base / "strace.log"
-    cmd = ["strace", "-f", "-y", "-qq", "-o", str(log),
-           "-e", "trace=link,linkat,rename,renameat,renameat2,fsync,fdatasync,syncfs",
-           *SNAPBACK, *args, f"config={b.plan}"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=b.base)
-    if result.returncode != 0 and "ptrace" in result.stderr:
-        pytest.skip(f"strace cannot trace here: {result.stderr.strip()[:200]}")
-    assert result.returncode == 0, result.stdout + result.stderr
-    return log.read_text().splitlines()
+    return strace(b, "link,linkat,rename,renameat,renameat2,fsync,fdatasync,syncfs", *args)
 
 
 def _synced_before_commit(b: Backup, calls: list[str]) -> int:

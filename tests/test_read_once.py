@@ -7,31 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import subprocess
 
 import pytest
-from support import SNAPBACK, Backup, aged, history_of, make_tree, rebuilt
-
-
-def _traced(b: Backup, calls: str, *args: str) -> list[str]:
-    """The system calls ``calls`` of a run (strace), a line each."""
-    if shutil.which("strace") is None:
-        pytest.skip("strace is not installed")
-    log = b.base / "strace.log"
-    cmd = ["strace", "-f", "-qq", "-e", f"trace={calls}", "-o", str(log),
-           *SNAPBACK, *args, f"config={b.plan}"]
-    result = subprocess.run(cmd, capture_output=True, text=True, cwd=b.base, timeout=120)
-    if result.returncode != 0 and "ptrace" in result.stderr:
-        pytest.skip("strace cannot trace here")
-    assert result.returncode == 0, result.stdout + result.stderr
-    return log.read_text().splitlines()
+from support import Backup, aged, history_of, make_tree, rebuilt, strace
 
 
 def _opens(b: Backup, *args: str) -> dict[str, int]:
     """How many times the run opened each file of the source."""
     counts: dict[str, int] = {}
-    for line in _traced(b, "open,openat", *args):
+    for line in strace(b, "open,openat", *args):
         for path in (p for p in b.src.rglob("*") if p.is_file()):
             if f'"{path}"' in line and "= -1" not in line:
                 counts[str(path.relative_to(b.src))] = counts.get(
@@ -63,7 +47,7 @@ def test_all_commits_once_per_folder(backup: Backup) -> None:
     for both (before: one each)."""
     make_tree(backup.src, {f"d{i}": {"f.txt": f"{i}\n"} for i in range(8)})
     aged(backup.src)
-    syncs = [line for line in _traced(backup, "syncfs,sync", "all") if "sync" in line]
+    syncs = [line for line in strace(backup, "syncfs,sync", "all") if "sync" in line]
     assert 8 <= len(syncs) <= 8 + 2, syncs       # 8 folders with files (the run record)
     assert backup.run("verify")[0] == 0
 
