@@ -14,6 +14,7 @@ source, for ``doit cleanup`` and for runs where folders came or went.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -159,6 +160,7 @@ class _Folder:
         # (not of a file written to within the timestamps' tick: a write after this
         # reading could leave its stat as it was; the versioned task reads it again)
         also = self.run.staging if name_b in self.tee and not store.recent(st) else None
+        lost = None
         for _attempt in range(RETRIES):
             try:
                 made = store.copy_file(src, dst, self.run.mover(st.st_size), also=also)
@@ -168,6 +170,11 @@ class _Folder:
             except FileNotFoundError:
                 return                             # deleted since the scan: next run removes it
             except OSError as exc:
+                if also is not None and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    # room for one copy may be left: the mirror's, read again alone; the
+                    # history's copy failed, and its task says so
+                    also, lost = None, exc.strerror or str(exc)
+                    continue
                 self._fail(name, exc.strerror or str(exc))
                 return
         else:
@@ -176,7 +183,10 @@ class _Folder:
         self.opened.wrote(dst)
         copied, digest = made.stat, made.sha256
         assert digest is not None
-        if made.tmps and not store.recent(copied):
+        if lost is not None:
+            self.run.hand_over(self.job.source.name, self.folder_b, name_b,
+                               made._replace(lost=lost))
+        elif made.tmps and not store.recent(copied):
             self.run.hand_over(self.job.source.name, self.folder_b, name_b, made)
         elif made.tmps:          # written since the walk, within the tick: not handed over
             self.run.drop_handed({name_b: made})

@@ -33,8 +33,10 @@ RECENT_NS = 2_000_000_000
 
 def recent(st: AnyStat) -> bool:
     """Was the file written within ``RECENT_NS`` of now (a write that follows may
-    leave its mtime as it is)?"""
-    return time.time_ns() - st.st_mtime_ns < RECENT_NS
+    leave its stat as it is)?  The ctime counts too: a file whose mtime was set back
+    (``cp -p``, ``rsync --inplace``) was still written just now."""
+    return time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < RECENT_NS
+
 # The clock the kernel stamps mtimes with (Linux: CLOCK_REALTIME_COARSE, 5).
 _COARSE = 5 if sys.platform.startswith("linux") else time.CLOCK_REALTIME
 
@@ -47,11 +49,17 @@ def racy(st: AnyStat) -> bool:
     with 1 s timestamps (ext4 with small inodes, NFSv2, SMB; 2 s on FAT), the same
     kernel clock tick elsewhere.  Such a file's record is compared by content on the
     next run.  The tick is read from the mtime itself: a whole (even) second means a
-    filesystem that keeps seconds (two); anything else, the kernel's coarse clock."""
-    mtime = st.st_mtime_ns
-    tick = 2 * SECOND if mtime % (2 * SECOND) == 0 else SECOND if mtime % SECOND == 0 else 1
+    filesystem that keeps seconds (two); anything else, the kernel's coarse clock.
+    The ctime counts as well: a file whose mtime was set back (``cp -p``, ``tar x``,
+    ``rsync --inplace``) may be rewritten so in the ctime's tick, leaving its whole
+    stat, ctime included, as it was."""
     now = time.clock_gettime_ns(_COARSE)
-    return now - now % tick <= mtime
+    for when in (st.st_mtime_ns, st.st_ctime_ns):
+        tick = 2 * SECOND if when % (2 * SECOND) == 0 else SECOND if when % SECOND == 0 \
+            else 1
+        if now - now % tick <= when:
+            return True
+    return False
 
 
 SECOND = 1_000_000_000
@@ -124,6 +132,7 @@ class Copied(NamedTuple):
     stat: os.stat_result        # the source's, as it was read
     sha256: str | None
     written: int                # what each copy takes on disk (allocated, at most its size)
+    lost: str | None = None     # why the second copy (``also``) could not be made
 
 
 def copy_to_tmps(src: bytes, folders: tuple[bytes, ...], hashed: bool = False,

@@ -411,6 +411,9 @@ class History:
         """The file read into one temporary copy (its sha256 known), or None."""
         src = os.path.join(self.src, name)
         handed = self.handed.pop(name, None)
+        if handed is not None and handed.lost is not None:
+            self._fail(name, handed.lost)     # the disk had no room for it in this run
+            return None
         if handed is not None:                # read by the snapshot task of this run
             try:
                 now: os.stat_result | None = os.lstat(src)

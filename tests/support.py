@@ -235,6 +235,16 @@ def aged(root: Path, seconds: int = 60) -> None:
     os.utime(root, ns=(then, then))
 
 
+def settled(root: Path) -> None:
+    """Wait until no entry below ``root`` changed (its ctime, which ``aged`` cannot set
+    back) within the last 2 s: `doit all` hands the snapshot task's reading of a file
+    to the versioned task only then (store.recent)."""
+    from pipeline.store import RECENT_NS
+    newest = max(os.lstat(os.path.join(d, n)).st_ctime_ns
+                 for d, dirs, files in os.walk(root) for n in dirs + files)
+    time.sleep(max(0, newest + RECENT_NS - time.time_ns()) / 1e9 + 0.01)
+
+
 def rebuilt(b: Backup, rel: str) -> list[bytes | None]:
     """Every content version of a path, rebuilt from baseline and diffs (None = deleted;
     a ``meta`` row, a new mode or mtime alone, is not a content version)."""

@@ -9,7 +9,7 @@ import hashlib
 import os
 
 import pytest
-from support import Backup, aged, history_of, make_tree, rebuilt, strace
+from support import Backup, aged, history_of, make_tree, rebuilt, settled, strace
 
 
 def _opens(b: Backup, *args: str) -> dict[str, int]:
@@ -31,11 +31,13 @@ def _staging(b: Backup) -> list[str]:
 def test_all_opens_each_file_once_and_leaves_no_copy_behind(backup: Backup) -> None:
     make_tree(backup.src, {"a.txt": "a\n" * 50, "d": {"b.bin": "b" * 9000, "c.txt": "c\n"}})
     aged(backup.src)
+    settled(backup.src)
     assert _opens(backup, "all") == {"a.txt": 1, "d/b.bin": 1, "d/c.txt": 1}
     assert _staging(backup) == []
     (backup.src / "a.txt").write_text("a2\n" * 50)             # a change, aged too
     then = (backup.src / "a.txt").stat().st_mtime_ns - 30 * 10**9
     os.utime(backup.src / "a.txt", ns=(then, then))
+    settled(backup.src)
     assert _opens(backup, "all") == {"a.txt": 1}
     assert rebuilt(backup, "a.txt") == [b"a\n" * 50, b"a2\n" * 50]
     assert backup.run("verify")[0] == 0
@@ -57,6 +59,7 @@ def test_a_file_written_within_the_tick_is_read_again(backup: Backup) -> None:
     versioned task reads it itself."""
     make_tree(backup.src, {"old.txt": "o\n"})
     aged(backup.src)
+    settled(backup.src)
     (backup.src / "new.txt").write_text("n\n")
     assert _opens(backup, "all") == {"old.txt": 1, "new.txt": 2}
     assert _staging(backup) == []
@@ -70,6 +73,7 @@ def test_a_file_changed_between_the_two_tasks_is_recorded_as_it_is(
     from pipeline import versioned
     make_tree(backup.src, {"f.txt": "first\n", "g.txt": "g\n"})
     aged(backup.src)
+    settled(backup.src)
     path = backup.src / "f.txt"
     before = path.stat()
     real = versioned.History.file
@@ -125,6 +129,7 @@ def test_a_file_written_after_the_walk_is_not_handed_over(
     from pipeline import session, snapshot
     make_tree(backup.src, {"f.txt": "old\n", "g.txt": "g\n"})
     aged(backup.src)
+    settled(backup.src)
     real_file, real_hand = snapshot._Folder.file, session.Session.hand_over
     handed: list[bytes] = []
 
