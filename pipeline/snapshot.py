@@ -157,9 +157,10 @@ class _Folder:
         if old is not None and stat.S_ISDIR(old.st_mode):
             self._replace_folder(name, dst)        # a folder where a file now is
         # `doit all`: one reading gives the folder's versioned task its copy as well
-        # (not of a file written to within the timestamps' tick: a write after this
-        # reading could leave its stat as it was; the versioned task reads it again)
-        also = self.run.staging if name_b in self.tee and not store.recent(st) else None
+        # (not of a file written to within the timestamps' tick, its mtime's or its
+        # ctime's: a write after this reading could leave its stat as it was; the
+        # versioned task reads it again)
+        also = self.run.staging if name_b in self.tee and not store.racy(st) else None
         lost = None
         for _attempt in range(RETRIES):
             try:
@@ -186,7 +187,7 @@ class _Folder:
         if lost is not None:
             self.run.hand_over(self.job.source.name, self.folder_b, name_b,
                                made._replace(lost=lost))
-        elif made.tmps and not store.recent(copied):
+        elif made.tmps and not store.racy(copied):
             self.run.hand_over(self.job.source.name, self.folder_b, name_b, made)
         elif made.tmps:          # written since the walk, within the tick: not handed over
             self.run.drop_handed({name_b: made})

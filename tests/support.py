@@ -245,6 +245,15 @@ def settled(root: Path) -> None:
     time.sleep(max(0, newest + RECENT_NS - time.time_ns()) / 1e9 + 0.01)
 
 
+def next_second() -> None:
+    """Wait for the second of the kernel's coarse clock (the one file times are stamped
+    with) to turn: what follows within a few milliseconds shares one whole second (a
+    filesystem with 1 s timestamps, ``coarse_disk``, stamps it all alike)."""
+    start = time.clock_gettime_ns(5) // 10**9
+    while time.clock_gettime_ns(5) // 10**9 == start:
+        time.sleep(0.001)
+
+
 def rebuilt(b: Backup, rel: str) -> list[bytes | None]:
     """Every content version of a path, rebuilt from baseline and diffs (None = deleted;
     a ``meta`` row, a new mode or mtime alone, is not a content version)."""

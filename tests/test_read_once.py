@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 import pytest
-from support import Backup, aged, history_of, make_tree, rebuilt, settled, strace
+from support import Backup, aged, history_of, make_tree, next_second, rebuilt, strace
 
 
 def _opens(b: Backup, *args: str) -> dict[str, int]:
@@ -31,13 +32,11 @@ def _staging(b: Backup) -> list[str]:
 def test_all_opens_each_file_once_and_leaves_no_copy_behind(backup: Backup) -> None:
     make_tree(backup.src, {"a.txt": "a\n" * 50, "d": {"b.bin": "b" * 9000, "c.txt": "c\n"}})
     aged(backup.src)
-    settled(backup.src)
     assert _opens(backup, "all") == {"a.txt": 1, "d/b.bin": 1, "d/c.txt": 1}
     assert _staging(backup) == []
     (backup.src / "a.txt").write_text("a2\n" * 50)             # a change, aged too
     then = (backup.src / "a.txt").stat().st_mtime_ns - 30 * 10**9
     os.utime(backup.src / "a.txt", ns=(then, then))
-    settled(backup.src)
     assert _opens(backup, "all") == {"a.txt": 1}
     assert rebuilt(backup, "a.txt") == [b"a\n" * 50, b"a2\n" * 50]
     assert backup.run("verify")[0] == 0
@@ -54,14 +53,34 @@ def test_all_commits_once_per_folder(backup: Backup) -> None:
     assert backup.run("verify")[0] == 0
 
 
-def test_a_file_written_within_the_tick_is_read_again(backup: Backup) -> None:
-    """A file written just now may be written again without its stat changing: its
-    versioned task reads it itself."""
-    make_tree(backup.src, {"old.txt": "o\n"})
+def test_a_file_written_within_the_tick_is_read_again(
+        backup: Backup, coarse_disk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file read in the tick (here: the second) it was written in may be written again
+    without its stat changing: the snapshot task's reading is not handed over, the
+    versioned task reads it itself; a file written ticks before is read once."""
+    from pipeline import store
+    backup.src = coarse_disk / "src"
+    backup.write_plan()
+    make_tree(backup.src, {"old.txt": "o\n", "new.txt": "n\n"})
     aged(backup.src)
-    settled(backup.src)
-    (backup.src / "new.txt").write_text("n\n")
-    assert _opens(backup, "all") == {"old.txt": 1, "new.txt": 2}
+    next_second()                         # their ctimes: a second ago, another tick
+    new = os.fsencode(backup.src / "new.txt")
+    real = store.copy_to_tmps
+    reads: list[bytes] = []
+
+    def reading(src: bytes, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if src == new and not reads.count(new):
+            next_second()
+            (backup.src / "new.txt").write_text("N\n")          # this very second
+        reads.append(os.path.basename(src))
+        return real(src, *args, **kwargs)
+
+    monkeypatch.setattr(store, "copy_to_tmps", reading)
+    code, out = backup.run("all")
+    monkeypatch.undo()
+    assert code == 0, out
+    assert sorted(reads) == [b"new.txt", b"new.txt", b"old.txt"]
+    assert rebuilt(backup, "new.txt") == [b"N\n"]
     assert _staging(backup) == []
 
 
@@ -73,7 +92,6 @@ def test_a_file_changed_between_the_two_tasks_is_recorded_as_it_is(
     from pipeline import versioned
     make_tree(backup.src, {"f.txt": "first\n", "g.txt": "g\n"})
     aged(backup.src)
-    settled(backup.src)
     path = backup.src / "f.txt"
     before = path.stat()
     real = versioned.History.file
@@ -123,19 +141,22 @@ def test_a_file_the_history_ignores_is_not_copied_for_it(backup: Backup) -> None
 
 
 def test_a_file_written_after_the_walk_is_not_handed_over(
-        backup: Backup, monkeypatch: pytest.MonkeyPatch) -> None:
+        backup: Backup, coarse_disk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The walk saw an old mtime, but the file was written just before its copy: the
     copy is of a file written within the tick, so the versioned task reads it again."""
     from pipeline import session, snapshot
+    backup.src = coarse_disk / "src"
+    backup.write_plan()
     make_tree(backup.src, {"f.txt": "old\n", "g.txt": "g\n"})
     aged(backup.src)
-    settled(backup.src)
+    next_second()
     real_file, real_hand = snapshot._Folder.file, session.Session.hand_over
     handed: list[bytes] = []
 
     def written_first(self: snapshot._Folder, name: str, st: os.stat_result) -> None:
         if name == "f.txt":
-            (backup.src / "f.txt").write_text("new!\n")           # mtime: now
+            next_second()
+            (backup.src / "f.txt").write_text("new!\n")           # this very second
         real_file(self, name, st)
 
     def hand_over(self: session.Session, source: str, folder: bytes, name: bytes,

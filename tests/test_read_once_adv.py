@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
-from support import Backup, aged, rebuilt
-
-
-def _next_second() -> None:
-    """Wait for the second of the kernel's coarse clock (the one file times are
-    stamped with) to turn: what follows has a whole second (a filesystem with 1 s
-    timestamps stamps it all alike)."""
-    start = time.clock_gettime_ns(5) // 10**9
-    while time.clock_gettime_ns(5) // 10**9 == start:
-        time.sleep(0.001)
+from support import Backup, aged, next_second, rebuilt
 
 
 def test_a_rewrite_in_the_tick_of_a_write_with_its_mtime_set_back_is_not_missed(
@@ -48,7 +38,7 @@ def test_a_rewrite_in_the_tick_of_a_write_with_its_mtime_set_back_is_not_missed(
     def racing(src: bytes, dst: bytes, progress=None, also=None):  # type: ignore[no-untyped-def]
         if src != path:
             return real(src, dst, progress, also=also)
-        _next_second()
+        next_second()
         first = cp_p(b"one!\n")
         result = real(src, dst, progress, also=also)
         seen.append(cp_p(b"two!\n") == first)        # the stat did not move
