@@ -28,7 +28,7 @@ from typing import Any
 
 from doit.exceptions import TaskFailed
 
-from . import change, layout, runlog, snapshot, versioned
+from . import change, layout, reader, runlog, snapshot, versioned
 from .catalog import Catalog, InLine, Stored, open_catalog
 from .commands import BACKUP_COMMANDS, MODES_OF
 from .errors import LockHeld, SnapbackError
@@ -365,13 +365,18 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
                         (row is not None and row.sig == job.sig)
                     yield {**spec, "file_dep": [], "uptodate": [signed]}
                     continue
-                if tee and session.writes:     # `all`: the snapshot task reads them for it
-                    session.twins.add((source.name, rel_b))          # and commits with it
-                    stale = {n.encode(_FS, "surrogateescape") for n, st, rec in zip(
-                        folder.files, folder.files.values(), recs, strict=False)
-                        if rec is None or stored_key(rec) != stat_key(st)}
-                    if stale:
-                        session.tee[(source.name, rel_b)] = stale
+                if session.writes:
+                    stale = [(n.encode(_FS, "surrogateescape"), st.st_size) for n, st, rec in
+                             zip(folder.files, folder.files.values(), recs, strict=False)
+                             if rec is None or stored_key(rec) != stat_key(st)]
+                    small = [(n, size) for n, size in stale if size < reader.BIG]
+                    if mode == modes[0] and small:     # read ahead for it (pipeline.reader)
+                        session.plan_ahead(mode, source.name, rel_b, os.fsencode(
+                            source.path / folder.rel if folder.rel else source.path), small)
+                    if tee:        # `all`: the snapshot task reads them for it as well
+                        session.twins.add((source.name, rel_b))      # and commits with it
+                        if stale:
+                            session.tee[(source.name, rel_b)] = {n for n, _size in stale}
                 if not same:
                     # Not in line (a new folder, a first backup, an entry come or gone): it
                     # runs whatever its files say, so doit is given none to check.

@@ -30,8 +30,9 @@ from .errors import PARTIAL, Failed, LockHeld, SnapbackError
 from .layout import HISTORY, MODES
 from .lock import Lock
 from .plan import Plan, Source
+from .reader import Batch, Reader
 from .show import plural
-from .store import Copied, real_dirs, remove
+from .store import Copied, clear_staging, real_dirs, remove
 
 if TYPE_CHECKING:
     from .cmdline import CommandLine
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from .scan import Folder, Scan
 
 MOVE_ABOVE = 8 << 20    # files from this size move the progress display as they are copied
+READ_AHEAD_FROM = 2     # files to copy in a run from which a second process reads ahead
 
 # Kinds of per-file events, as printed.
 NEW, UPDATED, DELETED, FAILED = "new", "updated", "deleted", "FAILED"
@@ -254,6 +256,13 @@ class Session:
     # folder's own name at each level (pipeline.versioned.History._container)
     containers: dict[tuple[str, bytes], bytes] = field(default_factory=dict)
     handoff: dict[tuple[str, bytes], dict[bytes, Copied]] = field(default_factory=dict)
+    # The files each folder task of the run's first mode will copy, in the order the
+    # tasks run (pipeline.reader reads them ahead, in a second process):
+    # (mode, source, folder) -> (its path, [(name, size)])
+    ahead: dict[tuple[str, str, bytes], tuple[bytes, list[tuple[bytes, int]]]] = \
+        field(default_factory=dict)
+    reader: Reader | None = None
+    index: dict[tuple[str, str, bytes], int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.meta_dir: Path = self.plan.meta_dir
@@ -402,6 +411,45 @@ class Session:
         does not use)."""
         return self.handoff.pop((source, folder), {})
 
+    def read_ahead(self, mode: str, source: str, folder: bytes) -> dict[bytes, Copied]:
+        """The copies of a folder's files made ahead for its task (``pipeline.reader``),
+        to take as the versioned task takes a handed copy (``drop_handed`` the rest).
+        The reader starts with the first folder task of a run that copies at least
+        ``READ_AHEAD_FROM`` files; ``SNAPBACK_READ_AHEAD=0`` turns it off."""
+        key = (mode, source, folder)
+        if not self.writes or key not in self.ahead:
+            return {}
+        if self.reader is None:
+            if os.environ.get("SNAPBACK_READ_AHEAD") == "0" or (os.cpu_count() or 1) < 2 \
+                    or sum(len(files) for _path, files in self.ahead.values()) \
+                    < READ_AHEAD_FROM:
+                self.ahead.clear()
+                return {}
+            order = list(self.ahead)
+            batches = []
+            for mode_, source_, folder_ in order:
+                path, files = self.ahead[(mode_, source_, folder_)]
+                two = self.tee.get((source_, folder_), set()) if mode_ == "snapshot" else set()
+                batches.append(Batch(path, [(name, 2 if name in two else 1)
+                                            for name, _size in files],
+                                     sum(size for _name, size in files)))
+            self.index = {k: i for i, k in enumerate(order)}
+            self.reader = Reader(self.staging, batches)
+        return self.reader.batch(self.index[key])
+
+    def plan_ahead(self, mode: str, source: str, folder: bytes, path: bytes,
+                   files: list[tuple[bytes, int]]) -> None:
+        """At task creation: what the folder's task will copy (``read_ahead``)."""
+        self.ahead[(mode, source, folder)] = (path, files)
+
+    def stop_reading(self) -> None:
+        """End the reader: its copies no task took are removed with the staging folder's
+        leftovers (this run's: the lock is held)."""
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+            clear_staging(Path(os.fsdecode(self.staging)))
+
     def drop_handed(self, copies: dict[bytes, Copied] | None = None) -> None:
         """Remove copies no versioned task took (``copies``; None: all that are left)."""
         groups = [copies] if copies is not None else list(self.handoff.values())
@@ -423,6 +471,7 @@ class Session:
         try:
             self.settle()
             self.drop_handed()
+            self.stop_reading()
             if self.catalog is not None:
                 self.empty_garbage(self.catalog)
             self.control.release()

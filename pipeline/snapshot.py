@@ -39,10 +39,13 @@ def mirror_folder(job: FolderJob, current: Session) -> TaskFailed | None:
     work = _Folder(job, current)
     for name, why in folder.unreadable:
         work._fail(name, why)
-    work.open()
-    for name, st in folder.files.items():
-        work.file(name, st)
-        current.tick(st.st_size)
+    try:
+        work.open()
+        for name, st in folder.files.items():
+            work.file(name, st)
+            current.tick(st.st_size)
+    finally:
+        current.drop_handed(work.ahead)       # copies read ahead for it, not used
     for name in folder.links:
         work.link(name)
     for name in folder.subdirs:
@@ -87,6 +90,9 @@ class _Folder:
         self.opened = Opened(current.protected)
         self.writable = False
         key = (job.source.name, self.folder_b)
+        # its files read ahead (pipeline.reader; before its tee is taken: they are read
+        # for that too)
+        self.ahead = current.read_ahead(MODE, job.source.name, self.folder_b)
         self.tee = current.tee.pop(key, set()) if current.writes else set()
         self.twin = key in current.twins          # its versioned task runs next (`all`)
         current.twins.discard(key)
@@ -164,7 +170,8 @@ class _Folder:
         lost = None
         for _attempt in range(RETRIES):
             try:
-                made = store.copy_file(src, dst, self.run.mover(st.st_size), also=also)
+                made = self._take_ahead(name_b, src, dst) or \
+                    store.copy_file(src, dst, self.run.mover(st.st_size), also=also)
                 break
             except store.SourceChanged:
                 continue
@@ -197,6 +204,23 @@ class _Folder:
                                 digest, self.run.run_id, racy=racy)
         self.run.emit(Event(NEW if old is None else UPDATED, MODE, self._label(name),
                             size=made.written, target=dst))
+
+    def _take_ahead(self, name: bytes, src: bytes, dst: bytes) -> store.Copied | None:
+        """The file's copy read ahead (pipeline.reader), put in place, if the file is
+        still as it was read (its lstat); its second copy, for the versioned task, is
+        the result's ``tmps``.  None: the task reads the file itself."""
+        copied = self.ahead.pop(name, None)
+        if copied is None:
+            return None
+        try:
+            now: os.stat_result | None = os.lstat(src)
+        except OSError:
+            now = None                         # (reading it says why, if it goes on)
+        if now is None or not store.same_stat(copied.stat, now):
+            self.run.drop_handed({name: copied})
+            return None
+        store.made_ahead(copied)
+        return store.place_copy(copied, dst)
 
     def _same_bytes(self, src: bytes, dst: bytes, st: AnyStat,
                     old: os.stat_result, compare: bool = False) -> bool:

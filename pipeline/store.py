@@ -195,6 +195,25 @@ def copy_file(src: bytes, dst: bytes, progress: Callable[[int], None] | None = N
     copied = copy_to_tmps(src, (os.path.dirname(dst),) + ((also,) if also is not None
                                                            else ()), hashed=True,
                           progress=progress)
+    return place_copy(copied, dst)
+
+
+def made_ahead(copied: Copied) -> None:
+    """A copy another process made (pipeline.reader) is taken: its writes' fault points
+    are passed here, in the run's own process, as ``copy_to_tmps`` passes them (a test
+    kills the run, or fills its disk, at the same points with or without it)."""
+    try:
+        for _tmp in copied.tmps:
+            faults.point("write")
+    except BaseException:
+        for tmp in copied.tmps:
+            _unlink_quiet(tmp)
+        raise
+
+
+def place_copy(copied: Copied, dst: bytes) -> Copied:
+    """Give ``copied``'s first copy the name ``dst`` (atomically); the rest are the
+    result's ``tmps``.  On failure none is left."""
     try:
         faults.point("rename")
         os.replace(copied.tmps[0], dst)

@@ -68,6 +68,7 @@ def record_folder(job: FolderJob, current: Session) -> TaskFailed | None:
             current.tick(st.st_size)
     finally:
         current.drop_handed(work.handed)      # copies the snapshot task made, not used
+        current.drop_handed(work.ahead)       # or read ahead for it
     for name in folder.links:
         work.link(name)
     if not work.failures and folder.stat is not None:
@@ -124,6 +125,8 @@ class History:
         self.opened = Opened(current.protected)
         # `doit all`: the copies of this folder's files its snapshot task made for it
         self.handed = current.take_over(source.name, self.rel) if self.writes else {}
+        # `doit versioned`: the copies read ahead for it (pipeline.reader)
+        self.ahead = current.read_ahead(MODE, source.name, self.rel)
 
     def finish(self) -> None:
         """The folder's rows, and the folder as in line, join the group's commit
@@ -411,6 +414,9 @@ class History:
         """The file read into one temporary copy (its sha256 known), or None."""
         src = os.path.join(self.src, name)
         handed = self.handed.pop(name, None)
+        ahead = handed is None and name in self.ahead
+        if ahead:                             # read ahead by pipeline.reader
+            handed = self.ahead.pop(name)
         if handed is not None and handed.lost is not None:
             self._fail(name, handed.lost)     # the disk had no room for it in this run
             return None
@@ -421,6 +427,12 @@ class History:
                 now = None
             if now is not None and store.same_stat(handed.stat, now) and \
                     not store.racy(handed.stat):
+                if ahead:
+                    try:
+                        store.made_ahead(handed)
+                    except OSError as exc:
+                        self._fail(name, exc.strerror or str(exc))
+                        return None
                 return handed                 # unchanged since: the same bytes
             self.run.drop_handed({name: handed})
         for _attempt in range(RETRIES):

@@ -58,6 +58,7 @@ def test_a_file_written_within_the_tick_is_read_again(
     """A file read in the tick (here: the second) it was written in may be written again
     without its stat changing: the snapshot task's reading is not handed over, the
     versioned task reads it itself; a file written ticks before is read once."""
+    monkeypatch.setenv("SNAPBACK_READ_AHEAD", "0")   # the run's own readings (in-process)
     from pipeline import store
     backup.src = coarse_disk / "src"
     backup.write_plan()
@@ -144,6 +145,7 @@ def test_a_file_written_after_the_walk_is_not_handed_over(
         backup: Backup, coarse_disk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The walk saw an old mtime, but the file was written just before its copy: the
     copy is of a file written within the tick, so the versioned task reads it again."""
+    monkeypatch.setenv("SNAPBACK_READ_AHEAD", "0")   # the run's own readings (in-process)
     from pipeline import session, snapshot
     backup.src = coarse_disk / "src"
     backup.write_plan()

@@ -1,0 +1,174 @@
+"""A second process reads the files a run will copy, ahead of its tasks (pipeline.reader).
+
+The tasks take its copies only if the file is still as it was read; nothing of it
+outlives the run; the counts, records and fault points are the run's own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import pytest
+from support import Backup, aged, history_of, make_tree, rebuilt
+
+MODES = ["snapshot", "versioned", "all"]
+
+
+def _staging(b: Backup) -> list[str]:
+    tmp = b.meta / "tmp"
+    return sorted(os.listdir(tmp)) if tmp.is_dir() else []
+
+
+def _who_reads(monkeypatch: pytest.MonkeyPatch, log: Path) -> None:
+    """Each reading of a source file appends the reading process's pid to ``log`` (the
+    child is forked from this process: it inherits the patch)."""
+    from pipeline import store
+    real = store.copy_to_tmps
+
+    def logged(src: bytes, *args, **kwargs):  # type: ignore[no-untyped-def]
+        with open(log, "a") as fh:
+            fh.write(f"{os.getpid()} {os.fsdecode(src)}\n")
+        return real(src, *args, **kwargs)
+
+    monkeypatch.setattr(store, "copy_to_tmps", logged)
+
+
+def _readers(log: Path) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for line in log.read_text().splitlines() if log.exists() else []:
+        pid, name = line.split(" ", 1)
+        found.setdefault(name, set()).add("run" if int(pid) == os.getpid() else "child")
+    return found
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_files_are_read_in_a_second_process_and_nothing_of_it_is_left(
+        backup: Backup, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    tree = {f"d{d}": {f"f{i}.txt": f"{d} {i}\n" * (i + 1) for i in range(5)}
+            for d in range(3)}
+    make_tree(backup.src, {**tree, "top.bin": "x" * 70_000})
+    aged(backup.src)
+    log = backup.base / "reads.log"
+    _who_reads(monkeypatch, log)
+    code, out = backup.run(mode)
+    monkeypatch.undo()
+    assert code == 0, out
+    readers = _readers(log)
+    assert len(readers) == 16
+    assert {n: w for n, w in readers.items() if w != {"child"}} == {}   # each read once
+    assert _staging(backup) == []
+    if mode != "versioned":
+        assert (backup.mirror / "d2" / "f4.txt").read_text() == "2 4\n" * 5
+    if mode != "snapshot":
+        assert rebuilt(backup, "d1/f3.txt") == [b"1 3\n" * 4]
+        assert rebuilt(backup, "top.bin") == [b"x" * 70_000]
+    assert backup.run("verify", "--deep")[0] == 0
+    assert "16 files, 16 new, 0 updated, 0 deleted, 0 failed" in out, out
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("how", ["rewritten, its mtime set back", "replaced", "removed"])
+def test_a_file_changed_after_it_was_read_ahead_is_recorded_as_it_is(
+        backup: Backup, monkeypatch: pytest.MonkeyPatch, mode: str, how: str) -> None:
+    """The child reads the file, then it changes (same size and mtime: a new ctime, or
+    a new inode, or gone) before the task comes to it: the task reads it itself."""
+    from pipeline import store
+    make_tree(backup.src, {"f.txt": "first\n", "g.txt": "g\n"})
+    aged(backup.src)
+    path = backup.src / "f.txt"
+    before = path.stat()
+    real = store.copy_to_tmps
+    run = os.getpid()
+
+    def then_changed(src: bytes, *args, **kwargs):  # type: ignore[no-untyped-def]
+        copied = real(src, *args, **kwargs)
+        if os.getpid() != run and src == os.fsencode(path):
+            (backup.base / "changed").touch()
+            if how == "removed":
+                path.unlink()
+            elif how == "replaced":
+                (backup.src / "f.tmp").write_text("again\n")
+                os.utime(backup.src / "f.tmp", ns=(before.st_atime_ns, before.st_mtime_ns))
+                os.replace(backup.src / "f.tmp", path)
+            else:
+                path.write_text("again\n")                      # the same size
+                os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        return copied
+
+    monkeypatch.setattr(store, "copy_to_tmps", then_changed)
+    code, out = backup.run(mode)
+    monkeypatch.undo()
+    assert code == 0, out
+    assert (backup.base / "changed").exists()          # read ahead, then changed
+    assert _staging(backup) == []
+    if mode != "versioned":
+        mirrored = backup.mirror / "f.txt"
+        assert (mirrored.read_text() if how != "removed" else mirrored.exists()) == \
+            ("again\n" if how != "removed" else False)
+    if mode != "snapshot":
+        rows = history_of(backup, "f.txt")
+        if how == "removed":
+            assert rows == []
+        else:
+            assert [r.sha256 for r in rows] == [hashlib.sha256(b"again\n").hexdigest()]
+        assert rebuilt(backup, "g.txt") == [b"g\n"]
+    assert backup.run("verify", "--deep")[0] == 0
+
+
+def test_nothing_is_read_ahead_on_a_nearly_full_disk(
+        backup: Backup, small_disk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its last bytes go to the copies the run places (reader.KEEP_FREE)."""
+    backup.dest = small_disk / "dest"
+    backup.write_plan()
+    make_tree(backup.src, {f"f{i}.txt": f"{i}\n" for i in range(6)})
+    aged(backup.src)
+    log = backup.base / "reads.log"
+    _who_reads(monkeypatch, log)
+    code, out = backup.run("all")
+    monkeypatch.undo()
+    assert code == 0, out
+    assert set().union(*_readers(log).values()) == {"run"}
+
+
+def test_off_when_asked(backup: Backup, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_tree(backup.src, {f"f{i}.txt": f"{i}\n" for i in range(6)})
+    aged(backup.src)
+    log = backup.base / "reads.log"
+    _who_reads(monkeypatch, log)
+    monkeypatch.setenv("SNAPBACK_READ_AHEAD", "0")
+    code, out = backup.run("versioned")
+    assert code == 0, out
+    assert set().union(*_readers(log).values()) == {"run"}
+
+
+def test_a_killed_run_takes_its_reader_with_it(backup: Backup) -> None:
+    """SIGKILL at a rename: no process of the run is left (it would hold the lock's
+    file open and write into the staging folder), the next run completes."""
+    make_tree(backup.src, {f"d{d}": {f"f{i}.txt": f"{d}{i}\n" for i in range(20)}
+                           for d in range(20)})
+    aged(backup.src)
+    killed = backup.doit("all", env={"SNAPBACK_FAULT": "rename:3"})
+    assert killed.returncode == -9
+    deadline = time.monotonic() + 5                    # (SIGKILL is delivered at once)
+    while _stray(backup) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _stray(backup) == []
+    code, out = backup.run("all")
+    assert code == 0, out
+    assert _staging(backup) == []
+    assert backup.run("verify", "--deep")[0] == 0
+    assert rebuilt(backup, "d19/f19.txt") == [b"1919\n"]
+
+
+def _stray(b: Backup) -> list[str]:
+    return [pid for pid in os.listdir("/proc") if pid.isdigit() and str(b.plan) in _cmdline(pid)]
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
