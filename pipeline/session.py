@@ -435,7 +435,8 @@ class Session:
                                      sum(size for _name, size in files)))
             self.index = {k: i for i, k in enumerate(order)}
             self.reader = Reader(self.staging, batches)
-        return self.reader.batch(self.index[key])
+        index = self.index.get(key)          # (None: planned after the reader started)
+        return self.reader.batch(index) if index is not None else {}
 
     def plan_ahead(self, mode: str, source: str, folder: bytes, path: bytes,
                    files: list[tuple[bytes, int]]) -> None:

@@ -172,3 +172,18 @@ def _cmdline(pid: str) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+def test_two_commands_on_one_line(backup: Backup) -> None:
+    """`doit snapshot versioned`: the second command's tasks are made after the reader
+    started; they read their files themselves."""
+    make_tree(backup.src, {"a": {f"f{i}.txt": f"{i}\n" for i in range(3)},
+                           "b": {f"g{i}.txt": f"{i}\n" for i in range(3)}})
+    aged(backup.src)
+    code, out = backup.run("snapshot", "versioned")
+    assert code == 0, out
+    assert "versioned: 6 files, 6 new" in out, out
+    assert rebuilt(backup, "b/g2.txt") == [b"2\n"]
+    assert (backup.mirror / "a" / "f1.txt").read_text() == "1\n"
+    assert _staging(backup) == []
+    assert backup.run("verify", "--deep")[0] == 0
