@@ -166,6 +166,13 @@ class Options:
                 setattr(self, key, value)
 
 
+def _cores() -> int:
+    """The CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def clock() -> float:
     """Now; or $SNAPBACK_NOW (an ISO time), to simulate histories of days and weeks
     (the tests of retention use it; a run's version times come from here)."""
@@ -420,7 +427,7 @@ class Session:
         if not self.writes or key not in self.ahead:
             return {}
         if self.reader is None:
-            if os.environ.get("SNAPBACK_READ_AHEAD") == "0" or (os.cpu_count() or 1) < 2 \
+            if os.environ.get("SNAPBACK_READ_AHEAD") == "0" or _cores() < 2 \
                     or sum(len(files) for _path, files in self.ahead.values()) \
                     < READ_AHEAD_FROM:
                 self.ahead.clear()

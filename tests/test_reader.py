@@ -187,3 +187,21 @@ def test_two_commands_on_one_line(backup: Backup) -> None:
     assert (backup.mirror / "a" / "f1.txt").read_text() == "1\n"
     assert _staging(backup) == []
     assert backup.run("verify", "--deep")[0] == 0
+
+
+def test_not_on_one_core(backup: Backup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run pinned to one CPU (taskset, a container's cpuset) reads its files itself."""
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity here")
+    make_tree(backup.src, {f"f{i}.txt": f"{i}\n" for i in range(6)})
+    aged(backup.src)
+    log = backup.base / "reads.log"
+    _who_reads(monkeypatch, log)
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
+    try:
+        code, out = backup.run("versioned")
+    finally:
+        os.sched_setaffinity(0, cpus)
+    assert code == 0, out
+    assert set().union(*_readers(log).values()) == {"run"}
