@@ -12,8 +12,10 @@ the run's own, in its own process.
 
 What the child makes is temporary: a copy not taken is removed at the end of the
 run, and a killed run's are emptied from the staging folder by the next one.  The
-child never runs ahead by more than ``AHEAD_FOLDERS`` folders or
-``AHEAD_BYTES`` bytes not yet taken (the staging folder holds no more than that),
+child sends a folder's copies a chunk at a time (``CHUNK_FILES`` files or
+``CHUNK_BYTES``: a task waits for one chunk, never for a whole big folder), never
+runs ahead by more than ``AHEAD_CHUNKS`` chunks or ``AHEAD_BYTES`` bytes not yet
+taken (the staging folder holds no more than that),
 reads nothing ahead on a disk with less than ``KEEP_FREE`` left (a nearly full
 disk's last bytes go to the copies the run places, as they did without it), dies
 with the run (``PR_SET_PDEATHSIG``), and when it fails, or the disk is full,
@@ -36,21 +38,23 @@ from typing import NamedTuple
 from . import store
 from .store import Copied
 
-AHEAD_FOLDERS = 8
-AHEAD_BYTES = 32 << 20
+AHEAD_CHUNKS = 8         # chunks sent and not yet taken
+AHEAD_BYTES = 32 << 20   # ... and their bytes
+CHUNK_FILES = 256        # a chunk: a folder's next files, at most this many
+CHUNK_BYTES = 4 << 20    # ... or bytes (a folder of 25 GB of photos is read a chunk at a time)
 KEEP_FREE = 256 << 20    # a disk with less room left is the run's alone: nothing read ahead
 BIG = 8 << 20            # read by the task itself (session.MOVE_ABOVE: progress within it)
 
 
 class Batch(NamedTuple):
-    """One folder's files to read: its path, and (name, copies to make) for each."""
+    """One folder's files to read: its path, and (name, copies to make, size) for each,
+    in the order its task comes to them."""
     path: bytes
-    files: list[tuple[bytes, int]]
-    size: int            # their bytes (the child's budget of staging space)
+    files: list[tuple[bytes, int, int]]
 
 
 class Reader:
-    """The child and the run's end of its two pipes (results, and batches taken)."""
+    """The child and the run's end of its two pipes (chunks, and chunks taken)."""
 
     def __init__(self, staging: bytes, batches: Sequence[Batch]):
         results_r, results_w = os.pipe()
@@ -71,32 +75,47 @@ class Reader:
         self.pid = pid
         self.results = os.fdopen(results_r, "rb")
         self.taken = taken_w
-        self.next = 0                                     # the batch the child sends next
         self.ended = False
+        self.pending: tuple[int, int, dict[bytes, Copied]] | None = None  # a later folder's
 
-    def batch(self, index: int) -> dict[bytes, Copied]:
-        """The copies of batch ``index`` (earlier ones not asked for are removed); {}
-        when it was passed already or the child ended."""
-        while not self.ended and self.next <= index:
-            copies: dict[bytes, Copied]
-            try:
-                got, copies = pickle.load(self.results)
-            except (EOFError, OSError, pickle.UnpicklingError):
-                self.ended = True
-                break
-            self.next = got + 1
-            try:
-                os.write(self.taken, b"\1")               # room for one more
-            except OSError:
-                pass                  # it sent its last batch and ended: read on
+    def folder(self, index: int, names: list[bytes]) -> Ahead:
+        """The copies of batch ``index``, taken a chunk at a time as its task asks."""
+        return Ahead(self, index, names)
+
+    def chunk(self, index: int) -> tuple[int, dict[bytes, Copied]] | None:
+        """The next chunk of batch ``index``: (how far into its files it reaches, its
+        copies); chunks of earlier batches on the way are removed.  None: the batch has
+        no more (or was passed, or the child ended)."""
+        while True:
+            if self.pending is None:
+                self.pending = self._read()
+                if self.pending is None:
+                    return None
+            got, upto, copies = self.pending
+            if got > index:
+                return None                               # kept for its own folder
+            self.pending = None
             if got == index:
-                return copies
+                return upto, copies
             drop(copies)
-        return {}
+
+    def _read(self) -> tuple[int, int, dict[bytes, Copied]] | None:
+        if self.ended:
+            return None
+        try:
+            got: tuple[int, int, dict[bytes, Copied]] = pickle.load(self.results)
+        except (EOFError, OSError, pickle.UnpicklingError):
+            self.ended = True
+            return None
+        try:
+            os.write(self.taken, b"\1")                   # room for one more
+        except OSError:
+            pass                      # it sent its last chunk and ended: read on
+        return got
 
     def close(self) -> None:
-        """Stop the child, collect it, remove the copies it sent and no task took (those
-        it was making are emptied from the staging folder by ``Session.release``)."""
+        """Stop the child and collect it (what it made that no task took is emptied
+        from the staging folder by ``Session.stop_reading``)."""
         try:
             os.kill(self.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -105,6 +124,38 @@ class Reader:
         os.close(self.taken)
         self.results.close()
         self.ended = True
+
+
+class Ahead:
+    """One folder's copies read ahead, for its task: ``pop`` a file's (None: read it
+    yourself); what is left when the task ends goes with ``Session.drop_handed``."""
+
+    def __init__(self, reader: Reader | None = None, index: int = 0,
+                 names: list[bytes] | None = None):
+        self.reader, self.index = reader, index
+        self.order = {name: pos for pos, name in enumerate(names or ())}
+        self.got: dict[bytes, Copied] = {}
+        self.upto = 0                  # the files before this position have come
+        self.done = reader is None
+
+    def pop(self, name: bytes, default: None = None) -> Copied | None:
+        pos = self.order.get(name)
+        while pos is not None and pos >= self.upto and not self.done:
+            assert self.reader is not None
+            chunk = self.reader.chunk(self.index)
+            if chunk is None:
+                self.done = True
+                break
+            self.upto, copies = chunk
+            self.got.update(copies)
+        return self.got.pop(name, default)
+
+    def values(self) -> list[Copied]:
+        return list(self.got.values())
+
+    def clear(self) -> None:
+        self.got.clear()
+        self.done = True
 
 
 def drop(copies: dict[bytes, Copied]) -> None:
@@ -147,30 +198,47 @@ def _serve(parent: int, staging: bytes, batches: Sequence[Batch], results_w: int
     for key in ("SNAPBACK_FAULT", "SNAPBACK_FAULT_LOG"):
         os.environ.pop(key, None)     # the fault points are the run's: counted there alone
     out = os.fdopen(results_w, "wb")
-    taken = 0
+    taken, sent = 0, 0                                 # chunks taken, sent
+    sizes: list[int] = []                              # their bytes
+    full = False
     for index, batch in enumerate(batches):
-        while index - taken >= AHEAD_FOLDERS or (index > taken and sum(
-                b.size for b in batches[taken:index]) + batch.size > AHEAD_BYTES):
-            got = os.read(taken_r, 64)
-            if not got:
-                return                                  # the run is gone
-            taken += len(got)
-        copies: dict[bytes, Copied] = {}
         vfs = os.statvfs(staging)
-        room = vfs.f_bavail * vfs.f_frsize >= KEEP_FREE + 2 * batch.size
-        for name, count in batch.files if room else ():
-            try:
-                copied = store.copy_to_tmps(os.path.join(batch.path, name),
-                                            (staging,) * count, hashed=True)
-            except store.SourceChanged:
-                continue                                # the task reads it itself
-            except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    break                               # no room: the task's to judge
-                continue
-            if store.racy(copied.stat):
-                drop({name: copied})
-                continue
-            copies[name] = copied
-        pickle.dump((index, copies), out, protocol=pickle.HIGHEST_PROTOCOL)
-        out.flush()
+        room = not full and vfs.f_bavail * vfs.f_frsize >= KEEP_FREE + \
+            min(sum(size for _name, _count, size in batch.files), AHEAD_BYTES)
+        files = batch.files if room else []
+        pos = 0
+        while True:
+            end, size = pos, 0
+            while end < len(files) and end - pos < CHUNK_FILES and \
+                    (end == pos or size + files[end][2] <= CHUNK_BYTES):
+                size += files[end][2]
+                end += 1
+            while sent - taken >= AHEAD_CHUNKS or \
+                    (sent > taken and sum(sizes[taken:sent]) + size > AHEAD_BYTES):
+                got = os.read(taken_r, 64)
+                if not got:
+                    return                              # the run is gone
+                taken += len(got)
+            copies: dict[bytes, Copied] = {}
+            for name, count, _size in files[pos:end] if not full else ():
+                try:
+                    copied = store.copy_to_tmps(os.path.join(batch.path, name),
+                                                (staging,) * count, hashed=True)
+                except store.SourceChanged:
+                    continue                            # the task reads it itself
+                except OSError as exc:
+                    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                        full = True                     # no room: the run's to judge
+                    continue
+                if store.racy(copied.stat):
+                    drop({name: copied})
+                    continue
+                copies[name] = copied
+            upto = end if end < len(files) else len(batch.files)
+            pickle.dump((index, upto, copies), out, protocol=pickle.HIGHEST_PROTOCOL)
+            out.flush()
+            sizes.append(size)
+            sent += 1
+            pos = end
+            if pos >= len(files):
+                break

@@ -30,7 +30,7 @@ from .errors import PARTIAL, Failed, LockHeld, SnapbackError
 from .layout import HISTORY, MODES
 from .lock import Lock
 from .plan import Plan, Source
-from .reader import Batch, Reader
+from .reader import Ahead, Batch, Reader
 from .show import plural
 from .store import Copied, clear_staging, real_dirs, remove
 
@@ -418,32 +418,33 @@ class Session:
         does not use)."""
         return self.handoff.pop((source, folder), {})
 
-    def read_ahead(self, mode: str, source: str, folder: bytes) -> dict[bytes, Copied]:
+    def read_ahead(self, mode: str, source: str, folder: bytes) -> Ahead:
         """The copies of a folder's files made ahead for its task (``pipeline.reader``),
         to take as the versioned task takes a handed copy (``drop_handed`` the rest).
         The reader starts with the first folder task of a run that copies at least
-        ``READ_AHEAD_FROM`` files; ``SNAPBACK_READ_AHEAD=0`` turns it off."""
+        ``READ_AHEAD_FROM`` files, on two CPUs or more; ``SNAPBACK_READ_AHEAD=0`` turns
+        it off."""
         key = (mode, source, folder)
         if not self.writes or key not in self.ahead:
-            return {}
+            return Ahead()
         if self.reader is None:
             if os.environ.get("SNAPBACK_READ_AHEAD") == "0" or _cores() < 2 \
                     or sum(len(files) for _path, files in self.ahead.values()) \
                     < READ_AHEAD_FROM:
                 self.ahead.clear()
-                return {}
-            order = list(self.ahead)
+                return Ahead()
             batches = []
-            for mode_, source_, folder_ in order:
+            for mode_, source_, folder_ in self.ahead:
                 path, files = self.ahead[(mode_, source_, folder_)]
                 two = self.tee.get((source_, folder_), set()) if mode_ == "snapshot" else set()
-                batches.append(Batch(path, [(name, 2 if name in two else 1)
-                                            for name, _size in files],
-                                     sum(size for _name, size in files)))
-            self.index = {k: i for i, k in enumerate(order)}
+                batches.append(Batch(path, [(name, 2 if name in two else 1, size)
+                                            for name, size in files]))
+            self.index = {k: i for i, k in enumerate(self.ahead)}
             self.reader = Reader(self.staging, batches)
         index = self.index.get(key)          # (None: planned after the reader started)
-        return self.reader.batch(index) if index is not None else {}
+        if index is None:
+            return Ahead()
+        return self.reader.folder(index, [name for name, _size in self.ahead[key][1]])
 
     def plan_ahead(self, mode: str, source: str, folder: bytes, path: bytes,
                    files: list[tuple[bytes, int]]) -> None:
@@ -458,7 +459,7 @@ class Session:
             self.reader = None
             clear_staging(Path(os.fsdecode(self.staging)))
 
-    def drop_handed(self, copies: dict[bytes, Copied] | None = None) -> None:
+    def drop_handed(self, copies: dict[bytes, Copied] | Ahead | None = None) -> None:
         """Remove copies no versioned task took (``copies``; None: all that are left)."""
         groups = [copies] if copies is not None else list(self.handoff.values())
         for group in groups:

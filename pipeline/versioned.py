@@ -414,9 +414,10 @@ class History:
         """The file read into one temporary copy (its sha256 known), or None."""
         src = os.path.join(self.src, name)
         handed = self.handed.pop(name, None)
-        ahead = handed is None and name in self.ahead
-        if ahead:                             # read ahead by pipeline.reader
+        ahead = False
+        if handed is None:                    # read ahead by pipeline.reader?
             handed = self.ahead.pop(name)
+            ahead = handed is not None
         if handed is not None and handed.lost is not None:
             self._fail(name, handed.lost)     # the disk had no room for it in this run
             return None

@@ -205,3 +205,27 @@ def test_not_on_one_core(backup: Backup, monkeypatch: pytest.MonkeyPatch) -> Non
         os.sched_setaffinity(0, cpus)
     assert code == 0, out
     assert set().union(*_readers(log).values()) == {"run"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_big_folder_comes_a_chunk_at_a_time(
+        backup: Backup, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """A folder is sent in chunks (a task waits for one, and the staging folder holds a
+    few, never a whole folder of photos); every file is still read once, by the child."""
+    from pipeline import reader
+    monkeypatch.setattr(reader, "CHUNK_FILES", 3)
+    monkeypatch.setattr(reader, "AHEAD_CHUNKS", 2)
+    make_tree(backup.src, {"big": {f"p{i:02}.jpg": f"{i}" * (100 + i) for i in range(11)},
+                           "small": {"s.txt": "s\n"}})
+    aged(backup.src)
+    log = backup.base / "reads.log"
+    _who_reads(monkeypatch, log)
+    code, out = backup.run(mode)
+    assert code == 0, out
+    readers = _readers(log)
+    assert len(readers) == 12
+    assert {n: w for n, w in readers.items() if w != {"child"}} == {}
+    assert _staging(backup) == []
+    assert backup.run("verify", "--deep")[0] == 0
+    if mode != "snapshot":
+        assert rebuilt(backup, "big/p10.jpg") == [b"10" * 110]
