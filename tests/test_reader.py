@@ -229,3 +229,35 @@ def test_a_big_folder_comes_a_chunk_at_a_time(
     assert backup.run("verify", "--deep")[0] == 0
     if mode != "snapshot":
         assert rebuilt(backup, "big/p10.jpg") == [b"10" * 110]
+
+
+def test_a_run_of_one_named_folder_reads_no_folder_planned_before_it(
+        backup: Backup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`doit snapshot:src/z` runs one folder task of a first backup: the child reads
+    that folder's files, not those of the folders planned before it (on a home, the
+    whole tree read into the staging folder and thrown away before the task moves)."""
+    make_tree(backup.src, {d: {f"f{i}.txt": f"{d}{i}\n" for i in range(4)}
+                           for d in ("a", "m", "z")})
+    aged(backup.src)
+    log = backup.base / "reads.log"
+    _who_reads(monkeypatch, log)
+    code, out = backup.run("snapshot:src/z")
+    monkeypatch.undo()
+    assert code == 0, out
+    assert {Path(name).parent.name for name in _readers(log)} == {"z"}
+    assert (backup.mirror / "z" / "f3.txt").read_text() == "z3\n"
+    assert not (backup.mirror / "m").exists()
+    assert _staging(backup) == []
+
+
+def test_named_folders_out_of_the_planned_order(backup: Backup) -> None:
+    """`doit snapshot:src/z snapshot:src/a`: each task still gets its own files."""
+    make_tree(backup.src, {d: {f"f{i}.txt": f"{d}{i}\n" for i in range(4)}
+                           for d in ("a", "m", "z")})
+    aged(backup.src)
+    code, out = backup.run("snapshot:src/z", "snapshot:src/a")
+    assert code == 0, out
+    assert (backup.mirror / "z" / "f3.txt").read_text() == "z3\n"
+    assert (backup.mirror / "a" / "f0.txt").read_text() == "a0\n"
+    assert not (backup.mirror / "m").exists()
+    assert _staging(backup) == []
