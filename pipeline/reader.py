@@ -114,13 +114,19 @@ class Reader:
         return got
 
     def close(self) -> None:
-        """Stop the child and collect it (what it made that no task took is emptied
-        from the staging folder by ``Session.stop_reading``)."""
+        """Stop the child, collect it and remove the copies it sent that no task took
+        (a copy it was making when killed is emptied from the staging folder by
+        ``Session.stop_reading``)."""
         try:
             os.kill(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         os.waitpid(self.pid, 0)
+        if self.pending is not None:          # the chunks it sent that no task took
+            drop(self.pending[2])
+            self.pending = None
+        while (sent := self._read()) is not None:
+            drop(sent[2])
         os.close(self.taken)
         self.results.close()
         self.ended = True

@@ -270,6 +270,9 @@ class Session:
         field(default_factory=dict)
     reader: Reader | None = None
     index: dict[tuple[str, str, bytes], int] = field(default_factory=dict)
+    batches: list[Batch] = field(default_factory=list)
+    first: int = 0             # the batch the reader started from
+    ahead_next: int = 0        # the batch the next folder task asks for, in the plan's order
 
     def __post_init__(self) -> None:
         self.meta_dir: Path = self.plan.meta_dir
@@ -427,24 +430,34 @@ class Session:
         key = (mode, source, folder)
         if not self.writes or key not in self.ahead:
             return Ahead()
-        if self.reader is None:
+        if not self.index:
             if os.environ.get("SNAPBACK_READ_AHEAD") == "0" or _cores() < 2 \
                     or sum(len(files) for _path, files in self.ahead.values()) \
                     < READ_AHEAD_FROM:
                 self.ahead.clear()
                 return Ahead()
-            batches = []
             for mode_, source_, folder_ in self.ahead:
                 path, files = self.ahead[(mode_, source_, folder_)]
                 two = self.tee.get((source_, folder_), set()) if mode_ == "snapshot" else set()
-                batches.append(Batch(path, [(name, 2 if name in two else 1, size)
-                                            for name, size in files]))
+                self.batches.append(Batch(path, [(name, 2 if name in two else 1, size)
+                                                 for name, size in files]))
             self.index = {k: i for i, k in enumerate(self.ahead)}
-            self.reader = Reader(self.staging, batches)
         index = self.index.get(key)          # (None: planned after the reader started)
         if index is None:
             return Ahead()
-        return self.reader.folder(index, [name for name, _size in self.ahead[key][1]])
+        if self.reader is not None and index > self.ahead_next:
+            # Not the planned order (folder tasks named on the command line: doit
+            # snapshot:src/a snapshot:src/z): the reader starts again from this folder
+            # rather than read every folder planned between into the staging folder
+            self.reader.close()
+            self.reader = None
+        if self.reader is None:
+            self.reader, self.first = Reader(self.staging, self.batches[index:]), index
+        self.ahead_next = max(self.ahead_next, index + 1)
+        if index < self.first:
+            return Ahead()                   # before the reader's start: read it yourself
+        return self.reader.folder(index - self.first,
+                                  [name for name, _size in self.ahead[key][1]])
 
     def plan_ahead(self, mode: str, source: str, folder: bytes, path: bytes,
                    files: list[tuple[bytes, int]]) -> None:
