@@ -75,7 +75,7 @@ class Reader:
         self.pid = pid
         self.results = os.fdopen(results_r, "rb")
         self.taken = taken_w
-        self.ended = False
+        self.ended = self.closed = False
         self.pending: tuple[int, int, dict[bytes, Copied]] | None = None  # a later folder's
 
     def folder(self, index: int, names: list[bytes]) -> Ahead:
@@ -116,7 +116,10 @@ class Reader:
     def close(self) -> None:
         """Stop the child, collect it and remove the copies it sent that no task took
         (a copy it was making when killed is emptied from the staging folder by
-        ``Session.stop_reading``)."""
+        ``Session.stop_reading``).  Once."""
+        if self.closed:
+            return
+        self.closed = True
         try:
             os.kill(self.pid, signal.SIGKILL)
         except ProcessLookupError:

@@ -459,6 +459,12 @@ class Session:
         return self.reader.folder(index - self.first,
                                   [name for name, _size in self.ahead[key][1]])
 
+    def read_ahead_off(self) -> None:
+        """No more copies read ahead in this run (they cannot be put in place)."""
+        self.ahead.clear()
+        if self.reader is not None:
+            self.reader.close()          # (its staging folder is emptied at release)
+
     def plan_ahead(self, mode: str, source: str, folder: bytes, path: bytes,
                    files: list[tuple[bytes, int]]) -> None:
         """At task creation: what the folder's task will copy (``read_ahead``)."""

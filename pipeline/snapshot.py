@@ -220,7 +220,15 @@ class _Folder:
             self.run.drop_handed({name: copied})
             return None
         store.made_ahead(copied)
-        return store.place_copy(copied, dst)
+        try:
+            return store.place_copy(copied, dst)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+        # The mirror is on a mount of its own (a btrfs subvolume, a bind mount): no copy
+        # made in the staging folder can be renamed into it; the tasks read themselves
+        self.run.read_ahead_off()
+        return None
 
     def _same_bytes(self, src: bytes, dst: bytes, st: AnyStat,
                     old: os.stat_result, compare: bool = False) -> bool:
