@@ -287,3 +287,34 @@ def test_a_mirror_on_a_mount_of_its_own(backup: Backup) -> None:
         assert _staging(backup) == []
     finally:
         subprocess.run(["umount", str(backup.mirror.parent)], check=False)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_copy_gone_from_the_staging_folder_is_read_again(
+        backup: Backup, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """The child's copy is gone when the task comes to it (the staging folder emptied
+    or replaced under the run): the task reads the file itself; the file is not taken
+    for one deleted since the walk (was: no line, not counted, exit 0, not backed up)."""
+    from pipeline import store
+    make_tree(backup.src, {"f.txt": "first\n", "g.txt": "g\n"})
+    aged(backup.src)
+    real = store.copy_to_tmps
+    run = os.getpid()
+
+    def then_gone(src: bytes, *args, **kwargs):  # type: ignore[no-untyped-def]
+        copied = real(src, *args, **kwargs)
+        if os.getpid() != run:
+            for tmp in copied.tmps:
+                os.unlink(tmp)
+        return copied
+
+    monkeypatch.setattr(store, "copy_to_tmps", then_gone)
+    code, out = backup.run(mode)
+    monkeypatch.undo()
+    assert code == 0, out
+    assert "2 files, 2 new, 0 updated, 0 deleted, 0 failed" in out, out
+    if mode != "versioned":
+        assert (backup.mirror / "f.txt").read_text() == "first\n"
+    if mode != "snapshot":
+        assert rebuilt(backup, "f.txt") == [b"first\n"]
+    assert _staging(backup) == []
