@@ -219,7 +219,8 @@ class _Folder:
         if now is None or not store.same_stat(copied.stat, now):
             self.run.drop_handed({name: copied})
             return None
-        store.made_ahead(copied)
+        if not store.made_ahead(copied):
+            return None
         try:
             return store.place_copy(copied, dst)
         except OSError as exc:

@@ -198,17 +198,24 @@ def copy_file(src: bytes, dst: bytes, progress: Callable[[int], None] | None = N
     return place_copy(copied, dst)
 
 
-def made_ahead(copied: Copied) -> None:
+def made_ahead(copied: Copied) -> bool:
     """A copy another process made (pipeline.reader) is taken: its writes' fault points
     are passed here, in the run's own process, as ``copy_to_tmps`` passes them (a test
-    kills the run, or fills its disk, at the same points with or without it)."""
+    kills the run, or fills its disk, at the same points with or without it).  False:
+    a copy is gone (the staging folder emptied or replaced under the run): none is
+    left, and the caller reads the file itself."""
     try:
         for _tmp in copied.tmps:
             faults.point("write")
+        if all(os.path.lexists(tmp) for tmp in copied.tmps):
+            return True
     except BaseException:
         for tmp in copied.tmps:
             _unlink_quiet(tmp)
         raise
+    for tmp in copied.tmps:
+        _unlink_quiet(tmp)
+    return False
 
 
 def place_copy(copied: Copied, dst: bytes) -> Copied:

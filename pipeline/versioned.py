@@ -428,13 +428,14 @@ class History:
                 now = None
             if now is not None and store.same_stat(handed.stat, now) and \
                     not store.racy(handed.stat):
-                if ahead:
-                    try:
-                        store.made_ahead(handed)
-                    except OSError as exc:
-                        self._fail(name, exc.strerror or str(exc))
-                        return None
-                return handed                 # unchanged since: the same bytes
+                if not ahead:
+                    return handed             # unchanged since: the same bytes
+                try:
+                    if store.made_ahead(handed):
+                        return handed
+                except OSError as exc:
+                    self._fail(name, exc.strerror or str(exc))
+                    return None
             self.run.drop_handed({name: handed})
         for _attempt in range(RETRIES):
             try:
