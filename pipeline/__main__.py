@@ -52,6 +52,9 @@ class QuietPipe:
         return getattr(self._out, name)
 
 
+INTERRUPTED = 130        # 128 + SIGINT, as a shell reports it
+
+
 def main(argv: list[str] | None = None) -> int:
     """``snapback [--config PLAN] [COMMAND] [OPTIONS]``; no COMMAND runs ``all``."""
     if sys.stdout is None:                   # started with stdout closed (>&-)
@@ -64,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
     try:
         return Snapback().run(words)
+    except KeyboardInterrupt:                # Ctrl-C: not a bug, no traceback
+        print("snapback: interrupted; what was committed is kept, and the next run goes "
+              "on from there", file=sys.stderr)
+        return INTERRUPTED
     finally:
         sys.stdout.flush()
 

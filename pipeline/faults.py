@@ -6,7 +6,7 @@ a file takes its final name; ``fsync``: before data is put on stable storage;
 ``commit``: before a catalog commit; ``sync``: before each step of a sync to the
 remote, and one file into it: see ``reached``; ``remove``: before a file no row
 names is removed from the history); ``<kind>:<n>:enospc`` raises ENOSPC there
-instead.
+instead, ``<kind>:<n>:sigint`` sends the process SIGINT (Ctrl-C) there.
 ``SNAPBACK_FAULT_LOG=FILE`` appends each point's kind to FILE, so a test learns
 how many points a scenario has and then runs it once per point.
 
@@ -35,6 +35,9 @@ def point(kind: str) -> None:
         return
     if how == "enospc":
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    if how == "sigint":
+        os.kill(os.getpid(), signal.SIGINT)         # Ctrl-C, here
+        return
     die()
 
 

@@ -211,10 +211,7 @@ def _serve(parent: int, staging: bytes, batches: Sequence[Batch], results_w: int
     sizes: list[int] = []                              # their bytes
     full = False
     for index, batch in enumerate(batches):
-        vfs = os.statvfs(staging)
-        room = not full and vfs.f_bavail * vfs.f_frsize >= KEEP_FREE + \
-            min(sum(size for _name, _count, size in batch.files), AHEAD_BYTES)
-        files = batch.files if room else []
+        files = batch.files if not full else []
         pos = 0
         while True:
             end, size = pos, 0
@@ -228,6 +225,9 @@ def _serve(parent: int, staging: bytes, batches: Sequence[Batch], results_w: int
                 if not got:
                     return                              # the run is gone
                 taken += len(got)
+            if not full:                                # room for this chunk, and more
+                vfs = os.statvfs(staging)
+                full = vfs.f_bavail * vfs.f_frsize < KEEP_FREE + size
             copies: dict[bytes, Copied] = {}
             for name, count, _size in files[pos:end] if not full else ():
                 try:

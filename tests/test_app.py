@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import ROOT, SNAPBACK, Backup, make_tree
+from support import ROOT, SNAPBACK, Backup, aged, make_tree
 
 CLEAN = ("__pycache__", ".git", ".venv", "*.egg-info", ".mypy_cache", ".ruff_cache",
          ".pytest_cache", ".hypothesis", "build", "restored")
@@ -329,6 +329,28 @@ def test_quiet_says_nothing_after_a_killed_run(backup: Backup) -> None:
     assert killed.returncode == -9
     result = backup.doit("all", "--quiet")
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+@pytest.mark.parametrize("mode", ["snapshot", "versioned", "all"])
+def test_ctrl_c_is_one_line_and_status_130_and_the_next_run_completes(
+        backup: Backup, mode: str) -> None:
+    """SIGINT in the middle of the copies (at the 5th rename; the reader reading ahead):
+    no traceback, status 130 as a shell reports Ctrl-C, the lock and the staging folder
+    taken care of by the next run, which stores the rest."""
+    make_tree(backup.src, {f"d{d}": {f"f{i}.txt": f"{d}{i}\n" for i in range(4)}
+                           for d in range(3)})
+    aged(backup.src)
+    stopped = backup.doit(mode, env={"SNAPBACK_FAULT": "rename:5:sigint"})
+    assert stopped.returncode == 130, stopped.stdout + stopped.stderr
+    assert stopped.stderr.splitlines() == [
+        "snapback: interrupted; what was committed is kept, and the next run goes on "
+        "from there"], stopped.stderr
+    result = backup.doit(mode, "--quiet")
+    assert (result.returncode, result.stderr) == (0, ""), result.stdout + result.stderr
+    assert os.listdir(backup.meta / "tmp") == []
+    assert backup.doit("verify", "--deep").returncode == 0
+    if mode != "versioned":
+        assert (backup.mirror / "d2" / "f3.txt").read_text() == "23\n"
 
 
 def test_a_first_run_with_nothing_left_out_says_nothing_of_it(backup: Backup) -> None:
