@@ -41,25 +41,40 @@ def recent(st: AnyStat) -> bool:
 _COARSE = 5 if sys.platform.startswith("linux") else time.CLOCK_REALTIME
 
 
-def racy(st: AnyStat) -> bool:
-    """Is the file ``st`` "racily clean" (git's term), read now, after its content?
+def racy(st: AnyStat, now: int | None = None) -> bool:
+    """Is the file ``st`` "racily clean" (git's term), read ``now`` (the kernel's coarse
+    clock when None), after its content?
 
     A rewrite of the same size leaves the mtime as it was when it falls in the same
-    tick of the filesystem's clock as the last write: the same second on a filesystem
-    with 1 s timestamps (ext4 with small inodes, NFSv2, SMB; 2 s on FAT), the same
-    kernel clock tick elsewhere.  Such a file's record is compared by content on the
-    next run.  The tick is read from the mtime itself: a whole (even) second means a
-    filesystem that keeps seconds (two); anything else, the kernel's coarse clock.
-    The ctime counts as well: a file whose mtime was set back (``cp -p``, ``tar x``,
-    ``rsync --inplace``) may be rewritten so in the ctime's tick, leaving its whole
-    stat, ctime included, as it was."""
-    now = time.clock_gettime_ns(_COARSE)
+    tick of the filesystem's clock as the last write (``tick``): the same second on a
+    filesystem with 1 s timestamps, the same 10 ms on exFAT, the same kernel clock tick
+    elsewhere.  Such a file's record is compared by content on the next run, and its
+    reading is not handed from one task to another.  The ctime counts as well: a file
+    whose mtime was set back (``cp -p``, ``tar x``, ``rsync --inplace``) may be
+    rewritten so in the ctime's tick, leaving its whole stat, ctime included, as it
+    was."""
+    if now is None:
+        now = time.clock_gettime_ns(_COARSE)
     for when in (st.st_mtime_ns, st.st_ctime_ns):
-        tick = 2 * SECOND if when % (2 * SECOND) == 0 else SECOND if when % SECOND == 0 \
-            else 1
-        if now - now % tick <= when:
+        step = tick(when)
+        if now - now % step <= when:
             return True
     return False
+
+
+def tick(when: int) -> int:
+    """The granularity a file time shows, read from the time itself: a whole even
+    second, two (FAT); a whole second, one (ext4 with small inodes, NFSv2, SMB, a time
+    set by ``touch -d`` or ``tar x``); a whole 10 ms (exFAT), a millisecond or a
+    microsecond, that; anything else, a nanosecond (the kernel's coarse clock stamps
+    it).  A time that is a whole unit only by chance (one in a thousand for a
+    microsecond) makes a reading racy within that unit: a content comparison more."""
+    if when % (2 * SECOND) == 0:
+        return 2 * SECOND
+    for unit in (SECOND, 10_000_000, 1_000_000, 1_000):
+        if when % unit == 0:
+            return unit
+    return 1
 
 
 SECOND = 1_000_000_000

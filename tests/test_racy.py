@@ -85,3 +85,27 @@ def test_a_file_truncated_and_refilled_during_its_copy_is_not_taken(tmp_path) ->
         store.copy_to_tmp(os.fsencode(src), os.fsencode(tmp_path), hashed=True,
                           progress=rewrite)
     assert [p.name for p in tmp_path.iterdir()] == ["big.bin"]     # no temporary file
+
+
+@pytest.mark.parametrize(("written", "tick"), [
+    (1_796_000_000 * 10**9, 2 * 10**9),                     # FAT: even seconds
+    (1_796_000_001 * 10**9, 10**9),                         # a filesystem of seconds
+    (1_796_000_001 * 10**9 + 420_000_000, 10_000_000),      # exFAT: 10 ms
+    (1_796_000_001 * 10**9 + 423_865_102, 1)])              # nanoseconds (ext4, tmpfs)
+def test_a_file_read_within_its_times_tick_is_racy(written: int, tick: int) -> None:
+    """Read within the tick its time shows, a file may still be rewritten with its stat
+    as it is (racy); read in a later tick, a rewrite moves its time (not racy).  exFAT
+    keeps 10 ms: a reading 5 ms after a write stamped .420 s is racy (before: taken
+    for a nanosecond time, and trusted)."""
+    from pipeline import store
+    assert store.tick(written) == tick
+    old = 1_700_000_000 * 10**9 + 123_456_789            # long ago, nanoseconds
+    mtime = os.stat_result((0o100644, 1, 1, 1, 0, 0, 5, 0, 0, 0, 0.0, 0.0, 0.0,
+                            old, written, old))         # (atime, mtime, ctime in ns)
+    ctime = os.stat_result((0o100644, 1, 1, 1, 0, 0, 5, 0, 0, 0, 0.0, 0.0, 0.0,
+                            old, old, written))         # an mtime set back
+    assert (mtime.st_mtime_ns, ctime.st_ctime_ns) == (written, written)
+    for st in (mtime, ctime):
+        assert store.racy(st, now=written)
+        assert store.racy(st, now=written + tick - 1)     # the same tick
+        assert not store.racy(st, now=written + tick)     # the next one
