@@ -32,7 +32,7 @@ import os
 import pickle
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from . import store
@@ -56,7 +56,7 @@ class Batch(NamedTuple):
 class Reader:
     """The child and the run's end of its two pipes (chunks, and chunks taken)."""
 
-    def __init__(self, staging: bytes, batches: Sequence[Batch]):
+    def __init__(self, staging: bytes, batches: Iterable[Batch]):
         results_r, results_w = os.pipe()
         taken_r, taken_w = os.pipe()
         parent = os.getpid()
@@ -188,7 +188,7 @@ def _die_with(parent: int) -> None:
         os._exit(0)
 
 
-def _serve(parent: int, staging: bytes, batches: Sequence[Batch], results_w: int,
+def _serve(parent: int, staging: bytes, batches: Iterable[Batch], results_w: int,
            taken_r: int) -> None:
     _die_with(parent)
     # Nothing of the run's but the two pipes: not its lock, its catalog, nor the output

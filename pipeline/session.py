@@ -270,7 +270,6 @@ class Session:
         field(default_factory=dict)
     reader: Reader | None = None
     index: dict[tuple[str, str, bytes], int] = field(default_factory=dict)
-    batches: list[Batch] = field(default_factory=list)
     first: int = 0             # the batch the reader started from
     ahead_next: int = 0        # the batch the next folder task asks for, in the plan's order
 
@@ -436,11 +435,6 @@ class Session:
                     < READ_AHEAD_FROM:
                 self.ahead.clear()
                 return Ahead()
-            for mode_, source_, folder_ in self.ahead:
-                path, files = self.ahead[(mode_, source_, folder_)]
-                two = self.tee.get((source_, folder_), set()) if mode_ == "snapshot" else set()
-                self.batches.append(Batch(path, [(name, 2 if name in two else 1, size)
-                                                 for name, size in files]))
             self.index = {k: i for i, k in enumerate(self.ahead)}
         index = self.index.get(key)          # (None: planned after the reader started)
         if index is None:
@@ -452,12 +446,22 @@ class Session:
             self.reader.close()
             self.reader = None
         if self.reader is None:
-            self.reader, self.first = Reader(self.staging, self.batches[index:]), index
+            order = list(self.ahead)[index:]      # (made into batches by the child alone)
+            self.reader = Reader(self.staging, (self._batch(k) for k in order))
+            self.first = index
         self.ahead_next = max(self.ahead_next, index + 1)
         if index < self.first:
             return Ahead()                   # before the reader's start: read it yourself
         return self.reader.folder(index - self.first,
                                   [name for name, _size in self.ahead[key][1]])
+
+    def _batch(self, key: tuple[str, str, bytes]) -> Batch:
+        """What the reader reads of a folder: each file once, twice for `doit all`'s
+        files the history records too (``tee``)."""
+        mode, source, folder = key
+        path, files = self.ahead[key]
+        two = self.tee.get((source, folder), set()) if mode == "snapshot" else set()
+        return Batch(path, [(name, 2 if name in two else 1, size) for name, size in files])
 
     def read_ahead_off(self) -> None:
         """No more copies read ahead in this run (they cannot be put in place)."""
