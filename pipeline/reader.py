@@ -26,6 +26,7 @@ a large file, which the task copies itself to move the progress display.
 
 from __future__ import annotations
 
+import array
 import ctypes
 import errno
 import os
@@ -51,6 +52,22 @@ class Batch(NamedTuple):
     in the order its task comes to them."""
     path: bytes
     files: list[tuple[bytes, int, int]]
+
+
+class Planned(NamedTuple):
+    """One folder's files to read, as the run keeps them until its task has run (a
+    tenth of the memory of a list of pairs: 240,000 files cost about 6 MB, not 34)."""
+    path: bytes
+    names: bytes         # joined by NUL (no file name holds one)
+    sizes: array.array   # type: ignore[type-arg]
+
+    @classmethod
+    def of(cls, path: bytes, files: list[tuple[bytes, int]]) -> Planned:
+        return cls(path, b"\0".join(name for name, _size in files),
+                   array.array("q", (size for _name, size in files)))
+
+    def files(self) -> list[tuple[bytes, int]]:
+        return list(zip(self.names.split(b"\0"), self.sizes, strict=True))
 
 
 class Reader:

@@ -30,7 +30,7 @@ from .errors import PARTIAL, Failed, LockHeld, SnapbackError
 from .layout import HISTORY, MODES
 from .lock import Lock
 from .plan import Plan, Source
-from .reader import Ahead, Batch, Reader
+from .reader import Ahead, Batch, Planned, Reader
 from .show import plural
 from .store import Copied, clear_staging, real_dirs, remove
 
@@ -265,9 +265,8 @@ class Session:
     handoff: dict[tuple[str, bytes], dict[bytes, Copied]] = field(default_factory=dict)
     # The files each folder task of the run's first mode will copy, in the order the
     # tasks run (pipeline.reader reads them ahead, in a second process):
-    # (mode, source, folder) -> (its path, [(name, size)])
-    ahead: dict[tuple[str, str, bytes], tuple[bytes, list[tuple[bytes, int]]]] = \
-        field(default_factory=dict)
+    # (mode, source, folder) -> its path, its files' names and sizes
+    ahead: dict[tuple[str, str, bytes], Planned] = field(default_factory=dict)
     reader: Reader | None = None
     index: dict[tuple[str, str, bytes], int] = field(default_factory=dict)
     first: int = 0             # the batch the reader started from
@@ -431,7 +430,7 @@ class Session:
             return Ahead()
         if not self.index:
             if os.environ.get("SNAPBACK_READ_AHEAD") == "0" or _cores() < 2 \
-                    or sum(len(files) for _path, files in self.ahead.values()) \
+                    or sum(len(planned.sizes) for planned in self.ahead.values()) \
                     < READ_AHEAD_FROM:
                 self.ahead.clear()
                 return Ahead()
@@ -453,15 +452,16 @@ class Session:
         if index < self.first:
             return Ahead()                   # before the reader's start: read it yourself
         return self.reader.folder(index - self.first,
-                                  [name for name, _size in self.ahead[key][1]])
+                                  [name for name, _size in self.ahead[key].files()])
 
     def _batch(self, key: tuple[str, str, bytes]) -> Batch:
         """What the reader reads of a folder: each file once, twice for `doit all`'s
         files the history records too (``tee``)."""
         mode, source, folder = key
-        path, files = self.ahead[key]
+        planned = self.ahead[key]
         two = self.tee.get((source, folder), set()) if mode == "snapshot" else set()
-        return Batch(path, [(name, 2 if name in two else 1, size) for name, size in files])
+        return Batch(planned.path, [(name, 2 if name in two else 1, size)
+                                    for name, size in planned.files()])
 
     def read_ahead_off(self) -> None:
         """No more copies read ahead in this run (they cannot be put in place)."""
@@ -472,7 +472,7 @@ class Session:
     def plan_ahead(self, mode: str, source: str, folder: bytes, path: bytes,
                    files: list[tuple[bytes, int]]) -> None:
         """At task creation: what the folder's task will copy (``read_ahead``)."""
-        self.ahead[(mode, source, folder)] = (path, files)
+        self.ahead[(mode, source, folder)] = Planned.of(path, files)
 
     def stop_reading(self) -> None:
         """End the reader: its copies no task took are removed with the staging folder's
