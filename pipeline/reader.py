@@ -184,13 +184,15 @@ class Ahead:
         self.done = True
 
 
-def drop(copies: dict[bytes, Copied]) -> None:
+def drop(copies: dict[bytes, Copied] | Ahead) -> None:
+    """Remove the temporary files of ``copies`` no task took, and forget them."""
     for copied in copies.values():
         for tmp in copied.tmps:
             try:
                 os.unlink(tmp)
             except OSError:
-                pass
+                pass              # (the staging folder is emptied by the next run)
+    copies.clear()
 
 
 def _die_with(parent: int) -> None:

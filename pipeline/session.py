@@ -30,7 +30,7 @@ from .errors import PARTIAL, Failed, LockHeld, SnapbackError
 from .layout import HISTORY, MODES
 from .lock import Lock
 from .plan import Plan, Source
-from .reader import Ahead, Batch, Planned, Reader
+from .reader import Ahead, Batch, Planned, Reader, drop
 from .show import plural
 from .store import Copied, clear_staging, real_dirs, remove
 
@@ -484,14 +484,8 @@ class Session:
 
     def drop_handed(self, copies: dict[bytes, Copied] | Ahead | None = None) -> None:
         """Remove copies no versioned task took (``copies``; None: all that are left)."""
-        groups = [copies] if copies is not None else list(self.handoff.values())
-        for group in groups:
-            for tmp in (tmp for copied in group.values() for tmp in copied.tmps):
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass              # (the staging folder is emptied by the next run)
-            group.clear()
+        for group in [copies] if copies is not None else list(self.handoff.values()):
+            drop(group)
         if copies is None:
             self.handoff.clear()
 

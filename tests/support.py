@@ -235,14 +235,20 @@ def aged(root: Path, seconds: int = 60) -> None:
     os.utime(root, ns=(then, then))
 
 
-def settled(root: Path) -> None:
-    """Wait until no entry below ``root`` changed (its ctime, which ``aged`` cannot set
-    back) within the last 2 s: `doit all` hands the snapshot task's reading of a file
-    to the versioned task only then (store.recent)."""
-    from pipeline.store import RECENT_NS
-    newest = max(os.lstat(os.path.join(d, n)).st_ctime_ns
-                 for d, dirs, files in os.walk(root) for n in dirs + files)
-    time.sleep(max(0, newest + RECENT_NS - time.time_ns()) / 1e9 + 0.01)
+def change_behind_stat(path: Path, before: os.stat_result, how: str) -> None:
+    """Change the file ``path`` (its stat was ``before``) the way the stat shows least:
+    "removed"; "replaced" by a file of the same size and mtime (a new inode); else
+    rewritten in place, same size, its mtime set back (only the ctime moves)."""
+    if how == "removed":
+        path.unlink()
+    elif how == "replaced":
+        fresh = path.with_name(path.name + ".tmp")
+        fresh.write_text("again\n")
+        os.utime(fresh, ns=(before.st_atime_ns, before.st_mtime_ns))
+        os.replace(fresh, path)
+    else:
+        path.write_text("again\n")                      # the same size
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
 def next_second() -> None:

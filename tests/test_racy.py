@@ -10,15 +10,16 @@ import os
 import time
 
 import pytest
-from support import Backup, make_tree, rebuilt
+from support import Backup, make_tree, next_second, rebuilt
 
 
 def _in_one_second(step) -> bool:
-    """Run ``step`` at the start of a second; did it end within that second?"""
-    time.sleep(1 - time.time() % 1 + 0.02)      # (waits for the clock, not for the program)
-    second = int(time.time())
+    """Run ``step`` at the start of a second (of the clock file times are stamped
+    with); did it end within that second?"""
+    next_second()
+    second = time.clock_gettime_ns(5) // 10**9
     step()
-    return int(time.time()) == second
+    return time.clock_gettime_ns(5) // 10**9 == second
 
 
 @pytest.mark.parametrize("checker", ["hash", "mtime"])

@@ -10,7 +10,16 @@ import os
 from pathlib import Path
 
 import pytest
-from support import Backup, aged, history_of, make_tree, next_second, rebuilt, strace
+from support import (
+    Backup,
+    aged,
+    change_behind_stat,
+    history_of,
+    make_tree,
+    next_second,
+    rebuilt,
+    strace,
+)
 
 
 def _opens(b: Backup, *args: str) -> dict[str, int]:
@@ -99,15 +108,7 @@ def test_a_file_changed_between_the_two_tasks_is_recorded_as_it_is(
 
     def changed_first(self: versioned.History, name: str, st: os.stat_result) -> None:
         if name == "f.txt":
-            if how == "removed":
-                path.unlink()
-            elif how == "replaced":
-                (backup.src / "f.tmp").write_text("again\n")
-                os.utime(backup.src / "f.tmp", ns=(before.st_atime_ns, before.st_mtime_ns))
-                os.replace(backup.src / "f.tmp", path)
-            else:
-                path.write_text("again\n")                      # the same size
-                os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+            change_behind_stat(path, before, how)
         real(self, name, st)
 
     monkeypatch.setattr(versioned.History, "file", changed_first)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import Backup, aged, history_of, make_tree, rebuilt
+from support import Backup, aged, change_behind_stat, history_of, make_tree, rebuilt
 
 MODES = ["snapshot", "versioned", "all"]
 
@@ -22,26 +22,30 @@ def _staging(b: Backup) -> list[str]:
     return sorted(os.listdir(tmp)) if tmp.is_dir() else []
 
 
-def _who_reads(monkeypatch: pytest.MonkeyPatch, log: Path) -> None:
-    """Each reading of a source file appends the reading process's pid to ``log`` (the
-    child is forked from this process: it inherits the patch)."""
+def _run_reading(backup: Backup, monkeypatch: pytest.MonkeyPatch,
+                 *args: str) -> tuple[int, str, dict[str, set[str]]]:
+    """A run whose every reading of a source file is logged with the reading process
+    (the child is forked from this process: it inherits the patch): its status, its
+    output and, per file, who read it ("run", "child")."""
     from pipeline import store
+    log = backup.base / "reads.log"
     real = store.copy_to_tmps
 
-    def logged(src: bytes, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def logged(src: bytes, *more, **kwargs):  # type: ignore[no-untyped-def]
         with open(log, "a") as fh:
             fh.write(f"{os.getpid()} {os.fsdecode(src)}\n")
-        return real(src, *args, **kwargs)
+        return real(src, *more, **kwargs)
 
     monkeypatch.setattr(store, "copy_to_tmps", logged)
-
-
-def _readers(log: Path) -> dict[str, set[str]]:
+    try:
+        code, out = backup.run(*args)
+    finally:
+        monkeypatch.setattr(store, "copy_to_tmps", real)
     found: dict[str, set[str]] = {}
     for line in log.read_text().splitlines() if log.exists() else []:
         pid, name = line.split(" ", 1)
         found.setdefault(name, set()).add("run" if int(pid) == os.getpid() else "child")
-    return found
+    return code, out, found
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -51,12 +55,8 @@ def test_the_files_are_read_in_a_second_process_and_nothing_of_it_is_left(
             for d in range(3)}
     make_tree(backup.src, {**tree, "top.bin": "x" * 70_000})
     aged(backup.src)
-    log = backup.base / "reads.log"
-    _who_reads(monkeypatch, log)
-    code, out = backup.run(mode)
-    monkeypatch.undo()
+    code, out, readers = _run_reading(backup, monkeypatch, mode)
     assert code == 0, out
-    readers = _readers(log)
     assert len(readers) == 16
     assert {n: w for n, w in readers.items() if w != {"child"}} == {}   # each read once
     assert _staging(backup) == []
@@ -87,15 +87,7 @@ def test_a_file_changed_after_it_was_read_ahead_is_recorded_as_it_is(
         copied = real(src, *args, **kwargs)
         if os.getpid() != run and src == os.fsencode(path):
             (backup.base / "changed").touch()
-            if how == "removed":
-                path.unlink()
-            elif how == "replaced":
-                (backup.src / "f.tmp").write_text("again\n")
-                os.utime(backup.src / "f.tmp", ns=(before.st_atime_ns, before.st_mtime_ns))
-                os.replace(backup.src / "f.tmp", path)
-            else:
-                path.write_text("again\n")                      # the same size
-                os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+            change_behind_stat(path, before, how)
         return copied
 
     monkeypatch.setattr(store, "copy_to_tmps", then_changed)
@@ -125,23 +117,18 @@ def test_nothing_is_read_ahead_on_a_nearly_full_disk(
     backup.write_plan()
     make_tree(backup.src, {f"f{i}.txt": f"{i}\n" for i in range(6)})
     aged(backup.src)
-    log = backup.base / "reads.log"
-    _who_reads(monkeypatch, log)
-    code, out = backup.run("all")
-    monkeypatch.undo()
+    code, out, readers = _run_reading(backup, monkeypatch, "all")
     assert code == 0, out
-    assert set().union(*_readers(log).values()) == {"run"}
+    assert set().union(*readers.values()) == {"run"}
 
 
 def test_off_when_asked(backup: Backup, monkeypatch: pytest.MonkeyPatch) -> None:
     make_tree(backup.src, {f"f{i}.txt": f"{i}\n" for i in range(6)})
     aged(backup.src)
-    log = backup.base / "reads.log"
-    _who_reads(monkeypatch, log)
     monkeypatch.setenv("SNAPBACK_READ_AHEAD", "0")
-    code, out = backup.run("versioned")
+    code, out, readers = _run_reading(backup, monkeypatch, "versioned")
     assert code == 0, out
-    assert set().union(*_readers(log).values()) == {"run"}
+    assert set().union(*readers.values()) == {"run"}
 
 
 def test_a_killed_run_takes_its_reader_with_it(backup: Backup) -> None:
@@ -195,16 +182,14 @@ def test_not_on_one_core(backup: Backup, monkeypatch: pytest.MonkeyPatch) -> Non
         pytest.skip("no CPU affinity here")
     make_tree(backup.src, {f"f{i}.txt": f"{i}\n" for i in range(6)})
     aged(backup.src)
-    log = backup.base / "reads.log"
-    _who_reads(monkeypatch, log)
     cpus = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(cpus)})
     try:
-        code, out = backup.run("versioned")
+        code, out, readers = _run_reading(backup, monkeypatch, "versioned")
     finally:
         os.sched_setaffinity(0, cpus)
     assert code == 0, out
-    assert set().union(*_readers(log).values()) == {"run"}
+    assert set().union(*readers.values()) == {"run"}
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -218,11 +203,8 @@ def test_a_big_folder_comes_a_chunk_at_a_time(
     make_tree(backup.src, {"big": {f"p{i:02}.jpg": f"{i}" * (100 + i) for i in range(11)},
                            "small": {"s.txt": "s\n"}})
     aged(backup.src)
-    log = backup.base / "reads.log"
-    _who_reads(monkeypatch, log)
-    code, out = backup.run(mode)
+    code, out, readers = _run_reading(backup, monkeypatch, mode)
     assert code == 0, out
-    readers = _readers(log)
     assert len(readers) == 12
     assert {n: w for n, w in readers.items() if w != {"child"}} == {}
     assert _staging(backup) == []
@@ -239,12 +221,9 @@ def test_a_run_of_one_named_folder_reads_no_folder_planned_before_it(
     make_tree(backup.src, {d: {f"f{i}.txt": f"{d}{i}\n" for i in range(4)}
                            for d in ("a", "m", "z")})
     aged(backup.src)
-    log = backup.base / "reads.log"
-    _who_reads(monkeypatch, log)
-    code, out = backup.run("snapshot:src/z")
-    monkeypatch.undo()
+    code, out, readers = _run_reading(backup, monkeypatch, "snapshot:src/z")
     assert code == 0, out
-    assert {Path(name).parent.name for name in _readers(log)} == {"z"}
+    assert {Path(name).parent.name for name in readers} == {"z"}
     assert (backup.mirror / "z" / "f3.txt").read_text() == "z3\n"
     assert not (backup.mirror / "m").exists()
     assert _staging(backup) == []
