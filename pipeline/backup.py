@@ -22,7 +22,7 @@ import os
 import sqlite3
 import stat
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,12 +105,20 @@ def _known(session: Session, source: Source, selector: Selector, catalog: Catalo
         rel_b = os.fsencode(rel)
         counts: dict[str, int] = {}
         entered: bytes | None = None
-        keeping = [mode for mode in modes if keeps(mode, rel)]
-        if not keeping:
-            return [], dict.fromkeys(modes, 0)     # left out by every mode: not entered
+        found = {mode: rows[mode].get(rel_b) for mode in modes}
+        in_line = {mode: row is not None and row.kept is not None
+                   and row.sig == mode_signature(sig, prints[mode]) for mode, row in found.items()}
+        keeping: Sequence[str] = modes
+        if not all(in_line.values()):
+            # A mode whose row is in line kept the folder under the rules its fingerprint
+            # holds, and keeps() answers from those rules and ``rel`` alone: the modes'
+            # own ignores are judged only for a folder some mode does not hold in line.
+            keeping = [mode for mode in modes if keeps(mode, rel)]
+            if not keeping:
+                return [], dict.fromkeys(modes, 0)     # left out by every mode: not entered
         for mode in keeping:
-            row = rows[mode].get(rel_b)
-            if row is None or row.kept is None or row.sig != mode_signature(sig, prints[mode]):
+            row = found[mode]
+            if not in_line[mode] or row is None or row.kept is None:
                 return None
             if entered is not None and row.entered != entered:
                 return None

@@ -686,9 +686,8 @@ class Catalog:
         unique for ever, even after prune deletes rows (AUTOINCREMENT never reuses)."""
         assert self.conn is not None
         if self.run is None:
-            taken = {r for r, _s, _u in self.run_order()}
             unique, n = run_id, 2
-            while unique in taken:              # a second prune in the same second
+            while self.run_taken(unique):       # a second prune in the same second
                 unique, n = f"{run_id}-{n}", n + 1
             self.run = (unique, started)
         self._enter_run()
@@ -733,17 +732,29 @@ class Catalog:
         numbered in run order whatever the clock said."""
         if self.conn is None:
             return []
-        if self.has_runs:
-            sql = ("select r.run_id, r.started, (select max(id) from versions v where "
-                   "v.run_id=r.run_id) from runs r order by r.seq")
-        else:                                # format 2 or 3, not yet upgraded
-            sql = ("select run_id, min(recorded), max(id) from versions group by run_id "
-                   "order by min(id)")
+        if not self.has_runs:                # format 2 or 3, not yet upgraded
+            rows = self.conn.execute("select run_id, min(recorded), max(id) from versions "
+                                     "group by run_id order by min(id)").fetchall()
+        else:
+            # one pass over the history for every run's newest row (a subquery per run
+            # would read the whole history once per run: no index is by run)
+            newest = dict(self.conn.execute("select run_id, max(id) from versions "
+                                            "group by run_id").fetchall())
+            rows = [(run_id, started, newest.get(run_id)) for run_id, started in
+                    self.conn.execute("select run_id, started from runs order by seq")]
         out, upto = [], 0
-        for run_id, started, last in self.conn.execute(sql):
+        for run_id, started, last in rows:
             upto = max(upto, last or 0)
             out.append((run_id, float(started), upto))
         return out
+
+    def run_taken(self, run_id: str) -> bool:
+        """Is ``run_id`` some run's already (the runs' unique index answers)?"""
+        if self.conn is None:
+            return False
+        sql = ("select 1 from runs where run_id=?" if self.has_runs else
+               "select 1 from versions where run_id=? limit 1")
+        return bool(self.conn.execute(sql, (run_id,)).fetchall())
 
     def store_owner(self, source: str, place: bytes) -> str | None:
         """Is ``place`` (relative to versioned_backup/<source>) some path's history folder

@@ -322,8 +322,7 @@ class Session:
     def _enter_order(self, catalog: Catalog) -> None:
         """This run comes after every run the catalog holds, whatever the clock says:
         its id is made unique, and a clock behind the last run's is said once."""
-        taken = {run_id for run_id, _s, _u in catalog.run_order()}
-        while self.run_id in taken:            # a clock set back into an earlier run's second
+        while catalog.run_taken(self.run_id):   # a clock set back into an earlier run's second
             head, _, pid = self.run_id.rpartition("-")
             self.run_id = f"{head}-{(int(pid) + 1) % 10000:04d}"
         catalog.run = (self.run_id, self.started)
