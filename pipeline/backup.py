@@ -232,7 +232,8 @@ def _records(catalog: Catalog, mode: str, source: str, folders: list[Folder]
     if judged > 64 and judged * 8 > len(folders):
         everything = catalog.records(mode, source)
         return lambda rel: everything.get(rel, _NO_RECORDS)
-    return lambda rel: catalog.records_in(mode, source, rel)
+    # (each folder's records are kept for its task, which would read them again)
+    return lambda rel: catalog.records_in(mode, source, rel, keep=True)
 
 
 _NONE = Stored("", None, None, None, None, None)
@@ -295,6 +296,7 @@ def backup_tasks(session: Session, command: str) -> Iterator[dict[str, Any]]:
     try:
         if session.lock is not None and catalog.has_garbage():
             session.open_catalog()    # files a killed run's commits no longer name: removed
+        session.keep_records(catalog)
         yield from _tasks(session, command, catalog)
     finally:
         catalog.close()
@@ -314,6 +316,7 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
                         ignore_files=plan.ignore_files)
     scans = {s.name: scan_source(session, s, selector, catalog) for s in plan.sources}
     names: dict[str, tuple[list[str], list[str]]] = {}
+    planned: dict[str, tuple[str, str, bytes]] = {}   # folder task -> its files read ahead
     stat_key = change.key_function(plan.checker)
     stored_key = change.stored_key_function(plan.checker)
     for mode in modes:
@@ -378,9 +381,17 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
                              zip(folder.files, folder.files.values(), recs, strict=False)
                              if rec is None or stored_key(rec) != stat_key(st)]
                     small = [(n, size) for n, size in stale if size < reader.BIG]
-                    if mode == modes[0] and small:     # read ahead for it (pipeline.reader)
+                    if mode != modes[0]:
+                        # `all`: what the snapshot task reads for it is planned there;
+                        # the rest (the mirror in line, the history not: `doit all` after
+                        # a first `doit snapshot`) the versioned task reads
+                        first = session.ahead.get((modes[0], source.name, rel_b))
+                        taken = set(first.names.split(b"\0")) if first is not None else set()
+                        small = [(n, size) for n, size in small if n not in taken]
+                    if small:                       # read ahead for it (pipeline.reader)
                         session.plan_ahead(mode, source.name, rel_b, os.fsencode(
                             source.path / folder.rel if folder.rel else source.path), small)
+                        planned[task_name] = (mode, source.name, rel_b)
                     if tee:        # `all`: the snapshot task reads them for it as well
                         session.twins.add((source.name, rel_b))      # and commits with it
                         if stale:
@@ -429,6 +440,7 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
                 ordered.append(twin)
         ordered += versioned_of.values()
         folders_and_cleanups = ordered + names["snapshot"][1] + names["versioned"][1]
+        session.order_ahead([planned[t] for t in ordered if t in planned])   # as they run
     doc = next(c.doc for c in BACKUP_COMMANDS if c.name == command)   # the registry's
     if command in ("snapshot", "versioned"):
         yield {"basename": command, "name": None, "doc": doc,

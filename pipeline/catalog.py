@@ -248,6 +248,11 @@ class Catalog:
         self._unsettled = False          # the open transaction names files just written
         self._savepoints = 0             # folder savepoints open in it (``begin_folder``)
         self._inserts: dict[tuple[str, ...], str] = {}    # columns -> ``add``'s statement
+        # A folder's records read at task creation, for its task to take instead of reading
+        # them again (``records_in(keep=True)``), dropped by any write that may change
+        # them: the run's (``Session.kept``), shared by the catalog its tasks are made
+        # with and the one they write with; None: nothing is kept
+        self.kept: dict[tuple[str, str, bytes], Any] | None = None
         self.writable = writable
         self.conn: sqlite3.Connection | None = None
         if writable:
@@ -328,6 +333,7 @@ class Catalog:
         """Commit what is open and fold the WAL back in; the connection is closed even
         when that fails (a full disk: the error is raised, what was committed is in the
         WAL, which the next opening replays)."""
+        self.kept = None                   # (the run's: the other connection's to use)
         if self.conn is not None:
             try:
                 self.commit()
@@ -382,6 +388,8 @@ class Catalog:
         self._unsettled = self._registered = False
         self._savepoints = 0
         if self.conn is not None and self.conn.in_transaction:
+            if self.kept:
+                self.kept.clear()   # (read before changes now undone: read them again)
             try:
                 self.conn.execute("rollback")
             except sqlite3.Error:
@@ -414,6 +422,10 @@ class Catalog:
         """What the mirror holds of one source folder, as recorded: name -> Stored."""
         if self.conn is None:
             return {}
+        kept: dict[bytes, Stored] | None = \
+            self.kept.pop(("mirror", source, folder), None) if self.kept else None
+        if kept is not None:
+            return kept
         return {n: Stored(kind, size, dec(mtime), mode, dec(ctime), dec(ino))
                 for n, kind, size, mtime, mode, ctime, ino in self.conn.execute(
                     f"select name, kind, {self.size}, mtime_ns, mode, ctime_ns, ino from "
@@ -456,11 +468,33 @@ class Catalog:
             folder[row[1]] = new(Stored, row[2:])
         return out
 
-    def records_in(self, mode: str, source: str, folder: bytes) -> dict[bytes, Stored]:
-        """The same for one folder."""
+    def records_in(self, mode: str, source: str, folder: bytes,
+                   keep: bool = False) -> dict[bytes, Stored]:
+        """The same for one folder (``keep``: what was read is kept for the folder's task,
+        whose ``mirror_in`` or ``latest_in`` takes it, unless a write touched it since)."""
         if mode == "snapshot":
-            return self.mirror_in(source, folder)
-        return {n: row.stored for n, row in self.latest_in(source, folder).items() if row.live}
+            mirror = self.mirror_in(source, folder)
+            if keep and self.kept is not None:
+                self.kept[("mirror", source, folder)] = mirror
+            return mirror
+        latest = self.latest_in(source, folder)
+        if keep and self.kept is not None:
+            self.kept[("versions", source, folder)] = latest
+        return {n: row.stored for n, row in latest.items() if row.live}
+
+    @property
+    def pending(self) -> bool:
+        """Does this connection hold changes not committed yet (which another sees not)?"""
+        return self.conn is not None and self.conn.in_transaction
+
+    def _changed(self, table: str, source: str | None = None,
+                 folder: bytes | None = None) -> None:
+        """A write to ``table``: what was kept of ``folder`` (None: of any) is read again."""
+        if self.kept:
+            if folder is None:
+                self.kept.clear()
+            else:
+                self.kept.pop((table, source or "", folder), None)
 
     def folders_seen(self, mode: str, source: str) -> dict[bytes, InLine]:
         """Every folder of a source ``mode`` last brought in line, as it was then."""
@@ -525,6 +559,10 @@ class Catalog:
 
     def latest_in(self, source: str, folder: bytes) -> dict[bytes, Row]:
         """The newest row of every path directly in ``folder``."""
+        kept: dict[bytes, Row] | None = \
+            self.kept.pop(("versions", source, folder), None) if self.kept else None
+        if kept is not None:
+            return kept
         rows = self._rows(f"select {self.cols} from versions where id in (select max(id) from "
                           "versions where source=? and dir=? group by name)", (source, folder))
         return {r.name: r for r in rows}
@@ -581,6 +619,7 @@ class Catalog:
         """Point a version at another stored object (prune's rewrite of a chain)."""
         assert self.conn is not None
         self._unsettled = True
+        self._changed("versions")
         if kind is None:
             self.conn.execute("update versions set object=? where id=?", (obj, row_id))
         else:
@@ -589,6 +628,7 @@ class Catalog:
 
     def drop_versions(self, row_ids: list[int]) -> None:
         assert self.conn is not None
+        self._changed("versions")
         self.conn.executemany("delete from versions where id=?", [(i,) for i in row_ids])
 
 
@@ -613,6 +653,9 @@ class Catalog:
     def add(self, **fields: object) -> int:
         assert self.conn is not None and self.writable
         self._enter_run()
+        source, folder = fields.get("source"), fields.get("dir")
+        self._changed("versions", source if isinstance(source, str) else None,
+                      folder if isinstance(folder, bytes) else None)
         if fields.get("object") is not None or fields.get("copy") is not None:
             self._unsettled = True              # it names a stored file
         for key in ("mtime_ns", "ctime_ns", "ino"):
@@ -632,6 +675,7 @@ class Catalog:
         racily clean file compared again): remember them, so the file is not re-read
         next time.  What a restore gives (bytes, mode, mtime) is never changed."""
         assert self.conn is not None
+        self._changed("versions")
         self.conn.execute("update versions set ctime_ns=?, ino=?, racy=? where id=?",
                           (enc(st.st_ctime_ns), enc(st.st_ino), int(racy) or None, row_id))
 
@@ -641,6 +685,7 @@ class Catalog:
         older row names a whole copy any more (those files go once this commits)."""
         assert self.conn is not None
         self._unsettled = True
+        self._changed("versions", source, folder)
         self.conn.execute("update versions set copy=null where source=? and dir=? and name=? "
                           "and copy is not null and id!=?", (source, folder, name, row_id))
         self.conn.execute("update versions set copy=? where id=?", (copy, row_id))
@@ -834,6 +879,7 @@ class Catalog:
         assert self.conn is not None
         self._enter_run()
         self._unsettled = True
+        self._changed("mirror", source, folder)
         self.conn.execute(
             "insert or replace into mirror (source, dir, name, size, mtime_ns, sha256, mode, "
             "run_id, kind, ctime_ns, ino, racy) values (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -846,6 +892,7 @@ class Catalog:
         assert self.conn is not None
         self._enter_run()
         self._unsettled = True
+        self._changed("mirror", source, folder)
         self.conn.execute("update mirror set mtime_ns=?, mode=?, ctime_ns=?, ino=?, racy=? "
                           "where source=? and dir=? and name=?",
                           (enc(st.st_mtime_ns), st.st_mode, enc(st.st_ctime_ns),
@@ -854,6 +901,7 @@ class Catalog:
     def drop_mirror(self, source: str, folder: bytes, name: bytes) -> None:
         """A file or folder left the mirror (a folder: everything below it too)."""
         assert self.conn is not None
+        self._changed("mirror")
         path = folder + b"/" + name if folder else name
         self.conn.execute("delete from mirror where source=? and ((dir=? and name=?) "
                           "or dir=? or (dir>=? and dir<?))",

@@ -271,6 +271,8 @@ class Session:
     index: dict[tuple[str, str, bytes], int] = field(default_factory=dict)
     first: int = 0             # the batch the reader started from
     ahead_next: int = 0        # the batch the next folder task asks for, in the plan's order
+    # What task creation read of a folder's records, for its task (``Catalog.kept``)
+    kept: dict[tuple[str, str, bytes], Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.meta_dir: Path = self.plan.meta_dir
@@ -296,6 +298,8 @@ class Session:
     def open_catalog(self) -> Catalog:
         """The catalog, opened once per run: writable under the lock, else read-only."""
         catalog, opened = self.control.open_catalog()
+        if opened:
+            catalog.kept = self.kept
         if opened and catalog.writable:
             self._enter_order(catalog)
             self.empty_garbage(catalog)              # what a killed run left to remove
@@ -472,6 +476,19 @@ class Session:
                    files: list[tuple[bytes, int]]) -> None:
         """At task creation: what the folder's task will copy (``read_ahead``)."""
         self.ahead[(mode, source, folder)] = Planned.of(path, files)
+
+    def order_ahead(self, keys: list[tuple[str, str, bytes]]) -> None:
+        """The folders planned, in the order their tasks run (`doit all`: each folder's
+        snapshot task, then its versioned one), those left out after them."""
+        if not self.index:                   # (not once the reader has its order)
+            self.ahead = {**{k: self.ahead[k] for k in keys if k in self.ahead}, **self.ahead}
+
+    def keep_records(self, catalog: Catalog) -> None:
+        """Task creation's catalog keeps what it reads of a folder for the folder's task,
+        unless the run's own connection holds changes it cannot see (a second command
+        on the line made after the first's tasks ran, with commits grouped)."""
+        written = self.catalog is not None and self.catalog.pending
+        catalog.kept = None if written else self.kept
 
     def stop_reading(self) -> None:
         """End the reader: its copies no task took are removed with the staging folder's

@@ -8,9 +8,9 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from support import Backup, aged, make_tree
 
 from pipeline import catalog as catalog_module
-from support import Backup, aged, make_tree
 
 STEP = 100              # SQLite virtual machine instructions per count (in one statement)
 
@@ -21,7 +21,7 @@ def _grow(b: Backup, runs: int, rows_per_run: int) -> None:
     with db:
         template = db.execute("select * from versions where entry='file' limit 1").fetchone()
         names = [d[1] for d in db.execute("pragma table_info(versions)")]
-        row = dict(zip(names, template))
+        row = dict(zip(names, template, strict=True))
         for n in range(runs):
             run_id = f"2020-01-01_00-00-00-{n:05d}"
             db.execute("insert into runs (run_id, started) values (?, ?)", (run_id, 1e9 + n))
@@ -67,3 +67,31 @@ def test_a_run_reads_what_changed_not_every_earlier_run(backup: Backup,
     code, out = backup.run("history", str(backup.src / "a.txt"))
     assert code == 0, out
 
+
+
+def test_a_changed_folder_s_records_are_read_once(backup: Backup,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # task creation reads a changed folder's records to decide whether it has work;
+    # its task takes them, instead of reading them again
+    make_tree(backup.src, {f"d{i}": {"a.txt": "a\n", "b.txt": "b\n"} for i in range(3)})
+    aged(backup.src)
+    code, out = backup.run("all")
+    assert code == 0, out
+    for i in range(3):
+        (backup.src / f"d{i}" / "a.txt").write_text(f"changed {i}\n")
+    statements: list[str] = []
+    opened = catalog_module.Catalog._open
+
+    def tracing(self: catalog_module.Catalog, *a: object, **k: object) -> None:
+        opened(self, *a, **k)
+        if self.conn is not None:
+            self.conn.set_trace_callback(statements.append)
+    monkeypatch.setattr(catalog_module.Catalog, "_open", tracing)
+    code, out = backup.run("all")
+    assert code == 0, out
+    latest = [s for s in statements if "where id in (select max(id) from versions where "
+              "source='src' and dir=x'6430'" in s]                          # d0
+    mirror = [s for s in statements if "from mirror where source='src' and dir=x'6430'" in s
+              and s.startswith("select name, kind")]
+    assert (len(latest), len(mirror)) == (1, 1), statements
+    assert "3 updated" in out, out

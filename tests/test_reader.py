@@ -69,6 +69,27 @@ def test_the_files_are_read_in_a_second_process_and_nothing_of_it_is_left(
     assert "16 files, 16 new, 0 updated, 0 deleted, 0 failed" in out, out
 
 
+def test_all_after_a_first_snapshot_reads_the_history_s_files_ahead_too(
+        backup: Backup, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the mirror in line, the history empty: every file is the versioned tasks' to read,
+    # and one folder's snapshot task copies a changed file for both modes
+    make_tree(backup.src, {f"d{d}": {f"f{i}.txt": f"{d} {i}\n" for i in range(4)}
+                           for d in range(3)})
+    aged(backup.src)
+    code, out = backup.run("snapshot")
+    assert code == 0, out
+    (backup.src / "d1" / "f0.txt").write_text("changed\n")
+    os.utime(backup.src / "d1" / "f0.txt", (1e9, 1e9))
+    code, out, readers = _run_reading(backup, monkeypatch, "all")
+    assert code == 0, out
+    assert len(readers) == 12
+    assert {n: w for n, w in readers.items() if w != {"child"}} == {}   # each read once
+    assert _staging(backup) == []
+    assert backup.run("verify", "--deep")[0] == 0
+    assert rebuilt(backup, "d1/f0.txt") == [b"changed\n"]
+    assert (backup.mirror / "d1" / "f0.txt").read_text() == "changed\n"
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("how", ["rewritten, its mtime set back", "replaced", "removed"])
 def test_a_file_changed_after_it_was_read_ahead_is_recorded_as_it_is(
