@@ -487,14 +487,20 @@ class Catalog:
         """Does this connection hold changes not committed yet (which another sees not)?"""
         return self.conn is not None and self.conn.in_transaction
 
-    def _changed(self, table: str, source: str | None = None,
-                 folder: bytes | None = None) -> None:
-        """A write to ``table``: what was kept of ``folder`` (None: of any) is read again."""
-        if self.kept:
-            if folder is None:
-                self.kept.clear()
-            else:
-                self.kept.pop((table, source or "", folder), None)
+    def _changed(self, table: str, source: str | None = None, folder: bytes | None = None,
+                 below: bytes | None = None) -> None:
+        """A write to ``table``: what was kept of ``folder`` (None: of any), and of the
+        folder ``below`` and every folder under it, is read again."""
+        if not self.kept:
+            return
+        if folder is None:
+            self.kept.clear()
+            return
+        self.kept.pop((table, source or "", folder), None)
+        if below is not None:
+            for key in [k for k in self.kept if k[0] == table and k[1] == source and
+                        (k[2] == below or k[2].startswith(below + b"/"))]:
+                del self.kept[key]
 
     def folders_seen(self, mode: str, source: str) -> dict[bytes, InLine]:
         """Every folder of a source ``mode`` last brought in line, as it was then."""
@@ -670,12 +676,13 @@ class Catalog:
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
-    def touch(self, row_id: int, st: os.stat_result, racy: bool = False) -> None:
+    def touch(self, row_id: int, st: os.stat_result, racy: bool = False,
+              where: tuple[str, bytes] | None = None) -> None:
         """Same bytes, mode and mtime, another ctime or inode (a twin put in place, a
         racily clean file compared again): remember them, so the file is not re-read
         next time.  What a restore gives (bytes, mode, mtime) is never changed."""
         assert self.conn is not None
-        self._changed("versions")
+        self._changed("versions", *(where or (None, None)))     # (the row's source, folder)
         self.conn.execute("update versions set ctime_ns=?, ino=?, racy=? where id=?",
                           (enc(st.st_ctime_ns), enc(st.st_ino), int(racy) or None, row_id))
 
@@ -901,8 +908,8 @@ class Catalog:
     def drop_mirror(self, source: str, folder: bytes, name: bytes) -> None:
         """A file or folder left the mirror (a folder: everything below it too)."""
         assert self.conn is not None
-        self._changed("mirror")
         path = folder + b"/" + name if folder else name
+        self._changed("mirror", source, folder, below=path)
         self.conn.execute("delete from mirror where source=? and ((dir=? and name=?) "
                           "or dir=? or (dir>=? and dir<?))",
                           (source, folder, name, path, path + b"/", path + b"0"))

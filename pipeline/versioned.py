@@ -398,7 +398,7 @@ class History:
         takes the new stat, which no restore uses."""
         if (live.mode, live.mtime_ns) == (cst.st_mode, cst.st_mtime_ns):
             if (live.ctime_ns, live.ino, bool(live.racy)) != (cst.st_ctime_ns, cst.st_ino, racy):
-                self.catalog.touch(live.id, cst, racy)
+                self.catalog.touch(live.id, cst, racy, where=(self.source.name, self.rel))
             return
         self.catalog.add(source=self.source.name, dir=self.rel, name=name, entry="file",
                          kind="meta", time=self._stamp(name), run_id=self.run.run_id,
@@ -651,7 +651,8 @@ class History:
             if change.unchanged(row.stored, st, self.checker) or not self.writes:
                 return
             if row.mtime_ns == st.st_mtime_ns and row.mode == st.st_mode:
-                self.catalog.touch(row.id, st)     # same link, another ctime or inode
+                # same link, another ctime or inode
+                self.catalog.touch(row.id, st, where=(self.source.name, self.rel))
                 return
         if self.writes:
             store_rel = row.store if row is not None and row.store else \

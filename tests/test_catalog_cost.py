@@ -5,6 +5,7 @@ SQLite's own steps (a progress handler on the run's connections), not timed."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 import pytest
@@ -79,6 +80,8 @@ def test_a_changed_folder_s_records_are_read_once(backup: Backup,
     assert code == 0, out
     for i in range(3):
         (backup.src / f"d{i}" / "a.txt").write_text(f"changed {i}\n")
+    (backup.src / "d0" / "b.txt").unlink()           # a deletion and a touch in the
+    os.utime(backup.src / "d1" / "b.txt", (1e9, 1e9))    # folders before d2 drop only theirs
     statements: list[str] = []
     opened = catalog_module.Catalog._open
 
@@ -90,8 +93,10 @@ def test_a_changed_folder_s_records_are_read_once(backup: Backup,
     code, out = backup.run("all")
     assert code == 0, out
     latest = [s for s in statements if "where id in (select max(id) from versions where "
-              "source='src' and dir=x'6430'" in s]                          # d0
-    mirror = [s for s in statements if "from mirror where source='src' and dir=x'6430'" in s
+              "source='src' and dir=x'6432'" in s]                          # d2
+    mirror = [s for s in statements if "from mirror where source='src' and dir=x'6432'" in s
               and s.startswith("select name, kind")]
     assert (len(latest), len(mirror)) == (1, 1), statements
-    assert "3 updated" in out, out
+    assert "snapshot: 5 files, 0 new, 3 updated, 1 deleted" in out, out
+    assert "versioned: 5 files, 0 new, 3 updated, 1 deleted" in out, out
+    assert backup.run("verify", "--deep")[0] == 0
