@@ -145,7 +145,8 @@ def auto_prune(session: Session) -> None:
                          session.started, plan.versioned.max_diff_bytes, dry_run=False)
     if outcomes:
         lines = prune.describe(outcomes, dry_run=False)
-        runlog.append(session.meta_dir, runlog.prune_record(outcomes, lines[-1], auto=True))
+        runlog.append(session.meta_dir, runlog.prune_record(   # (part of this run)
+            outcomes, lines[-1], session.run_id, session.started, auto=True))
         if not session.options.quiet:
             session.lines.extend(lines)
 

@@ -39,7 +39,8 @@ def format_runs(records: list[dict[str, Any]]) -> list[str]:
             lines.append(f"{'?':<21} {'':<19} {'damaged':<13} {_text(rec.get('note'))}")
             continue
         if mode == "prune":
-            run_id = "prune-" + when.replace("-", "").replace(":", "").replace(" ", "-")
+            if "T" in run_id:     # written before prunes had the catalog's run id
+                run_id = "prune-" + when.replace("-", "").replace(":", "").replace(" ", "-")
             c = _dict(rec.get("counts"))
             what = (f"{plural(_count(c.get('pruned')), 'version')} of "
                     f"{plural(_count(c.get('files')), 'file')} dropped, "

@@ -112,10 +112,12 @@ def _iso(stamp: float) -> str:
     return datetime.fromtimestamp(stamp, timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
-def prune_record(outcomes: list[Any], summary: str, auto: bool = False) -> dict[str, Any]:
-    """A prune's record (``doit prune``, or ``retention.auto`` after ``doit all``)."""
-    now = now_iso()
-    return {"run_id": f"prune-{now}", "mode": "prune", "note": summary, "started": now,
+def prune_record(outcomes: list[Any], summary: str, run_id: str, started: float,
+                 auto: bool = False) -> dict[str, Any]:
+    """A prune's record (``doit prune``, or ``retention.auto`` after ``doit all``), under
+    the run id the catalog gave it (``Catalog.run_seq``: unique, and what ``--at``
+    takes) and the time it pruned by."""
+    return {"run_id": run_id, "mode": "prune", "note": summary, "started": _iso(started),
             "auto": auto,
             "counts": {"pruned": sum(o.dropped for o in outcomes if not o.problem),
                        "files": sum(1 for o in outcomes if not o.problem)},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -174,3 +175,24 @@ def test_prune_reports_the_bytes_it_releases_and_never_grows_the_history(
     said = float(re.search(r"([\d.]+) (KB|MB) freed", dry).group(1))
     unit = 1000 if "KB freed" in dry else 1000_000
     assert abs(said * unit - freed) <= 0.05 * freed + 8192, (dry, freed)
+
+
+def test_two_prunes_in_one_second_are_two_runs_under_the_catalog_s_ids(backup: Backup) -> None:
+    # runs.jsonl and `history` name a prune as the catalog does (what --at takes), one id
+    # each, at the time it pruned by (SNAPBACK_NOW too), never the wall clock's second
+    daily_history(backup, DAYS[:5])
+    for keep in ("3", "2"):
+        assert at(backup, "2026-11-01T00:00:00", "prune", "--keep-last", keep).returncode == 0
+    records = [json.loads(line) for line in backup.runs()]
+    prunes = [r for r in records if r["mode"] == "prune"]
+    from pipeline.catalog import Catalog
+    cat = Catalog(backup.meta / "catalog.sqlite3", writable=False)
+    try:
+        order = [run_id for run_id, _started, _upto in cat.run_order()]
+    finally:
+        cat.close()
+    assert [p["run_id"] for p in prunes] == order[-2:]
+    assert len(set(order)) == len(order) == 7
+    assert [p["started"][:19] for p in prunes] == ["2026-11-01T00:00:00"] * 2
+    shown = backup.doit("history", check=True).stdout
+    assert all(p["run_id"] in shown for p in prunes), shown

@@ -32,11 +32,13 @@ def run(ctx: Context, paths: list[str], dry_run: bool = False, **given: Any
     with (ctx.reading() if dry_run else ctx.writing()) as catalog:
         if not dry_run:                      # what a killed prune or run left there
             clear_staging(plan.meta_dir / STAGING)
-        outcomes = prune.run(catalog, plan.destination, policy, clock(),
+        now = clock()
+        outcomes = prune.run(catalog, plan.destination, policy, now,
                              plan.versioned.max_diff_bytes, dry_run)
         lines = prune.describe(outcomes, dry_run)
         print("\n".join(lines))
-        if not dry_run and outcomes:
-            runlog.append(plan.meta_dir, runlog.prune_record(outcomes, lines[-1]))
+        if not dry_run and outcomes and catalog.run is not None:
+            runlog.append(plan.meta_dir, runlog.prune_record(outcomes, lines[-1],
+                                                             *catalog.run))
     failed = [o for o in outcomes if o.problem]
     return TaskFailed(f"{len(failed)} file(s) could not be pruned") if failed else None
