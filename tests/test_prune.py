@@ -196,3 +196,15 @@ def test_two_prunes_in_one_second_are_two_runs_under_the_catalog_s_ids(backup: B
     assert [p["started"][:19] for p in prunes] == ["2026-11-01T00:00:00"] * 2
     shown = backup.doit("history", check=True).stdout
     assert all(p["run_id"] in shown for p in prunes), shown
+
+
+def test_restore_at_a_run_whose_versions_were_pruned_says_so(backup: Backup) -> None:
+    daily_history(backup, DAYS[:4])
+    first = json.loads(backup.runs()[0])["run_id"]
+    assert at(backup, "2026-11-01T00:00:00", "prune", "--keep-last", "2").returncode == 0
+    gone = backup.doit("restore", str(backup.src / "notes.txt"), "--at", first,
+                       "--to", str(backup.base / "r"))
+    assert gone.returncode == 2, gone.stdout + gone.stderr
+    assert "snapback: the versioned backup keeps no version of src/notes.txt from " \
+        f"{first} or before: it did not exist then, or prune dropped its versions from " \
+        "then (the oldest kept is from 2026-10-03_10-00-00)" in gone.stderr, gone.stderr

@@ -82,6 +82,13 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
                         f"empty then; 0 files into {into}")
                 return None
         if not items:
+            later = catalog.rows_under(target.source.name, os.fsencode(target.rel)) \
+                if at and origin != "snapshot" else []
+            if later:       # (the catalog keeps no trace of what prune dropped)
+                raise UsageError(f"the versioned backup keeps no version of {target.label} "
+                                 f"from {at} or before: it did not exist then, or prune "
+                                 f"dropped its versions from then (the oldest kept is from "
+                                 f"{later[0].time})")
             moment_text = f" at {at}" if at else ""
             raise UsageError(f"{target.label} did not exist{moment_text} in the "
                              f"{origin or 'versioned'} backup")
