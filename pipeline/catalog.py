@@ -422,8 +422,7 @@ class Catalog:
         """What the mirror holds of one source folder, as recorded: name -> Stored."""
         if self.conn is None:
             return {}
-        kept: dict[bytes, Stored] | None = \
-            self.kept.pop(("mirror", source, folder), None) if self.kept else None
+        kept: dict[bytes, Stored] | None = self._take_kept("mirror", source, folder)
         if kept is not None:
             return kept
         return {n: Stored(kind, size, dec(mtime), mode, dec(ctime), dec(ino))
@@ -486,6 +485,10 @@ class Catalog:
     def pending(self) -> bool:
         """Does this connection hold changes not committed yet (which another sees not)?"""
         return self.conn is not None and self.conn.in_transaction
+
+    def _take_kept(self, table: str, source: str, folder: bytes) -> Any:
+        """What task creation kept of ``folder``'s records in ``table`` (taken once)."""
+        return self.kept.pop((table, source, folder), None) if self.kept else None
 
     def _changed(self, table: str, source: str | None = None, folder: bytes | None = None,
                  below: bytes | None = None) -> None:
@@ -565,8 +568,7 @@ class Catalog:
 
     def latest_in(self, source: str, folder: bytes) -> dict[bytes, Row]:
         """The newest row of every path directly in ``folder``."""
-        kept: dict[bytes, Row] | None = \
-            self.kept.pop(("versions", source, folder), None) if self.kept else None
+        kept: dict[bytes, Row] | None = self._take_kept("versions", source, folder)
         if kept is not None:
             return kept
         rows = self._rows(f"select {self.cols} from versions where id in (select max(id) from "
@@ -676,13 +678,13 @@ class Catalog:
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
-    def touch(self, row_id: int, st: os.stat_result, racy: bool = False,
-              where: tuple[str, bytes] | None = None) -> None:
+    def touch(self, row_id: int, where: tuple[str, bytes], st: os.stat_result,
+              racy: bool = False) -> None:
         """Same bytes, mode and mtime, another ctime or inode (a twin put in place, a
         racily clean file compared again): remember them, so the file is not re-read
         next time.  What a restore gives (bytes, mode, mtime) is never changed."""
         assert self.conn is not None
-        self._changed("versions", *(where or (None, None)))     # (the row's source, folder)
+        self._changed("versions", *where)          # (the row's source and folder)
         self.conn.execute("update versions set ctime_ns=?, ino=?, racy=? where id=?",
                           (enc(st.st_ctime_ns), enc(st.st_ino), int(racy) or None, row_id))
 

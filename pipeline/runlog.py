@@ -66,10 +66,6 @@ def read(meta_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
-def now_iso() -> str:
-    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
-
-
 def counts(current: Session, modes: tuple[str, ...]) -> dict[str, int]:
     tally = current.tally
     out = {"scanned": scanned(current, modes)}

@@ -398,7 +398,7 @@ class History:
         takes the new stat, which no restore uses."""
         if (live.mode, live.mtime_ns) == (cst.st_mode, cst.st_mtime_ns):
             if (live.ctime_ns, live.ino, bool(live.racy)) != (cst.st_ctime_ns, cst.st_ino, racy):
-                self.catalog.touch(live.id, cst, racy, where=(self.source.name, self.rel))
+                self.catalog.touch(live.id, (self.source.name, self.rel), cst, racy)
             return
         self.catalog.add(source=self.source.name, dir=self.rel, name=name, entry="file",
                          kind="meta", time=self._stamp(name), run_id=self.run.run_id,
@@ -652,7 +652,7 @@ class History:
                 return
             if row.mtime_ns == st.st_mtime_ns and row.mode == st.st_mode:
                 # same link, another ctime or inode
-                self.catalog.touch(row.id, st, where=(self.source.name, self.rel))
+                self.catalog.touch(row.id, (self.source.name, self.rel), st)
                 return
         if self.writes:
             store_rel = row.store if row is not None and row.store else \

@@ -71,7 +71,7 @@ def test_integers_past_2_to_the_63_come_back_exact_from_every_reader(cat: Catalo
     cat.set_folder("snapshot", "src", b"d", FakeStat(mtime_ns=FAR, mode=0o40755))
     assert cat.folders_seen("snapshot", "src")[b"d"][:2] == (0o40755, FAR)
     # a touch of the record keeps what a restore gives (the mtime), takes ctime and inode
-    cat.touch(row.id, FakeStat(mtime_ns=FAR, ctime_ns=FAR + 2, ino=huge_ino))
+    cat.touch(row.id, ("src", b"d"), FakeStat(mtime_ns=FAR, ctime_ns=FAR + 2, ino=huge_ino))
     assert cat.latest("src", b"d", b"f").ctime_ns == FAR + 2
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 
 import pytest
 from support import Backup, aged, make_tree
@@ -36,18 +37,31 @@ def _grow(b: Backup, runs: int, rows_per_run: int) -> None:
     db.close()
 
 
-def _steps_of_a_run(b: Backup, monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    count = [0]
+def _run_watched(b: Backup, monkeypatch: pytest.MonkeyPatch, watch: Callable[
+        [sqlite3.Connection], None], *args: str) -> str:
+    """A real run (in this process) whose every catalog connection ``watch`` is given;
+    its output."""
     opened = catalog_module.Catalog._open
 
-    def counting(self: catalog_module.Catalog, *a: object, **k: object) -> None:
+    def watched(self: catalog_module.Catalog, *a: object, **k: object) -> None:
         opened(self, *a, **k)
         if self.conn is not None:
-            self.conn.set_progress_handler(lambda: count.__setitem__(0, count[0] + 1), STEP)
-    monkeypatch.setattr(catalog_module.Catalog, "_open", counting)
-    code, out = b.run(*args)
+            watch(self.conn)
+    monkeypatch.setattr(catalog_module.Catalog, "_open", watched)
+    try:
+        code, out = b.run(*args)
+    finally:
+        monkeypatch.setattr(catalog_module.Catalog, "_open", opened)
     assert code == 0, out
-    monkeypatch.setattr(catalog_module.Catalog, "_open", opened)
+    return out
+
+
+def _steps_of_a_run(b: Backup, monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    count = [0]
+
+    def counting(conn: sqlite3.Connection) -> None:
+        conn.set_progress_handler(lambda: count.__setitem__(0, count[0] + 1), STEP)
+    _run_watched(b, monkeypatch, counting, *args)
     return count[0]
 
 
@@ -83,15 +97,8 @@ def test_a_changed_folder_s_records_are_read_once(backup: Backup,
     (backup.src / "d0" / "b.txt").unlink()           # a deletion and a touch in the
     os.utime(backup.src / "d1" / "b.txt", (1e9, 1e9))    # folders before d2 drop only theirs
     statements: list[str] = []
-    opened = catalog_module.Catalog._open
-
-    def tracing(self: catalog_module.Catalog, *a: object, **k: object) -> None:
-        opened(self, *a, **k)
-        if self.conn is not None:
-            self.conn.set_trace_callback(statements.append)
-    monkeypatch.setattr(catalog_module.Catalog, "_open", tracing)
-    code, out = backup.run("all")
-    assert code == 0, out
+    out = _run_watched(backup, monkeypatch,
+                       lambda conn: conn.set_trace_callback(statements.append), "all")
     latest = [s for s in statements if "where id in (select max(id) from versions where "
               "source='src' and dir=x'6432'" in s]                          # d2
     mirror = [s for s in statements if "from mirror where source='src' and dir=x'6432'" in s

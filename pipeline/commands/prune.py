@@ -32,8 +32,7 @@ def run(ctx: Context, paths: list[str], dry_run: bool = False, **given: Any
     with (ctx.reading() if dry_run else ctx.writing()) as catalog:
         if not dry_run:                      # what a killed prune or run left there
             clear_staging(plan.meta_dir / STAGING)
-        now = clock()
-        outcomes = prune.run(catalog, plan.destination, policy, now,
+        outcomes = prune.run(catalog, plan.destination, policy, clock(),
                              plan.versioned.max_diff_bytes, dry_run)
         lines = prune.describe(outcomes, dry_run)
         print("\n".join(lines))
