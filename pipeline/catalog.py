@@ -17,7 +17,6 @@ import os
 import sqlite3
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -180,8 +179,8 @@ class InLine(NamedTuple):
                                   # destination may keep coarser times than the source)
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
+    """One row of ``versions`` (a tuple: a catalog read makes thousands)."""
     id: int
     source: str
     dir: bytes
@@ -228,9 +227,9 @@ class Row:
         return self.dir + b"/" + self.name if self.dir else self.name
 
 
-COLUMNS = ", ".join(Row.__dataclass_fields__)
+COLUMNS = ", ".join(Row._fields)
 SIZE = "case when racy then null else size end"     # what a racily clean record compares
-_NS_FIELDS = [i for i, f in enumerate(Row.__dataclass_fields__)
+_NS_FIELDS = [i for i, f in enumerate(Row._fields)
               if f in ("mtime_ns", "ctime_ns", "ino")]
 
 
@@ -307,7 +306,7 @@ class Catalog:
         have = {row[1] for row in self.conn.execute("pragma table_info(versions)")}
         if "copy" not in have:
             self.cols = ", ".join(f if f in have else f"null as {f}"
-                                  for f in Row.__dataclass_fields__)
+                                  for f in Row._fields)
         mirror = {row[1] for row in self.conn.execute("pragma table_info(mirror)")}
         if "racy" not in mirror:
             self.size = "size"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 from . import bindelta, store, textdiff
@@ -120,9 +119,9 @@ def checked_versions(root: Path, history: list[Row]) -> Iterator[tuple[Row, str 
     for row in content:
         fds: list[int] = []
         try:
-            chain = open_chain(base, history, replace(row, copy=None), fds)
+            chain = open_chain(base, history, row._replace(copy=None), fds)
             if chain is None:
-                rebuild(root, history, replace(row, copy=None))
+                rebuild(root, history, row._replace(copy=None))
                 yield row, None
                 continue
             digest, pos = hashlib.sha256(), 0
@@ -153,7 +152,7 @@ def write_version(root: Path, history: list[Row], target: Row, out: int) -> None
     os.ftruncate(out, 0)
     fds: list[int] = []
     try:
-        chain = open_chain(base, history, replace(target, copy=None), fds) \
+        chain = open_chain(base, history, target._replace(copy=None), fds) \
             if target.kind == "delta" else None
         if chain is None:
             sink = store.SparseSink(out)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import inspect
 import os
 import sqlite3
 import time
@@ -561,6 +562,9 @@ def action(mode: str) -> Callable[[Work[Job]], Work[Job]]:
                 session.emit(Event(FAILED, mode, label + "/", reason=reason + detail,
                                    files=files))
                 return Failed(f"{label}: {reason}", getattr(exc, "status", PARTIAL))
+        # doit asks each action's signature which of its own arguments to pass (none):
+        # computed here once, not through the wrapper for every task it runs
+        run_it.__signature__ = inspect.signature(work)  # type: ignore[attr-defined]
         return run_it
     return wrap
 

@@ -85,7 +85,7 @@ class _Folder:
         self.catalog = current.open_catalog()
         self.folder_b = os.fsencode(rel)
         self.rows = self.catalog.mirror_in(job.source.name, self.folder_b)
-        self.shas = self.catalog.mirror_shas(job.source.name, self.folder_b)
+        self.shas: dict[bytes, str] | None = None    # the records' checksums, when asked
         self.catalog.begin_folder()
         self.opened = Opened(current.protected)
         self.writable = False
@@ -219,10 +219,10 @@ class _Folder:
         if now is None or not store.same_stat(copied.stat, now):
             self.run.drop_handed({name: copied})
             return None
-        if not store.made_ahead(copied):
+        if not store.made_ahead(copied, placed=1):
             return None
         try:
-            return store.place_copy(copied, dst)
+            return store.place_ahead(copied, dst)
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
@@ -259,7 +259,9 @@ class _Folder:
             # (a run killed between the copy and its record left a newer one)
             described = isinstance(rec, Stored) and (rec.size, rec.mtime_ns) == \
                 (old.st_size, old.st_mtime_ns)
-            sha = (self.shas.get(os.fsencode(name)) if described else None) \
+            if described and self.shas is None:      # (read once, by the first touch)
+                self.shas = self.catalog.mirror_shas(self.job.source.name, self.folder_b)
+            sha = (self.shas.get(os.fsencode(name)) if self.shas and described else None) \
                 or store.sha256_of(dst)
             racy = store.racy(st)
             self.racy |= racy

@@ -213,16 +213,18 @@ def copy_file(src: bytes, dst: bytes, progress: Callable[[int], None] | None = N
     return place_copy(copied, dst)
 
 
-def made_ahead(copied: Copied) -> bool:
+def made_ahead(copied: Copied, placed: int = 0) -> bool:
     """A copy another process made (pipeline.reader) is taken: its writes' fault points
     are passed here, in the run's own process, as ``copy_to_tmps`` passes them (a test
     kills the run, or fills its disk, at the same points with or without it).  False:
     a copy is gone (the staging folder emptied or replaced under the run): none is
-    left, and the caller reads the file itself."""
+    left, and the caller reads the file itself.  The first ``placed`` copies are not
+    looked for: the caller renames them at once and reads the file itself when one is
+    gone then (``place_ahead``)."""
     try:
         for _tmp in copied.tmps:
             faults.point("write")
-        if all(os.path.lexists(tmp) for tmp in copied.tmps):
+        if all(os.path.lexists(tmp) for tmp in copied.tmps[placed:]):
             return True
     except BaseException:
         for tmp in copied.tmps:
@@ -233,15 +235,31 @@ def made_ahead(copied: Copied) -> bool:
     return False
 
 
+class CopyGone(FileNotFoundError):
+    """The temporary copy to rename is gone (the staging folder emptied under the run)."""
+
+
+def place_ahead(copied: Copied, dst: bytes) -> Copied | None:
+    """``place_copy`` for a copy read ahead (``made_ahead(copied, placed=1)``): None
+    when that copy is gone from the staging folder (none of its copies is left then)."""
+    try:
+        return place_copy(copied, dst)
+    except CopyGone:
+        return None
+
+
 def place_copy(copied: Copied, dst: bytes) -> Copied:
     """Give ``copied``'s first copy the name ``dst`` (atomically); the rest are the
     result's ``tmps``.  On failure none is left."""
     try:
         faults.point("rename")
         os.replace(copied.tmps[0], dst)
-    except BaseException:
+    except BaseException as exc:
+        gone = isinstance(exc, FileNotFoundError) and not os.path.lexists(copied.tmps[0])
         for tmp in copied.tmps:
             _unlink_quiet(tmp)
+        if gone:
+            raise CopyGone(errno.ENOENT, os.strerror(errno.ENOENT), copied.tmps[0]) from exc
         raise
     assert copied.sha256 is not None
     return copied._replace(tmps=copied.tmps[1:])
