@@ -551,8 +551,10 @@ class Catalog:
         """A folder left the backup: it and every folder below it must be looked at
         again if they come back, whatever their stat then."""
         assert self.conn is not None
-        self.conn.execute("delete from folders where mode=? and source=? and (dir=? or "
-                          "(dir>=? and dir<?))", (mode, source, path, path + b"/", path + b"0"))
+        self.conn.execute("delete from folders where mode=? and source=? and dir=?",
+                          (mode, source, path))
+        self.conn.execute("delete from folders where mode=? and source=? and dir>=? and "
+                          "dir<?", (mode, source, path + b"/", path + b"0"))
 
     def _rows(self, sql: str, args: tuple[Any, ...]) -> list[Row]:
         if self.conn is None:
@@ -581,10 +583,12 @@ class Catalog:
                               "from versions where source=? group by dir, name)", (source,))
             return [r for r in rows if r.live]
         # blobs compare bytewise, and "0" sorts right after "/": [folder/, folder0) is below it
+        # (each branch a range of versions_by_path: an OR of them scans the whole source)
         rows = self._rows(
             f"select {self.cols} from versions where id in (select max(id) from versions "
-            "where source=? and ((dir>=? and dir<?) or dir=?) group by dir, name)",
-            (source, folder + b"/", folder + b"0", folder))
+            "where source=? and dir>=? and dir<? group by dir, name union all "
+            "select max(id) from versions where source=? and dir=? group by name)",
+            (source, folder + b"/", folder + b"0", source, folder))
         return [r for r in rows if r.live]
 
     def latest(self, source: str, folder: bytes, name: bytes) -> Row | None:
@@ -610,16 +614,22 @@ class Catalog:
             return self._rows(f"select {self.cols} from versions where source=? order by id",
                               (source,))
         folder, _, name = path.rpartition(b"/")
+        # (each branch a range of versions_by_path: an OR of them scans the whole source)
         return self._rows(
-            f"select {self.cols} from versions where source=? and ((dir=? and name=?) or dir=? "
-            "or (dir>=? and dir<?)) order by id",
-            (source, folder, name, path, path + b"/", path + b"0"))
+            f"select {self.cols} from versions where source=? and dir=? and name=? union all "
+            f"select {self.cols} from versions where source=? and dir=? union all "
+            f"select {self.cols} from versions where source=? and dir>=? and dir<? order by id",
+            (source, folder, name, source, path, source, path + b"/", path + b"0"))
 
     def sources(self) -> list[str]:
         """Every source name the history holds."""
         if self.conn is None:
             return []
-        return [n for (n,) in self.conn.execute("select distinct source from versions")]
+        # one seek of versions_by_path per source ("select distinct" reads every row)
+        return [n for (n,) in self.conn.execute(
+            "with recursive s(name) as (select min(source) from versions union all "
+            "select (select min(source) from versions where source > s.name) from s "
+            "where s.name is not null) select name from s where name is not null")]
 
     def set_object(self, row_id: int, obj: bytes | str, kind: str | None = None,
                    sha256: str | None = None) -> None:
@@ -911,9 +921,13 @@ class Catalog:
         assert self.conn is not None
         path = folder + b"/" + name if folder else name
         self._changed("mirror", source, folder, below=path)
-        self.conn.execute("delete from mirror where source=? and ((dir=? and name=?) "
-                          "or dir=? or (dir>=? and dir<?))",
-                          (source, folder, name, path, path + b"/", path + b"0"))
+        # three statements, each a range of the primary key (one with OR is a scan of
+        # every row of the source: a deletion cost as much as the whole mirror)
+        self.conn.execute("delete from mirror where source=? and dir=? and name=?",
+                          (source, folder, name))
+        self.conn.execute("delete from mirror where source=? and dir=?", (source, path))
+        self.conn.execute("delete from mirror where source=? and dir>=? and dir<?",
+                          (source, path + b"/", path + b"0"))
         self.forget_folders("snapshot", source, path)
 
     def mirror_rows(self) -> list[tuple[Any, ...]]:
