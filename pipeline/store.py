@@ -590,41 +590,70 @@ def open_under(root: bytes, rel: bytes) -> int:
     ``root`` and without blocking or reading anything but a regular file: a backup
     changed by hand (a link to /dev/zero, a folder where a file was) is reported,
     never followed."""
-    parts = [p for p in rel.split(b"/") if p]
-    if not parts:
-        raise NotAFile(errno.EISDIR, "is a folder, expected a file", os.fsdecode(root))
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for index, part in enumerate(parts[:-1]):
+    with Under(root) as under:
+        return under.open(rel)
+
+
+class Under:
+    """Files below ``root`` opened as ``open_under`` opens them, each folder on the way
+    opened once (a file's history read object after object: a folder's opening per
+    object was most of the cost of checking a long chain)."""
+
+    def __init__(self, root: bytes):
+        self.root = root
+        self.folders: dict[bytes, int] = {}
+
+    def __enter__(self) -> Under:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for fd in self.folders.values():
+            os.close(fd)
+        self.folders.clear()
+
+    def _folder(self, rel: bytes) -> int:
+        fd = self.folders.get(rel)
+        if fd is not None:
+            return fd
+        if not rel:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        else:
+            parent, _, name = rel.rpartition(b"/")
             try:
-                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                dir_fd=fd)
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             dir_fd=self._folder(parent))
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    where = os.fsdecode(os.path.join(root, *parts[:index + 1]))
                     raise NotAFile(exc.errno, "is not a folder (a link or a file where the "
-                                   "backup has a folder)", where) from None
+                                   "backup has a folder)",
+                                   os.fsdecode(os.path.join(self.root, rel))) from None
                 raise
-            os.close(fd)
-            fd = inner
+        self.folders[rel] = fd
+        return fd
+
+    def open(self, rel: bytes) -> int:
+        parts = [p for p in rel.split(b"/") if p]
+        if not parts:
+            raise NotAFile(errno.EISDIR, "is a folder, expected a file", os.fsdecode(self.root))
         try:
             out = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                          dir_fd=fd)
+                          dir_fd=self._folder(b"/".join(parts[:-1])))
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise NotAFile(exc.errno, "is a symlink, expected a file",
-                               os.fsdecode(os.path.join(root, rel))) from None
+                               os.fsdecode(os.path.join(self.root, rel))) from None
             raise
-    finally:
-        os.close(fd)
-    kind = stat.S_IFMT(os.fstat(out).st_mode)
-    if kind != stat.S_IFREG:
-        os.close(out)
-        what = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a named pipe",
-                stat.S_IFSOCK: "a socket"}.get(kind, "a device")
-        raise NotAFile(errno.EINVAL, f"is {what}, expected a file",
-                       os.fsdecode(os.path.join(root, rel)))
-    return out
+        kind = stat.S_IFMT(os.fstat(out).st_mode)
+        if kind != stat.S_IFREG:
+            os.close(out)
+            what = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a named pipe",
+                    stat.S_IFSOCK: "a socket"}.get(kind, "a device")
+            raise NotAFile(errno.EINVAL, f"is {what}, expected a file",
+                           os.fsdecode(os.path.join(self.root, rel)))
+        return out
+
+    def sha256(self, rel: bytes) -> str:
+        return _sha256_fd(self.open(rel))
 
 
 def real_dirs(base: bytes, rel: bytes) -> bytes | None:
@@ -662,7 +691,11 @@ def read_under(root: bytes, rel: bytes) -> bytes:
 
 
 def sha256_under(root: bytes, rel: bytes) -> str:
-    fd = open_under(root, rel)
+    return _sha256_fd(open_under(root, rel))
+
+
+def _sha256_fd(fd: int) -> str:
+    """The sha256 of what ``fd`` reads (closed after)."""
     digest = hashlib.sha256()
     try:
         while chunk := os.read(fd, CHUNK):

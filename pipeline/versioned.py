@@ -379,14 +379,15 @@ class History:
         start = max((i for i, r in enumerate(rows) if r.kind in WHOLE_KINDS), default=None)
         if start is None:
             return False
-        for row in rows[start:]:
-            assert row.store is not None and row.object is not None
-            try:
-                if store.sha256_under(self.root, os.path.join(row.store, row.object)) != (
-                        row.object_sha256 or row.sha256):
+        with store.Under(self.root) as under:
+            for row in rows[start:]:
+                assert row.store is not None and row.object is not None
+                try:
+                    if under.sha256(os.path.join(row.store, row.object)) != (
+                            row.object_sha256 or row.sha256):
+                        return False
+                except OSError:
                     return False
-            except OSError:
-                return False
         return True
 
     def _same_bytes(self, name: bytes, live: Row, cst: os.stat_result, racy: bool,

@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import (
@@ -228,3 +229,39 @@ def test_a_long_chain_of_diffs_keeps_the_newest_version_whole(backup: Backup) ->
     assert [r.kind for r in history_of(backup, "a.txt")] == ["baseline"] + ["diff"] * (COPY_AFTER + 1)
     assert rebuilt(backup, "a.txt")[-1] == text.encode()
     assert backup.doit("verify", "--deep").returncode == 0
+
+
+@pytest.mark.parametrize("damage", ["bytes changed", "a symlink in its place"])
+def test_a_damaged_chain_keeps_the_version_before_whole(backup: Backup, damage: str) -> None:
+    """The previous version's whole copy goes only when the chain since the baseline
+    still rebuilds it (each object checked against its checksum, each folder of the
+    history opened once, never through a link): with an object of the chain damaged,
+    the copy stays, the version's only good record, and restores."""
+    from pipeline.versioned import COPY_AFTER
+    text = "".join(f"line {n}\n" for n in range(50))
+    make_tree(backup.src, {"a.txt": text})
+    aged(backup.src)
+    assert backup.run("versioned")[0] == 0
+    for n in range(1, COPY_AFTER + 1):
+        text += f"change {n}\n"
+        (backup.src / "a.txt").write_text(text)
+        assert backup.run("versioned")[0] == 0
+    before = history_of(backup, "a.txt")[-1]
+    assert before.copy is not None
+    diffs = backup.versions / "a.txt" / "a.txt_diffs"
+    first = sorted(diffs.iterdir())[0]
+    if damage == "bytes changed":
+        first.write_bytes(first.read_bytes().replace(b"change 1", b"chAnge 1"))
+    else:
+        elsewhere = backup.base / "elsewhere.diff"
+        elsewhere.write_bytes(first.read_bytes())
+        first.unlink()
+        first.symlink_to(elsewhere)
+    (backup.src / "a.txt").write_text(text + "one more\n")
+    assert backup.run("versioned")[0] == 0
+    rows = {r.id: r for r in history_of(backup, "a.txt")}
+    assert rows[before.id].copy == before.copy                    # kept: not superseded
+    out = backup.base / "restored"
+    code, said = backup.run("restore", "src/a.txt", "--at", before.run_id, "--to", str(out))
+    assert code == 0, said
+    assert (out / "a.txt").read_text() == text
