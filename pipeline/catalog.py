@@ -604,6 +604,23 @@ class Catalog:
                           (source, folder, name))
         return rows[0] if rows else None
 
+    def chain(self, source: str, folder: bytes, name: bytes, upto: int
+              ) -> list[tuple[bytes, bytes, str]] | None:
+        """The stored objects that rebuild a path's content version ``upto`` (a row id):
+        its last whole object (baseline or full) and every change after it, as (store,
+        object, the object's own sha256), oldest first; None without a whole object.
+        (Only these columns: a file changed in every run has a long chain.)"""
+        assert self.conn is not None
+        where = "source=? and dir=? and name=?"
+        rows = self.conn.execute(
+            f"select kind, store, object, coalesce(object_sha256, sha256) from versions "
+            f"where {where} and kind in {SQL_CONTENT} and id<=? and id>=(select max(id) "
+            f"from versions where {where} and kind in {SQL_WHOLE} and id<=?) order by id",
+            (source, folder, name, upto, source, folder, name, upto)).fetchall()
+        if not rows or rows[0][0] not in WHOLE_KINDS:
+            return None
+        return [(store, obj, sha) for _kind, store, obj, sha in rows]
+
     def history(self, source: str, folder: bytes, name: bytes) -> list[Row]:
         return self._rows(f"select {self.cols} from versions where source=? and dir=? and name=? "
                           "order by id", (source, folder, name))

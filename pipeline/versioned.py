@@ -34,7 +34,7 @@ from typing import Any
 from doit.exceptions import TaskFailed
 
 from . import bindelta, change, faults, layout, session, store, textdiff
-from .catalog import CONTENT_KINDS, WHOLE_KINDS, Catalog, Row
+from .catalog import WHOLE_KINDS, Catalog, Row
 from .layout import baseline_name, version_names
 from .lstat import AnyStat
 from .plan import Source
@@ -374,17 +374,13 @@ class History:
         """Do the objects from ``prev``'s last whole object on still hold what they
         held when stored (their checksums)?  Then the chain rebuilds ``prev``, as it
         did when each object was checked at writing, and its whole copy may go."""
-        rows = [r for r in self.catalog.history(self.source.name, self.rel, name)
-                if r.id <= prev.id and r.kind in CONTENT_KINDS]
-        start = max((i for i, r in enumerate(rows) if r.kind in WHOLE_KINDS), default=None)
-        if start is None:
+        chain = self.catalog.chain(self.source.name, self.rel, name, prev.id)
+        if chain is None:
             return False
         with store.Under(self.root) as under:
-            for row in rows[start:]:
-                assert row.store is not None and row.object is not None
+            for store_rel, obj, sha in chain:
                 try:
-                    if under.sha256(os.path.join(row.store, row.object)) != (
-                            row.object_sha256 or row.sha256):
+                    if under.sha256(os.path.join(store_rel, obj)) != sha:
                         return False
                 except OSError:
                     return False
