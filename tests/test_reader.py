@@ -318,3 +318,35 @@ def test_a_copy_gone_from_the_staging_folder_is_read_again(
     if mode != "snapshot":
         assert rebuilt(backup, "f.txt") == [b"first\n"]
     assert _staging(backup) == []
+
+
+def test_a_staging_folder_replaced_by_a_file_under_the_run(
+        backup: Backup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The staging folder replaced by a file after the child read a file: the copy to
+    rename is not there (ENOTDIR, not ENOENT); the task reads the file itself, as it did
+    when it looked for the copy first (was: FAILED "Not a directory", exit 1)."""
+    import shutil
+
+    from pipeline import store
+    make_tree(backup.src, {"f.txt": "first\n", "g.txt": "g\n", "h.txt": "h\n"})
+    aged(backup.src)
+    real = store.copy_to_tmps
+    run = os.getpid()
+
+    def then_a_file(src: bytes, *args, **kwargs):  # type: ignore[no-untyped-def]
+        copied = real(src, *args, **kwargs)
+        staging = os.path.dirname(copied.tmps[0])
+        if os.getpid() != run and os.path.isdir(staging):
+            shutil.rmtree(staging)
+            with open(staging, "w"):
+                pass
+        return copied
+
+    monkeypatch.setattr(store, "copy_to_tmps", then_a_file)
+    code, out = backup.run("snapshot")
+    monkeypatch.undo()
+    assert code == 0, out
+    assert "3 files, 3 new, 0 updated, 0 deleted, 0 failed" in out, out
+    assert (backup.mirror / "f.txt").read_text() == "first\n"
+    assert backup.run("verify", "--deep")[0] == 0
+    assert _staging(backup) == []
