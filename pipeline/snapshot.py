@@ -175,8 +175,13 @@ class _Folder:
                 break
             except store.SourceChanged:
                 continue
-            except FileNotFoundError:
-                return                             # deleted since the scan: next run removes it
+            except FileNotFoundError as exc:
+                if not os.path.lexists(src):
+                    return                         # deleted since the scan: next run removes it
+                # not the file: a folder it is copied into is gone (the staging folder or
+                # the mirror folder removed under the run)
+                self._fail(name, exc.strerror or str(exc))
+                return
             except OSError as exc:
                 if also is not None and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     # room for one copy may be left: the mirror's, read again alone; the

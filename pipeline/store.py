@@ -243,19 +243,23 @@ def place_ahead(copied: Copied, dst: bytes) -> Copied | None:
     """``place_copy`` for a copy read ahead (``made_ahead(copied, placed=1)``): None
     when that copy is gone from the staging folder (none of its copies is left then)."""
     try:
-        return place_copy(copied, dst)
+        return place_copy(copied, dst, staged=True)
     except CopyGone:
         return None
 
 
-def place_copy(copied: Copied, dst: bytes) -> Copied:
+def place_copy(copied: Copied, dst: bytes, staged: bool = False) -> Copied:
     """Give ``copied``'s first copy the name ``dst`` (atomically); the rest are the
-    result's ``tmps``.  On failure none is left."""
+    result's ``tmps``.  On failure none is left.  ``staged``: the copy is in the staging
+    folder, which may be replaced under the run by a file, a link or a folder this process
+    cannot enter (ENOTDIR, ELOOP, EACCES rather than ENOENT): the copy is gone all the
+    same when it cannot be seen."""
     try:
         faults.point("rename")
         os.replace(copied.tmps[0], dst)
     except BaseException as exc:
-        gone = isinstance(exc, FileNotFoundError) and not os.path.lexists(copied.tmps[0])
+        gone = isinstance(exc, OSError if staged else FileNotFoundError) \
+            and not os.path.lexists(copied.tmps[0])
         for tmp in copied.tmps:
             _unlink_quiet(tmp)
         if gone:

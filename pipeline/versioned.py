@@ -440,8 +440,11 @@ class History:
                                           progress=self.run.mover(size))
             except store.SourceChanged:
                 continue
-            except FileNotFoundError:
-                return None                      # deleted since the scan: next run records it
+            except FileNotFoundError as exc:
+                if not os.path.lexists(src):
+                    return None                  # deleted since the scan: next run records it
+                self._fail(name, exc.strerror or str(exc))    # (the staging folder is gone)
+                return None
             except OSError as exc:
                 self._fail(name, exc.strerror or str(exc))
                 return None

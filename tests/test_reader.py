@@ -318,3 +318,74 @@ def test_a_copy_gone_from_the_staging_folder_is_read_again(
     if mode != "snapshot":
         assert rebuilt(backup, "f.txt") == [b"first\n"]
     assert _staging(backup) == []
+
+
+def test_a_staging_folder_replaced_by_a_file_under_the_run(
+        backup: Backup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The staging folder replaced by a file after the child read a file: the copy to
+    rename is not there (ENOTDIR, not ENOENT); the task reads the file itself, as it did
+    when it looked for the copy first (was: FAILED "Not a directory", exit 1)."""
+    import shutil
+
+    from pipeline import store
+    make_tree(backup.src, {"f.txt": "first\n", "g.txt": "g\n", "h.txt": "h\n"})
+    aged(backup.src)
+    real = store.copy_to_tmps
+    run = os.getpid()
+
+    def then_a_file(src: bytes, *args, **kwargs):  # type: ignore[no-untyped-def]
+        copied = real(src, *args, **kwargs)
+        staging = os.path.dirname(copied.tmps[0])
+        if os.getpid() != run and os.path.isdir(staging):
+            shutil.rmtree(staging)
+            with open(staging, "w"):
+                pass
+        return copied
+
+    monkeypatch.setattr(store, "copy_to_tmps", then_a_file)
+    code, out = backup.run("snapshot")
+    monkeypatch.undo()
+    assert code == 0, out
+    assert "3 files, 3 new, 0 updated, 0 deleted, 0 failed" in out, out
+    assert (backup.mirror / "f.txt").read_text() == "first\n"
+    assert backup.run("verify", "--deep")[0] == 0
+    assert _staging(backup) == []
+
+
+@pytest.mark.parametrize("mode", ["versioned", "all"])
+def test_a_staging_folder_removed_under_the_run_is_no_file_deleted_since_the_walk(
+        backup: Backup, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """The staging folder removed under a run that reads its files itself (one core, or
+    no reader): a copy into it fails with ENOENT, which is not the file leaving the
+    source.  The file is copied or FAILED, never passed over (was: "3 files, 0 new,
+    0 failed", exit 0, nothing backed up, and the folder recorded in line: the next
+    run backed up nothing either)."""
+    from pipeline import store
+    monkeypatch.setenv("SNAPBACK_READ_AHEAD", "0")
+    make_tree(backup.src, {"d": {"f.txt": "first\n", "g.txt": "g\n", "h.txt": "h\n"}})
+    aged(backup.src)
+    real = store.copy_to_tmps
+    staging = os.fsencode(backup.meta / "tmp")
+
+    def then_gone(src: bytes, folders, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if staging in folders and os.path.isdir(staging):
+            import shutil
+            shutil.rmtree(staging)
+        return real(src, folders, *args, **kwargs)
+
+    monkeypatch.setattr(store, "copy_to_tmps", then_gone)
+    code, out = backup.run(mode)
+    monkeypatch.undo()
+    assert code == 1, out
+    assert out.count("3 files, 0 new, 0 updated, 0 deleted, 3 failed") == \
+        (2 if mode == "all" else 1), out
+    assert "Traceback" not in out
+    code, out = backup.run(mode)
+    assert code == 0, out
+    assert out.count("3 files, 3 new, 0 updated, 0 deleted, 0 failed") == \
+        (2 if mode == "all" else 1), out
+    if mode == "all":
+        assert (backup.mirror / "d" / "f.txt").read_text() == "first\n"
+    assert rebuilt(backup, "d/f.txt") == [b"first\n"]
+    assert backup.run("verify", "--deep")[0] == 0
+    assert _staging(backup) == []
