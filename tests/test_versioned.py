@@ -249,7 +249,8 @@ def test_a_damaged_chain_keeps_the_version_before_whole(backup: Backup, damage: 
     before = history_of(backup, "a.txt")[-1]
     assert before.copy is not None
     diffs = backup.versions / "a.txt" / "a.txt_diffs"
-    first = sorted(diffs.iterdir())[0]
+    # (not by name: versions within one second are _2, _3 ... _10, which sort before _2)
+    first = next(p for p in diffs.iterdir() if b"+change 1\n" in p.read_bytes())
     if damage == "bytes changed":
         first.write_bytes(first.read_bytes().replace(b"change 1", b"chAnge 1"))
     else:
