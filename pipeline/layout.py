@@ -113,6 +113,28 @@ def alias_name(name: bytes, n: int) -> bytes:
     return fit(name, b"~" + str(n).encode())
 
 
+def stored_roots(destination: bytes) -> list[tuple[bytes, os.stat_result]]:
+    """The folders that hold the user's files as they are on disk, with their lstat:
+    each area, and each source's folder in it (real folders only, never through a
+    link).  Any of them may be a mount of its own (a btrfs subvolume, another disk)."""
+    out: list[tuple[bytes, os.stat_result]] = []
+    for area in AREAS:
+        path = os.path.join(destination, area.encode())
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISDIR(st.st_mode):
+                continue
+            out.append((path, st))
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    est = entry.stat(follow_symlinks=False)
+                    if stat.S_ISDIR(est.st_mode):
+                        out.append((entry.path, est))
+        except OSError:
+            continue                       # (not there yet, or not ours to read)
+    return out
+
+
 def real_dir(path: bytes) -> bool:
     """A folder, not a symlink to one."""
     try:

@@ -494,19 +494,58 @@ def place(tmp: bytes, dst: bytes, empty_folder: bool = False) -> None:
     ``empty_folder``: ``dst``'s folder was just made by this run and holds nothing, so
     a rename is enough (no link and unlink)."""
     faults.point("rename")
-    if empty_folder:
-        os.rename(tmp, dst)
-        return
     try:
-        os.link(tmp, dst)
-    except FileExistsError:
-        raise
-    except OSError:                       # no hard links here (some FUSE, SMB): rename
-        if os.path.lexists(dst):
-            raise FileExistsError(errno.EEXIST, "exists", os.fsdecode(dst)) from None
-        os.rename(tmp, dst)
-        return
+        if empty_folder:
+            os.rename(tmp, dst)
+            return
+        try:
+            os.link(tmp, dst)
+        except FileExistsError:
+            raise
+        except OSError as exc:            # no hard links here (some FUSE, SMB): rename
+            if exc.errno == errno.EXDEV:
+                raise
+            if os.path.lexists(dst):
+                raise FileExistsError(errno.EEXIST, "exists", os.fsdecode(dst)) from None
+            os.rename(tmp, dst)
+            return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        # ``dst`` is on another filesystem than the staging folder (the history on a
+        # mount of its own: a btrfs subvolume, another disk): the bytes are copied
+        # into a temporary file beside ``dst``, which takes its name
+        near = _copied_beside(tmp, dst)
+        try:
+            place(near, dst)
+        except BaseException:
+            _unlink_quiet(near)
+            raise
     os.unlink(tmp)
+
+
+def _copied_beside(tmp: bytes, dst: bytes) -> bytes:
+    """A copy of the temporary file ``tmp`` (bytes, holes, mode, owner, times) as a new
+    temporary file in ``dst``'s folder."""
+    near = tmp_name(os.path.dirname(dst))
+    fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        faults.point("write")
+        out = os.open(near, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            copy_data(fd, out, st=st)
+            os.fchmod(out, stat.S_IMODE(st.st_mode))
+            _chown(out, st)
+            os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
+        except BaseException:
+            os.close(out)
+            _unlink_quiet(near)
+            raise
+        os.close(out)
+    finally:
+        os.close(fd)
+    return near
 
 
 def write_new(dst: bytes, data: bytes, tmp_dir: bytes, mode: int = 0o600,
