@@ -162,3 +162,57 @@ def test_a_run_killed_at_each_point_of_a_history_on_its_own_filesystem(backup: B
                 assert code == 0, out
                 assert tree(into, with_mtime=True) == tree(backup.src, with_mtime=True), (
                     kind, at)
+
+
+def _placed_unsynced(calls: list[str], mounts: list[Path]) -> dict[str, list[str]]:
+    """From ``strace -f -y`` lines: the files given their final name on each of
+    ``mounts`` that no syncfs of that filesystem followed before the next WAL sync."""
+    pending: dict[str, list[str]] = {str(m): [] for m in mounts}
+    late: dict[str, list[str]] = {}
+    for line in calls:
+        call = line.split("(")[0].split()[-1] if "(" in line else ""
+        if ("link" in call or "rename" in call) and "= 0" in line:
+            target = line.rsplit('"', 2)[-2]
+            for mount, files in pending.items():
+                if target.startswith(mount + "/"):
+                    files.append(target)
+        elif call == "syncfs":
+            for mount in pending:
+                if f"<{mount}" in line:
+                    pending[mount].clear()
+        elif call in ("fsync", "fdatasync") and "-wal>" in line:
+            for mount, files in pending.items():
+                if files:
+                    late.setdefault(mount, []).extend(files)
+                    files.clear()
+    return late
+
+
+def test_a_folder_deeper_in_an_area_on_a_filesystem_of_its_own_is_synced_too(
+        backup: Backup) -> None:
+    """One folder of a source's history and of its mirror moved to a disk of its own
+    (``versioned_backup/src/photos``, ``system_snapshot/src/photos``): the files
+    placed there are on stable storage before the commit that names them, as those
+    of an area or a source's folder that is a mount."""
+    make_tree(backup.src, {"a.txt": "one\n", "photos": {"t.txt": "t\n",
+                                                          "p.bin": b"\x00\x01" * 9000}})
+    aged(backup.src)
+    assert backup.run("all")[0] == 0
+    deep = [backup.dest / "system_snapshot" / "src" / "photos",
+            backup.versions / "photos"]
+    saved = backup.base / "saved"
+    saved.mkdir()
+    for n, folder in enumerate(deep):                   # the same files, on a disk of its own
+        subprocess.run(["cp", "-a", str(folder), str(saved / str(n))], check=True)
+    with _own_filesystem(*deep):
+        for n, folder in enumerate(deep):
+            subprocess.run(["cp", "-a", f"{saved / str(n)}/.", str(folder)], check=True)
+        (backup.src / "photos" / "t.txt").write_text("t\nu\n")
+        (backup.src / "photos" / "p.bin").write_bytes(b"\x00\x01" * 9000 + b"x")
+        (backup.src / "photos" / "new.txt").write_text("new\n")
+        calls = strace(backup, "link,linkat,rename,renameat,renameat2,fsync,fdatasync,"
+                       "syncfs", "all")
+        assert sum(1 for line in calls if "/photos/" in line and "= 0" in line
+                   and ("link(" in line or "rename(" in line)) >= 6, calls
+        assert _placed_unsynced(calls, deep) == {}
+        assert backup.run("verify", "--deep")[0] == 0
