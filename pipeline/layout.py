@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -132,6 +133,33 @@ def stored_roots(destination: bytes) -> list[tuple[bytes, os.stat_result]]:
                         out.append((entry.path, est))
         except OSError:
             continue                       # (not there yet, or not ours to read)
+    return out + _mounts_under(destination)
+
+
+def _mounts_under(destination: bytes) -> list[tuple[bytes, os.stat_result]]:
+    """The mount points below ``destination`` (a folder deeper in an area moved to a
+    disk of its own: ``versioned_backup/<source>/photos``), with their lstat, as the
+    kernel lists them (/proc/self/mountinfo; none where there is no such file)."""
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            lines = f.read().splitlines()
+        real = os.path.realpath(destination)
+    except OSError:
+        return []
+    out: list[tuple[bytes, os.stat_result]] = []
+    for line in lines:
+        fields = line.split(b" ")
+        if len(fields) < 5:
+            continue
+        # the mount point, with space, tab, newline and backslash written in octal
+        point = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), fields[4])
+        if point.startswith(real + b"/"):
+            try:
+                st = os.lstat(point)
+            except OSError:
+                continue                   # (gone, or not ours to read)
+            if stat.S_ISDIR(st.st_mode):
+                out.append((point, st))
     return out
 
 
