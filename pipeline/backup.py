@@ -263,6 +263,28 @@ def _vanished(session: Session, mode: str, source: Source, folders: list[Folder]
     return True
 
 
+def _history_gone(session: Session, catalog: Catalog, root: Path, source: Source) -> bool:
+    """Is the history of ``source`` gone from the destination while the catalog names
+    stored files in it (``versioned_backup/<name>/`` an unmounted disk or subvolume:
+    its mount point empty, or no folder)?  Then the run writes nothing of it there, where
+    the disk's return would hide what it wrote (one FAILED line, exit status 1)."""
+    try:
+        with os.scandir(root) as entries:
+            if next(entries, None) is not None:
+                return False
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False                  # (unreadable: its tasks say so, file by file)
+    if catalog.nothing_under(source.name, b""):
+        return False                  # (a first run, or nothing stored yet)
+    session.emit(Event(FAILED, "versioned", f"{source.name}/", reason=(
+        f"the history is missing from the destination ({root} is empty or gone: an "
+        "unmounted disk?): nothing was written to it; mount it and run again (doit "
+        "verify says what the catalog names that is not there)")))
+    return True
+
+
 def _actions(mode: str) -> tuple[Any, Any]:
     """(folder action, sweep action) of one mode."""
     if mode == "snapshot":
@@ -339,6 +361,8 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
             folders = mode_view(scans[source.name], extra)
             session.views[(mode, source.name)] = folders
             vanished = _vanished(session, mode, source, folders, seen)
+            if mode == "versioned" and _history_gone(session, catalog, root, source):
+                continue              # nothing written where the history is not
             print_ = fingerprint(plan, mode, selector, source)
             records = _records(catalog, mode, source.name, folders)
             for folder in folders:

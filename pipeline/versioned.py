@@ -713,6 +713,10 @@ class History:
             if row.entry == "dir":
                 self.catalog.forget_folders(MODE, self.source.name, row.path)
             for item in [*below, row]:
+                if item.store is not None and item.entry != "dir":
+                    # objects of a killed run no row names (a diff, a copy on its way):
+                    # no later version will sweep them, so the deletion does
+                    self._remove_orphans(item.name, os.path.join(self.root, item.store))
                 self.catalog.add(source=self.source.name, dir=item.dir, name=item.name,
                                  entry=item.entry, kind="deleted",
                                  time=unique_stamp(self.catalog, self.source.name, item.dir,

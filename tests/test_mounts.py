@@ -216,3 +216,69 @@ def test_a_folder_deeper_in_an_area_on_a_filesystem_of_its_own_is_synced_too(
                    and ("link(" in line or "rename(" in line)) >= 6, calls
         assert _placed_unsynced(calls, deep) == {}
         assert backup.run("verify", "--deep")[0] == 0
+
+
+@pytest.mark.parametrize("how", ["unmounted", "folder gone"])
+def test_a_history_gone_from_the_destination_is_not_written_again(backup: Backup,
+                                                                 how: str) -> None:
+    """The history's disk unmounted (its mount point an empty folder), or its folder
+    gone, while the catalog names what it stored there: the run writes nothing of it
+    (what it wrote into the mount point would be hidden when the disk comes back, and
+    the versions it recorded lost), says so in one FAILED line, exit status 1; the
+    mirror is kept as usual.  With the history back, the next run stores the change.
+    (Was: exit 0, every changed file stored whole into the empty mount point.)"""
+    make_tree(backup.src, {"t.txt": "one\n", "d": {"p.bin": bytes(range(256)) * 80}})
+    aged(backup.src)
+    history = backup.dest / "versioned_backup"
+    elsewhere = backup.base / "history-disk"
+    elsewhere.mkdir()
+    history.mkdir(parents=True)
+    if how == "unmounted":
+        mounted = subprocess.run(["mount", "--bind", str(elsewhere), str(history)],
+                                 capture_output=True)
+        if mounted.returncode != 0:                 # probing the machine, not snapback
+            pytest.skip(f"cannot bind-mount here: {mounted.stderr.decode().strip()}")
+    try:
+        assert backup.run("all")[0] == 0
+        if how == "unmounted":
+            subprocess.run(["umount", str(history)], check=True)
+        else:
+            (history / "src").rename(elsewhere / "src")
+        (backup.src / "t.txt").write_text("one\ntwo\n")
+        code, out = backup.run("all")
+        assert code == 1, out
+        assert "FAILED   [history]        src/: the history is missing" in out, out
+        assert (backup.mirror / "t.txt").read_text() == "one\ntwo\n"
+        assert [p for p in history.rglob("*")] == []           # nothing written there
+        if how == "unmounted":
+            subprocess.run(["mount", "--bind", str(elsewhere), str(history)], check=True)
+        else:
+            (elsewhere / "src").rename(history / "src")
+        code, out = backup.run("all")
+        assert code == 0, out
+        assert "versioned: 2 files, 0 new, 1 updated, 0 deleted, 0 failed" in out, out
+        assert backup.run("verify", "--deep")[0] == 0
+    finally:
+        if how == "unmounted":
+            subprocess.run(["umount", str(history)], check=False)
+
+
+def test_a_killed_run_s_objects_go_when_the_file_is_deleted(backup: Backup) -> None:
+    """A run killed before its commit leaves objects no row names in a file's history
+    folder; the next version of the file sweeps them, and so does its deletion (was:
+    left there for good when the file was deleted, for a user rebuilding by hand to
+    meet: a diff of a version that was never recorded)."""
+    make_tree(backup.src, {"t.txt": "one\n", "u.txt": "u\n"})
+    aged(backup.src)
+    assert backup.run("versioned")[0] == 0
+    (backup.src / "t.txt").write_text("one\ntwo\n")
+    killed = backup.doit("versioned", env={"SNAPBACK_FAULT": "commit:1"})
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    diffs = backup.versions / "t.txt" / "t.txt_diffs"
+    assert [p.name for p in diffs.iterdir()] != []                # the killed run's diff
+    (backup.src / "t.txt").unlink()
+    code, out = backup.run("versioned")
+    assert code == 0, out
+    assert "versioned: 1 file, 0 new, 0 updated, 1 deleted, 0 failed" in out, out
+    assert not diffs.exists() or list(diffs.iterdir()) == []
+    assert backup.run("verify", "--deep")[0] == 0
