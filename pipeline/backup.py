@@ -276,8 +276,8 @@ def _history_gone(session: Session, catalog: Catalog, root: Path, source: Source
         pass
     except OSError:
         return False                  # (unreadable: its tasks say so, file by file)
-    if catalog.nothing_under(source.name, b""):
-        return False                  # (a first run, or nothing stored yet)
+    if not catalog.names_objects(source.name):
+        return False                  # (a first run; only symlinks, kept in the catalog)
     session.emit(Event(FAILED, "versioned", f"{source.name}/", reason=(
         f"the history is missing from the destination ({root} is empty or gone: an "
         "unmounted disk?): nothing was written to it; mount it and run again (doit "

@@ -904,6 +904,16 @@ class Catalog:
         return {rel[len(prefix):]: store for rel, store in rows
                 if b"/" not in rel[len(prefix):]}
 
+    def names_objects(self, source: str) -> bool:
+        """Does any row of ``source`` name a stored file (an object or a whole copy; a
+        symlink's versions and deletions name none)?"""
+        if self.conn is None:
+            return False
+        copy = "copy" if self.cols == COLUMNS else "null"
+        return bool(self.conn.execute(
+            f"select exists(select 1 from versions where source=? and (object is not null "
+            f"or {copy} is not null))", (source,)).fetchone()[0])
+
     def nothing_under(self, source: str, place: bytes) -> bool:
         """Does no row and no alias of ``source`` name ``place`` (relative to its
         history) or anything below it?  (b"": the whole history of ``source``.)"""
