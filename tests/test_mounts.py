@@ -69,6 +69,30 @@ def test_a_history_on_a_filesystem_of_its_own(backup: Backup) -> None:
         assert list((backup.meta / "tmp").iterdir()) == []
 
 
+def _placed_unsynced(calls: list[str], mounts: list[Path]) -> dict[str, list[str]]:
+    """From ``strace -f -y`` lines: the files given their final name on each of
+    ``mounts`` that no syncfs of that filesystem followed before the next WAL sync."""
+    pending: dict[str, list[str]] = {str(m): [] for m in mounts}
+    late: dict[str, list[str]] = {}
+    for line in calls:
+        call = line.split("(")[0].split()[-1] if "(" in line else ""
+        if ("link" in call or "rename" in call) and "= 0" in line:
+            target = line.rsplit('"', 2)[-2]
+            for mount, files in pending.items():
+                if target.startswith(mount + "/"):
+                    files.append(target)
+        elif call == "syncfs":
+            for mount in pending:
+                if f"<{mount}" in line:
+                    pending[mount].clear()
+        elif call in ("fsync", "fdatasync") and "-wal>" in line:
+            for mount, files in pending.items():
+                if files:
+                    late.setdefault(mount, []).extend(files)
+                    files.clear()
+    return late
+
+
 def test_each_filesystem_is_synced_before_the_commit_that_names_its_files(
         backup: Backup) -> None:
     """From the recorded system calls: a file given its final name in an area on a
@@ -81,23 +105,9 @@ def test_each_filesystem_is_synced_before_the_commit_that_names_its_files(
         for change in range(2):
             calls = strace(backup, "link,linkat,rename,renameat,renameat2,fsync,fdatasync,"
                            "syncfs", "all")
-            pending: dict[str, list[str]] = {str(a): [] for a in areas}
-            placed = 0
-            for line in calls:
-                call = line.split("(")[0].split()[-1] if "(" in line else ""
-                if ("link" in call or "rename" in call) and "= 0" in line:
-                    target = line.rsplit('"', 2)[-2]
-                    for area, files in pending.items():
-                        if target.startswith(area + "/"):
-                            files.append(target)
-                            placed += 1
-                elif call == "syncfs":
-                    for area in pending:
-                        if f"<{area}" in line:
-                            pending[area].clear()
-                elif call in ("fsync", "fdatasync") and "-wal>" in line:
-                    assert all(not files for files in pending.values()), pending
-            assert placed >= 4, calls
+            assert sum(1 for line in calls if str(backup.dest) in line and "= 0" in line
+                       and ("link(" in line or "rename(" in line)) >= 4, calls
+            assert _placed_unsynced(calls, areas) == {}
             (backup.src / "a.txt").write_text(f"change {change}\n")
             (backup.src / "d" / "b.bin").write_bytes(b"\x00\x02" * 3000 + bytes(change))
 
@@ -162,30 +172,6 @@ def test_a_run_killed_at_each_point_of_a_history_on_its_own_filesystem(backup: B
                 assert code == 0, out
                 assert tree(into, with_mtime=True) == tree(backup.src, with_mtime=True), (
                     kind, at)
-
-
-def _placed_unsynced(calls: list[str], mounts: list[Path]) -> dict[str, list[str]]:
-    """From ``strace -f -y`` lines: the files given their final name on each of
-    ``mounts`` that no syncfs of that filesystem followed before the next WAL sync."""
-    pending: dict[str, list[str]] = {str(m): [] for m in mounts}
-    late: dict[str, list[str]] = {}
-    for line in calls:
-        call = line.split("(")[0].split()[-1] if "(" in line else ""
-        if ("link" in call or "rename" in call) and "= 0" in line:
-            target = line.rsplit('"', 2)[-2]
-            for mount, files in pending.items():
-                if target.startswith(mount + "/"):
-                    files.append(target)
-        elif call == "syncfs":
-            for mount in pending:
-                if f"<{mount}" in line:
-                    pending[mount].clear()
-        elif call in ("fsync", "fdatasync") and "-wal>" in line:
-            for mount, files in pending.items():
-                if files:
-                    late.setdefault(mount, []).extend(files)
-                    files.clear()
-    return late
 
 
 def test_a_folder_deeper_in_an_area_on_a_filesystem_of_its_own_is_synced_too(
