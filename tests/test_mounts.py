@@ -10,6 +10,7 @@ link", run after run; and the commit synced only the catalog's filesystem."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -247,6 +248,23 @@ def test_a_history_gone_from_the_destination_is_not_written_again(backup: Backup
     finally:
         if how == "unmounted":
             subprocess.run(["umount", str(history)], check=False)
+
+
+def test_a_history_root_holding_only_a_folder_no_row_names_is_gone_too(backup: Backup) -> None:
+    """A blank disk mounted where the history was (mkfs left its empty lost+found
+    there), or an empty folder left in the mount point: nothing the catalog names is
+    there, so the history is gone just as with an empty mount point.  (Was: exit 0,
+    the change stored whole beside lost+found.)"""
+    make_tree(backup.src, {"t.txt": "one\n"})
+    aged(backup.src)
+    assert backup.run("all")[0] == 0
+    shutil.rmtree(backup.versions)
+    (backup.versions / "lost+found").mkdir(parents=True)
+    (backup.src / "t.txt").write_text("one\ntwo\n")
+    code, out = backup.run("all")
+    assert code == 1, out
+    assert "FAILED   [history]        src/: the history is missing" in out, out
+    assert [p.name for p in backup.versions.rglob("*")] == ["lost+found"]
 
 
 def test_a_killed_run_s_objects_go_when_the_file_is_deleted(backup: Backup) -> None:
