@@ -270,7 +270,10 @@ def _history_gone(session: Session, catalog: Catalog, root: Path, source: Source
     the disk's return would hide what it wrote (one FAILED line, exit status 1)."""
     try:
         with os.scandir(root) as entries:
-            if next(entries, None) is not None:
+            # what no row names (a blank disk's lost+found, an empty folder left in the
+            # mount point) is no sign of the history: one entry the catalog names is
+            if any(not catalog.nothing_under(source.name, os.fsencode(e.name))
+                   for e in entries):
                 return False
     except FileNotFoundError:
         pass
