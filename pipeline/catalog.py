@@ -247,8 +247,8 @@ class Catalog:
         self._unsettled = False          # the open transaction names files just written
         self._savepoints = 0             # folder savepoints open in it (``begin_folder``)
         self._inserts: dict[tuple[str, ...], str] = {}    # columns -> ``add``'s statement
-        # the destination's folders on other filesystems, synced too (``_settle``)
-        self._mounts: tuple[list[tuple[int, int, int] | None], list[bytes]] | None = None
+        # the filesystems mounted below the destination, synced too (``_settle``)
+        self._mounts: list[bytes] | None = None
         # A folder's records read at task creation, for its task to take instead of reading
         # them again (``records_in(keep=True)``), dropped by any write that may change
         # them: the run's (``Session.kept``), shared by the catalog its tasks are made
@@ -413,29 +413,18 @@ class Catalog:
 
     def _settle(self) -> None:
         """Put on stable storage what the destination's filesystem holds, and every other
-        filesystem an area of the destination or a source's folder in one is on (a
-        mount of its own): ``store.settle`` each once."""
+        filesystem mounted below it (an area, or a folder in one, on a disk of its own):
+        ``store.settle`` each once.  The mounts are looked for once a run."""
         meta = os.fsencode(self.path.parent)
         store.settle(meta)
-        destination = os.path.dirname(meta)
-        # the areas' own stat says whether a source's folder came or went: the mounts
-        # are looked for again only then (not at every folder's commit)
-        key: list[tuple[int, int, int] | None] = []
-        for area in AREAS:
-            try:
-                st = os.lstat(os.path.join(destination, area.encode()))
-                key.append((st.st_dev, st.st_ino, st.st_mtime_ns))
-            except OSError:
-                key.append(None)
-        if self._mounts is None or self._mounts[0] != key:
+        if self._mounts is None:
             synced = {os.lstat(meta).st_dev}
-            others = []
-            for folder, st in layout.stored_roots(destination):
-                if st.st_dev not in synced:
+            self._mounts = []
+            for folder, st in layout.mounts_under(os.path.dirname(meta)):
+                if st.st_dev not in synced:           # (a bind mount of the same one)
                     synced.add(st.st_dev)
-                    others.append(folder)
-            self._mounts = (key, others)
-        for folder in self._mounts[1]:
+                    self._mounts.append(folder)
+        for folder in self._mounts:
             store.settle(folder)
 
     def objects(self, source: str, folder: bytes, name: bytes) -> set[bytes]:

@@ -114,32 +114,12 @@ def alias_name(name: bytes, n: int) -> bytes:
     return fit(name, b"~" + str(n).encode())
 
 
-def stored_roots(destination: bytes) -> list[tuple[bytes, os.stat_result]]:
-    """The folders that hold the user's files as they are on disk, with their lstat:
-    each area, and each source's folder in it (real folders only, never through a
-    link).  Any of them may be a mount of its own (a btrfs subvolume, another disk)."""
-    out: list[tuple[bytes, os.stat_result]] = []
-    for area in AREAS:
-        path = os.path.join(destination, area.encode())
-        try:
-            st = os.lstat(path)
-            if not stat.S_ISDIR(st.st_mode):
-                continue
-            out.append((path, st))
-            with os.scandir(path) as entries:
-                for entry in entries:
-                    est = entry.stat(follow_symlinks=False)
-                    if stat.S_ISDIR(est.st_mode):
-                        out.append((entry.path, est))
-        except OSError:
-            continue                       # (not there yet, or not ours to read)
-    return out + _mounts_under(destination)
-
-
-def _mounts_under(destination: bytes) -> list[tuple[bytes, os.stat_result]]:
-    """The mount points below ``destination`` (a folder deeper in an area moved to a
-    disk of its own: ``versioned_backup/<source>/photos``), with their lstat, as the
-    kernel lists them (/proc/self/mountinfo; none where there is no such file)."""
+def mounts_under(destination: bytes) -> list[tuple[bytes, os.stat_result]]:
+    """The mount points below ``destination``, with their lstat, as the kernel lists
+    them (/proc/self/mountinfo; none where there is no such file): an area, a source's
+    folder in one, or a folder deeper in one on a disk of its own (``versioned_backup/``,
+    ``versioned_backup/<source>/photos``).  (A btrfs subvolume is no mount point, and
+    the destination's own filesystem holds it.)"""
     try:
         with open("/proc/self/mountinfo", "rb") as f:
             lines = f.read().splitlines()

@@ -515,37 +515,15 @@ def place(tmp: bytes, dst: bytes, empty_folder: bool = False) -> None:
         # ``dst`` is on another filesystem than the staging folder (the history on a
         # mount of its own: a btrfs subvolume, another disk): the bytes are copied
         # into a temporary file beside ``dst``, which takes its name
-        near = _copied_beside(tmp, dst)
+        near = tmp_name(os.path.dirname(dst))
+        faults.point("write")
         try:
+            _copy_sparse(tmp, near)
             place(near, dst)
         except BaseException:
             _unlink_quiet(near)
             raise
     os.unlink(tmp)
-
-
-def _copied_beside(tmp: bytes, dst: bytes) -> bytes:
-    """A copy of the temporary file ``tmp`` (bytes, holes, mode, owner, times) as a new
-    temporary file in ``dst``'s folder."""
-    near = tmp_name(os.path.dirname(dst))
-    fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        st = os.fstat(fd)
-        faults.point("write")
-        out = os.open(near, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            copy_data(fd, out, st=st)
-            os.fchmod(out, stat.S_IMODE(st.st_mode))
-            _chown(out, st)
-            os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
-        except BaseException:
-            os.close(out)
-            _unlink_quiet(near)
-            raise
-        os.close(out)
-    finally:
-        os.close(fd)
-    return near
 
 
 def write_new(dst: bytes, data: bytes, tmp_dir: bytes, mode: int = 0o600,
@@ -606,8 +584,9 @@ def link_or_copy(existing: bytes, dst: bytes, tmp_dir: bytes | None = None) -> N
 
 
 def _copy_sparse(src: bytes, dst: bytes) -> None:
-    """Copy the stored file ``src`` to the new file ``dst`` with its mode and times,
-    holes kept (where a hard link cannot be made); never through a link."""
+    """Copy the stored (or staged) file ``src`` to the new file ``dst`` with its mode,
+    owner and times, holes kept (where a hard link or a rename cannot be made); never
+    through a link."""
     fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
@@ -615,8 +594,9 @@ def _copy_sparse(src: bytes, dst: bytes) -> None:
             raise NotAFile(errno.EINVAL, "is not a regular file", os.fsdecode(src))
         out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            copy_data(fd, out)
+            copy_data(fd, out, st=st)
             os.fchmod(out, stat.S_IMODE(st.st_mode))
+            _chown(out, st)
             os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
         finally:
             os.close(out)
