@@ -12,14 +12,13 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-import pathspec
 
 from . import layout
 from .errors import UsageError
 from .paths import Target
 from .plan import Plan
 from .scan import Folder, _read_ignore_file, mode_view, walk
-from .selection import BACKEND, Layer, Rule, Selector, _check, for_mode, mode_filter
+from .selection import Layer, Rule, Selector, _check, compile_spec, for_mode, mode_filter
 from .show import display
 
 MODES = layout.MODES
@@ -131,7 +130,7 @@ def _ignore_only(selector: Selector, layers: tuple[Layer, ...], rel: str,
         plain = [r for r in layer.rules if not r.pattern.startswith("!")]
         if not plain:
             continue
-        spec = pathspec.GitIgnoreSpec.from_lines([r.pattern for r in plain], backend=BACKEND)
+        spec = compile_spec([r.pattern for r in plain])
         sub = rel[len(layer.folder) + 1:] if layer.folder else rel
         result = _check(spec, sub + "/" if is_dir else sub)
         if result.index is not None and result.include:
@@ -139,7 +138,7 @@ def _ignore_only(selector: Selector, layers: tuple[Layer, ...], rel: str,
     ignores = selector.rules[:selector.first_exception]
     if not ignores:
         return None
-    spec = pathspec.GitIgnoreSpec.from_lines([r.pattern for r in ignores], backend=BACKEND)
+    spec = compile_spec([r.pattern for r in ignores])
     result = _check(spec, rel + "/" if is_dir else rel)
     if result.index is not None and result.include:
         return ignores[result.index]

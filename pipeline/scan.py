@@ -42,7 +42,7 @@ class Folder:
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (name, why): FAILED
     error: str | None = None                   # the folder could not be listed
     sig: bytes | None = None                   # the walk's signature (backup runs only)
-    entered: list[str] = field(default_factory=list)  # subfolders entered (before markers)
+    entered: list[str] = field(default_factory=list)  # subfolders entered, less marked ones
     kept: dict[str, int] | None = None         # in line in every mode: files+links per mode,
                                                # and files/links/skipped left empty
 
@@ -268,11 +268,16 @@ def _read_ignore_file(folder: bytes, rel: str, name: str) -> Layer | None:
 
 
 def _drop_marked(scan: Scan, rel: str, marker: str) -> None:
-    """Remove a folder recognised by its marker file from its parent's lists."""
+    """Remove a folder recognised by its marker file from its parent's lists, the
+    subfolders entered too: a later run that finds the parent in line with its
+    signature (which says which subfolders hold a marker file) does not enter it to
+    judge it again (and import pathspec for it)."""
     parent_rel, _, name = rel.rpartition("/")
     for folder in reversed(scan.folders):
         if folder.rel == parent_rel:
             folder.subdirs.remove(name)
+            if name in folder.entered:
+                folder.entered.remove(name)
             what = "a Python virtual environment" if marker == "pyvenv.cfg" else "a cache"
             folder.skipped.append((name + "/", f"{what} (holds {marker})"))
             return

@@ -16,18 +16,53 @@ walk reaches, but is no reason to enter ``node_modules/``.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from functools import lru_cache
-
-import pathspec
-import pathspec.util
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING
 
 from .ignores import BUILTIN_EXCEPTIONS, BUILTIN_IGNORES, MARKER_FILES
+
+if TYPE_CHECKING:
+    import pathspec
+    import pathspec.util
 
 # re2 gives the same answers as the pure-Python backend, 10-20x faster
 # (measured: 1.1 us against 16 us per path with the built-in set).
 BACKEND = "re2"
+
+
+def compile_spec(lines: list[str]) -> pathspec.GitIgnoreSpec:
+    """The gitignore spec of ``lines``.  pathspec (30 ms to import, with the asyncio
+    it pulls in, and 5 ms to compile the built-in rules) is imported here, when a
+    path is first judged: a run whose folders are all in line with their signature
+    judges none (README, "How it works")."""
+    import pathspec
+    return pathspec.GitIgnoreSpec.from_lines(lines, backend=BACKEND)
+
+
+# The shape of the versioned mode's rules by default: folders left out by name at any
+# depth (``.git/``), and folders whose content is kept by name at any depth (the
+# built-in exception ``**/templates/**``), no wildcard, class or escape in a name.
+# Such a line matches a path exactly when one of the path's folders has its name.
+# A selector made only of these, each name once, judges without pathspec, as
+# pathspec does (tests/test_selection_fast.py holds the two against each other).
+_NAME = r"([^*?\[\]\\!#/\s]|[^*?\[\]\\!#/\s][^*?\[\]\\/]*[^*?\[\]\\/\s])"
+_IGNORED_FOLDER = re.compile(_NAME + "/")
+_KEPT_FOLDER = re.compile(r"\*\*/" + _NAME + r"/\*\*")
+
+
+def _folder_names(ignores: list[Rule], exceptions: list[Rule]) -> list[str] | None:
+    """Each rule's folder name when the rules have that shape, else None."""
+    names = []
+    for rules, shape in ((ignores, _IGNORED_FOLDER), (exceptions, _KEPT_FOLDER)):
+        for rule in rules:
+            match = shape.fullmatch(rule.pattern)
+            if match is None or match.group(1) in (".", ".."):
+                return None
+            names.append(match.group(1))
+    return names if len(set(names)) == len(names) else None
 
 
 @dataclass(frozen=True)
@@ -46,9 +81,13 @@ class Layer:
     .gitignore files do."""
 
     folder: str          # "" for the source root
-    spec: pathspec.GitIgnoreSpec
     rules: tuple[Rule, ...]
     digest: bytes = b""  # of the file's place and text: part of a folder's signature
+
+    @cached_property
+    def spec(self) -> pathspec.GitIgnoreSpec:
+        """Compiled when a path below the file's folder is first judged."""
+        return compile_spec([r.pattern for r in self.rules])
 
     def check(self, rel: str, is_dir: bool) -> tuple[bool, Rule] | None:
         sub = rel[len(self.folder) + 1:] if self.folder else rel
@@ -72,8 +111,7 @@ def read_layer(folder: str, file_name: str, text: str) -> Layer | None:
         return None
     digest = hashlib.blake2b(f"{where}\0{text}".encode("utf-8", "surrogateescape"),
                              digest_size=16).digest()
-    return Layer(folder, pathspec.GitIgnoreSpec.from_lines(lines, backend=BACKEND), tuple(rules),
-                 digest)
+    return Layer(folder, tuple(rules), digest)
 
 
 def _check(spec: pathspec.GitIgnoreSpec, path: str) -> pathspec.util.CheckResult[str]:
@@ -86,12 +124,20 @@ def _check(spec: pathspec.GitIgnoreSpec, path: str) -> pathspec.util.CheckResult
         return spec.check_file(clean)
 
 
+# A pattern made of these characters alone is one pathspec accepts (the patterns it
+# rejects involve "!" or "\\"; tests/test_selection_fast.py holds this against it).
+_PLAIN = re.compile(r"[\w .*?/~+@,=%-]+")
+
+
 def pattern_error(pattern: str) -> str | None:
-    """Why pathspec cannot use this gitignore pattern, or None."""
+    """Why pathspec cannot use this gitignore pattern, or None (a plain pattern, such
+    as the versioned mode's default ``.git/``, is checked without importing it)."""
     if not pattern.strip():
         return "empty pattern"
+    if _PLAIN.fullmatch(pattern):
+        return None
     try:
-        pathspec.GitIgnoreSpec.from_lines([pattern], backend=BACKEND)
+        compile_spec([pattern])
     except Exception as exc:  # pathspec raises several types; all mean "invalid"
         return str(exc) or type(exc).__name__
     return None
@@ -114,10 +160,8 @@ class Selector:
                  ignore_files: tuple[str, ...] = ()):
         self.rules = ignores + exceptions
         lines = [r.pattern for r in ignores] + ["!" + r.pattern for r in exceptions]
-        self.spec = pathspec.GitIgnoreSpec.from_lines(lines, backend=BACKEND)
+        self.lines = lines
         self.exceptions = exceptions
-        self.exception_spec = pathspec.GitIgnoreSpec.from_lines(
-            [r.pattern for r in exceptions], backend=BACKEND) if exceptions else None
         self.ignore_files = ignore_files
         self.first_exception = len(ignores)
         self.markers = MARKER_FILES if markers else ()
@@ -128,9 +172,30 @@ class Selector:
         # folder, which the walk prunes, so files need no check (see tasks.mode_view).
         self.folders_only = bool(ignores) and all(
             r.pattern.endswith("/") and not r.pattern.startswith("!") for r in ignores)
+        # each rule's folder name, when the rules have the shape judged without pathspec
+        self.folder_names = _folder_names(ignores, exceptions)
 
-    def _check(self, rel: str, is_dir: bool) -> pathspec.util.CheckResult[str]:
-        return _check(self.spec, rel + "/" if is_dir else rel)
+    @cached_property
+    def spec(self) -> pathspec.GitIgnoreSpec:
+        return compile_spec(self.lines)
+
+    @cached_property
+    def exception_spec(self) -> pathspec.GitIgnoreSpec | None:
+        return compile_spec([r.pattern for r in self.exceptions]) if self.exceptions else None
+
+    def _check(self, rel: str, is_dir: bool) -> tuple[bool | None, int | None]:
+        """pathspec's answer for ``rel``: (whether the last matching line ignores it,
+        that line's index), (None, None) when none matches."""
+        if self.folder_names is not None:
+            folders = set(rel.split("/")[:None if is_dir else -1])
+            found = [i for i, name in enumerate(self.folder_names) if name in folders]
+            if not found:
+                return None, None
+            # a folder kept by an exception wins over one left out (pathspec: a match
+            # of ``name/`` ranks below one of ``**/name/**``); the last line among equals
+            return found[-1] < self.first_exception, found[-1]
+        result = _check(self.spec, rel + "/" if is_dir else rel)
+        return result.include, result.index
 
     def decide(self, rel: str, is_dir: bool, layers: tuple[Layer, ...] = ()
                ) -> tuple[bool, Rule | None]:
@@ -151,10 +216,10 @@ class Selector:
                 return not ignored, rule
         if self.empty:
             return True, None
-        result = self._check(rel, is_dir)
-        if result.index is None:
+        include, index = self._check(rel, is_dir)
+        if index is None:
             return True, None
-        return not result.include, self.rules[result.index]
+        return not include, self.rules[index]
 
     def ignored_by(self, rel: str, is_dir: bool, layers: tuple[Layer, ...] = ()) -> Rule | None:
         """The rule that drops ``rel``, or None when it is kept."""

@@ -285,3 +285,67 @@ def test_a_destination_with_coarse_times_is_not_judged_again_every_run(backup: B
     assert (backup.mirror / "a/one.txt").read_text() == "one\n"
     code, out, seen = judged(backup, "all")
     assert (code, seen) == (OK, {"snapshot": [], "versioned": []}), out
+
+
+# A run in a process of its own: did it import pathspec (the rules' matcher, 30 ms of
+# imports), and with what status did it end?
+PROBE = ("import sys\nfrom pipeline.__main__ import main\n"
+         "code = main(sys.argv[1:])\nprint('pathspec' in sys.modules, code)")
+
+
+def _imports_pathspec(b: Backup, *args: str) -> bool:
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", PROBE, *args, f"--config={b.plan}"],
+                          capture_output=True, text=True, cwd=b.base, timeout=120)
+    imported, code = done.stdout.split()[-2:]
+    assert code == "0", done.stdout + done.stderr
+    return imported == "True"
+
+
+def test_a_run_with_no_change_does_not_import_the_rules_matcher(backup: Backup) -> None:
+    """README, "How it works" 2: a folder in line with its signature is not judged,
+    and pathspec is imported only when a path is: not for a folder that holds a
+    marker file (a virtual environment, a cache), a .git folder (which the versioned
+    mode leaves out), an ignore file, or the plan's rules."""
+    make_tree(backup.src, {
+        "proj": {".git": {"HEAD": "ref\n"}, "main.py": "print()\n",
+                 ".backupignore": "*.log\n", "run.log": "noise\n"},
+        "env": {"pyvenv.cfg": "home = /usr\n", "lib": {"x.py": "x\n"}},
+        "cache": {"CACHEDIR.TAG": "Signature: 8a477f597d28d172789f06886806bc55\n",
+                  "blob": "b\n"},
+        "site": {"templates": {".git": {"HEAD": "ref\n"}, "page.html": "<p>\n"}},
+        "notes.txt": "n\n"})
+    backup.write_plan(ignore=["*.tmp", "build/"])
+    assert _imports_pathspec(backup, "all")           # a first run judges every folder
+    assert not _imports_pathspec(backup, "all")
+    assert not _imports_pathspec(backup, "snapshot")
+    # what was left out stays left out, what was kept is kept
+    mirror = {str(p.relative_to(backup.mirror)) for p in backup.mirror.rglob("*")}
+    assert {"proj/.git/HEAD", "proj/main.py", "site/templates/.git/HEAD"} <= mirror
+    assert not {"env", "cache", "proj/run.log"} & mirror
+    history = {p.parent.relative_to(backup.versions).as_posix()
+               for p in backup.versions.rglob("*") if p.is_file()}
+    assert "site/templates/.git/HEAD" in history      # re-included by **/templates/**
+    assert not any(h.startswith("proj/.git") for h in history)
+    # a folder changed: judged, by the rules
+    (backup.src / "proj" / "more.log").write_text("noise\n")
+    assert _imports_pathspec(backup, "all")
+    assert not (backup.mirror / "proj" / "more.log").exists()
+
+
+def test_a_marker_file_removed_brings_its_folder_in(made: Backup) -> None:
+    """A folder left out for its marker file is not entered by a run that finds its
+    parent in line; the parent's signature notes the marker, so removing it brings
+    the folder in with the next run."""
+    make_tree(made.src / "a", {"env": {"pyvenv.cfg": "home = /usr\n", "mod.py": "m\n"}})
+    code, out, seen = judged(made, "all")
+    assert code == OK, out
+    assert not (made.mirror / "a" / "env").exists()
+    code, out, seen = judged(made, "all")
+    assert (code, seen) == (OK, {"snapshot": [], "versioned": []})
+    (made.src / "a" / "env" / "pyvenv.cfg").unlink()
+    code, out, seen = judged(made, "all")
+    assert code == OK, out
+    assert seen["snapshot"] == ["a", "a/env"]
+    assert (made.mirror / "a" / "env" / "mod.py").read_text() == "m\n"

@@ -1,0 +1,66 @@
+"""The rules judged without pathspec (pipeline/selection.py): a selector made only of
+folders left out by name (``name/``) and folders kept by name (``**/name/**``), the
+versioned mode's by default, answers as pathspec does; anything else is pathspec's
+to judge; a pattern ``pattern_error`` passes without pathspec is one pathspec accepts."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.selection import Rule, Selector, _check, pattern_error
+
+NAMES = [".git", "templates", "a", "node_modules", "b c", "é"]
+
+
+@st.composite
+def selectors(draw: st.DrawFn) -> Selector:
+    names = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=5, unique=True))
+    split = draw(st.integers(1, len(names)))
+    return Selector([Rule(f"{n}/", "versioned.ignore") for n in names[:split]],
+                    [Rule(f"**/{n}/**", "exceptions") for n in names[split:]], markers=False)
+
+
+@settings(max_examples=500, deadline=None)
+@given(selectors(), st.lists(st.sampled_from([*NAMES, "x", "git", ".gitx", "templates2"]),
+                             min_size=1, max_size=4), st.booleans())
+def test_folder_names_are_judged_as_pathspec_judges_them(selector: Selector,
+                                                         parts: list[str], is_dir: bool
+                                                         ) -> None:
+    assert selector.folder_names is not None
+    rel = "/".join(parts)
+    result = _check(selector.spec, rel + "/" if is_dir else rel)
+    assert selector._check(rel, is_dir) == (result.include, result.index), selector.lines
+
+
+def test_the_versioned_mode_s_default_rules_are_judged_without_pathspec() -> None:
+    from pipeline.selection import mode_filter
+    selector = mode_filter((".git/",), "versioned.ignore", (), True)
+    assert selector is not None and selector.folder_names == [".git", "templates"]
+
+
+@pytest.mark.parametrize(("ignores", "exceptions"), [
+    ([".git"], []), (["/.git/"], []), (["a/b/"], []), (["*.git/"], []), (["gi?/"], []),
+    (["[ab]/"], []), (["\\#x/"], []), (["!x/"], []), (["**/x/**"], []), (["x/**"], []),
+    (["./"], []), (["../"], []), ([" x/"], []), (["x /"], []), (["x/", "x/"], []),
+    ([".git/"], [".git/"]), ([".git/"], ["**/.git/**"]), ([".git/"], ["keep/"]),
+    ([".git/"], ["**/a*/**"]), ([".git/"], ["**/a/b/**"])])
+def test_anything_else_is_left_to_pathspec(ignores: list[str], exceptions: list[str]) -> None:
+    selector = Selector([Rule(p, "i") for p in ignores], [Rule(p, "e") for p in exceptions],
+                        markers=False)
+    assert selector.folder_names is None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab.*?/ ~+@,=%-_é9")), min_size=1,
+               max_size=8))
+def test_a_pattern_passed_without_pathspec_is_one_pathspec_accepts(pattern: str) -> None:
+    import pathspec
+    if pattern_error(pattern) is None:
+        pathspec.GitIgnoreSpec.from_lines([pattern], backend="re2")   # does not raise
+
+
+@pytest.mark.parametrize("pattern", ["!", "\\", "a\\", " "])
+def test_a_pattern_pathspec_rejects_is_still_refused(pattern: str) -> None:
+    assert pattern_error(pattern)
