@@ -12,7 +12,6 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from . import layout
 from .errors import UsageError
 from .paths import Target
