@@ -55,6 +55,8 @@ def racy(st: AnyStat, now: int | None = None) -> bool:
     was."""
     if now is None:
         now = time.clock_gettime_ns(_COARSE)
+    if st.st_mtime_ns < now - 2 * SECOND and st.st_ctime_ns < now - 2 * SECOND:
+        return False                 # older than the coarsest tick: no tick holds now too
     for when in (st.st_mtime_ns, st.st_ctime_ns):
         step = tick(when)
         if now - now % step <= when:

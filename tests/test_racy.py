@@ -110,3 +110,29 @@ def test_a_file_read_within_its_times_tick_is_racy(written: int, tick: int) -> N
         assert store.racy(st, now=written)
         assert store.racy(st, now=written + tick - 1)     # the same tick
         assert not store.racy(st, now=written + tick)     # the next one
+
+
+def test_a_time_older_than_the_coarsest_tick_is_never_racy() -> None:
+    """``racy`` answers at once for times more than 2 s (FAT's tick) before now: the
+    same answer as the tick by tick rule, for every kind of time."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from pipeline import store
+
+    def by_ticks(mtime: int, ctime: int, now: int) -> bool:
+        return any(now - now % store.tick(when) <= when for when in (mtime, ctime))
+
+    units = st.sampled_from([1, 1_000, 1_000_000, 10_000_000, 10**9, 2 * 10**9])
+    base = 1_796_000_000 * 10**9
+
+    @settings(max_examples=2000, deadline=None)
+    @given(units, units, st.integers(-5 * 10**9, 10**9), st.integers(-5 * 10**9, 10**9),
+           st.integers(0, 6 * 10**9))
+    def check(mu: int, cu: int, m: int, c: int, later: int) -> None:
+        mtime, ctime = base + m - m % mu, base + c - c % cu
+        now = base + later
+        stat = os.stat_result((0o100644, 1, 1, 1, 0, 0, 5, 0, 0, 0, 0.0, 0.0, 0.0,
+                               mtime, mtime, ctime))
+        assert store.racy(stat, now=now) == by_ticks(mtime, ctime, now)
+    check()
