@@ -115,6 +115,10 @@ def read_layer(folder: str, file_name: str, text: str) -> Layer | None:
 
 
 def _check(spec: pathspec.GitIgnoreSpec, path: str) -> pathspec.util.CheckResult[str]:
+    if "\n" in path:
+        # pathspec's expressions (``(?:.+/)?name/.*``) end a "." at a newline, so no
+        # rule would reach below a folder so named: wildcards decide for it, as below.
+        path = path.replace("\n", "\ufffd")
     try:
         return spec.check_file(path)
     except UnicodeEncodeError:
