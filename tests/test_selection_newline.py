@@ -46,3 +46,13 @@ def test_a_backup_leaves_out_below_a_newline_what_it_leaves_out_elsewhere(
         assert (backup.versions / name / "keep.txt").exists()
         assert not (backup.versions / name / ".git").exists(), name
         assert not (backup.versions / name / "node_modules").exists(), name
+
+
+@pytest.mark.parametrize("pattern", ["x\ny/", "**/x\ny/**", "a\n"])
+def test_a_pattern_cannot_hold_a_newline(pattern: str) -> None:
+    """A newline in a path is matched by a wildcard (``x?y/``); a pattern that spells
+    one would match nothing, or match by name what pathspec does not: refused."""
+    from pipeline.selection import pattern_error
+    assert pattern_error(pattern) is not None
+    assert pattern_error("x?y/") is None
+    assert for_mode(("x?y/",), (), False).ignored_by(f"a/{ODD}", True) is not None
