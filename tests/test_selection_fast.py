@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import INVALID, Backup, make_tree
 
 from pipeline.selection import Rule, Selector, _check, pattern_error
-from support import INVALID, Backup, make_tree
 
 NAMES = [".git", "templates", "a", "node_modules", "b c", "é"]
 

@@ -6,9 +6,9 @@ so ``node_modules/`` did not match ``x\\ny/node_modules/``, and the versioned mo
 from __future__ import annotations
 
 import pytest
+from support import OK, Backup, make_tree
 
 from pipeline.selection import Rule, Selector, _check, for_mode
-from support import OK, Backup, make_tree
 
 ODD = "x\ny"
 
