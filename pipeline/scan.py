@@ -109,11 +109,15 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
         names = {e.name for e in entries}
         layers = _layers(selector, folder_b, rel, names, layers)
         if rel and markers:
-            marker = next((m for m, m_b in markers if m_b in names), None)
-            if marker and not selector.reincluded(rel, True, layers):
-                # The folder was entered to look for the marker: forget it again.
+            found = next(((m, m_b) for m, m_b in markers if m_b in names), None)
+            if found and not selector.reincluded(rel, True, layers):
+                # The folder was entered to look for the marker: forget it again.  Its
+                # parent's signature says it holds one only when it sees the marker
+                # through it (search permission): else it is entered again next run.
                 scan.folders.pop()
-                _drop_marked(scan, rel, marker)
+                seen = os.access(os.path.join(folder_b, found[1]), os.F_OK,
+                                 follow_symlinks=False)
+                _drop_marked(scan, rel, found[0], forget=seen)
                 continue
         signing = known is not None and folder_st is not None
         listing, items, dirs = _listing(entries, folder_b, markers, signing)
@@ -271,16 +275,17 @@ def _read_ignore_file(folder: bytes, rel: str, name: str) -> Layer | None:
     return read_layer(rel, name, data.decode("utf-8", "replace"))
 
 
-def _drop_marked(scan: Scan, rel: str, marker: str) -> None:
+def _drop_marked(scan: Scan, rel: str, marker: str, forget: bool = True) -> None:
     """Remove a folder recognised by its marker file from its parent's lists, the
     subfolders entered too: a later run that finds the parent in line with its
     signature (which says which subfolders hold a marker file) does not enter it to
-    judge it again (and import pathspec for it)."""
+    judge it again (and import pathspec for it); not when ``forget`` is False (the
+    signature cannot see the marker: a folder that cannot be searched)."""
     parent_rel, _, name = rel.rpartition("/")
     for folder in reversed(scan.folders):
         if folder.rel == parent_rel:
             folder.subdirs.remove(name)
-            if name in folder.entered:
+            if forget and name in folder.entered:
                 folder.entered.remove(name)
             what = "a Python virtual environment" if marker == "pyvenv.cfg" else "a cache"
             folder.skipped.append((name + "/", f"{what} (holds {marker})"))

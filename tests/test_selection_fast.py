@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import INVALID, Backup, make_tree
 
 from pipeline.selection import Rule, Selector, _check, pattern_error
 
@@ -64,3 +65,22 @@ def test_a_pattern_passed_without_pathspec_is_one_pathspec_accepts(pattern: str)
 @pytest.mark.parametrize("pattern", ["!", "\\", "a\\", " "])
 def test_a_pattern_pathspec_rejects_is_still_refused(pattern: str) -> None:
     assert pattern_error(pattern)
+
+
+@pytest.mark.parametrize("pattern", ["?" * 8188, "*a" * 7821, "a" * 40309],
+                         ids=["8188 ?", "7821 *a", "40309 a"])
+def test_a_plain_pattern_too_long_for_re2_is_refused(pattern: str) -> None:
+    """pathspec's re2 backend cannot compile these (its memory budget): the plan is
+    refused, as before the plain shortcut, and no run reaches a traceback."""
+    assert pattern_error(pattern) == "failed to compile Set"
+
+
+def test_a_plan_with_a_pattern_too_long_for_re2_is_refused_in_one_line(backup: Backup) -> None:
+    make_tree(backup.src, {"a": {"f": "x"}})
+    backup.write_plan(ignore=["?" * 8188])
+    result = backup.doit("snapshot")
+    assert result.returncode == INVALID, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert "ignore[0]: invalid pattern" in result.stderr
+    assert not backup.mirror.exists()

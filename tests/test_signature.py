@@ -349,3 +349,25 @@ def test_a_marker_file_removed_brings_its_folder_in(made: Backup) -> None:
     assert code == OK, out
     assert seen["snapshot"] == ["a", "a/env"]
     assert (made.mirror / "a" / "env" / "mod.py").read_text() == "m\n"
+
+
+def test_a_virtualenv_nobody_can_search_is_looked_at_again_when_its_marker_goes(
+        nobody_backup) -> None:
+    """A folder readable but not searchable (r--): the walk lists pyvenv.cfg in it and
+    leaves it out, but the parent's signature cannot see the marker through it (access
+    is denied), so it says "no marker" before and after the marker is removed: such a
+    folder is entered again every run (no file in the source: a chown of the run as
+    nobody changes a file's ctime, so the parent would be judged anyway)."""
+    b, python = nobody_backup
+    make_tree(b.src, {"venv": {"pyvenv.cfg": "home = x\n", "lib.py": "x\n"}})
+    os.chmod(b.src / "venv", 0o444)
+    for _ in range(2):
+        result = as_nobody(b, python, "snapshot")
+        assert result.returncode == OK, result.stdout + result.stderr
+    os.chmod(b.src / "venv", 0o755)
+    (b.src / "venv/pyvenv.cfg").unlink()
+    os.chmod(b.src / "venv", 0o444)
+    result = as_nobody(b, python, "snapshot")
+    # no longer a virtualenv, and its file cannot be read: FAILED, never a silent skip
+    assert result.returncode == PARTIAL, result.stdout + result.stderr
+    assert lines(result.stdout, "FAILED") == ["src/venv/lib.py: cannot stat: Permission denied"]
