@@ -141,7 +141,7 @@ def pattern_error(pattern: str) -> str | None:
     as the versioned mode's default ``.git/``, is checked without importing it)."""
     if not pattern.strip():
         return "empty pattern"
-    if "\n" in pattern:
+    if "\n" in pattern.rstrip("\n"):      # (a YAML block's last newline is dropped)
         return "a pattern is one line (a newline in a name is matched by ? or *)"
     if len(pattern) <= _PLAIN_MAX and _PLAIN.fullmatch(pattern):
         return None

@@ -48,7 +48,7 @@ def test_a_backup_leaves_out_below_a_newline_what_it_leaves_out_elsewhere(
         assert not (backup.versions / name / "node_modules").exists(), name
 
 
-@pytest.mark.parametrize("pattern", ["x\ny/", "**/x\ny/**", "a\n"])
+@pytest.mark.parametrize("pattern", ["x\ny/", "**/x\ny/**", "a\nb"])
 def test_a_pattern_cannot_hold_a_newline(pattern: str) -> None:
     """A newline in a path is matched by a wildcard (``x?y/``); a pattern that spells
     one would match nothing, or match by name what pathspec does not: refused."""
@@ -56,3 +56,18 @@ def test_a_pattern_cannot_hold_a_newline(pattern: str) -> None:
     assert pattern_error(pattern) is not None
     assert pattern_error("x?y/") is None
     assert for_mode(("x?y/",), (), False).ignored_by(f"a/{ODD}", True) is not None
+
+
+def test_a_pattern_s_last_newline_is_dropped_as_before(backup: Backup) -> None:
+    """A plan may spell a pattern as a YAML block (``- |``), which ends in a newline:
+    accepted, and the rule applies."""
+    from pipeline.selection import pattern_error
+    assert pattern_error("build/\n") is None
+    assert for_mode(("build/\n",), (), False).ignored_by("a/build", True) is not None
+    make_tree(backup.src, {"build": {"out.o": "o"}, "keep.txt": "k"})
+    backup.plan.write_text(f"destination: {backup.dest}\nsources:\n  - path: {backup.src}\n"
+                           "ignore:\n  - |\n    build/\n")
+    result = backup.doit("snapshot")
+    assert result.returncode == OK, result.stdout + result.stderr
+    assert (backup.mirror / "keep.txt").exists()
+    assert not (backup.mirror / "build").exists()
