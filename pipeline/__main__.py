@@ -6,9 +6,10 @@ owes its caller: a reader piped into ``head`` ends quietly, status 0.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 
 class QuietPipe:
@@ -75,5 +76,34 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
 
 
+def command() -> NoReturn:
+    """``main`` as a process of its own (the console script, ``python -m pipeline``),
+    without two costs no run needs:
+
+    - Python's cyclic garbage collector, which goes through every object a run keeps
+      (the walk's folders and entries, the catalog's records) again and again to find
+      cycles it does not make: 7% of a first backup of 50,000 files, 30 ms of a run
+      with no change; the run's peak memory is the same without it (bench/RESULTS.md).
+    - The interpreter's teardown, which frees those objects one by one (30 ms at
+      5,815 files, more with more).  When ``main`` has returned, what the run writes
+      is written, synced and closed (the catalog, the run record, the lock; a run
+      killed at any point loses nothing, README "What you can rely on"): the process
+      ends once its output is flushed.
+    """
+    gc.disable()
+    try:
+        status: int | str | None = main()
+    except SystemExit as exc:               # the reporter's status (pipeline/reporter.py)
+        status = exc.code
+    if status is not None and not isinstance(status, int):
+        sys.exit(status)                    # a message: Python prints it (status 1)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status or 0)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    command()

@@ -175,8 +175,11 @@ class SnapbackLoader(TaskLoader2):  # type: ignore[misc]  # doit ships no types
     def for_dodo(cls, dodo: str) -> SnapbackLoader:
         """The loader of dodo.py, run by doit: the words are doit's command line when
         doit was started as a command (``doit``, ``python -m doit``), else unknown."""
+        import gc
+
         from doit import get_var
         from doit.cmd_base import DodoTaskLoader
+        gc.disable()        # a run keeps no cycles to collect (see pipeline.__main__.command)
         if not backend_known():
             _refuse(["doit does not know snapback's state backend here: run doit from the "
                      f"checkout ({os.path.dirname(dodo)}), whose pyproject.toml names it, or "
