@@ -205,11 +205,12 @@ def _measured(backup: Backup, *args: str) -> tuple[subprocess.CompletedProcess, 
     """A snapback command line and the peak of its own memory in KiB (VmHWM:
     ru_maxrss would carry the forking test process's peak across exec)."""
     import sys
-    measured = ("import atexit, runpy, sys; atexit.register(lambda: print('MAXRSS', "
+    # the snapback command (pipeline.__main__.command) but for its ending: no garbage
+    # collector, and the peak said before the process ends
+    measured = ("import gc, sys; gc.disable(); from pipeline.__main__ import main; "
+                "code = main(sys.argv[1:]); print('MAXRSS', "
                 "[line.split()[1] for line in open('/proc/self/status') "
-                "if line.startswith('VmHWM')][0], file=sys.stderr)); "
-                "sys.argv = ['snapback', *sys.argv[1:]]; runpy.run_module('pipeline', "
-                "run_name='__main__')")
+                "if line.startswith('VmHWM')][0], file=sys.stderr); sys.exit(code)")
     result = subprocess.run([sys.executable, "-c", measured, *args, f"config={backup.plan}"],
                             capture_output=True, text=True, cwd=backup.base)
     return result, int(result.stderr.split("MAXRSS")[1].split()[0])
