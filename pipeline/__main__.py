@@ -64,9 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr = open(os.devnull, "w")   # noqa: SIM115
     if not isinstance(sys.stdout, QuietPipe):
         sys.stdout = QuietPipe(sys.stdout)
-    from .app import Snapback
     words = sys.argv[1:] if argv is None else argv
     try:
+        # (inside: importing doit is a tenth of a second, long enough for a Ctrl-C)
+        from .app import Snapback
         return Snapback().run(words)
     except KeyboardInterrupt:                # Ctrl-C: not a bug, no traceback
         print("snapback: interrupted; what was committed is kept, and the next run goes "
