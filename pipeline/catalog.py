@@ -237,8 +237,16 @@ class Catalog:
     def __init__(self, path: Path, writable: bool):
         try:
             self._open(path, writable)
-        except sqlite3.Error as exc:      # unreadable, a folder, not a database...
-            raise SnapbackError(f"the catalog {path} cannot be opened: {exc}") from None
+        except BaseException as exc:
+            # a connection made before the failure (a full disk, Ctrl-C) is closed here,
+            # not left to the collector: SQLite removes its -wal and -shm then
+            conn = getattr(self, "conn", None)
+            if conn is not None:
+                conn.close()
+                self.conn = None
+            if isinstance(exc, sqlite3.Error):    # unreadable, a folder, not a database...
+                raise SnapbackError(f"the catalog {path} cannot be opened: {exc}") from None
+            raise
 
     def _open(self, path: Path, writable: bool) -> None:
         self.path = path
