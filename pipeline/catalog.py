@@ -243,7 +243,6 @@ class Catalog:
             conn = getattr(self, "conn", None)
             if conn is not None:
                 conn.close()
-                self.conn = None
             if isinstance(exc, sqlite3.Error):    # unreadable, a folder, not a database...
                 raise SnapbackError(f"the catalog {path} cannot be opened: {exc}") from None
             raise
