@@ -243,6 +243,12 @@ def measure(n: int, seed: int, repeat: int, base: Path, first_repeat: int, keep:
         for name, cmd in cmds.items():
             nochange[name].append(timed(cmd))
     rows += [("no change", k, *median(v)) for k, v in nochange.items()]
+    # the same `all` through the snapback command (pipeline/__main__.py `command`: it ends
+    # without the interpreter's teardown, which doit's own process pays)
+    command = [sys.executable, "-m", "pipeline", "all", "--quiet",
+               f"config={work / 'backup.yaml'}"]
+    rows.append(("no change", "snapback all (the command)",
+                 *median([timed(command) for _ in range(repeat)])))
 
     breakdown = []
     for name, cmd in cmds.items():
