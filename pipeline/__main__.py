@@ -100,10 +100,10 @@ def command() -> NoReturn:
         sys.exit(status)                    # a message: Python prints it (status 1)
     if status:
         # A run that did not end cleanly (a failure, Ctrl-C) raised on its way, and a
-        # traceback's frames hold what they named in a cycle: a catalog whose opening
-        # failed on a full disk, its connection made (its -wal and -shm stay beside it
-        # until it is closed).  One collection closes them, as the teardown did
-        # (tests/test_exit_teardown.py); a clean run keeps no such cycle.
+        # traceback's frames hold what they named in a cycle (a catalog whose opening
+        # failed on a full disk kept its -wal and -shm until closed: Catalog closes
+        # it itself now, tests/test_exit_teardown.py).  One collection closes what
+        # else such a cycle holds, as the teardown did; a clean run keeps none.
         gc.collect()
     for stream in (sys.stdout, sys.stderr):
         try:
