@@ -18,10 +18,13 @@ class QuietPipe:
     stdout that cannot be written at all (a full disk, /dev/full) is said once on
     stderr and dropped the same way: the output is lost, never the backup or its
     run record.  Put in place before doit is imported (doit keeps the stdout it
-    finds then)."""
+    finds then).  stderr is wrapped the same way, with nowhere to say it
+    (``what=None``): a message that cannot be written is dropped, and the run's
+    status is still its own (a usage error is 2 with stderr a closed pipe)."""
 
-    def __init__(self, out: TextIO):
+    def __init__(self, out: TextIO, what: str | None = "standard output"):
         self._out = out
+        self._what = what
 
     def write(self, text: str) -> int:
         try:
@@ -37,9 +40,9 @@ class QuietPipe:
             self._gone(exc)
 
     def _gone(self, exc: OSError) -> None:
-        if not isinstance(exc, BrokenPipeError):
+        if not isinstance(exc, BrokenPipeError) and self._what is not None:
             try:
-                print(f"snapback: standard output cannot be written ({exc.strerror or exc});"
+                print(f"snapback: {self._what} cannot be written ({exc.strerror or exc});"
                       " the rest of it is dropped, the run goes on", file=sys.stderr)
             except OSError:
                 pass
@@ -64,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr = open(os.devnull, "w")   # noqa: SIM115
     if not isinstance(sys.stdout, QuietPipe):
         sys.stdout = QuietPipe(sys.stdout)
+    if not isinstance(sys.stderr, QuietPipe):
+        sys.stderr = QuietPipe(sys.stderr, what=None)
     words = sys.argv[1:] if argv is None else argv
     try:
         # (inside: importing doit is a tenth of a second, long enough for a Ctrl-C)

@@ -236,6 +236,30 @@ def test_a_reader_piped_into_head_ends_quietly(backup: Backup) -> None:
         assert result.stderr == "" and result.stdout.startswith("last change")
 
 
+@pytest.mark.parametrize("stderr", ["a closed pipe", "/dev/full"])
+def test_a_usage_error_is_status_2_whatever_stderr_is(backup: Backup, stderr: str) -> None:
+    """The one-line refusal cannot be written: the status still says what happened
+    (helper-25: 1, a traceback that could not be written either)."""
+    make_tree(backup.src, {"a.txt": "a\n"})
+    if stderr == "/dev/full":
+        err = os.open("/dev/full", os.O_WRONLY)
+    else:
+        read, err = os.pipe()
+        os.close(read)
+    try:
+        for words in (["all", "--bogus"], ["restore"]):
+            result = subprocess.run([*SNAPBACK, *words, f"config={backup.plan}"],
+                                    stderr=err, stdout=subprocess.DEVNULL, cwd=backup.base,
+                                    timeout=120)
+            assert result.returncode == 2, words
+        result = subprocess.run([*SNAPBACK, "all", f"config={backup.plan}"], stderr=err,
+                                stdout=subprocess.DEVNULL, cwd=backup.base, timeout=120)
+        assert result.returncode == 0
+    finally:
+        os.close(err)
+    assert (backup.mirror / "a.txt").read_text() == "a\n"
+
+
 def test_the_first_run_says_what_the_built_in_ignores_left_out(backup: Backup) -> None:
     make_tree(backup.src, {"a.txt": "a\n", "node_modules": {"x.js": "12345\n"},
                            "p": {"__pycache__": {"m.pyc": "1"}, "y.pyc": "22"}})
