@@ -345,3 +345,14 @@ def strace(b: Backup, calls: str, *args: str) -> list[str]:
         pytest.skip(f"strace cannot trace here: {result.stderr.strip()[:200]}")
     assert result.returncode == 0, result.stdout + result.stderr
     return log.read_text().splitlines()
+
+
+def fill_disk(disk: Path, free: int) -> Path:
+    """A ballast file that leaves ``free`` bytes of ``disk`` free (at most)."""
+    st = os.statvfs(disk)
+    ballast = disk / "ballast"
+    with open(ballast, "wb") as fh:
+        fh.write(b"\xff" * max(st.f_bavail * st.f_frsize - free, 0))
+    st = os.statvfs(disk)
+    assert st.f_bavail * st.f_frsize <= max(free, st.f_frsize), "the ballast did not fill it"
+    return ballast

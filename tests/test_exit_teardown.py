@@ -12,33 +12,9 @@ gone, and the side files stayed beside the catalog.
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
-import pytest
-from support import PARTIAL, Backup, make_tree
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    """A 3 MB tmpfs (skips where mounting is not allowed)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
-                            capture_output=True)
-    if result.returncode != 0:                     # probing mount, not snapback
-        pytest.skip(f"cannot mount a small tmpfs here: {result.stderr.decode().strip()}")
-    yield mount
-    if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def _fill(disk: Path, free: int) -> Path:
-    st = os.statvfs(disk)
-    ballast = disk / "ballast"
-    with open(ballast, "wb") as fh:
-        fh.write(b"\xff" * max(st.f_bavail * st.f_frsize - free, 0))
-    return ballast
+from support import PARTIAL, Backup, fill_disk, make_tree
 
 
 def test_a_catalog_that_cannot_be_opened_leaves_no_side_files(
@@ -54,7 +30,7 @@ def test_a_catalog_that_cannot_be_opened_leaves_no_side_files(
     meta = backup.dest / ".snapback"
     met = []
     for free in range(16 << 10, 72 << 10, 4 << 10):
-        ballast = _fill(small_disk, free)
+        ballast = fill_disk(small_disk, free)
         result = backup.doit("all")
         out = result.stdout + result.stderr
         ballast.unlink()

@@ -27,41 +27,19 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from support import OK, PARTIAL, Backup, Link, aged, make_tree, tree
+from support import OK, PARTIAL, Backup, Link, aged, fill_disk, make_tree, tree
 
 SUMMARY = re.compile(r"^(snapshot|versioned): (\d+) files?, (\d+) new, (\d+) updated, "
                      r"(\d+) deleted, (\d+) failed;", re.M)
 FULL = "No space left on device"
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    """A 3 MB tmpfs (skips where mounting is not allowed), unmounted lazily when a
-    failed test still holds a file of it open (its traceback keeps a catalog open)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
-                            capture_output=True)
-    if result.returncode != 0:                     # probing mount, not snapback
-        pytest.skip(f"cannot mount a small tmpfs here: {result.stderr.decode().strip()}")
-    yield mount
-    if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def _state(root: Path) -> dict:
     return tree(root, with_mtime=True)
 
 
-def _fill(disk: Path, free: int) -> Path:
-    """A ballast file that leaves ``free`` bytes of ``disk`` free (at most)."""
-    st = os.statvfs(disk)
-    ballast = disk / "ballast"
-    with open(ballast, "wb") as fh:
-        fh.write(b"\xff" * max(st.f_bavail * st.f_frsize - free, 0))
-    st = os.statvfs(disk)
-    assert st.f_bavail * st.f_frsize <= max(free, st.f_frsize), "the ballast did not fill it"
-    return ballast
 
 
 def _failed_cleanly(b: Backup, result: subprocess.CompletedProcess, scanned: int) -> str:
@@ -171,7 +149,7 @@ def test_a_full_disk_at_every_size_fails_cleanly_and_the_next_run_completes(
         shutil.rmtree(backup.dest, ignore_errors=True)
         if pristine.exists():
             shutil.copytree(pristine, backup.dest, symlinks=True)
-        ballast = _fill(small_disk, free)
+        ballast = fill_disk(small_disk, free)
         out = _failed_cleanly(backup, backup.doit("all"), scanned=40)
         places.update(_place(out))
         ballast.unlink()                                       # room is made
@@ -201,7 +179,7 @@ def test_the_run_log_and_the_report_on_a_full_disk(backup: Backup, small_disk: P
     assert (len(before) + room) % 4096 == 0
     (backup.src / "a.txt").write_text("a\nb\n")
     aged(backup.src)
-    ballast = _fill(small_disk, 0)
+    ballast = fill_disk(small_disk, 0)
     report = small_disk / "reports" / "run.json"
     result = backup.doit("all", "--report", str(report))
     out = _failed_cleanly(backup, result, scanned=1)
