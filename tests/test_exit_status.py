@@ -127,11 +127,15 @@ def test_1_catalog_of_another_format(backed_up: Backup) -> None:
     with sqlite3.connect(backed_up.meta / "catalog.sqlite3") as db:
         db.execute("pragma user_version=99")
     (backed_up.src / "new.txt").write_text("n\n")
-    for command in (["snapshot"], ["history", "src/a.txt"]):
+    modes = {p: p.lstat().st_mode for p in backed_up.dest.rglob("*")}
+    for command in (["snapshot"], ["history", "src/a.txt"], ["protect"], ["unprotect"],
+                    ["prune", "--keep-last", "1"], ["verify"]):
         result = backed_up.doit(*command)
-        assert result.returncode == 1, result.stderr
+        assert result.returncode == 1, (command, result.stderr)
         assert "has format 99" in one_line(result)
     assert not (backed_up.mirror / "new.txt").exists()
+    # a newer snapback's backup is left as it was: not made read-only (or writable)
+    assert {p: p.lstat().st_mode for p in backed_up.dest.rglob("*")} == modes
 
 
 def test_0_staging_folder_replaced_by_a_file(backed_up: Backup) -> None:

@@ -160,8 +160,11 @@ def one_path(paths: list[str], command: str, required: bool = True) -> str | Non
 
 
 def needs_backup(plan: Plan) -> None:
+    """A backup is there, and its catalog is one this snapback reads (a newer
+    snapback's backup is not protected, pruned or verified by an older one)."""
     if not plan.meta_dir.exists():
         raise UsageError(f"no backup at {plan.destination} yet")
+    open_catalog(plan.meta_dir, writable=False).close()
 
 
 def known(catalog: Catalog, plan: Plan) -> Callable[[Target], bool]:
