@@ -107,8 +107,8 @@ def read_layer(folder: str, file_name: str, text: str) -> Layer | None:
             continue
         lines.append(pattern)
         rules.append(Rule(pattern, f"{where}:{number}"))
-    if not lines:
-        return None
+    if not lines or set_error(lines):
+        return None          # (too many long lines to use together: the file is not used)
     digest = hashlib.blake2b(f"{where}\0{text}".encode("utf-8", "surrogateescape"),
                              digest_size=16).digest()
     return Layer(folder, tuple(rules), digest)
@@ -134,6 +134,21 @@ def _check(spec: pathspec.GitIgnoreSpec, path: str) -> pathspec.util.CheckResult
 # shortest found: 8,188 "?"), and that is pathspec's to say.
 _PLAIN = re.compile(r"[\w .*?/~+@,=%-]+")
 _PLAIN_MAX = 1024
+_SET_PLAIN = 4096
+
+
+def set_error(lines: list[str]) -> str | None:
+    """Why pathspec cannot use these patterns together, or None.  re2 compiles a set
+    within a memory budget: dozens of long patterns, each valid, can exceed it
+    together (the smallest sets found hold 12,800 characters; one pattern alone
+    8,188).  Sets under ``_SET_PLAIN`` characters are not compiled to ask."""
+    if sum(map(len, lines)) <= _SET_PLAIN:
+        return None
+    try:
+        compile_spec(lines)
+    except Exception as exc:  # (re2 raises its own error type)
+        return str(exc) or type(exc).__name__
+    return None
 
 
 def pattern_error(pattern: str) -> str | None:

@@ -84,3 +84,43 @@ def test_a_plan_with_a_pattern_too_long_for_re2_is_refused_in_one_line(backup: B
     assert len(result.stderr.splitlines()) == 1
     assert "ignore[0]: invalid pattern" in result.stderr
     assert not backup.mirror.exists()
+
+
+
+LONG_SET = ["**/" + "a*b?c[xyz]" * 40 + str(i) for i in range(150)]
+
+
+def test_many_long_patterns_each_valid_but_not_together_are_refused_in_one_line(
+        backup: Backup) -> None:
+    """re2 compiles each mode's rules as one set within a memory budget: 150 long
+    patterns, each valid, exceed it together.  The plan is refused as a whole, as a
+    pattern too long alone is (helper-24: a traceback, status 70, mid-run)."""
+    import pathspec
+    with pytest.raises(Exception):
+        pathspec.GitIgnoreSpec.from_lines(LONG_SET, backend="re2")   # the case itself
+    make_tree(backup.src, {"d": {"f": "x"}})
+    for keys in ({"ignore": LONG_SET}, {"versioned": {"ignore": LONG_SET}}):
+        backup.write_plan(**keys)
+        for command in (("all",), ("snapshot",), ("explain", "src/d/f")):
+            result = backup.doit(*command)
+            assert result.returncode == INVALID, result.stderr[-2000:]
+            assert len(result.stderr.splitlines()) == 1, result.stderr[-2000:]
+            assert "cannot be used together" in result.stderr
+        assert not backup.mirror.exists()
+
+
+def test_an_ignore_file_too_big_to_use_together_is_not_used(backup: Backup) -> None:
+    """The same in a source's ignore file (data, not the plan): its rules are not used,
+    so what they would leave out is backed up; the rest of the run goes on."""
+    matched = "abXcx" * 40 + "7"
+    make_tree(backup.src, {"d": {matched: "would be left out", "kept.txt": "kept"},
+                           "e": {"x.log": "left out by a small file"}})
+    (backup.src / "d" / ".backupignore").write_text("\n".join(LONG_SET) + "\n")
+    (backup.src / "e" / ".backupignore").write_text("*.log\n")
+    backup.write_plan(ignore_files=[".backupignore"])
+    result = backup.doit("all")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert (backup.mirror / "d" / matched).read_text() == "would be left out"
+    assert (backup.mirror / "d" / "kept.txt").read_text() == "kept"
+    assert not (backup.mirror / "e" / "x.log").exists()
