@@ -8,7 +8,10 @@ snapback's modes, and nothing more: one walk (os.scandir, one lstat per entry);
 for each file one reading (open, read, sha256) and, for each copy the mode
 makes (the mirror; the history's baseline in a folder of its own; both for
 `all`), a temporary file written, fchmod, utime, close, rename and one SQLite
-row; one commit per folder.  No checks, no output, no doit.  Its time against
+row; one commit per folder.  No checks, no output, no doit.  The last floor
+writes snapback's own catalog rows instead (its schema: the versions row with
+its indexes and triggers, the mirror row, synchronous=full, a commit per folder
+and mode): what the catalog's format costs, the rest as above.  Its time against
 rsync's says how far the per-file cost of snapback can come down without
 leaving Python; snapback's against it, what snapback adds.
 borg (unencrypted, lz4) and restic (its default) back up the same tree in the
@@ -35,7 +38,31 @@ src, dest, areas = os.fsencode(sys.argv[1]), os.fsencode(sys.argv[2]), sys.argv[
 os.makedirs(dest, exist_ok=True)
 db = sqlite3.connect(os.path.join(dest, b"catalog.sqlite3"), isolation_level=None)
 db.execute("pragma journal_mode=wal")
-db.execute("create table rows (dir blob, name blob, size int, mtime int, sha text)")
+SCHEMA = len(sys.argv) > 4       # snapback's own catalog: its tables, indexes, triggers
+if SCHEMA:
+    from pipeline.catalog import SCHEMA as TABLES
+    db.execute("pragma synchronous=full")
+    db.executescript(TABLES)
+else:
+    db.execute("create table rows (dir blob, name blob, size int, mtime int, sha text)")
+VERSION = ("insert into versions (source, dir, name, entry, kind, time, run_id, note, store, "
+           "object, size, sha256, mode, mtime_ns, ctime_ns, ino, recorded, object_sha256) "
+           "values ('src',?,?,'file','baseline','2026-12-06_00-00-00','2026-12-06_00-00-00',"
+           "'',?,?,?,?,?,?,?,?,1.0,?)")
+MIRROR = ("insert or replace into mirror (source, dir, name, size, mtime_ns, sha256, mode, "
+          "run_id, kind, ctime_ns, ino) values ('src',?,?,?,?,?,?,'r','file',?,?)")
+
+
+def record(area, rel, name, st, sha):
+    if not SCHEMA:
+        db.execute("insert into rows values (?,?,?,?,?)", (rel, name, st.st_size,
+                   st.st_mtime_ns, sha))
+    elif area is history:
+        db.execute(VERSION, (rel, name, os.path.join(rel, name), name, st.st_size, sha,
+                             st.st_mode, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, sha))
+    else:
+        db.execute(MIRROR, (rel, name, st.st_size, st.st_mtime_ns, sha, st.st_mode,
+                            st.st_ctime_ns, st.st_ino))
 CHUNK = 1 << 20
 
 def copy(path, tmps, st):
@@ -72,6 +99,8 @@ while stack:
                 files.append((e.name, st))
     db.execute("begin")
     for name, st in files:
+        if SCHEMA and not db.in_transaction:
+            db.execute("begin")
         finals = []
         for area in wanted:
             if area is history:
@@ -81,11 +110,19 @@ while stack:
             else:
                 finals.append(os.path.join(area, rel, name))
         sha = copy(os.path.join(here, name), [f + b".tmp" for f in finals], st)
-        for final in finals:
+        for area, final in zip(wanted, finals):
             os.rename(final + b".tmp", final)
-            db.execute("insert into rows values (?,?,?,?,?)", (rel, name, st.st_size,
-                       st.st_mtime_ns, sha))
-    db.execute("commit")
+            record(area, rel, name, st, sha)
+    if SCHEMA:                       # one commit per folder and mode, as snapback makes
+        for _area in wanted:
+            if db.in_transaction:
+                db.execute("commit")
+            db.execute("begin")
+            db.execute("insert or replace into folders (mode, source, dir) values "
+                       "('m', 'src', ?)", (rel,))
+            db.execute("commit")
+    else:
+        db.execute("commit")
 '''
 
 
@@ -130,6 +167,8 @@ def main() -> None:
         "python floor, both (one reading)": (None, [sys.executable, "-c", FLOOR,
                                                     str(source), str(dest), "both"]),
         "snapback all": (None, [*snapback, "all", "--quiet"]),
+        "python floor, both, snapback's catalog rows": (None, [
+            sys.executable, "-c", FLOOR, str(source), str(dest), "both", "schema"]),
     }
     if shutil.which("borg"):
         runs["borg create (lz4)"] = (["borg", "init", "-e", "none", repo],

@@ -196,14 +196,14 @@ class _Folder:
         self.opened.wrote(dst)
         copied, digest = made.stat, made.sha256
         assert digest is not None
+        racy = store.racy(copied)
         if lost is not None:
             self.run.hand_over(self.job.source.name, self.folder_b, name_b,
                                made._replace(lost=lost))
-        elif made.tmps and not store.racy(copied):
+        elif made.tmps and not racy:
             self.run.hand_over(self.job.source.name, self.folder_b, name_b, made)
         elif made.tmps:          # written since the walk, within the tick: not handed over
             self.run.drop_handed({name_b: made})
-        racy = store.racy(copied)
         self.racy |= racy
         self.catalog.set_mirror(self.job.source.name, self.folder_b, name_b, copied,
                                 digest, self.run.run_id, racy=racy)

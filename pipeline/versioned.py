@@ -352,12 +352,14 @@ class History:
         # what the history grows by: the object, and the new whole copy less the one it
         # supersedes (removed once this commits)
         # (the copy just read, when it is the object or the whole copy: its size known)
-        if os.path.join(hist, obj) in self.linked:
+        placed = os.path.join(hist, obj)
+        if self.linked and placed in self.linked:
             written = 0
         else:
             written = copied.written if kind in WHOLE_KINDS else \
-                store.written_size(os.path.join(hist, obj), cst.st_size)
-        if copy is not None and os.path.join(hist, copy) not in self.linked:
+                store.written_size(placed, cst.st_size)
+        whole = os.path.join(hist, copy) if copy is not None else None
+        if whole is not None and whole not in self.linked:
             written += copied.written
         if supersedes:
             assert prev is not None and prev.copy is not None
@@ -367,8 +369,7 @@ class History:
                 self.root))))                    # (removed after the commit; see finish)
             written = max(written - store.written_size(old, prev.size or 0), 0)
         self.done.append(Event(NEW if live is None else UPDATED, MODE, self._label(name),
-                               size=written, target=os.path.join(
-                                   hist, copy or obj)))
+                               size=written, target=whole or placed))
 
     def _chain_intact(self, name: bytes, prev: Row) -> bool:
         """Do the objects from ``prev``'s last whole object on still hold what they

@@ -60,3 +60,27 @@ def test_a_stored_object_names_its_file(backup: Backup) -> None:
     for stored in stored_files:
         out = backup.doit("history", str(stored), check=True).stdout
         assert out.startswith("src/d/a.bin:"), (stored, out)
+
+
+def test_copies_in_a_first_backup_are_stored_once(backup: Backup) -> None:
+    """A first backup answers "no stored file holds these bytes" without asking the
+    catalog (it held nothing when opened: ``Catalog._added``), except for bytes this
+    run stored already: copies within it are linked, in one folder and across
+    folders, and a later run (a catalog that holds versions) links to them too."""
+    data = {f"f{i}.bin": os.urandom(30_000) for i in range(40)}
+    make_tree(backup.src, {"a": dict(data), "b": dict(data), "c": {"x": "unique"}})
+    (backup.src / "a" / "again.bin").write_bytes(data["f7.bin"])
+    backup.doit("all", check=True)
+    for name in data:
+        assert os.lstat(whole(backup, f"a/{name}")).st_ino == \
+            os.lstat(whole(backup, f"b/{name}")).st_ino, name
+    assert os.lstat(whole(backup, "a/again.bin")).st_ino == \
+        os.lstat(whole(backup, "a/f7.bin")).st_ino
+    assert on_disk(backup.versions) < 1_400_000, on_disk(backup.versions)   # not 2.4 MB
+    (backup.src / "d").mkdir()
+    shutil.copy(backup.src / "a" / "f3.bin", backup.src / "d" / "later.bin")
+    backup.doit("all", check=True)
+    assert os.lstat(whole(backup, "d/later.bin")).st_ino == \
+        os.lstat(whole(backup, "a/f3.bin")).st_ino
+    code, deep = backup.run("verify", "--deep")
+    assert code == 0, deep
