@@ -17,7 +17,7 @@ from .errors import UsageError
 from .paths import Target
 from .plan import Plan
 from .scan import Folder, _read_ignore_file, mode_view, walk
-from .selection import Layer, Rule, Selector, _check, compile_spec, for_mode, mode_filter
+from .selection import Layer, Matcher, Rule, Selector, for_mode, mode_filter
 from .show import display
 
 MODES = layout.MODES
@@ -129,18 +129,17 @@ def _ignore_only(selector: Selector, layers: tuple[Layer, ...], rel: str,
         plain = [r for r in layer.rules if not r.pattern.startswith("!")]
         if not plain:
             continue
-        spec = compile_spec([r.pattern for r in plain])
         sub = rel[len(layer.folder) + 1:] if layer.folder else rel
-        result = _check(spec, sub + "/" if is_dir else sub)
-        if result.index is not None and result.include:
-            return plain[result.index]
+        include, index = Matcher([r.pattern for r in plain]).check(
+            sub + "/" if is_dir else sub)
+        if index is not None and include:
+            return plain[index]
     ignores = selector.rules[:selector.first_exception]
     if not ignores:
         return None
-    spec = compile_spec([r.pattern for r in ignores])
-    result = _check(spec, rel + "/" if is_dir else rel)
-    if result.index is not None and result.include:
-        return ignores[result.index]
+    include, index = Matcher([r.pattern for r in ignores]).check(rel + "/" if is_dir else rel)
+    if index is not None and include:
+        return ignores[index]
     return None
 
 

@@ -300,8 +300,6 @@ def check(data: Any, path: Path, lines: dict[str, int] | None = None,
                           ("versioned.ignore", modes["versioned"]["ignore"])):
         if backup:           # the commands that select (backups, explain) check the rules;
             _check_patterns(key, patterns, problems)   # list, restore... never apply them
-    if backup and not problems.items:
-        _check_together(top, modes, problems)
     for index, name in enumerate(top["ignore_files"] or ()):
         if not name or "/" in name or name in (".", ".."):
             problems.add(f"ignore_files[{index}]", f"{name!r} is not a file name")
@@ -400,22 +398,6 @@ def _check_patterns(key: str, patterns: tuple[str, ...], problems: _Problems) ->
         error = pattern_error(pattern)
         if error:
             problems.add(f"{key}[{index}]", f"invalid pattern {pattern!r}: {error}")
-
-
-def _check_together(top: dict[str, Any], modes: dict[str, dict[str, Any]],
-                    problems: _Problems) -> None:
-    """Each mode's rules are used as one set (``selection.for_mode``): patterns that
-    each compile may not compile together."""
-    from .selection import for_mode, set_error
-    for mode, options in modes.items():
-        selector = for_mode(tuple(top["ignore"]), tuple(top["exceptions"]),
-                            top["use_default_ignores"], extra=tuple(options["ignore"]))
-        error = set_error(selector.lines)
-        if error:
-            problems.add(f"{mode}.ignore" if options["ignore"] else "ignore",
-                         f"{len(selector.lines)} patterns, each valid, cannot be used "
-                         f"together ({error}): use fewer or shorter ones")
-            return
 
 
 def locate(config: str | None, default: Path | None = None) -> Path:

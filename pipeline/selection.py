@@ -42,6 +42,46 @@ def compile_spec(lines: list[str]) -> pathspec.GitIgnoreSpec:
     return pathspec.GitIgnoreSpec.from_lines(lines, backend=BACKEND)
 
 
+# re2 compiles a set of patterns within a memory budget: a set of dozens of long
+# patterns, or of a few thousand short lines (a large generated .gitignore), each valid,
+# can exceed it (the smallest failing sets found: 7,771 characters of "?", the most
+# costly; none at 4,096 or under).  A longer list is compiled in parts of at most this
+# many characters (or one line, checked alone by ``pattern_error``).
+PART_CHARS = 4096
+
+
+class Matcher:
+    """pathspec's answer for a list of gitignore lines, compiled when first asked.  A
+    list over ``PART_CHARS`` is compiled in parts, and the last part with a matching
+    line decides, by its own last matching line: the last matching line of the list,
+    as one set would answer (a part is compiled by re2 like the whole: matching stays
+    linear in the path's length, whatever the patterns)."""
+
+    def __init__(self, lines: list[str], part_chars: int = PART_CHARS):
+        self.lines, self.part_chars = lines, part_chars
+
+    @cached_property
+    def parts(self) -> list[tuple[int, pathspec.GitIgnoreSpec]]:
+        """(index of the part's first line, its spec), in the list's order."""
+        starts, size = [0], 0
+        for index, line in enumerate(self.lines):
+            if size and size + len(line) > self.part_chars:
+                starts.append(index)
+                size = 0
+            size += len(line)
+        ends = [*starts[1:], len(self.lines)]
+        return [(start, compile_spec(self.lines[start:end]))
+                for start, end in zip(starts, ends) if end > start]
+
+    def check(self, path: str) -> tuple[bool | None, int | None]:
+        """(whether the deciding line ignores ``path``, its index), or (None, None)."""
+        for start, spec in reversed(self.parts):
+            result = _check(spec, path)
+            if result.index is not None:
+                return result.include, start + result.index
+        return None, None
+
+
 # The shape of the versioned mode's rules by default: folders left out by name at any
 # depth (``.git/``), and folders whose content is kept by name at any depth (the
 # built-in exception ``**/templates/**``), no wildcard, class or escape in a name.
@@ -85,16 +125,16 @@ class Layer:
     digest: bytes = b""  # of the file's place and text: part of a folder's signature
 
     @cached_property
-    def spec(self) -> pathspec.GitIgnoreSpec:
+    def spec(self) -> Matcher:
         """Compiled when a path below the file's folder is first judged."""
-        return compile_spec([r.pattern for r in self.rules])
+        return Matcher([r.pattern for r in self.rules])
 
     def check(self, rel: str, is_dir: bool) -> tuple[bool, Rule] | None:
         sub = rel[len(self.folder) + 1:] if self.folder else rel
-        result = _check(self.spec, sub + "/" if is_dir else sub)
-        if result.index is None:
+        include, index = self.spec.check(sub + "/" if is_dir else sub)
+        if index is None:
             return None
-        return bool(result.include), self.rules[result.index]
+        return bool(include), self.rules[index]
 
 
 def read_layer(folder: str, file_name: str, text: str) -> Layer | None:
@@ -107,8 +147,8 @@ def read_layer(folder: str, file_name: str, text: str) -> Layer | None:
             continue
         lines.append(pattern)
         rules.append(Rule(pattern, f"{where}:{number}"))
-    if not lines or set_error(lines):
-        return None          # (too many long lines to use together: the file is not used)
+    if not lines:
+        return None
     digest = hashlib.blake2b(f"{where}\0{text}".encode("utf-8", "surrogateescape"),
                              digest_size=16).digest()
     return Layer(folder, tuple(rules), digest)
@@ -134,21 +174,6 @@ def _check(spec: pathspec.GitIgnoreSpec, path: str) -> pathspec.util.CheckResult
 # shortest found: 8,188 "?"), and that is pathspec's to say.
 _PLAIN = re.compile(r"[\w .*?/~+@,=%-]+")
 _PLAIN_MAX = 1024
-_SET_PLAIN = 4096
-
-
-def set_error(lines: list[str]) -> str | None:
-    """Why pathspec cannot use these patterns together, or None.  re2 compiles a set
-    within a memory budget: dozens of long patterns, each valid, can exceed it
-    together (the smallest sets found hold 12,800 characters; one pattern alone
-    8,188).  Sets under ``_SET_PLAIN`` characters are not compiled to ask."""
-    if sum(map(len, lines)) <= _SET_PLAIN:
-        return None
-    try:
-        compile_spec(lines)
-    except Exception as exc:  # (re2 raises its own error type)
-        return str(exc) or type(exc).__name__
-    return None
 
 
 def pattern_error(pattern: str) -> str | None:
@@ -158,7 +183,8 @@ def pattern_error(pattern: str) -> str | None:
         return "empty pattern"
     if "\n" in pattern.rstrip("\n"):      # (a YAML block's last newline is dropped)
         return "a pattern is one line (a newline in a name is matched by ? or *)"
-    if len(pattern) <= _PLAIN_MAX and _PLAIN.fullmatch(pattern):
+    body = pattern[1:] if pattern.startswith("!") else pattern    # (a re-including line)
+    if len(pattern) <= _PLAIN_MAX and body.strip() and _PLAIN.fullmatch(body):
         return None
     try:
         compile_spec([pattern])
@@ -200,12 +226,12 @@ class Selector:
         self.folder_names = _folder_names(ignores, exceptions)
 
     @cached_property
-    def spec(self) -> pathspec.GitIgnoreSpec:
-        return compile_spec(self.lines)
+    def spec(self) -> Matcher:
+        return Matcher(self.lines)
 
     @cached_property
-    def exception_spec(self) -> pathspec.GitIgnoreSpec | None:
-        return compile_spec([r.pattern for r in self.exceptions]) if self.exceptions else None
+    def exception_spec(self) -> Matcher | None:
+        return Matcher([r.pattern for r in self.exceptions]) if self.exceptions else None
 
     def _check(self, rel: str, is_dir: bool) -> tuple[bool | None, int | None]:
         """pathspec's answer for ``rel``: (whether the last matching line ignores it,
@@ -218,8 +244,7 @@ class Selector:
             # a folder kept by an exception wins over one left out (pathspec: a match
             # of ``name/`` ranks below one of ``**/name/**``); the last line among equals
             return found[-1] < self.first_exception, found[-1]
-        result = _check(self.spec, rel + "/" if is_dir else rel)
-        return result.include, result.index
+        return self.spec.check(rel + "/" if is_dir else rel)
 
     def decide(self, rel: str, is_dir: bool, layers: tuple[Layer, ...] = ()
                ) -> tuple[bool, Rule | None]:
@@ -234,9 +259,9 @@ class Selector:
             if found is not None:
                 ignored, rule = found
                 if ignored and self.exception_spec is not None:
-                    again = _check(self.exception_spec, rel + "/" if is_dir else rel)
-                    if again.include and again.index is not None:
-                        return True, self.exceptions[again.index]
+                    include, index = self.exception_spec.check(rel + "/" if is_dir else rel)
+                    if include and index is not None:
+                        return True, self.exceptions[index]
                 return not ignored, rule
         if self.empty:
             return True, None

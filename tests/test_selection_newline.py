@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from support import OK, Backup, make_tree
 
-from pipeline.selection import Rule, Selector, _check, for_mode
+from pipeline.selection import Rule, Selector, _check, compile_spec, for_mode
 
 ODD = "x\ny"
 
@@ -20,7 +20,7 @@ def test_folder_names_below_a_newline_are_judged_as_pathspec_judges_them(rel: st
                         [Rule("**/templates/**", "built-in exception")], markers=False)
     assert selector.folder_names is not None
     for is_dir in (True, False):
-        result = _check(selector.spec, rel + "/" if is_dir else rel)
+        result = _check(compile_spec(selector.lines), rel + "/" if is_dir else rel)
         assert selector._check(rel, is_dir) == (result.include, result.index), (rel, is_dir)
 
 
