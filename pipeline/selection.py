@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import cached_property, lru_cache
@@ -39,7 +40,11 @@ def compile_spec(lines: list[str]) -> pathspec.GitIgnoreSpec:
     path is first judged: a run whose folders are all in line with their signature
     judges none (README, "How it works")."""
     import pathspec
-    return pathspec.GitIgnoreSpec.from_lines(lines, backend=BACKEND)
+    with warnings.catch_warnings():
+        # Python's re warns of a "possible nested set" for a pattern holding "[[" (to
+        # stderr, every run): pathspec's answer stands, the warning is not the user's
+        warnings.simplefilter("ignore", FutureWarning)
+        return pathspec.GitIgnoreSpec.from_lines(lines, backend=BACKEND)
 
 
 # re2 compiles a set of patterns within a memory budget: a set of dozens of long

@@ -161,3 +161,16 @@ def test_a_list_matched_in_parts_answers_as_one_set(lines: list[str], part: int,
     whole_set = _check(compile_spec(lines), path)
     assert Matcher(lines, part_chars=part).check(path) == (whole_set.include,
                                                            whole_set.index), lines
+
+
+def test_a_pattern_with_a_nested_bracket_is_quiet(backup: Backup) -> None:
+    """Python's re warns of a "possible nested set" for "[[" when pathspec compiles such
+    a line (helper-26: two lines of FutureWarning on stderr, every run, --quiet too)."""
+    make_tree(backup.src, {"[x": "left out", "b": {"[y": "left out", "c": "kept"},
+                           ".backupignore": "[[]y\n"})
+    backup.write_plan(ignore=["[[]x"], ignore_files=[".backupignore"])
+    for _ in range(2):
+        result = backup.doit("all", "--quiet")
+        assert result.returncode == 0, result.stderr
+        assert (result.stdout, result.stderr) == ("", "")
+    assert sorted(p.name for p in backup.mirror.rglob("*")) == [".backupignore", "b", "c"]
