@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,9 +116,31 @@ def _named(dest: bytes, catalog: Catalog, paths: set[bytes]) -> set[bytes]:
     return named
 
 
-def verify(destination: Path, catalog: Catalog, deep: bool) -> tuple[int, list[Problem]]:
-    """(objects checked, problems found)."""
+def _unrecorded(mirror: bytes, rel: bytes, source: Path | None, mtime_ns: int | None) -> bool:
+    """Is this mirror file, which does not hold the bytes its record names, a copy of
+    the source file as it is now (same size and mtime), made after that record (another
+    mtime)?  A run stopped between putting the copy in place and recording it leaves
+    that; the next run records it.  Not damage: a restore of it gives the source's
+    bytes of now.  (An edit in the mirror, or a source that is gone: damage.)"""
+    if source is None:
+        return False
+    try:
+        copy = os.lstat(os.path.join(mirror, rel))
+        now = os.lstat(os.path.join(os.fsencode(source), rel))
+    except OSError:
+        return False
+    return stat.S_ISREG(now.st_mode) and stat.S_ISREG(copy.st_mode) and \
+        (copy.st_size, copy.st_mtime_ns) == (now.st_size, now.st_mtime_ns) and \
+        now.st_mtime_ns != mtime_ns
+
+
+def verify(destination: Path, catalog: Catalog, deep: bool,
+           sources: dict[str, Path] | None = None
+           ) -> tuple[int, list[Problem], list[str]]:
+    """(objects checked, problems found, mirror files a stopped run copied and did not
+    record: ``_unrecorded``, given the sources' folders by name)."""
     problems: list[Problem] = []
+    unrecorded: list[str] = []
     checked = 0
     for history in catalog.histories():
         source, path = history[0].source, history[0].path
@@ -138,9 +161,15 @@ def verify(destination: Path, catalog: Catalog, deep: bool) -> tuple[int, list[P
             for row, error in checked_versions(root, history):
                 if error is not None:
                     problems.append(Problem("unrebuildable", label, f"version {row.time}: {error}"))
-    for source, folder, name, _size, _mtime, sha, _mode in catalog.iter_mirror_files():
+    for source, folder, name, _size, mtime, sha, _mode in catalog.iter_mirror_files():
         checked += 1
         rel = folder + b"/" + name if folder else name
         label = f"{source}/{os.fsdecode(rel)}"
-        _check(os.fsencode(layout.mirror_root(destination, source)), rel, sha, label, problems)
-    return checked, problems
+        mirror = os.fsencode(layout.mirror_root(destination, source))
+        found = len(problems)
+        _check(mirror, rel, sha, label, problems)
+        if len(problems) > found and problems[-1].what == "corrupt" and _unrecorded(
+                mirror, rel, (sources or {}).get(source), mtime):
+            problems.pop()
+            unrecorded.append(label)
+    return checked, problems, unrecorded

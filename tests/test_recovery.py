@@ -223,3 +223,27 @@ def test_times_with_offsets_and_errors() -> None:
         datetime.fromisoformat("2026-11-23T14:30:01+00:00").timestamp() - 1e-6)
     with pytest.raises(timespec.BadTime):
         timespec.parse("last tuesday")
+
+
+def test_verify_after_a_run_stopped_before_recording_its_mirror_copy(backup: Backup) -> None:
+    """A run killed between putting a new mirror copy in place and committing its record
+    leaves a copy of the source as it is now: verify says so, as no damage (status 0);
+    a mirror file edited by hand (or a source gone) is still damage (helper-26: both
+    were "corrupt")."""
+    make_tree(backup.src, {"a.txt": "one\n", "b.txt": "bee\n"})
+    backup.doit("snapshot", check=True)
+    (backup.src / "a.txt").write_text("two, longer\n")
+    killed = backup.doit("snapshot", env={"SNAPBACK_FAULT": "commit:1"})
+    assert killed.returncode != 0
+    assert (backup.mirror / "a.txt").read_text() == "two, longer\n"   # placed, not recorded
+    result = backup.doit("verify")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "unrecorded    src/a.txt: the mirror holds the source's bytes of now" in result.stdout
+    assert "corrupt" not in result.stdout
+    (backup.mirror / "b.txt").write_text("edited in the mirror\n")
+    result = backup.doit("verify")
+    assert result.returncode == 1, result.stdout
+    assert f"corrupt       src/b.txt: {backup.mirror / 'b.txt'}" in result.stdout
+    backup.doit("snapshot", check=True)                  # brings both in line
+    result = backup.doit("verify")
+    assert result.returncode == 0 and "unrecorded" not in result.stdout, result.stdout

@@ -15,10 +15,14 @@ def run(ctx: Context, paths: list[str], deep: bool = False) -> TaskFailed | None
     no_paths(paths, "verify checks the whole backup")
     needs_backup(plan)
     with ctx.reading() as catalog:
-        checked, problems = verify.verify(plan.destination, catalog, deep)
+        checked, problems, unrecorded = verify.verify(
+            plan.destination, catalog, deep, {s.name: s.path for s in plan.sources})
         left = verify.leftovers(plan.destination, catalog)
     for problem in problems:
         print(f"{problem.what:<13} {problem.path}: {problem.detail}")
+    for label in unrecorded:             # not damage (status 0): a stopped run's copy
+        print(f"{'unrecorded':<13} {label}: the mirror holds the source's bytes of now, "
+              "copied by a run that stopped before recording them (the next run does)")
     for found in left:                   # not damage (status 0): what a killed run left
         print(f"{'leftover':<13} {found.path}: " + (
             "a partial file of a doit fetch that was killed (the next doit fetch removes it)"
