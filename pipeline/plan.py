@@ -397,7 +397,9 @@ def _check_patterns(key: str, patterns: tuple[str, ...], problems: _Problems) ->
     for index, pattern in enumerate(patterns):
         error = pattern_error(pattern)
         if error:
-            problems.add(f"{key}[{index}]", f"invalid pattern {pattern!r}: {error}")
+            shown = repr(pattern) if len(pattern) <= 80 else \
+                f"{pattern[:60]!r}... ({len(pattern):,} characters)"
+            problems.add(f"{key}[{index}]", f"invalid pattern {shown}: {error}")
 
 
 def locate(config: str | None, default: Path | None = None) -> Path:

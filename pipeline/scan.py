@@ -272,7 +272,7 @@ def _read_ignore_file(folder: bytes, rel: str, name: str) -> Layer | None:
             os.close(fd)
     except OSError:
         return None
-    return read_layer(rel, name, data.decode("utf-8", "replace"))
+    return read_layer(rel, name, data.decode("utf-8", "surrogateescape"))
 
 
 def _drop_marked(scan: Scan, rel: str, marker: str, forget: bool = True) -> None:

@@ -76,7 +76,7 @@ class Matcher:
             size += len(line)
         ends = [*starts[1:], len(self.lines)]
         return [(start, compile_spec(self.lines[start:end]))
-                for start, end in zip(starts, ends) if end > start]
+                for start, end in zip(starts, ends, strict=True) if end > start]
 
     def check(self, path: str) -> tuple[bool | None, int | None]:
         """(whether the deciding line ignores ``path``, its index), or (None, None)."""
@@ -143,11 +143,15 @@ class Layer:
 
 
 def read_layer(folder: str, file_name: str, text: str) -> Layer | None:
-    """An ignore file's patterns (comments, blanks and invalid lines are skipped)."""
+    """An ignore file's patterns (comments, blanks and invalid lines are skipped), its
+    lines as git reads them: ended by a newline alone (a carriage return before it is
+    dropped, one elsewhere is part of the line), a byte-order mark before the first
+    skipped.  A line with bytes that are not UTF-8 (kept as surrogates by the caller)
+    is invalid: no pattern can spell them."""
     rules, lines = [], []
     where = f"{folder}/{file_name}" if folder else file_name
-    for number, line in enumerate(text.splitlines(), 1):
-        pattern = line.rstrip("\n")
+    for number, line in enumerate(text.removeprefix("\ufeff").split("\n"), 1):
+        pattern = line[:-1] if line.endswith("\r") else line
         if not pattern.strip() or pattern.startswith("#") or pattern_error(pattern):
             continue
         lines.append(pattern)
@@ -194,7 +198,10 @@ def pattern_error(pattern: str) -> str | None:
     try:
         compile_spec([pattern])
     except Exception as exc:  # pathspec raises several types; all mean "invalid"
-        return str(exc) or type(exc).__name__
+        text = str(exc) or type(exc).__name__
+        if text.startswith("failed to"):          # re2's words, with its expression
+            return "too long or complex to match (over the matcher's memory budget)"
+        return text
     return None
 
 

@@ -160,10 +160,14 @@ def one_path(paths: list[str], command: str, required: bool = True) -> str | Non
 
 
 def needs_backup(plan: Plan) -> None:
-    """A backup is there, and its catalog is one this snapback reads (a newer
-    snapback's backup is not protected, pruned or verified by an older one)."""
     if not plan.meta_dir.exists():
         raise UsageError(f"no backup at {plan.destination} yet")
+
+
+def known_format(plan: Plan) -> None:
+    """The backup's catalog is one this snapback reads: a newer snapback's backup is not
+    protected or unprotected by an older one (the commands that read it check as they
+    open it).  Under the lock: a run holding it is status 75, not a busy catalog."""
     open_catalog(plan.meta_dir, writable=False).close()
 
 
