@@ -58,9 +58,11 @@ PART_CHARS = 4096
 class Matcher:
     """pathspec's answer for a list of gitignore lines, compiled when first asked.  A
     list over ``PART_CHARS`` is compiled in parts, and the last part with a matching
-    line decides, by its own last matching line: the last matching line of the list,
-    as one set would answer (a part is compiled by re2 like the whole: matching stays
-    linear in the path's length, whatever the patterns)."""
+    line decides, by its own answer: the last matching line of the list, as one set
+    answers, except that one set ranks a line matching the path itself above a later
+    one matching only a folder above it, and parts do so only within a part (README,
+    Selection).  Each part is an re2 set like the whole: matching stays linear in the
+    path's length, whatever the patterns (Python's re, with no budget, is not)."""
 
     def __init__(self, lines: list[str], part_chars: int = PART_CHARS):
         self.lines, self.part_chars = lines, part_chars
