@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 from datetime import datetime
 from pathlib import Path
@@ -234,7 +235,7 @@ def test_verify_after_a_run_stopped_before_recording_its_mirror_copy(backup: Bac
     backup.doit("snapshot", check=True)
     (backup.src / "a.txt").write_text("two, longer\n")
     killed = backup.doit("snapshot", env={"SNAPBACK_FAULT": "commit:1"})
-    assert killed.returncode != 0
+    assert killed.returncode == -signal.SIGKILL, killed.stderr     # the fault hook's kill
     assert (backup.mirror / "a.txt").read_text() == "two, longer\n"   # placed, not recorded
     result = backup.doit("verify")
     assert result.returncode == 0, result.stdout + result.stderr
