@@ -28,7 +28,7 @@ from typing import Any
 
 from doit.exceptions import TaskFailed
 
-from . import change, layout, reader, runlog, snapshot, versioned
+from . import change, layout, reader, runlog
 from .catalog import Catalog, InLine, Stored, open_catalog
 from .commands import BACKUP_COMMANDS, MODES_OF
 from .errors import LockHeld, SnapbackError
@@ -289,9 +289,12 @@ def _history_gone(session: Session, catalog: Catalog, root: Path, source: Source
 
 
 def _actions(mode: str) -> tuple[Any, Any]:
-    """(folder action, sweep action) of one mode."""
+    """(folder action, sweep action) of one mode: imported for the first task that runs
+    one (a run in which every folder is in line imports neither mode's code)."""
     if mode == "snapshot":
+        from . import snapshot
         return snapshot.mirror_folder, snapshot.sweep
+    from . import versioned
     return versioned.record_folder, versioned.sweep
 
 
@@ -354,7 +357,6 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
         folder_tasks: list[str] = []
         cleanup_tasks: list[str] = []
         names[mode] = (folder_tasks, cleanup_tasks)
-        action, sweep_action = _actions(mode)
         for source in plan.sources:
             root = _root(plan, mode, source)
             mirror_root = os.fsencode(root)
@@ -393,7 +395,7 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
                                 entered=b"\0".join(os.fsencode(n) for n in folder.entered))
                 spec: dict[str, Any] = {"basename": mode, "name": name,
                                         "doc": f"{mode}: the folder {name}",
-                                        "actions": [(action, [job, session])]}
+                                        "actions": [(_actions(mode)[0], [job, session])]}
                 if same and list(map(stored_key, recs)) == list(map(stat_key, entries)):
                     # In line, and every file as the catalog records it: the answer doit's
                     # checker would give (the same rule on the same lstat, pipeline.change),
@@ -445,7 +447,7 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
                 yield {
                     "basename": "cleanup", "name": f"{mode}:{source.name}",
                     "doc": f"{mode}: what left {source.name}",
-                    "actions": [(sweep_action, [sweep, session])],
+                    "actions": [(_actions(mode)[1], [sweep, session])],
                 }
     label = command if command in ("snapshot", "versioned", "cleanup") else "all"
     after = None
