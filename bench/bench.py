@@ -58,6 +58,11 @@ PHASES = ROOT / "bench" / "phases.py"
 BREAKDOWN = ("imports", "walk", "catalog read", "task creation", "uptodate", "doit",
              "snapback, other", "interpreter, other")
 RESULTS = ROOT / "bench" / "RESULTS.md"
+# The interpreter snapback, doit and the floors run with: BENCH_PYTHON names another one,
+# such as a venv's that holds only snapback and its dependencies (the README's install
+# for cron); a shared environment adds what its other packages cost every start (doit
+# reads every installed package's entry points three times a run).
+PYTHON = os.environ.get("BENCH_PYTHON") or sys.executable
 TEXT_KINDS = (".py", ".md", ".json", ".yaml", ".txt")
 WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron "
          "pi rho sigma tau upsilon phi chi psi omega def class return import self value").split()
@@ -167,7 +172,7 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int
 
 def commands(work: Path) -> dict[str, list[str]]:
     plan = work / "backup.yaml"
-    doit = [sys.executable, "-m", "doit", "-f", str(DODO)]
+    doit = [PYTHON, "-m", "doit", "-f", str(DODO)]
     return {
         "snapshot": [*doit, "snapshot", "--quiet", f"config={plan}"],
         "versioned": [*doit, "versioned", "--quiet", f"config={plan}"],
@@ -245,7 +250,7 @@ def measure(n: int, seed: int, repeat: int, base: Path, first_repeat: int, keep:
     rows += [("no change", k, *median(v)) for k, v in nochange.items()]
     # the same `all` through the snapback command (pipeline/__main__.py `command`: it ends
     # without the interpreter's teardown, which doit's own process pays)
-    command = [sys.executable, "-m", "pipeline", "all", "--quiet",
+    command = [PYTHON, "-m", "pipeline", "all", "--quiet",
                f"config={work / 'backup.yaml'}"]
     rows.append(("no change", "snapback all (the command)",
                  *median([timed(command) for _ in range(repeat)])))
@@ -274,14 +279,14 @@ def measure(n: int, seed: int, repeat: int, base: Path, first_repeat: int, keep:
             after[name].append(timed(cmd))
     rows += [("after 1% mutation", k, *median(v)) for k, v in after.items()]
 
-    listing = [timed([sys.executable, "-m", "doit", "-f", str(DODO), "list",
+    listing = [timed([PYTHON, "-m", "doit", "-f", str(DODO), "list",
                       f"config={work / 'backup.yaml'}"]) for _ in range(repeat)]
     rows.append(("doit list", "snapback", *median(listing)))
-    floor = [timed([sys.executable, "-c", FLOOR, str(src)]) for _ in range(repeat)]
+    floor = [timed([PYTHON, "-c", FLOOR, str(src)]) for _ in range(repeat)]
     rows.append(("floor: scandir+lstat walk", "python", *median(floor)))
     # the same walk in a program that imports what snapback's core is built on: the
     # least a no-change run of a doit application with these dependencies costs
-    floor = [timed([sys.executable, "-c", FLOOR_APP, str(src)]) for _ in range(repeat)]
+    floor = [timed([PYTHON, "-c", FLOOR_APP, str(src)]) for _ in range(repeat)]
     rows.append(("floor: walk + doit, yaml, sqlite3 imported", "python",
                  *median(floor)))
     if not keep:
@@ -355,7 +360,8 @@ def main() -> None:
         header = (f"\n## {date.today().isoformat()}\n\n"
                   f"Machine: {os.cpu_count()} cores (nproc), {platform.machine()}, "
                   f"Python {platform.python_version()}, {rsync_version}\n"
-                  f"Command: `python bench/bench.py {' '.join(sys.argv[1:])}`\n"
+                  f"Command: `python bench/bench.py {' '.join(sys.argv[1:])}`"
+                  + (f" with BENCH_PYTHON={PYTHON}" if sys.executable != PYTHON else "") + "\n"
                   f"Medians of {args.repeat} alternating runs "
                   f"({first_repeat} for first backups); bytecode cache "
                   f"{'off' if args.pyc_off else 'on'}.\n\n")
