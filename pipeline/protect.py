@@ -53,15 +53,20 @@ def _chmod_all(destination: Path, new_mode: Callable[[int], int | None]) -> int:
 
 
 def protect(destination: Path) -> int:
-    changed = _chmod_all(destination, lambda mode: mode & ~WRITE if mode & WRITE else None)
+    # the marker first: a backup whose modes changed is one every run knows is protected
+    # (a marker that cannot be written changes nothing)
     marker(destination / META).touch(mode=0o600)
-    return changed
+    return _chmod_all(destination, lambda mode: mode & ~WRITE if mode & WRITE else None)
 
 
 def unprotect(destination: Path) -> int:
+    meta = destination / META
+    if marker(meta).exists() and not os.access(meta, os.W_OK | os.X_OK):
+        # the marker could not be removed after the modes: change none
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(marker(meta)))
     changed = _chmod_all(destination, lambda mode: None if mode & stat.S_IWUSR
                          else mode | stat.S_IWUSR)
-    marker(destination / META).unlink(missing_ok=True)
+    marker(meta).unlink(missing_ok=True)
     return changed
 
 

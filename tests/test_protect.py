@@ -82,3 +82,39 @@ def test_protect_true_in_the_plan_protects_after_each_run(nb) -> None:
     run(b, python, "all")
     assert writable(b) == []
     assert tree(b.mirror) .keys() == tree(b.src).keys()
+
+
+def test_protect_that_cannot_record_itself_changes_nothing(nb) -> None:
+    """protect writes its marker (``.snapback/protected``) before it changes a mode: a
+    ``.snapback`` folder the user cannot write to is one line and status 1, and every
+    mode as it was, not a backup made read-only that no run knows is protected
+    (helper-26)."""
+    b, python = nb
+    make_tree(b.src, {"a.txt": "a\n", "docs": {"b.md": "b\n"}})
+    run(b, python, "all")
+    meta = b.dest / ".snapback"
+    os.chmod(meta, 0o555)
+    try:
+        before = {p: os.lstat(p).st_mode for p in map(str, b.dest.rglob("*"))}
+        result = as_nobody(b, python, "protect")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1, \
+            result.stderr
+        assert "protected" in result.stderr, result.stderr    # what could not be written
+        assert {p: os.lstat(p).st_mode for p in map(str, b.dest.rglob("*"))} == before
+    finally:
+        os.chmod(meta, 0o700)
+    run(b, python, "protect")
+    assert writable(b) == []
+    os.chmod(meta, 0o555)
+    try:                                   # unprotect the same: nothing changed, one line
+        before = {p: os.lstat(p).st_mode for p in map(str, b.dest.rglob("*"))}
+        result = as_nobody(b, python, "unprotect")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert len(result.stderr.splitlines()) == 1, result.stderr
+        assert "protected" in result.stderr, result.stderr
+        assert {p: os.lstat(p).st_mode for p in map(str, b.dest.rglob("*"))} == before
+    finally:
+        os.chmod(meta, 0o700)
+    run(b, python, "unprotect")
+    assert (b.mirror / "a.txt").stat().st_mode & 0o200
