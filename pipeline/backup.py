@@ -28,7 +28,7 @@ from typing import Any
 
 from doit.exceptions import TaskFailed
 
-from . import change, layout, reader, runlog
+from . import change, layout, reader, runlog, snapshot, versioned
 from .catalog import Catalog, InLine, Stored, open_catalog
 from .commands import BACKUP_COMMANDS, MODES_OF
 from .errors import LockHeld, SnapbackError
@@ -289,12 +289,9 @@ def _history_gone(session: Session, catalog: Catalog, root: Path, source: Source
 
 
 def _actions(mode: str) -> tuple[Any, Any]:
-    """(folder action, sweep action) of one mode: imported for the first task that runs
-    one (a run in which every folder is in line imports neither mode's code)."""
+    """(folder action, sweep action) of one mode."""
     if mode == "snapshot":
-        from . import snapshot
         return snapshot.mirror_folder, snapshot.sweep
-    from . import versioned
     return versioned.record_folder, versioned.sweep
 
 
@@ -357,6 +354,7 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
         folder_tasks: list[str] = []
         cleanup_tasks: list[str] = []
         names[mode] = (folder_tasks, cleanup_tasks)
+        action, sweep_action = _actions(mode)
         for source in plan.sources:
             root = _root(plan, mode, source)
             mirror_root = os.fsencode(root)
@@ -395,7 +393,7 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
                                 entered=b"\0".join(os.fsencode(n) for n in folder.entered))
                 spec: dict[str, Any] = {"basename": mode, "name": name,
                                         "doc": f"{mode}: the folder {name}",
-                                        "actions": [(_actions(mode)[0], [job, session])]}
+                                        "actions": [(action, [job, session])]}
                 if same and list(map(stored_key, recs)) == list(map(stat_key, entries)):
                     # In line, and every file as the catalog records it: the answer doit's
                     # checker would give (the same rule on the same lstat, pipeline.change),
@@ -447,7 +445,7 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
                 yield {
                     "basename": "cleanup", "name": f"{mode}:{source.name}",
                     "doc": f"{mode}: what left {source.name}",
-                    "actions": [(_actions(mode)[1], [sweep, session])],
+                    "actions": [(sweep_action, [sweep, session])],
                 }
     label = command if command in ("snapshot", "versioned", "cleanup") else "all"
     after = None

@@ -33,12 +33,13 @@ from typing import Any
 
 from doit.exceptions import TaskFailed
 
-from . import change, faults, layout, session, store
+from . import bindelta, change, faults, layout, session, store, textdiff
 from .catalog import WHOLE_KINDS, Catalog, Row
 from .layout import baseline_name, version_names
 from .lstat import AnyStat
 from .plan import Source
 from .protect import Opened
+from .rebuild import RebuildError, open_chain, rebuild
 from .session import DELETED, FAILED, NEW, UPDATED, Event, FolderJob, Session, SweepJob, action
 from .show import plural
 from .snapshot import folder_change
@@ -552,9 +553,6 @@ class History:
         """The unified diff previous -> new, or None when the version is kept whole.
         The previous version is its whole file, or rebuilt from its chain (a text file
         under ``max_diff_bytes``, fewer than ``COPY_AFTER`` diffs)."""
-        # (a run that changes nothing imports no diff or delta code)
-        from . import textdiff
-        from .rebuild import RebuildError, rebuild
         whole = prev.whole
         if cst.st_size > self.max_diff or (prev.size or 0) > self.max_diff:
             return None
@@ -587,8 +585,6 @@ class History:
         catalog names, or one rebuilt from text diffs).  The version before is read
         where it is stored: its whole file, or its last whole object and the deltas
         after it (``rebuild.open_chain``), never written out."""
-        from . import bindelta
-        from .rebuild import open_chain
         if cst.st_size < bindelta.MIN_SIZE:
             return None
         fds: list[int] = []
