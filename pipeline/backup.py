@@ -28,7 +28,7 @@ from typing import Any
 
 from doit.exceptions import TaskFailed
 
-from . import change, layout, reader, runlog, snapshot, versioned
+from . import change, layout, prune, reader, runlog, snapshot, versioned
 from .catalog import Catalog, InLine, Stored, open_catalog
 from .commands import BACKUP_COMMANDS, MODES_OF
 from .errors import LockHeld, SnapbackError
@@ -135,7 +135,6 @@ def _known(session: Session, source: Source, selector: Selector, catalog: Catalo
 def auto_prune(session: Session) -> None:
     """retention.auto: `doit all` prunes after a run that changed something, under
     the run's own lock and catalog connection; the reporter prints what it did."""
-    from . import prune
     plan = session.plan
     if session.protected:
         session.notes.append("snapback: retention.auto skipped: the backup is protected "

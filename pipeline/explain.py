@@ -16,7 +16,7 @@ from . import layout
 from .errors import UsageError
 from .paths import Target
 from .plan import Plan
-from .scan import Folder, _read_ignore_file, mode_view, walk
+from .scan import Folder, _read_ignore_file, du, mode_view, walk
 from .selection import Layer, Matcher, Rule, Selector, for_mode, mode_filter
 from .show import display
 
@@ -222,7 +222,7 @@ def left_out_tree(plan: Plan, target: Target) -> list[tuple[int, int, str, str]]
                 rel = folder.child(name.rstrip("/"))
                 if not (rel + "/").startswith(prefix) or rel in seen:
                     continue
-                size, count = _du(target.source.path / rel)
+                size, count = du(target.source.path / rel)
                 label = display(f"{target.source.name}/{rel}/")
                 if mode == "versioned" and "versioned.ignore" in why:
                     why = f"versioned only: {why}"
@@ -252,14 +252,3 @@ def tree_folder(plan: Plan, target: Target) -> Path:
                          "(never backed up)")
     return path
 
-
-def _du(path: Path) -> tuple[int, int]:
-    size = count = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                size += os.lstat(os.path.join(dirpath, name)).st_size
-                count += 1
-            except OSError:
-                pass
-    return size, count

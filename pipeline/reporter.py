@@ -88,7 +88,7 @@ def left_out_line(current: Session) -> str | None:
     """The first run's word on what the built-in ignores left out (caches, virtual
     environments, node_modules...): a home folder can be mostly that, and a user who
     expected it backed up should hear so once, with the way to see it."""
-    from .explain import _du
+    from .scan import du  # (loaded by the run's walk: nothing read from disk here)
     sources = {s.name: s for s in current.plan.sources}
     files = size = 0
     for (mode, name), folders in current.views.items():
@@ -100,7 +100,7 @@ def left_out_line(current: Session) -> str | None:
                     continue
                 path = sources[name].path / folder.child(entry.rstrip("/"))
                 if entry.endswith("/"):
-                    more, count = _du(path)
+                    more, count = du(path)
                 else:
                     try:
                         more, count = os.lstat(path).st_size, 1

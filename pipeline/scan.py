@@ -292,6 +292,19 @@ def _drop_marked(scan: Scan, rel: str, marker: str, forget: bool = True) -> None
             return
 
 
+def du(path: Path) -> tuple[int, int]:
+    """The bytes and the number of the files below ``path`` (lstat: links not followed)."""
+    size = count = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                size += os.lstat(os.path.join(dirpath, name)).st_size
+                count += 1
+            except OSError:
+                pass
+    return size, count
+
+
 def _kind(mode: int) -> str:
     if stat.S_ISFIFO(mode):
         return "named pipe"
