@@ -159,10 +159,12 @@ ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
-    """Wall seconds and peak RSS (MB) of one command."""
+    """Wall seconds and peak RSS (MB) of one command, started in the checkout (so that
+    ``-m pipeline`` runs the checkout's code, as ``-f dodo.py`` does, whatever
+    BENCH_PYTHON has installed)."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env=env or ENV)
+                            env=env or ENV, cwd=ROOT)
     _pid, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     if status != 0:
@@ -335,7 +337,7 @@ def main() -> None:
     if not shutil.which("rsync"):
         raise SystemExit("bench needs rsync (apt-get install rsync)")
     sizes = args.sizes + ([200_000] if args.huge else [])
-    base = args.trees or Path(tempfile.mkdtemp(prefix="snapback-bench-"))
+    base = (args.trees or Path(tempfile.mkdtemp(prefix="snapback-bench-"))).resolve()
     base.mkdir(parents=True, exist_ok=True)
     ENV.setdefault("PYTHONPYCACHEPREFIX", str(base / "pycache"))
     if args.pyc_off:
@@ -353,6 +355,7 @@ def main() -> None:
             shutil.rmtree(base, ignore_errors=True)
     text = (table(rows) + "\n\nNo-change breakdown (bench/phases.py; seconds, scaled to "
             "the median wall):\n\n" + breakdown_table(breakdown))
+    print(f"Interpreter: {PYTHON}\n")
     print(text)
     if not args.no_record:
         rsync_version = subprocess.run(["rsync", "--version"], capture_output=True,
