@@ -166,7 +166,7 @@ def finish(session: Session, modes: tuple[str, ...], label: str,
     if session.protect_pending:                      # protect: true in the plan, first time
         protect(session.plan.destination)
         session.protect_pending = False
-    if not session.tally.any(modes):
+    if not session.recorded(modes):
         return None
     try:
         runlog.append(session.meta_dir, runlog.record(session, modes, label))

@@ -274,6 +274,7 @@ class Catalog:
         # catalog held no version when opened (a first backup): ``holding`` answers
         # "none" for the others without a query
         self._added: bytearray | None = None
+        self.rows_added = 0              # versions and mirror rows this connection added
         if writable:
             self.conn = sqlite3.connect(path, isolation_level=None)
             os.chmod(path, 0o600)            # it names every file: as private as the backup
@@ -744,6 +745,7 @@ class Catalog:
                                          f"values ({', '.join('?' for _ in keys)})")
         cursor = self.conn.execute(sql, tuple(fields.values()))
         assert cursor.lastrowid is not None
+        self.rows_added += 1
         return cursor.lastrowid
 
     def touch(self, row_id: int, where: tuple[str, bytes], st: os.stat_result,
@@ -850,6 +852,36 @@ class Catalog:
         rows = self.conn.execute("select run_id, started from runs order by seq desc limit 1"
                                  ).fetchall()          # (no statement left open)
         return (rows[0][0], rows[0][1]) if rows else None
+
+    def newest_rows_of(self, run_id: str) -> bool:
+        """Is the newest versions or mirror row ``run_id``'s?  (For the newest run: did it
+        add any row.  Two lookups by row id, whatever the catalog's size.)"""
+        if self.conn is None:
+            return False
+        return any(self.conn.execute(f"select 1 from (select run_id from {table} order by "
+                                     "rowid desc limit 1) where run_id = ?", (run_id,)
+                                     ).fetchall() for table in ("versions", "mirror"))
+
+    def run_changes(self, run_id: str) -> tuple[int, int, int, int]:
+        """What one run recorded: (new, updated, deleted) versions of files and links,
+        and the mirror copies still named as its.  (Read for a run that ended before its
+        run record: rare, so no index by run.)"""
+        if self.conn is None:
+            return 0, 0, 0, 0
+        new = updated = deleted = 0
+        for gone, before in self.conn.execute(
+                "select v.kind = 'deleted', exists (select 1 from versions p where "
+                "p.source = v.source and p.dir = v.dir and p.name = v.name and p.id < v.id) "
+                "from versions v where v.run_id = ? and v.entry != 'dir'", (run_id,)):
+            if gone:
+                deleted += 1
+            elif before:
+                updated += 1
+            else:
+                new += 1
+        (mirror,), = self.conn.execute("select count(*) from mirror where run_id = ? and "
+                                       "kind != 'dir'", (run_id,)).fetchall()
+        return new, updated, deleted, int(mirror)
 
     def run_order(self) -> list[tuple[str, float, int]]:
         """Every run in the order they ran: (run id, start by its own clock, the newest
@@ -976,6 +1008,7 @@ class Catalog:
             "run_id, kind, ctime_ns, ino, racy) values (?,?,?,?,?,?,?,?,?,?,?,?)",
             (source, folder, name, st.st_size, enc(st.st_mtime_ns), sha256, st.st_mode,
              run_id, kind, enc(st.st_ctime_ns), enc(st.st_ino), int(racy) or None))
+        self.rows_added += 1
 
     def touch_mirror(self, source: str, folder: bytes, name: bytes, st: os.stat_result,
                      racy: bool = False) -> None:

@@ -333,6 +333,8 @@ class Session:
         catalog.run = (self.run_id, self.started)
         last = catalog.last_run()
         self.first_run = last is None
+        if last is not None:
+            self._record_stopped(catalog, *last)
         if last is not None and last[1] > self.started:
             def local(t: float) -> str:
                 return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
@@ -340,6 +342,22 @@ class Session:
                 f"snapback: this machine's clock ({local(self.started)}) is behind the last "
                 f"run's ({local(last[1])}, run {last[0]}): this run still comes after it "
                 "(runs are kept in the order they ran); check the clock")
+
+    def _record_stopped(self, catalog: Catalog, run_id: str, started: float) -> None:
+        """The run before this one wrote into the catalog but ended before its run record
+        (killed, interrupted, the machine went down): its record is written now, from
+        what the catalog holds of it, so that ``history`` lists every run whose versions
+        it holds.  (A log that cannot be written is said, and the run goes on.)"""
+        from . import runlog  # (it imports this module; every backup run has loaded it)
+        if not catalog.newest_rows_of(run_id) or runlog.logged_lately(self.meta_dir, run_id):
+            return                  # (a run that added no row writes no record either)
+        record = runlog.stopped_record(run_id, started, catalog.run_changes(run_id),
+                                       self.run_id)
+        try:
+            runlog.append(self.meta_dir, record)
+        except OSError as exc:
+            self.notes.append(f"snapback: the run log cannot be written ({exc.strerror or exc})"
+                              f": run {run_id}, which ended before its record, has none")
 
     def settle(self) -> None:
         """Commit the folders' changes that wait for their group's commit."""
@@ -392,7 +410,15 @@ class Session:
         """The report task is up to date when its modes' tasks changed nothing (their
         group committed first: the history's lines come with the commit)."""
         self.settle()
-        return not self.protect_pending and not self.tally.any(modes)
+        return not self.protect_pending and not self.recorded(modes)
+
+    def recorded(self, modes: tuple[str, ...]) -> bool:
+        """Did the run record anything: a file's line, or a row in the catalog (a new
+        mtime alone is a version without a line)?  Such a run has a run record: one
+        the catalog holds rows of and the log does not list has ended before it
+        (``_record_stopped``)."""
+        return self.tally.any(modes) or (self.catalog is not None and
+                                         self.catalog.rows_added > 0)
 
     @property
     def writes(self) -> bool:

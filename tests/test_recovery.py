@@ -248,3 +248,55 @@ def test_verify_after_a_run_stopped_before_recording_its_mirror_copy(backup: Bac
     backup.doit("snapshot", check=True)                  # brings both in line
     result = backup.doit("verify")
     assert result.returncode == 0 and "unrecorded" not in result.stdout, result.stdout
+
+
+def _runs(b: Backup) -> list[str]:
+    con = sqlite3.connect(b.dest / ".snapback" / "catalog.sqlite3")
+    try:
+        return [r for (r,) in con.execute("select run_id from runs order by seq")]
+    finally:
+        con.close()
+
+
+def _logged(b: Backup) -> list[dict]:
+    return [json.loads(line) for line in
+            (b.dest / ".snapback" / "runs.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_a_run_stopped_before_its_record_is_recorded_by_the_next(backup: Backup) -> None:
+    """Every run whose versions the catalog holds is in the run log: one killed after
+    some of its folders were committed, before its own record, gets a record from the
+    next run ("stopped", with what the catalog holds of it), and history lists it
+    (helper-26, helper-28: its versions were in the history, the run nowhere).  A run
+    that recorded only a new mtime writes its own record; a retention.auto prune that
+    dropped nothing, none: neither is taken for a stopped run."""
+    backup.write_plan(retention={"keep_last": 10, "auto": True})
+    make_tree(backup.src, {"a.txt": "a\n", "d": {"b.txt": "b\n"}})
+    backup.doit("all", check=True)
+    (backup.src / "a.txt").write_text("a, edited\n")
+    (backup.src / "d" / "b.txt").write_text("b, edited\n")
+    killed = backup.doit("all", env={"SNAPBACK_FAULT": "commit:2"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    stopped = _runs(backup)[-1]
+    assert stopped not in {r["run_id"] for r in _logged(backup)}
+    backup.doit("all", check=True)
+    records = {r["run_id"]: r for r in _logged(backup)}
+    assert records[stopped]["mode"] == "stopped", records[stopped]
+    assert records[stopped]["counts"] == {"new": 0, "updated": 1, "deleted": 0, "failed": 0}
+    assert "1 mirror copy" in records[stopped]["note"], records[stopped]
+    history = backup.doit("history", check=True).stdout
+    assert stopped in history and "stopped" in history, history
+    # the next runs: nothing taken for a stopped run
+    count = len(_logged(backup))
+    backup.doit("all", check=True)                            # no change
+    os.utime(backup.src / "a.txt", ns=(10**18, 10**18))      # a new mtime alone
+    backup.doit("all", check=True)
+    assert len(_logged(backup)) == count + 1                 # its own record
+    assert _logged(backup)[-1]["mode"] == "all"
+    (backup.src / "d" / "c.txt").write_text("c\n")
+    backup.doit("all", check=True)                            # retention.auto drops none
+    backup.doit("prune", check=True)                          # nor does a prune by hand
+    pruned = _runs(backup)[-1]
+    assert pruned.startswith("prune-") and pruned not in {r["run_id"] for r in _logged(backup)}
+    backup.doit("all", check=True)
+    assert [r["mode"] for r in _logged(backup)].count("stopped") == 1, _logged(backup)
