@@ -19,6 +19,7 @@ from . import __version__, layout
 from .errors import SnapbackError
 from .layout import RUNS
 from .session import DELETED, FAILED, NEW, UPDATED, Session
+from .show import plural
 
 
 def append(meta_dir: Path, record: dict[str, Any]) -> None:
@@ -101,8 +102,9 @@ def stopped_record(run_id: str, started: float, changes: tuple[int, int, int, in
     versioned = {"new": new, "updated": updated, "deleted": deleted, "failed": 0}
     return {
         "run_id": run_id, "mode": "stopped",
-        "note": f"stopped before its run record; from the catalog (run {by}): "
-                f"{mirror:,} mirror {'copy' if mirror == 1 else 'copies'} still its own",
+        "note": f"ended before its record (killed or interrupted); run {by} recorded what "
+                f"the catalog holds of it: {plural(new + updated + deleted, 'version')}, "
+                f"{mirror:,} mirror {'copy' if mirror == 1 else 'copies'}",
         "started": _iso(started), "counts": versioned, "bytes": 0,
         "modes": {"versioned": {**versioned, "bytes": 0}}, "failed": [],
         "snapback": __version__,

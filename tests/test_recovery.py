@@ -283,7 +283,7 @@ def test_a_run_stopped_before_its_record_is_recorded_by_the_next(backup: Backup)
     records = {r["run_id"]: r for r in _logged(backup)}
     assert records[stopped]["mode"] == "stopped", records[stopped]
     assert records[stopped]["counts"] == {"new": 0, "updated": 1, "deleted": 0, "failed": 0}
-    assert "1 mirror copy" in records[stopped]["note"], records[stopped]
+    assert "1 version, 1 mirror copy" in records[stopped]["note"], records[stopped]
     history = backup.doit("history", check=True).stdout
     assert stopped in history and "stopped" in history, history
     # the next runs: nothing taken for a stopped run
