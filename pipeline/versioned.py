@@ -750,8 +750,15 @@ def sweep(job: SweepJob, current: Session) -> TaskFailed | None:
     unknown = [rel for rel, f in folders.items() if f.error is not None]
     said = current.deleted(MODE)          # by the folder tasks of this run (a dry run's too)
     failures = 0
-    for row in catalog.live_below(job.source.name, b""):
+    gone: list[bytes] = []               # folders this sweep deleted, files below them too
+    # a folder before what is below it: said once, with its files, as the mirror says it
+    for row in sorted(catalog.live_below(job.source.name, b""),
+                      key=lambda r: (r.path.count(b"/"), r.path)):
+        if any(row.dir == g or row.dir.startswith(g + b"/") for g in gone):
+            continue
         if f"{job.source.name}/{os.fsdecode(row.path)}" in said:
+            if row.entry == "dir":
+                gone.append(row.path)            # (a dry run's: what is below is live)
             continue
         if any(not u or row.dir == u or row.dir.startswith(u + b"/") for u in unknown):
             continue                             # cannot be listed: delete nothing
@@ -766,6 +773,8 @@ def sweep(job: SweepJob, current: Session) -> TaskFailed | None:
         latest = work.latest.get(row.name)
         if latest is not None and latest.live:
             work.delete(latest)
+            if latest.entry == "dir":
+                gone.append(latest.path)
         work.finish()
         failures += work.failures
     if failures:

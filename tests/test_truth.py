@@ -359,14 +359,38 @@ def test_cleanup_beside_another_command_sweeps_both_modes_and_never_calls_a_mirr
 
 @pytest.mark.parametrize("line", [["snapshot", "cleanup"], ["all", "cleanup"]])
 def test_a_dry_run_with_cleanup_says_each_deletion_once(backup: Backup, line: list[str]) -> None:
-    """The sweep said again what the folder task had said (adversary of issue 18)."""
-    make_tree(backup.src, {"g": "1\n", "h": "2\n"})
+    """The sweep said again what the folder task had said (adversary of issue 18), and
+    the files below a folder the folder task said deleted."""
+    make_tree(backup.src, {"g": "1\n", "h": "2\n", "sub": {"k": "3\n"}})
     backup.doit("all", check=True)
     (backup.src / "g").unlink()
+    (backup.src / "sub" / "k").unlink()
+    (backup.src / "sub").rmdir()
     dry = backup.doit(*line, "--dry-run", check=True)
     real = backup.doit(*line, check=True)
     assert [l.removeprefix("(dry run) ") for l in dry.stdout.splitlines() if "deleted " in l
             and not l.startswith(("snapshot:", "versioned:"))] == \
         [l for l in real.stdout.splitlines() if l.startswith("deleted ")]
-    assert lines(real.stdout, "deleted") == ["src/g"] * (2 if line == ["snapshot", "cleanup"]
-                                                         else 1)
+    twice = 2 if line == ["snapshot", "cleanup"] else 1
+    assert sorted(lines(real.stdout, "deleted")) == ["src/g"] * twice + \
+        ["src/sub/ (1 file)"] * twice
+
+
+@pytest.mark.parametrize("dry", [False, True])
+def test_cleanup_says_a_vanished_folder_once_with_its_files(backup: Backup, dry: bool) -> None:
+    """`doit cleanup` alone, after a folder and a file left the source: the history says
+    the folder once, with its files, as the mirror does, and a dry run says and counts
+    what the run does (helper-28: the folder's file was said alone, then the folder as
+    "(0 files)"; a dry run said both and counted 3 deletions, the run 2)."""
+    make_tree(backup.src, {"a.txt": "a\n", "y.txt": "y\n", "gone": {"x.txt": "x\n"}})
+    backup.doit("all", check=True)
+    (backup.src / "gone" / "x.txt").unlink()
+    (backup.src / "gone").rmdir()
+    (backup.src / "y.txt").unlink()
+    result = backup.doit("cleanup", *(["--dry-run"] if dry else []), check=True)
+    out = [line.removeprefix("(dry run) ") for line in result.stdout.splitlines()]
+    assert sorted(line.split(None, 2)[1:] for line in out if line.startswith("deleted ")) == [
+        ["[history]", "src/gone/ (1 file)"], ["[history]", "src/y.txt"],
+        ["[mirror]", "src/gone/ (1 file)"], ["[mirror]", "src/y.txt"]], result.stdout
+    assert any(line.startswith("versioned: 1 file, 0 new, 0 updated, 2 deleted")
+               for line in out), result.stdout
