@@ -69,7 +69,9 @@ create table if not exists runs (
     -- runs, and runs are ordered by seq, never by the clock (which can go back)
     seq integer primary key autoincrement,
     run_id text not null unique,
-    started real not null
+    started real not null,
+    ended real                    -- set as the run ends (its record written or none owed):
+                                  -- a run without it before the newest was stopped
 );
 create table if not exists folders (
     -- each source folder a mode has brought in line with the backup, as it was then:
@@ -133,7 +135,8 @@ FOLDER_COLUMNS = (("sig", "blob"), ("entered", "blob"), ("count", "integer"),
 # Format 3 -> 4 (immutable objects, runs in order): a whole copy named per version
 # instead of a current copy rewritten in place, racily clean records, and the runs.
 NEW_COLUMNS = {"versions": (("copy", "blob"), ("racy", "integer")),
-               "mirror": (("racy", "integer"),), "folders": FOLDER_COLUMNS}
+               "mirror": (("racy", "integer"),), "folders": FOLDER_COLUMNS,
+               "runs": (("ended", "real"),)}
 # The newest content row of each path names the current copy a format-3 writer kept
 # (``<name>`` in its history folder) as its whole copy; runs are numbered in the order
 # their rows were written.
@@ -286,16 +289,18 @@ class Catalog:
             found = self.conn.execute("pragma user_version").fetchone()[0]
             upgrade = UPGRADE_1 if found == 1 else ""
             self.conn.executescript("begin;" + upgrade + SCHEMA)
-            added = False
+            added: set[str] = set()
             for table, columns in NEW_COLUMNS.items():
                 have = {row[1] for row in self.conn.execute(f"pragma table_info({table})")}
                 for column, kind in columns:
                     if column not in have:
                         self.conn.execute(f"alter table {table} add column {column} {kind}")
-                        added = True
-            if added or found < FORMAT:
+                        added.add(f"{table}.{column}")
+            if added - {"runs.ended"} or found < FORMAT:
                 for statement in filter(str.strip, UPGRADE_3.split(";")):
                     self.conn.execute(statement)      # (executescript would commit)
+            if "runs.ended" in added:       # the runs before it: each ended as it did
+                self.conn.execute("update runs set ended = started where ended is null")
             self.conn.execute(f"pragma user_version={FORMAT}")
             self.conn.execute("commit")
             if self.conn.execute("select 1 from versions limit 1").fetchone() is None:
@@ -853,14 +858,35 @@ class Catalog:
                                  ).fetchall()          # (no statement left open)
         return (rows[0][0], rows[0][1]) if rows else None
 
-    def newest_rows_of(self, run_id: str) -> bool:
-        """Is the newest versions or mirror row ``run_id``'s?  (For the newest run: did it
-        add any row.  Two lookups by row id, whatever the catalog's size.)"""
-        if self.conn is None:
-            return False
-        return any(self.conn.execute(f"select 1 from (select run_id from {table} order by "
-                                     "rowid desc limit 1) where run_id = ?", (run_id,)
-                                     ).fetchall() for table in ("versions", "mirror"))
+    @property
+    def registered(self) -> bool:
+        """Has this run a row in ``runs`` (written with its first write)?"""
+        return self._registered
+
+    def end_run(self, when: float) -> None:
+        """This run (or prune) is over: its record is written, or it owes none."""
+        if self.conn is None or self.run is None or not self._registered:
+            return
+        self.begin()
+        self.conn.execute("update runs set ended = ? where run_id = ?", (when, self.run[0]))
+        self.commit()
+
+    def stopped_runs(self) -> list[tuple[str, float]]:
+        """The runs that ended before their end (killed, interrupted, the machine gone
+        down): (run id, start), in order; not this one."""
+        if self.conn is None or not self.has_runs:
+            return []
+        current = self.run[0] if self.run is not None else None
+        return [(run_id, started) for run_id, started in self.conn.execute(
+            "select run_id, started from runs where ended is null order by seq").fetchall()
+            if run_id != current]
+
+    def mark_ended(self, run_id: str, when: float) -> None:
+        """A stopped run's record is written (by a later run)."""
+        assert self.conn is not None
+        self.begin()
+        self.conn.execute("update runs set ended = ? where run_id = ?", (when, run_id))
+        self.commit()
 
     def run_changes(self, run_id: str) -> tuple[int, int, int, int]:
         """What one run recorded: (new, updated, deleted) versions of files and links,

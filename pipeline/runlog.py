@@ -67,32 +67,6 @@ def read(meta_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
-def logged_lately(meta_dir: Path, run_id: str, records: int = 8) -> bool:
-    """Is ``run_id`` among the last ``records`` records of the log?  (The log's tail
-    only: a run's record is followed by at most its own retention.auto prune's.)"""
-    try:
-        fd = os.open(meta_dir / RUNS, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
-                     | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return False
-    try:
-        end = os.fstat(fd).st_size
-        tail, start = b"", end
-        while start > 0 and tail.count(b"\n") <= records:
-            start = max(start - (64 << 10), 0)
-            tail = os.pread(fd, end - start if start == 0 else 64 << 10, start) + tail
-    finally:
-        os.close(fd)
-    for line in tail.splitlines()[-records:]:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue                  # a damaged line, or the part of one
-        if isinstance(record, dict) and record.get("run_id") == run_id:
-            return True
-    return False
-
-
 def stopped_record(run_id: str, started: float, changes: tuple[int, int, int, int],
                    by: str) -> dict[str, Any]:
     """The record of a run that ended before it wrote its own (killed, interrupted, a

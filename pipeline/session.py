@@ -334,7 +334,7 @@ class Session:
         last = catalog.last_run()
         self.first_run = last is None
         if last is not None:
-            self._record_stopped(catalog, *last)
+            self._record_stopped(catalog)
         if last is not None and last[1] > self.started:
             def local(t: float) -> str:
                 return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
@@ -343,21 +343,35 @@ class Session:
                 f"run's ({local(last[1])}, run {last[0]}): this run still comes after it "
                 "(runs are kept in the order they ran); check the clock")
 
-    def _record_stopped(self, catalog: Catalog, run_id: str, started: float) -> None:
-        """The run before this one wrote into the catalog but ended before its run record
-        (killed, interrupted, the machine went down): its record is written now, from
-        what the catalog holds of it, so that ``history`` lists every run whose versions
-        it holds.  (A log that cannot be written is said, and the run goes on.)"""
+    def _record_stopped(self, catalog: Catalog) -> None:
+        """The runs that ended before their end (killed, interrupted, the machine went
+        down: ``runs.ended`` unset) get their run record now, from what the catalog holds
+        of them, so that ``history`` lists every run whose versions it holds.  (A log
+        that cannot be written is said, and the run goes on: they are recorded later.)"""
         from . import runlog  # (it imports this module; every backup run has loaded it)
-        if not catalog.newest_rows_of(run_id) or runlog.logged_lately(self.meta_dir, run_id):
-            return                  # (a run that added no row writes no record either)
-        record = runlog.stopped_record(run_id, started, catalog.run_changes(run_id),
-                                       self.run_id)
+        for run_id, started in catalog.stopped_runs():
+            record = runlog.stopped_record(run_id, started, catalog.run_changes(run_id),
+                                           self.run_id)
+            try:
+                runlog.append(self.meta_dir, record)
+            except OSError as exc:
+                why = exc.strerror or exc
+                self.notes.append(f"snapback: the run log cannot be written ({why}): run "
+                                  f"{run_id}, which ended before its record, is recorded by "
+                                  "a later run")
+                return
+            catalog.mark_ended(run_id, self.started)
+
+    def end_run(self) -> None:
+        """This run is over as far as the catalog goes: its record is written, or none is
+        owed (a run the catalog has no row of writes nothing here)."""
+        if self.catalog is None or not self.catalog.writable:
+            return
         try:
-            runlog.append(self.meta_dir, record)
-        except OSError as exc:
-            self.notes.append(f"snapback: the run log cannot be written ({exc.strerror or exc})"
-                              f": run {run_id}, which ended before its record, has none")
+            self.catalog.end_run(time.time())
+        except (OSError, sqlite3.Error) as exc:       # (a full disk)
+            self.notes.append(f"snapback: the catalog could not record this run's end "
+                              f"({exc}): the next run records it as stopped")
 
     def settle(self) -> None:
         """Commit the folders' changes that wait for their group's commit."""
@@ -410,7 +424,8 @@ class Session:
         """The report task is up to date when its modes' tasks changed nothing (their
         group committed first: the history's lines come with the commit)."""
         self.settle()
-        return not self.protect_pending and not self.recorded(modes)
+        return not self.protect_pending and not self.recorded(modes) and not (
+            self.catalog is not None and self.catalog.registered)   # (its end to record)
 
     def recorded(self, modes: tuple[str, ...]) -> bool:
         """Did the run record anything: a file's line, or a row in the catalog (a new

@@ -300,3 +300,63 @@ def test_a_run_stopped_before_its_record_is_recorded_by_the_next(backup: Backup)
     assert pruned.startswith("prune-") and pruned not in {r["run_id"] for r in _logged(backup)}
     backup.doit("all", check=True)
     assert [r["mode"] for r in _logged(backup)].count("stopped") == 1, _logged(backup)
+
+
+def test_every_stopped_run_is_recorded_and_no_other(backup: Backup) -> None:
+    """helper-29: a killed run followed by a prune that dropped nothing was never
+    recorded (only the newest run was looked at); a prune killed after its commit
+    neither; runs that only failed pushed a finished run's record out of sight and it
+    was recorded a second time as stopped; a run whose record could not be written was
+    later called stopped; and a log that could not be read failed the mirror."""
+    backup.write_plan(retention={"keep_last": 1})
+    make_tree(backup.src, {"a.txt": "a\n", "d": {"b.txt": "b\n"}})
+    backup.doit("all", check=True)
+    (backup.src / "a.txt").write_text("a2\n")
+    (backup.src / "d" / "b.txt").write_text("b2\n")
+    assert backup.doit("all", env={"SNAPBACK_FAULT": "commit:2"}).returncode == -signal.SIGKILL
+    killed = _runs(backup)[-1]
+    assert backup.doit("prune", "--keep-last", "100", check=True)     # drops nothing
+    (backup.src / "a.txt").write_text("a3\n")
+    killed_prune = backup.doit("prune", env={"SNAPBACK_FAULT": "remove:1"})
+    assert killed_prune.returncode == -signal.SIGKILL, killed_prune.stderr
+    pruned = _runs(backup)[-1]
+    assert pruned.startswith("prune-")
+    backup.doit("all", check=True)
+    modes = {r["run_id"]: r["mode"] for r in _logged(backup)}
+    assert modes[killed] == "stopped" and modes[pruned] == "stopped", modes
+    # runs that only fail (a full disk) write records of failures only
+    count = len(_logged(backup))
+    for n in range(10):
+        (backup.src / "a.txt").write_text(f"a, try {n}\n")
+        assert backup.doit("all", env={"SNAPBACK_FAULT": "write:1:enospc"}).returncode == 1
+    assert [r["mode"] for r in _logged(backup)[count:]].count("stopped") == 0
+    # a run whose record cannot be written says so; it is not taken for a stopped one,
+    # and the mirror is made all the same
+    log = backup.dest / ".snapback" / "runs.jsonl"
+    log.rename(log.with_suffix(".kept"))
+    log.mkdir()
+    (backup.src / "d" / "c.txt").write_text("c\n")
+    result = backup.doit("all")
+    assert result.returncode == 1 and "cannot add this run" in result.stderr + result.stdout
+    assert (backup.mirror / "d" / "c.txt").read_text() == "c\n"
+    log.rmdir()
+    log.with_suffix(".kept").rename(log)
+    (backup.src / "d" / "c.txt").write_text("c2\n")
+    backup.doit("all", check=True)
+    assert [r["mode"] for r in _logged(backup)].count("stopped") == 2, _logged(backup)
+
+
+def test_a_catalog_from_before_run_ends_records_no_stopped_run(backup: Backup) -> None:
+    """A catalog written before runs had an end (no ``runs.ended``): its runs ended as
+    they did; the first run after the upgrade takes none of them for a stopped run."""
+    make_tree(backup.src, {"a.txt": "a\n"})
+    backup.doit("all", check=True)
+    (backup.src / "a.txt").write_text("a2\n")
+    backup.doit("all", check=True)
+    con = sqlite3.connect(backup.dest / ".snapback" / "catalog.sqlite3")
+    with con:
+        con.execute("alter table runs drop column ended")
+    con.close()
+    (backup.src / "a.txt").write_text("a3\n")
+    backup.doit("all", check=True)
+    assert [r["mode"] for r in _logged(backup)] == ["all"] * 3
