@@ -301,6 +301,9 @@ class Catalog:
                     self.conn.execute(statement)      # (executescript would commit)
             if "runs.ended" in added:       # the runs before it: each ended as it did
                 self.conn.execute("update runs set ended = started where ended is null")
+            # (the runs without an end, read by every writing run: a handful at most)
+            self.conn.execute("create index if not exists runs_unended on runs (seq) "
+                              "where ended is null")
             self.conn.execute(f"pragma user_version={FORMAT}")
             self.conn.execute("commit")
             if self.conn.execute("select 1 from versions limit 1").fetchone() is None:
