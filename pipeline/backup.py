@@ -167,15 +167,12 @@ def finish(session: Session, modes: tuple[str, ...], label: str,
         protect(session.plan.destination)
         session.protect_pending = False
     if not session.recorded(modes):
-        session.end_run()
         return None
     try:
         runlog.append(session.meta_dir, runlog.record(session, modes, label))
-    except OSError as exc:
-        session.end_run()                 # (it said so: not one to record as stopped)
+    except OSError as exc:            # (a later run records it from the catalog)
         return TaskFailed(f"cannot add this run to {session.meta_dir / layout.RUNS}: "
                           f"{exc.strerror or exc}; the backup itself was made")
-    session.end_run()         # (a retention.auto prune killed after it: a record of none)
     if after is not None:
         try:
             after()

@@ -70,8 +70,8 @@ create table if not exists runs (
     seq integer primary key autoincrement,
     run_id text not null unique,
     started real not null,
-    ended real                    -- set as the run ends (its record written or none owed):
-                                  -- a run without it before the newest was stopped
+    logged real                   -- set by a later run once this run's record is known to
+                                  -- be in the run log (its own, or one written for it)
 );
 create table if not exists folders (
     -- each source folder a mode has brought in line with the backup, as it was then:
@@ -136,7 +136,7 @@ FOLDER_COLUMNS = (("sig", "blob"), ("entered", "blob"), ("count", "integer"),
 # instead of a current copy rewritten in place, racily clean records, and the runs.
 NEW_COLUMNS = {"versions": (("copy", "blob"), ("racy", "integer")),
                "mirror": (("racy", "integer"),), "folders": FOLDER_COLUMNS,
-               "runs": (("ended", "real"),)}
+               "runs": (("logged", "real"),)}
 # The newest content row of each path names the current copy a format-3 writer kept
 # (``<name>`` in its history folder) as its whole copy; runs are numbered in the order
 # their rows were written.
@@ -296,14 +296,14 @@ class Catalog:
                     if column not in have:
                         self.conn.execute(f"alter table {table} add column {column} {kind}")
                         added.add(f"{table}.{column}")
-            if added - {"runs.ended"} or found < FORMAT:
+            if added - {"runs.logged"} or found < FORMAT:
                 for statement in filter(str.strip, UPGRADE_3.split(";")):
                     self.conn.execute(statement)      # (executescript would commit)
-            if "runs.ended" in added:       # the runs before it: each ended as it did
-                self.conn.execute("update runs set ended = started where ended is null")
-            # (the runs without an end, read by every writing run: a handful at most)
-            self.conn.execute("create index if not exists runs_unended on runs (seq) "
-                              "where ended is null")
+            if "runs.logged" in added:      # the runs before it: each has its record
+                self.conn.execute("update runs set logged = started where logged is null")
+            # (the runs not yet known logged, read by every writing run: one or two)
+            self.conn.execute("create index if not exists runs_unlogged on runs (seq) "
+                              "where logged is null")
             self.conn.execute(f"pragma user_version={FORMAT}")
             self.conn.execute("commit")
             if self.conn.execute("select 1 from versions limit 1").fetchone() is None:
@@ -861,35 +861,23 @@ class Catalog:
                                  ).fetchall()          # (no statement left open)
         return (rows[0][0], rows[0][1]) if rows else None
 
-    @property
-    def registered(self) -> bool:
-        """Has this run a row in ``runs`` (written with its first write)?"""
-        return self._registered
-
-    def end_run(self, when: float) -> None:
-        """This run (or prune) is over: its record is written, or it owes none."""
-        if self.conn is None or self.run is None or not self._registered:
-            return
-        self.begin()
-        self.conn.execute("update runs set ended = ? where run_id = ?", (when, self.run[0]))
-        self.commit()
-
-    def stopped_runs(self) -> list[tuple[str, float]]:
-        """The runs that ended before their end (killed, interrupted, the machine gone
-        down): (run id, start), in order; not this one."""
+    def unlogged_runs(self) -> list[tuple[str, float]]:
+        """The runs before this one not yet known to have a record in the run log:
+        (run id, start), in order (normally the run before this one alone)."""
         if self.conn is None or not self.has_runs:
             return []
         current = self.run[0] if self.run is not None else None
         return [(run_id, started) for run_id, started in self.conn.execute(
-            "select run_id, started from runs where ended is null order by seq").fetchall()
+            "select run_id, started from runs where logged is null order by seq").fetchall()
             if run_id != current]
 
-    def mark_ended(self, run_id: str, when: float) -> None:
-        """A stopped run's record is written (by a later run)."""
+    def note_logged(self, run_ids: list[str], when: float) -> None:
+        """These runs have their record in the log: noted in the open transaction (this
+        run's first commit commits it; lost with it, it is noted again next time)."""
         assert self.conn is not None
         self.begin()
-        self.conn.execute("update runs set ended = ? where run_id = ?", (when, run_id))
-        self.commit()
+        self.conn.executemany("update runs set logged = ? where run_id = ?",
+                              [(when, r) for r in run_ids])
 
     def run_changes(self, run_id: str) -> tuple[int, int, int, int]:
         """What one run recorded: (new, updated, deleted) versions of files and links,

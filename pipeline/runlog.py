@@ -67,17 +67,36 @@ def read(meta_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
-def stopped_record(run_id: str, started: float, changes: tuple[int, int, int, int],
-                   by: str) -> dict[str, Any]:
-    """The record of a run that ended before it wrote its own (killed, interrupted, a
-    machine that went down): what the catalog holds of it, written by the next run
-    (``by``).  Its files' lines and its mirror deletions are not known any more."""
+def has_record(meta_dir: Path, run_id: str) -> bool:
+    """Does the log hold a record of ``run_id``?  Its last 256 KB first (the run before
+    the one asking: its record ends the log), then the whole log.  A log that cannot be
+    read is an error (``OSError``); a log not made yet holds none."""
+    needle = f'"run_id": {json.dumps(run_id)},'.encode()
+    try:
+        with open(meta_dir / RUNS, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            fh.seek(max(size - (256 << 10), 0))
+            if needle in fh.read():
+                return True
+            fh.seek(0)
+            return size > (256 << 10) and needle in fh.read()
+    except FileNotFoundError:
+        return False
+
+
+def stopped_record(run_id: str, started: float, changes: tuple[int, int, int, int]
+                   ) -> dict[str, Any]:
+    """The record of a run that did not reach its end (killed, interrupted, a machine
+    that went down, a run log it could not write): what the catalog holds of it,
+    written by a later run.  Its files' lines and its mirror deletions are not known
+    any more."""
     new, updated, deleted, mirror = changes
     versioned = {"new": new, "updated": updated, "deleted": deleted, "failed": 0}
     return {
         "run_id": run_id, "mode": "stopped",
-        "note": f"ended before its record (killed or interrupted); run {by} recorded what "
-                f"the catalog holds of it: {plural(new + updated + deleted, 'version')}, "
+        "note": f"ended before its record (killed, interrupted, or the log could not be "
+                f"written); what the catalog holds of it: "
+                f"{plural(new + updated + deleted, 'version')}, "
                 f"{mirror:,} mirror {'copy' if mirror == 1 else 'copies'}",
         "started": _iso(started), "counts": versioned, "bytes": 0,
         "modes": {"versioned": {**versioned, "bytes": 0}}, "failed": [],

@@ -344,34 +344,31 @@ class Session:
                 "(runs are kept in the order they ran); check the clock")
 
     def _record_stopped(self, catalog: Catalog) -> None:
-        """The runs that ended before their end (killed, interrupted, the machine went
-        down: ``runs.ended`` unset) get their run record now, from what the catalog holds
-        of them, so that ``history`` lists every run whose versions it holds.  (A log
-        that cannot be written is said, and the run goes on: they are recorded later.)"""
+        """Every run whose versions the catalog holds is in the run log: a run that did
+        not write its record (killed, interrupted, the machine went down, a log it could
+        not write) gets one now, of mode ``stopped``, from what the catalog holds of it.
+        The runs not yet known logged are checked against the log (normally the run
+        before this one, whose record ends it), and noted as logged with this run's first
+        commit.  (With a log or catalog that cannot be read or written, a later run does
+        it.)"""
         from . import runlog  # (it imports this module; every backup run has loaded it)
-        for run_id, started in catalog.stopped_runs():
-            record = runlog.stopped_record(run_id, started, catalog.run_changes(run_id),
-                                           self.run_id)
-            try:
-                runlog.append(self.meta_dir, record)
-            except OSError as exc:
-                why = exc.strerror or exc
-                self.notes.append(f"snapback: the run log cannot be written ({why}): run "
-                                  f"{run_id}, which ended before its record, is recorded by "
-                                  "a later run")
-                return
-            catalog.mark_ended(run_id, self.started)
-
-    def end_run(self) -> None:
-        """This run is over as far as the catalog goes: its record is written, or none is
-        owed (a run the catalog has no row of writes nothing here)."""
-        if self.catalog is None or not self.catalog.writable:
-            return
         try:
-            self.catalog.end_run(time.time())
-        except (OSError, sqlite3.Error) as exc:       # (a full disk)
-            self.notes.append(f"snapback: the catalog could not record this run's end "
-                              f"({exc}): the next run records it as stopped")
+            unlogged = catalog.unlogged_runs()
+            if not unlogged:
+                return
+            done = []
+            for run_id, started in unlogged:
+                if not runlog.has_record(self.meta_dir, run_id):
+                    changes = catalog.run_changes(run_id)
+                    if any(changes):       # (one that recorded nothing owes no record)
+                        runlog.append(self.meta_dir,
+                                      runlog.stopped_record(run_id, started, changes))
+                done.append(run_id)
+            catalog.note_logged(done, self.started)
+        except (OSError, sqlite3.Error):
+            # a log or catalog that cannot be read or written: this run's own record or
+            # writes say so; a later run records them
+            return
 
     def settle(self) -> None:
         """Commit the folders' changes that wait for their group's commit."""
@@ -424,8 +421,7 @@ class Session:
         """The report task is up to date when its modes' tasks changed nothing (their
         group committed first: the history's lines come with the commit)."""
         self.settle()
-        return not self.protect_pending and not self.recorded(modes) and not (
-            self.catalog is not None and self.catalog.registered)   # (its end to record)
+        return not self.protect_pending and not self.recorded(modes)
 
     def recorded(self, modes: tuple[str, ...]) -> bool:
         """Did the run record anything: a file's line, or a row in the catalog (a new

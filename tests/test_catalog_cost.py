@@ -26,7 +26,7 @@ def _grow(b: Backup, runs: int, rows_per_run: int) -> None:
         row = dict(zip(names, template, strict=True))
         for n in range(runs):
             run_id = f"2020-01-01_00-00-00-{n:05d}"
-            db.execute("insert into runs (run_id, started, ended) values (?, ?, ?)",
+            db.execute("insert into runs (run_id, started, logged) values (?, ?, ?)",
                        (run_id, 1e9 + n, 1e9 + n))
             db.executemany(
                 f"insert into versions ({', '.join(names[1:])}) values "

@@ -304,8 +304,7 @@ def test_a_run_stopped_before_its_record_is_recorded_by_the_next(backup: Backup)
 
 def test_every_stopped_run_is_recorded_and_no_other(backup: Backup) -> None:
     """helper-29: a killed run followed by a prune that dropped nothing was never
-    recorded (only the newest run was looked at); a prune killed after its commit
-    neither; runs that only failed pushed a finished run's record out of sight and it
+    recorded (only the newest run was looked at); runs that only failed pushed a finished run's record out of sight and it
     was recorded a second time as stopped; a run whose record could not be written was
     later called stopped; and a log that could not be read failed the mirror."""
     backup.write_plan(retention={"keep_last": 1})
@@ -323,15 +322,16 @@ def test_every_stopped_run_is_recorded_and_no_other(backup: Backup) -> None:
     assert pruned.startswith("prune-")
     backup.doit("all", check=True)
     modes = {r["run_id"]: r["mode"] for r in _logged(backup)}
-    assert modes[killed] == "stopped" and modes[pruned] == "stopped", modes
+    assert modes[killed] == "stopped", modes
+    assert pruned not in modes, modes     # (what it dropped leaves no row to count)
     # runs that only fail (a full disk) write records of failures only
     count = len(_logged(backup))
     for n in range(10):
         (backup.src / "a.txt").write_text(f"a, try {n}\n")
         assert backup.doit("all", env={"SNAPBACK_FAULT": "write:1:enospc"}).returncode == 1
     assert [r["mode"] for r in _logged(backup)[count:]].count("stopped") == 0
-    # a run whose record cannot be written says so; it is not taken for a stopped one,
-    # and the mirror is made all the same
+    # a run whose record cannot be written says so, the mirror is made all the same,
+    # and a later run records it from the catalog (helper-30: it was never listed)
     log = backup.dest / ".snapback" / "runs.jsonl"
     log.rename(log.with_suffix(".kept"))
     log.mkdir()
@@ -339,11 +339,27 @@ def test_every_stopped_run_is_recorded_and_no_other(backup: Backup) -> None:
     result = backup.doit("all")
     assert result.returncode == 1 and "cannot add this run" in result.stderr + result.stdout
     assert (backup.mirror / "d" / "c.txt").read_text() == "c\n"
+    unlogged = _runs(backup)[-1]
+    (backup.src / "d" / "c.txt").write_text("c2\n")
+    result = backup.doit("all")                       # the log still a folder: said, no harm
+    assert result.returncode == 1 and (backup.mirror / "d" / "c.txt").read_text() == "c2\n"
     log.rmdir()
     log.with_suffix(".kept").rename(log)
-    (backup.src / "d" / "c.txt").write_text("c2\n")
+    (backup.src / "d" / "c.txt").write_text("c3\n")
     backup.doit("all", check=True)
-    assert [r["mode"] for r in _logged(backup)].count("stopped") == 2, _logged(backup)
+    stopped = [r["run_id"] for r in _logged(backup) if r["mode"] == "stopped"]
+    assert stopped[0] == killed and unlogged in stopped, _logged(backup)
+    assert len(stopped) == len(set(stopped)) == 3, stopped     # and the run after it
+    # a run killed after its own record, and one whose end the catalog could not take:
+    # and one whose second folder could not commit: each listed once (helper-30: a
+    # second time, as stopped)
+    for fault in ("commit:3", "commit:3:enospc", "commit:2:enospc"):
+        (backup.src / "a.txt").write_text(f"a, {fault}\n")
+        (backup.src / "d" / "b.txt").write_text(f"b, {fault}\n")
+        backup.doit("all", env={"SNAPBACK_FAULT": fault})
+        backup.doit("all", check=True)
+    ids = [r["run_id"] for r in _logged(backup)]
+    assert len(ids) == len(set(ids)), ids
 
 
 def test_a_catalog_from_before_run_ends_records_no_stopped_run(backup: Backup) -> None:
@@ -355,8 +371,8 @@ def test_a_catalog_from_before_run_ends_records_no_stopped_run(backup: Backup) -
     backup.doit("all", check=True)
     con = sqlite3.connect(backup.dest / ".snapback" / "catalog.sqlite3")
     with con:
-        con.execute("drop index runs_unended")
-        con.execute("alter table runs drop column ended")
+        con.execute("drop index runs_unlogged")
+        con.execute("alter table runs drop column logged")
     con.close()
     (backup.src / "a.txt").write_text("a3\n")
     backup.doit("all", check=True)

@@ -39,7 +39,5 @@ def run(ctx: Context, paths: list[str], dry_run: bool = False, **given: Any
         if not dry_run and outcomes and catalog.run is not None:
             runlog.append(plan.meta_dir, runlog.prune_record(outcomes, lines[-1],
                                                              *catalog.run))
-        if not dry_run:
-            catalog.end_run(clock())      # (killed before: the next run records it stopped)
     failed = [o for o in outcomes if o.problem]
     return TaskFailed(f"{len(failed)} file(s) could not be pruned") if failed else None
