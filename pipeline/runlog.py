@@ -8,8 +8,10 @@ gets the same object.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -69,19 +71,35 @@ def read(meta_dir: Path) -> list[dict[str, Any]]:
 
 def has_record(meta_dir: Path, run_id: str) -> bool:
     """Does the log hold a record of ``run_id``?  Its last 256 KB first (the run before
-    the one asking: its record ends the log), then the whole log.  A log that cannot be
-    read is an error (``OSError``); a log not made yet holds none."""
+    the one asking: its record ends the log), then the whole log, a megabyte at a time.
+    Opened as ``append`` opens it (never through a link, never waiting on a pipe); a
+    log that cannot be read, or is not a plain file, is an error (``OSError``); a log
+    not made yet holds none."""
     needle = f'"run_id": {json.dumps(run_id)},'.encode()
     try:
-        with open(meta_dir / RUNS, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            fh.seek(max(size - (256 << 10), 0))
-            if needle in fh.read():
-                return True
-            fh.seek(0)
-            return size > (256 << 10) and needle in fh.read()
+        fd = os.open(meta_dir / RUNS, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+                     | os.O_NONBLOCK)
     except FileNotFoundError:
         return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a plain file", str(meta_dir / RUNS))
+        tail = max(st.st_size - (256 << 10), 0)
+        if needle in os.pread(fd, st.st_size - tail, tail):
+            return True
+        at, carry = 0, b""
+        while at < tail:
+            block = os.pread(fd, min(1 << 20, tail - at), at)
+            if not block:
+                return False              # (shorter than it was: nothing more to read)
+            if needle in carry + block:
+                return True
+            at += len(block)
+            carry = block[-len(needle):]
+        return False
+    finally:
+        os.close(fd)
 
 
 def stopped_record(run_id: str, started: float, changes: tuple[int, int, int, int]

@@ -377,3 +377,33 @@ def test_a_catalog_from_before_run_ends_records_no_stopped_run(backup: Backup) -
     (backup.src / "a.txt").write_text("a3\n")
     backup.doit("all", check=True)
     assert [r["mode"] for r in _logged(backup)] == ["all"] * 3
+
+
+@pytest.mark.parametrize("log", ["fifo", "endless link"])
+def test_a_run_log_that_is_no_plain_file_costs_no_backup(backup: Backup, log: str) -> None:
+    """Looking for a run's record never waits on a pipe or follows a link (helper-31: a
+    FIFO log hung every run with the lock held; a link to /dev/zero was read whole, a
+    MemoryError, status 70): the run is made, says the log cannot be written, and a
+    later run records it once the log is back."""
+    make_tree(backup.src, {"a.txt": "a\n"})
+    backup.doit("all", check=True)
+    (backup.src / "a.txt").write_text("a2\n")
+    assert backup.doit("all", env={"SNAPBACK_FAULT": "commit:1"}).returncode == -signal.SIGKILL
+    path = backup.dest / ".snapback" / "runs.jsonl"
+    path.rename(path.with_suffix(".kept"))
+    if log == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    (backup.src / "a.txt").write_text("a3\n")
+    result = backup.doit("all", timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "cannot add this run" in result.stderr
+    assert (backup.mirror / "a.txt").read_text() == "a3\n"
+    path.unlink()
+    path.with_suffix(".kept").rename(path)
+    (backup.src / "a.txt").write_text("a4\n")
+    backup.doit("all", check=True)
+    ids = [r["run_id"] for r in _logged(backup)]
+    assert len(ids) == len(set(ids)) == 3, _logged(backup)    # (the killed one held none)
+    assert [r["mode"] for r in _logged(backup)] == ["all", "stopped", "all"]
