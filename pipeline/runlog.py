@@ -89,8 +89,9 @@ def has_record(meta_dir: Path, run_id: str) -> bool:
         if needle in os.pread(fd, st.st_size - tail, tail):
             return True
         at, carry = 0, b""
-        while at < tail:
-            block = os.pread(fd, min(1 << 20, tail - at), at)
+        end = min(tail + len(needle) - 1, st.st_size)    # (one across the tail's start too)
+        while at < end:
+            block = os.pread(fd, min(1 << 20, end - at), at)
             if not block:
                 return False              # (shorter than it was: nothing more to read)
             if needle in carry + block:

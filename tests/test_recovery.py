@@ -407,3 +407,20 @@ def test_a_run_log_that_is_no_plain_file_costs_no_backup(backup: Backup, log: st
     ids = [r["run_id"] for r in _logged(backup)]
     assert len(ids) == len(set(ids)) == 3, _logged(backup)    # (the killed one held none)
     assert [r["mode"] for r in _logged(backup)] == ["all", "stopped", "all"]
+
+
+def test_a_record_across_the_log_s_last_256_kb_is_found(tmp_path: Path) -> None:
+    """The lookup reads the log's tail, then what is before it: a record whose run id
+    straddles the tail's start is found all the same (else a run with its record would
+    get a second one, as stopped)."""
+    from pipeline import runlog
+    needle = b'"run_id": "20261206-070000-0001",'
+    size = 600_000
+    for cut in range(1, len(needle)):
+        data = bytearray(b"x" * size)
+        start = size - (256 << 10) - cut
+        data[start:start + len(needle)] = needle
+        (tmp_path / "runs.jsonl").write_bytes(bytes(data))
+        assert runlog.has_record(tmp_path, "20261206-070000-0001"), cut
+    (tmp_path / "runs.jsonl").write_bytes(b"x" * size)
+    assert not runlog.has_record(tmp_path, "20261206-070000-0001")
