@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from . import layout
 from .errors import UsageError
@@ -19,8 +19,7 @@ from .plan import Plan, Source
 from .show import display
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     source: Source
     rel: str                    # "" for the whole source
 

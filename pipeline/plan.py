@@ -10,9 +10,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -32,21 +31,18 @@ _UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 10**6, "MB": 1
           "T": 10**12, "TB": 10**12, "TIB": 1 << 40}
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(NamedTuple):
     path: Path          # absolute, resolved
     name: str           # its folder inside the backup
 
 
-@dataclass(frozen=True)
-class ModeOptions:
+class ModeOptions(NamedTuple):
     ignore: tuple[str, ...]
     cleanup: bool = True
     max_diff_bytes: int = 8 << 20
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     file: Path
     destination: Path
     sources: tuple[Source, ...]
@@ -59,7 +55,7 @@ class Plan:
     versioned: ModeOptions
     protect: bool
     remote_target: str | None
-    retention: Policy = field(default_factory=Policy)
+    retention: Policy = Policy()
 
     @property
     def meta_dir(self) -> Path:

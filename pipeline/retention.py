@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from .catalog import Row
 
@@ -29,8 +28,7 @@ def duration(text: Any) -> int | None:
     return int(match.group(1)) * _UNIT[match.group(2)] if match else None
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(NamedTuple):
     keep_within: int | None = None        # seconds
     keep_last: int | None = None
     keep_daily: int | None = None
@@ -127,8 +125,6 @@ def from_options(base: Policy, given: dict[str, Any]) -> Policy:
     """``base`` (the plan's rules) with the rules given on the command line
     (``--keep-last 3``...), each checked as the plan's are; UsageError names the first
     bad one."""
-    from dataclasses import replace
-
     from .errors import UsageError
     changes: dict[str, Any] = {}
     for key, check in CHECKS.items():
@@ -141,4 +137,4 @@ def from_options(base: Policy, given: dict[str, Any]) -> Policy:
         if problem is not None:
             raise UsageError(f"--{key.replace('_', '-')}: {problem}")
         changes[key] = value
-    return replace(base, **changes)
+    return base._replace(**changes)

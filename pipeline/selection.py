@@ -21,7 +21,7 @@ import warnings
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .ignores import BUILTIN_EXCEPTIONS, BUILTIN_IGNORES, MARKER_FILES
 
@@ -112,8 +112,7 @@ def _folder_names(ignores: list[Rule], exceptions: list[Rule]) -> list[str] | No
     return names if len(set(names)) == len(names) else None
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     pattern: str
     origin: str          # "built-in", "ignore", "exceptions", "docs/.backupignore:3", ...
 

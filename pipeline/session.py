@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from doit.exceptions import TaskFailed
 
@@ -193,8 +193,7 @@ def modes_of(task_names: list[str]) -> list[str]:
 
 
 
-@dataclass(frozen=True)
-class FolderJob:
+class FolderJob(NamedTuple):
     """One folder task's work: bring ``folder`` of ``source`` in line in ``root``."""
     source: Source
     folder: Folder
@@ -216,8 +215,7 @@ class FolderJob:
         return self.sig, self.entered, len(self.folder.files) + len(self.folder.links)
 
 
-@dataclass(frozen=True)
-class SweepJob:
+class SweepJob(NamedTuple):
     """A cleanup task's work: what left the whole of ``source``."""
     source: Source
     folders: tuple[Folder, ...]

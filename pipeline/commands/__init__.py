@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from doit.exceptions import TaskFailed
 
 
-@dataclass(frozen=True)
-class Option:
+class Option(NamedTuple):
     long: str                 # --long on the command line
     type: type
     default: Any
@@ -37,7 +35,7 @@ class Option:
 
     def says(self, help: str) -> Option:
         """The same option with a help text written for another command."""
-        return replace(self, help=help)
+        return self._replace(help=help)
 
 
 QUIET = Option("quiet", bool, False, "print only problems and what was asked for")
@@ -70,8 +68,7 @@ RetentionOptions = (
 Run = Callable[..., "TaskFailed | None"]
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(NamedTuple):
     name: str
     doc: str                           # `doit list`'s line: what it does, then its syntax
     options: tuple[Option, ...]

@@ -15,7 +15,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from doit.exceptions import TaskFailed
@@ -239,7 +239,7 @@ def with_retired(plan: Plan, catalog: Catalog) -> Plan:
     if not retired:
         return plan
     extra = tuple(Source(path=mirror / name, name=name) for name in retired)
-    return replace(plan, sources=plan.sources + extra)
+    return plan._replace(sources=plan.sources + extra)
 
 
 def retired_sources(plan: Plan, catalog: Catalog) -> list[str]:
