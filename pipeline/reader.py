@@ -27,16 +27,14 @@ a large file, which the task copies itself to move the progress display.
 from __future__ import annotations
 
 import array
-import ctypes
 import errno
 import os
 import pickle
 import signal
-import sys
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from . import store
+from . import child, store
 from .store import Copied
 
 AHEAD_CHUNKS = 8         # chunks sent and not yet taken
@@ -76,17 +74,8 @@ class Reader:
     def __init__(self, staging: bytes, batches: Iterable[Batch]):
         results_r, results_w = os.pipe()
         taken_r, taken_w = os.pipe()
-        parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:                                      # the child: never returns
-            code = 1
-            try:
-                os.close(results_r)
-                os.close(taken_w)
-                _serve(parent, staging, batches, results_w, taken_r)
-                code = 0
-            finally:
-                os._exit(code)
+        pid = child.fork(lambda: _serve(staging, batches, results_w, taken_r),
+                         keep=(results_w, taken_r))
         os.close(results_w)
         os.close(taken_r)
         self.pid = pid
@@ -195,36 +184,7 @@ def drop(copies: dict[bytes, Copied] | Ahead) -> None:
     copies.clear()
 
 
-def _die_with(parent: int) -> None:
-    """The child is killed when the run ends, however it ends (Linux; elsewhere it ends
-    at its next batch, when the pipe has no reader)."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent:
-        os._exit(0)
-
-
-def _serve(parent: int, staging: bytes, batches: Iterable[Batch], results_w: int,
-           taken_r: int) -> None:
-    _die_with(parent)
-    # Nothing of the run's but the two pipes: not its lock, its catalog, nor the output
-    # a caller waits on the end of (cron, a pipe)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    if os.path.isdir("/proc/self/fd"):
-        for fd in [int(n) for n in os.listdir("/proc/self/fd")]:
-            if fd > 2 and fd not in (results_w, taken_r):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass                                # (the listing's own)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)       # Ctrl-C is the run's to handle
-    for key in ("SNAPBACK_FAULT", "SNAPBACK_FAULT_LOG"):
-        os.environ.pop(key, None)     # the fault points are the run's: counted there alone
+def _serve(staging: bytes, batches: Iterable[Batch], results_w: int, taken_r: int) -> None:
     out = os.fdopen(results_w, "wb")
     taken, sent = 0, 0                                 # chunks taken, sent
     sizes: list[int] = []                              # their bytes

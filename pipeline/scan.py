@@ -21,11 +21,14 @@ import hashlib
 import marshal
 import operator
 import os
+import pickle
+import signal
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import child
 from .lstat import Lstat
 from .selection import Layer, Rule, Selector, read_layer
 
@@ -71,41 +74,78 @@ class Scan:
     folders: list[Folder]
 
 
+# Given the walk's stack of folders to enter (bottom: entered last), how many of its
+# bottom entries a second process walks (``pipeline.backup._splitter``), or None.
+Split = Callable[["list[Entry]"], "int | None"]
+Entry = tuple[str, "os.stat_result | None", "tuple[Layer, ...]"]
+SPLIT_TRIES = 64          # folders walked, at most, before the walk is split or not at all
+
+
 def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
-         only: tuple[str, ...] | None = None, known: Known | None = None) -> Scan:
+         only: tuple[str, ...] | None = None, known: Known | None = None,
+         split: Split | None = None) -> Scan:
     """Walk ``root``: lstat every entry, never follow a symlink, prune ignored folders.
 
     ``exclude`` holds absolute folders that are never entered whatever the
     patterns say (the destination itself: no recursive backups).  ``only``
     (for ``explain``) restricts the descent to one chain of folder names, with
     every decision along it made exactly as a full walk makes it.  ``known``
-    (backup runs) answers for folders in line with their signature.
+    (backup runs) answers for folders in line with their signature.  ``split``
+    (backup runs, two CPUs) hands the folders the walk would enter last to a
+    second process (``_Half``); the result is the same list in the same order.
 
     Three layers, one function each: the ignore files in force (``_layers``), each
     entry's lstat and the folder's signature (``_listing``), the rules that keep or
     skip each entry (``_judge``).
     """
-    excluded = _identities(exclude)
     scan = Scan(root=root, folders=[])
     try:
         root_stat = os.stat(root)         # the folder the plan names (through a link too)
     except OSError as exc:
         scan.folders.append(Folder("", None, error=_reason(exc)))
         return scan
-    stack: list[tuple[str, os.stat_result | None, tuple[Layer, ...]]] = [("", root_stat, ())]
-    root_b = os.fsencode(root)
-    markers = [(name, os.fsencode(name)) for name in selector.markers]
-    while stack:
+    walker = _Walker(os.fsencode(root), selector, _identities(exclude), only, known)
+    stack: list[Entry] = [("", root_stat, ())]
+    half: _Half | None = None
+    try:
+        while stack:
+            if split is not None and half is None and len(scan.folders) < SPLIT_TRIES:
+                cut = split(stack)
+                if cut:
+                    half = _Half(walker, stack[:cut])
+                    del stack[:cut]
+            walker.step(stack, scan)
+        if half is not None:
+            half.join(scan)
+    finally:
+        if half is not None:
+            half.close()
+    return scan
+
+
+class _Walker:
+    """The walk's rules and shortcuts; ``step`` walks the folder on top of the stack."""
+
+    def __init__(self, root_b: bytes, selector: Selector, excluded: set[tuple[int, int]],
+                 only: tuple[str, ...] | None, known: Known | None):
+        self.root_b, self.selector, self.excluded = root_b, selector, excluded
+        self.only, self.known = only, known
+        self.markers = [(name, os.fsencode(name)) for name in selector.markers]
+        # folders with a marker file whose parent this walk has not (the other half's)
+        self.unplaced: list[tuple[str, str, bool]] = []
+
+    def step(self, stack: list[Entry], scan: Scan) -> None:
         rel, folder_st, layers = stack.pop()
+        selector, markers, known = self.selector, self.markers, self.known
         folder = Folder(rel, folder_st)
         scan.folders.append(folder)
-        folder_b = os.path.join(root_b, os.fsencode(rel)) if rel else root_b
+        folder_b = os.path.join(self.root_b, os.fsencode(rel)) if rel else self.root_b
         try:
             with os.scandir(folder_b) as it:
                 entries = sorted(it, key=_NAME)
         except OSError as exc:
             folder.error = _reason(exc)
-            continue
+            return
         names = {e.name for e in entries}
         layers = _layers(selector, folder_b, rel, names, layers)
         if rel and markers:
@@ -117,8 +157,9 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
                 scan.folders.pop()
                 seen = os.access(os.path.join(folder_b, found[1]), os.F_OK,
                                  follow_symlinks=False)
-                _drop_marked(scan, rel, found[0], forget=seen)
-                continue
+                if not _drop_marked(scan, rel, found[0], forget=seen):
+                    self.unplaced.append((rel, found[0], seen))
+                return
         signing = known is not None and folder_st is not None
         listing, items, dirs = _listing(entries, folder_b, markers, signing)
         if known is not None and folder_st is not None:
@@ -130,17 +171,71 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
                 folder.entered = list(hit[0])
                 for name in reversed(hit[0]):
                     stack.append((folder.child(name), dirs[os.fsencode(name)], layers))
-                continue
-        children = _judge(folder, listing, selector, layers, excluded)
+                return
+        children = _judge(folder, listing, selector, layers, self.excluded)
         folder.entered = list(folder.subdirs)
-        if only is not None:
+        if self.only is not None:
+            only = self.only
             depth = len(rel.split("/")) if rel else 0
             children = [c for c in children if depth < len(only)
                         and c[0].rpartition("/")[2] == only[depth]]
         # children are pushed in reverse so that they are visited in name order
-        for child, est in reversed(children):
-            stack.append((child, est, layers))
-    return scan
+        for sub, est in reversed(children):
+            stack.append((sub, est, layers))
+
+
+class _Half:
+    """The folders a walk enters last, walked by a second process (``pipeline.child``)
+    while the walk goes through the rest: the stack's bottom entries, each a whole
+    subtree, are exactly what the walk would do once the entries above them are done,
+    so its folders follow the walk's own, in the order one process gives.  What it
+    sends is checked; when it sends nothing usable (it failed, it was killed), the walk
+    walks that part itself."""
+
+    def __init__(self, walker: _Walker, entries: list[Entry]):
+        self.walker, self.entries = walker, entries
+        read, write = os.pipe()
+        self.pid: int | None = child.fork(lambda: self._serve(write), keep=(write,))
+        os.close(write)
+        self.results = os.fdopen(read, "rb")
+
+    def _serve(self, write: int) -> None:
+        part = Scan(root=Path(), folders=[])
+        stack = list(self.entries)
+        while stack:
+            self.walker.step(stack, part)
+        data = pickle.dumps((len(self.entries), part.folders, self.walker.unplaced),
+                            protocol=pickle.HIGHEST_PROTOCOL)
+        with os.fdopen(write, "wb") as out:
+            out.write(data)
+
+    def join(self, scan: Scan) -> None:
+        """The second process's folders after the walk's own (or the walk walks them)."""
+        try:
+            sent = pickle.load(self.results)
+            count, folders, unplaced = sent
+            if count != len(self.entries) or not all(isinstance(f, Folder) for f in folders):
+                raise ValueError("not this walk's half")
+        except Exception:             # anything it sent that is not its part: walk it here
+            self.close()
+            stack = list(self.entries)
+            while stack:
+                self.walker.step(stack, scan)
+            return
+        scan.folders.extend(folders)
+        for rel, marker, seen in unplaced:
+            _drop_marked(scan, rel, marker, forget=seen)
+
+    def close(self) -> None:
+        if self.pid is None:
+            return
+        pid, self.pid = self.pid, None
+        self.results.close()
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
 
 
 def _identities(paths: tuple[Path, ...]) -> set[tuple[int, int]]:
@@ -275,12 +370,13 @@ def _read_ignore_file(folder: bytes, rel: str, name: str) -> Layer | None:
     return read_layer(rel, name, data.decode("utf-8", "surrogateescape"))
 
 
-def _drop_marked(scan: Scan, rel: str, marker: str, forget: bool = True) -> None:
+def _drop_marked(scan: Scan, rel: str, marker: str, forget: bool = True) -> bool:
     """Remove a folder recognised by its marker file from its parent's lists, the
     subfolders entered too: a later run that finds the parent in line with its
     signature (which says which subfolders hold a marker file) does not enter it to
     judge it again (and import pathspec for it); not when ``forget`` is False (the
-    signature cannot see the marker: a folder that cannot be searched)."""
+    signature cannot see the marker: a folder that cannot be searched).  False when
+    the parent is not in ``scan`` (the other half of a split walk has it)."""
     parent_rel, _, name = rel.rpartition("/")
     for folder in reversed(scan.folders):
         if folder.rel == parent_rel:
@@ -289,7 +385,8 @@ def _drop_marked(scan: Scan, rel: str, marker: str, forget: bool = True) -> None
                 folder.entered.remove(name)
             what = "a Python virtual environment" if marker == "pyvenv.cfg" else "a cache"
             folder.skipped.append((name + "/", f"{what} (holds {marker})"))
-            return
+            return True
+    return False
 
 
 def du(path: Path) -> tuple[int, int]:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from doit.exceptions import TaskFailed
 
+from . import child
 from .catalog import Catalog, InLine, Stored
 from .commands import MODES_OF
 from .control import RunControl
@@ -165,13 +166,6 @@ class Options:
         for key, value in given.items():
             if value and hasattr(self, key):
                 setattr(self, key, value)
-
-
-def _cores() -> int:
-    """The CPUs this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def clock() -> float:
@@ -468,7 +462,7 @@ class Session:
         if not self.writes or key not in self.ahead:
             return Ahead()
         if not self.index:
-            if os.environ.get("SNAPBACK_READ_AHEAD") == "0" or _cores() < 2 \
+            if os.environ.get("SNAPBACK_READ_AHEAD") == "0" or child.cores() < 2 \
                     or sum(len(planned.sizes) for planned in self.ahead.values()) \
                     < READ_AHEAD_FROM:
                 self.ahead.clear()

@@ -362,3 +362,12 @@ TestFolderLife.settings = settings(
 @pytest.fixture(autouse=True)
 def _no_fixed_clock(monkeypatch):
     monkeypatch.delenv("SNAPBACK_NOW", raising=False)
+    # every walk split between two processes, half of the stack each, as soon as it
+    # holds two folders (scan.walk; in life, only sources of thousands of entries are,
+    # at about half of the last run's entries: tests/test_walk_split.py)
+    from pipeline import backup
+    monkeypatch.setattr(backup, "_splitter", lambda _session, _source: _halves)
+
+
+def _halves(stack: list) -> int | None:
+    return len(stack) // 2 if len(stack) >= 2 else None
