@@ -63,7 +63,7 @@ def _splitter(session: Session, source: Source) -> Split | None:
     run), below ``SPLIT_FROM``, on one CPU, or with ``SNAPBACK_WALK_SPLIT=0``
     (``SNAPBACK_WALK_SPLIT=N``: from N entries)."""
     setting = os.environ.get("SNAPBACK_WALK_SPLIT", "")
-    least = int(setting) if setting.isdigit() else SPLIT_FROM
+    least = int(setting) if setting.isascii() and setting.isdigit() else SPLIT_FROM
     tables = [rows for (_mode, name), rows in session.folder_rows.items()
               if name == source.name]
     seen = max(tables, key=len, default={})

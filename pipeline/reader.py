@@ -72,10 +72,17 @@ class Reader:
     """The child and the run's end of its two pipes (chunks, and chunks taken)."""
 
     def __init__(self, staging: bytes, batches: Iterable[Batch]):
-        results_r, results_w = os.pipe()
-        taken_r, taken_w = os.pipe()
-        pid = child.fork(lambda: _serve(staging, batches, results_w, taken_r),
-                         keep=(results_w, taken_r))
+        fds: list[int] = []
+        try:                          # OSError: no process or descriptor left (the caller
+            fds.extend(os.pipe())     # reads the files itself)
+            fds.extend(os.pipe())
+            results_r, results_w, taken_r, taken_w = fds
+            pid = child.fork(lambda: _serve(staging, batches, results_w, taken_r),
+                             keep=(results_w, taken_r))
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            raise
         os.close(results_w)
         os.close(taken_r)
         self.pid = pid

@@ -112,8 +112,12 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
             if split is not None and half is None and len(scan.folders) < SPLIT_TRIES:
                 cut = split(stack)
                 if cut:
-                    half = _Half(walker, stack[:cut])
-                    del stack[:cut]
+                    try:
+                        half = _Half(walker, stack[:cut])
+                    except OSError:           # no process or pipe to be had: one walk
+                        split = None
+                    else:
+                        del stack[:cut]
             walker.step(stack, scan)
         if half is not None:
             half.join(scan)
@@ -195,8 +199,13 @@ class _Half:
     def __init__(self, walker: _Walker, entries: list[Entry]):
         self.walker, self.entries = walker, entries
         read, write = os.pipe()
-        self.pid: int | None = child.fork(lambda: self._serve(write), keep=(write,))
-        os.close(write)
+        try:
+            self.pid: int | None = child.fork(lambda: self._serve(write), keep=(write,))
+        except OSError:
+            os.close(read)
+            raise
+        finally:
+            os.close(write)
         self.results = os.fdopen(read, "rb")
 
     def _serve(self, write: int) -> None:

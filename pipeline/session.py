@@ -479,7 +479,11 @@ class Session:
             self.reader = None
         if self.reader is None:
             order = list(self.ahead)[index:]      # (made into batches by the child alone)
-            self.reader = Reader(self.staging, (self._batch(k) for k in order))
+            try:
+                self.reader = Reader(self.staging, (self._batch(k) for k in order))
+            except OSError:                       # no process or pipe to be had (a limit)
+                self.ahead.clear()
+                return Ahead()
             self.first = index
         self.ahead_next = max(self.ahead_next, index + 1)
         if index < self.first:

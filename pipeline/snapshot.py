@@ -30,6 +30,7 @@ from .show import plural
 
 MODE = "snapshot"
 RETRIES = 3
+_OWNER_RX = stat.S_IRUSR | stat.S_IXUSR
 
 
 @action(MODE)
@@ -135,6 +136,12 @@ class _Folder:
                 store.remove(self.dst)
                 self.opened.makedirs(self.dst)
             return
+        if self.writes and st.st_mode & _OWNER_RX != _OWNER_RX:
+            # the mirror folder has its source folder's mode (set when its task ends):
+            # one the run itself cannot list or enter (0600: its source could not be
+            # searched then) is opened for the task, which sets the source's mode again
+            self.opened.folder(self.dst)
+            os.chmod(self.dst, stat.S_IMODE(os.lstat(self.dst).st_mode) | _OWNER_RX)
         with os.scandir(self.dst) as entries:
             for entry in entries:
                 self.existing[os.fsdecode(entry.name)] = entry.stat(follow_symlinks=False)

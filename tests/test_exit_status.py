@@ -68,6 +68,27 @@ def test_1_unlistable_folder(nobody_backup) -> None:
     assert "all failed" not in result.stderr and "Traceback" not in result.stderr
 
 
+def test_0_once_a_folder_can_be_searched_again(nobody_backup) -> None:
+    """helper-32: a source folder that could not be searched (0600) gives its mirror
+    folder that mode too; once it can be, the runs that follow open the mirror folder
+    again (status 0), not fail on it forever."""
+    import stat
+    b, python = nobody_backup
+    make_tree(b.src, {"a": {"f.txt": "1\n"}, "ok.txt": "fine"})
+    assert as_nobody(b, python, "all").returncode == 0
+    os.chmod(b.src / "a", 0o600)
+    result = as_nobody(b, python, "all")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert stat.S_IMODE(os.stat(b.mirror / "a").st_mode) == 0o600
+    os.chmod(b.src / "a", 0o700)
+    (b.src / "a" / "f.txt").write_text("2\n")
+    for _ in range(2):
+        result = as_nobody(b, python, "all")
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert (b.mirror / "a" / "f.txt").read_text() == "2\n"
+    assert stat.S_IMODE(os.stat(b.mirror / "a").st_mode) == 0o700
+
+
 def test_1_path_too_long_for_the_system(backup: Backup) -> None:
     make_tree(backup.src, {"ok.txt": "fine"})
     fd = os.open(backup.src, os.O_RDONLY)

@@ -186,3 +186,33 @@ def test_the_stack_is_cut_where_half_of_the_last_run_s_entries_lie(backup, monke
     assert cut == 2
     monkeypatch.setenv("SNAPBACK_WALK_SPLIT", "1000")
     assert splitter(session, session.plan.sources[0]) is None
+    for odd in ("²", "-1", " 50", "x"):      # (helper-32: "²" was a traceback) the default
+        monkeypatch.setenv("SNAPBACK_WALK_SPLIT", odd)
+        assert splitter(session, session.plan.sources[0]) is None
+
+
+def test_a_run_that_cannot_start_a_process_is_the_run_of_one(nobody_backup, monkeypatch):
+    """helper-32: a run at its process limit (systemd's TasksMax, ``ulimit -u``) forks
+    neither the walk's second process nor the reader: it walks and reads in one, and
+    says nothing about it."""
+    import subprocess
+
+    from support import NOBODY, as_nobody, tree
+    b, python = nobody_backup
+    for top in range(6):
+        (b.src / f"t{top}").mkdir()
+        for i in range(20):
+            (b.src / f"t{top}" / f"f{i}.txt").write_text(f"{top} {i}\n")
+    monkeypatch.setenv("SNAPBACK_WALK_SPLIT", "1")
+    first = as_nobody(b, python, "all")
+    assert first.returncode == 0, first.stdout + first.stderr
+    for top in range(6):
+        (b.src / f"t{top}" / "f3.txt").write_text("changed\n")
+    (b.src / "t5" / "new.txt").write_text("new\n")
+    limited = subprocess.run([*NOBODY, "prlimit", "--nproc=1", python, "-m", "pipeline",
+                              "all", f"config={b.plan}"], capture_output=True, text=True,
+                             timeout=120, env={**os.environ, "PWD": str(b.base)})
+    assert limited.returncode == 0, limited.stdout + limited.stderr
+    assert limited.stderr == "", limited.stderr
+    assert "1 new, 6 updated, 0 deleted, 0 failed" in limited.stdout, limited.stdout
+    assert tree(b.mirror) == tree(b.src)
