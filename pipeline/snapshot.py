@@ -409,6 +409,11 @@ class _Folder:
                 self.catalog.set_folder(MODE, self.job.source.name, self.folder_b, st,
                                         None if self.racy else sig, entered, count,
                                         mirror_mtime=os.lstat(self.dst).st_mtime_ns)
+            elif not complete:
+                # not in line: an earlier run's row would say it is, while this task may
+                # have changed the mirror folder (its mode, its entries), and the next
+                # run would pass it by (helper-33)
+                self.catalog.unset_folder(MODE, self.job.source.name, self.folder_b)
         self.run.group.done(self.catalog, self._committed, self._not_recorded, hold=self.twin)
 
     def _committed(self) -> None:

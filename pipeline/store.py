@@ -770,23 +770,32 @@ def remove(path: bytes) -> int:
     if not stat.S_ISDIR(st.st_mode):
         os.unlink(path)
         return 1
+    _make_tree_writable(path)
     count = 0
     for _root, dirs, files in os.walk(path):
         count += len(files)
         for name in dirs:  # a symlink to a folder is listed here: count it as a file
             if os.path.islink(os.path.join(_root, name)):
                 count += 1
-    _make_tree_writable(path)
     shutil.rmtree(path)
     return count
 
 
 def _make_tree_writable(path: bytes) -> None:
-    """rmtree needs write permission on each folder (a 0555 folder blocks non-root)."""
-    for root, _dirs, _files in os.walk(path):
-        st = os.lstat(root)
-        if not st.st_mode & stat.S_IWUSR:
-            os.chmod(root, stat.S_IMODE(st.st_mode) | stat.S_IWUSR | stat.S_IXUSR)
+    """rmtree lists, enters and writes each folder: one without those rights for its
+    owner (a protected 0555 folder; a 0600 or 0000 one, its source's mode) blocks a run
+    that is not root.  Each gets them, from the top down (os.walk would pass over a
+    folder it cannot list, and everything below it)."""
+    folders = [path]
+    while folders:
+        folder = folders.pop()
+        st = os.lstat(folder)
+        if not stat.S_ISDIR(st.st_mode):
+            continue
+        if st.st_mode & stat.S_IRWXU != stat.S_IRWXU:
+            os.chmod(folder, stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
+        with os.scandir(folder) as entries:
+            folders.extend(e.path for e in entries if e.is_dir(follow_symlinks=False))
 
 
 def kept_mode(mode: int, protected: bool) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 
@@ -87,6 +88,47 @@ def test_0_once_a_folder_can_be_searched_again(nobody_backup) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
     assert (b.mirror / "a" / "f.txt").read_text() == "2\n"
     assert stat.S_IMODE(os.stat(b.mirror / "a").st_mode) == 0o700
+
+
+def test_0_once_a_folder_with_subfolders_can_be_searched_again(nobody_backup) -> None:
+    """helper-33: the 0600 folder holds a subfolder; the run that failed in it left
+    the mirror folder at 0600 while the catalog still held the folder as in line from
+    the run before, so no later run looked at it and its subfolder failed every time."""
+    import stat
+
+    from support import tree
+    b, python = nobody_backup
+    make_tree(b.src, {"a": {"b": {"f.txt": "x\n"}}})
+    assert as_nobody(b, python, "snapshot").returncode == 0
+    os.chmod(b.src / "a", 0o600)
+    assert as_nobody(b, python, "snapshot").returncode == 1
+    os.chmod(b.src / "a", 0o755)
+    (b.src / "a" / "b" / "g.txt").write_text("y\n")
+    for _ in range(2):
+        result = as_nobody(b, python, "snapshot")
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert tree(b.mirror) == tree(b.src)
+    assert stat.S_IMODE(os.stat(b.mirror / "a").st_mode) == 0o755
+
+
+def test_0_a_deleted_folder_whose_mirror_folder_cannot_be_searched_leaves(
+        nobody_backup) -> None:
+    """helper-33: removing a mirror folder enters every folder below it, whatever mode
+    it took from its source (0600, 0000): the run that removes it says it once."""
+    from support import tree
+    b, python = nobody_backup
+    make_tree(b.src, {"a": {"b": {"f.txt": "x\n", "c": {"g.txt": "g"}}, "keep.txt": "k"}})
+    assert as_nobody(b, python, "snapshot").returncode == 0
+    os.chmod(b.src / "a" / "b" / "c", 0o000)
+    os.chmod(b.src / "a" / "b", 0o600)
+    assert as_nobody(b, python, "snapshot").returncode == 1
+    os.chmod(b.src / "a" / "b", 0o700)
+    os.chmod(b.src / "a" / "b" / "c", 0o700)
+    shutil.rmtree(b.src / "a" / "b")
+    result = as_nobody(b, python, "snapshot")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "deleted  src/a/b/" in result.stdout, result.stdout
+    assert tree(b.mirror) == tree(b.src)
 
 
 def test_1_path_too_long_for_the_system(backup: Backup) -> None:
