@@ -542,6 +542,11 @@ class History:
         superseded by a run killed before it removed them: no row names them, and a
         user applying diffs by hand must not meet them.  What is an orphan is what no
         row of this history folder names."""
+        try:
+            if not stat.S_ISDIR(os.lstat(hist).st_mode):
+                return
+        except FileNotFoundError:
+            return                 # (a symlink's history is its rows: it has no folder)
         store_rel = os.path.relpath(hist, self.root)
         referenced = self.catalog.referenced(self.source.name, store_rel)
         if self.opened.protected:
@@ -748,6 +753,9 @@ def sweep(job: SweepJob, current: Session) -> TaskFailed | None:
     catalog = current.open_catalog()
     folders = {os.fsencode(f.rel): f for f in job.folders}
     unknown = [rel for rel, f in folders.items() if f.error is not None]
+    # an entry the walk could not examine (no lstat: its folder at 0600) may be a folder:
+    # nothing below it is known gone either (helper-34: its files were said deleted)
+    unknown += [os.fsencode(f.child(name)) for f in job.folders for name, _why in f.unreadable]
     said = current.deleted(MODE)          # by the folder tasks of this run (a dry run's too)
     failures = 0
     gone: list[bytes] = []               # folders this sweep deleted, files below them too

@@ -131,6 +131,25 @@ def test_0_a_deleted_folder_whose_mirror_folder_cannot_be_searched_leaves(
     assert tree(b.mirror) == tree(b.src)
 
 
+def test_0_cleanup_deletes_nothing_below_an_entry_it_cannot_examine(nobody_backup) -> None:
+    """helper-34: a folder at 0600 lists its names but not what they are; the history's
+    cleanup took a subfolder it could not examine as gone and recorded its files
+    deleted."""
+    b, python = nobody_backup
+    make_tree(b.src, {"a": {"b": {"c": {"f.txt": "x\n"}, "g.txt": "g\n"}}})
+    assert as_nobody(b, python, "all").returncode == 0
+    os.chmod(b.src / "a" / "b", 0o600)
+    for _ in range(2):
+        result = as_nobody(b, python, "cleanup")
+        assert not [line for line in result.stdout.splitlines()
+                    if line.startswith("deleted")], result.stdout
+    os.chmod(b.src / "a" / "b", 0o755)
+    result = as_nobody(b, python, "all")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [r.kind for r in b.catalog() if r.name in (b"f.txt", b"g.txt")] == \
+        ["baseline", "baseline"]
+
+
 def test_1_path_too_long_for_the_system(backup: Backup) -> None:
     make_tree(backup.src, {"ok.txt": "fine"})
     fd = os.open(backup.src, os.O_RDONLY)

@@ -118,3 +118,27 @@ def test_protect_that_cannot_record_itself_changes_nothing(nb) -> None:
         os.chmod(meta, 0o700)
     run(b, python, "unprotect")
     assert (b.mirror / "a.txt").stat().st_mode & 0o200
+
+
+def test_a_deleted_symlink_in_a_protected_backup_is_recorded(backup: Backup) -> None:
+    """helper-34: with protect: true, a deleted symlink (a file's, or one in a deleted
+    folder) made the history fail on every later run: its deletion looked for a history
+    folder that a link never has."""
+    backup.write_plan(protect=True)
+    make_tree(backup.src, {"a": {"f.txt": "x\n"}, "d": {"g.txt": "g\n"}})
+    os.symlink("f.txt", backup.src / "a" / "l")
+    os.symlink("g.txt", backup.src / "d" / "m")
+    code, out = backup.run("all")
+    assert code == 0, out
+    (backup.src / "a" / "l").unlink()
+    for name in ("m", "g.txt"):
+        (backup.src / "d" / name).unlink()
+    (backup.src / "d").rmdir()
+    code, out = backup.run("all")
+    assert code == 0, out
+    said = {tuple(line.split()[:3]) for line in out.splitlines()}
+    assert ("deleted", "[mirror+history]", "src/a/l") in said, out
+    assert ("deleted", "[mirror+history]", "src/d/") in said, out
+    code, out = backup.run("all")
+    assert code == 0 and out.count("0 new, 0 updated, 0 deleted, 0 failed") == 2, out
+    assert [r.kind for r in backup.catalog() if r.name == b"l"] == ["link", "deleted"]
