@@ -16,7 +16,7 @@ import inspect
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -636,6 +636,22 @@ def failure_reason(exc: BaseException) -> str:
     if is_full(exc) and not isinstance(exc, OSError):
         return f"{os.strerror(errno.ENOSPC)} ({text})"
     return text
+
+
+def unexamined(session: Session, mode: str, source: str, folders: Iterable[Folder]) -> int:
+    """`doit cleanup` (no folder task says it): a FAILED line for each folder the walk
+    could not list and each entry it could not examine, whose content the sweep leaves
+    as it is; how many."""
+    count = 0
+    for folder in folders:
+        if folder.error is not None:
+            session.emit(Event(FAILED, mode, folder.label(source) + "/",
+                               reason=f"cannot list: {folder.error}"))
+            count += 1
+        for name, why in folder.unreadable:
+            session.emit(Event(FAILED, mode, f"{folder.label(source)}/{name}", reason=why))
+            count += 1
+    return count
 
 
 def begin(session: Session, mode: str, label: str, error: str | None = None

@@ -480,7 +480,7 @@ def sweep(job: SweepJob, current: Session) -> TaskFailed | None:
     """Remove from a source's whole mirror what is not in the source any more."""
     current.settle()      # the folder tasks' lines first: what they deleted is said
     kept = {folder.rel: folder for folder in job.folders}
-    failures = 0
+    failures = session.unexamined(current, MODE, job.source.name, job.folders)
     said = current.deleted(MODE)          # by the folder tasks of this run (a dry run's too)
     for _rel, folder in kept.items():
         if folder.error is not None:
@@ -504,5 +504,6 @@ def sweep(job: SweepJob, current: Session) -> TaskFailed | None:
             work.catalog.end_folder()             # nothing to remove: its savepoint goes
         failures += work.failures
     if failures:
-        return TaskFailed(f"{job.source.name}: {failures} removal(s) failed")
+        return TaskFailed(f"{job.source.name}: {failures} path(s) not examined or "
+                          "removal(s) failed")
     return None

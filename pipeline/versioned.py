@@ -757,7 +757,7 @@ def sweep(job: SweepJob, current: Session) -> TaskFailed | None:
     # nothing below it is known gone either (helper-34: its files were said deleted)
     unknown += [os.fsencode(f.child(name)) for f in job.folders for name, _why in f.unreadable]
     said = current.deleted(MODE)          # by the folder tasks of this run (a dry run's too)
-    failures = 0
+    failures = session.unexamined(current, MODE, job.source.name, job.folders)
     gone: list[bytes] = []               # folders this sweep deleted, files below them too
     # a folder before what is below it: said once, with its files, as the mirror says it
     for row in sorted(catalog.live_below(job.source.name, b""),
@@ -786,5 +786,6 @@ def sweep(job: SweepJob, current: Session) -> TaskFailed | None:
         work.finish()
         failures += work.failures
     if failures:
-        return TaskFailed(f"{job.source.name}: {failures} deletion(s) not recorded")
+        return TaskFailed(f"{job.source.name}: {failures} path(s) not examined or "
+                          "deletion(s) not recorded")
     return None

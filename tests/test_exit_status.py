@@ -131,18 +131,28 @@ def test_0_a_deleted_folder_whose_mirror_folder_cannot_be_searched_leaves(
     assert tree(b.mirror) == tree(b.src)
 
 
-def test_0_cleanup_deletes_nothing_below_an_entry_it_cannot_examine(nobody_backup) -> None:
+def test_1_cleanup_deletes_nothing_below_an_entry_it_cannot_examine(nobody_backup) -> None:
     """helper-34: a folder at 0600 lists its names but not what they are; the history's
     cleanup took a subfolder it could not examine as gone and recorded its files
-    deleted."""
+    deleted, and `cleanup` said nothing of what it could not examine (status 0)."""
     b, python = nobody_backup
-    make_tree(b.src, {"a": {"b": {"c": {"f.txt": "x\n"}, "g.txt": "g\n"}}})
+    make_tree(b.src, {"a": {"b": {"c": {"f.txt": "x\n"}, "g.txt": "g\n"}},
+                      "e": {"h.txt": "h\n"}})
     assert as_nobody(b, python, "all").returncode == 0
     os.chmod(b.src / "a" / "b", 0o600)
+    os.chmod(b.src / "e", 0o000)
     for _ in range(2):
         result = as_nobody(b, python, "cleanup")
-        assert not [line for line in result.stdout.splitlines()
-                    if line.startswith("deleted")], result.stdout
+        assert result.returncode == 1, result.stdout + result.stderr
+        lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
+        assert not [line for line in lines if line.startswith("deleted")], result.stdout
+        for where in ("mirror", "history"):       # (each mode's sweep says its own)
+            assert f"FAILED [{where}] src/a/b/c: cannot stat: Permission denied" in lines
+            assert f"FAILED [{where}] src/a/b/g.txt: cannot stat: Permission denied" \
+                in lines
+            assert f"FAILED [{where}] src/e/: cannot list: Permission denied" in lines
+        assert result.stderr.count("\n") <= 1, result.stderr
+    os.chmod(b.src / "e", 0o755)
     os.chmod(b.src / "a" / "b", 0o755)
     result = as_nobody(b, python, "all")
     assert result.returncode == 0, result.stdout + result.stderr
