@@ -98,6 +98,17 @@ class _Folder:
         self.twin = key in current.twins          # its versioned task runs next (`all`)
         current.twins.discard(key)
 
+    def _searchable(self, st: os.stat_result) -> int | None:
+        """The mirror folder has its source folder's mode (set when its task ends): one
+        the run itself cannot list or enter (0600: its source could not be searched
+        then) is opened for the task, which sets the source's mode again.  Returns the
+        mode it had, if it was changed."""
+        if not self.writes or st.st_mode & _OWNER_RX == _OWNER_RX:
+            return None
+        self.opened.folder(self.dst)
+        os.chmod(self.dst, stat.S_IMODE(os.lstat(self.dst).st_mode) | _OWNER_RX)
+        return stat.S_IMODE(st.st_mode)
+
     def _writing(self) -> None:
         """Before the first write into the mirror folder (a protected backup's folders
         are made writable only when something is written into them)."""
@@ -136,12 +147,7 @@ class _Folder:
                 store.remove(self.dst)
                 self.opened.makedirs(self.dst)
             return
-        if self.writes and st.st_mode & _OWNER_RX != _OWNER_RX:
-            # the mirror folder has its source folder's mode (set when its task ends):
-            # one the run itself cannot list or enter (0600: its source could not be
-            # searched then) is opened for the task, which sets the source's mode again
-            self.opened.folder(self.dst)
-            os.chmod(self.dst, stat.S_IMODE(os.lstat(self.dst).st_mode) | _OWNER_RX)
+        self._searchable(st)
         with os.scandir(self.dst) as entries:
             for entry in entries:
                 self.existing[os.fsdecode(entry.name)] = entry.stat(follow_symlinks=False)
@@ -488,19 +494,26 @@ def sweep(job: SweepJob, current: Session) -> TaskFailed | None:
         fjob = FolderJob(job.source, folder, job.root, "mtime", cleanup=True)
         work = _Folder(fjob, current)
         gone: list[str] = []
+        was: int | None = None
         if os.path.isdir(work.dst) and not os.path.islink(work.dst):
             try:
+                was = work._searchable(os.lstat(work.dst))
                 with os.scandir(work.dst) as entries:
                     work.existing = {os.fsdecode(e.name): e.stat(follow_symlinks=False)
                                      for e in entries}
-            except OSError:
-                pass
+            except OSError as exc:                  # said, never taken as nothing gone
+                failures += 1
+                current.emit(Event(FAILED, MODE, fjob.label + "/",
+                                   reason=f"cannot list the mirror folder: "
+                                          f"{exc.strerror or exc}"))
             gone = [n for n in leftovers(folder, work.existing) if work._label(n) not in said]
         for name in gone:
             work.delete(name)
         if gone:
-            work.close(complete=False)
+            work.close(complete=False)            # (the mirror folder's mode: its source's)
         else:
+            if was is not None:
+                os.chmod(work.dst, was)           # nothing to remove: as it was
             work.catalog.end_folder()             # nothing to remove: its savepoint goes
         failures += work.failures
     if failures:

@@ -160,6 +160,34 @@ def test_1_cleanup_deletes_nothing_below_an_entry_it_cannot_examine(nobody_backu
         ["baseline", "baseline"]
 
 
+def test_1_cleanup_removes_from_a_mirror_folder_it_must_open_first(nobody_backup) -> None:
+    """helper-35: the mirror folder took 0600 from its source folder; `cleanup` could
+    not list it, took that as nothing to remove and said nothing, while the history
+    recorded the deletion."""
+    import stat
+
+    from support import tree
+    b, python = nobody_backup
+    make_tree(b.src, {"d": {"f.txt": "f\n", "x.txt": "x\n", "sub": {"s.txt": "s\n"}}})
+    assert as_nobody(b, python, "all").returncode == 0
+    os.chmod(b.src / "d", 0o600)
+    assert as_nobody(b, python, "all").returncode == 1
+    (b.src / "d" / "x.txt").unlink()
+    result = as_nobody(b, python, "cleanup")
+    assert result.returncode == 1, result.stdout + result.stderr   # (f.txt, sub: no lstat)
+    lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
+    for where in ("mirror", "history"):
+        assert f"deleted [{where}] src/d/x.txt" in lines, result.stdout
+    assert not (b.mirror / "d" / "x.txt").exists() and (b.mirror / "d" / "f.txt").exists()
+    assert stat.S_IMODE(os.stat(b.mirror / "d").st_mode) == 0o600
+    result = as_nobody(b, python, "cleanup")                       # nothing more to do
+    assert not [line for line in result.stdout.splitlines() if line.startswith("deleted")]
+    assert stat.S_IMODE(os.stat(b.mirror / "d").st_mode) == 0o600
+    os.chmod(b.src / "d", 0o755)
+    assert as_nobody(b, python, "all").returncode == 0
+    assert tree(b.mirror) == tree(b.src)
+
+
 def test_1_path_too_long_for_the_system(backup: Backup) -> None:
     make_tree(backup.src, {"ok.txt": "fine"})
     fd = os.open(backup.src, os.O_RDONLY)
