@@ -1,15 +1,16 @@
 """Plan + walk + what the backup records -> doit task dictionaries.
 
 One subtask per source folder (``snapshot:<source>/<dir>``) whose ``file_dep``
-are the folder's kept files and symlinks.  Whether it may be skipped is decided
-against the catalog, never against a memory of doit's own: its ``uptodate`` is
-True only when the catalog records this folder as brought in line with the
-backup at its current mode and mtime, and records exactly the entries the walk
-kept (so a file that came back, or is no longer ignored, makes it run); each
-file is then compared by doit's checker with what the catalog records for it
-(``pipeline.doit_glue``, ``pipeline.change``).  A folder that is not in line
-runs whatever its files say: its task gets no ``file_dep`` (a first backup of
-240,000 files gives doit no 240,000 paths to hold and check).  Then one cleanup subtask per
+are the folder's kept files and symlinks whose lstat differs from what the catalog
+records for them.  Whether it may be skipped is decided against the catalog, never
+against a memory of doit's own: its ``uptodate`` is True only when the catalog
+records this folder as brought in line with the backup at its current mode and
+mtime, and records exactly the entries the walk kept (so a file that came back, or
+is no longer ignored, makes it run); each file_dep is then compared by doit's
+checker with what the catalog records for it (``pipeline.doit_glue``,
+``pipeline.change``), by the rule that left the others out.  A folder that is not
+in line runs whatever its files say: its task gets no ``file_dep`` (a first backup
+of 240,000 files gives doit no 240,000 paths to hold and check).  Then one cleanup subtask per
 source and a report task per command, which the group tasks (``snapshot``,
 ``all``) run after the folders, in that order.
 """
@@ -291,6 +292,8 @@ def _records(catalog: Catalog, mode: str, source: str, folders: list[Folder]
     judged = sum(1 for f in folders if f.kept is None)
     if judged > 64 and judged * 8 > len(folders):
         everything = catalog.records(mode, source)
+        if mode == "snapshot":       # what its task's ``mirror_in`` reads: kept for it
+            return lambda rel: catalog.keep_mirror(source, rel, everything.get(rel, {}))
         return lambda rel: everything.get(rel, _NO_RECORDS)
     # (each folder's records are kept for its task, which would read them again)
     return lambda rel: catalog.records_in(mode, source, rel, keep=True)
@@ -488,13 +491,23 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
                     # runs whatever its files say, so doit is given none to check.
                     yield {**spec, "file_dep": [], "uptodate": [False]}
                     continue
+                # In line but for some files (an edit, a touch, a chmod): doit's checker
+                # is given those, each against its record; the others match theirs by
+                # the same rule (as above), and four doit calls each would say so again.
+                # The task judges those alone (``FolderJob.only``).
                 base = os.path.join(source.path, folder.rel) if folder.rel else str(source.path)
-                paths = [os.path.join(base, n) for n in (*folder.files, *folder.links)]
-                stats = dict(zip(paths, entries, strict=True))
-                session.expected[task_name] = {p: r for p, r in zip(paths, recs, strict=True)
-                                               if r is not None}  # doit's checker: each file
-                session.stats.update(stats)                      # against its record
-                yield {**spec, "file_dep": paths, "uptodate": [True]}
+                differ = [(n, st, rec) for n, st, rec in zip(
+                    (*folder.files, *folder.links), entries, recs, strict=True)
+                    if rec is None or stored_key(rec) != stat_key(st)]
+                paths = [os.path.join(base, n) for n, _st, _rec in differ]
+                session.expected[task_name] = {p: rec for p, (_n, _st, rec) in
+                                               zip(paths, differ, strict=True)
+                                               if rec is not None}
+                session.stats.update((p, st) for p, (_n, st, _rec) in
+                                     zip(paths, differ, strict=True))
+                job = job._replace(only=frozenset(n for n, _st, _rec in differ))
+                yield {**spec, "actions": [(action, [job, session])], "file_dep": paths,
+                       "uptodate": [True]}
             # Every folder task removes what left its own folder; the sweep of a whole
             # source is `doit cleanup`'s alone (made by another command, its tasks would
             # stand for the cleanup group, and the cleanup command's never be made).

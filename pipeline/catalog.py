@@ -241,6 +241,7 @@ COLUMNS = ", ".join(Row._fields)
 SIZE = "case when racy then null else size end"     # what a racily clean record compares
 _NS_FIELDS = [i for i, f in enumerate(Row._fields)
               if f in ("mtime_ns", "ctime_ns", "ino")]
+_MTIME, _CTIME, _INO = _NS_FIELDS
 
 
 class Catalog:
@@ -527,6 +528,14 @@ class Catalog:
             self.kept[("versions", source, folder)] = latest
         return {n: row.stored for n, row in latest.items() if row.live}
 
+    def keep_mirror(self, source: str, folder: bytes, mirror: dict[bytes, Stored]
+                    ) -> dict[bytes, Stored]:
+        """``mirror``, ``folder``'s mirror records read with the whole source's
+        (``records``), kept for the folder's task as ``records_in`` keeps them."""
+        if self.kept is not None:
+            self.kept[("mirror", source, folder)] = mirror
+        return mirror
+
     @property
     def pending(self) -> bool:
         """Does this connection hold changes not committed yet (which another sees not)?"""
@@ -607,11 +616,11 @@ class Catalog:
         if self.conn is None:
             return []
         out = []
+        new = tuple.__new__                  # a Row without a Python call per row
         for r in self.conn.execute(sql, args):
-            row = list(r)
-            for i in _NS_FIELDS:
-                row[i] = dec(row[i])
-            out.append(Row(*row))
+            if str in (type(r[_MTIME]), type(r[_CTIME]), type(r[_INO])):   # past 2262
+                r = tuple(dec(v) if i in _NS_FIELDS else v for i, v in enumerate(r))
+            out.append(new(Row, r))
         return out
 
     def latest_in(self, source: str, folder: bytes) -> dict[bytes, Row]:

@@ -16,7 +16,7 @@ import inspect
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -199,6 +199,23 @@ class FolderJob(NamedTuple):
     entered: bytes = b""      # the subfolders the walk entered, NUL-separated
     vanished: bool = False    # its source lost most of its files: nothing deleted, and
                               # the folder not recorded as in line (backup._vanished)
+    # In line but for these files and links (an edit, a touch, a chmod): the others match
+    # their records by pipeline.change's rule, and the folder's entries are the ones the
+    # catalog records (and, for the mirror, the ones its folder held): only these are
+    # judged.  None: every entry is.
+    only: frozenset[str] | None = None
+
+    def judged_files(self) -> Iterator[tuple[str, AnyStat]]:
+        """The folder's files the task judges: (name, lstat)."""
+        files = self.folder.files
+        if self.only is None:
+            return iter(files.items())
+        return ((name, st) for name, st in files.items() if name in self.only)
+
+    def judged_links(self) -> Iterable[str]:
+        """The folder's symlinks the task judges."""
+        links = self.folder.links
+        return links if self.only is None else [n for n in links if n in self.only]
 
     @property
     def label(self) -> str:

@@ -42,12 +42,12 @@ def mirror_folder(job: FolderJob, current: Session) -> TaskFailed | None:
         work._fail(name, why)
     try:
         work.open()
-        for name, st in folder.files.items():
+        for name, st in job.judged_files():
             work.file(name, st)
             current.tick(st.st_size)
     finally:
         current.drop_handed(work.ahead)       # copies read ahead for it, not used
-    for name in folder.links:
+    for name in job.judged_links():
         work.link(name)
     for name in folder.subdirs:
         work.subdir(name)

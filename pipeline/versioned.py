@@ -63,13 +63,13 @@ def record_folder(job: FolderJob, current: Session) -> TaskFailed | None:
         work.deletions(set(folder.files) | unknown, set(folder.links) | unknown,
                        set(folder.subdirs) | unknown)
     try:
-        for name, st in folder.files.items():
+        for name, st in job.judged_files():
             work.file(name, st)
             current.tick(st.st_size)
     finally:
         current.drop_handed(work.handed)      # copies the snapshot task made, not used
         current.drop_handed(work.ahead)       # or read ahead for it
-    for name in folder.links:
+    for name in job.judged_links():
         work.link(name)
     if not work.failures and folder.stat is not None:
         work.folder_in_line(folder.stat,
