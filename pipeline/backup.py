@@ -494,7 +494,7 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
                 # In line but for some files (an edit, a touch, a chmod): doit's checker
                 # is given those, each against its record; the others match theirs by
                 # the same rule (as above), and four doit calls each would say so again.
-                # The task judges those alone (``FolderJob.only``).
+                # The tasks judge those files alone (``FolderJob.only``).
                 base = os.path.join(source.path, folder.rel) if folder.rel else str(source.path)
                 differ = [(n, st, rec) for n, st, rec in zip(
                     (*folder.files, *folder.links), entries, recs, strict=True)

@@ -201,21 +201,20 @@ class FolderJob(NamedTuple):
                               # the folder not recorded as in line (backup._vanished)
     # In line but for these files and links (an edit, a touch, a chmod): the others match
     # their records by pipeline.change's rule, and the folder's entries are the ones the
-    # catalog records (and, for the mirror, the ones its folder held): only these are
-    # judged.  None: every entry is.
+    # catalog records (for the mirror, the ones its folder held): the files judged are
+    # these (and, in the mirror, those whose copy is not as the run left it).  None: all.
     only: frozenset[str] | None = None
 
-    def judged_files(self) -> Iterator[tuple[str, AnyStat]]:
-        """The folder's files the task judges: (name, lstat)."""
-        files = self.folder.files
-        if self.only is None:
+    def judged_files(self, also: Callable[[str, AnyStat], bool] | None = None
+                     ) -> Iterator[tuple[str, AnyStat]]:
+        """The folder's files the task judges, (name, lstat): every file, or those in
+        ``only`` and those ``also`` picks."""
+        files, only = self.folder.files, self.only
+        if only is None:
             return iter(files.items())
-        return ((name, st) for name, st in files.items() if name in self.only)
-
-    def judged_links(self) -> Iterable[str]:
-        """The folder's symlinks the task judges."""
-        links = self.folder.links
-        return links if self.only is None else [n for n in links if n in self.only]
+        if also is None:
+            return ((name, st) for name, st in files.items() if name in only)
+        return ((name, st) for name, st in files.items() if name in only or also(name, st))
 
     @property
     def label(self) -> str:

@@ -42,12 +42,12 @@ def mirror_folder(job: FolderJob, current: Session) -> TaskFailed | None:
         work._fail(name, why)
     try:
         work.open()
-        for name, st in job.judged_files():
+        for name, st in job.judged_files(also=work.misplaced):
             work.file(name, st)
             current.tick(st.st_size)
     finally:
         current.drop_handed(work.ahead)       # copies read ahead for it, not used
-    for name in job.judged_links():
+    for name in folder.links:
         work.link(name)
     for name in folder.subdirs:
         work.subdir(name)
@@ -152,15 +152,20 @@ class _Folder:
             for entry in entries:
                 self.existing[os.fsdecode(entry.name)] = entry.stat(follow_symlinks=False)
 
+    def misplaced(self, name: str, st: AnyStat) -> bool:
+        """Is the mirror's copy of a source file not as a run left it, a regular file of
+        the source's size and mtime (removed, replaced or edited there by hand)?"""
+        old = self.existing.get(name)
+        return old is None or not stat.S_ISREG(old.st_mode) or \
+            (old.st_size, old.st_mtime_ns) != (st.st_size, st.st_mtime_ns)
+
     def file(self, name: str, st: AnyStat) -> None:
         src = os.path.join(self.src, os.fsencode(name))
         dst = os.path.join(self.dst, os.fsencode(name))
         name_b = os.fsencode(name)
         rec = self.rows.get(name_b)
         old = self.existing.get(name)
-        in_place = old is not None and stat.S_ISREG(old.st_mode) and \
-            (old.st_size, old.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
-        if in_place and change.unchanged(rec, st, self.job.checker):
+        if not self.misplaced(name, st) and change.unchanged(rec, st, self.job.checker):
             return                                 # stored, and the copy is where it was put
         self._was_folder(name_b, rec)
         racy = rec is not None and rec.kind == "file" and rec.size is None

@@ -69,7 +69,7 @@ def record_folder(job: FolderJob, current: Session) -> TaskFailed | None:
     finally:
         current.drop_handed(work.handed)      # copies the snapshot task made, not used
         current.drop_handed(work.ahead)       # or read ahead for it
-    for name in job.judged_links():
+    for name in folder.links:
         work.link(name)
     if not work.failures and folder.stat is not None:
         work.folder_in_line(folder.stat,
