@@ -623,11 +623,16 @@ class Catalog:
             out.append(new(Row, r))
         return out
 
-    def latest_in(self, source: str, folder: bytes) -> dict[bytes, Row]:
-        """The newest row of every path directly in ``folder``."""
+    def latest_in(self, source: str, folder: bytes, names: list[bytes] | None = None
+                  ) -> dict[bytes, Row]:
+        """The newest row of every path directly in ``folder`` (or of those of ``names``
+        that have one, at least: a few paths of a large folder are read alone)."""
         kept: dict[bytes, Row] | None = self._take_kept("versions", source, folder)
         if kept is not None:
             return kept
+        if names is not None and len(names) <= 16:
+            latest = ((name, self.latest(source, folder, name)) for name in names)
+            return {name: row for name, row in latest if row is not None}
         rows = self._rows(f"select {self.cols} from versions where id in (select max(id) from "
                           "versions where source=? and dir=? group by name)", (source, folder))
         return {r.name: r for r in rows}

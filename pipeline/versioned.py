@@ -51,11 +51,13 @@ RETRIES = 3
 @action(MODE)
 def record_folder(job: FolderJob, current: Session) -> TaskFailed | None:
     """Record the new, changed and deleted entries of one source folder."""
-    work = History(job.source, job.root, job.folder.rel, current, job.max_diff_bytes,
-                   job.checker)
+    folder = job.folder
+    # in line but for some files (``FolderJob.only``): the rows of those and of the links
+    work = History(job.source, job.root, folder.rel, current, job.max_diff_bytes,
+                   job.checker, None if job.only is None else
+                   [os.fsencode(name) for name in job.only | folder.links.keys()])
     if current.writes and not job.vanished:   # committed with the first rows: a kill
         work.catalog.unset_folder(MODE, job.source.name, work.rel)   # leaves it out of line
-    folder = job.folder
     unknown = {name for name, _why in folder.unreadable}     # not gone: keep their history live
     for name, why in folder.unreadable:
         work._fail(os.fsencode(name), why)
@@ -100,14 +102,16 @@ class History:
     """The versioned history of one source folder's entries."""
 
     def __init__(self, source: Source, root: Path, rel: str, current: Session, max_diff: int,
-                 checker: str = "hash"):
+                 checker: str = "hash", names: list[bytes] | None = None):
         self.source, self.run, self.max_diff, self.checker = source, current, max_diff, checker
         self.root = os.fsencode(root)
         self.rel = os.fsencode(rel)
         self.src = os.fsencode(source.path / rel if rel else source.path)
         self.writes = current.writes
         self.catalog: Catalog = current.open_catalog()
-        self.latest = self.catalog.latest_in(source.name, self.rel)
+        # the newest row of each path of the folder (``names``: of these alone, the
+        # entries judged in a folder whose others match their rows)
+        self.latest = self.catalog.latest_in(source.name, self.rel, names)
         self.failures = 0
         self.racy = False                 # a record to compare by content next run
         self.linked: set[bytes] = set()   # new names of content the history held already
