@@ -169,9 +169,10 @@ class _Folder:
             return                                 # stored, and the copy is where it was put
         self._was_folder(name_b, rec)
         racy = rec is not None and rec.kind == "file" and rec.size is None
-        if old is not None and stat.S_ISREG(old.st_mode) and \
-                self._same_bytes(src, dst, st, old, compare=racy):
-            self._metadata(name, dst, st, rec, old)
+        same = self._same_bytes(src, dst, st, old, compare=racy) \
+            if old is not None and stat.S_ISREG(old.st_mode) else None
+        if old is not None and same is not None:
+            self._metadata(name, dst, st, rec, old, same or None)
             return
         if not self.writes:
             self.run.emit(Event(NEW if old is None else UPDATED, MODE, self._label(name),
@@ -255,37 +256,43 @@ class _Folder:
         return None
 
     def _same_bytes(self, src: bytes, dst: bytes, st: AnyStat,
-                    old: os.stat_result, compare: bool = False) -> bool:
-        """Does the mirror copy hold the source's bytes?  checker: mtime trusts size and
-        mtime, as rsync does, except for a racily clean record (``compare``); checker:
-        hash compares the bytes."""
+                    old: os.stat_result, compare: bool = False) -> str | None:
+        """Does the mirror copy hold the source's bytes?  None: no; else their sha256,
+        or "" when they were not read.  checker: mtime trusts size and mtime, as rsync
+        does, except for a racily clean record (``compare``); checker: hash compares
+        the bytes."""
         if old.st_size != st.st_size:
-            return False
+            return None
         if self.job.checker == "mtime" and not compare:
-            return old.st_mtime_ns == st.st_mtime_ns
+            return "" if old.st_mtime_ns == st.st_mtime_ns else None
         try:
-            if not store.same_content(src, dst):
-                return False
+            sha = store.same_content(src, dst)
+            if sha is None:
+                return None
             now = os.lstat(src)
         except OSError:
-            return False
-        return change.key(now, "hash") == change.key(st, "hash")   # not changed meanwhile
+            return None
+        # (not changed meanwhile)
+        return sha if change.key(now, "hash") == change.key(st, "hash") else None
 
     def _metadata(self, name: str, dst: bytes, st: AnyStat, rec: object,
-                  old: os.stat_result) -> None:
-        """Same bytes: the copy takes the source's mode and mtime, the record its stat."""
+                  old: os.stat_result, sha: str | None = None) -> None:
+        """Same bytes (``sha``: their checksum, when they were compared): the copy takes
+        the source's mode and mtime, the record its stat."""
         mode_changed = stat.S_IMODE(old.st_mode) != stat.S_IMODE(st.st_mode)
         if self.writes:
             if store.set_file_meta(dst, old, st, self.opened.protected):
                 self.opened.wrote(dst)
             # the recorded checksum holds only if the copy is the one the record describes
-            # (a run killed between the copy and its record left a newer one)
+            # (a run killed between the copy and its record left a newer one, maybe of
+            # the same size and mtime: the bytes compared are the measure, when read)
             described = isinstance(rec, Stored) and (rec.size, rec.mtime_ns) == \
                 (old.st_size, old.st_mtime_ns)
-            if described and self.shas is None:      # (read once, by the first touch)
+            if sha is None and described and self.shas is None:   # (read once a folder)
                 self.shas = self.catalog.mirror_shas(self.job.source.name, self.folder_b)
-            sha = (self.shas.get(os.fsencode(name)) if self.shas and described else None) \
-                or store.sha256_of(dst)
+            if sha is None:
+                sha = (self.shas.get(os.fsencode(name)) if self.shas and described
+                       else None) or store.sha256_of(dst)
             racy = store.racy(st)
             self.racy |= racy
             same = isinstance(rec, Stored) and described and not racy and \

@@ -852,23 +852,26 @@ def written_size(path: bytes, size: int) -> int:
     return min(st.st_size, st.st_blocks * 512)
 
 
-def same_content(a: bytes, b: bytes) -> bool:
-    """Do two regular files hold the same bytes?  Read, never remembered (the
-    standard library's filecmp caches answers by size and mtime, which a swap of two
-    files of equal size and mtime defeats), never through a link."""
+def same_content(a: bytes, b: bytes) -> str | None:
+    """The sha256 of the bytes two regular files both hold, or None when they differ.
+    Read, never remembered (the standard library's filecmp caches answers by size and
+    mtime, which a swap of two files of equal size and mtime defeats), never through a
+    link."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    digest = hashlib.sha256()
     fa = os.open(a, flags)
     try:
         fb = os.open(b, flags)
         try:
             if not (stat.S_ISREG(os.fstat(fa).st_mode) and stat.S_ISREG(os.fstat(fb).st_mode)):
-                return False
+                return None
             while True:
                 one, two = os.read(fa, CHUNK), os.read(fb, CHUNK)
                 if one != two:
-                    return False
+                    return None
                 if not one:
-                    return True
+                    return digest.hexdigest()
+                digest.update(one)
         finally:
             os.close(fb)
     finally:

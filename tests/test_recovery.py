@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from support import Backup, Link, make_tree, tree, whole
+from support import Backup, Link, aged, make_tree, tree, whole
 
 from pipeline import timespec
 
@@ -248,6 +248,30 @@ def test_verify_after_a_run_stopped_before_recording_its_mirror_copy(backup: Bac
     backup.doit("snapshot", check=True)                  # brings both in line
     result = backup.doit("verify")
     assert result.returncode == 0 and "unrecorded" not in result.stdout, result.stdout
+
+
+def test_a_copy_of_the_same_size_and_mtime_left_unrecorded_is_recorded_by_its_bytes(
+        backup: Backup) -> None:
+    """A run killed between putting a new mirror copy in place and committing its record,
+    the source rewritten with another content of the same size and mtime: the next run
+    records the checksum of the bytes the copy holds (it compares them with the
+    source's), not the record's of the bytes before; verify passes (helper-36: `corrupt`
+    for a good copy, on every run after)."""
+    make_tree(backup.src, {"d": {"a": "one 1\n", "b": "bee\n"}})
+    aged(backup.src)
+    backup.doit("snapshot", check=True)
+    a = backup.src / "d" / "a"
+    before = os.lstat(a)
+    a.write_text("two 2\n")                                      # same size, same mtime
+    os.utime(a, ns=(before.st_atime_ns, before.st_mtime_ns))
+    killed = backup.doit("snapshot", env={"SNAPBACK_FAULT": "commit:1"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert (backup.mirror / "d" / "a").read_text() == "two 2\n"   # placed, not recorded
+    backup.doit("snapshot", check=True)
+    result = backup.doit("verify")
+    assert result.returncode == 0 and "corrupt" not in result.stdout, result.stdout
+    result = backup.doit("verify", "--deep")
+    assert result.returncode == 0, result.stdout
 
 
 def _runs(b: Backup) -> list[str]:
