@@ -66,7 +66,8 @@ def _each_point(b: Backup, prepare, command: tuple[str, ...], check) -> dict[str
 @pytest.mark.parametrize("mode", ["snapshot", "versioned", "all"])
 def test_a_backup_killed_at_every_point_loses_nothing(backup: Backup, mode: str) -> None:
     make_tree(backup.src, {"notes.txt": "one\ntwo\n", "img.bin": bytes(range(256)) * 80,
-                           "gone.txt": "bye\n", "d": {"keep.txt": "k\n", "to": Link("../notes.txt")}})
+                           "gone.txt": "bye\n", "d": {"keep.txt": "k\n", "to": Link("../notes.txt")},
+                           "same.txt": "aaa 1\n"})
     os.chmod(backup.src / "d" / "keep.txt", 0o600)
     aged(backup.src)
     first: dict[str, dict] = {}
@@ -82,7 +83,11 @@ def test_a_backup_killed_at_every_point_loses_nothing(backup: Backup, mode: str)
         os.chmod(backup.src / "d" / "keep.txt", 0o640)
         os.unlink(backup.src / "d" / "to")
         os.symlink("../new.txt", backup.src / "d" / "to")
+        same = backup.src / "same.txt"
+        before = os.lstat(same)
         aged(backup.src)
+        same.write_text("bbb 2\n")          # other bytes, the same size and mtime as before
+        os.utime(same, ns=(before.st_atime_ns, before.st_mtime_ns))
 
     def check(killed: str | None) -> None:
         if killed is not None:
