@@ -285,12 +285,36 @@ def _mirror_untouched(mirror_root: bytes, rel: bytes, source_st: os.stat_result 
     return st.st_mtime_ns == given
 
 
-def _records(catalog: Catalog, mode: str, source: str, folders: list[Folder]
+def _listed(catalog: Catalog, mode: str, source: str, rules: bytes, judged: list[Folder],
+            seen: dict[bytes, InLine], mirror_root: bytes) -> dict[bytes, list[str]]:
+    """The folders to judge whose entries are the ones listed when ``mode`` last brought
+    them in line, under the same rules, at the same mode and mtime (and, for the mirror,
+    a mirror folder no one touched): for each, its files and links whose lstat is not
+    the one listed (``change.differing``).  Their other entries match their records by
+    the argument that skips a folder whose signature is unchanged."""
+    out: dict[bytes, list[str]] = {}
+    for folder in judged:
+        rel_b = os.fsencode(folder.rel)
+        row, st = seen.get(rel_b), folder.stat
+        if row is None or row.sig is None or row.kept is None or st is None or \
+                folder.error is not None or folder.unreadable or \
+                (row.st_mode, row.mtime_ns) != (st.st_mode, st.st_mtime_ns):
+            continue
+        if mode == "snapshot" and not _mirror_untouched(mirror_root, rel_b, st, row):
+            continue
+        changed = change.differing(catalog.listing(mode, source, rel_b, row.sig, rules),
+                                   folder.files, folder.links, folder.subdirs)
+        if changed is not None:
+            out[rel_b] = changed
+    return out
+
+
+def _records(catalog: Catalog, mode: str, source: str, judged: int, folders: int
              ) -> Callable[[bytes], dict[bytes, Stored]]:
-    """What ``mode`` records of each folder that gets a task: one query for the whole
-    source when many folders do (a first run, a changed rule), else one per folder."""
-    judged = sum(1 for f in folders if f.kept is None)
-    if judged > 64 and judged * 8 > len(folders):
+    """What ``mode`` records of each folder judged by its records: one query for the
+    whole source when many folders are (a first run, a changed rule), else one per
+    folder."""
+    if judged > 64 and judged * 8 > folders:
         everything = catalog.records(mode, source)
         if mode == "snapshot":       # what its task's ``mirror_in`` reads: kept for it
             return lambda rel: catalog.keep_mirror(source, rel, everything.get(rel, {}))
@@ -429,22 +453,40 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
             if mode == "versioned" and _history_gone(session, catalog, root, source):
                 continue              # nothing written where the history is not
             print_ = fingerprint(plan, mode, selector, source)
-            records = _records(catalog, mode, source.name, folders)
-            for folder in folders:
-                if (folder.kept is not None and not vanished) or command == "cleanup":
-                    continue          # in line in every mode of the run, signature and all
+            judged = [] if command == "cleanup" else \
+                [f for f in folders if f.kept is None or vanished]
+            listed = {} if vanished else _listed(catalog, mode, source.name, print_, judged,
+                                                 seen, mirror_root)
+            records = _records(catalog, mode, source.name, len(judged) - len(listed),
+                               len(folders))
+            for folder in judged:
                 name = f"{source.name}/{folder.rel}" if folder.rel else source.name
                 rel_b = os.fsencode(folder.rel)
-                recorded = records(rel_b)
-                entries = [*folder.files.values(), *folder.links.values()]
-                recs = [recorded.get(n.encode(_FS, "surrogateescape"))
-                        for n in (*folder.files, *folder.links)]
                 task_name = f"{mode}:{name}"
                 row = seen.get(rel_b)
-                same = in_line((row.st_mode, row.mtime_ns) if row else None, folder, recorded,
-                               keeps_leftovers, [r for r in recs if r is not None])
-                if same and mode == "snapshot":
-                    same = _mirror_untouched(mirror_root, rel_b, folder.stat, row)
+                changed = listed.get(rel_b)
+                if changed is not None:
+                    # in line by its listing but for these files and links: their records
+                    # alone are read
+                    found = catalog.records_of(mode, source.name, rel_b, [
+                        n.encode(_FS, "surrogateescape") for n in changed])
+                    same = True
+                    differ = [(n, st, rec) for n, st, rec in (
+                        (n, folder.files[n] if n in folder.files else folder.links[n],
+                         found.get(n.encode(_FS, "surrogateescape"))) for n in changed)
+                        if rec is None or stored_key(rec) != stat_key(st)]
+                else:
+                    recorded = records(rel_b)
+                    recs = [recorded.get(n.encode(_FS, "surrogateescape"))
+                            for n in (*folder.files, *folder.links)]
+                    same = in_line((row.st_mode, row.mtime_ns) if row else None, folder,
+                                   recorded, keeps_leftovers, [r for r in recs if r is not None])
+                    if same and mode == "snapshot":
+                        same = _mirror_untouched(mirror_root, rel_b, folder.stat, row)
+                    differ = [(n, st, rec) for n, st, rec in zip(
+                        (*folder.files, *folder.links),
+                        (*folder.files.values(), *folder.links.values()), recs, strict=True)
+                        if rec is None or stored_key(rec) != stat_key(st)]
                 folder_tasks.append(task_name)
                 job = FolderJob(source, folder, root, plan.checker,
                                 cleanup=(opts.cleanup if mode == "snapshot" else True)
@@ -452,11 +494,12 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
                                 max_diff_bytes=plan.versioned.max_diff_bytes,
                                 sig=mode_signature(folder.sig, print_)
                                 if folder.sig and not vanished else None, vanished=vanished,
-                                entered=b"\0".join(os.fsencode(n) for n in folder.entered))
+                                entered=b"\0".join(os.fsencode(n) for n in folder.entered),
+                                rules=print_)
                 spec: dict[str, Any] = {"basename": mode, "name": name,
                                         "doc": f"{mode}: the folder {name}",
                                         "actions": [(action, [job, session])]}
-                if same and list(map(stored_key, recs)) == list(map(stat_key, entries)):
+                if same and not differ:
                     # In line, and every file as the catalog records it: the answer doit's
                     # checker would give (the same rule on the same lstat, pipeline.change),
                     # given here without a file_dep and four doit calls per file.  A folder
@@ -464,12 +507,14 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
                     # to record it: nothing is copied, the next run skips it at the walk.
                     signed = not session.writes or job.sig is None or \
                         (row is not None and row.sig == job.sig)
-                    yield {**spec, "file_dep": [], "uptodate": [signed]}
+                    # (run to sign it: no file is judged, as none differs)
+                    yield {**spec, "actions": [(action, [job._replace(only=frozenset()),
+                                                         session])],
+                           "file_dep": [], "uptodate": [signed]}
                     continue
                 if session.writes:
-                    stale = [(n.encode(_FS, "surrogateescape"), st.st_size) for n, st, rec in
-                             zip(folder.files, folder.files.values(), recs, strict=False)
-                             if rec is None or stored_key(rec) != stat_key(st)]
+                    stale = [(n.encode(_FS, "surrogateescape"), st.st_size)
+                             for n, st, _rec in differ if n in folder.files]
                     small = [(n, size) for n, size in stale if size < reader.BIG]
                     if mode != modes[0]:
                         # `all`: what the snapshot task reads for it is planned there;
@@ -496,9 +541,6 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
                 # the same rule (as above), and four doit calls each would say so again.
                 # The tasks judge those files alone (``FolderJob.only``).
                 base = os.path.join(source.path, folder.rel) if folder.rel else str(source.path)
-                differ = [(n, st, rec) for n, st, rec in zip(
-                    (*folder.files, *folder.links), entries, recs, strict=True)
-                    if rec is None or stored_key(rec) != stat_key(st)]
                 paths = [os.path.join(base, n) for n, _st, _rec in differ]
                 session.expected[task_name] = {p: rec for p, (_n, _st, rec) in
                                                zip(paths, differ, strict=True)

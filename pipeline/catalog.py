@@ -85,6 +85,17 @@ create table if not exists folders (
     mirror_mtime integer,         -- snapshot: the mirror folder's mtime as the run left it
     primary key (mode, source, dir)
 );
+create table if not exists listings (
+    -- what the walk kept of a folder when a mode brought it in line (its files, links
+    -- and subfolders, each file's and link's lstat: pipeline.change.listing), valid while
+    -- the folder's row above holds the same signature, and read only for a folder whose
+    -- signature changed: its entries whose lstat is the one listed are not judged again
+    mode text not null, source text not null, dir blob not null,
+    sig blob not null,            -- the folder's row's signature when this was kept
+    rules blob not null,          -- the mode's rules then (backup.fingerprint)
+    listing blob not null,
+    primary key (mode, source, dir)
+);
 -- A folder's row above is a cache of what its records say: any change to the records of
 -- its files and links (by snapback or by hand) drops it, so the folder is judged again.
 -- (A subfolder's own row in its parent's folder, kind 'dir', is written by the
@@ -541,6 +552,10 @@ class Catalog:
         """Does this connection hold changes not committed yet (which another sees not)?"""
         return self.conn is not None and self.conn.in_transaction
 
+    def keeps(self, table: str, source: str, folder: bytes) -> bool:
+        """Does the run keep what task creation read of ``folder``'s records?"""
+        return self.kept is not None and (table, source, folder) in self.kept
+
     def _take_kept(self, table: str, source: str, folder: bytes) -> Any:
         """What task creation kept of ``folder``'s records in ``table`` (taken once)."""
         return self.kept.pop((table, source, folder), None) if self.kept else None
@@ -597,6 +612,40 @@ class Catalog:
                           (mode, source, folder, st.st_mode, enc(st.st_mtime_ns), sig,
                            entered, count, enc(mirror_mtime)))
 
+    def set_listing(self, mode: str, source: str, folder: bytes, sig: bytes, rules: bytes,
+                    listing: bytes) -> None:
+        """What the walk kept of ``folder`` when its row got the signature ``sig``."""
+        assert self.conn is not None
+        self.conn.execute("insert or replace into listings values (?,?,?,?,?,?)",
+                          (mode, source, folder, sig, rules, listing))
+
+    def listing(self, mode: str, source: str, folder: bytes, sig: bytes, rules: bytes
+                ) -> bytes | None:
+        """The listing kept with the folder's row of signature ``sig`` under ``rules``."""
+        if self.conn is None:
+            return None
+        try:
+            row = self.conn.execute("select listing from listings where mode=? and source=? "
+                                    "and dir=? and sig=? and rules=?",
+                                    (mode, source, folder, sig, rules)).fetchone()
+        except sqlite3.OperationalError:      # (not yet made by a writer of this version)
+            return None
+        return row[0] if row is not None and isinstance(row[0], bytes) else None
+
+    def records_of(self, mode: str, source: str, folder: bytes, names: list[bytes]
+                   ) -> dict[bytes, Stored]:
+        """What ``mode`` records of a few entries of ``folder`` (one row each)."""
+        out: dict[bytes, Stored] = {}
+        for name in names:
+            if mode == "snapshot":
+                found = self.mirror_entry(source, folder, name)
+            else:
+                row = self.latest(source, folder, name)
+                found = row.stored if row is not None and row.live else None
+            if found is not None:
+                out[name] = found
+        return out
+
     def unset_folder(self, mode: str, source: str, folder: bytes) -> None:
         """The folder is being changed: until its task has finished, it is not in line."""
         assert self.conn is not None
@@ -611,6 +660,8 @@ class Catalog:
                           (mode, source, path))
         self.conn.execute("delete from folders where mode=? and source=? and dir>=? and "
                           "dir<?", (mode, source, path + b"/", path + b"0"))
+        self.conn.execute("delete from listings where mode=? and source=? and (dir=? or "
+                          "dir>=? and dir<?)", (mode, source, path, path + b"/", path + b"0"))
 
     def _rows(self, sql: str, args: tuple[Any, ...]) -> list[Row]:
         if self.conn is None:

@@ -15,7 +15,10 @@ rsync's quick check (size and mtime) plus the mode.
 
 from __future__ import annotations
 
+import marshal
+import struct
 from collections.abc import Callable
+from itertools import chain
 from operator import attrgetter
 from typing import Any
 
@@ -49,3 +52,55 @@ def unchanged(stored: Stored | None, st: AnyStat, checker: str) -> bool:
     if stored is None:
         return False
     return _OF_STORED[checker](stored) == _OF_STAT[checker](st)
+
+
+# -- a folder's listing, as a mode brought it in line ------------------------------
+# When a mode brings a folder in line it keeps, beside the folder's signature, the walk's
+# kept files, links and subfolders with each entry's lstat (``listing``; the catalog's
+# ``listings``, tied to the folder's row by the signature).  A later walk that finds the
+# folder changed compares its entries with that listing: an entry whose lstat is the one
+# listed still matches its record, by the same argument that lets an unchanged signature
+# skip the whole folder (any change to the folder's records drops its row, and a listing
+# counts only beside the row of the signature it was kept with), and only the others are
+# judged (``differing``).
+_LISTED = _OF_STAT["hash"]           # every field of either checker's rule
+_FIELDS = len(FIELDS["hash"])
+
+
+def _keys(files: dict[str, Any], links: dict[str, Any]) -> list[tuple[int, ...]]:
+    return [*map(_LISTED, files.values()), *map(_LISTED, links.values())]
+
+
+def listing(files: dict[str, Any], links: dict[str, Any], subdirs: list[str]) -> bytes | None:
+    """The bytes a folder's listing is kept as (None: a time or inode past 64 bits)."""
+    keys = _keys(files, links)
+    try:
+        ints = struct.pack(f"<{len(keys) * _FIELDS}q", *chain.from_iterable(keys))
+    except struct.error:
+        return None
+    return marshal.dumps(("\0".join(files), "\0".join(links), "\0".join(sorted(subdirs)),
+                          ints), 2)
+
+
+def differing(kept: bytes | None, files: dict[str, Any], links: dict[str, Any],
+              subdirs: list[str]) -> list[str] | None:
+    """The files and links whose lstat is not the one ``kept`` lists, or None when the
+    folder does not hold the entries listed (one come or gone, a kind changed: every
+    entry is judged then) or the listing cannot be read."""
+    if kept is None:
+        return None
+    try:
+        was_files, was_links, was_dirs, ints = marshal.loads(kept)
+        old = struct.unpack(f"<{len(ints) // 8}q", ints)
+        was = list(zip(*[iter(old)] * _FIELDS, strict=True))
+    except (ValueError, TypeError, EOFError, struct.error):      # (edited by hand)
+        return None
+    if was_files != "\0".join(files) or was_links != "\0".join(links) or \
+            was_dirs != "\0".join(sorted(subdirs)):
+        return None
+    now = _keys(files, links)
+    if now == was:
+        return []
+    if len(now) != len(was):
+        return None
+    return [name for name, a, b in zip(chain(files, links), now, was, strict=True) if a != b]

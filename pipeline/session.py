@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from doit.exceptions import TaskFailed
 
-from . import child
+from . import change, child
 from .catalog import Catalog, InLine, Stored
 from .commands import MODES_OF
 from .control import RunControl
@@ -204,6 +204,7 @@ class FolderJob(NamedTuple):
     # catalog records (for the mirror, the ones its folder held): the files judged are
     # these (and, in the mirror, those whose copy is not as the run left it).  None: all.
     only: frozenset[str] | None = None
+    rules: bytes = b""        # the mode's rules (backup.fingerprint), kept with the listing
 
     def judged_files(self, also: Callable[[str, AnyStat], bool] | None = None
                      ) -> Iterator[tuple[str, AnyStat]]:
@@ -223,6 +224,11 @@ class FolderJob(NamedTuple):
     def in_line(self) -> tuple[bytes | None, bytes, int]:
         """What the catalog keeps of the folder once it is in line, besides its stat."""
         return self.sig, self.entered, len(self.folder.files) + len(self.folder.links)
+
+    def listing(self) -> bytes | None:
+        """What the walk kept of the folder, kept with its signature (change.listing)."""
+        folder = self.folder
+        return change.listing(folder.files, folder.links, folder.subdirs)
 
 
 class SweepJob(NamedTuple):

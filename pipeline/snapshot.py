@@ -21,7 +21,7 @@ import stat
 from doit.exceptions import TaskFailed
 
 from . import change, session, store
-from .catalog import Stored
+from .catalog import Catalog, Stored
 from .lstat import AnyStat
 from .protect import Opened
 from .scan import Folder
@@ -54,7 +54,8 @@ def mirror_folder(job: FolderJob, current: Session) -> TaskFailed | None:
     if job.cleanup:
         for name in leftovers(folder, work.existing):
             work.delete(name)
-        work.forget_gone()
+        if job.only is None:          # (else the folder's records are its entries)
+            work.forget_gone()
     work.close(complete=not work.failures)
     if work.failures:
         return TaskFailed(f"{job.label}: {work.failures} file(s) failed")
@@ -67,6 +68,19 @@ def leftovers(folder: Folder, existing: dict[str, os.stat_result]) -> list[str]:
     kept = folder.files.keys() | folder.links.keys() | set(folder.subdirs)
     kept |= {name for name, _why in folder.unreadable}
     return sorted(name for name in existing if name not in kept)
+
+
+class _Rows:
+    """A folder's mirror records, read one entry at a time as they are asked for."""
+
+    def __init__(self, catalog: Catalog, source: str, folder: bytes):
+        self.catalog, self.source, self.folder = catalog, source, folder
+        self.read: dict[bytes, Stored | None] = {}
+
+    def get(self, name: bytes) -> Stored | None:
+        if name not in self.read:
+            self.read[name] = self.catalog.mirror_entry(self.source, self.folder, name)
+        return self.read[name]
 
 
 class _Folder:
@@ -85,7 +99,12 @@ class _Folder:
         self.racy = False                  # a record to compare by content next run
         self.catalog = current.open_catalog()
         self.folder_b = os.fsencode(rel)
-        self.rows = self.catalog.mirror_in(job.source.name, self.folder_b)
+        # the folder's records; in line but for some files (``FolderJob.only``), those of
+        # the entries judged, read as they are (a few files of a large folder)
+        self.rows: dict[bytes, Stored] | _Rows = \
+            self.catalog.mirror_in(job.source.name, self.folder_b) if job.only is None \
+            or self.catalog.keeps("mirror", job.source.name, self.folder_b) \
+            else _Rows(self.catalog, job.source.name, self.folder_b)
         self.shas: dict[bytes, str] | None = None    # the records' checksums, when asked
         self.catalog.begin_folder()
         self.opened = Opened(current.protected)
@@ -392,6 +411,7 @@ class _Folder:
         folder = self.job.folder
         kept = folder.files.keys() | folder.links.keys() | set(folder.subdirs)
         kept |= {name for name, _why in folder.unreadable}
+        assert isinstance(self.rows, dict)       # (every record read: ``only`` is None)
         for name_b in self.rows:
             name = os.fsdecode(name_b)
             if name not in kept and name not in self.existing and self.writes:
@@ -424,9 +444,14 @@ class _Folder:
                 # the folder's records (one commit per folder, each a sync; in `doit all` the
                 # versioned twin's commit takes them: ``hold``)
                 sig, entered, count = self.job.in_line()
+                sig = None if self.racy else sig
                 self.catalog.set_folder(MODE, self.job.source.name, self.folder_b, st,
-                                        None if self.racy else sig, entered, count,
+                                        sig, entered, count,
                                         mirror_mtime=os.lstat(self.dst).st_mtime_ns)
+                listing = self.job.listing() if sig is not None else None
+                if sig is not None and listing is not None:
+                    self.catalog.set_listing(MODE, self.job.source.name, self.folder_b, sig,
+                                             self.job.rules, listing)
             elif not complete:
                 # not in line: an earlier run's row would say it is, while this task may
                 # have changed the mirror folder (its mode, its entries), and the next

@@ -7,11 +7,13 @@ judged every file records."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 from support import Backup, aged, history_of, make_tree, tree
 
 from pipeline import snapshot, versioned
+from pipeline.catalog import Catalog
 
 
 def _judged(monkeypatch: pytest.MonkeyPatch) -> dict[str, set[str]]:
@@ -31,6 +33,24 @@ def _judged(monkeypatch: pytest.MonkeyPatch) -> dict[str, set[str]]:
     return seen
 
 
+def _whole_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The reads of a whole folder's (or source's) records in the runs that follow."""
+    calls: list[str] = []
+
+    def spy(name: str) -> Any:
+        real = getattr(Catalog, name)
+
+        def read(self: Catalog, *args: Any, **kwargs: Any) -> Any:
+            names = args[2] if name == "latest_in" and len(args) > 2 else kwargs.get("names")
+            if names is None or len(names) > 16:
+                calls.append(f"{name}{args[:3]}")
+            return real(self, *args, **kwargs)
+        return read
+    for name in ("records", "records_in", "mirror_in", "latest_in"):
+        monkeypatch.setattr(Catalog, name, spy(name))
+    return calls
+
+
 def test_a_folder_in_line_but_for_some_files_judges_those(backup: Backup,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     make_tree(backup.src, {"d": {f"f{i}.txt": f"file {i}\n" for i in range(8)},
@@ -39,6 +59,7 @@ def test_a_folder_in_line_but_for_some_files_judges_those(backup: Backup,
     code, out = backup.run("all")
     assert code == 0, out
     seen = _judged(monkeypatch)
+    whole = _whole_reads(monkeypatch)
     d = backup.src / "d"
     (d / "f1.txt").write_text("file 1, edited\n")         # an edit
     os.chmod(d / "f2.txt", 0o600)                          # a chmod: same bytes
@@ -48,6 +69,8 @@ def test_a_folder_in_line_but_for_some_files_judges_those(backup: Backup,
     assert code == 0, out
     changed = {"d/f1.txt", "d/f2.txt", "d/f3.txt"}
     assert seen == {"snapshot": changed, "versioned": changed}
+    assert whole == [], "the folder's listing says which files changed: no record of the " \
+        "others is read"
     assert tree(backup.mirror, with_mtime=True) == tree(backup.src, with_mtime=True)
     kinds = {rel: [r.kind for r in history_of(backup, rel)] for rel in
              ("d/f0.txt", "d/f1.txt", "d/f2.txt", "d/f3.txt")}
