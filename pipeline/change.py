@@ -15,7 +15,6 @@ rsync's quick check (size and mtime) plus the mode.
 
 from __future__ import annotations
 
-import marshal
 import struct
 from collections.abc import Callable
 from itertools import chain
@@ -71,15 +70,24 @@ def _keys(files: dict[str, Any], links: dict[str, Any]) -> list[tuple[int, ...]]
     return [*map(_LISTED, files.values()), *map(_LISTED, links.values())]
 
 
+def _names(files: dict[str, Any], links: dict[str, Any], subdirs: list[str]) -> bytes:
+    """The names, as the listing keeps them (a name holds no NUL)."""
+    return "\0\0".join(("\0".join(files), "\0".join(links), "\0".join(sorted(subdirs)))
+                       ).encode("utf-8", "surrogateescape")
+
+
 def listing(files: dict[str, Any], links: dict[str, Any], subdirs: list[str]) -> bytes | None:
-    """The bytes a folder's listing is kept as (None: a time or inode past 64 bits)."""
+    """The bytes a folder's listing is kept as: the names' length, the names, then each
+    file's and link's lstat fields as 64-bit integers (None: a time or inode past 64
+    bits).  Plain bytes, read back without trusting a length it holds (a listing damaged
+    by hand is told apart, never a cause for a large allocation)."""
     keys = _keys(files, links)
+    names = _names(files, links, subdirs)
     try:
         ints = struct.pack(f"<{len(keys) * _FIELDS}q", *chain.from_iterable(keys))
     except struct.error:
         return None
-    return marshal.dumps(("\0".join(files), "\0".join(links), "\0".join(sorted(subdirs)),
-                          ints), 2)
+    return struct.pack("<Q", len(names)) + names + ints
 
 
 def differing(kept: bytes | None, files: dict[str, Any], links: dict[str, Any],
@@ -87,20 +95,18 @@ def differing(kept: bytes | None, files: dict[str, Any], links: dict[str, Any],
     """The files and links whose lstat is not the one ``kept`` lists, or None when the
     folder does not hold the entries listed (one come or gone, a kind changed: every
     entry is judged then) or the listing cannot be read."""
-    if kept is None:
+    if kept is None or len(kept) < 8:
         return None
-    try:
-        was_files, was_links, was_dirs, ints = marshal.loads(kept)
-        old = struct.unpack(f"<{len(ints) // 8}q", ints)
-        was = list(zip(*[iter(old)] * _FIELDS, strict=True))
-    except (ValueError, TypeError, EOFError, struct.error):      # (edited by hand)
+    size = int.from_bytes(kept[:8], "little")
+    names = _names(files, links, subdirs)
+    if size != len(names) or kept[8:8 + size] != names:
         return None
-    if was_files != "\0".join(files) or was_links != "\0".join(links) or \
-            was_dirs != "\0".join(sorted(subdirs)):
-        return None
+    ints = kept[8 + size:]
     now = _keys(files, links)
+    if len(ints) != len(now) * _FIELDS * 8:
+        return None
+    was = list(zip(*[iter(struct.unpack(f"<{len(now) * _FIELDS}q", ints))] * _FIELDS,
+                   strict=True))
     if now == was:
         return []
-    if len(now) != len(was):
-        return None
     return [name for name, a, b in zip(chain(files, links), now, was, strict=True) if a != b]

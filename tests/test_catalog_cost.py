@@ -85,10 +85,12 @@ def test_a_run_reads_what_changed_not_every_earlier_run(backup: Backup,
 
 
 
-def test_a_changed_folder_s_records_are_read_once(backup: Backup,
+@pytest.mark.parametrize("listed", [True, False], ids=["listing", "no listing"])
+def test_a_changed_folder_s_records_are_read_once(backup: Backup, listed: bool,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     # task creation reads a changed folder's records to decide whether it has work;
-    # its task takes them, instead of reading them again
+    # its task takes them, instead of reading them again; with the folder's listing
+    # (change.listing), neither reads them whole
     make_tree(backup.src, {f"d{i}": {"a.txt": "a\n", "b.txt": "b\n"} for i in range(3)})
     aged(backup.src)
     code, out = backup.run("all")
@@ -97,6 +99,9 @@ def test_a_changed_folder_s_records_are_read_once(backup: Backup,
         (backup.src / f"d{i}" / "a.txt").write_text(f"changed {i}\n")
     (backup.src / "d0" / "b.txt").unlink()           # a deletion and a touch in the
     os.utime(backup.src / "d1" / "b.txt", (1e9, 1e9))    # folders before d2 drop only theirs
+    if not listed:
+        with sqlite3.connect(backup.meta / "catalog.sqlite3") as db:
+            db.execute("delete from listings")
     statements: list[str] = []
     out = _run_watched(backup, monkeypatch,
                        lambda conn: conn.set_trace_callback(statements.append), "all")
@@ -104,7 +109,7 @@ def test_a_changed_folder_s_records_are_read_once(backup: Backup,
               "source='src' and dir=x'6432'" in s]                          # d2
     mirror = [s for s in statements if "from mirror where source='src' and dir=x'6432'" in s
               and s.startswith("select name, kind")]
-    assert (len(latest), len(mirror)) == (1, 1), statements
+    assert (len(latest), len(mirror)) == ((0, 0) if listed else (1, 1)), statements
     assert "snapshot: 5 files, 0 new, 3 updated, 1 deleted" in out, out
     assert "versioned: 5 files, 0 new, 3 updated, 1 deleted" in out, out
     assert backup.run("verify", "--deep")[0] == 0

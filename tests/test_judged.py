@@ -7,6 +7,7 @@ judged every file records."""
 from __future__ import annotations
 
 import os
+import sqlite3
 from typing import Any
 
 import pytest
@@ -100,3 +101,38 @@ def test_a_folder_with_an_entry_come_or_gone_judges_every_file(
     assert seen == {"snapshot": every, "versioned": every}
     assert tree(backup.mirror, with_mtime=True) == tree(backup.src, with_mtime=True)
     assert [r.kind for r in history_of(backup, "d/f0.txt")] == ["baseline", "deleted"]
+
+
+@pytest.mark.parametrize("damage", ["marshal header of 2**31 items", "length past the end",
+                                    "empty", "another folder's"])
+def test_a_listing_damaged_by_hand_is_not_trusted(backup: Backup, damage: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A listing that is not the folder's (bytes damaged, one copied from another folder)
+    leaves the folder judged by its records: the run completes, nothing is skipped, and
+    nothing in it asks for memory by a length the listing holds (helper-38: a header of
+    2**31 items made every later run fail with MemoryError, or the kernel kill it)."""
+    make_tree(backup.src, {"d": {f"f{i}.txt": f"file {i}\n" for i in range(4)},
+                           "e": {f"g{i}.txt": f"other {i}\n" for i in range(4)}})
+    aged(backup.src)
+    code, out = backup.run("all")
+    assert code == 0, out
+    bad = {"marshal header of 2**31 items": b"(\xff\xff\xff\x7f",
+           "length past the end": b"\xff" * 8 + b"f0.txt", "empty": b""}.get(damage)
+    with sqlite3.connect(backup.meta / "catalog.sqlite3") as db:
+        if bad is None:
+            db.execute("update listings set listing=(select listing from listings as o "
+                       "where o.mode=listings.mode and o.dir=?) where dir=?", (b"e", b"d"))
+        else:
+            db.execute("update listings set listing=? where dir=?", (bad, b"d"))
+        assert db.execute("select count(*) from listings where dir=?", (b"d",)).fetchone() \
+            == (2,)
+    seen = _judged(monkeypatch)
+    whole = _whole_reads(monkeypatch)
+    (backup.src / "d" / "f1.txt").write_text("file 1, edited\n")
+    aged(backup.src / "d" / "f1.txt", seconds=30)
+    code, out = backup.run("all")
+    assert code == 0, out
+    # the folder's records read, and by them the edited file judged
+    assert whole and seen == {"snapshot": {"d/f1.txt"}, "versioned": {"d/f1.txt"}}
+    assert tree(backup.mirror, with_mtime=True) == tree(backup.src, with_mtime=True)
+    assert [r.kind for r in history_of(backup, "d/f1.txt")] == ["baseline", "diff"]
