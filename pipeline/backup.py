@@ -286,13 +286,15 @@ def _mirror_untouched(mirror_root: bytes, rel: bytes, source_st: os.stat_result 
 
 
 def _listed(catalog: Catalog, mode: str, source: str, rules: bytes, judged: list[Folder],
-            seen: dict[bytes, InLine], mirror_root: bytes) -> dict[bytes, list[str]]:
+            seen: dict[bytes, InLine], mirror_root: bytes
+            ) -> dict[bytes, tuple[list[str], bytes]]:
     """The folders to judge whose entries are the ones listed when ``mode`` last brought
     them in line, under the same rules, at the same mode and mtime (and, for the mirror,
     a mirror folder no one touched): for each, its files and links whose lstat is not
-    the one listed (``change.differing``).  Their other entries match their records by
-    the argument that skips a folder whose signature is unchanged."""
-    out: dict[bytes, list[str]] = {}
+    the one listed (``change.differing``), and its listing now (which its task keeps
+    when it brings the folder in line).  Their other entries match their records by the
+    argument that skips a folder whose signature is unchanged."""
+    out: dict[bytes, tuple[list[str], bytes]] = {}
     for folder in judged:
         rel_b = os.fsencode(folder.rel)
         row, st = seen.get(rel_b), folder.stat
@@ -302,10 +304,11 @@ def _listed(catalog: Catalog, mode: str, source: str, rules: bytes, judged: list
             continue
         if mode == "snapshot" and not _mirror_untouched(mirror_root, rel_b, st, row):
             continue
-        changed = change.differing(catalog.listing(mode, source, rel_b, row.sig, rules),
-                                   folder.files, folder.links, folder.subdirs)
-        if changed is not None:
-            out[rel_b] = changed
+        now = change.listing(folder.files, folder.links, folder.subdirs)
+        changed = change.differing(catalog.listing(mode, source, rel_b, row.sig, rules), now,
+                                   folder.files, folder.links)
+        if changed is not None and now is not None:
+            out[rel_b] = (changed, now)
     return out
 
 
@@ -464,7 +467,7 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
                 rel_b = os.fsencode(folder.rel)
                 task_name = f"{mode}:{name}"
                 row = seen.get(rel_b)
-                changed = listed.get(rel_b)
+                changed, now = listed.get(rel_b, (None, None))
                 if changed is not None:
                     # in line by its listing but for these files and links: their records
                     # alone are read
@@ -495,7 +498,7 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
                                 sig=mode_signature(folder.sig, print_)
                                 if folder.sig and not vanished else None, vanished=vanished,
                                 entered=b"\0".join(os.fsencode(n) for n in folder.entered),
-                                rules=print_)
+                                rules=print_, listed=now)
                 spec: dict[str, Any] = {"basename": mode, "name": name,
                                         "doc": f"{mode}: the folder {name}",
                                         "actions": [(action, [job, session])]}

@@ -90,23 +90,22 @@ def listing(files: dict[str, Any], links: dict[str, Any], subdirs: list[str]) ->
     return struct.pack("<Q", len(names)) + names + ints
 
 
-def differing(kept: bytes | None, files: dict[str, Any], links: dict[str, Any],
-              subdirs: list[str]) -> list[str] | None:
-    """The files and links whose lstat is not the one ``kept`` lists, or None when the
-    folder does not hold the entries listed (one come or gone, a kind changed: every
-    entry is judged then) or the listing cannot be read."""
-    if kept is None or len(kept) < 8:
+def differing(kept: bytes | None, now: bytes | None, files: dict[str, Any],
+              links: dict[str, Any]) -> list[str] | None:
+    """The files and links whose lstat in the listing ``now`` (of ``files`` and ``links``,
+    as ``listing`` makes it) is not the one ``kept`` lists, or None when the folder does
+    not hold the entries listed (one come or gone, a kind changed: every entry is judged
+    then) or a listing cannot be read."""
+    if kept is None or now is None:
         return None
-    size = int.from_bytes(kept[:8], "little")
-    names = _names(files, links, subdirs)
-    if size != len(names) or kept[8:8 + size] != names:
-        return None
-    ints = kept[8 + size:]
-    now = _keys(files, links)
-    if len(ints) != len(now) * _FIELDS * 8:
-        return None
-    was = list(zip(*[iter(struct.unpack(f"<{len(now) * _FIELDS}q", ints))] * _FIELDS,
-                   strict=True))
-    if now == was:
+    if kept == now:
         return []
-    return [name for name, a, b in zip(chain(files, links), now, was, strict=True) if a != b]
+    if len(kept) != len(now) or len(kept) < 8:
+        return None
+    start = 8 + int.from_bytes(now[:8], "little")
+    if kept[:start] != now[:start]:          # (the names' length and the names)
+        return None
+    entry = f"{_FIELDS * 8}s"
+    return [name for name, (was,), (is_,) in zip(
+        chain(files, links), struct.iter_unpack(entry, kept[start:]),
+        struct.iter_unpack(entry, now[start:]), strict=True) if was != is_]

@@ -205,6 +205,7 @@ class FolderJob(NamedTuple):
     # these (and, in the mirror, those whose copy is not as the run left it).  None: all.
     only: frozenset[str] | None = None
     rules: bytes = b""        # the mode's rules (backup.fingerprint), kept with the listing
+    listed: bytes | None = None   # its listing, when task creation made it already
 
     def judged_files(self, also: Callable[[str, AnyStat], bool] | None = None
                      ) -> Iterator[tuple[str, AnyStat]]:
@@ -227,6 +228,8 @@ class FolderJob(NamedTuple):
 
     def listing(self) -> bytes | None:
         """What the walk kept of the folder, kept with its signature (change.listing)."""
+        if self.listed is not None:
+            return self.listed
         folder = self.folder
         return change.listing(folder.files, folder.links, folder.subdirs)
 
