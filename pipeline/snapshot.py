@@ -191,7 +191,7 @@ class _Folder:
         same = self._same_bytes(src, dst, st, old, compare=racy) \
             if old is not None and stat.S_ISREG(old.st_mode) else None
         if old is not None and same is not None:
-            self._metadata(name, dst, st, rec, old, same or None)
+            self._metadata(name, dst, st, rec, old, same or None, trusted=same == "")
             return
         if not self.writes:
             self.run.emit(Event(NEW if old is None else UPDATED, MODE, self._label(name),
@@ -295,9 +295,12 @@ class _Folder:
         return sha if change.key(now, "hash") == change.key(st, "hash") else None
 
     def _metadata(self, name: str, dst: bytes, st: AnyStat, rec: object,
-                  old: os.stat_result, sha: str | None = None) -> None:
+                  old: os.stat_result, sha: str | None = None, trusted: bool = False) -> None:
         """Same bytes (``sha``: their checksum, when they were compared): the copy takes
-        the source's mode and mtime, the record its stat."""
+        the source's mode and mtime, the record its stat.  ``trusted``: the bytes were
+        not read (checker: mtime trusts size and mtime), so the record is kept as racily
+        clean and the next run compares them: its new ctime and inode must not let
+        ``checker: hash`` take a file never compared as unchanged (helper-39)."""
         mode_changed = stat.S_IMODE(old.st_mode) != stat.S_IMODE(st.st_mode)
         if self.writes:
             if store.set_file_meta(dst, old, st, self.opened.protected):
@@ -312,7 +315,7 @@ class _Folder:
             if sha is None:
                 sha = (self.shas.get(os.fsencode(name)) if self.shas and described
                        else None) or store.sha256_of(dst)
-            racy = store.racy(st)
+            racy = store.racy(st) or trusted
             self.racy |= racy
             same = isinstance(rec, Stored) and described and not racy and \
                 change.unchanged(rec, st, "hash")
