@@ -602,7 +602,10 @@ class Catalog:
 
     def set_folder(self, mode: str, source: str, folder: bytes, st: os.stat_result,
                    sig: bytes | None = None, entered: bytes = b"", count: int | None = None,
-                   mirror_mtime: int | None = None) -> None:
+                   mirror_mtime: int | None = None,
+                   listing: tuple[bytes, bytes | None] | None = None) -> None:
+        """The folder as in line; with a signature, ``listing`` (the mode's rules, the
+        walk's listing: pipeline.change.listing) is kept beside it."""
         assert self.conn is not None
         self._enter_run()           # (a run that only brought folders in line is a run too:
                                     # an empty source's first run restores as of its id)
@@ -611,13 +614,9 @@ class Catalog:
                           "(?,?,?,?,?,?,?,?,?)",
                           (mode, source, folder, st.st_mode, enc(st.st_mtime_ns), sig,
                            entered, count, enc(mirror_mtime)))
-
-    def set_listing(self, mode: str, source: str, folder: bytes, sig: bytes, rules: bytes,
-                    listing: bytes) -> None:
-        """What the walk kept of ``folder`` when its row got the signature ``sig``."""
-        assert self.conn is not None
-        self.conn.execute("insert or replace into listings values (?,?,?,?,?,?)",
-                          (mode, source, folder, sig, rules, listing))
+        if sig is not None and listing is not None and listing[1] is not None:
+            self.conn.execute("insert or replace into listings values (?,?,?,?,?,?)",
+                              (mode, source, folder, sig, *listing))
 
     def listing(self, mode: str, source: str, folder: bytes, sig: bytes, rules: bytes
                 ) -> bytes | None:

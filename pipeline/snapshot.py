@@ -450,11 +450,9 @@ class _Folder:
                 sig = None if self.racy else sig
                 self.catalog.set_folder(MODE, self.job.source.name, self.folder_b, st,
                                         sig, entered, count,
-                                        mirror_mtime=os.lstat(self.dst).st_mtime_ns)
-                listing = self.job.listing() if sig is not None else None
-                if sig is not None and listing is not None:
-                    self.catalog.set_listing(MODE, self.job.source.name, self.folder_b, sig,
-                                             self.job.rules, listing)
+                                        mirror_mtime=os.lstat(self.dst).st_mtime_ns,
+                                        listing=(self.job.rules, self.job.listing())
+                                        if sig is not None else None)
             elif not complete:
                 # not in line: an earlier run's row would say it is, while this task may
                 # have changed the mirror folder (its mode, its entries), and the next

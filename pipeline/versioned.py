@@ -77,8 +77,7 @@ def record_folder(job: FolderJob, current: Session) -> TaskFailed | None:
         work.folder_in_line(folder.stat,
                             empty=not (folder.files or folder.links or folder.subdirs))
         work.signed = job.in_line()
-        listing = job.listing() if work.signed[0] is not None else None
-        work.listed = (job.rules, listing) if listing is not None else None
+        work.listed = (job.rules, job.listing()) if work.signed[0] is not None else None
         if job.vanished:
             work.in_line = None       # what the last run kept stays the measure (the guard)
     work.finish()
@@ -122,7 +121,7 @@ class History:
         self.done: list[Event] = []
         self.in_line: os.stat_result | None = None
         self.signed: tuple[bytes | None, bytes, int | None] = (None, b"", None)
-        self.listed: tuple[bytes, bytes] | None = None    # (rules, listing) kept with it
+        self.listed: tuple[bytes, bytes | None] | None = None   # (rules, listing) with it
         self._container_cache: bytes | None = None
         self._real: set[bytes] = set()    # folders above history folders, checked
         self._containers: set[bytes] = set()     # ... and made (``_made``)
@@ -143,10 +142,8 @@ class History:
         try:
             if self.in_line is not None:
                 sig = self.signed if not self.racy else (None, *self.signed[1:])
-                self.catalog.set_folder(MODE, self.source.name, self.rel, self.in_line, *sig)
-                if sig[0] is not None and self.listed is not None:
-                    self.catalog.set_listing(MODE, self.source.name, self.rel, sig[0],
-                                             *self.listed)
+                self.catalog.set_folder(MODE, self.source.name, self.rel, self.in_line, *sig,
+                                        listing=self.listed)
                 self.in_line = None
         except (OSError, sqlite3.Error) as exc:
             self.run.group.abort(self.catalog, exc)
