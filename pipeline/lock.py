@@ -7,6 +7,7 @@ start time and command into the file so that a second run can say who holds it.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import stat
@@ -15,6 +16,19 @@ from pathlib import Path
 
 from .errors import LockHeld, SnapbackError
 from .store import ensure_private_dir
+
+# The lock file cannot be opened for writing because the backup cannot be written here
+# (read-only media, a filesystem the kernel remounted read-only after errors, a backup
+# of another user's): a run cannot write it, a reader can still read it (``share``).
+READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+class LockUnusable(SnapbackError):
+    """The lock file cannot be opened for writing (``errno`` says why)."""
+
+    def __init__(self, message: str, code: int | None):
+        super().__init__(message)
+        self.errno = code
 
 
 class Lock:
@@ -34,9 +48,10 @@ class Lock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
                          | os.O_NONBLOCK, 0o600)
         except OSError as exc:
-            raise SnapbackError(f"cannot use the lock {self.path}: {exc.strerror or exc} "
-                                "(a link or something else where the lock file belongs?)"
-                                ) from None
+            why = "the backup cannot be written here" if exc.errno in READ_ONLY else \
+                "a link or something else where the lock file belongs?"
+            raise LockUnusable(f"cannot use the lock {self.path}: {exc.strerror or exc} "
+                               f"({why})", exc.errno) from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise SnapbackError(f"{self.path} is not a file: the lock cannot be taken")
@@ -53,6 +68,28 @@ class Lock:
         self.taken_over = left  # a holder that ended without releasing: killed, or its machine died
         if left or announce:
             self.announce()
+
+    def share(self) -> None:
+        """For a reader of a backup it cannot write (``READ_ONLY``): the lock taken
+        shared, through a descriptor opened for reading, so that no run writes the
+        backup while it is read (LockHeld when one does); without it when there is no
+        lock file to open (a backup never written through this mount)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+            os.close(fd)
+            raise LockHeld(f"another snapback run holds {self.path}"
+                           f" ({holder or 'holder unknown'}); try again when it has finished"
+                           ) from None
+        self.fd, self.announced = fd, False
 
     def announce(self) -> None:
         """Write who holds the lock, before the holder's first write (a run that finds

@@ -23,7 +23,7 @@ from doit.exceptions import TaskFailed
 from .. import layout
 from ..catalog import Catalog, open_catalog
 from ..errors import Failed, SnapbackError, UsageError
-from ..lock import Lock
+from ..lock import READ_ONLY, Lock, LockUnusable
 from ..paths import Target
 from ..plan import Plan, Source
 from . import Command
@@ -44,11 +44,22 @@ class Context:
     @contextlib.contextmanager
     def locked(self, required: bool = True) -> Iterator[Lock | None]:
         """The destination's lock, held so that no backup changes the backup meanwhile.
-        ``required=False``: a backup on read-only media (or protected) cannot be locked,
-        and nobody writes it: go on without."""
+        ``required=False`` (readers): a backup this process cannot write (read-only
+        media, a disk the kernel remounted read-only after errors, another user's
+        backup) is read under the lock taken shared (``Lock.share``), or without it
+        when it has no lock file."""
         lock = Lock(self.plan.meta_dir / "lock")
         try:
             lock.acquire(note=f"doit {self.command}")
+        except LockUnusable as exc:
+            if required or exc.errno not in READ_ONLY:
+                raise
+            lock.share()
+            try:
+                yield lock
+            finally:
+                lock.release()
+            return
         except SnapbackError:
             raise
         except OSError:
