@@ -36,7 +36,7 @@ from .commands import BACKUP_COMMANDS, MODES_OF
 from .errors import LockHeld, SnapbackError
 from .plan import Plan, Source
 from .protect import is_protected, marker, protect
-from .scan import Entry, Folder, Known, Scan, Split, mode_view, walk
+from .scan import Entry, Folder, Known, Scan, Split, mode_view, settle, walk
 from .selection import Selector, for_mode, mode_filter
 from .session import FAILED, Event, FolderJob, Session, SweepJob, failure_reason
 
@@ -44,10 +44,12 @@ from .session import FAILED, Event, FolderJob, Session, SweepJob, failure_reason
 def scan_source(session: Session, source: Source, selector: Selector, catalog: Catalog) -> Scan:
     """Walk a source once per doit invocation, whichever commands ask for it."""
     if source.name not in session.scans:
-        known = _known(session, source, selector, catalog)
-        session.scans[source.name] = walk(source.path, selector,
-                                          exclude=(session.plan.destination,), known=known,
-                                          split=_splitter(session, source))
+        known, kept_before = _known(session, source, selector, catalog)
+        scan = walk(source.path, selector, exclude=(session.plan.destination,), known=known,
+                    split=_splitter(session, source), later=kept_before is not None)
+        if kept_before is not None:
+            settle(scan, selector, kept_before)
+        session.scans[source.name] = scan
     return session.scans[source.name]
 
 
@@ -131,14 +133,23 @@ def mode_signature(sig: bytes, fingerprint: bytes) -> bytes:
     return hashlib.blake2b(sig + fingerprint, digest_size=16).digest()
 
 
-def _known(session: Session, source: Source, selector: Selector, catalog: Catalog) -> Known:
+def listing_rules(fingerprint: bytes, layers: bytes) -> bytes:
+    """The rules a folder's listing is kept under: the mode's, and the ignore files in
+    force in the folder (``Folder.layers``)."""
+    return hashlib.blake2b(b"listing 2\0" + fingerprint + layers, digest_size=16).digest()
+
+
+def _known(session: Session, source: Source, selector: Selector, catalog: Catalog
+           ) -> tuple[Known, Callable[[Folder], bool] | None]:
     """The walk's shortcut for folders every mode of the run holds in line with their
-    signature (``pipeline.scan``): they get no task.  Not when the user names a
-    folder's task or cleanup, or asks why each path was skipped (--verbose): then
-    every folder is judged (and signed, as every backup run signs them)."""
+    signature (``pipeline.scan``): they get no task; and, for a folder that changed,
+    whether a mode kept exactly its files, links and subfolders under the same rules
+    (``scan.settle``: they need no judging).  Not when the user names a folder's task
+    or cleanup, or asks why each path was skipped (--verbose): then every folder is
+    judged (and signed, as every backup run signs them)."""
     if not session.modes or session.options.verbose or \
             any(t not in MODES_OF or t == "cleanup" for t in session.selected):
-        return lambda _rel, _sig, _st: None
+        return (lambda _rel, _sig, _st: None), None
     plan = session.plan
     modes = tuple(session.modes)
     rows = {m: catalog.folders_seen(m, source.name) for m in modes}
@@ -190,7 +201,18 @@ def _known(session: Session, source: Source, selector: Selector, catalog: Catalo
             return None
         names = [os.fsdecode(n) for n in entered.split(b"\0")] if entered else []
         return names, counts
-    return known
+
+    def kept_before(folder: Folder) -> bool:
+        rel_b = os.fsencode(folder.rel)
+        for mode in modes:
+            row = rows[mode].get(rel_b)
+            if row is not None and row.sig is not None and change.same_names(
+                    catalog.listing(mode, source.name, rel_b, row.sig,
+                                    listing_rules(prints[mode], folder.layers)),
+                    folder.files, folder.links, folder.subdirs):
+                return True
+        return False
+    return known, kept_before
 
 
 def auto_prune(session: Session) -> None:
@@ -305,8 +327,9 @@ def _listed(catalog: Catalog, mode: str, source: str, rules: bytes, judged: list
         if mode == "snapshot" and not _mirror_untouched(mirror_root, rel_b, st, row):
             continue
         now = change.listing(folder.files, folder.links, folder.subdirs)
-        changed = change.differing(catalog.listing(mode, source, rel_b, row.sig, rules), now,
-                                   folder.files, folder.links)
+        changed = change.differing(catalog.listing(mode, source, rel_b, row.sig,
+                                                   listing_rules(rules, folder.layers)),
+                                   now, folder.files, folder.links)
         if changed is not None and now is not None:
             out[rel_b] = (changed, now)
     return out
@@ -498,7 +521,7 @@ def _tasks(session: Session, command: str, catalog: Catalog) -> Iterator[dict[st
                                 sig=mode_signature(folder.sig, print_)
                                 if folder.sig and not vanished else None, vanished=vanished,
                                 entered=b"\0".join(os.fsencode(n) for n in folder.entered),
-                                rules=print_, listed=now)
+                                rules=listing_rules(print_, folder.layers), listed=now)
                 spec: dict[str, Any] = {"basename": mode, "name": name,
                                         "doc": f"{mode}: the folder {name}",
                                         "actions": [(action, [job, session])]}

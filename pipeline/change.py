@@ -90,6 +90,16 @@ def listing(files: dict[str, Any], links: dict[str, Any], subdirs: list[str]) ->
     return struct.pack("<Q", len(names)) + names + ints
 
 
+def same_names(kept: bytes | None, files: dict[str, Any], links: dict[str, Any],
+               subdirs: list[str]) -> bool:
+    """Does the listing ``kept`` list exactly these files, links and subfolders?"""
+    if kept is None:
+        return False
+    names = _names(files, links, subdirs)
+    return len(kept) == 8 + len(names) + (len(files) + len(links)) * _FIELDS * 8 and \
+        kept.startswith(struct.pack("<Q", len(names)) + names)
+
+
 def differing(kept: bytes | None, now: bytes | None, files: dict[str, Any],
               links: dict[str, Any]) -> list[str] | None:
     """The files and links whose lstat in the listing ``now`` (of ``files`` and ``links``,

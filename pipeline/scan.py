@@ -48,6 +48,8 @@ class Folder:
     entered: list[str] = field(default_factory=list)  # subfolders entered, less marked ones
     kept: dict[str, int] | None = None         # in line in every mode: files+links per mode,
                                                # and files/links/skipped left empty
+    layers: bytes = b""                        # the ignore files in force (their digests)
+    unjudged: bool = False                     # files and links not yet judged (``settle``)
 
     def label(self, source: str) -> str:
         """The folder as output lines show it: ``<source name>/<rel>``."""
@@ -83,7 +85,7 @@ SPLIT_TRIES = 64          # folders walked, at most, before the walk is split or
 
 def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
          only: tuple[str, ...] | None = None, known: Known | None = None,
-         split: Split | None = None) -> Scan:
+         split: Split | None = None, later: bool = False) -> Scan:
     """Walk ``root``: lstat every entry, never follow a symlink, prune ignored folders.
 
     ``exclude`` holds absolute folders that are never entered whatever the
@@ -93,6 +95,9 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
     (backup runs) answers for folders in line with their signature.  ``split``
     (backup runs, two CPUs) hands the folders the walk would enter last to a
     second process (``_Half``); the result is the same list in the same order.
+    ``later`` (backup runs): a changed folder's files and links, where no ignore file
+    is in force, are judged after the walk, by ``settle`` (the catalog may say the
+    rules kept every one of them before).
 
     Three layers, one function each: the ignore files in force (``_layers``), each
     entry's lstat and the folder's signature (``_listing``), the rules that keep or
@@ -104,7 +109,7 @@ def walk(root: Path, selector: Selector, exclude: tuple[Path, ...] = (),
     except OSError as exc:
         scan.folders.append(Folder("", None, error=_reason(exc)))
         return scan
-    walker = _Walker(os.fsencode(root), selector, _identities(exclude), only, known)
+    walker = _Walker(os.fsencode(root), selector, _identities(exclude), only, known, later)
     stack: list[Entry] = [("", root_stat, ())]
     half: _Half | None = None
     try:
@@ -131,9 +136,9 @@ class _Walker:
     """The walk's rules and shortcuts; ``step`` walks the folder on top of the stack."""
 
     def __init__(self, root_b: bytes, selector: Selector, excluded: set[tuple[int, int]],
-                 only: tuple[str, ...] | None, known: Known | None):
+                 only: tuple[str, ...] | None, known: Known | None, later: bool = False):
         self.root_b, self.selector, self.excluded = root_b, selector, excluded
-        self.only, self.known = only, known
+        self.only, self.known, self.later = only, known, later
         self.markers = [(name, os.fsencode(name)) for name in selector.markers]
         # folders with a marker file whose parent this walk has not (the other half's)
         self.unplaced: list[tuple[str, str, bool]] = []
@@ -167,6 +172,7 @@ class _Walker:
         signing = known is not None and folder_st is not None
         listing, items, dirs = _listing(entries, folder_b, markers, signing)
         if known is not None and folder_st is not None:
+            folder.layers = b"".join(layer.digest for layer in layers)
             folder.sig = signature(folder_st, items, layers)
             hit = known(rel, folder.sig, folder_st)
             if hit is not None and all(os.fsencode(n) in dirs for n in hit[0]):
@@ -176,7 +182,9 @@ class _Walker:
                 for name in reversed(hit[0]):
                     stack.append((folder.child(name), dirs[os.fsencode(name)], layers))
                 return
-        children = _judge(folder, listing, selector, layers, self.excluded)
+        folder.unjudged = self.later and signing and not layers
+        children = _judge(folder, listing, selector, layers, self.excluded,
+                          files=not folder.unjudged)
         folder.entered = list(folder.subdirs)
         if self.only is not None:
             only = self.only
@@ -307,8 +315,10 @@ def _listing(entries: list[os.DirEntry[bytes]], folder_b: bytes,
 
 
 def _judge(folder: Folder, listing: Listing, selector: Selector, layers: tuple[Layer, ...],
-           excluded: set[tuple[int, int]]) -> list[tuple[str, os.stat_result]]:
-    """Keep or skip each entry by the rules; returns the subfolders to enter."""
+           excluded: set[tuple[int, int]], files: bool = True
+           ) -> list[tuple[str, os.stat_result]]:
+    """Keep or skip each entry by the rules; returns the subfolders to enter.  Not
+    ``files``: every file and link is kept for now, and judged by ``settle``."""
     children: list[tuple[str, os.stat_result]] = []
     for entry, est in listing:
         name = os.fsdecode(entry.name)
@@ -328,7 +338,7 @@ def _judge(folder: Folder, listing: Listing, selector: Selector, layers: tuple[L
             folder.subdirs.append(name)
             children.append((child, est))
         elif stat.S_ISREG(mode) or stat.S_ISLNK(mode):
-            rule = selector.ignored_by(child, False, layers)
+            rule = selector.ignored_by(child, False, layers) if files else None
             if rule is not None:
                 folder.skipped.append((name, f"ignored by {rule.describe()}"))
                 continue
@@ -340,6 +350,29 @@ def _judge(folder: Folder, listing: Listing, selector: Selector, layers: tuple[L
             folder.specials.append(name)
             folder.skipped.append((name, f"special file ({_kind(mode)}): not backed up"))
     return children
+
+
+def settle(scan: Scan, selector: Selector, kept_before: Callable[[Folder], bool]) -> None:
+    """Judge the files and links the walk left to judge (``walk(later=True)``), of each
+    folder but those ``kept_before`` answers for: the catalog says a mode kept exactly
+    these files, links and subfolders under the same rules and no ignore file, so the
+    rules keep each of them again (they judge a path by its name and kind alone)."""
+    for folder in scan.folders:
+        if not folder.unjudged:
+            continue
+        folder.unjudged = False
+        if kept_before(folder):
+            continue
+        skipped = False
+        for kept in (folder.files, folder.links):
+            for name in list(kept):
+                rule = selector.ignored_by(folder.child(name), False)
+                if rule is not None:
+                    del kept[name]
+                    folder.skipped.append((name, f"ignored by {rule.describe()}"))
+                    skipped = True
+        if skipped:                       # in the walk's order (each entry's name's bytes)
+            folder.skipped.sort(key=lambda item: os.fsencode(item[0].removesuffix("/")))
 
 
 def signature(folder_st: os.stat_result, items: list[tuple[bytes | int | bool, ...]],
@@ -442,7 +475,7 @@ def mode_view(scan: Scan, extra: Selector | None) -> list[Folder]:
         view = Folder(folder.rel, folder.stat, error=folder.error,
                       skipped=list(folder.skipped), specials=folder.specials,
                       unreadable=folder.unreadable, sig=folder.sig, entered=folder.entered,
-                      kept=folder.kept)
+                      kept=folder.kept, layers=folder.layers)
         for name in folder.subdirs:
             rel = folder.child(name)
             rule = extra.ignored_by(rel, True)
