@@ -4,7 +4,8 @@ The order keeps the remote whole at every instant, whatever cuts a sync short
 (a network, a quota, a killed rclone): (1) the history's new objects, copied (the
 objects the catalog names, by its list: stored objects are immutable, so nothing
 the remote's catalog names is touched, and what a killed run left, which no row
-names, never goes); (2) the catalog and the run log; (3) the mirror, made the
+names, never goes); (2) the run log, then the catalog (so every run a remote
+catalog names has its record in the remote's log); (3) the mirror, made the
 same as here (its new and changed files, then its deletions; a path whose kind
 changed is removed from the remote first); (4) what the new catalog no longer
 names leaves the history: pruned versions, superseded whole copies.  Cut before
@@ -89,8 +90,12 @@ def steps(plan: Plan, named: Path | None = None) -> list[Step]:
     out = [Step("history", "copy", *history, only),
            # --ignore-times: the catalog keeps its size from run to run, and a remote
            # without modification times or hashes (WebDAV) would keep an old one
+           # the run log before the catalog: every run a remote catalog names has its
+           # record in the remote's log, whatever cut the sync short
            Step("metadata", "copy", plan.meta_dir, remote_path(target, layout.META),
-                [*excludes, "--ignore-times"]),
+                [*excludes, "--exclude", f"/{layout.CATALOG}", "--ignore-times"]),
+           Step("catalog metadata", "copy", plan.meta_dir, remote_path(target, layout.META),
+                ["--filter", f"+ /{layout.CATALOG}", "--filter", "- *", "--ignore-times"]),
            Step("mirror", "sync", *mirror),
            Step("pruned history", "sync", *history,
                 [*only, "--delete-excluded"] if only else [])]
@@ -289,7 +294,9 @@ def describe(done: list[Step], dry_run: bool, verbose: bool) -> list[str]:
     parts = []
     for name in ("mirror", "history", "metadata"):
         if name in sent:
-            part = f"{name} {len(sent[name].sent)} sent"
+            count = sum(len(s.sent) for s in done if s.name.endswith(name)
+                        and s.name != "pruned history")
+            part = f"{name} {count} sent"
             if name == "mirror":
                 part += f", {len(sent[name].deleted)} deleted"
             if name == "history" and "pruned history" in sent:

@@ -1,10 +1,10 @@
 """A sync cut short at every point leaves a remote that restores (issue 22).
 
-``doit sync`` sends the history's new objects, then the catalog, then the mirror
-(changes, then deletions), then removes the history's pruned objects.  The fault
-hook (``SNAPBACK_FAULT=sync:<n>``) kills the sync before each of those four steps
-and one file into each (rclone stops after one transfer or one deletion): 8
-points.  The scenario: three runs (edits, a mode change, a link retargeted, a
+``doit sync`` sends the history's new objects, then the run log, then the catalog,
+then the mirror (changes, then deletions), then removes the history's pruned
+objects.  The fault hook (``SNAPBACK_FAULT=sync:<n>``) kills the sync before each of
+those five steps and one file into each (rclone stops after one transfer or one
+deletion): 10 points.  The scenario: three runs (edits, a mode change, a link retargeted, a
 touch, a file that became a folder and a folder that became a file, a deletion),
 the remote synced after the second, then (in the prune case) ``doit prune
 --keep-last 1``, which rebases the history under new names.  After each kill, on
@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from support import Backup, Link, aged, digest, make_tree, rclone_or_skip, tree
 
-POINTS = 8                  # 4 steps, each cut before it and one file into it
+POINTS = 10                 # 5 steps, each cut before it and one file into it
 
 
 def _rclone_env(tmp_path: Path) -> dict:
@@ -118,9 +118,12 @@ def test_a_sync_killed_at_every_point_leaves_a_remote_that_restores(
         found = digest(remote / ".snapback" / "catalog.sqlite3")
         which = "old" if found == catalogs["old"] else "new"
         assert found == catalogs[which], n                   # one or the other, whole
-        if n != 4:                      # (4: one file of two into the catalog's step)
-            assert which == ("old" if n < 4 else "new"), n
-        there = _on_a_new_machine(backup, env, tmp_path / "machine")
+        assert which == ("old" if n <= 5 else "new"), n      # (6: one file into the
+        there = _on_a_new_machine(backup, env, tmp_path / "machine")    # catalog's step)
+        # every run the fetched catalog names has its record in the fetched run log (the
+        # log goes first: a catalog sent before it named runs whose records never came)
+        logged = {json.loads(line)["run_id"] for line in there.runs()}
+        assert {run_id for run_id, _state in kept[which]} <= logged, (n, which)
         for run_id, state in kept[which]:
             assert _restored(there, env, tmp_path / "got", "--at", run_id) == state, \
                 (n, which, run_id)
