@@ -206,7 +206,10 @@ def _known(session: Session, source: Source, selector: Selector, catalog: Catalo
         rel_b = os.fsencode(folder.rel)
         for mode in modes:
             row = rows[mode].get(rel_b)
-            if row is not None and row.sig is not None and change.same_names(
+            # (the row's count of files and links kept, too: a listing alone edited by
+            # hand does not make the rules keep what they leave out)
+            if row is not None and row.sig is not None and \
+                    row.kept == len(folder.files) + len(folder.links) and change.same_names(
                     catalog.listing(mode, source.name, rel_b, row.sig,
                                     listing_rules(prints[mode], folder.layers)),
                     folder.files, folder.links, folder.subdirs):

@@ -124,6 +124,24 @@ create table if not exists aliases (
 );
 """
 
+def _read_only(path: Path) -> sqlite3.Connection:
+    """The catalog opened read-only (a protected backup, read-only media).  One left in
+    WAL mode without its side files (by an older snapback's reader) is read as it is,
+    ``immutable`` (no writer can be at work where nothing can be written); one with a
+    WAL holding commits is read through it, never without."""
+    uri = f"file:{quote(os.fsencode(path))}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+    try:
+        conn.execute("pragma user_version").fetchone()
+    except sqlite3.OperationalError:
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise
+        conn.close()
+        conn = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
+    return conn
+
+
 FORMAT = 4          # pragma user_version of the catalog this code writes (and reads, 2 to 4)
 CONTENT_KINDS = ("baseline", "diff", "delta", "full")  # "meta": a new mode, the bytes before it
 WHOLE_KINDS = ("baseline", "full")              # an object that is the version itself
@@ -290,6 +308,7 @@ class Catalog:
         # "none" for the others without a query
         self._added: bytearray | None = None
         self.rows_added = 0              # versions and mirror rows this connection added
+        self._folds = False              # a reader that may write: folds a WAL back in
         if writable:
             self.conn = sqlite3.connect(path, isolation_level=None)
             os.chmod(path, 0o600)            # it names every file: as private as the backup
@@ -330,9 +349,9 @@ class Catalog:
             # that cannot be written (protected, read-only media) is opened read-only.
             if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
                 self.conn = sqlite3.connect(path, isolation_level=None)
+                self._folds = True
             else:
-                uri = f"file:{quote(os.fsencode(path))}?mode=ro"
-                self.conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+                self.conn = _read_only(path)
             self._check_format(fresh_ok=False)
             if self.conn.execute("pragma user_version").fetchone()[0] == 0:
                 self.conn.close()              # no schema yet (a kill right after creation)
@@ -381,10 +400,25 @@ class Catalog:
                 self.commit()
                 if self.writable:
                     self.conn.execute("pragma journal_mode=delete")   # WAL folded back in
+                elif self._folds:
+                    self._fold_back()
             finally:
                 self.rollback()
                 self.conn.close()
                 self.conn = None
+
+    def _fold_back(self) -> None:
+        """A reader that replayed a killed run's WAL leaves the catalog in rollback mode,
+        as a run does: a catalog left in WAL mode without its side files cannot be
+        opened read-only (the same disk mounted read-only, the day it fails).  Not while
+        another connection has it open (a run: it does so itself when it ends)."""
+        assert self.conn is not None
+        try:
+            if self.conn.execute("pragma journal_mode").fetchone()[0] == "wal":
+                self.conn.execute("pragma busy_timeout=0")
+                self.conn.execute("pragma journal_mode=delete")
+        except sqlite3.Error:
+            pass
 
     def begin(self) -> None:
         """One transaction per folder: a commit per file costs more than the copy."""

@@ -104,7 +104,10 @@ class Lock:
     def release(self) -> None:
         if self.fd is not None:
             if self.announced:
-                os.ftruncate(self.fd, 0)
+                try:
+                    os.ftruncate(self.fd, 0)
+                except OSError:       # (a disk remounted read-only under the run: the
+                    pass              # lock goes with the descriptor all the same)
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None

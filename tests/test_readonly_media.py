@@ -115,3 +115,74 @@ def test_a_reader_through_a_read_only_view_is_75_while_a_run_writes(
     code, out = reader.run("verify")
     assert code == 0, out
 
+
+
+@pytest.mark.parametrize("reader", ["snapback", "an older reader"])
+def test_a_killed_run_then_a_read_then_read_only_media(backup: Backup, read_only, tmp_path: Path,
+                                                     reader: str) -> None:
+    """A run killed with its last commits in the catalog's journal (WAL), then a read on
+    the writable disk, then the disk read-only (helper-41): a reader that replayed the
+    journal leaves the catalog in rollback mode, as a run does; one that left it in WAL
+    mode without its side files (an older snapback) is read as it is."""
+    b = backup
+    before = _backed_up(b)
+    (b.src / "notes.txt").write_text("three\n")
+    make_tree(b.src, {"more": {f"m{i}.bin": bytes([i]) * 64 for i in range(30)}})
+    killed = b.doit("all", env={"SNAPBACK_FAULT": "commit:2"})
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    assert (b.meta / "catalog.sqlite3-wal").exists()
+    if reader == "snapback":
+        code, out = b.run("history")
+        assert code == 0, out
+    else:
+        import sqlite3
+        db = sqlite3.connect(b.meta / "catalog.sqlite3")
+        db.execute("select count(*) from versions").fetchone()
+        db.close()
+    assert not (b.meta / "catalog.sqlite3-wal").exists()
+    read_only(b.dest)
+    for args in (("history",), ("verify",), ("history", str(b.src / "notes.txt"))):
+        code, out = b.run(*args)
+        assert code == 0, (args, out)
+    code, out = b.run("restore", str(b.src / "docs"), "--to", str(tmp_path / "docs"))
+    assert code == 0, out
+    assert tree(tmp_path / "docs") == {k: v for k, v in before.items() if k.startswith("docs")}
+
+
+def test_a_lock_released_on_a_disk_gone_read_only(tmp_path: Path) -> None:
+    """The disk remounted read-only under a run (ext4's errors=remount-ro, forced here
+    through the kernel's trigger_fs_error): its lock is released without a traceback
+    (helper-41: exit status 3 at the very end of such a run)."""
+    import shutil
+
+    from pipeline.lock import Lock
+    if not shutil.which("mkfs.ext4"):
+        pytest.skip("needs mkfs.ext4")
+    image, disk = tmp_path / "disk.img", tmp_path / "disk"
+    disk.mkdir()
+    with open(image, "wb") as fh:
+        fh.truncate(16 << 20)
+    subprocess.run(["mkfs.ext4", "-q", str(image)], check=True, capture_output=True)
+    if subprocess.run(["mount", "-o", "loop,errors=remount-ro", str(image), str(disk)],
+                      capture_output=True).returncode != 0:      # probing the machine
+        pytest.skip("cannot mount a loop filesystem here")
+    opened: list[Lock] = []
+    try:
+        device = subprocess.run(["findmnt", "-no", "SOURCE", str(disk)], capture_output=True,
+                                text=True).stdout.strip().rpartition("/")[2]
+        trigger = Path(f"/sys/fs/ext4/{device}/trigger_fs_error")
+        if not trigger.exists():
+            pytest.skip("this kernel cannot force an ext4 error")
+        lock = Lock(disk / "dest" / ".snapback" / "lock")
+        opened.append(lock)
+        lock.acquire(note="test")
+        trigger.write_text("1\n")                 # the kernel remounts it read-only
+        with pytest.raises(OSError):
+            (disk / "probe").write_text("x")
+        lock.release()
+        assert lock.fd is None
+    finally:
+        for held in opened:                  # (a failed release leaves it open: the
+            if held.fd is not None:          # disk could not be unmounted)
+                os.close(held.fd)
+        subprocess.run(["umount", str(disk)], check=False)

@@ -111,3 +111,32 @@ def test_a_kind_changed_under_the_same_name_is_judged(backup: Backup, tmp_path: 
     code, out = b.run("all")
     assert code == 0, out
     assert _mirrored(b) == {"d/a.txt"}, out
+
+
+def test_a_listing_that_names_a_file_left_out_does_not_keep_it(backup: Backup) -> None:
+    """A listing edited by hand to name a file the rules leave out (helper-41) leaves the
+    folder judged: the file stays out, run after run."""
+    import sqlite3
+    import struct
+    b = backup
+    b.write_plan(ignore=["*.log"])
+    make_tree(b.src, {"d": {"a.txt": "a\n", "b.txt": "b\n", "c.log": "log\n",
+                            "sub": {"s.txt": "s\n"}}})
+    aged(b.src)
+    assert b.run("all")[0] == 0
+    with sqlite3.connect(b.meta / "catalog.sqlite3") as db:
+        for mode, listing in db.execute("select mode, listing from listings where dir=?",
+                                        (b"d",)).fetchall():
+            size = struct.unpack("<Q", listing[:8])[0]
+            names, ints = listing[8:8 + size], listing[8 + size:]
+            files, links, subdirs = names.split(b"\0\0")
+            forged = b"\0\0".join((files + b"\0c.log", links, subdirs))
+            db.execute("update listings set listing=? where mode=? and dir=?",
+                       (struct.pack("<Q", len(forged)) + forged + ints + ints[:40], mode,
+                        b"d"))
+    for text in ("edited\n", "edited again\n"):
+        (b.src / "d" / "a.txt").write_text(text)
+        code, out = b.run("all")
+        assert code == 0, out
+        assert "c.log" not in out
+        assert _mirrored(b) == {"d/a.txt", "d/b.txt", "d/sub/s.txt"}
