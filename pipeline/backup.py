@@ -258,7 +258,8 @@ def finish(session: Session, modes: tuple[str, ...], label: str,
         runlog.append(session.meta_dir, runlog.record(session, modes, label))
     except OSError as exc:            # (a later run records it from the catalog)
         return TaskFailed(f"cannot add this run to {session.meta_dir / layout.RUNS}: "
-                          f"{exc.strerror or exc}; the backup itself was made")
+                          f"{exc.strerror or exc}; the backup itself is as the lines above say "
+                          "(a later run records this one)")
     if after is not None:
         try:
             after()

@@ -398,6 +398,17 @@ def _check_patterns(key: str, patterns: tuple[str, ...], problems: _Problems) ->
             problems.add(f"{key}[{index}]", f"invalid pattern {shown}: {error}")
 
 
+def _there(path: Path) -> bool:
+    """Is there a plan at ``path``?  One that cannot even be looked for (another user's
+    home, as ``sudo -u`` leaves $HOME) is a line of its own, not a traceback."""
+    try:
+        return path.exists()
+    except OSError as exc:
+        raise PlanError([f"cannot look for a plan at {path}: {exc.strerror or exc}; give "
+                         "one with --config FILE or SNAPBACK_CONFIG (README, The plan)"]
+                        ) from None
+
+
 def locate(config: str | None, default: Path | None = None) -> Path:
     """The plan file: ``--config FILE``/``config=FILE``, else $SNAPBACK_CONFIG (both
     relative to where the user ran the command), else ``default`` (dodo.py's
@@ -411,11 +422,11 @@ def locate(config: str | None, default: Path | None = None) -> Path:
     if given:
         return user_cwd() / os.path.expanduser(given)
     here = default if default is not None else user_cwd() / PLAN_NAME
-    if here.exists():
+    if _there(here):
         return here
     home = Path(os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"))
     mine = home / "snapback" / PLAN_NAME
-    if mine.exists():
+    if _there(mine):
         return mine
     raise PlanError([f"no plan: none at {here} nor at {mine}; give one with --config FILE "
                      "or SNAPBACK_CONFIG (README, The plan)"])

@@ -122,3 +122,26 @@ def test_a_remote_target_must_name_an_rclone_remote(tmp_path, target: str) -> No
         planmod.load(plan)
     assert any("remote.target" in p and "is not an rclone remote" in p
                for p in info.value.problems)
+
+
+def test_a_plan_that_cannot_be_looked_for_is_one_line(nobody_backup) -> None:
+    """``sudo -u someone snapback`` keeps $HOME: the plan in another user's config folder
+    cannot even be looked for (helper-42: a PermissionError traceback, status 3)."""
+    import subprocess
+
+    from support import NOBODY
+    b, nobody_python = nobody_backup
+    home = b.base / "home"
+    (home / ".config").mkdir(parents=True)
+    home.chmod(0o700)                                  # root's, as /root is
+    cwd = b.base / "cwd"
+    cwd.mkdir()
+    cwd.chmod(0o777)
+    result = subprocess.run([*NOBODY, nobody_python, "-m", "pipeline", "history"],
+                            capture_output=True, text=True, cwd=cwd, timeout=120,
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(home)})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"snapback: cannot look for a plan at {home}/.config/snapback/backup.yaml: "
+        "Permission denied; give one with --config FILE or SNAPBACK_CONFIG (README, The plan)"
+    ], result.stderr

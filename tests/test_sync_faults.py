@@ -124,6 +124,13 @@ def test_a_sync_killed_at_every_point_leaves_a_remote_that_restores(
         # log goes first: a catalog sent before it named runs whose records never came)
         logged = {json.loads(line)["run_id"] for line in there.runs()}
         assert {run_id for run_id, _state in kept[which]} <= logged, (n, which)
+        # a run the fetched catalog does not hold is never restored as another's state,
+        # though its log may name it (cut between the log and the catalog: helper-42)
+        if which == "old":
+            missing = there.doit("restore", str(backup.src), "--at", runs[-1][0], "--to",
+                                 str(tmp_path / "not-there"), env=env)
+            assert missing.returncode == 2, (n, missing.stdout + missing.stderr)
+            assert not (tmp_path / "not-there").exists(), n
         for run_id, state in kept[which]:
             assert _restored(there, env, tmp_path / "got", "--at", run_id) == state, \
                 (n, which, run_id)
