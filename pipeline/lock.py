@@ -58,11 +58,7 @@ class Lock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
-            os.close(fd)
-            raise LockHeld(f"another snapback run holds {self.path}"
-                           f" ({holder or 'holder unknown'}); try again when it has finished"
-                           ) from None
+            raise self._held(fd) from None
         self.fd, self.note, self.announced = fd, note, False
         left = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
         self.taken_over = left  # a holder that ended without releasing: killed, or its machine died
@@ -84,12 +80,15 @@ class Lock:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
-            os.close(fd)
-            raise LockHeld(f"another snapback run holds {self.path}"
-                           f" ({holder or 'holder unknown'}); try again when it has finished"
-                           ) from None
+            raise self._held(fd) from None
         self.fd, self.announced = fd, False
+
+    def _held(self, fd: int) -> LockHeld:
+        """Someone else holds the lock: who, as the holder wrote it (closes ``fd``)."""
+        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        os.close(fd)
+        return LockHeld(f"another snapback run holds {self.path}"
+                        f" ({holder or 'holder unknown'}); try again when it has finished")
 
     def announce(self) -> None:
         """Write who holds the lock, before the holder's first write (a run that finds

@@ -36,7 +36,14 @@ def user_cwd() -> Path:
     command moves nowhere."""
     from doit import get_initial_workdir
     started = get_initial_workdir()
-    return Path(started) if started else Path.cwd()
+    if started:
+        return Path(started)
+    try:
+        return Path.cwd()
+    except OSError as exc:           # (removed under the shell that runs the command)
+        from .errors import UsageError
+        raise UsageError(f"cannot tell the current folder ({exc.strerror or exc}: removed?): "
+                         "run snapback from a folder that exists") from None
 
 
 def _absolute(text: str) -> Path:

@@ -275,8 +275,12 @@ def check(data: Any, path: Path, lines: dict[str, int] | None = None,
         problems.add("destination", "missing: where should the backup go?")
     else:
         destination = _expand(top["destination"], base)
-        if destination.exists() and not destination.is_dir():
-            problems.add("destination", f"{destination} exists and is not a folder")
+        try:
+            if destination.exists() and not destination.is_dir():
+                problems.add("destination", f"{destination} exists and is not a folder")
+        except OSError as exc:          # (another user's home, as sudo -u leaves $HOME)
+            problems.add("destination", f"{destination} cannot be looked at: "
+                         f"{exc.strerror or exc}")
     sources = _read_sources(top["sources"], base, problems, backup)
     modes = {}
     for mode, schema in MODES.items():
@@ -379,10 +383,13 @@ def _read_sources(raw: Any, base: Path, problems: _Problems, backup: bool = True
 
 def _source_problem(folder: Path) -> str | None:
     """What keeps a backup run from reading a source folder (None: nothing)."""
-    if not folder.exists():
-        return f"{folder} does not exist"
-    if not folder.is_dir():
-        return f"{folder} is not a folder"
+    try:
+        if not folder.exists():
+            return f"{folder} does not exist"
+        if not folder.is_dir():
+            return f"{folder} is not a folder"
+    except OSError as exc:
+        return f"{folder} cannot be looked at: {exc.strerror or exc}"
     if not os.access(folder, os.R_OK | os.X_OK):
         return f"{folder} is not readable"
     return None
@@ -420,7 +427,8 @@ def locate(config: str | None, default: Path | None = None) -> Path:
                          "give the plan's path"])
     given = config or os.environ.get("SNAPBACK_CONFIG")
     if given:
-        return user_cwd() / os.path.expanduser(given)
+        found = Path(os.path.expanduser(given))
+        return found if found.is_absolute() else user_cwd() / found
     here = default if default is not None else user_cwd() / PLAN_NAME
     if _there(here):
         return here

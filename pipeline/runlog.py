@@ -119,7 +119,7 @@ def stopped_record(run_id: str, started: float, changes: tuple[int, int, int, in
                 f"{mirror:,} mirror {'copy' if mirror == 1 else 'copies'}",
         "started": _iso(started), "counts": versioned, "bytes": 0,
         "modes": {"versioned": {**versioned, "bytes": 0}}, "failed": [],
-        "snapback": __version__,
+        "in_catalog": True, "snapback": __version__,
     }
 
 
@@ -151,6 +151,9 @@ def record(current: Session, modes: tuple[str, ...], label: str = "") -> dict[st
         "modes": by_mode,
         "failed": [{"path": e.path, "reason": e.reason} for e in current.tally.failed
                    if e.mode in modes],
+        # whether the catalog holds the run (its commits made): a catalog that does not
+        # hold a run its log says it holds is older than the log (``commands.base.when``)
+        "in_catalog": current.in_catalog(),
         "snapback": __version__,
     }
 

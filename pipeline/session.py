@@ -448,6 +448,17 @@ class Session:
         return self.tally.any(modes) or (self.catalog is not None and
                                          self.catalog.rows_added > 0)
 
+    def in_catalog(self) -> bool:
+        """Does the catalog hold this run (a commit of it made)?  Asked once its commits
+        are made or given up (the report task)."""
+        catalog = self.catalog
+        if catalog is None or not catalog.writable:
+            return False
+        try:
+            return catalog.run_taken(self.run_id)
+        except sqlite3.Error:
+            return False
+
     @property
     def writes(self) -> bool:
         """May this run change the destination? Not in a dry run."""

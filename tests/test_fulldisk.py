@@ -292,3 +292,24 @@ def test_a_mirror_removal_whose_commit_failed_is_not_said(backup: Backup, mode: 
     code, out = backup.run(mode)                  # once there is room
     assert code == OK and "src/gone.txt" in out and "deleted" in out, out
     assert not (backup.mirror / "gone.txt").exists()
+
+
+def test_a_run_whose_only_commit_failed_restores_as_the_runs_before_it(backup: Backup,
+                                                                       tmp_path) -> None:
+    """A run that put a copy in the mirror but whose catalog commit failed (a full disk)
+    is in the run log, not in the catalog, and its record says so: ``--at`` it is the
+    state the runs before it left, as for any run that changed only the mirror, never
+    refused as a run of a newer catalog (helper-43)."""
+    import json
+    make_tree(backup.src, {"f1.txt": "one\n", "f2.txt": "two\n"})
+    aged(backup.src)
+    backup.doit("all", check=True)
+    (backup.src / "g.txt").write_text("g\n")
+    result = backup.doit("snapshot", env={"SNAPBACK_FAULT": "commit:1:enospc"})
+    assert result.returncode == PARTIAL, result.stdout + result.stderr
+    record = json.loads(backup.runs()[-1])
+    assert record["counts"]["new"] == 1 and record["in_catalog"] is False, record
+    code, out = backup.run("restore", str(backup.src), "--at", record["run_id"], "--to",
+                           str(tmp_path / "back"))
+    assert code == OK, out
+    assert sorted(p.name for p in (tmp_path / "back").iterdir()) == ["f1.txt", "f2.txt"]

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support import SNAPBACK, Backup
+from support import ROOT, SNAPBACK, Backup
 
 from pipeline import plan as planmod
 from pipeline.errors import PlanError
@@ -145,3 +145,43 @@ def test_a_plan_that_cannot_be_looked_for_is_one_line(nobody_backup) -> None:
         f"snapback: cannot look for a plan at {home}/.config/snapback/backup.yaml: "
         "Permission denied; give one with --config FILE or SNAPBACK_CONFIG (README, The plan)"
     ], result.stderr
+
+
+def test_a_destination_that_cannot_be_looked_at_is_one_line(nobody_backup) -> None:
+    """A plan found, naming a destination in another user's home (``~/backups`` under
+    ``sudo -u``): one line, status 2, for every command (helper-43: a traceback)."""
+    import subprocess
+
+    from support import NOBODY
+    b, nobody_python = nobody_backup
+    home = b.base / "home"
+    home.mkdir()
+    home.chmod(0o700)                                  # root's, as /root is
+    b.plan.write_text(f"destination: {home}/backups\nsources: [{b.src}]\n")
+    for command in ("list", "all", "history"):
+        result = subprocess.run([*NOBODY, nobody_python, "-m", "pipeline", command,
+                                 f"--config={b.plan}"], capture_output=True, text=True,
+                                cwd=b.base, timeout=120)
+        assert result.returncode == 2, (command, result.stdout + result.stderr)
+        assert "Traceback" not in result.stderr
+        assert f"{home}/backups cannot be looked at: Permission denied" in result.stderr, \
+            (command, result.stderr)
+
+
+def test_a_current_folder_removed_is_one_line(backup, tmp_path) -> None:
+    """The shell's folder removed under it: one line, status 2 (helper-43: a traceback);
+    with an absolute --config, a command that needs no folder of the user's runs."""
+    import subprocess
+    import sys
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = ("import os, sys, subprocess; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); "
+              "r = subprocess.run(sys.argv[2:]); sys.exit(r.returncode)")
+    backup.doit("all", check=True)
+    for args, code in ((["history", f"--config={backup.plan}"], 0), (["history"], 2)):
+        result = subprocess.run([sys.executable, "-c", script, str(gone), sys.executable,
+                                 "-m", "pipeline", *args], capture_output=True, text=True,
+                                timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert result.returncode == code, (args, result.stdout + result.stderr)
+        assert "Traceback" not in result.stderr, result.stderr
+        gone.mkdir()

@@ -216,14 +216,13 @@ def when(catalog: Catalog, text: str) -> int | None:
         records = runlog.read(catalog.path.parent)
         logged = [r.get("run_id") for r in records]
         if given in logged:
-            if _changed_something(records[logged.index(given)]):
-                # every run that changed the backup is in its catalog, however pruned:
+            if records[logged.index(given)].get("in_catalog") is True:
+                # its record says the catalog holds it (runs stay there, however pruned):
                 # this catalog is older than its run log (fetched from a remote whose
                 # sync was cut between the two)
                 raise timespec.BadTime(
                     f"run {given!r} is in the run log but not in this catalog, which is "
-                    "older (a sync cut short before it sent the catalog?): doit sync "
-                    "from the machine that made it, then doit fetch; doit history "
+                    "older (a sync cut short before it sent the catalog?); doit history "
                     "FILE lists the versions this catalog holds")
             bounds = {run_id: upto for run_id, _s, upto in order}
             for earlier in reversed(logged[:logged.index(given)]):
@@ -240,15 +239,6 @@ def when(catalog: Catalog, text: str) -> int | None:
             break
         upto = last
     return upto
-
-
-def _changed_something(record: dict[str, Any]) -> bool:
-    """Did the run of this run-log record change the backup (a version, a mirror copy)?"""
-    counts = record.get("counts")
-    return record.get("mode") in ("snapshot", "versioned", "all", "cleanup", "stopped") and \
-        isinstance(counts, dict) and not record.get("dry_run") and any(
-            isinstance(counts.get(key), int) and counts[key] > 0
-            for key in ("new", "updated", "deleted"))
 
 
 def split(rel: str) -> tuple[bytes, bytes]:
