@@ -280,7 +280,10 @@ def load_plan_or_exit(line: CommandLine | None, *, default: Path | None = None) 
         _refuse([*exc.problems[:-1], f"{exc.problems[-1]} (the plan is invalid; nothing "
                  "was done)"] if exc.problems else ["the plan is invalid; nothing was done"])
     tasks = line.tasks if line is not None else []
-    inside = report_inside(plan, tasks)
+    try:
+        inside = report_inside(plan, tasks)
+    except UsageError as exc:             # (a relative --report, the current folder gone)
+        _refuse([str(exc)])
     if inside is not None:
         _refuse([f"--report {inside}: is inside the backup destination {plan.destination}; "
                  "write the report somewhere else"])

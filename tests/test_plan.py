@@ -178,7 +178,8 @@ def test_a_current_folder_removed_is_one_line(backup, tmp_path) -> None:
     script = ("import os, sys, subprocess; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); "
               "r = subprocess.run(sys.argv[2:]); sys.exit(r.returncode)")
     backup.doit("all", check=True)
-    for args, code in ((["history", f"--config={backup.plan}"], 0), (["history"], 2)):
+    for args, code in ((["history", f"--config={backup.plan}"], 0), (["history"], 2),
+                       (["all", f"--config={backup.plan}", "--report", "r.json"], 2)):
         result = subprocess.run([sys.executable, "-c", script, str(gone), sys.executable,
                                  "-m", "pipeline", *args], capture_output=True, text=True,
                                 timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})

@@ -207,3 +207,35 @@ def test_a_sync_after_a_killed_run_sends_the_catalog_its_history_needs(
     assert got == _restored(backup, env, tmp_path / "here", "--from", "versioned")
     assert got["a/t.txt"][1] == b"one\ntwo\nthree\n"       # committed before the kill
     assert got["c/v.txt"][1] == b"one\ntwo\n"              # never committed
+
+
+def test_a_failed_run_after_runs_a_cut_sync_left_behind_is_refused(backup: Backup,
+                                                                    tmp_path: Path) -> None:
+    """The log sent, not the catalog: the remote's log names run 2, which its catalog
+    lacks, then run 3, whose only commit failed (a full disk: in no catalog).  ``--at``
+    run 3 would be run 2's state, which this catalog cannot give: refused, status 2,
+    never run 1's state under run 3's name (helper-44)."""
+    rclone_or_skip()
+    env = _rclone_env(tmp_path)
+    backup.write_plan(remote={"target": f"snaplocal:{tmp_path / 'remote'}"})
+    make_tree(backup.src, {"a.txt": "one\n", "b.txt": "b\n"})
+    first, _state = _run(backup, 1)
+    assert backup.doit("sync", env=env).returncode == 0
+    (backup.src / "a.txt").write_text("one\ntwo\n")
+    second, _state = _run(backup, 2)
+    (backup.src / "b.txt").write_text("b, three\n")
+    failed = backup.doit("all", env={"SNAPBACK_FAULT": "commit:1:enospc"})
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    third = json.loads(backup.runs()[-1])
+    assert third["in_catalog"] is False
+    cut = backup.doit("sync", env={**env, "SNAPBACK_FAULT": "sync:5"})   # before the catalog
+    assert cut.returncode == -signal.SIGKILL, cut.stdout + cut.stderr
+    there = _on_a_new_machine(backup, env, tmp_path / "machine")
+    assert {json.loads(line)["run_id"] for line in there.runs()} >= {first, second,
+                                                                      third["run_id"]}
+    for run_id in (second, third["run_id"]):
+        refused = there.doit("restore", str(backup.src), "--at", run_id, "--to",
+                             str(tmp_path / "got"), env=env)
+        assert refused.returncode == 2, (run_id, refused.stdout + refused.stderr)
+        assert not (tmp_path / "got").exists()
+    assert _restored(there, env, tmp_path / "got", "--at", first)["a.txt"][1] == b"one\n"

@@ -216,18 +216,20 @@ def when(catalog: Catalog, text: str) -> int | None:
         records = runlog.read(catalog.path.parent)
         logged = [r.get("run_id") for r in records]
         if given in logged:
-            if records[logged.index(given)].get("in_catalog") is True:
-                # its record says the catalog holds it (runs stay there, however pruned):
-                # this catalog is older than its run log (fetched from a remote whose
-                # sync was cut between the two)
-                raise timespec.BadTime(
-                    f"run {given!r} is in the run log but not in this catalog, which is "
-                    "older (a sync cut short before it sent the catalog?); doit history "
-                    "FILE lists the versions this catalog holds")
+            # the state the runs before it left: the newest the catalog holds, unless a
+            # run between (or itself) is one whose record says the catalog holds it (runs
+            # stay there, however pruned): then this catalog is older than its run log
+            # (fetched from a remote whose sync was cut between the two)
             bounds = {run_id: upto for run_id, _s, upto in order}
-            for earlier in reversed(logged[:logged.index(given)]):
-                if earlier in bounds:
-                    return bounds[earlier]
+            for record in reversed(records[:logged.index(given) + 1]):
+                if record.get("run_id") in bounds:
+                    return bounds[record["run_id"]]
+                if record.get("in_catalog") is True:
+                    raise timespec.BadTime(
+                        f"run {given!r}: the run log names runs up to it that this catalog "
+                        f"does not hold ({record.get('run_id')!r}): the catalog is older "
+                        "than the log (a sync cut short before it sent the catalog?); doit "
+                        "history FILE lists the versions this catalog holds")
             return -1
         raise timespec.BadTime(
             f"no run {given!r} in this backup's history (it changed only the mirror, which "
