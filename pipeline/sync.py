@@ -294,8 +294,7 @@ def describe(done: list[Step], dry_run: bool, verbose: bool) -> list[str]:
     parts = []
     for name in ("mirror", "history", "metadata"):
         if name in sent:
-            count = sum(len(s.sent) for s in done if s.name.endswith(name)
-                        and s.name != "pruned history")
+            count = sum(len(s.sent) for s in done if s.name in (name, f"catalog {name}"))
             part = f"{name} {count} sent"
             if name == "mirror":
                 part += f", {len(sent[name].deleted)} deleted"
