@@ -118,6 +118,22 @@ create table if not exists garbage (
     -- the two leaves them here, and the next writer removes them
     path blob primary key          -- relative to the destination
 );
+create table if not exists pruned (
+    -- a trace of every version row deleted (by prune): its id, path and whether it was
+    -- a live version (not a deletion).  The state as of a row id is, per path, the
+    -- newest of its rows and of these at or below that id: a live trace there means the
+    -- version it had then is no longer kept, which a restore says instead of giving the
+    -- older kept version, or nothing, in its place
+    id integer primary key,
+    source text not null, dir blob not null, name blob not null,
+    live integer not null,
+    run_id text not null          -- the run that wrote it: a run's place in the history
+                                  -- (``run_order``) stays where its rows were
+);
+create index if not exists pruned_by_path on pruned (source, dir, name, id);
+create trigger if not exists versions_traced after delete on versions
+begin insert or ignore into pruned (id, source, dir, name, live, run_id)
+    values (old.id, old.source, old.dir, old.name, old.kind != 'deleted', old.run_id); end;
 create table if not exists aliases (
     source text not null, entry text not null, rel blob not null, store blob not null,
     primary key (source, entry, rel)
@@ -362,7 +378,7 @@ class Catalog:
         """The columns this catalog has: a reader of a format-2 or 3 catalog (not yet
         upgraded by a writer) reads the newer ones as null."""
         self.cols, self.size = COLUMNS, SIZE
-        self.has_runs = True
+        self.has_runs = self.has_pruned = True
         if self.conn is None:
             return
         have = {row[1] for row in self.conn.execute("pragma table_info(versions)")}
@@ -372,8 +388,11 @@ class Catalog:
         mirror = {row[1] for row in self.conn.execute("pragma table_info(mirror)")}
         if "racy" not in mirror:
             self.size = "size"
-        self.has_runs = bool(self.conn.execute("select 1 from sqlite_master where type='table' "
-                                               "and name='runs'").fetchall())
+        tables = {n for (n,) in self.conn.execute(
+            "select name from sqlite_master where type='table'")}
+        self.has_runs = "runs" in tables
+        self.has_pruned = "pruned" in tables     # (written by this version on: older
+                                                 # prunes left no trace)
 
     def _check_format(self, fresh_ok: bool) -> None:
         assert self.conn is not None
@@ -783,6 +802,24 @@ class Catalog:
             f"select {self.cols} from versions where source=? and dir>=? and dir<? order by id",
             (source, folder, name, source, path, source, path + b"/", path + b"0"))
 
+    def pruned_under(self, source: str, path: bytes) -> list[tuple[int, bytes, bool]]:
+        """The traces of the version rows prune deleted for ``path`` and everything
+        below it, (row id, path, was a live version), oldest first."""
+        if self.conn is None or not self.has_pruned:
+            return []
+        if not path:
+            found = self.conn.execute("select id, dir, name, live from pruned where source=? "
+                                      "order by id", (source,))
+        else:
+            folder, _, name = path.rpartition(b"/")
+            found = self.conn.execute(
+                "select id, dir, name, live from pruned where source=? and dir=? and name=? "
+                "union all select id, dir, name, live from pruned where source=? and dir=? "
+                "union all select id, dir, name, live from pruned where source=? and dir>=? "
+                "and dir<? order by id",
+                (source, folder, name, source, path, source, path + b"/", path + b"0"))
+        return [(i, d + b"/" + n if d else n, bool(live)) for i, d, n, live in found]
+
     def sources(self) -> list[str]:
         """Every source name the history holds."""
         if self.conn is None:
@@ -1013,6 +1050,10 @@ class Catalog:
             # would read the whole history once per run: no index is by run)
             newest = dict(self.conn.execute("select run_id, max(id) from versions "
                                             "group by run_id").fetchall())
+            if self.has_pruned:          # (a run whose rows prune dropped keeps its place)
+                for run_id, last in self.conn.execute("select run_id, max(id) from pruned "
+                                                      "group by run_id"):
+                    newest[run_id] = max(last, newest.get(run_id) or 0)
             rows = [(run_id, started, newest.get(run_id)) for run_id, started in
                     self.conn.execute("select run_id, started from runs order by seq")]
         out, upto = [], 0

@@ -45,18 +45,33 @@ def _safe(rel: bytes) -> bytes:
     return rel
 
 
-def versioned_items(catalog: Catalog, target: Target, upto: int | None) -> list[Item]:
+def versioned_items(catalog: Catalog, target: Target, upto: int | None
+                    ) -> tuple[list[Item], list[bytes]]:
     """What the versioned history holds for ``target`` as of the row id ``upto`` (the
-    state a run left, an exact version; None: the latest)."""
+    state a run left, an exact version; None: the latest), and the paths (in the
+    source) whose version then prune dropped: neither
+    an older kept version nor nothing stands in for one of those."""
     rel = os.fsencode(target.rel)
     rows = catalog.rows_under(target.source.name, rel)
     histories: dict[bytes, list[Row]] = {}
     for row in rows:
         histories.setdefault(row.path, []).append(row)
+    # per path, the newest trace of a dropped row at or below upto: (row id, was live)
+    traces: dict[bytes, tuple[int, bool]] = {}
+    for row_id, path, live in catalog.pruned_under(target.source.name, rel):
+        if upto is None or row_id <= upto:
+            traces[path] = (row_id, live)
     items: list[Item] = []
+    lost: list[bytes] = []
     base = rel.rpartition(b"/")[0]
-    for path, history in histories.items():
+    for path in [*histories, *(p for p in traces if p not in histories)]:
+        history = histories.get(path, [])
         state = [r for r in history if upto is None or r.id <= upto]
+        trace = traces.get(path)
+        if trace is not None and (not state or trace[0] > state[-1].id):
+            if trace[1]:                   # its version then is no longer kept
+                lost.append(path)
+            continue
         if not state or not state[-1].live:
             continue
         row = state[-1]
@@ -71,7 +86,7 @@ def versioned_items(catalog: Catalog, target: Target, upto: int | None) -> list[
     if rel and items and not any(i.rel == os.fsencode(os.path.basename(target.rel)) for i in items):
         # the folder itself has no row (the source root's own folder): restore it plainly
         items.append(Item(os.fsencode(os.path.basename(target.rel)), "dir", None, None))
-    return items
+    return items, lost
 
 
 def exact_version(catalog: Catalog, target: Target, text: str) -> int | None:

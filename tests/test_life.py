@@ -79,6 +79,7 @@ class FolderLife(RuleBasedStateMachine):
         self.step = 0
         self.counter = 0
         self.skew = 0                 # minutes the machine's clock is set back by
+        self.pruned = False           # a prune ran: earlier runs may lack versions
 
     def teardown(self) -> None:
         shutil.rmtree(self.base, ignore_errors=True)
@@ -296,7 +297,36 @@ class FolderLife(RuleBasedStateMachine):
         rel = data.draw(st.sampled_from(gone))
         code, out = self.b.run("restore", str(self.b.src / rel), "--at", when,
                                "--to", str((self.b.src / rel).parent))
+        assert code == 0 or (code == 1 and self.pruned and "\nPRUNED " in "\n" + out), out
+
+    @rule(keep=st.integers(1, 3), data=st.data())
+    @precondition(lambda self: bool(self.files()))
+    def edits_then_prune(self, keep: int, data: st.DataObject) -> None:
+        """A file edited over a few runs, then retention drops versions: what it keeps
+        still restores exactly, and a run whose versions went restores the rest and
+        names each missing path."""
+        path = data.draw(st.sampled_from(self.files()))
+        for _ in range(keep + 1):
+            self.counter += 1
+            path.write_bytes(path.read_bytes() + b"edit %d\n" % self.counter)
+            self.backup("versioned")
+        self.step += 1
+        os.environ["SNAPBACK_NOW"] = (BASE_TIME + timedelta(
+            minutes=self.step - self.skew)).isoformat(timespec="seconds")
+        try:
+            code, out = self.b.run("prune", "--keep-last", str(keep))
+        finally:
+            del os.environ["SNAPBACK_NOW"]
         assert code == 0, out
+        self.pruned = True
+        code, out = self.b.run("verify", "--deep")
+        assert code == 0, out
+        self.restores_as_of_every_run()
+
+    @invariant()
+    def every_versioned_run_restores_exactly(self) -> None:
+        if self.step % 3 == 0:
+            self.restores_as_of_every_run()       # (every third step: restores cost time)
 
     # -- backups ---------------------------------------------------------------------
     @rule(command=st.sampled_from(["snapshot", "versioned", "all"]))
@@ -327,10 +357,7 @@ class FolderLife(RuleBasedStateMachine):
         code, out = self.b.run("verify", "--deep")
         assert code == 0, out
 
-    @invariant()
-    def every_versioned_run_restores_exactly(self) -> None:
-        if not self.runs or self.step % 3:
-            return                               # every third step: restores cost time
+    def restores_as_of_every_run(self) -> None:
         for run_id, expected in self.runs:
             into = self.base / "restored"
             shutil.rmtree(into, ignore_errors=True)
@@ -338,10 +365,20 @@ class FolderLife(RuleBasedStateMachine):
             when = run_id
             if not expected:
                 continue
-            assert code == 0, out
             got = snapshot_of(into)
             got.pop(".backupignore", None)
-            assert got == expected, f"at {when}: " + _differences(expected, got)
+            # a path whose version then prune dropped is missing, never another version
+            # of it, and named; everything else is exact
+            missing = {rel for rel in expected.keys() | got.keys()
+                       if expected.get(rel) != got.get(rel)}
+            assert all(rel not in got for rel in missing), \
+                f"at {when}: " + _differences(expected, got)
+            named = [line for line in out.splitlines() if line.startswith("PRUNED ")
+                     and not line.startswith("PRUNED   src/.backupignore:")]
+            assert len(named) == len(missing), f"at {when}: {out}\n" + \
+                _differences(expected, got)
+            assert code == (1 if missing else 0), out
+            assert not missing or self.pruned, out
 
 
 def _differences(expected: dict, got: dict) -> str:

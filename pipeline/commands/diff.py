@@ -12,7 +12,7 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 
 from .. import layout, rebuild, textdiff
-from ..catalog import CONTENT_KINDS, open_catalog
+from ..catalog import CONTENT_KINDS, Catalog, Row, open_catalog
 from ..errors import SnapbackError, UsageError
 from ..paths import Target, locate
 from .base import Context, known, one_path, split, when, with_retired
@@ -42,6 +42,7 @@ def run(ctx: Context, paths: list[str], at: str = "", against: str = "",
         else:
             moment = when(catalog, at)
             new_candidates = [r for r in content if moment is None or r.id <= moment]
+            _kept_then(catalog, target, new_candidates, moment, at)
         if not new_candidates:
             raise UsageError(f"{target.label} has no version at {at}")
         new = new_candidates[-1]
@@ -50,6 +51,7 @@ def run(ctx: Context, paths: list[str], at: str = "", against: str = "",
         elif against:
             limit = when(catalog, against)
             older = [r for r in content if limit is not None and r.id <= limit]
+            _kept_then(catalog, target, older, limit, against)
         else:
             older = [r for r in content if r.id < new.id]
         if not older:
@@ -80,6 +82,20 @@ def run(ctx: Context, paths: list[str], at: str = "", against: str = "",
     assert text is not None                      # coarse_ok: a diff, however costly
     _print_diff(text)
     return None
+
+
+def _kept_then(catalog: Catalog, target: Target, candidates: list[Row], upto: int | None,
+               text: str) -> None:
+    """Refuse a time whose version prune dropped: the newest kept version before it is
+    not the file as it was then."""
+    if upto is None:
+        return
+    rel = os.fsencode(target.rel)
+    newest = candidates[-1].id if candidates else -1
+    for row_id, path, live in catalog.pruned_under(target.source.name, rel):
+        if path == rel and live and newest < row_id <= upto:
+            raise UsageError(f"{target.label}: its version as of {text} is no longer kept "
+                             f"(prune dropped it); doit history lists the versions kept")
 
 
 def _print_diff(text: bytes) -> None:

@@ -15,7 +15,7 @@ from ..errors import Failed, UsageError
 from ..paths import locate, user_cwd
 from ..plan import Plan
 from ..protect import is_protected
-from ..show import plural
+from ..show import display, plural
 from .base import Context, known, one_path, when, with_retired
 
 
@@ -31,6 +31,7 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
     into = restore_folder(plan, to)
     note = ""
     upto: int | None = None
+    lost: list[bytes] = []
     with ctx.reading() as catalog:
         view = with_retired(plan, catalog)
         target = locate(view, path, known(catalog, view))
@@ -45,11 +46,11 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
             upto = restore.exact_version(catalog, target, at)
             if upto is None:
                 upto = when(catalog, at)
-            items = restore.versioned_items(catalog, target, upto)
-            if not items and not at:
+            items, lost = restore.versioned_items(catalog, target, upto)
+            if not items and not lost and not at:
                 gone = restore.deleted_at(catalog, target)
                 if gone is not None:          # deleted: its last version, and when it went
-                    items = restore.versioned_items(catalog, target, gone[0])
+                    items, lost = restore.versioned_items(catalog, target, gone[0])
                     note = f" (deleted {gone[1]}; this is its last version)"
             if not at and not origin and not note:
                 # the latest state: what the history leaves out (its own ignores, .git/ by
@@ -81,6 +82,15 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
                 ctx.say(f"restored {target.label}{' as of ' + at if at else ''}: it was "
                         f"empty then; 0 files into {into}")
                 return None
+        if lost and not items:
+            kept = [r.time for r in catalog.rows_under(target.source.name,
+                                                       os.fsencode(target.rel)) if r.live]
+            what = (f"{target.label}" if lost == [os.fsencode(target.rel)] else
+                    f"any of the {plural(len(lost), 'file')} {target.label} held")
+            oldest = f"the oldest kept is from {kept[0]}; " if kept else ""
+            raise UsageError(f"the versioned backup no longer keeps {what} as of {at}: prune "
+                             f"dropped the versions from then ({oldest}doit history {path} "
+                             "lists the versions kept)")
         if not items:
             later = catalog.rows_under(target.source.name, os.fsencode(target.rel)) \
                 if at and origin != "snapshot" else []
@@ -96,11 +106,19 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
                                layout.history_root(plan.destination, target.source.name), force)
     for rel, why in done.failed:
         print(f"FAILED   {rel}: {why}", file=sys.stderr)
+    shown = [display(f"{target.source.name}/{os.fsdecode(p)}") for p in lost]
+    for name in shown:             # (their versions as of then are no longer kept)
+        print(f"PRUNED   {name}: its version as of {at} is no longer "
+              "kept", file=sys.stderr)
     ctx.say(f"restored {target.label}{' as of ' + at if at else ''}{note}: "
             f"{plural(done.written, 'file')} into {into}")
     if done.failed:
         return Failed(f"{len(done.failed)} path(s) of {target.label} could not be restored "
                       f"(first: {done.failed[0][0]}); everything else was")
+    if lost:
+        return Failed(f"{len(lost)} path(s) of {target.label} were left out: prune dropped "
+                      f"their versions as of {at} (first: {shown[0]}); "
+                      "everything else was restored")
     return None
 
 
