@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pipeline.catalog import SCHEMA  # noqa: E402
 
-ROWS, PER = 20_000, 10
+ROWS, PER = int(os.environ.get("ROWS", "20000")), int(os.environ.get("PER", "10"))
 FIELDS = ("source, dir, name, entry, kind, time, run_id, note, store, object, size, sha256, "
           "mode, mtime_ns, ctime_ns, ino, target, recorded, object_sha256, racy, copy")
 SQL = f"insert into versions ({FIELDS}) values ({', '.join('?' * 21)})"
@@ -56,6 +56,10 @@ def run(variant: str, values: list[tuple[object, ...]]) -> float:
     try:
         db.execute("pragma journal_mode=wal")
         db.execute("pragma synchronous=full")
+        if variant.startswith("cache"):       # cacheN: a page cache of N MiB
+            db.execute(f"pragma cache_size=-{int(variant[5:] or 32) * 1024}")
+        if variant == "nockpt":
+            db.execute("pragma wal_autocheckpoint=0")
         db.executescript(schema)
         start = time.process_time()
         for first in range(0, ROWS, PER):

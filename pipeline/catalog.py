@@ -150,10 +150,15 @@ def _read_only(path: Path) -> sqlite3.Connection:
     try:
         conn.execute("pragma user_version").fetchone()
     except sqlite3.OperationalError:
+        conn.close()
         wal = path.with_name(path.name + "-wal")
         if wal.exists() and wal.stat().st_size > 0:
-            raise
-        conn.close()
+            # (its index, the -shm, is gone and cannot be made here: SQLite cannot read
+            # the journal, and reading the catalog without it would miss those commits)
+            raise SnapbackError(
+                f"the catalog {path} has commits in its journal ({wal.name}, left by a run "
+                "that was stopped) that cannot be read where nothing can be written: copy "
+                "the backup folder to writable storage (cp -a) and run this there") from None
         conn = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
     return conn
 

@@ -149,6 +149,36 @@ def test_a_killed_run_then_a_read_then_read_only_media(backup: Backup, read_only
     assert tree(tmp_path / "docs") == {k: v for k, v in before.items() if k.startswith("docs")}
 
 
+def test_a_journal_with_commits_but_no_index_on_read_only_media_says_what_to_do(
+        backup: Backup, read_only, tmp_path: Path) -> None:
+    """A run killed with commits in the journal, the journal's index (-shm) lost (a copy
+    that left it out), then read-only media: SQLite cannot read the journal there, and
+    the catalog without it would miss those commits.  One line says why and what to do
+    (helper-42: "unable to open database file"); a writable copy reads it all."""
+    b = backup
+    _backed_up(b)
+    make_tree(b.src, {"more": {f"m{i}.bin": bytes([i]) * 64 for i in range(30)}})
+    killed = b.doit("all", env={"SNAPBACK_FAULT": "commit:2"})
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    assert (b.meta / "catalog.sqlite3-wal").stat().st_size > 0
+    (b.meta / "catalog.sqlite3-shm").unlink()
+    read_only(b.dest)
+    result = b.doit("history", str(b.src / "notes.txt"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr == (
+        f"snapback: the catalog {b.meta / 'catalog.sqlite3'} has commits in its journal "
+        "(catalog.sqlite3-wal, left by a run that was stopped) that cannot be read where "
+        "nothing can be written: copy the backup folder to writable storage (cp -a) and "
+        "run this there\n")
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-a", str(b.dest), str(copy)], check=True)
+    b.write_plan(destination=str(copy))
+    found = b.doit("history", str(b.src / "notes.txt"))
+    assert found.returncode == 0, found.stderr
+    assert len([line for line in found.stdout.splitlines() if "baseline" in line
+                or "diff" in line]) == 2, found.stdout
+
+
 def test_a_lock_released_on_a_disk_gone_read_only(tmp_path: Path) -> None:
     """The disk remounted read-only under a run (ext4's errors=remount-ro, forced here
     through the kernel's trigger_fs_error): its lock is released without a traceback
