@@ -109,6 +109,23 @@ def test_an_expired_deleted_file_is_absent_at_a_later_time_and_lost_before(
     assert before.returncode == 1, before.stderr
     assert "PRUNED   src/old.txt: its version as of " + first in before.stderr
     assert sorted(digests(into)) == ["live.txt"]
+    # the file itself: as of then, refused as pruned; now, said to be gone with its
+    # history (helper-45: "nothing of it is in the backup")
+    one = backup.doit("restore", str(backup.src / "old.txt"), "--at", first,
+                      "--to", str(backup.base / "one"))
+    assert one.returncode == 2 and "no longer keeps src/old.txt as of " + first in one.stderr
+    now = backup.doit("restore", str(backup.src / "old.txt"), "--to", str(backup.base / "one"))
+    assert (now.returncode, now.stderr) == (2, "snapback: the versioned backup no longer "
+                                            "keeps src/old.txt: it was deleted, and prune "
+                                            "dropped its history (keep_deleted)\n")
+    later = backup.doit("restore", str(backup.src / "old.txt"), "--at", second,
+                        "--to", str(backup.base / "one"))
+    assert later.returncode == 2 and "did not exist at " + second in later.stderr
+    shown = backup.doit("history", str(backup.src / "old.txt"))
+    assert (shown.returncode, shown.stdout) == (0, "src/old.txt: no versions kept: it was "
+                                                "deleted, and prune dropped its history "
+                                                "(keep_deleted)\n"), shown.stderr
+    assert not (backup.base / "one").exists()
 
 
 def test_a_source_whose_every_version_then_went_is_refused(backup: Backup) -> None:
@@ -121,8 +138,14 @@ def test_a_source_whose_every_version_then_went_is_refused(backup: Backup) -> No
     into = backup.base / "r"
     result = backup.doit("restore", str(backup.src), "--at", runs[0], "--to", str(into))
     assert result.returncode == 2, result.stdout + result.stderr
-    assert result.stderr == (f"snapback: the versioned backup no longer keeps any of the 1 "
-                             f"file src held as of {runs[0]}: prune dropped the versions from "
-                             f"then (the oldest kept is from 2026-10-01_18-00-00; doit history "
-                             f"{backup.src} lists the versions kept)\n")
+    refused = (f"snapback: the versioned backup no longer keeps what src held (1 file) as "
+               f"of {runs[0]}: prune dropped the versions from then (the oldest kept is from "
+               f"2026-10-01_18-00-00; doit history {backup.src} lists the versions kept)\n")
+    assert result.stderr == refused
+    assert not into.exists()
+    # once a later run has brought the source's folder in line again (helper-45: "it
+    # was empty then", status 0), the same
+    assert at(backup, "2026-10-03T00:05:00", "all").returncode == 0
+    again = backup.doit("restore", str(backup.src), "--at", runs[0], "--to", str(into))
+    assert (again.returncode, again.stderr) == (2, refused)
     assert not into.exists()

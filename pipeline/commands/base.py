@@ -187,6 +187,8 @@ def known(catalog: Catalog, plan: Plan) -> Callable[[Target], bool]:
     def holds(target: Target) -> bool:
         if catalog.rows_under(target.source.name, os.fsencode(target.rel)):
             return True
+        if catalog.pruned_under(target.source.name, os.fsencode(target.rel)):
+            return True                  # (its history is gone: the command says so)
         if not target.rel and b"" in catalog.folders_seen("versioned", target.source.name):
             return True                  # a source backed up while it was empty
         mirror = layout.mirror_root(plan.destination, target.source.name) / target.rel

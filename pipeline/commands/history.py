@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from doit.exceptions import TaskFailed
 
 from .. import history, runlog
@@ -24,7 +26,11 @@ def run(ctx: Context, paths: list[str]) -> TaskFailed | None:
         view = with_retired(plan, catalog)
         target = locate(view, path, known(catalog, view))
         rows = catalog.history(target.source.name, *split(target.rel))
-        if rows and rows[-1].entry != "dir":
+        if not rows and not catalog.rows_under(target.source.name, os.fsencode(target.rel)) \
+                and catalog.pruned_under(target.source.name, os.fsencode(target.rel)):
+            print(f"{target.label}: no versions kept: it was deleted, and prune dropped "
+                  "its history (keep_deleted)")
+        elif rows and rows[-1].entry != "dir":
             first = next((r for r in rows if r.kind in WHOLE_KINDS), None)
             origin = catalog.first_seen(first) if first is not None and first.sha256 else None
             print(f"{target.label}:")

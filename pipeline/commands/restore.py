@@ -73,6 +73,15 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
                         raise UsageError(f"{target.label} is left out of the history "
                                          f"(versioned.ignore); the mirror holds its latest "
                                          f"state: snapback restore {path} --from snapshot")
+        if lost and not items:
+            kept = [r.time for r in catalog.rows_under(target.source.name,
+                                                       os.fsencode(target.rel)) if r.live]
+            what = (f"{target.label}" if lost == [os.fsencode(target.rel)] else
+                    f"what {target.label} held ({plural(len(lost), 'file')})")
+            oldest = f"the oldest kept is from {kept[0]}; " if kept else ""
+            raise UsageError(f"the versioned backup no longer keeps {what} as of {at}: prune "
+                             f"dropped the versions from then ({oldest}doit history {path} "
+                             "lists the versions kept)")
         if not items and not target.rel and (upto is None or upto >= 0):
             mode = _empty_source(catalog, target.source.name, mirror, origin, at)
             if mode is not None:          # a source that was empty then: an empty folder
@@ -82,15 +91,6 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
                 ctx.say(f"restored {target.label}{' as of ' + at if at else ''}: it was "
                         f"empty then; 0 files into {into}")
                 return None
-        if lost and not items:
-            kept = [r.time for r in catalog.rows_under(target.source.name,
-                                                       os.fsencode(target.rel)) if r.live]
-            what = (f"{target.label}" if lost == [os.fsencode(target.rel)] else
-                    f"any of the {plural(len(lost), 'file')} {target.label} held")
-            oldest = f"the oldest kept is from {kept[0]}; " if kept else ""
-            raise UsageError(f"the versioned backup no longer keeps {what} as of {at}: prune "
-                             f"dropped the versions from then ({oldest}doit history {path} "
-                             "lists the versions kept)")
         if not items:
             later = catalog.rows_under(target.source.name, os.fsencode(target.rel)) \
                 if at and origin != "snapshot" else []
@@ -100,6 +100,10 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
                                  f"dropped its versions from then (the oldest kept is from "
                                  f"{later[0].time})")
             moment_text = f" at {at}" if at else ""
+            if not at and origin != "snapshot" and catalog.pruned_under(
+                    target.source.name, os.fsencode(target.rel)):
+                raise UsageError(f"the versioned backup no longer keeps {target.label}: it "
+                                 "was deleted, and prune dropped its history (keep_deleted)")
             raise UsageError(f"{target.label} did not exist{moment_text} in the "
                              f"{origin or 'versioned'} backup")
         done = restore.restore(items, into,

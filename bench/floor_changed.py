@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""The floor of a run with 1% changed, in Python, beside rsync and snapback.  By hand.
+
+    python bench/floor_changed.py TREE [--rounds 5] [--tmp /dev/shm]
+
+TREE holds ``src/`` (the bench corpora: ``bench/bench.py``'s trees, /dev/shm/m240).
+Each round edits about 1% of the text files, adds 5, deletes 5 and touches 5
+(``bench.mutate``), then times, one after the other on the same change: ``rsync -a
+--delete`` into its mirror, the Python floor into its destination, and ``snapback
+all`` into its own.  Each was brought in line with the tree before the first round
+(not timed).
+
+The floor is what any Python program must do to back that change up in both of
+snapback's modes and nothing more: one walk (os.scandir, one lstat per entry, a
+signature of each folder's listing compared with the one it stored); for each
+folder whose signature changed, its stored rows (one query), the mirror folder's
+entries (one lstat each, as rsync's receiver and snapback's snapshot do) and, for
+each file whose stat differs, one reading (open, read, sha256) into two temporary
+files (the mirror's copy and the history's, whole: no diff), two renames and two
+rows; what left is removed from the mirror; one commit per folder
+(``synchronous=full``).  No doit, no output, no checks, no diffs, no rules.  Its
+time against rsync's says how far a Python program can come; snapback's against
+it, what snapback adds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402
+
+FLOOR = r'''
+import hashlib, os, sqlite3, stat, sys
+src, dest = os.fsencode(sys.argv[1]), os.fsencode(sys.argv[2])
+os.makedirs(dest, exist_ok=True)
+mirror, history = os.path.join(dest, b"mirror"), os.path.join(dest, b"history")
+db = sqlite3.connect(os.path.join(dest, b"catalog.sqlite3"), isolation_level=None)
+db.execute("pragma journal_mode=wal")
+db.execute("pragma synchronous=full")
+db.executescript("""
+create table if not exists folders (dir blob primary key, sig blob);
+create table if not exists files (dir blob, name blob, size int, mtime int, ctime int,
+                                  ino int, sha text, primary key (dir, name));
+create table if not exists versions (id integer primary key, dir blob, name blob,
+                                     object blob, size int, sha text);
+create index if not exists versions_by_path on versions (dir, name);
+""")
+stored = dict(db.execute("select dir, sig from folders"))
+CHUNK = 1 << 20
+
+
+def copy(path, tmps, st):
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    outs = [os.open(t, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600) for t in tmps]
+    h = hashlib.sha256()
+    while chunk := os.read(fd, CHUNK):
+        h.update(chunk)
+        for out in outs:
+            os.write(out, chunk)
+    for out in outs:
+        os.fchmod(out, stat.S_IMODE(st.st_mode))
+        os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.close(out)
+    os.close(fd)
+    return h.hexdigest()
+
+
+stack = [b""]
+while stack:
+    rel = stack.pop()
+    here = os.path.join(src, rel) if rel else src
+    with os.scandir(here) as it:
+        entries = sorted((e.name, e.stat(follow_symlinks=False)) for e in it)
+    files, items = [], []
+    for name, st in entries:
+        if stat.S_ISDIR(st.st_mode):
+            stack.append(os.path.join(rel, name) if rel else name)
+            items.append((name, st.st_ino))
+        elif stat.S_ISREG(st.st_mode):
+            files.append((name, st))
+            items.append((name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    sig = hashlib.blake2b(repr(items).encode(), digest_size=16).digest()
+    if stored.get(rel) == sig:
+        continue
+    rows = {r[0]: r[1:] for r in db.execute(
+        "select name, size, mtime, ctime, ino from files where dir=?", (rel,))}
+    there = os.path.join(mirror, rel)
+    os.makedirs(there, exist_ok=True)
+    with os.scandir(there) as it:
+        existing = {e.name: e.stat(follow_symlinks=False) for e in it}
+    db.execute("begin")
+    for name, st in files:
+        key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        old = existing.get(name)
+        if rows.get(name) == key and old is not None and \
+                (old.st_size, old.st_mtime_ns) == (st.st_size, st.st_mtime_ns):
+            continue
+        home = os.path.join(history, rel, name)
+        os.makedirs(home, exist_ok=True)
+        n = db.execute("select count(*) from versions where dir=? and name=?",
+                       (rel, name)).fetchone()[0]
+        obj = b"%s.v%d" % (name, n)
+        finals = [os.path.join(there, name), os.path.join(home, obj)]
+        sha = copy(os.path.join(here, name), [f + b".tmp" for f in finals], st)
+        for final in finals:
+            os.rename(final + b".tmp", final)
+        db.execute("insert or replace into files values (?,?,?,?,?,?,?)",
+                   (rel, name, *key, sha))
+        db.execute("insert into versions (dir, name, object, size, sha) values (?,?,?,?,?)",
+                   (rel, name, obj, st.st_size, sha))
+    names = {name for name, _st in entries}
+    for name, old in existing.items():
+        if name not in names and not stat.S_ISDIR(old.st_mode):
+            os.unlink(os.path.join(there, name))
+            db.execute("delete from files where dir=? and name=?", (rel, name))
+    db.execute("insert or replace into folders values (?,?)", (rel, sig))
+    db.execute("commit")
+'''
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, cwd=bench.ROOT)
+    _pid, status, _usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}")
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("tree", type=Path)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tmp", type=Path, default=Path("/dev/shm"))
+    args = parser.parse_args()
+    source = (args.tree / "src").resolve()
+    work = Path(tempfile.mkdtemp(prefix="floor-changed-", dir=args.tmp))
+    plan = work / "plan.yaml"
+    plan.write_text(f"destination: {work / 'snapback'}\nsources: [{source}]\n")
+    env = {**bench.ENV, "SNAPBACK_CONFIG": str(plan),
+           "PYTHONPYCACHEPREFIX": str(work / "pycache")}
+    runs = {
+        "rsync -a --delete": ["rsync", "-a", "--delete", f"{source}/", str(work / "rsync")],
+        "python floor (both modes)": [sys.executable, "-c", FLOOR, str(source),
+                                      str(work / "floor")],
+        "snapback all": [sys.executable, "-m", "pipeline", "all", "--quiet"],
+    }
+    results: dict[str, list[float]] = {name: [] for name in runs}
+    try:
+        for cmd in runs.values():                      # in line with the tree: not timed
+            timed(cmd, env)
+            timed(cmd, env)
+        for seed in range(args.rounds):
+            bench.mutate(source, 1000 + seed)
+            for name, cmd in runs.items():
+                results[name].append(timed(cmd, env))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    base = statistics.median(results["rsync -a --delete"])
+    print(f"1% changed in {source} ({args.rounds} rounds, medians; {args.tmp})")
+    print("| | wall | x rsync |")
+    print("|---|---:|---:|")
+    for name, samples in results.items():
+        wall = statistics.median(samples)
+        print(f"| {name} | {wall:.2f} s | {wall / base:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
