@@ -30,6 +30,12 @@ def object_path(root: Path, row: Row) -> bytes:
 
 def versions(root: Path, history: list[Row]) -> Iterator[tuple[Row, bytes | None, str | None]]:
     """Each content version of a history in order: (row, bytes, None) or (row, None, why)."""
+    with store.Under(os.fsencode(root)) as under:     # (each folder opened once)
+        yield from _versions(root, history, under)
+
+
+def _versions(root: Path, history: list[Row], under: store.Under
+              ) -> Iterator[tuple[Row, bytes | None, str | None]]:
     data: bytes | None = None
     broken: str | None = None
     for row in history:
@@ -38,7 +44,7 @@ def versions(root: Path, history: list[Row]) -> Iterator[tuple[Row, bytes | None
         obj = object_path(root, row)
         assert row.store is not None and row.object is not None    # a content row
         try:                     # never through a link, never a device (a tampered backup)
-            stored = store.read_under(os.fsencode(root), os.path.join(row.store, row.object))
+            stored = under.read(os.path.join(row.store, row.object))
         except OSError as exc:
             data, broken = None, f"{os.fsdecode(obj)}: {exc.strerror or exc}"
             yield row, None, broken

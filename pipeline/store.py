@@ -680,6 +680,14 @@ class Under:
     def sha256(self, rel: bytes) -> str:
         return _sha256_fd(self.open(rel))
 
+    def read(self, rel: bytes) -> bytes:
+        fd = self.open(rel)
+        try:
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                return fh.read()
+        finally:
+            os.close(fd)
+
 
 def real_dirs(base: bytes, rel: bytes) -> bytes | None:
     """Walk ``base/rel`` from the top with ``lstat`` (so no step follows a link): the
@@ -707,12 +715,8 @@ def ensure_real_dirs(base: bytes, rel: bytes) -> None:
 
 
 def read_under(root: bytes, rel: bytes) -> bytes:
-    fd = open_under(root, rel)
-    try:
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            return fh.read()
-    finally:
-        os.close(fd)
+    with Under(root) as under:
+        return under.read(rel)
 
 
 def sha256_under(root: bytes, rel: bytes) -> str:

@@ -376,12 +376,13 @@ class FolderLife(RuleBasedStateMachine):
                        if expected.get(rel) != got.get(rel)}
             assert all(rel not in got for rel in missing), \
                 f"at {when}: " + _differences(expected, got)
-            named = [line for line in out.splitlines() if line.startswith("PRUNED ")
-                     and not line.startswith("PRUNED   src/.backupignore:")]
+            pruned = [line for line in out.splitlines() if line.startswith("PRUNED ")]
+            named = [line for line in pruned
+                     if not line.startswith("PRUNED   src/.backupignore:")]
             assert len(named) == len(missing), f"at {when}: {out}\n" + \
                 _differences(expected, got)
-            assert code == (1 if missing else 0), out
-            assert not missing or self.pruned, out
+            assert code == (1 if pruned else 0), out
+            assert not pruned or self.pruned, out
 
 
 def _differences(expected: dict, got: dict) -> str:
