@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The floor of a run with 1% changed, in Python, beside rsync and snapback.  By hand.
 
-    python bench/floor_changed.py TREE [--rounds 5] [--tmp /dev/shm]
+    python bench/floor_changed.py TREE [--rounds 5] [--tmp /dev/shm] [--reuse]
 
 TREE holds ``src/`` (the bench corpora: ``bench/bench.py``'s trees, /dev/shm/m240).
 Each round edits about 1% of the text files, adds 5, deletes 5 and touches 5
@@ -141,15 +141,22 @@ def main() -> None:
     parser.add_argument("tree", type=Path)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tmp", type=Path, default=Path("/dev/shm"))
+    parser.add_argument("--reuse", action="store_true",
+                        help="snapback's and rsync's destinations are the tree's own "
+                        "(TREE/backup.yaml, TREE/rsync-dest), as the bench leaves them: "
+                        "only the floor's is made (a tree too large to back up twice more)")
     args = parser.parse_args()
     source = (args.tree / "src").resolve()
     work = Path(tempfile.mkdtemp(prefix="floor-changed-", dir=args.tmp))
     plan = work / "plan.yaml"
     plan.write_text(f"destination: {work / 'snapback'}\nsources: [{source}]\n")
+    if args.reuse:
+        plan = (args.tree / "backup.yaml").resolve()
+    mirror = (args.tree / "rsync-dest").resolve() if args.reuse else work / "rsync"
     env = {**bench.ENV, "SNAPBACK_CONFIG": str(plan),
            "PYTHONPYCACHEPREFIX": str(work / "pycache")}
     runs = {
-        "rsync -a --delete": ["rsync", "-a", "--delete", f"{source}/", str(work / "rsync")],
+        "rsync -a --delete": ["rsync", "-a", "--delete", f"{source}/", str(mirror)],
         "python floor (both modes)": [sys.executable, "-c", FLOOR, str(source),
                                       str(work / "floor")],
         "snapback all": [sys.executable, "-m", "pipeline", "all", "--quiet"],
