@@ -127,13 +127,15 @@ create table if not exists pruned (
     id integer primary key,
     source text not null, dir blob not null, name blob not null,
     live integer not null,
-    run_id text not null          -- the run that wrote it: a run's place in the history
+    run_id text not null,         -- the run that wrote it: a run's place in the history
                                   -- (``run_order``) stays where its rows were
+    entry text not null           -- file | link | dir
 );
 create index if not exists pruned_by_path on pruned (source, dir, name, id);
 create trigger if not exists versions_traced after delete on versions
-begin insert or ignore into pruned (id, source, dir, name, live, run_id)
-    values (old.id, old.source, old.dir, old.name, old.kind != 'deleted', old.run_id); end;
+begin insert or ignore into pruned (id, source, dir, name, live, run_id, entry)
+    values (old.id, old.source, old.dir, old.name, old.kind != 'deleted', old.run_id,
+            old.entry); end;
 create table if not exists aliases (
     source text not null, entry text not null, rel blob not null, store blob not null,
     primary key (source, entry, rel)
@@ -809,19 +811,19 @@ class Catalog:
 
     def pruned_under(self, source: str, path: bytes) -> list[tuple[int, bytes, bool]]:
         """The traces of the version rows prune deleted for ``path`` and everything
-        below it, (row id, path, was a live version), oldest first."""
+        below it, (row id, path, was a live version: a file's or link's, not a
+        deletion's nor a folder's), oldest first."""
         if self.conn is None or not self.has_pruned:
             return []
+        what = "select id, dir, name, live and entry != 'dir' from pruned"
         if not path:
-            found = self.conn.execute("select id, dir, name, live from pruned where source=? "
-                                      "order by id", (source,))
+            found = self.conn.execute(f"{what} where source=? order by id", (source,))
         else:
             folder, _, name = path.rpartition(b"/")
             found = self.conn.execute(
-                "select id, dir, name, live from pruned where source=? and dir=? and name=? "
-                "union all select id, dir, name, live from pruned where source=? and dir=? "
-                "union all select id, dir, name, live from pruned where source=? and dir>=? "
-                "and dir<? order by id",
+                f"{what} where source=? and dir=? and name=? union all "
+                f"{what} where source=? and dir=? union all "
+                f"{what} where source=? and dir>=? and dir<? order by id",
                 (source, folder, name, source, path, source, path + b"/", path + b"0"))
         return [(i, d + b"/" + n if d else n, bool(live)) for i, d, n, live in found]
 

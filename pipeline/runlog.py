@@ -174,7 +174,8 @@ def prune_record(outcomes: list[Any], summary: str, run_id: str, started: float,
     the run id the catalog gave it (``Catalog.run_seq``: unique, and what ``--at``
     takes) and the time it pruned by."""
     return {"run_id": run_id, "mode": "prune", "note": summary, "started": _iso(started),
-            "auto": auto,
+            "auto": auto, "traced": True,     # (the catalog keeps what it dropped: older
+                                              # snapbacks' prunes did not)
             "counts": {"pruned": sum(o.dropped for o in outcomes if not o.problem),
                        "files": sum(1 for o in outcomes if not o.problem)},
             "bytes": max(sum(o.freed for o in outcomes if not o.problem), 0),

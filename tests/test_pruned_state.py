@@ -65,12 +65,13 @@ def test_a_file_as_of_such_a_run_is_refused_and_diff_too(backup: Backup) -> None
     first = backup.doit("restore", str(backup.src / "notes.txt"), "--at", runs[0],
                         "--to", str(into))
     assert first.returncode == 2 and "no longer keeps src/notes.txt as of" in first.stderr
-    # a folder all of whose files went then: the folder, and what went is named
+    # a folder all of whose files went then: refused, not restored as an empty folder
+    # (helper-46: status 1 and an empty folder)
     sub = backup.doit("restore", str(backup.src / "sub"), "--at", runs[2], "--to", str(into))
-    assert sub.returncode == 1, sub.stderr
-    assert "PRUNED   src/sub/deep.txt: its version as of" in sub.stderr
-    assert os.listdir(into) == ["sub"] and os.listdir(into / "sub") == []
-    shutil.rmtree(into)
+    assert sub.returncode == 2, sub.stderr
+    assert sub.stderr.startswith(f"snapback: the versioned backup no longer keeps what "
+                                 f"src/sub held (1 path) as of {runs[2]}: "), sub.stderr
+    assert not into.exists()
     # diff refuses the time too, and still shows the kept versions
     diff = backup.doit("diff", str(backup.src / "notes.txt"), "--at", runs[2])
     assert diff.returncode == 2, diff.stdout + diff.stderr
@@ -83,6 +84,13 @@ def test_a_file_as_of_such_a_run_is_refused_and_diff_too(backup: Backup) -> None
     kept = backup.doit("diff", str(backup.src / "notes.txt"), "--at", runs[3],
                        "--against", runs[1])
     assert kept.returncode == 0 and "+version 3" in kept.stdout, kept.stderr
+    # the last change as kept spans a dropped version: said, on stderr (helper-46)
+    assert kept.stderr == ("note: prune dropped 1 version of src/notes.txt between "
+                           "2026-10-01_18-00-00 and 2026-10-02_18-00-00: this diff spans "
+                           "them\n")
+    last = backup.doit("diff", str(backup.src / "notes.txt"))
+    assert (last.returncode, last.stderr) == (0, kept.stderr), last.stderr
+    assert last.stdout == kept.stdout
     # a kept run of the file restores exactly
     ok = backup.doit("restore", str(backup.src / "notes.txt"), "--at", runs[3],
                      "--to", str(into))
@@ -138,7 +146,7 @@ def test_a_source_whose_every_version_then_went_is_refused(backup: Backup) -> No
     into = backup.base / "r"
     result = backup.doit("restore", str(backup.src), "--at", runs[0], "--to", str(into))
     assert result.returncode == 2, result.stdout + result.stderr
-    refused = (f"snapback: the versioned backup no longer keeps what src held (1 file) as "
+    refused = (f"snapback: the versioned backup no longer keeps what src held (1 path) as "
                f"of {runs[0]}: prune dropped the versions from then (the oldest kept is from "
                f"2026-10-01_18-00-00; doit history {backup.src} lists the versions kept)\n")
     assert result.stderr == refused
@@ -149,3 +157,57 @@ def test_a_source_whose_every_version_then_went_is_refused(backup: Backup) -> No
     again = backup.doit("restore", str(backup.src), "--at", runs[0], "--to", str(into))
     assert (again.returncode, again.stderr) == (2, refused)
     assert not into.exists()
+
+
+def test_a_deleted_folder_whose_history_expired_is_named_by_its_files(backup: Backup) -> None:
+    make_tree(backup.src, {"keep.txt": "k\n", "d": {"y.txt": "y\n", "z.txt": "z\n"}})
+    at(backup, "2026-10-01T09:00:00", "versioned")
+    first = json.loads(backup.runs()[-1])["run_id"]
+    shutil.rmtree(backup.src / "d")
+    at(backup, "2026-10-02T09:00:00", "versioned")
+    assert at(backup, "2026-10-05T09:00:00", "prune", "--keep-deleted", "1d").returncode == 0
+    into = backup.base / "r"
+    whole = backup.doit("restore", str(backup.src), "--at", first, "--to", str(into))
+    assert whole.returncode == 1, whole.stderr
+    assert [line.split(":")[0] for line in whole.stderr.splitlines()
+            if line.startswith("PRUNED")] == ["PRUNED   src/d/y.txt", "PRUNED   src/d/z.txt"]
+    assert "2 path(s) of src were left out" in whole.stderr
+    assert sorted(digests(into)) == ["keep.txt"]
+    folder = backup.doit("restore", str(backup.src / "d"), "--at", first,
+                         "--to", str(backup.base / "d"))
+    assert folder.returncode == 2 and "what src/d held (2 paths) as of" in folder.stderr
+
+
+def test_a_prune_made_by_an_older_snapback_is_said_where_it_may_hide_a_gap(
+        backup: Backup) -> None:
+    """A catalog pruned before prunes left a trace: restores as of a time before that
+    prune cannot name what it dropped, and say so (helper-46: an older version, silently)."""
+    import sqlite3
+    runs = four_runs(backup)
+    db = sqlite3.connect(backup.meta / "catalog.sqlite3")
+    db.execute("delete from pruned")                    # as an older snapback left it
+    db.commit()
+    db.close()
+    log = backup.meta / "runs.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    for record in records:
+        record.pop("traced", None)
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    prune_id = records[-1]["run_id"]
+    into = backup.base / "r"
+    before = backup.doit("restore", str(backup.src), "--at", runs[1], "--to", str(into))
+    assert before.returncode == 0, before.stderr
+    assert before.stderr == (f"note: prune {prune_id}, made by an older snapback, kept no "
+                             f"trace of the versions it dropped: a file whose version as of "
+                             f"{runs[1]} it dropped is missing here, or at an older version, "
+                             "and is not named\n")
+    # the latest state, and a run after that prune: nothing to say
+    (backup.src / "notes.txt").write_text("version 4\n")
+    at(backup, "2026-10-04T09:00:00", "versioned")
+    later = json.loads(backup.runs()[-1])["run_id"]
+    shutil.rmtree(into)
+    after = backup.doit("restore", str(backup.src), "--at", later, "--to", str(into))
+    assert (after.returncode, after.stderr) == (0, "")
+    shutil.rmtree(into)
+    now = backup.doit("restore", str(backup.src), "--to", str(into))
+    assert (now.returncode, now.stderr) == (0, "")

@@ -245,6 +245,27 @@ def when(catalog: Catalog, text: str) -> int | None:
     return upto
 
 
+def untraced_prune(catalog: Catalog, upto: int | None) -> str | None:
+    """The first prune run after the state ``upto`` (the history as of a time) that an
+    older snapback made, dropping versions without leaving the trace this version
+    keeps (its record says nothing of it): a restore as of that time cannot name what
+    it dropped.  None when there is none (or ``upto`` is the latest state)."""
+    from .. import runlog
+    if upto is None:
+        return None
+    places = {run_id: last for run_id, _started, last in catalog.run_order()}
+    for record in runlog.read(catalog.path.parent):
+        if record.get("mode") != "prune" or record.get("traced") is True:
+            continue
+        counts = record.get("counts")
+        if not isinstance(counts, dict) or not counts.get("pruned"):
+            continue
+        place = places.get(str(record.get("run_id")))  # (what it dropped came before it)
+        if place is not None and place >= upto:
+            return str(record.get("run_id"))
+    return None
+
+
 def split(rel: str) -> tuple[bytes, bytes]:
     folder, _, name = os.fsencode(rel).rpartition(b"/")
     return folder, name

@@ -15,6 +15,7 @@ from .. import layout, rebuild, textdiff
 from ..catalog import CONTENT_KINDS, Catalog, Row, open_catalog
 from ..errors import SnapbackError, UsageError
 from ..paths import Target, locate
+from ..show import plural
 from .base import Context, known, one_path, split, when, with_retired
 
 # Versions up to this size are diffed here (in a few seconds at most: textdiff's
@@ -58,6 +59,7 @@ def run(ctx: Context, paths: list[str], at: str = "", against: str = "",
             raise UsageError(f"{target.label}: no earlier version to compare with "
                              f"(first stored {content[0].time})")
         old = older[-1]
+        between = _dropped_between(catalog, target, old.id, new.id)
         root = layout.history_root(plan.destination, target.source.name)
         try:
             before = rebuild.rebuild(root, rows, old)
@@ -66,6 +68,9 @@ def run(ctx: Context, paths: list[str], at: str = "", against: str = "",
             raise SnapbackError(f"{target.label}: {exc}") from None
     finally:
         catalog.close()
+    if between:                    # (on stderr: the diff itself stays a patch)
+        print(f"note: prune dropped {plural(between, 'version')} of {target.label} between "
+              f"{old.time} and {new.time}: this diff spans them", file=sys.stderr)
     if vscode:
         return _vscode(target, old.time, before, new.time, after)
     if not (textdiff.is_text(before) and textdiff.is_text(after)):
@@ -82,6 +87,13 @@ def run(ctx: Context, paths: list[str], at: str = "", against: str = "",
     assert text is not None                      # coarse_ok: a diff, however costly
     _print_diff(text)
     return None
+
+
+def _dropped_between(catalog: Catalog, target: Target, older: int, newer: int) -> int:
+    """How many versions of the file prune dropped between two kept ones."""
+    rel = os.fsencode(target.rel)
+    return sum(1 for row_id, path, live in catalog.pruned_under(target.source.name, rel)
+               if path == rel and live and older < row_id < newer)
 
 
 def _kept_then(catalog: Catalog, target: Target, candidates: list[Row], upto: int | None,

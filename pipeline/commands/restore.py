@@ -16,7 +16,7 @@ from ..paths import locate, user_cwd
 from ..plan import Plan
 from ..protect import is_protected
 from ..show import display, plural
-from .base import Context, known, one_path, when, with_retired
+from .base import Context, known, one_path, untraced_prune, when, with_retired
 
 
 def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
@@ -73,11 +73,12 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
                         raise UsageError(f"{target.label} is left out of the history "
                                          f"(versioned.ignore); the mirror holds its latest "
                                          f"state: snapback restore {path} --from snapshot")
-        if lost and not items:
+        if lost and all(item.kind == "dir" for item in items):
+            # nothing but folders left of it then: refused, not restored as empty folders
             kept = [r.time for r in catalog.rows_under(target.source.name,
                                                        os.fsencode(target.rel)) if r.live]
             what = (f"{target.label}" if lost == [os.fsencode(target.rel)] else
-                    f"what {target.label} held ({plural(len(lost), 'file')})")
+                    f"what {target.label} held ({plural(len(lost), 'path')})")
             oldest = f"the oldest kept is from {kept[0]}; " if kept else ""
             raise UsageError(f"the versioned backup no longer keeps {what} as of {at}: prune "
                              f"dropped the versions from then ({oldest}doit history {path} "
@@ -106,6 +107,7 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
                                  "was deleted, and prune dropped its history (keep_deleted)")
             raise UsageError(f"{target.label} did not exist{moment_text} in the "
                              f"{origin or 'versioned'} backup")
+        untraced = untraced_prune(catalog, upto) if at and origin != "snapshot" else None
         done = restore.restore(items, into,
                                layout.history_root(plan.destination, target.source.name), force)
     for rel, why in done.failed:
@@ -116,6 +118,10 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
               "kept", file=sys.stderr)
     ctx.say(f"restored {target.label}{' as of ' + at if at else ''}{note}: "
             f"{plural(done.written, 'file')} into {into}")
+    if untraced is not None:
+        print(f"note: prune {untraced}, made by an older snapback, kept no trace of the "
+              f"versions it dropped: a file whose version as of {at} it dropped is "
+              "missing here, or at an older version, and is not named", file=sys.stderr)
     if done.failed:
         return Failed(f"{len(done.failed)} path(s) of {target.label} could not be restored "
                       f"(first: {done.failed[0][0]}); everything else was")
