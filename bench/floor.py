@@ -32,6 +32,27 @@ import tempfile
 import time
 from pathlib import Path
 
+# One reading of a file, one temporary file per copy (bench/floor_changed.py's too).
+COPY = r'''
+CHUNK = 1 << 20
+
+def copy(path, tmps, st):
+    # one reading, one temporary file per area
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    outs = [os.open(t, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600) for t in tmps]
+    h = hashlib.sha256()
+    while chunk := os.read(fd, CHUNK):
+        h.update(chunk)
+        for out in outs:
+            os.write(out, chunk)
+    for out in outs:
+        os.fchmod(out, stat.S_IMODE(st.st_mode))
+        os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.close(out)
+    os.close(fd)
+    return h.hexdigest()
+'''
+
 FLOOR = r'''
 import hashlib, os, sqlite3, stat, sys
 src, dest, areas = os.fsencode(sys.argv[1]), os.fsencode(sys.argv[2]), sys.argv[3]
@@ -63,24 +84,7 @@ def record(area, rel, name, st, sha):
     else:
         db.execute(MIRROR, (rel, name, st.st_size, st.st_mtime_ns, sha, st.st_mode,
                             st.st_ctime_ns, st.st_ino))
-CHUNK = 1 << 20
-
-def copy(path, tmps, st):
-    # one reading, one temporary file per area
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    outs = [os.open(t, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600) for t in tmps]
-    h = hashlib.sha256()
-    while chunk := os.read(fd, CHUNK):
-        h.update(chunk)
-        for out in outs:
-            os.write(out, chunk)
-    for out in outs:
-        os.fchmod(out, stat.S_IMODE(st.st_mode))
-        os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
-        os.close(out)
-    os.close(fd)
-    return h.hexdigest()
-
+''' + COPY + r'''
 stack = [b""]
 mirror, history = os.path.join(dest, b"mirror"), os.path.join(dest, b"history")
 wanted = {"mirror": (mirror,), "history": (history,), "both": (mirror, history)}[areas]

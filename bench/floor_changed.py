@@ -36,7 +36,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench  # noqa: E402
+import floor
+
+import bench
 
 FLOOR = r'''
 import hashlib, os, sqlite3, stat, sys
@@ -55,25 +57,7 @@ create table if not exists versions (id integer primary key, dir blob, name blob
 create index if not exists versions_by_path on versions (dir, name);
 """)
 stored = dict(db.execute("select dir, sig from folders"))
-CHUNK = 1 << 20
-
-
-def copy(path, tmps, st):
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    outs = [os.open(t, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600) for t in tmps]
-    h = hashlib.sha256()
-    while chunk := os.read(fd, CHUNK):
-        h.update(chunk)
-        for out in outs:
-            os.write(out, chunk)
-    for out in outs:
-        os.fchmod(out, stat.S_IMODE(st.st_mode))
-        os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
-        os.close(out)
-    os.close(fd)
-    return h.hexdigest()
-
-
+''' + floor.COPY + r'''
 stack = [b""]
 while stack:
     rel = stack.pop()
