@@ -49,8 +49,8 @@ def versioned_items(catalog: Catalog, target: Target, upto: int | None
                     ) -> tuple[list[Item], list[bytes]]:
     """What the versioned history holds for ``target`` as of the row id ``upto`` (the
     state a run left, an exact version; None: the latest), and the paths (in the
-    source) whose version then prune dropped: neither
-    an older kept version nor nothing stands in for one of those."""
+    source) whose version then prune dropped: neither an older kept version nor
+    nothing stands in for one of those."""
     rel = os.fsencode(target.rel)
     rows = catalog.rows_under(target.source.name, rel)
     histories: dict[bytes, list[Row]] = {}

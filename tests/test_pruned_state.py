@@ -211,3 +211,15 @@ def test_a_prune_made_by_an_older_snapback_is_said_where_it_may_hide_a_gap(
     shutil.rmtree(into)
     now = backup.doit("restore", str(backup.src), "--to", str(into))
     assert (now.returncode, now.stderr) == (0, "")
+    # a prune of a snapback older still, under an id the catalog has no place for: it
+    # may have dropped anything before it, so any time but the latest says so
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    for record in records:
+        if record["run_id"] == prune_id:
+            record["run_id"] = "prune-1792486800"
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    shutil.rmtree(into)
+    placeless = backup.doit("restore", str(backup.src), "--at", later, "--to", str(into))
+    assert placeless.returncode == 0
+    assert placeless.stderr.startswith("note: prune prune-1792486800, made by an older "), \
+        placeless.stderr

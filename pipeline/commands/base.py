@@ -260,8 +260,10 @@ def untraced_prune(catalog: Catalog, upto: int | None) -> str | None:
         counts = record.get("counts")
         if not isinstance(counts, dict) or not counts.get("pruned"):
             continue
-        place = places.get(str(record.get("run_id")))  # (what it dropped came before it)
-        if place is not None and place >= upto:
+        # what it dropped came before it; a prune the catalog has no place for (an id of
+        # a snapback older still) may have dropped anything
+        place = places.get(str(record.get("run_id")))
+        if place is None or place >= upto:
             return str(record.get("run_id"))
     return None
 
