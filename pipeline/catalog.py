@@ -26,6 +26,11 @@ from .errors import SnapbackError
 from .layout import AREAS, CATALOG
 from .lstat import AnyStat
 
+# Each version row deleted leaves its trace (the table ``pruned``, in SCHEMA).
+TRACE_TRIGGER = """create trigger if not exists versions_traced after delete on versions
+begin insert or ignore into pruned (id, source, dir, name, live, run_id, entry)
+    values (old.id, old.source, old.dir, old.name, old.kind != 'deleted', old.run_id,
+            old.entry); end;"""
 SCHEMA = """
 create table if not exists versions (
     id integer primary key autoincrement,
@@ -132,10 +137,13 @@ create table if not exists pruned (
     entry text not null           -- file | link | dir
 );
 create index if not exists pruned_by_path on pruned (source, dir, name, id);
-create trigger if not exists versions_traced after delete on versions
-begin insert or ignore into pruned (id, source, dir, name, live, run_id, entry)
-    values (old.id, old.source, old.dir, old.name, old.kind != 'deleted', old.run_id,
-            old.entry); end;
+create table if not exists traced_from (
+    -- the runs' seq when this catalog began to keep the traces above: a prune run
+    -- (run id ``prune-...``) up to it, made by an older snapback, dropped versions
+    -- without one, and a restore as of a time before it says so
+    seq integer not null
+);
+""" + TRACE_TRIGGER + """
 create table if not exists aliases (
     source text not null, entry text not null, rel blob not null, store blob not null,
     primary key (source, entry, rel)
@@ -353,6 +361,13 @@ class Catalog:
             if added - {"runs.logged"} or found < FORMAT:
                 for statement in filter(str.strip, UPGRADE_3.split(";")):
                     self.conn.execute(statement)      # (executescript would commit)
+            pruned = {row[1] for row in self.conn.execute("pragma table_info(pruned)")}
+            if "entry" not in pruned:       # (a development version's table and trigger)
+                self.conn.execute("alter table pruned add column entry text")
+                self.conn.execute("drop trigger versions_traced")
+                self.conn.execute(TRACE_TRIGGER)
+            self.conn.execute("insert into traced_from select coalesce(max(seq), 0) from "
+                              "runs where not exists (select 1 from traced_from)")
             if "runs.logged" in added:      # the runs before it: each has its record
                 self.conn.execute("update runs set logged = started where logged is null")
             # (the runs not yet known logged, read by every writing run: one or two)
@@ -385,7 +400,7 @@ class Catalog:
         """The columns this catalog has: a reader of a format-2 or 3 catalog (not yet
         upgraded by a writer) reads the newer ones as null."""
         self.cols, self.size = COLUMNS, SIZE
-        self.has_runs = self.has_pruned = True
+        self.has_runs = self.has_pruned = self.traced_from = self.dir_traced = True
         if self.conn is None:
             return
         have = {row[1] for row in self.conn.execute("pragma table_info(versions)")}
@@ -400,6 +415,9 @@ class Catalog:
         self.has_runs = "runs" in tables
         self.has_pruned = "pruned" in tables     # (written by this version on: older
                                                  # prunes left no trace)
+        self.traced_from = "traced_from" in tables
+        self.dir_traced = self.has_pruned and "entry" in {
+            row[1] for row in self.conn.execute("pragma table_info(pruned)")}
 
     def _check_format(self, fresh_ok: bool) -> None:
         assert self.conn is not None
@@ -809,13 +827,14 @@ class Catalog:
             f"select {self.cols} from versions where source=? and dir>=? and dir<? order by id",
             (source, folder, name, source, path, source, path + b"/", path + b"0"))
 
-    def pruned_under(self, source: str, path: bytes) -> list[tuple[int, bytes, bool]]:
+    def pruned_under(self, source: str, path: bytes) -> list[tuple[int, bytes, bool, bool]]:
         """The traces of the version rows prune deleted for ``path`` and everything
-        below it, (row id, path, was a live version: a file's or link's, not a
-        deletion's nor a folder's), oldest first."""
+        below it, (row id, path, was live: not a deletion, was a folder's), oldest
+        first."""
         if self.conn is None or not self.has_pruned:
             return []
-        what = "select id, dir, name, live and entry != 'dir' from pruned"
+        folder_row = "entry is 'dir'" if self.dir_traced else "0"
+        what = f"select id, dir, name, live, {folder_row} from pruned"
         if not path:
             found = self.conn.execute(f"{what} where source=? order by id", (source,))
         else:
@@ -825,7 +844,18 @@ class Catalog:
                 f"{what} where source=? and dir=? union all "
                 f"{what} where source=? and dir>=? and dir<? order by id",
                 (source, folder, name, source, path, source, path + b"/", path + b"0"))
-        return [(i, d + b"/" + n if d else n, bool(live)) for i, d, n, live in found]
+        return [(i, d + b"/" + n if d else n, bool(live), bool(is_dir))
+                for i, d, n, live, is_dir in found]
+
+    def untraced_prunes(self) -> set[str]:
+        """The prune runs made before this catalog kept traces of what prune drops
+        (``traced_from``; all of them in a catalog no writer of this version opened)."""
+        if self.conn is None or not self.has_runs:
+            return set()
+        upto = "(select seq from traced_from)" if self.traced_from else "(select max(seq) " \
+            "from runs)"
+        return {run_id for (run_id,) in self.conn.execute(
+            f"select run_id from runs where run_id like 'prune-%' and seq <= {upto}")}
 
     def sources(self) -> list[str]:
         """Every source name the history holds."""

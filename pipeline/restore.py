@@ -56,11 +56,12 @@ def versioned_items(catalog: Catalog, target: Target, upto: int | None
     histories: dict[bytes, list[Row]] = {}
     for row in rows:
         histories.setdefault(row.path, []).append(row)
-    # per path, the newest trace of a dropped row at or below upto: (row id, was live)
-    traces: dict[bytes, tuple[int, bool]] = {}
-    for row_id, path, live in catalog.pruned_under(target.source.name, rel):
+    # per path, the newest trace of a dropped row at or below upto: (row id, was live,
+    # was a folder's)
+    traces: dict[bytes, tuple[int, bool, bool]] = {}
+    for row_id, path, live, is_dir in catalog.pruned_under(target.source.name, rel):
         if upto is None or row_id <= upto:
-            traces[path] = (row_id, live)
+            traces[path] = (row_id, live, is_dir)
     items: list[Item] = []
     lost: list[bytes] = []
     base = rel.rpartition(b"/")[0]
@@ -83,6 +84,14 @@ def versioned_items(catalog: Catalog, target: Target, upto: int | None
             items.append(Item(out, "link", row.mode, row.mtime_ns, target=row.target))
         else:
             items.append(Item(out, "dir", row.mode, row.mtime_ns))
+    # a folder is named only when nothing named lies below it (an empty folder then)
+    above: set[bytes] = set()
+    for path in lost:
+        parent = path.rpartition(b"/")[0]
+        while parent and parent not in above:
+            above.add(parent)
+            parent = parent.rpartition(b"/")[0]
+    lost = [path for path in lost if not (traces[path][2] and path in above)]
     if rel and items and not any(i.rel == os.fsencode(os.path.basename(target.rel)) for i in items):
         # the folder itself has no row (the source root's own folder): restore it plainly
         items.append(Item(os.fsencode(os.path.basename(target.rel)), "dir", None, None))

@@ -4,7 +4,6 @@ nothing, in place of the one it had; the rest restores, and what is missing is n
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -180,46 +179,76 @@ def test_a_deleted_folder_whose_history_expired_is_named_by_its_files(backup: Ba
 
 def test_a_prune_made_by_an_older_snapback_is_said_where_it_may_hide_a_gap(
         backup: Backup) -> None:
-    """A catalog pruned before prunes left a trace: restores as of a time before that
-    prune cannot name what it dropped, and say so (helper-46: an older version, silently)."""
+    """A catalog pruned before prunes left a trace: restores and diffs as of a time
+    before that prune cannot name what it dropped, and say so (helper-46: an older
+    version, silently); after it, nothing is said (helper-47).  The catalog alone
+    decides: its prune runs up to ``traced_from``, not the run log."""
     import sqlite3
     runs = four_runs(backup)
     db = sqlite3.connect(backup.meta / "catalog.sqlite3")
-    db.execute("delete from pruned")                    # as an older snapback left it
+    db.execute("delete from pruned")                    # as an older snapback left it,
+    db.execute("update traced_from set seq = (select max(seq) from runs)")  # then upgraded
+    prune_id = db.execute("select run_id from runs order by seq desc limit 1").fetchone()[0]
     db.commit()
     db.close()
-    log = backup.meta / "runs.jsonl"
-    records = [json.loads(line) for line in log.read_text().splitlines()]
-    for record in records:
-        record.pop("traced", None)
-    log.write_text("".join(json.dumps(r) + "\n" for r in records))
-    prune_id = records[-1]["run_id"]
+    assert prune_id.startswith("prune-")
+    (backup.meta / "runs.jsonl").unlink()           # (not needed: helper-47)
+    (backup.meta / "runs.jsonl").mkdir()
     into = backup.base / "r"
+    note = (f"note: prune {prune_id}, made by an older snapback, kept no trace of the "
+            f"versions it dropped: a file whose version as of {runs[1]} it dropped is "
+            "missing here, or at an older version, and is not named\n")
     before = backup.doit("restore", str(backup.src), "--at", runs[1], "--to", str(into))
-    assert before.returncode == 0, before.stderr
-    assert before.stderr == (f"note: prune {prune_id}, made by an older snapback, kept no "
-                             f"trace of the versions it dropped: a file whose version as of "
-                             f"{runs[1]} it dropped is missing here, or at an older version, "
-                             "and is not named\n")
-    # the latest state, and a run after that prune: nothing to say
-    (backup.src / "notes.txt").write_text("version 4\n")
-    at(backup, "2026-10-04T09:00:00", "versioned")
-    later = json.loads(backup.runs()[-1])["run_id"]
+    assert (before.returncode, before.stderr) == (0, note)
+    diff = backup.doit("diff", str(backup.src / "notes.txt"))
+    assert diff.returncode == 0 and diff.stderr == (
+        f"note: prune {prune_id}, made by an older snapback, kept no trace of the versions "
+        "it dropped: this diff may span some\n"), diff.stderr
+    # a time after that prune, with no run since: nothing to say
     shutil.rmtree(into)
-    after = backup.doit("restore", str(backup.src), "--at", later, "--to", str(into))
+    after = backup.doit("restore", str(backup.src), "--at", "2026-10-03T12:00:00",
+                        "--to", str(into))
     assert (after.returncode, after.stderr) == (0, "")
     shutil.rmtree(into)
     now = backup.doit("restore", str(backup.src), "--to", str(into))
     assert (now.returncode, now.stderr) == (0, "")
-    # a prune of a snapback older still, under an id the catalog has no place for: it
-    # may have dropped anything before it, so any time but the latest says so
-    records = [json.loads(line) for line in log.read_text().splitlines()]
-    for record in records:
-        if record["run_id"] == prune_id:
-            record["run_id"] = "prune-1792486800"
-    log.write_text("".join(json.dumps(r) + "\n" for r in records))
-    shutil.rmtree(into)
-    placeless = backup.doit("restore", str(backup.src), "--at", later, "--to", str(into))
-    assert placeless.returncode == 0
-    assert placeless.stderr.startswith("note: prune prune-1792486800, made by an older "), \
-        placeless.stderr
+
+
+def test_a_trace_table_of_a_development_version_is_mended(backup: Backup) -> None:
+    """A ``pruned`` table without its ``entry`` column (21d6614 to 1d6b95e, helper-47:
+    every restore failed on it): read as it is, mended by the next writer."""
+    import sqlite3
+    runs = four_runs(backup)
+    db = sqlite3.connect(backup.meta / "catalog.sqlite3")
+    db.executescript("drop trigger versions_traced; alter table pruned drop column entry; "
+                     "create trigger versions_traced after delete on versions begin "
+                     "insert or ignore into pruned (id, source, dir, name, live, run_id) "
+                     "values (old.id, old.source, old.dir, old.name, old.kind != 'deleted', "
+                     "old.run_id); end;")
+    db.close()
+    into = backup.base / "r"
+    read = backup.doit("restore", str(backup.src), "--at", runs[2], "--to", str(into))
+    assert read.returncode == 1 and "PRUNED   src/notes.txt" in read.stderr, read.stderr
+    (backup.src / "notes.txt").write_text("version 4\n")
+    assert at(backup, "2026-10-04T09:00:00", "versioned").returncode == 0
+    assert at(backup, "2026-10-05T09:00:00", "prune", "--keep-last", "1").returncode == 0
+    db = sqlite3.connect(backup.meta / "catalog.sqlite3")
+    entries = {e for (e,) in db.execute("select entry from pruned")}
+    db.close()
+    assert entries == {None, "file"}, entries       # (the new prune's traces say it)
+
+
+def test_empty_folders_whose_history_expired_are_named(backup: Backup) -> None:
+    """helper-47: an empty folder deleted and expired was left out silently."""
+    make_tree(backup.src, {"f.txt": "f\n", "E": {}, "G": {"sub": {}}})
+    at(backup, "2026-10-01T09:00:00", "versioned")
+    first = json.loads(backup.runs()[-1])["run_id"]
+    (backup.src / "E").rmdir()
+    shutil.rmtree(backup.src / "G")
+    at(backup, "2026-10-02T09:00:00", "versioned")
+    assert at(backup, "2026-10-20T09:00:00", "prune", "--keep-deleted", "3d").returncode == 0
+    into = backup.base / "r"
+    result = backup.doit("restore", str(backup.src), "--at", first, "--to", str(into))
+    assert result.returncode == 1, result.stderr
+    assert sorted(line.split(":")[0] for line in result.stderr.splitlines()
+                  if line.startswith("PRUNED")) == ["PRUNED   src/E", "PRUNED   src/G/sub"]

@@ -197,7 +197,13 @@ def known(catalog: Catalog, plan: Plan) -> Callable[[Target], bool]:
 
 
 def when(catalog: Catalog, text: str) -> int | None:
-    """The history as of TIME, as the newest row id it includes (None: the latest).
+    """The history as of TIME, as the newest row id it includes (None: the latest)."""
+    return when_at(catalog, text)[0]
+
+
+def when_at(catalog: Catalog, text: str) -> tuple[int | None, int | None]:
+    """The history as of TIME: (the newest row id it includes, how many of the
+    catalog's runs, from the first, it includes); (None, None): the latest.
 
     Runs are taken in the order they ran, never by their clocks: a run id is that
     run's state exactly; a time is the state after the longest run of runs, from the
@@ -206,12 +212,12 @@ def when(catalog: Catalog, text: str) -> int | None:
     holds what a run recorded under a later time)."""
     from .. import timespec
     if not text:
-        return None
+        return None, None
     order, given = catalog.run_order(), text.strip()
     if timespec.RUN_ID.match(given):
-        for run_id, _started, upto in order:
+        for index, (run_id, _started, upto) in enumerate(order):
             if run_id == given:
-                return upto
+                return upto, index + 1
         # a run that wrote nothing into the catalog (refused by the vanished-source
         # guard, say) but that doit history lists: the state the runs before it left
         from .. import runlog
@@ -222,7 +228,8 @@ def when(catalog: Catalog, text: str) -> int | None:
             # run between (or itself) is one whose record says the catalog holds it (runs
             # stay there, however pruned): then this catalog is older than its run log
             # (fetched from a remote whose sync was cut between the two)
-            bounds = {run_id: upto for run_id, _s, upto in order}
+            bounds = {run_id: (upto, index + 1)
+                      for index, (run_id, _s, upto) in enumerate(order)}
             for record in reversed(records[:logged.index(given) + 1]):
                 if record.get("run_id") in bounds:
                     return bounds[record["run_id"]]
@@ -232,39 +239,30 @@ def when(catalog: Catalog, text: str) -> int | None:
                         f"does not hold ({record.get('run_id')!r}): the catalog is older "
                         "than the log (a sync cut short before it sent the catalog?); doit "
                         "history FILE lists the versions this catalog holds")
-            return -1
+            return -1, 0
         raise timespec.BadTime(
             f"no run {given!r} in this backup's history (it changed only the mirror, which "
             "keeps only the latest state, or its versions were pruned; doit history lists "
             "the runs)")
-    moment, upto = timespec.parse(text), -1           # -1: before the first run
+    moment, upto, count = timespec.parse(text), -1, 0      # -1: before the first run
     for _run_id, started, last in order:
         if started > moment:
             break
-        upto = last
-    return upto
+        upto, count = last, count + 1
+    return upto, count
 
 
-def untraced_prune(catalog: Catalog, upto: int | None) -> str | None:
-    """The first prune run after the state ``upto`` (the history as of a time) that an
-    older snapback made, dropping versions without leaving the trace this version
-    keeps (its record says nothing of it): a restore as of that time cannot name what
-    it dropped.  None when there is none (or ``upto`` is the latest state)."""
-    from .. import runlog
-    if upto is None:
+def untraced_prune(catalog: Catalog, included: int | None) -> str | None:
+    """The first prune run the state of the history as of a time does not include
+    (it holds the first ``included`` runs) that an older snapback made, dropping
+    versions without the trace this version keeps: a restore as of that time cannot
+    name what it dropped.  None when there is none, or for the latest state."""
+    if included is None:
         return None
-    places = {run_id: last for run_id, _started, last in catalog.run_order()}
-    for record in runlog.read(catalog.path.parent):
-        if record.get("mode") != "prune" or record.get("traced") is True:
-            continue
-        counts = record.get("counts")
-        if not isinstance(counts, dict) or not counts.get("pruned"):
-            continue
-        # what it dropped came before it; a prune the catalog has no place for (an id of
-        # a snapback older still) may have dropped anything
-        place = places.get(str(record.get("run_id")))
-        if place is None or place >= upto:
-            return str(record.get("run_id"))
+    untraced = catalog.untraced_prunes()
+    for run_id, _started, _upto in catalog.run_order()[included:]:
+        if run_id in untraced:
+            return run_id
     return None
 
 

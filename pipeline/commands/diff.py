@@ -60,6 +60,9 @@ def run(ctx: Context, paths: list[str], at: str = "", against: str = "",
                              f"(first stored {content[0].time})")
         old = older[-1]
         between = _dropped_between(catalog, target, old.id, new.id)
+        untraced = catalog.untraced_prunes()
+        older_prune = next((run_id for run_id, _s, last in catalog.run_order()
+                            if run_id in untraced and last >= old.id), None)
         root = layout.history_root(plan.destination, target.source.name)
         try:
             before = rebuild.rebuild(root, rows, old)
@@ -71,6 +74,9 @@ def run(ctx: Context, paths: list[str], at: str = "", against: str = "",
     if between:                    # (on stderr: the diff itself stays a patch)
         print(f"note: prune dropped {plural(between, 'version')} of {target.label} between "
               f"{old.time} and {new.time}: this diff spans them", file=sys.stderr)
+    elif older_prune is not None:
+        print(f"note: prune {older_prune}, made by an older snapback, kept no trace of the "
+              f"versions it dropped: this diff may span some", file=sys.stderr)
     if vscode:
         return _vscode(target, old.time, before, new.time, after)
     if not (textdiff.is_text(before) and textdiff.is_text(after)):
@@ -92,8 +98,9 @@ def run(ctx: Context, paths: list[str], at: str = "", against: str = "",
 def _dropped_between(catalog: Catalog, target: Target, older: int, newer: int) -> int:
     """How many versions of the file prune dropped between two kept ones."""
     rel = os.fsencode(target.rel)
-    return sum(1 for row_id, path, live in catalog.pruned_under(target.source.name, rel)
-               if path == rel and live and older < row_id < newer)
+    return sum(1 for row_id, path, live, is_dir in catalog.pruned_under(target.source.name,
+                                                                          rel)
+               if path == rel and live and not is_dir and older < row_id < newer)
 
 
 def _kept_then(catalog: Catalog, target: Target, candidates: list[Row], upto: int | None,
@@ -104,8 +111,8 @@ def _kept_then(catalog: Catalog, target: Target, candidates: list[Row], upto: in
         return
     rel = os.fsencode(target.rel)
     newest = candidates[-1].id if candidates else -1
-    for row_id, path, live in catalog.pruned_under(target.source.name, rel):
-        if path == rel and live and newest < row_id <= upto:
+    for row_id, path, live, is_dir in catalog.pruned_under(target.source.name, rel):
+        if path == rel and live and not is_dir and newest < row_id <= upto:
             raise UsageError(f"{target.label}: its version as of {text} is no longer kept "
                              f"(prune dropped it); doit history lists the versions kept")
 

@@ -16,7 +16,7 @@ from ..paths import locate, user_cwd
 from ..plan import Plan
 from ..protect import is_protected
 from ..show import display, plural
-from .base import Context, known, one_path, untraced_prune, when, with_retired
+from .base import Context, known, one_path, untraced_prune, when_at, with_retired
 
 
 def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
@@ -31,6 +31,7 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
     into = restore_folder(plan, to)
     note = ""
     upto: int | None = None
+    included: int | None = None             # how many runs the state as of --at holds
     lost: list[bytes] = []
     with ctx.reading() as catalog:
         view = with_retired(plan, catalog)
@@ -45,7 +46,9 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
         else:
             upto = restore.exact_version(catalog, target, at)
             if upto is None:
-                upto = when(catalog, at)
+                upto, included = when_at(catalog, at)
+            elif at:                        # a version's stamp: the runs up to its own
+                included = sum(1 for _r, _s, last in catalog.run_order() if last < upto) + 1
             items, lost = restore.versioned_items(catalog, target, upto)
             if not items and not lost and not at:
                 gone = restore.deleted_at(catalog, target)
@@ -76,7 +79,8 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
         if lost and all(item.kind == "dir" for item in items):
             # nothing but folders left of it then: refused, not restored as empty folders
             kept = [r.time for r in catalog.rows_under(target.source.name,
-                                                       os.fsencode(target.rel)) if r.live]
+                                                       os.fsencode(target.rel))
+                    if r.live and r.entry != "dir"]
             what = (f"{target.label}" if lost == [os.fsencode(target.rel)] else
                     f"what {target.label} held ({plural(len(lost), 'path')})")
             oldest = f"the oldest kept is from {kept[0]}; " if kept else ""
@@ -107,7 +111,7 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
                                  "was deleted, and prune dropped its history (keep_deleted)")
             raise UsageError(f"{target.label} did not exist{moment_text} in the "
                              f"{origin or 'versioned'} backup")
-        untraced = untraced_prune(catalog, upto) if at and origin != "snapshot" else None
+        untraced = untraced_prune(catalog, included) if origin != "snapshot" else None
         done = restore.restore(items, into,
                                layout.history_root(plan.destination, target.source.name), force)
     for rel, why in done.failed:
