@@ -366,8 +366,8 @@ class Catalog:
                 self.conn.execute("alter table pruned add column entry text")
                 self.conn.execute("drop trigger versions_traced")
                 self.conn.execute(TRACE_TRIGGER)
-            self.conn.execute("insert into traced_from select coalesce(max(seq), 0) from "
-                              "runs where not exists (select 1 from traced_from)")
+            self.conn.execute("insert into traced_from select coalesce((select max(seq) "
+                              "from runs), 0) where not exists (select 1 from traced_from)")
             if "runs.logged" in added:      # the runs before it: each has its record
                 self.conn.execute("update runs set logged = started where logged is null")
             # (the runs not yet known logged, read by every writing run: one or two)
@@ -847,15 +847,18 @@ class Catalog:
         return [(i, d + b"/" + n if d else n, bool(live), bool(is_dir))
                 for i, d, n, live, is_dir in found]
 
-    def untraced_prunes(self) -> set[str]:
-        """The prune runs made before this catalog kept traces of what prune drops
-        (``traced_from``; all of them in a catalog no writer of this version opened)."""
+    def untraced_prunes(self, logged: set[str]) -> set[str]:
+        """The runs that pruned before this catalog kept traces of what prune drops
+        (``traced_from``; every run, in a catalog no writer of this version opened):
+        prune runs (``prune-...``), and the runs in ``logged`` (whose log records say
+        they pruned: a ``doit all`` with ``retention.auto``)."""
         if self.conn is None or not self.has_runs:
             return set()
-        upto = "(select seq from traced_from)" if self.traced_from else "(select max(seq) " \
-            "from runs)"
+        upto = "(select min(seq) from traced_from)" if self.traced_from else \
+            "(select max(seq) from runs)"
         return {run_id for (run_id,) in self.conn.execute(
-            f"select run_id from runs where run_id like 'prune-%' and seq <= {upto}")}
+            f"select run_id from runs where seq <= {upto}")
+            if run_id.startswith("prune-") or run_id in logged}
 
     def sources(self) -> list[str]:
         """Every source name the history holds."""

@@ -52,7 +52,12 @@ def read(meta_dir: Path) -> list[dict[str, Any]]:
     if not log.exists():
         return []
     try:
-        text = log.read_text(encoding="utf-8", errors="replace")
+        # never through a link, never waiting on a pipe, never a folder
+        fd = os.open(log, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise OSError(errno.EINVAL, "not a file")
+            text = fh.read().decode("utf-8", errors="replace")
     except OSError as exc:
         raise SnapbackError(f"cannot read the run log {log}: {exc.strerror or exc}") from None
     out = []
@@ -61,7 +66,7 @@ def read(meta_dir: Path) -> list[dict[str, Any]]:
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):     # (a line nested past the stack)
             record = None
         if not isinstance(record, dict):
             record = {"mode": "damaged", "note": f"{log}:{number}: not a run record: skipped"}

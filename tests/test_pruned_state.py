@@ -192,8 +192,11 @@ def test_a_prune_made_by_an_older_snapback_is_said_where_it_may_hide_a_gap(
     db.commit()
     db.close()
     assert prune_id.startswith("prune-")
-    (backup.meta / "runs.jsonl").unlink()           # (not needed: helper-47)
-    (backup.meta / "runs.jsonl").mkdir()
+    log = backup.meta / "runs.jsonl"
+    for record in [json.loads(line) for line in log.read_text().splitlines()]:
+        assert record.get("traced") is (True if record["mode"] == "prune" else None)
+    log.unlink()          # unreadable (helper-47): the catalog's prune runs still say it
+    log.mkdir()
     into = backup.base / "r"
     note = (f"note: prune {prune_id}, made by an older snapback, kept no trace of the "
             f"versions it dropped: a file whose version as of {runs[1]} it dropped is "
@@ -252,3 +255,46 @@ def test_empty_folders_whose_history_expired_are_named(backup: Backup) -> None:
     assert result.returncode == 1, result.stderr
     assert sorted(line.split(":")[0] for line in result.stderr.splitlines()
                   if line.startswith("PRUNED")) == ["PRUNED   src/E", "PRUNED   src/G/sub"]
+
+
+def test_an_automatic_prune_of_an_older_snapback_is_said_and_one_it_cannot_place(
+        backup: Backup) -> None:
+    """helper-48: a prune made by ``retention.auto`` runs under the `all` run's id, and
+    one of a snapback older still has no run in the catalog at all: the log says they
+    pruned.  ``traced_from`` has one row however many runs write (it grew by one a run)."""
+    import sqlite3
+    runs = four_runs(backup)
+    db = sqlite3.connect(backup.meta / "catalog.sqlite3")
+    db.execute("delete from pruned")
+    db.execute("update traced_from set seq = (select max(seq) from runs)")
+    prune_id = db.execute("select run_id from runs order by seq desc limit 1").fetchone()[0]
+    db.execute("update runs set run_id = ? where run_id = ?", (runs[3] + "-2", prune_id))
+    db.commit()
+    db.close()
+    log = backup.meta / "runs.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    for record in records:
+        record.pop("traced", None)
+        if record["run_id"] == prune_id:
+            record["run_id"] = runs[3] + "-2"       # as `all` with retention.auto names it
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    into = backup.base / "r"
+    auto = backup.doit("restore", str(backup.src), "--at", runs[1], "--to", str(into))
+    assert auto.returncode == 0
+    assert auto.stderr.startswith(f"note: prune {runs[3]}-2, made by an older "), auto.stderr
+    # a prune record whose run the catalog does not hold: before the latest, any time
+    db = sqlite3.connect(backup.meta / "catalog.sqlite3")
+    db.execute("delete from runs where run_id = ?", (runs[3] + "-2",))
+    db.commit()
+    db.close()
+    shutil.rmtree(into)
+    placeless = backup.doit("restore", str(backup.src), "--at", runs[3], "--to", str(into))
+    assert placeless.returncode == 0
+    assert placeless.stderr.startswith(f"note: prune {runs[3]}-2, made by an older "), \
+        placeless.stderr
+    for when in ("2026-10-04T09:00:00", "2026-10-05T09:00:00"):
+        (backup.src / "notes.txt").write_text(when + "\n")
+        assert at(backup, when, "all").returncode == 0
+    db = sqlite3.connect(backup.meta / "catalog.sqlite3")
+    assert db.execute("select count(*) from traced_from").fetchone()[0] == 1
+    db.close()

@@ -253,17 +253,27 @@ def when_at(catalog: Catalog, text: str) -> tuple[int | None, int | None]:
 
 
 def untraced_prune(catalog: Catalog, included: int | None) -> str | None:
-    """The first prune run the state of the history as of a time does not include
-    (it holds the first ``included`` runs) that an older snapback made, dropping
-    versions without the trace this version keeps: a restore as of that time cannot
-    name what it dropped.  None when there is none, or for the latest state."""
+    """The first run that pruned, not included in the state of the history as of a
+    time (it holds the first ``included`` runs), made by an older snapback, which
+    dropped versions without the trace this version keeps: a restore as of that time
+    cannot name what it dropped.  A prune the catalog has no run for (a snapback older
+    still) may have dropped anything before the latest state.  None when there is
+    none, or for the latest state."""
+    from .. import runlog
     if included is None:
         return None
-    untraced = catalog.untraced_prunes()
-    for run_id, _started, _upto in catalog.run_order()[included:]:
+    try:                                      # (the log names the automatic prunes)
+        logged = {str(r.get("run_id")) for r in runlog.read(catalog.path.parent)
+                  if r.get("mode") == "prune" and r.get("traced") is not True}
+    except SnapbackError:
+        logged = set()                        # unreadable: the catalog's prune runs alone
+    untraced = catalog.untraced_prunes(logged)
+    order = catalog.run_order()
+    for run_id, _started, _upto in order[included:]:
         if run_id in untraced:
             return run_id
-    return None
+    placeless = sorted(logged - {run_id for run_id, _s, _u in order})
+    return placeless[0] if placeless else None
 
 
 def split(rel: str) -> tuple[bytes, bytes]:

@@ -16,7 +16,7 @@ from ..catalog import CONTENT_KINDS, Catalog, Row, open_catalog
 from ..errors import SnapbackError, UsageError
 from ..paths import Target, locate
 from ..show import plural
-from .base import Context, known, one_path, split, when, with_retired
+from .base import Context, known, one_path, split, untraced_prune, when, with_retired
 
 # Versions up to this size are diffed here (in a few seconds at most: textdiff's
 # work budget); larger ones, stored whole, are for --vscode.
@@ -60,9 +60,9 @@ def run(ctx: Context, paths: list[str], at: str = "", against: str = "",
                              f"(first stored {content[0].time})")
         old = older[-1]
         between = _dropped_between(catalog, target, old.id, new.id)
-        untraced = catalog.untraced_prunes()
-        older_prune = next((run_id for run_id, _s, last in catalog.run_order()
-                            if run_id in untraced and last >= old.id), None)
+        # (a prune after the run that wrote ``old`` may have dropped versions after it)
+        older_prune = untraced_prune(catalog, sum(1 for _r, _s, last in catalog.run_order()
+                                                  if last < old.id) + 1)
         root = layout.history_root(plan.destination, target.source.name)
         try:
             before = rebuild.rebuild(root, rows, old)
