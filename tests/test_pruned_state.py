@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 from support import Backup, at, digests, make_tree
@@ -158,15 +159,24 @@ def test_a_source_whose_every_version_then_went_is_refused(backup: Backup) -> No
     assert not into.exists()
 
 
+def expired(b: Backup, spec: dict, gone: list[str]) -> tuple[str, subprocess.CompletedProcess]:
+    """``spec`` backed up, the folders ``gone`` deleted and backed up, their history
+    expired by prune (``keep_deleted``): (the first run, the source restored as of it
+    into ``r``)."""
+    make_tree(b.src, spec)
+    at(b, "2026-10-01T09:00:00", "versioned")
+    first = json.loads(b.runs()[-1])["run_id"]
+    for name in gone:
+        shutil.rmtree(b.src / name)
+    at(b, "2026-10-02T09:00:00", "versioned")
+    assert at(b, "2026-10-20T09:00:00", "prune", "--keep-deleted", "3d").returncode == 0
+    return first, b.doit("restore", str(b.src), "--at", first, "--to", str(b.base / "r"))
+
+
 def test_a_deleted_folder_whose_history_expired_is_named_by_its_files(backup: Backup) -> None:
-    make_tree(backup.src, {"keep.txt": "k\n", "d": {"y.txt": "y\n", "z.txt": "z\n"}})
-    at(backup, "2026-10-01T09:00:00", "versioned")
-    first = json.loads(backup.runs()[-1])["run_id"]
-    shutil.rmtree(backup.src / "d")
-    at(backup, "2026-10-02T09:00:00", "versioned")
-    assert at(backup, "2026-10-05T09:00:00", "prune", "--keep-deleted", "1d").returncode == 0
+    first, whole = expired(backup, {"keep.txt": "k\n", "d": {"y.txt": "y\n", "z.txt": "z\n"}},
+                           ["d"])
     into = backup.base / "r"
-    whole = backup.doit("restore", str(backup.src), "--at", first, "--to", str(into))
     assert whole.returncode == 1, whole.stderr
     assert [line.split(":")[0] for line in whole.stderr.splitlines()
             if line.startswith("PRUNED")] == ["PRUNED   src/d/y.txt", "PRUNED   src/d/z.txt"]
@@ -243,15 +253,7 @@ def test_a_trace_table_of_a_development_version_is_mended(backup: Backup) -> Non
 
 def test_empty_folders_whose_history_expired_are_named(backup: Backup) -> None:
     """helper-47: an empty folder deleted and expired was left out silently."""
-    make_tree(backup.src, {"f.txt": "f\n", "E": {}, "G": {"sub": {}}})
-    at(backup, "2026-10-01T09:00:00", "versioned")
-    first = json.loads(backup.runs()[-1])["run_id"]
-    (backup.src / "E").rmdir()
-    shutil.rmtree(backup.src / "G")
-    at(backup, "2026-10-02T09:00:00", "versioned")
-    assert at(backup, "2026-10-20T09:00:00", "prune", "--keep-deleted", "3d").returncode == 0
-    into = backup.base / "r"
-    result = backup.doit("restore", str(backup.src), "--at", first, "--to", str(into))
+    _first, result = expired(backup, {"f.txt": "f\n", "E": {}, "G": {"sub": {}}}, ["E", "G"])
     assert result.returncode == 1, result.stderr
     assert sorted(line.split(":")[0] for line in result.stderr.splitlines()
                   if line.startswith("PRUNED")) == ["PRUNED   src/E", "PRUNED   src/G/sub"]
