@@ -289,14 +289,45 @@ def test_an_automatic_prune_of_an_older_snapback_is_said_and_one_it_cannot_place
     db.execute("delete from runs where run_id = ?", (runs[3] + "-2",))
     db.commit()
     db.close()
+    # placed by the log, after the runs logged before it (helper-49: it was said even as
+    # of the last run before it, which it cannot have changed: no later version yet)
     shutil.rmtree(into)
-    placeless = backup.doit("restore", str(backup.src), "--at", runs[3], "--to", str(into))
+    placeless = backup.doit("restore", str(backup.src), "--at", runs[1], "--to", str(into))
     assert placeless.returncode == 0
     assert placeless.stderr.startswith(f"note: prune {runs[3]}-2, made by an older "), \
         placeless.stderr
+    shutil.rmtree(into)
+    last = backup.doit("restore", str(backup.src), "--at", runs[3], "--to", str(into))
+    assert (last.returncode, last.stderr) == (0, "")
     for when in ("2026-10-04T09:00:00", "2026-10-05T09:00:00"):
         (backup.src / "notes.txt").write_text(when + "\n")
         assert at(backup, when, "all").returncode == 0
     db = sqlite3.connect(backup.meta / "catalog.sqlite3")
     assert db.execute("select count(*) from traced_from").fetchone()[0] == 1
     db.close()
+
+
+def test_a_source_emptied_by_an_older_snapback_s_prune_is_not_said_empty_alone(
+        backup: Backup) -> None:
+    """helper-49: every version a source held then dropped by an older snapback's prune
+    (no trace): "it was empty then" is all the history can say, and the note says why
+    that may not be so."""
+    import sqlite3
+    runs = []
+    for i, moment in enumerate(("2026-10-01T09:00:00", "2026-10-01T18:00:00")):
+        (backup.src / "only.txt").write_text(f"version {i}\n")
+        at(backup, moment, "versioned")
+        runs.append(json.loads(backup.runs()[-1])["run_id"])
+    assert at(backup, "2026-10-03T00:00:00", "prune", "--keep-daily", "5").returncode == 0
+    db = sqlite3.connect(backup.meta / "catalog.sqlite3")
+    db.execute("delete from pruned")
+    db.execute("update traced_from set seq = (select max(seq) from runs)")
+    prune_id = db.execute("select run_id from runs order by seq desc limit 1").fetchone()[0]
+    db.commit()
+    db.close()
+    assert at(backup, "2026-10-03T00:05:00", "versioned").returncode == 0   # (its folder row)
+    result = backup.doit("restore", str(backup.src), "--at", runs[0],
+                         "--to", str(backup.base / "r"))
+    assert result.returncode == 0, result.stderr
+    assert "it was empty then" in result.stdout
+    assert result.stderr.startswith(f"note: prune {prune_id}, made by an older "), result.stderr

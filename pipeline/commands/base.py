@@ -257,23 +257,42 @@ def untraced_prune(catalog: Catalog, included: int | None) -> str | None:
     time (it holds the first ``included`` runs), made by an older snapback, which
     dropped versions without the trace this version keeps: a restore as of that time
     cannot name what it dropped.  A prune the catalog has no run for (a snapback older
-    still) may have dropped anything before the latest state.  None when there is
-    none, or for the latest state."""
+    still) is placed after the runs logged before it.  None when there is none, or
+    for the latest state."""
     from .. import runlog
     if included is None:
         return None
     try:                                      # (the log names the automatic prunes)
-        logged = {str(r.get("run_id")) for r in runlog.read(catalog.path.parent)
-                  if r.get("mode") == "prune" and r.get("traced") is not True}
+        records = runlog.read(catalog.path.parent)
     except SnapbackError:
-        logged = set()                        # unreadable: the catalog's prune runs alone
-    untraced = catalog.untraced_prunes(logged)
+        records = []                          # unreadable: the catalog's prune runs alone
     order = catalog.run_order()
-    for run_id, _started, _upto in order[included:]:
-        if run_id in untraced:
+    index = {run_id: n for n, (run_id, _s, _u) in enumerate(order)}
+
+    def newest(runs: int) -> int:         # the newest row id of the first ``runs`` runs
+        return order[runs - 1][2] if runs > 0 else -1
+
+    # A prune can only have dropped a version the state held when a later version of
+    # that file was written before it: rows written between the state and the prune.
+    state = newest(included)
+    logged: set[str] = set()
+    runs_before = 0                           # catalog runs logged before this record
+    placeless: str | None = None
+    for record in records:
+        run_id = record.get("run_id")
+        if not isinstance(run_id, str):
+            continue
+        if run_id in index:
+            runs_before = max(runs_before, index[run_id] + 1)
+        if record.get("mode") == "prune" and record.get("traced") is not True:
+            logged.add(run_id)
+            if run_id not in index and newest(runs_before) > state and placeless is None:
+                placeless = run_id
+    untraced = catalog.untraced_prunes(logged)
+    for run_id, _started, upto in order[included:]:
+        if run_id in untraced and upto > state:
             return run_id
-    placeless = sorted(logged - {run_id for run_id, _s, _u in order})
-    return placeless[0] if placeless else None
+    return placeless
 
 
 def split(rel: str) -> tuple[bytes, bytes]:

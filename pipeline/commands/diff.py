@@ -59,10 +59,10 @@ def run(ctx: Context, paths: list[str], at: str = "", against: str = "",
             raise UsageError(f"{target.label}: no earlier version to compare with "
                              f"(first stored {content[0].time})")
         old = older[-1]
-        between = _dropped_between(catalog, target, old.id, new.id)
+        between = _dropped_between(catalog, target, min(old.id, new.id), max(old.id, new.id))
         # (a prune after the run that wrote ``old`` may have dropped versions after it)
         older_prune = untraced_prune(catalog, sum(1 for _r, _s, last in catalog.run_order()
-                                                  if last < old.id) + 1)
+                                                  if last < min(old.id, new.id)) + 1)
         root = layout.history_root(plan.destination, target.source.name)
         try:
             before = rebuild.rebuild(root, rows, old)

@@ -87,6 +87,7 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
             raise UsageError(f"the versioned backup no longer keeps {what} as of {at}: prune "
                              f"dropped the versions from then ({oldest}doit history {path} "
                              "lists the versions kept)")
+        untraced = untraced_prune(catalog, included) if origin != "snapshot" else None
         if not items and not target.rel and (upto is None or upto >= 0):
             mode = _empty_source(catalog, target.source.name, mirror, origin, at)
             if mode is not None:          # a source that was empty then: an empty folder
@@ -95,6 +96,7 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
                     os.chmod(into, stat.S_IMODE(mode) or 0o700)   # its mode, as recorded
                 ctx.say(f"restored {target.label}{' as of ' + at if at else ''}: it was "
                         f"empty then; 0 files into {into}")
+                _say_untraced(untraced, at)
                 return None
         if not items:
             later = catalog.rows_under(target.source.name, os.fsencode(target.rel)) \
@@ -111,7 +113,6 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
                                  "was deleted, and prune dropped its history (keep_deleted)")
             raise UsageError(f"{target.label} did not exist{moment_text} in the "
                              f"{origin or 'versioned'} backup")
-        untraced = untraced_prune(catalog, included) if origin != "snapshot" else None
         done = restore.restore(items, into,
                                layout.history_root(plan.destination, target.source.name), force)
     for rel, why in done.failed:
@@ -122,10 +123,7 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
               "kept", file=sys.stderr)
     ctx.say(f"restored {target.label}{' as of ' + at if at else ''}{note}: "
             f"{plural(done.written, 'file')} into {into}")
-    if untraced is not None:
-        print(f"note: prune {untraced}, made by an older snapback, kept no trace of the "
-              f"versions it dropped: a file whose version as of {at} it dropped is "
-              "missing here, or at an older version, and is not named", file=sys.stderr)
+    _say_untraced(untraced, at)
     if done.failed:
         return Failed(f"{len(done.failed)} path(s) of {target.label} could not be restored "
                       f"(first: {done.failed[0][0]}); everything else was")
@@ -134,6 +132,13 @@ def run(ctx: Context, paths: list[str], at: str = "", to: str | None = None,
                       f"their versions as of {at} (first: {shown[0]}); "
                       "everything else was restored")
     return None
+
+
+def _say_untraced(prune: str | None, at: str) -> None:
+    if prune is not None:
+        print(f"note: prune {prune}, made by an older snapback, kept no trace of the "
+              f"versions it dropped: a file whose version as of {at} it dropped is "
+              "missing here, or at an older version, and is not named", file=sys.stderr)
 
 
 def _empty_source(catalog: Catalog, source: str, mirror: Path, origin: str,
