@@ -136,13 +136,20 @@ def test_an_expired_deleted_file_is_absent_at_a_later_time_and_lost_before(
     assert not (backup.base / "one").exists()
 
 
-def test_a_source_whose_every_version_then_went_is_refused(backup: Backup) -> None:
+def one_file_twice_then_pruned(b: Backup) -> list[str]:
+    """The source's one file written at 09:00 and 18:00, the first version pruned: the
+    two run ids."""
     runs = []
     for i, moment in enumerate(("2026-10-01T09:00:00", "2026-10-01T18:00:00")):
-        (backup.src / "only.txt").write_text(f"version {i}\n")
-        at(backup, moment, "versioned")
-        runs.append(json.loads(backup.runs()[-1])["run_id"])
-    assert at(backup, "2026-10-03T00:00:00", "prune", "--keep-daily", "5").returncode == 0
+        (b.src / "only.txt").write_text(f"version {i}\n")
+        at(b, moment, "versioned")
+        runs.append(json.loads(b.runs()[-1])["run_id"])
+    assert at(b, "2026-10-03T00:00:00", "prune", "--keep-daily", "5").returncode == 0
+    return runs
+
+
+def test_a_source_whose_every_version_then_went_is_refused(backup: Backup) -> None:
+    runs = one_file_twice_then_pruned(backup)
     into = backup.base / "r"
     result = backup.doit("restore", str(backup.src), "--at", runs[0], "--to", str(into))
     assert result.returncode == 2, result.stdout + result.stderr
@@ -313,12 +320,7 @@ def test_a_source_emptied_by_an_older_snapback_s_prune_is_not_said_empty_alone(
     (no trace): "it was empty then" is all the history can say, and the note says why
     that may not be so."""
     import sqlite3
-    runs = []
-    for i, moment in enumerate(("2026-10-01T09:00:00", "2026-10-01T18:00:00")):
-        (backup.src / "only.txt").write_text(f"version {i}\n")
-        at(backup, moment, "versioned")
-        runs.append(json.loads(backup.runs()[-1])["run_id"])
-    assert at(backup, "2026-10-03T00:00:00", "prune", "--keep-daily", "5").returncode == 0
+    runs = one_file_twice_then_pruned(backup)
     db = sqlite3.connect(backup.meta / "catalog.sqlite3")
     db.execute("delete from pruned")
     db.execute("update traced_from set seq = (select max(seq) from runs)")
