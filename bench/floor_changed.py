@@ -2,6 +2,7 @@
 """The floor of a run with 1% changed, in Python, beside rsync and snapback.  By hand.
 
     python bench/floor_changed.py TREE [--rounds 5] [--tmp /dev/shm] [--reuse]
+                                       [--contract | --contract-only]
 
 TREE holds ``src/`` (the bench corpora: ``bench/bench.py``'s trees, /dev/shm/m240).
 Each round edits about 1% of the text files, adds 5, deletes 5 and touches 5
@@ -20,7 +21,9 @@ files (the mirror's copy and the history's, whole: no diff), two renames and two
 rows; what left is removed from the mirror; one commit per folder
 (``synchronous=full``).  No doit, no output, no checks, no diffs, no rules.  Its
 time against rsync's says how far a Python program can come; snapback's against
-it, what snapback adds.
+it, what snapback adds.  ``--contract`` also times ``bench/floor_contract.py``: this
+floor, plus what SPEC and the mission ask of any snapback (doit tasks, a ``syncfs``
+a commit, a unified diff per changed text file).
 """
 
 from __future__ import annotations
@@ -125,6 +128,12 @@ def main() -> None:
     parser.add_argument("tree", type=Path)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tmp", type=Path, default=Path("/dev/shm"))
+    parser.add_argument("--contract", action="store_true",
+                        help="also time bench/floor_contract.py (doit tasks, a syncfs a "
+                        "commit, diffs)")
+    parser.add_argument("--contract-only", action="store_true",
+                        help="the contract floor instead of the plain one (at 240,000 "
+                        "files a tmpfs may not hold the inodes of both)")
     parser.add_argument("--reuse", action="store_true",
                         help="snapback's and rsync's destinations are the tree's own "
                         "(TREE/backup.yaml, TREE/rsync-dest), as the bench leaves them: "
@@ -145,6 +154,12 @@ def main() -> None:
                                       str(work / "floor")],
         "snapback all": [sys.executable, "-m", "pipeline", "all", "--quiet"],
     }
+    if args.contract or args.contract_only:
+        runs = {**dict(list(runs.items())[:1 if args.contract_only else 2]),
+                "contract floor (doit, syncfs, diffs)": [
+                    sys.executable, str(bench.ROOT / "bench" / "floor_contract.py"),
+                    str(source), str(work / "contract")],
+                "snapback all": runs["snapback all"]}
     results: dict[str, list[float]] = {name: [] for name in runs}
     try:
         for cmd in runs.values():                      # in line with the tree: not timed

@@ -12,7 +12,8 @@ shares).  At exit (doit ends with ``sys.exit``) it writes OUT.json: seconds per
 phase, the sampled span, and VmHWM, the peak RSS of this process's own memory
 (``ru_maxrss`` of a child also counts the benchmark's memory at fork time).
 
-The phases follow the modules of snapback as of issue 18; a module that is
+The phases follow the modules of snapback as of issue 25 (a folder task's catalog
+writes count as its mode's tasks); a module that is
 renamed or split falls into "snapback, other" until ``PHASES`` names it.
 """
 
@@ -32,7 +33,9 @@ START = time.time()
 PHASES: list[tuple[str, tuple[str, ...]]] = [
     ("imports", ("<frozen importlib._bootstrap>",)),
     ("walk", ("/pipeline/scan.py",)),
-    ("catalog read", ("/pipeline/catalog.py",)),
+    ("snapshot tasks", ("/pipeline/snapshot.py",)),
+    ("versioned tasks", ("/pipeline/versioned.py",)),
+    ("catalog, other", ("/pipeline/catalog.py",)),
     ("task creation", ("/pipeline/backup.py",)),      # before uptodate: the creators
     ("uptodate", ("/pipeline/doit_glue.py", "/pipeline/change.py", "/doit/dependency.py")),
     ("snapback, other", ("/pipeline/",)),

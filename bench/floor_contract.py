@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""The contract floor of a backup run: ``bench/floor_changed.py --contract`` times it.
+
+    python bench/floor_contract.py SOURCE DEST
+
+What SPEC and the mission ask of any snapback, in the cheapest form they allow, and
+nothing more: the floor of ``floor_changed.py`` (one walk, a signature per folder, one
+reading per changed file, a mirror copy, a catalog row, a commit per folder) plus
+- the folders' work as doit tasks: one task per dirty folder and mode, through
+  ``DoitMain`` and a ``TaskLoader2`` (doit's state in a json file);
+- a ``syncfs`` before each commit (what a commit names is on stable storage first);
+- each changed text file stored as a unified diff from its previous version, which is
+  read whole: this floor keeps every file's newest version whole (a new name each
+  time, the one before removed after the commit), so it never rebuilds a version from
+  a chain.  That costs the history a whole copy of every file; snapback keeps one every
+  sixteenth change and rebuilds the others, so that the history costs what changed.
+  The diff is snapback's ``textdiff.make_diff``, the cheapest unified diff in Python at
+  hand (difflib's is slower).
+No rules, no symlinks or folder records, no output, no checks of the destination, no
+crash recovery, no failures handled.  A first run stores every file whole.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import sqlite3
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from doit.cmd_base import TaskLoader2
+from doit.doit_cmd import DoitMain
+from doit.task import dict_to_task
+
+from pipeline.textdiff import make_diff
+
+TABLES = """
+create table if not exists folders (mode text, dir blob, sig blob, primary key (mode, dir));
+create table if not exists files (dir blob, name blob, size int, mtime int, ctime int,
+                                  ino int, sha text, primary key (dir, name));
+create table if not exists versions (id integer primary key, dir blob, name blob,
+                                     object blob, whole blob, size int, mtime int,
+                                     ctime int, ino int, sha text);
+create index if not exists versions_by_path on versions (dir, name, id);
+"""
+CHUNK = 1 << 20
+
+
+class Floor:
+    def __init__(self, src: bytes, dest: bytes):
+        self.src, self.dest = src, dest
+        os.makedirs(dest, exist_ok=True)
+        self.mirror, self.history = os.path.join(dest, b"mirror"), os.path.join(dest, b"history")
+        self.db = sqlite3.connect(os.path.join(dest, b"catalog.sqlite3"), isolation_level=None)
+        self.db.execute("pragma journal_mode=wal")
+        self.db.execute("pragma synchronous=full")
+        self.db.executescript(TABLES)
+        self.syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+
+    def commit(self) -> None:
+        fd = os.open(self.dest, os.O_RDONLY | os.O_DIRECTORY)
+        self.syncfs(fd)
+        os.close(fd)
+        self.db.execute("commit")
+
+    def mirror_folder(self, rel: bytes, here: bytes, files: list[tuple[bytes, Any]],
+                      names: set[bytes], sig: bytes) -> None:
+        rows = {r[0]: r[1:] for r in self.db.execute(
+            "select name, size, mtime, ctime, ino from files where dir=?", (rel,))}
+        there = os.path.join(self.mirror, rel)
+        os.makedirs(there, exist_ok=True)
+        with os.scandir(there) as it:
+            existing = {e.name: e.stat(follow_symlinks=False) for e in it}
+        self.db.execute("begin")
+        for name, st in files:
+            key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+            old = existing.get(name)
+            if rows.get(name) == key and old is not None and \
+                    (old.st_size, old.st_mtime_ns) == (st.st_size, st.st_mtime_ns):
+                continue
+            final = os.path.join(there, name)
+            fd = os.open(os.path.join(here, name), os.O_RDONLY | os.O_NOFOLLOW)
+            out = os.open(final + b".tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            digest = hashlib.sha256()
+            while chunk := os.read(fd, CHUNK):
+                digest.update(chunk)
+                os.write(out, chunk)
+            os.fchmod(out, stat.S_IMODE(st.st_mode))
+            os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
+            os.close(out)
+            os.close(fd)
+            os.rename(final + b".tmp", final)
+            self.db.execute("insert or replace into files values (?,?,?,?,?,?,?)",
+                            (rel, name, *key, digest.hexdigest()))
+        for name, old in existing.items():
+            if name not in names and not stat.S_ISDIR(old.st_mode):
+                os.unlink(os.path.join(there, name))
+                self.db.execute("delete from files where dir=? and name=?", (rel, name))
+        self.db.execute("insert or replace into folders values ('m',?,?)", (rel, sig))
+        self.commit()
+
+    def history_folder(self, rel: bytes, here: bytes, files: list[tuple[bytes, Any]],
+                       sig: bytes) -> None:
+        newest = {r[0]: r[1:] for r in self.db.execute(
+            "select name, whole, sha, id, size, mtime, ctime, ino from versions where id in "
+            "(select max(id) "
+            "from versions where dir=? group by name)", (rel,))}
+        self.db.execute("begin")
+        gone = []
+        for name, st in files:
+            key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+            row = newest.get(name)
+            if row is not None and row[3:] == key:
+                continue                           # (the rows' stat: not read again)
+            with open(os.path.join(here, name), "rb") as fh:
+                data = fh.read()
+            sha = hashlib.sha256(data).hexdigest()
+            if row is not None and row[1] == sha:
+                continue
+            home = os.path.join(self.history, rel, name)
+            n = 0 if row is None else row[2]
+            whole = b"%s_v%d" % (name, n)
+            obj, diff = whole, None
+            if row is None:
+                os.makedirs(home, exist_ok=True)
+            else:
+                with open(os.path.join(home, row[0]), "rb") as fh:
+                    before = fh.read()
+                if b"\0" not in before[:8192] and b"\0" not in data[:8192]:
+                    diff = make_diff(before, data, name, name)
+            if diff is not None:
+                obj = b"%s_v%d.diff" % (name, n)
+                self.write(os.path.join(home, obj), diff, None)
+            self.write(os.path.join(home, whole), data, st)
+            self.db.execute("insert into versions (dir, name, object, whole, size, mtime, "
+                            "ctime, ino, sha) values (?,?,?,?,?,?,?,?,?)",
+                            (rel, name, obj, whole, *key, sha))
+            if row is not None:
+                gone.append(os.path.join(home, row[0]))
+        self.db.execute("insert or replace into folders values ('h',?,?)", (rel, sig))
+        self.commit()
+        for path in gone:
+            os.unlink(path)
+
+    @staticmethod
+    def write(path: bytes, data: bytes, st: Any) -> None:
+        with open(path + b".tmp", "wb") as fh:
+            fh.write(data)
+        if st is not None:
+            os.chmod(path + b".tmp", stat.S_IMODE(st.st_mode))
+            os.utime(path + b".tmp", ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.rename(path + b".tmp", path)
+
+
+class Loader(TaskLoader2):  # type: ignore[misc]
+    def __init__(self, floor: Floor):
+        super().__init__()
+        self.floor = floor
+
+    def setup(self, opt_values: dict[str, Any]) -> None:
+        pass
+
+    def load_doit_config(self) -> dict[str, Any]:
+        return {"dep_file": os.fsdecode(os.path.join(self.floor.dest, b"doit.json")),
+                "backend": "json", "verbosity": 0}
+
+    def load_tasks(self, cmd: Any, pos_args: list[str]) -> list[Any]:
+        floor = self.floor
+        stored = {(m, d): s for m, d, s in floor.db.execute("select mode, dir, sig from folders")}
+        tasks, stack = [], [b""]
+        while stack:
+            rel = stack.pop()
+            here = os.path.join(floor.src, rel) if rel else floor.src
+            with os.scandir(here) as it:
+                entries = sorted((e.name, e.stat(follow_symlinks=False)) for e in it)
+            files: list[tuple[bytes, Any]] = []
+            items: list[tuple[Any, ...]] = []
+            for name, st in entries:
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(os.path.join(rel, name) if rel else name)
+                    items.append((name, st.st_ino))
+                elif stat.S_ISREG(st.st_mode):
+                    files.append((name, st))
+                    items.append((name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+            sig = hashlib.blake2b(repr(items).encode(), digest_size=16).digest()
+            label = os.fsdecode(rel) or "."
+            if stored.get(("m", rel)) != sig:
+                names = {name for name, _st in entries}
+                tasks.append(dict_to_task({"name": "m:" + label, "verbosity": 0, "actions": [
+                    (floor.mirror_folder, (rel, here, files, names, sig))]}))
+            if stored.get(("h", rel)) != sig:
+                tasks.append(dict_to_task({"name": "h:" + label, "verbosity": 0, "actions": [
+                    (floor.history_folder, (rel, here, files, sig))]}))
+        return tasks
+
+
+def main() -> None:
+    floor = Floor(os.fsencode(sys.argv[1]), os.fsencode(sys.argv[2]))
+    sys.exit(DoitMain(Loader(floor)).run(["run"]))
+
+
+if __name__ == "__main__":
+    main()
