@@ -343,18 +343,20 @@ class History:
             store.remove(tmp)
             self._fail(name, exc.strerror or str(exc))
             return
+        # the version before keeps its whole copy when its chain no longer rebuilds it
+        # (a damaged object): that copy is then its only good record
+        supersedes = prev is not None and prev.copy is not None and self._chain_intact(
+            name, prev)
         row_id = self.catalog.add(
+            returning=supersedes,
             source=self.source.name, dir=self.rel, name=name, entry="file", kind=kind,
             time=stamp, run_id=self.run.run_id, note=self.run.options.note, store=store_rel,
             object=obj, size=cst.st_size, sha256=sha, mode=cst.st_mode,
             mtime_ns=cst.st_mtime_ns, ctime_ns=cst.st_ctime_ns, ino=cst.st_ino, target=None,
             recorded=self.run.started, object_sha256=obj_sha, racy=int(racy) or None,
             copy=copy)
-        # the version before keeps its whole copy when its chain no longer rebuilds it
-        # (a damaged object): that copy is then its only good record
-        supersedes = prev is not None and prev.copy is not None and self._chain_intact(
-            name, prev)
         if supersedes:
+            assert row_id is not None
             self.catalog.set_copy(self.source.name, self.rel, name, row_id, copy)
         # what the history grows by: the object, and the new whole copy less the one it
         # supersedes (removed once this commits)
