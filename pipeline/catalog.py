@@ -333,13 +333,18 @@ class Catalog:
         # with and the one they write with; None: nothing is kept
         self.kept: dict[tuple[str, str, bytes], Any] | None = None
         self.writable = writable
-        # Rows ``add`` and ``set_mirror`` hold back, (statement, values) in the order they
-        # came: written before the connection is next used for anything (``conn``), each
-        # run of one statement in one ``executemany``.  A folder's new rows go in
-        # together instead of one statement each between the folder's other work (SQLite's
-        # code and pages are cold by then: 75 us a row against 36, issue 25); nothing reads
-        # or commits without them.  Dropped with the folder or transaction they are in.
+        # Writes held back (``_hold``: a folder task's new rows, its folder's records),
+        # (statement, values) in the order they came: made before the connection is next
+        # used for anything (``conn``), each run of one statement in one ``executemany``.
+        # A folder's writes go in together instead of one statement each between the
+        # folder's other work (SQLite's code and pages are cold by then: 75 us a row
+        # against 36, issue 25); nothing reads or commits without them.  Dropped with the
+        # folder or transaction they are in.
         self._held: list[tuple[str, tuple[object, ...]]] = []
+        # Held writes failed to be made (a full disk): the open transaction lacks them,
+        # and no commit is made until the folder or the transaction is undone, even if
+        # the use of ``conn`` that made them had its error caught
+        self._unheld: BaseException | None = None
         self._conn: sqlite3.Connection | None = None
         # Checksums of the rows this connection added (a bit each, of 2**23), when the
         # catalog held no version when opened (a first backup): ``holding`` answers
@@ -453,16 +458,25 @@ class Catalog:
         self._held.clear()
         self._conn = conn
 
+    def _hold(self, sql: str, values: tuple[object, ...]) -> None:
+        """A write whose result nothing waits for, made with the next use of ``conn``."""
+        assert self._conn is not None
+        self._held.append((sql, values))
+
     def _write_held(self) -> None:
         held, self._held = self._held, []
         assert self._conn is not None
         start = 0
-        while start < len(held):
-            sql, end = held[start][0], start + 1
-            while end < len(held) and held[end][0] == sql:
-                end += 1
-            self._conn.executemany(sql, [values for _sql, values in held[start:end]])
-            start = end
+        try:
+            while start < len(held):
+                sql, end = held[start][0], start + 1
+                while end < len(held) and held[end][0] == sql:
+                    end += 1
+                self._conn.executemany(sql, [values for _sql, values in held[start:end]])
+                start = end
+        except BaseException as exc:
+            self._unheld = exc
+            raise
 
     def close(self) -> None:
         """Commit what is open and fold the WAL back in; the connection is closed even
@@ -519,6 +533,7 @@ class Catalog:
         transaction are kept (False: SQLite dropped the whole transaction, as it does
         on a full disk, or there was no savepoint)."""
         self._held.clear()
+        self._unheld = None                 # (undone with the folder's savepoint)
         if self.conn is None or not self._savepoints or not self.conn.in_transaction:
             self.rollback()
             return False
@@ -537,6 +552,7 @@ class Catalog:
         a full disk); what it named is not in the catalog, this run's entry in ``runs``
         perhaps neither (entered again with the next write: ``insert or ignore``)."""
         self._held.clear()
+        self._unheld = None
         self._unsettled = self._registered = False
         self._savepoints = 0
         if self.conn is not None and self.conn.in_transaction:
@@ -551,6 +567,13 @@ class Catalog:
         """Commit; what the transaction names (stored files, mirror copies) is put on
         stable storage first, and the commit itself is durable (synchronous=full)."""
         if self.conn is not None and self.conn.in_transaction:
+            if self._unheld is not None:    # (its error was caught on the way: say it here)
+                lost = self._unheld
+                self.rollback()
+                error = sqlite3.OperationalError(f"the catalog's writes were not all made: "
+                                                 f"{lost}")
+                error.__context__ = lost        # (a full disk is said as one: is_full)
+                raise error from lost
             if self._unsettled:
                 self._settle()
             faults.point("commit")
@@ -715,18 +738,18 @@ class Catalog:
                    mirror_mtime: int | None = None,
                    listing: tuple[bytes, bytes | None] | None = None) -> None:
         """The folder as in line; with a signature, ``listing`` (the mode's rules, the
-        walk's listing: pipeline.change.listing) is kept beside it."""
-        assert self.conn is not None
+        walk's listing: pipeline.change.listing) is kept beside it.  Held back as
+        ``add``'s rows are."""
+        assert self._conn is not None
         self._enter_run()           # (a run that only brought folders in line is a run too:
                                     # an empty source's first run restores as of its id)
-        self.conn.execute("insert or replace into folders (mode, source, dir, st_mode, "
-                          "mtime_ns, sig, entered, count, mirror_mtime) values "
-                          "(?,?,?,?,?,?,?,?,?)",
-                          (mode, source, folder, st.st_mode, enc(st.st_mtime_ns), sig,
-                           entered, count, enc(mirror_mtime)))
+        self._hold("insert or replace into folders (mode, source, dir, st_mode, mtime_ns, sig, "
+                   "entered, count, mirror_mtime) values (?,?,?,?,?,?,?,?,?)",
+                   (mode, source, folder, st.st_mode, enc(st.st_mtime_ns), sig, entered,
+                    count, enc(mirror_mtime)))
         if sig is not None and listing is not None and listing[1] is not None:
-            self.conn.execute("insert or replace into listings values (?,?,?,?,?,?)",
-                              (mode, source, folder, sig, *listing))
+            self._hold("insert or replace into listings values (?,?,?,?,?,?)",
+                       (mode, source, folder, sig, *listing))
 
     def listing(self, mode: str, source: str, folder: bytes, sig: bytes, rules: bytes
                 ) -> bytes | None:
@@ -756,10 +779,10 @@ class Catalog:
         return out
 
     def unset_folder(self, mode: str, source: str, folder: bytes) -> None:
-        """The folder is being changed: until its task has finished, it is not in line."""
-        assert self.conn is not None
-        self.conn.execute("delete from folders where mode=? and source=? and dir=?",
-                          (mode, source, folder))
+        """The folder is being changed: until its task has finished, it is not in line
+        (held back as ``add``'s rows are)."""
+        self._hold("delete from folders where mode=? and source=? and dir=?",
+                   (mode, source, folder))
 
     def forget_folders(self, mode: str, source: str, path: bytes) -> None:
         """A folder left the backup: it and every folder below it must be looked at
@@ -962,7 +985,7 @@ class Catalog:
                                          f"values ({', '.join('?' for _ in keys)})")
         self.rows_added += 1
         if not returning:
-            self._held.append((sql, tuple(fields.values())))
+            self._hold(sql, tuple(fields.values()))
             return None
         conn = self.conn
         assert conn is not None
@@ -1240,11 +1263,11 @@ class Catalog:
         self._enter_run()
         self._unsettled = True
         self._changed("mirror", source, folder)
-        self._held.append((
+        self._hold(
             "insert or replace into mirror (source, dir, name, size, mtime_ns, sha256, mode, "
             "run_id, kind, ctime_ns, ino, racy) values (?,?,?,?,?,?,?,?,?,?,?,?)",
             (source, folder, name, st.st_size, enc(st.st_mtime_ns), sha256, st.st_mode,
-             run_id, kind, enc(st.st_ctime_ns), enc(st.st_ino), int(racy) or None)))
+             run_id, kind, enc(st.st_ctime_ns), enc(st.st_ino), int(racy) or None))
         self.rows_added += 1
 
     def touch_mirror(self, source: str, folder: bytes, name: bytes, st: os.stat_result,

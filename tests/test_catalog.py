@@ -258,6 +258,48 @@ def test_rollback_undoes_a_folder_transaction(cat: Catalog) -> None:
     assert [r.name for r in cat.all_rows()] == [b"kept"]
 
 
+def test_held_rows_are_written_before_the_connection_is_used(cat: Catalog) -> None:
+    """``add``, ``set_mirror``, ``set_folder`` and ``unset_folder`` hold their writes:
+    any later use of the connection (a query, another write, a commit) makes them first,
+    in the order they came, and a folder undone drops them."""
+    cat.begin_folder()
+    add(cat, b"d", b"a")
+    cat.set_mirror("src", b"d", b"a", FakeStat(), "s", "r1")
+    cat.set_folder("snapshot", "src", b"d", FakeStat(mode=0o40755))  # type: ignore[arg-type]
+    assert len(cat._held) == 3                      # nothing made yet...
+    assert [r.name for r in cat.all_rows()] == [b"a"]       # ...until it is read
+    assert not cat._held
+    assert cat.mirror_in("src", b"d")[b"a"].size == 3
+    assert b"d" in cat.folders_seen("snapshot", "src")
+    add(cat, b"d", b"b")
+    cat.unset_folder("snapshot", "src", b"d")
+    assert cat.abort_folder() and not cat._held     # undone: the held writes with it
+    assert cat.all_rows() == [] and cat.mirror_in("src", b"d") == {}
+    add(cat, b"d", b"c")
+    cat.commit()
+    assert [r.name for r in cat.all_rows()] == [b"c"]
+
+
+def test_held_writes_that_failed_are_never_committed(cat: Catalog) -> None:
+    """A held write that fails (a full disk; here a row SQLite refuses) raises where the
+    connection is next used; if that caller caught it, the commit refuses the
+    transaction that lacks the row, and nothing of it is kept."""
+    add(cat, b"", b"kept")
+    cat.commit()
+    cat.begin_folder()
+    add(cat, b"d", b"first")
+    add(cat, b"d", b"refused", recorded=None)       # (not null: refused when made)
+    with pytest.raises(sqlite3.IntegrityError):
+        cat.conn                                    # made here: raised here
+    cat.end_folder()                                # (a caller that caught it goes on)
+    with pytest.raises(sqlite3.OperationalError, match="writes were not all made"):
+        cat.commit()
+    assert [r.name for r in cat.all_rows()] == [b"kept"]
+    add(cat, b"d", b"later")                        # the next transaction commits
+    cat.commit()
+    assert [r.name for r in cat.all_rows()] == [b"kept", b"later"]
+
+
 # ---- open_catalog ----
 
 def holding_a_backup(dest: Path) -> Path:
