@@ -61,36 +61,14 @@ create index if not exists versions_by_path on versions (dir, name);
 """)
 stored = dict(db.execute("select dir, sig from folders"))
 ''' + floor.COPY + r'''
-stack = [b""]
-while stack:
-    rel = stack.pop()
-    here = os.path.join(src, rel) if rel else src
-    with os.scandir(here) as it:
-        entries = sorted((e.name, e.stat(follow_symlinks=False)) for e in it)
-    files, items = [], []
-    for name, st in entries:
-        if stat.S_ISDIR(st.st_mode):
-            stack.append(os.path.join(rel, name) if rel else name)
-            items.append((name, st.st_ino))
-        elif stat.S_ISREG(st.st_mode):
-            files.append((name, st))
-            items.append((name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
-    sig = hashlib.blake2b(repr(items).encode(), digest_size=16).digest()
+sys.path.insert(0, "bench")
+from floor_walk import folders, mirror_changes
+for rel, here, entries, files, sig in folders(src):
     if stored.get(rel) == sig:
         continue
-    rows = {r[0]: r[1:] for r in db.execute(
-        "select name, size, mtime, ctime, ino from files where dir=?", (rel,))}
-    there = os.path.join(mirror, rel)
-    os.makedirs(there, exist_ok=True)
-    with os.scandir(there) as it:
-        existing = {e.name: e.stat(follow_symlinks=False) for e in it}
+    there, existing, changed = mirror_changes(db, mirror, rel, files)
     db.execute("begin")
-    for name, st in files:
-        key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-        old = existing.get(name)
-        if rows.get(name) == key and old is not None and \
-                (old.st_size, old.st_mtime_ns) == (st.st_size, st.st_mtime_ns):
-            continue
+    for name, st, key in changed:
         home = os.path.join(history, rel, name)
         os.makedirs(home, exist_ok=True)
         n = db.execute("select count(*) from versions where dir=? and name=?",

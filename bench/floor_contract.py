@@ -32,9 +32,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from doit.cmd_base import TaskLoader2
 from doit.doit_cmd import DoitMain
 from doit.task import dict_to_task
+from floor_walk import folders, mirror_changes
 
 from pipeline.textdiff import make_diff
 
@@ -69,19 +71,9 @@ class Floor:
 
     def mirror_folder(self, rel: bytes, here: bytes, files: list[tuple[bytes, Any]],
                       names: set[bytes], sig: bytes) -> None:
-        rows = {r[0]: r[1:] for r in self.db.execute(
-            "select name, size, mtime, ctime, ino from files where dir=?", (rel,))}
-        there = os.path.join(self.mirror, rel)
-        os.makedirs(there, exist_ok=True)
-        with os.scandir(there) as it:
-            existing = {e.name: e.stat(follow_symlinks=False) for e in it}
+        there, existing, changed = mirror_changes(self.db, self.mirror, rel, files)
         self.db.execute("begin")
-        for name, st in files:
-            key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-            old = existing.get(name)
-            if rows.get(name) == key and old is not None and \
-                    (old.st_size, old.st_mtime_ns) == (st.st_size, st.st_mtime_ns):
-                continue
+        for name, st, key in changed:
             final = os.path.join(there, name)
             fd = os.open(os.path.join(here, name), os.O_RDONLY | os.O_NOFOLLOW)
             out = os.open(final + b".tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -171,22 +163,8 @@ class Loader(TaskLoader2):  # type: ignore[misc]
     def load_tasks(self, cmd: Any, pos_args: list[str]) -> list[Any]:
         floor = self.floor
         stored = {(m, d): s for m, d, s in floor.db.execute("select mode, dir, sig from folders")}
-        tasks, stack = [], [b""]
-        while stack:
-            rel = stack.pop()
-            here = os.path.join(floor.src, rel) if rel else floor.src
-            with os.scandir(here) as it:
-                entries = sorted((e.name, e.stat(follow_symlinks=False)) for e in it)
-            files: list[tuple[bytes, Any]] = []
-            items: list[tuple[Any, ...]] = []
-            for name, st in entries:
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append(os.path.join(rel, name) if rel else name)
-                    items.append((name, st.st_ino))
-                elif stat.S_ISREG(st.st_mode):
-                    files.append((name, st))
-                    items.append((name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
-            sig = hashlib.blake2b(repr(items).encode(), digest_size=16).digest()
+        tasks = []
+        for rel, here, entries, files, sig in folders(floor.src):
             label = os.fsdecode(rel) or "."
             if stored.get(("m", rel)) != sig:
                 names = {name for name, _st in entries}
