@@ -474,9 +474,12 @@ class Catalog:
                     end += 1
                 self._conn.executemany(sql, [values for _sql, values in held[start:end]])
                 start = end
-        except BaseException as exc:
+        except Exception as exc:
             self._unheld = exc
             raise
+        # (Ctrl-C between two runs leaves a prefix of the writes, in order, made: the state
+        # a Ctrl-C between two statements left before they were held; nothing is written
+        # after it in that transaction but its commit)
 
     def close(self) -> None:
         """Commit what is open and fold the WAL back in; the connection is closed even
