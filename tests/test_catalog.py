@@ -290,7 +290,7 @@ def test_held_writes_that_failed_are_never_committed(cat: Catalog) -> None:
     add(cat, b"d", b"first")
     add(cat, b"d", b"refused", recorded=None)       # (not null: refused when made)
     with pytest.raises(sqlite3.IntegrityError):
-        cat.conn                                    # made here: raised here
+        assert cat.conn is not None                 # made here: raised here
     cat.end_folder()                                # (a caller that caught it goes on)
     with pytest.raises(sqlite3.OperationalError, match="writes were not all made"):
         cat.commit()
@@ -298,6 +298,32 @@ def test_held_writes_that_failed_are_never_committed(cat: Catalog) -> None:
     add(cat, b"d", b"later")                        # the next transaction commits
     cat.commit()
     assert [r.name for r in cat.all_rows()] == [b"kept", b"later"]
+
+
+def test_ctrl_c_while_held_writes_are_made_leaves_a_prefix_the_commit_keeps(
+        cat: Catalog) -> None:
+    """Ctrl-C is raised between bytecodes: after the first run of held writes was made,
+    the rest are not.  What was made is a prefix of them, in order (the state a Ctrl-C
+    between two statements left before they were held); the run's commit keeps it, and
+    the run ends as interrupted (status 130), not as a failed commit."""
+    class Interrupted:                      # the connection, interrupted after one run
+        def __init__(self, real: sqlite3.Connection) -> None:
+            self.real = real
+
+        def executemany(self, sql: str, rows: list[tuple[object, ...]]) -> None:
+            self.real.executemany(sql, rows)
+            raise KeyboardInterrupt
+    cat.begin_folder()
+    add(cat, b"d", b"a")
+    add(cat, b"d", b"b")
+    cat.set_mirror("src", b"d", b"a", FakeStat(), "s", "r1")
+    real, cat._conn = cat._conn, Interrupted(cat._conn)  # type: ignore[assignment,arg-type]
+    with pytest.raises(KeyboardInterrupt):
+        assert cat.conn is not None
+    cat._conn = real
+    cat.commit()
+    assert [r.name for r in cat.all_rows()] == [b"a", b"b"]
+    assert cat.mirror_in("src", b"d") == {}
 
 
 # ---- open_catalog ----
