@@ -32,6 +32,7 @@ from .errors import PARTIAL, Failed, LockHeld, SnapbackError
 from .layout import HISTORY, MODES
 from .lock import Lock
 from .plan import Plan, Source
+from .protect import Opened
 from .reader import Ahead, Batch, Planned, Reader, drop
 from .show import plural
 from .store import Copied, clear_staging, real_dirs, remove
@@ -291,6 +292,9 @@ class Session:
     ahead_next: int = 0        # the batch the next folder task asks for, in the plan's order
     # What task creation read of a folder's records, for its task (``Catalog.kept``)
     kept: dict[tuple[str, str, bytes], Any] = field(default_factory=dict)
+    # A protected backup: what each folder task made writable (``opening``), made
+    # read-only again at the run's end if its task could not (it failed on its way)
+    opened: list[Opened] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.meta_dir: Path = self.plan.meta_dir
@@ -575,6 +579,22 @@ class Session:
         if copies is None:
             self.handoff.clear()
 
+    def opening(self) -> Opened:
+        """What a folder task makes writable in a protected backup, to be read-only again
+        when it is done, and at the run's end at the latest (``release``)."""
+        opened = Opened(self.protected)
+        if self.protected:
+            self.opened.append(opened)
+        return opened
+
+    def _reprotect(self) -> None:
+        for opened in self.opened:       # (a task that ended on its way: a write the
+            try:                         # catalog refused after it made folders writable)
+                opened.close()
+            except OSError:
+                pass                     # (`doit protect` says what it cannot change)
+        self.opened.clear()
+
     def release(self) -> None:
         """Remove the files this run's commits no longer name, close the catalog and
         release the lock, whatever closing says: a catalog that cannot fold its journal
@@ -582,6 +602,7 @@ class Session:
         finishes the job."""
         try:
             self.settle()
+            self._reprotect()
             self.drop_handed()
             self.stop_reading()
             if self.catalog is not None:

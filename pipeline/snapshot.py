@@ -23,7 +23,6 @@ from doit.exceptions import TaskFailed
 from . import change, session, store
 from .catalog import Catalog, Stored
 from .lstat import AnyStat
-from .protect import Opened
 from .scan import Folder
 from .session import DELETED, FAILED, NEW, UPDATED, Event, FolderJob, Session, SweepJob, action
 from .show import plural
@@ -107,7 +106,7 @@ class _Folder:
             else _Rows(self.catalog, job.source.name, self.folder_b)
         self.shas: dict[bytes, str] | None = None    # the records' checksums, when asked
         self.catalog.begin_folder()
-        self.opened = Opened(current.protected)
+        self.opened = current.opening()
         self.writable = False
         key = (job.source.name, self.folder_b)
         # its files read ahead (pipeline.reader; before its tee is taken: they are read

@@ -38,7 +38,6 @@ from .catalog import WHOLE_KINDS, Catalog, Row
 from .layout import baseline_name, version_names
 from .lstat import AnyStat
 from .plan import Source
-from .protect import Opened
 from .rebuild import RebuildError, open_chain, rebuild
 from .session import DELETED, FAILED, NEW, UPDATED, Event, FolderJob, Session, SweepJob, action
 from .show import plural
@@ -128,7 +127,7 @@ class History:
         self._aliases: dict[bytes, bytes] | None = None   # this folder's files' aliases
         self._unowned: bool | None = None  # the catalog names nothing in the container
         self.catalog.begin_folder()
-        self.opened = Opened(current.protected)
+        self.opened = current.opening()
         # `doit all`: the copies of this folder's files its snapshot task made for it
         self.handed = current.take_over(source.name, self.rel) if self.writes else {}
         # `doit versioned`: the copies read ahead for it (pipeline.reader)

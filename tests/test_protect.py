@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 import subprocess
 from pathlib import Path
@@ -142,3 +143,26 @@ def test_a_deleted_symlink_in_a_protected_backup_is_recorded(backup: Backup) -> 
     code, out = backup.run("all")
     assert code == 0 and out.count("0 new, 0 updated, 0 deleted, 0 failed") == 2, out
     assert [r.kind for r in backup.catalog() if r.name == b"l"] == ["link", "deleted"]
+
+
+def test_a_folder_whose_records_the_catalog_refused_is_read_only_after_the_run(
+        backup: Backup) -> None:
+    """helper-51: with protect: true, a snapshot task that failed after it had made its
+    mirror folder writable (the catalog refused the folder's records: here a trigger
+    added by hand, as a full disk would) left that folder writable for good, since
+    later runs find it in line and never touch it.  The run's end makes read-only
+    what its tasks could not."""
+    backup.write_plan(protect=True)
+    make_tree(backup.src, {"a": {"f.txt": "x\n"}, "b": {"g.txt": "g\n"}})
+    code, out = backup.run("all")
+    assert code == 0 and writable(backup) == [], out
+    (backup.src / "a" / "f.txt").write_text("x2\n")
+    (backup.src / "a" / "new.txt").write_text("n\n")
+    db = sqlite3.connect(backup.meta / "catalog.sqlite3")
+    db.execute("create trigger refuse before insert on folders when new.mode='snapshot' "
+               "and new.dir=x'61' begin select raise(abort, 'refused'); end")
+    db.commit()
+    db.close()
+    code, out = backup.run("all")
+    assert code == 1 and "FAILED" in out and "refused" in out, out
+    assert writable(backup) == [], out
