@@ -269,6 +269,7 @@ class Session:
     moved: int = 0                          # bytes of the file at work the bar has shown
     protected: bool = False                 # the backup is kept read-only between runs
     protect_pending: bool = False           # plan says protect, the backup is not yet
+    taken_over: bool = False                # the lock was left by a run that was killed
     run_id: str = ""
     line: CommandLine | None = None         # the command line as read (None: not known)
     first_run: bool = False                 # the catalog held no run before this one
@@ -474,6 +475,8 @@ class Session:
             return
         named = dict.fromkeys(t.split(":", 1)[0] for t in self.selected)
         taken_over = self.control.acquire(f"doit {' '.join(named) or ' '.join(self.modes)}")
+        if taken_over:
+            self.taken_over = True
         if taken_over and not self.options.quiet:
             self.notes.append(f"snapback: taking over the lock left by a run that is gone "
                               f"({taken_over})")

@@ -369,6 +369,7 @@ class _Folder:
             if old is not None:
                 store.remove(dst)
             os.mkdir(dst, 0o700)
+            self.opened.wrote(dst)      # (read-only again even if its own task never runs)
 
     def _was_folder(self, name: bytes, rec: Stored | None) -> None:
         """The catalog still has a folder where a file or link now is (a run killed after

@@ -166,3 +166,30 @@ def test_a_folder_whose_records_the_catalog_refused_is_read_only_after_the_run(
     code, out = backup.run("all")
     assert code == 1 and "FAILED" in out and "refused" in out, out
     assert writable(backup) == [], out
+
+
+def test_a_killed_protected_run_leaves_nothing_writable_after_the_next(backup: Backup) -> None:
+    """helper-52: a protected run killed at its commit left the folders it had made
+    writable so for good (later runs find them in line and never open them), and a
+    subfolder its parent's task made stayed writable when its own task never ran (the
+    run interrupted, or only the parent's task asked for).  The run that takes over a
+    killed run's lock protects the backup again; a new subfolder is read-only again
+    with its parent's task."""
+    backup.write_plan(protect=True)
+    make_tree(backup.src, {"a": {"f.txt": "x\n", "sub": {"g.txt": "g\n"}}, "b": {"h": "h\n"}})
+    code, out = backup.run("all")
+    assert code == 0 and writable(backup) == [], out
+    (backup.src / "a" / "f.txt").write_text("x2\n")
+    (backup.src / "a" / "new.txt").write_text("n\n")
+    (backup.src / "c").mkdir()
+    (backup.src / "c" / "c.txt").write_text("c\n")
+    killed = backup.doit("all", env={"SNAPBACK_FAULT": "commit:2"})
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    code, out = backup.run("all")
+    assert code == 0, out
+    assert writable(backup) == [], out
+    (backup.src / "d").mkdir()
+    (backup.src / "d" / "d.txt").write_text("d\n")
+    stopped = backup.doit("snapshot:src")                   # the root's task alone
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert writable(backup) == [], stopped.stdout
