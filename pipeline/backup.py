@@ -249,11 +249,9 @@ def finish(session: Session, modes: tuple[str, ...], label: str,
         session.acquire()
     except LockHeld as exc:            # the folders' tasks said so already
         return TaskFailed(str(exc))
-    # protect: true in the plan, the first time; or again after a killed run, which left
-    # writable what it had opened (folders in line since, which no run opens again)
-    if session.protect_pending or (session.protected and session.taken_over):
+    if session.protect_pending:                      # protect: true in the plan, first time
         protect(session.plan.destination)
-        session.protect_pending = session.taken_over = False
+        session.protect_pending = False
     if not session.recorded(modes):
         return None
     try:

@@ -26,6 +26,13 @@ def marker(meta_dir: Path) -> Path:
     return meta_dir / "protected"
 
 
+def opening(meta_dir: Path) -> Path:
+    """Present while a run may hold folders of a protected backup writable (from its
+    taking the lock to its end): one a killed run left says the whole backup is to be
+    protected again, by the next run that takes the lock."""
+    return meta_dir / "opening"
+
+
 def is_protected(meta_dir: Path, plan_says: bool) -> bool:
     return plan_says or marker(meta_dir).exists()
 

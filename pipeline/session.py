@@ -32,7 +32,7 @@ from .errors import PARTIAL, Failed, LockHeld, SnapbackError
 from .layout import HISTORY, MODES
 from .lock import Lock
 from .plan import Plan, Source
-from .protect import Opened
+from .protect import Opened, is_protected, opening, protect
 from .reader import Ahead, Batch, Planned, Reader, drop
 from .show import plural
 from .store import Copied, clear_staging, real_dirs, remove
@@ -269,7 +269,11 @@ class Session:
     moved: int = 0                          # bytes of the file at work the bar has shown
     protected: bool = False                 # the backup is kept read-only between runs
     protect_pending: bool = False           # plan says protect, the backup is not yet
-    taken_over: bool = False                # the lock was left by a run that was killed
+    # A protected backup: this run flagged on disk that it may hold folders writable
+    # (``protect.opening``), and whether a killed run had left that flag (then the whole
+    # backup is protected again when this run ends)
+    flagged: bool = False
+    protect_again: bool = False
     run_id: str = ""
     line: CommandLine | None = None         # the command line as read (None: not known)
     first_run: bool = False                 # the catalog held no run before this one
@@ -473,10 +477,17 @@ class Session:
         """Take the destination's lock before the first write of the run."""
         if not self.writes:
             return
+        first = self.lock is None
         named = dict.fromkeys(t.split(":", 1)[0] for t in self.selected)
         taken_over = self.control.acquire(f"doit {' '.join(named) or ' '.join(self.modes)}")
-        if taken_over:
-            self.taken_over = True
+        if first and self.lock is not None and is_protected(self.meta_dir, self.plan.protect):
+            flag = opening(self.meta_dir)
+            try:
+                self.protect_again = os.path.lexists(flag)
+                flag.touch(mode=0o600)
+                self.flagged = True
+            except OSError:
+                pass                 # (a .snapback that cannot be written: the run says so)
         if taken_over and not self.options.quiet:
             self.notes.append(f"snapback: taking over the lock left by a run that is gone "
                               f"({taken_over})")
@@ -598,6 +609,19 @@ class Session:
                 pass                     # (`doit protect` says what it cannot change)
         self.opened.clear()
 
+    def _unflag(self) -> None:
+        """The run ends: what it opened is read-only again; after a killed run, the whole
+        backup (what that run opened is in line since, and no run opens it again)."""
+        if not self.flagged:
+            return
+        try:
+            if self.protect_again:
+                protect(self.plan.destination)
+            opening(self.meta_dir).unlink(missing_ok=True)
+        except OSError:
+            pass                     # (the flag stays: the next run tries again)
+        self.flagged = self.protect_again = False
+
     def release(self) -> None:
         """Remove the files this run's commits no longer name, close the catalog and
         release the lock, whatever closing says: a catalog that cannot fold its journal
@@ -606,6 +630,7 @@ class Session:
         try:
             self.settle()
             self._reprotect()
+            self._unflag()
             self.drop_handed()
             self.stop_reading()
             if self.catalog is not None:

@@ -172,9 +172,10 @@ def test_a_killed_protected_run_leaves_nothing_writable_after_the_next(backup: B
     """helper-52: a protected run killed at its commit left the folders it had made
     writable so for good (later runs find them in line and never open them), and a
     subfolder its parent's task made stayed writable when its own task never ran (the
-    run interrupted, or only the parent's task asked for).  The run that takes over a
-    killed run's lock protects the backup again; a new subfolder is read-only again
-    with its parent's task."""
+    run interrupted, or only the parent's task asked for).  A killed run leaves a flag
+    on disk (``.snapback/opening``), and the next backup run protects the whole backup
+    again, whatever took the lock in between; a new subfolder is read-only again with
+    its parent's task."""
     backup.write_plan(protect=True)
     make_tree(backup.src, {"a": {"f.txt": "x\n", "sub": {"g.txt": "g\n"}}, "b": {"h": "h\n"}})
     code, out = backup.run("all")
@@ -185,9 +186,18 @@ def test_a_killed_protected_run_leaves_nothing_writable_after_the_next(backup: B
     (backup.src / "c" / "c.txt").write_text("c\n")
     killed = backup.doit("all", env={"SNAPBACK_FAULT": "commit:2"})
     assert killed.returncode == -9, killed.stdout + killed.stderr
+    assert writable(backup) != []
+    # helper-53: the run that takes the lock next may be a verify, or one folder's task
+    assert backup.doit("verify", "--deep").returncode == 0
+    assert backup.doit("snapshot:src/b").returncode == 0
+    assert writable(backup) == [], "one folder's task protects the whole backup again"
+    killed = backup.doit("all", env={"SNAPBACK_FAULT": "commit:1"})
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    assert backup.doit("verify").returncode == 0
     code, out = backup.run("all")
     assert code == 0, out
     assert writable(backup) == [], out
+    assert not (backup.meta / "opening").exists()
     (backup.src / "d").mkdir()
     (backup.src / "d" / "d.txt").write_text("d\n")
     stopped = backup.doit("snapshot:src")                   # the root's task alone
