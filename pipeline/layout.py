@@ -33,6 +33,7 @@ import hashlib
 import os
 import re
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from . import faults, store
@@ -151,11 +152,14 @@ def real_dir(path: bytes) -> bool:
         return False
 
 
-def sweep(store_path: bytes, name: bytes, referenced: set[bytes], keep_current: bool) -> int:
+def sweep(store_path: bytes, name: bytes, referenced: set[bytes], keep_current: bool,
+          opening: Callable[[bytes], None] | None = None) -> int:
     """Remove from one history folder what no row refers to: objects of a killed run,
     renames a killed prune left.  ``referenced`` holds paths relative to the store.
     Only the store itself and its two version folders are looked into, and never
-    through a symlink.  Returns how many entries went."""
+    through a symlink.  ``opening`` makes a folder writable before anything is removed
+    from it (a protected backup's: ``protect.Opened.folder``).  Returns how many
+    entries went."""
     removed = 0
     if not real_dir(store_path):
         return 0
@@ -163,6 +167,7 @@ def sweep(store_path: bytes, name: bytes, referenced: set[bytes], keep_current: 
         where = os.path.join(store_path, sub) if sub else store_path
         if sub and not real_dir(where):
             continue
+        opened = opening is None
         for entry in os.listdir(where):
             rel = sub + b"/" + entry if sub else entry
             path = os.path.join(where, entry)
@@ -172,6 +177,10 @@ def sweep(store_path: bytes, name: bytes, referenced: set[bytes], keep_current: 
                 continue
             if not sub and real_dir(path):
                 continue                          # another path's history: never ours
+            if not opened:
+                assert opening is not None
+                opening(where)
+                opened = True
             faults.point("remove")
             store.remove(path)
             removed += 1

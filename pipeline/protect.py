@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,32 @@ def opening(meta_dir: Path) -> Path:
     taking the lock to its end): one a killed run left says the whole backup is to be
     protected again, by the next run that takes the lock."""
     return meta_dir / "opening"
+
+
+def raise_flag(meta_dir: Path) -> bool:
+    """Put up the ``opening`` flag; True when one was there already (a killed run's,
+    whatever it is now: a link or a folder in its place counts too, and is replaced by
+    the flag itself, never followed).  Raises OSError when the flag cannot be made; the
+    answer is then lost with it, so the caller takes it as True."""
+    flag = opening(meta_dir)
+    there = os.path.lexists(flag)
+    if there and not stat.S_ISREG(os.lstat(flag).st_mode):
+        lower_flag(meta_dir)
+    fd = os.open(flag, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    os.close(fd)
+    return there
+
+
+def lower_flag(meta_dir: Path) -> None:
+    """Take the ``opening`` flag down, whatever stands in its place (never followed)."""
+    flag = opening(meta_dir)
+    try:
+        if stat.S_ISDIR(os.lstat(flag).st_mode):
+            shutil.rmtree(flag)
+        else:
+            flag.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def is_protected(meta_dir: Path, plan_says: bool) -> bool:

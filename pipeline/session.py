@@ -32,7 +32,7 @@ from .errors import PARTIAL, Failed, LockHeld, SnapbackError
 from .layout import HISTORY, MODES
 from .lock import Lock
 from .plan import Plan, Source
-from .protect import Opened, is_protected, opening, protect
+from .protect import Opened, is_protected, lower_flag, protect, raise_flag
 from .reader import Ahead, Batch, Planned, Reader, drop
 from .show import plural
 from .store import Copied, clear_staging, real_dirs, remove
@@ -481,13 +481,11 @@ class Session:
         named = dict.fromkeys(t.split(":", 1)[0] for t in self.selected)
         taken_over = self.control.acquire(f"doit {' '.join(named) or ' '.join(self.modes)}")
         if first and self.lock is not None and is_protected(self.meta_dir, self.plan.protect):
-            flag = opening(self.meta_dir)
+            self.flagged = True
             try:
-                self.protect_again = os.path.lexists(flag)
-                flag.touch(mode=0o600)
-                self.flagged = True
-            except OSError:
-                pass                 # (a .snapback that cannot be written: the run says so)
+                self.protect_again = raise_flag(self.meta_dir)
+            except OSError:           # (a .snapback that cannot be written: the run says
+                self.protect_again = True             # so; the whole backup, at its end)
         if taken_over and not self.options.quiet:
             self.notes.append(f"snapback: taking over the lock left by a run that is gone "
                               f"({taken_over})")
@@ -617,7 +615,7 @@ class Session:
         try:
             if self.protect_again:
                 protect(self.plan.destination)
-            opening(self.meta_dir).unlink(missing_ok=True)
+            lower_flag(self.meta_dir)
         except OSError:
             pass                     # (the flag stays: the next run tries again)
         self.flagged = self.protect_again = False

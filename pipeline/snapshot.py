@@ -300,7 +300,13 @@ class _Folder:
         not read (checker: mtime trusts size and mtime), so the record is kept as racily
         clean and the next run compares them: its new ctime and inode must not let
         ``checker: hash`` take a file never compared as unchanged (helper-39)."""
-        mode_changed = stat.S_IMODE(old.st_mode) != stat.S_IMODE(st.st_mode)
+        # a new mode is the source's, against its record (a protected backup's copy has
+        # no write bits: helper-54 saw every file of a recreated tree "updated (mode)")
+        if isinstance(rec, Stored) and rec.mode is not None:
+            mode_changed = stat.S_IMODE(rec.mode) != stat.S_IMODE(st.st_mode)
+        else:
+            mode_changed = stat.S_IMODE(old.st_mode) not in (
+                stat.S_IMODE(st.st_mode), store.kept_mode(st.st_mode, self.opened.protected))
         if self.writes:
             if store.set_file_meta(dst, old, st, self.opened.protected):
                 self.opened.wrote(dst)

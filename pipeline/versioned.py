@@ -545,6 +545,11 @@ class History:
             n += 1
         return candidate
 
+    def _inside(self, hist: bytes) -> bytes:
+        """A history folder's path relative to the root (``hist`` is below it)."""
+        prefix = self.root + b"/"
+        return hist[len(prefix):] if hist.startswith(prefix) else os.path.relpath(hist, self.root)
+
     def _remove_orphans(self, name: bytes, hist: bytes) -> None:
         """Objects of a run killed before their rows were committed, and whole copies
         superseded by a run killed before it removed them: no row names them, and a
@@ -555,11 +560,9 @@ class History:
                 return
         except FileNotFoundError:
             return                 # (a symlink's history is its rows: it has no folder)
-        store_rel = os.path.relpath(hist, self.root)
+        store_rel = self._inside(hist)
         referenced = self.catalog.referenced(self.source.name, store_rel)
-        if self.opened.protected:
-            self.opened.folder(hist)
-        layout.sweep(hist, name, referenced, keep_current=False)
+        layout.sweep(hist, name, referenced, keep_current=False, opening=self.opened.folder)
 
     def _diff(self, name: bytes, hist: bytes, tmp: bytes, cst: os.stat_result,
               prev: Row) -> bytes | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import stat
 import subprocess
@@ -203,3 +204,89 @@ def test_a_killed_protected_run_leaves_nothing_writable_after_the_next(backup: B
     stopped = backup.doit("snapshot:src")                   # the root's task alone
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert writable(backup) == [], stopped.stdout
+
+
+@pytest.mark.parametrize("fault", ["commit:2:enospc", "fsync:2:enospc", "commit:2"])
+def test_a_protected_run_that_failed_its_commit_is_completed_by_the_next(
+        nb, monkeypatch: pytest.MonkeyPatch, fault: str) -> None:
+    """helper-54: as a user the permission bits bind (root is above them), a run whose
+    commit failed (a full disk, a kill) left objects no row names in the read-only
+    ``_diffs/`` folders of a protected backup; the next run's sweep of them was refused
+    ("Permission denied") on every run after, and those files' changes were never
+    recorded.  The sweep opens a folder before it removes anything from it."""
+    b, python = nb
+    make_tree(b.src, {"a": {f"f{i}.txt": f"line {i}\n" for i in range(1, 6)},
+                      "b": {f"g{i}.txt": f"x{i}\n" for i in range(1, 4)}})
+    run(b, python, "all")
+    run(b, python, "protect")
+    for folder, name in [("a", "f1.txt"), ("a", "f2.txt"), ("b", "g1.txt"), ("b", "g2.txt")]:
+        with (b.src / folder / name).open("a") as fh:
+            fh.write("more\n")
+    monkeypatch.setenv("SNAPBACK_FAULT", fault)
+    failed = as_nobody(b, python, "all")
+    assert failed.returncode in (1, -9), failed.stdout + failed.stderr
+    monkeypatch.delenv("SNAPBACK_FAULT")
+    done = run(b, python, "all")
+    assert "FAILED" not in done.stdout + done.stderr
+    assert writable(b) == [], done.stdout
+    verified = as_nobody(b, python, "verify", "--deep")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    restored = b.base / "restored"
+    got = as_nobody(b, python, "restore", str(b.src), "--to", str(restored))
+    assert got.returncode == 0, got.stdout + got.stderr
+    assert tree(restored) == tree(b.src), got.stdout
+
+
+@pytest.mark.parametrize("stand_in", ["dangling link", "link to a missing file", "folder"])
+def test_the_opening_flag_is_never_followed_and_always_taken_down(
+        backup: Backup, tmp_path: Path, stand_in: str) -> None:
+    """helper-54: a link in place of ``.snapback/opening`` after a killed run was
+    followed (the flag made outside the backup, or not at all: then the backup was not
+    protected again, without a word); a folder in its place stayed for good.  Whatever
+    stands there says a run may have left folders writable, and the flag replaces it."""
+    backup.write_plan(protect=True)
+    make_tree(backup.src, {"a": {"f.txt": "x\n"}, "b": {"h": "h\n"}})
+    code, out = backup.run("all")
+    assert code == 0 and writable(backup) == [], out
+    (backup.src / "a" / "f.txt").write_text("x2\n")
+    (backup.src / "c").mkdir()
+    (backup.src / "c" / "c.txt").write_text("c\n")
+    killed = backup.doit("all", env={"SNAPBACK_FAULT": "commit:2"})
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    assert writable(backup) != []
+    flag = backup.meta / "opening"
+    flag.unlink()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    if stand_in == "dangling link":
+        flag.symlink_to(tmp_path / "nowhere" / "x")
+    elif stand_in == "link to a missing file":
+        flag.symlink_to(outside / "flag")
+    else:
+        (flag / "inner").mkdir(parents=True)
+    code, out = backup.run("all")
+    assert code == 0, out
+    assert writable(backup) == [], out
+    assert not os.path.lexists(flag), out
+    assert list(outside.iterdir()) == [], "nothing made outside the backup"
+
+
+def test_a_recreated_tree_in_a_protected_backup_is_no_change(backup: Backup) -> None:
+    """helper-54: the same files made again (``cp -a``: same bytes, modes and mtimes,
+    new inodes) were each "updated (mode 0644)" in a protected mirror, whose copies have
+    no write bits; a mode is a change against the source's record."""
+    backup.write_plan(protect=True)
+    make_tree(backup.src, {"a.txt": "a\n", "d": {"b.txt": "b\n"}})
+    code, out = backup.run("all")
+    assert code == 0, out
+    copy = backup.src.with_name("src2")
+    shutil.copytree(backup.src, copy)           # (copy2: modes and mtimes kept)
+    shutil.rmtree(backup.src)
+    copy.rename(backup.src)
+    code, out = backup.run("all")
+    assert code == 0, out
+    assert [line for line in out.splitlines() if line.startswith(("updated", "new"))] == [], out
+    os.chmod(backup.src / "a.txt", 0o600)       # a real new mode still is one
+    code, out = backup.run("all")
+    assert code == 0 and "mode 0600" in out, out
+    assert writable(backup) == []
