@@ -211,7 +211,7 @@ def _known(session: Session, source: Source, selector: Selector, catalog: Catalo
             if row is not None and row.sig is not None and \
                     row.kept == len(folder.files) + len(folder.links) and change.same_names(
                     catalog.listing(mode, source.name, rel_b, row.sig,
-                                    listing_rules(prints[mode], folder.layers)),
+                                    listing_rules(prints[mode], folder.layers), keep=True),
                     folder.files, folder.links, folder.subdirs):
                 return True
         return False

@@ -332,6 +332,8 @@ class Catalog:
         # them: the run's (``Session.kept``), shared by the catalog its tasks are made
         # with and the one they write with; None: nothing is kept
         self.kept: dict[tuple[str, str, bytes], Any] | None = None
+        # listings read for the walk's ``settle``, for task creation to take (``listing``)
+        self._listings: dict[tuple[str, str, bytes, bytes, bytes], bytes | None] = {}
         self.writable = writable
         # Writes held back (``_hold``: a folder task's new rows, its folder's records),
         # (statement, values) in the order they came: made before the connection is next
@@ -706,9 +708,10 @@ class Catalog:
             self.kept.clear()
             return
         self.kept.pop((table, source or "", folder), None)
+        self.kept.pop((table + "+", source or "", folder), None)     # (``records_of``'s)
         if below is not None:
-            for key in [k for k in self.kept if k[0] == table and k[1] == source and
-                        (k[2] == below or k[2].startswith(below + b"/"))]:
+            for key in [k for k in self.kept if k[0] in (table, table + "+") and
+                        k[1] == source and (k[2] == below or k[2].startswith(below + b"/"))]:
                 del self.kept[key]
 
     def folders_seen(self, mode: str, source: str) -> dict[bytes, InLine]:
@@ -754,9 +757,14 @@ class Catalog:
             self._hold("insert or replace into listings values (?,?,?,?,?,?)",
                        (mode, source, folder, sig, *listing))
 
-    def listing(self, mode: str, source: str, folder: bytes, sig: bytes, rules: bytes
-                ) -> bytes | None:
-        """The listing kept with the folder's row of signature ``sig`` under ``rules``."""
+    def listing(self, mode: str, source: str, folder: bytes, sig: bytes, rules: bytes,
+                keep: bool = False) -> bytes | None:
+        """The listing kept with the folder's row of signature ``sig`` under ``rules``
+        (``keep``: kept for the next ask, which takes it; a listing is what its signature
+        and rules make of the folder, so a row written since holds the same)."""
+        key = (mode, source, folder, sig, rules)
+        if key in self._listings:
+            return self._listings.pop(key)
         if self.conn is None:
             return None
         try:
@@ -765,21 +773,36 @@ class Catalog:
                                     (mode, source, folder, sig, rules)).fetchone()
         except sqlite3.OperationalError:      # (not yet made by a writer of this version)
             return None
-        return row[0] if row is not None and isinstance(row[0], bytes) else None
+        found = row[0] if row is not None and isinstance(row[0], bytes) else None
+        if keep:
+            self._listings[key] = found
+        return found
 
     def records_of(self, mode: str, source: str, folder: bytes, names: list[bytes]
                    ) -> dict[bytes, Stored]:
         """What ``mode`` records of a few entries of ``folder`` (one row each)."""
         out: dict[bytes, Stored] = {}
+        # (kept for the folder's task, which asks for the same rows: ``entry``, ``latest_in``)
+        some: dict[bytes, Any] = {}
         for name in names:
             if mode == "snapshot":
-                found = self.mirror_entry(source, folder, name)
+                found = some[name] = self.mirror_entry(source, folder, name)
             else:
-                row = self.latest(source, folder, name)
+                row = some[name] = self.latest(source, folder, name)
                 found = row.stored if row is not None and row.live else None
             if found is not None:
                 out[name] = found
+        if self.kept is not None:
+            self.kept[("mirror+" if mode == "snapshot" else "versions+", source, folder)] = some
         return out
+
+    def entry(self, source: str, folder: bytes, name: bytes) -> Stored | None:
+        """``mirror_entry``, from what task creation kept of the folder when it read it."""
+        some = self.kept.get(("mirror+", source, folder)) if self.kept else None
+        if some is not None and name in some:
+            found: Stored | None = some[name]
+            return found
+        return self.mirror_entry(source, folder, name)
 
     def unset_folder(self, mode: str, source: str, folder: bytes) -> None:
         """The folder is being changed: until its task has finished, it is not in line
@@ -817,7 +840,9 @@ class Catalog:
         if kept is not None:
             return kept
         if names is not None and len(names) <= 16:
-            latest = ((name, self.latest(source, folder, name)) for name in names)
+            some = self._take_kept("versions+", source, folder) or {}
+            latest = ((name, some[name] if name in some else self.latest(source, folder, name))
+                      for name in names)
             return {name: row for name, row in latest if row is not None}
         rows = self._rows(f"select {self.cols} from versions where id in (select max(id) from "
                           "versions where source=? and dir=? group by name)", (source, folder))

@@ -78,7 +78,7 @@ class _Rows:
 
     def get(self, name: bytes) -> Stored | None:
         if name not in self.read:
-            self.read[name] = self.catalog.mirror_entry(self.source, self.folder, name)
+            self.read[name] = self.catalog.entry(self.source, self.folder, name)
         return self.read[name]
 
 
@@ -89,8 +89,10 @@ class _Folder:
         self.job, self.run = job, current
         self.writes = current.writes
         rel = job.folder.rel
-        self.src = os.fsencode(job.source.path / rel if rel else job.source.path)
-        self.dst = os.fsencode(job.root / rel if rel else job.root)
+        rel_b = os.fsencode(rel)      # (os.path.join: pathlib's / costs more, per folder)
+        self.src = os.path.join(os.fsencode(job.source.path), rel_b) if rel \
+            else os.fsencode(job.source.path)
+        self.dst = os.path.join(os.fsencode(job.root), rel_b) if rel else os.fsencode(job.root)
         self.existing: dict[str, os.stat_result] = {}
         self.failures = 0
         # entries gone, removed (and said) once committed
@@ -142,7 +144,7 @@ class _Folder:
         # the records below it, and the folder is made again (only this run's own
         # symlinks, the copies of the source's, are links in the mirror).
         top = os.fsencode(self.job.root.parent.parent)        # the destination
-        rel = os.path.relpath(self.dst, top)
+        rel = self.dst[len(top):].lstrip(b"/")                # (dst is below it)
         bad = store.real_dirs(top, rel)
         if bad is not None and bad != self.dst and self.writes:
             inside = os.path.relpath(bad, os.fsencode(self.job.root))

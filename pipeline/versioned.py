@@ -106,7 +106,8 @@ class History:
         self.source, self.run, self.max_diff, self.checker = source, current, max_diff, checker
         self.root = os.fsencode(root)
         self.rel = os.fsencode(rel)
-        self.src = os.fsencode(source.path / rel if rel else source.path)
+        self.src = os.path.join(os.fsencode(source.path), self.rel) if rel \
+            else os.fsencode(source.path)
         self.writes = current.writes
         self.catalog: Catalog = current.open_catalog()
         # the newest row of each path of the folder (``names``: of these alone, the
@@ -580,8 +581,7 @@ class History:
                 return None                      # damaged: keep the new version whole
         else:
             try:  # never through a link, never from a device: the backup may be tampered
-                old = store.read_under(self.root, os.path.join(
-                    os.path.relpath(hist, self.root), whole))
+                old = store.read_under(self.root, os.path.join(self._inside(hist), whole))
             except OSError:
                 return None
             if hashlib.sha256(old).hexdigest() != prev.sha256:
