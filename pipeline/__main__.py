@@ -103,6 +103,13 @@ def command() -> NoReturn:
         status = exc.code
     if status is not None and not isinstance(status, int):
         sys.exit(status)                    # a message: Python prints it (status 1)
+    end(status or 0)
+
+
+def end(status: int) -> NoReturn:
+    """End the process with ``status`` once its output is flushed, without the
+    interpreter's teardown (``command``; and doit's own process, ``python -m doit`` with
+    dodo.py, when its run is done: ``pipeline.reporter``)."""
     if status:
         # A run that did not end cleanly (a failure, Ctrl-C) raised on its way, and a
         # traceback's frames hold what they named in a cycle (a catalog whose opening
@@ -115,7 +122,7 @@ def command() -> NoReturn:
             stream.flush()
         except (OSError, ValueError):
             pass
-    os._exit(status or 0)
+    os._exit(status)
 
 
 if __name__ == "__main__":

@@ -153,11 +153,13 @@ class SnapbackLoader(TaskLoader2):  # type: ignore[misc]  # doit ships no types
         self.line = line
         self.default_plan = default_plan
         self.session: Session | None = None
+        self.ends_process = False     # doit's own process (dodo.py): ended when run is done
 
     def load_doit_config(self) -> dict[str, Any]:
         plan = load_plan_or_exit(self.line, default=self.default_plan)
         self.session, config = configure(plan)
         self.session.line = self.line
+        self.session.ends_process = self.ends_process
         return config
 
     def namespace(self) -> dict[str, Any]:
@@ -186,7 +188,8 @@ class SnapbackLoader(TaskLoader2):  # type: ignore[misc]  # doit ships no types
                      "use the snapback command from any folder"])
         line = None
         program = os.path.basename(sys.argv[0]) if sys.argv else ""
-        if program == "doit" or sys.argv[0].endswith(os.path.join("doit", "__main__.py")):
+        own = program == "doit" or sys.argv[0].endswith(os.path.join("doit", "__main__.py"))
+        if own:
             try:
                 line = read_command_line(sys.argv[1:], DodoTaskLoader.cmd_options)
                 line.program = "doit"
@@ -195,7 +198,12 @@ class SnapbackLoader(TaskLoader2):  # type: ignore[misc]  # doit ships no types
         config = get_var("config", None)
         if line is None and config is not None:         # the plan, at least
             line = CommandLine(config=config, program="doit")
-        return cls(line, Path(dodo).resolve().parent / "backup.yaml")
+        loader = cls(line, Path(dodo).resolve().parent / "backup.yaml")
+        # doit's own process ends as the snapback command does, once the run is done
+        # (its report flushed, the catalog closed, the lock released): without the
+        # interpreter's teardown (pipeline.__main__.end)
+        loader.ends_process = own
+        return loader
 
 
 def backend_known() -> bool:

@@ -15,7 +15,9 @@ the reporter tells it what it saw and raises it at the end.  doit computes its o
 ``UnmetDependency`` of a group task whose folder failed) and returns it from
 ``DoitMain.run`` to ``sys.exit``.  ``complete_run`` is the last call doit makes
 into snapback, after doit has saved its state and run every teardown
-(``Runner.finish``); when snapback's status differs from doit's, it raises
+(``Runner.finish``); in doit's own process (dodo.py run by ``doit``) it ends the
+process there with the status (``pipeline.__main__.end``, as the snapback command
+ends); elsewhere, when snapback's status differs from doit's, it raises
 ``SystemExit(status)``, Python's documented way to end with a status.  It is
 not an ``Exception``, so doit's ``except Exception`` in ``DoitMain.run`` lets
 it through, and the ``finally`` blocks on the way out (doit closing an output
@@ -326,6 +328,9 @@ class Reporter:
             for note in current.notes:          # what closing the catalog said
                 self._once(note)
             current.notes = []
+        if current.ends_process:               # doit's own process, its run done
+            from .__main__ import end
+            end(self.status)
         if self.status != self.doit_status:
             raise SystemExit(self.status)      # see the module docstring
 

@@ -276,6 +276,7 @@ class Session:
     protect_again: bool = False
     run_id: str = ""
     line: CommandLine | None = None         # the command line as read (None: not known)
+    ends_process: bool = False              # doit's own process: the reporter ends it
     first_run: bool = False                 # the catalog held no run before this one
     # `doit all` reads each file once: the files a folder's versioned task will record
     # ((source, folder) -> names), the folders whose versioned task will run (their

@@ -12,6 +12,8 @@ gone, and the side files stayed beside the catalog.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from support import PARTIAL, Backup, fill_disk, make_tree
@@ -45,3 +47,40 @@ def test_a_catalog_that_cannot_be_opened_leaves_no_side_files(
         for i in range(20):
             (backup.src / "a" / f"f{i}.txt").write_bytes(os.urandom(4000))
     assert met, "no size left the catalog unopenable: the test checked nothing"
+
+
+# doit's own process in the checkout (``python -m doit`` with dodo.py), with an exit
+# handler that says whether the interpreter's teardown ran
+DOIT_WITH_TEARDOWN_PROBE = (
+    "import atexit, runpy, sys; atexit.register(print, 'teardown ran', file=sys.stderr); "
+    "sys.argv[0] = 'doit'; runpy.run_module('doit', run_name='__main__', alter_sys=True)")
+
+
+def test_doits_own_process_ends_with_the_runs_status_without_teardown(backup: Backup) -> None:
+    """``doit all`` in the checkout ends as the snapback command does once its run is
+    done (no teardown: 20 ms of a no-change run at 5,815 files, bench/RESULTS.md), with
+    the status the reporter decided: 0, 1 for a file that failed, 75 for a held lock."""
+    from support import ROOT, hold_with_stopped_run
+    make_tree(backup.src, {"a": {"f.txt": "f\n"}})
+
+    def doit(*words: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", DOIT_WITH_TEARDOWN_PROBE, *words,
+                               f"config={backup.plan}"], capture_output=True, text=True,
+                              cwd=ROOT, env={**os.environ, **(env or {})}, timeout=120)
+
+    done = doit("all")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "teardown ran" not in done.stderr
+    (backup.src / "a" / "f.txt").write_text("f2\n")
+    failed = doit("all", env={"SNAPBACK_FAULT": "write:1:enospc"})
+    assert failed.returncode == PARTIAL, failed.stdout + failed.stderr
+    assert "FAILED" in failed.stdout and "teardown ran" not in failed.stderr
+    held = hold_with_stopped_run(backup, "all")
+    try:
+        locked = doit("all")
+    finally:
+        held.send_signal(__import__("signal").SIGCONT)
+        held.communicate(timeout=120)
+    assert locked.returncode == 75, locked.stdout + locked.stderr
+    listed = doit("list")                        # (no run: doit's own ending, as before)
+    assert listed.returncode == 0 and "teardown ran" in listed.stderr
