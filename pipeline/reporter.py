@@ -413,9 +413,14 @@ class Reporter:
         for mode, c in rec["modes"].items() if said else ():
             written = f"about {human_size(c['bytes'])} would be written" if dry \
                 else f"{human_size(c['bytes'])} written"
+            # a folder whose records could not be made (a full disk at its commit) is a
+            # FAILED line of its own, with no file counted: said here too, so that the
+            # summary never reads "0 failed" beside it
+            folders = sum(1 for e in current.tally.failed if e.mode == mode and not e.files)
+            also = f", {plural(folders, 'folder')} failed" if folders else ""
             line = (f"{mode}: {plural(c['scanned'], 'file')}, {c['new']:,} new, "
                     f"{c['updated']:,} updated, {c['deleted']:,} deleted, {c['failed']:,} "
-                    f"failed; {written} in {rec['seconds']:.2f} s")
+                    f"failed{also}; {written} in {rec['seconds']:.2f} s")
             if dry:
                 line += " (dry run: nothing was changed)"
             self.out.write(line + "\n")

@@ -30,7 +30,7 @@ import pytest
 from support import OK, PARTIAL, Backup, Link, aged, fill_disk, make_tree, tree
 
 SUMMARY = re.compile(r"^(snapshot|versioned): (\d+) files?, (\d+) new, (\d+) updated, "
-                     r"(\d+) deleted, (\d+) failed;", re.M)
+                     r"(\d+) deleted, (\d+) failed(?:, \d+ folders? failed)?;", re.M)
 FULL = "No space left on device"
 
 
@@ -313,3 +313,26 @@ def test_a_run_whose_only_commit_failed_restores_as_the_runs_before_it(backup: B
                            str(tmp_path / "back"))
     assert code == OK, out
     assert sorted(p.name for p in (tmp_path / "back").iterdir()) == ["f1.txt", "f2.txt"]
+
+
+def test_a_folder_that_failed_its_commit_is_counted_in_the_summary(backup: Backup) -> None:
+    """helper-51, helper-54: the summary said "0 failed" beside the line ``FAILED
+    [mirror] src/: ... not recorded in the catalog`` (a folder's failure counts no file:
+    its copies are in the mirror, its records not).  The summary names the folders."""
+    make_tree(backup.src, {"a.txt": "a\n", "b.txt": "b\n"})
+    backup.doit("all", check=True)
+    (backup.src / "a.txt").write_text("a2\n")
+    failed = backup.doit("all", env={"SNAPBACK_FAULT": "commit:1:enospc"})
+    out = failed.stdout + failed.stderr
+    assert failed.returncode == PARTIAL, out
+    lines = out.splitlines()
+    folder_lines = Counter(line.split()[1] for line in lines
+                           if line.startswith("FAILED") and line.split()[2].endswith("/:"))
+    assert folder_lines, out
+    for mode, label in (("snapshot", "[mirror]"), ("versioned", "[history]")):
+        summary = next(line for line in lines if line.startswith(f"{mode}:"))
+        if folder_lines[label]:
+            assert f"{folder_lines[label]} folder failed" in summary, out
+        else:
+            assert "folder" not in summary, out
+    backup.doit("all", check=True)                   # room again: the next run completes
