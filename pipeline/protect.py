@@ -49,15 +49,22 @@ def raise_flag(meta_dir: Path) -> bool:
 
 
 def lower_flag(meta_dir: Path) -> None:
-    """Take the ``opening`` flag down, whatever stands in its place (never followed)."""
+    """Take the ``opening`` flag down, whatever stands in its place (never followed: a
+    folder goes with what it holds, its read-only folders opened first)."""
     flag = opening(meta_dir)
     try:
-        if stat.S_ISDIR(os.lstat(flag).st_mode):
-            shutil.rmtree(flag)
-        else:
+        if not stat.S_ISDIR(os.lstat(flag).st_mode):
             flag.unlink()
+            return
     except FileNotFoundError:
-        pass
+        return
+    os.chmod(flag, 0o700)
+    for folder, names, _files in os.walk(flag):      # (links are not followed)
+        for name in [".", *names]:
+            path = os.path.join(folder, name)
+            if stat.S_ISDIR(os.lstat(path).st_mode):
+                os.chmod(path, 0o700)
+    shutil.rmtree(flag)
 
 
 def is_protected(meta_dir: Path, plan_says: bool) -> bool:

@@ -32,7 +32,7 @@ from .errors import PARTIAL, Failed, LockHeld, SnapbackError
 from .layout import HISTORY, MODES
 from .lock import Lock
 from .plan import Plan, Source
-from .protect import Opened, is_protected, lower_flag, protect, raise_flag
+from .protect import Opened, is_protected, lower_flag, opening, protect, raise_flag
 from .reader import Ahead, Batch, Planned, Reader, drop
 from .show import plural
 from .store import Copied, clear_staging, real_dirs, remove
@@ -617,8 +617,10 @@ class Session:
             if self.protect_again:
                 protect(self.plan.destination)
             lower_flag(self.meta_dir)
-        except OSError:
-            pass                     # (the flag stays: the next run tries again)
+        except OSError as exc:       # (the flag stays: the next run tries again)
+            self.notes.append(f"snapback: warning: {opening(self.meta_dir)} could not be "
+                              f"removed ({exc.strerror or exc}): each run protects the whole "
+                              "backup again until it is")
         self.flagged = self.protect_again = False
 
     def release(self) -> None:

@@ -292,8 +292,15 @@ class _Folder:
             now = os.lstat(src)
         except OSError:
             return None
-        # (not changed meanwhile)
-        return sha if change.key(now, "hash") == change.key(st, "hash") else None
+        # (not changed meanwhile; a new ctime alone, a chown or an indexer's mark during
+        # the run, is no new content: the record keeps the walk's stat, so the next run
+        # compares the file again (helper-55: a `chown -R` during a run made the mirror
+        # copy and report every file it compared as updated))
+        if change.key(now, "hash") == change.key(st, "hash"):
+            return sha
+        same = (now.st_size, now.st_mtime_ns, now.st_mode, now.st_ino) == \
+            (st.st_size, st.st_mtime_ns, st.st_mode, st.st_ino)
+        return sha if same else None
 
     def _metadata(self, name: str, dst: bytes, st: AnyStat, rec: object,
                   old: os.stat_result, sha: str | None = None, trusted: bool = False) -> None:

@@ -290,3 +290,27 @@ def test_a_recreated_tree_in_a_protected_backup_is_no_change(backup: Backup) -> 
     code, out = backup.run("all")
     assert code == 0 and "mode 0600" in out, out
     assert writable(backup) == []
+
+
+def test_a_flag_folder_with_read_only_folders_is_replaced_as_a_user(
+        nb, monkeypatch: pytest.MonkeyPatch) -> None:
+    """helper-55: a folder in the flag's place holding a read-only folder could not be
+    removed by its owner (no root to override the bits): it stayed, and every run
+    protected the whole backup again, without a word."""
+    b, python = nb
+    b.write_plan(protect=True)
+    make_tree(b.src, {"a": {"f.txt": "x\n"}})
+    run(b, python, "all")
+    flag = b.meta / "opening"
+    for mode in (0o555, 0o000):
+        (flag / "sub").mkdir(parents=True)
+        (flag / "sub" / "f").write_text("x\n")
+        os.chmod(flag / "sub", mode)
+        os.chmod(flag, mode)
+        for path in (flag, flag / "sub"):
+            os.lchown(path, 65534, 65534)
+        (b.src / "a" / "f.txt").write_text(f"x{mode}\n")
+        done = run(b, python, "all")
+        assert not os.path.lexists(flag), done.stdout + done.stderr
+        assert "could not be removed" not in done.stderr
+        assert writable(b) == []

@@ -136,3 +136,33 @@ def test_a_time_older_than_the_coarsest_tick_is_never_racy() -> None:
                                mtime, mtime, ctime))
         assert store.racy(stat, now=now) == by_ticks(mtime, ctime, now)
     check()
+
+
+def test_a_new_ctime_during_the_compare_is_no_new_content(backup: Backup, monkeypatch) -> None:
+    """helper-55: a ``chown -R`` (or an indexer) during a run gave each file the mirror
+    compared a new ctime after its walk: the mirror copied it again and said "updated"
+    for thousands of unchanged files.  A new ctime alone is no new content: the
+    comparison stands, the record keeps the walk's stat, the next run compares again."""
+    from pipeline import store
+    make_tree(backup.src, {"d": {f"f{i}.txt": f"{i}\n" * (i + 1) for i in range(6)}})
+    backup.doit("all", check=True)
+    for i in range(6):                         # a new ctime, the bytes and mtime as they were
+        os.chown(backup.src / "d" / f"f{i}.txt", os.getuid(), os.getgid())
+    (backup.src / "d" / "f0.txt").write_text("really changed\n")
+    compare = store.same_content
+
+    def compare_then_chown(a: bytes, b: bytes) -> str | None:
+        found = compare(a, b)
+        os.chown(a, os.getuid(), os.getgid())   # (its ctime moves, nothing else)
+        return found
+
+    monkeypatch.setattr(store, "same_content", compare_then_chown)
+    code, out = backup.run("all")
+    assert code == 0, out
+    updated = [line for line in out.splitlines() if line.startswith(("updated", "new"))]
+    assert updated == ["updated  [mirror+history] src/d/f0.txt"], out
+    monkeypatch.undo()
+    code, out = backup.run("all")
+    assert code == 0 and not [line for line in out.splitlines()
+                              if line.startswith(("updated", "new"))], out
+    assert (backup.mirror / "d" / "f3.txt").read_text() == "3\n" * 4
