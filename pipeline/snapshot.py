@@ -107,6 +107,7 @@ class _Folder:
             or self.catalog.keeps("mirror", job.source.name, self.folder_b) \
             else _Rows(self.catalog, job.source.name, self.folder_b)
         self.shas: dict[bytes, str] | None = None    # the records' checksums, when asked
+        self._unsure = False             # the last comparison stood on a moved ctime
         self.catalog.begin_folder()
         self.opened = current.opening()
         self.writable = False
@@ -192,7 +193,10 @@ class _Folder:
         same = self._same_bytes(src, dst, st, old, compare=racy) \
             if old is not None and stat.S_ISREG(old.st_mode) else None
         if old is not None and same is not None:
-            self._metadata(name, dst, st, rec, old, same or None, trusted=same == "")
+            # (not read, or read while its ctime moved: compared again next run, by
+            # content whatever the checker)
+            self._metadata(name, dst, st, rec, old, same or None,
+                           trusted=same == "" or self._unsure)
             return
         if not self.writes:
             self.run.emit(Event(NEW if old is None else UPDATED, MODE, self._label(name),
@@ -281,6 +285,7 @@ class _Folder:
         or "" when they were not read.  checker: mtime trusts size and mtime, as rsync
         does, except for a racily clean record (``compare``); checker: hash compares
         the bytes."""
+        self._unsure = False
         if old.st_size != st.st_size:
             return None
         if self.job.checker == "mtime" and not compare:
@@ -296,7 +301,11 @@ class _Folder:
         # the run, is no new content: the record keeps the walk's stat, so the next run
         # compares the file again (helper-55: a `chown -R` during a run made the mirror
         # copy and report every file it compared as updated))
-        if change.key(now, "hash") == change.key(st, "hash"):
+        # Its record is then kept as racily clean (``_unsure``), so that the next run
+        # compares the bytes again under either checker (helper-56: with ``checker:
+        # mtime`` a write that set the mtime back within that window went unseen).
+        self._unsure = change.key(now, "hash") != change.key(st, "hash")
+        if not self._unsure:
             return sha
         same = (now.st_size, now.st_mtime_ns, now.st_mode, now.st_ino) == \
             (st.st_size, st.st_mtime_ns, st.st_mode, st.st_ino)

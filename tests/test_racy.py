@@ -166,3 +166,36 @@ def test_a_new_ctime_during_the_compare_is_no_new_content(backup: Backup, monkey
     assert code == 0 and not [line for line in out.splitlines()
                               if line.startswith(("updated", "new"))], out
     assert (backup.mirror / "d" / "f3.txt").read_text() == "3\n" * 4
+
+
+def test_a_rewrite_during_the_compare_of_a_racy_record_is_found_next_run(
+        backup: Backup, monkeypatch) -> None:
+    """helper-56: with ``checker: mtime`` the mirror compares a file's bytes only when
+    its record is racily clean.  A write that set the mtime back while it compared
+    (only the ctime moved) let the comparison stand, and the record lost its racy
+    mark: the next runs trusted size and mtime, and the mirror kept the old bytes for
+    good.  A comparison that stands on a moved ctime keeps the record racily clean."""
+    from pipeline import store
+    backup.write_plan(checker="mtime")
+    path = backup.src / "f.txt"
+    make_tree(backup.src, {"f.txt": "A" * 100})
+    backup.doit("snapshot", check=True)
+    os.chmod(path, 0o600)                # bytes not read (mtime trusted): kept racy
+    backup.doit("snapshot", check=True)
+    compare = store.same_content
+
+    def compare_then_rewrite(a: bytes, b: bytes) -> str | None:
+        found = compare(a, b)
+        if a == os.fsencode(path):
+            was = os.lstat(a)
+            path.write_text("B" * 100)   # same size, the mtime set back: the ctime moves
+            os.utime(a, ns=(was.st_atime_ns, was.st_mtime_ns))
+        return found
+
+    monkeypatch.setattr(store, "same_content", compare_then_rewrite)
+    code, out = backup.run("snapshot")
+    assert code == 0, out
+    monkeypatch.undo()
+    code, out = backup.run("snapshot")
+    assert code == 0 and "updated  src/f.txt" in out, out
+    assert (backup.mirror / "f.txt").read_text() == "B" * 100
