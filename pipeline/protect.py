@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -34,37 +33,43 @@ def opening(meta_dir: Path) -> Path:
     return meta_dir / "opening"
 
 
-def raise_flag(meta_dir: Path) -> bool:
-    """Put up the ``opening`` flag; True when one was there already (a killed run's,
-    whatever it is now: a link or a folder in its place counts too, and is replaced by
-    the flag itself, never followed).  Raises OSError when the flag cannot be made; the
-    answer is then lost with it, so the caller takes it as True."""
+def raise_flag(meta_dir: Path) -> tuple[bool, str | None]:
+    """Put up the ``opening`` flag: (whether one was there already, a killed run's,
+    whatever it is now: a link or a folder in its place counts too; where a folder
+    that stood there was moved, ``lower_flag``).  Raises OSError when the flag cannot be
+    made; the answer is then lost with it, so the caller takes it as True."""
     flag = opening(meta_dir)
     there = os.path.lexists(flag)
+    moved = None
     if there and not stat.S_ISREG(os.lstat(flag).st_mode):
-        lower_flag(meta_dir)
+        moved = lower_flag(meta_dir)
     fd = os.open(flag, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     os.close(fd)
-    return there
+    return there, moved
 
 
-def lower_flag(meta_dir: Path) -> None:
-    """Take the ``opening`` flag down, whatever stands in its place (never followed: a
-    folder goes with what it holds, its read-only folders opened first)."""
+def lower_flag(meta_dir: Path) -> str | None:
+    """Take the ``opening`` flag down, whatever stands in its place, never followed and
+    never entered (helper-56: a walk through a folder there could meet a mount point,
+    or too deep a tree): an empty folder is removed, any other is moved aside in
+    ``.snapback`` (``opening.N``), whose name is returned for the run to say."""
     flag = opening(meta_dir)
     try:
         if not stat.S_ISDIR(os.lstat(flag).st_mode):
             flag.unlink()
-            return
+            return None
+        os.rmdir(flag)
+        return None
     except FileNotFoundError:
-        return
-    os.chmod(flag, 0o700)
-    for folder, names, _files in os.walk(flag):      # (links are not followed)
-        for name in [".", *names]:
-            path = os.path.join(folder, name)
-            if stat.S_ISDIR(os.lstat(path).st_mode):
-                os.chmod(path, 0o700)
-    shutil.rmtree(flag)
+        return None
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+    number = 1
+    while os.path.lexists(aside := meta_dir / f"opening.{number}"):
+        number += 1
+    os.rename(flag, aside)
+    return str(aside)
 
 
 def is_protected(meta_dir: Path, plan_says: bool) -> bool:

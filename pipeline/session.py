@@ -484,7 +484,8 @@ class Session:
         if first and self.lock is not None and is_protected(self.meta_dir, self.plan.protect):
             self.flagged = True
             try:
-                self.protect_again = raise_flag(self.meta_dir)
+                self.protect_again, moved = raise_flag(self.meta_dir)
+                self._moved_aside(moved)
             except OSError:           # (a .snapback that cannot be written: the run says
                 self.protect_again = True             # so; the whole backup, at its end)
         if taken_over and not self.options.quiet:
@@ -608,6 +609,12 @@ class Session:
                 pass                     # (`doit protect` says what it cannot change)
         self.opened.clear()
 
+    def _moved_aside(self, moved: str | None) -> None:
+        if moved is not None:
+            self.notes.append(f"snapback: warning: a folder stood where the run keeps its "
+                              f"flag {opening(self.meta_dir)}; it was moved to {moved} "
+                              "(snapback makes no such folder: look at it, then remove it)")
+
     def _unflag(self) -> None:
         """The run ends: what it opened is read-only again; after a killed run, the whole
         backup (what that run opened is in line since, and no run opens it again)."""
@@ -616,7 +623,7 @@ class Session:
         try:
             if self.protect_again:
                 protect(self.plan.destination)
-            lower_flag(self.meta_dir)
+            self._moved_aside(lower_flag(self.meta_dir))
         except OSError as exc:       # (the flag stays: the next run tries again)
             self.notes.append(f"snapback: warning: {opening(self.meta_dir)} could not be "
                               f"removed ({exc.strerror or exc}): each run protects the whole "

@@ -296,6 +296,7 @@ def as_nobody(b: Backup, python: str, *args: str) -> subprocess.CompletedProcess
     the destination is left alone: a chown would change what the tests compare)."""
     for dirpath, dirnames, filenames in os.walk(b.base):
         if Path(dirpath) == b.dest or b.dest in Path(dirpath).parents:
+            dirnames[:] = []                  # (not entered: left alone, however deep)
             continue
         for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
             if name != str(b.dest):
