@@ -218,8 +218,14 @@ class Reporter:
     session: Session
 
     def __init__(self, outstream: TextIO, options: dict[str, Any]):
-        self.out = outstream
-        self.err = sys.stderr
+        # a stream that cannot be written (a reader gone, /dev/full) ends quietly, the
+        # run goes on (pipeline.__main__.QuietPipe: the snapback command puts it in place
+        # before doit is imported; `doit` in the checkout hands over the plain ones)
+        from .__main__ import QuietPipe
+        self.out: TextIO = outstream if isinstance(outstream, QuietPipe) \
+            else QuietPipe(outstream)  # type: ignore[assignment]
+        self.err: TextIO = sys.stderr if isinstance(sys.stderr, QuietPipe) \
+            else QuietPipe(sys.stderr, what=None)  # type: ignore[assignment]
         self.tty = hasattr(outstream, "isatty") and outstream.isatty()
         # colour only on a terminal that wants it (https://no-color.org)
         dumb = os.environ.get("TERM") == "dumb"          # no escapes at all: links neither
@@ -416,7 +422,7 @@ class Reporter:
             # a folder whose records could not be made (a full disk at its commit) is a
             # FAILED line of its own, with no file counted: said here too, so that the
             # summary never reads "0 failed" beside it
-            folders = sum(1 for e in current.tally.failed if e.mode == mode and not e.files)
+            folders = c["failed_folders"]
             also = f", {plural(folders, 'folder')} failed" if folders else ""
             line = (f"{mode}: {plural(c['scanned'], 'file')}, {c['new']:,} new, "
                     f"{c['updated']:,} updated, {c['deleted']:,} deleted, {c['failed']:,} "

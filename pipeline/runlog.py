@@ -134,6 +134,8 @@ def counts(current: Session, modes: tuple[str, ...]) -> dict[str, int]:
     for kind in (NEW, UPDATED, DELETED, FAILED):
         out[kind.lower()] = sum(tally.files.get((mode, kind), 0) for mode in modes)
     out["bytes"] = sum(tally.written.get(mode, 0) for mode in modes)
+    # folders whose records could not be committed: a FAILED line each, no file counted
+    out["failed_folders"] = sum(1 for e in tally.failed if e.mode in modes and not e.files)
     return out
 
 

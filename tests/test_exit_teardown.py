@@ -84,3 +84,29 @@ def test_doits_own_process_ends_with_the_runs_status_without_teardown(backup: Ba
     assert locked.returncode == 75, locked.stdout + locked.stderr
     listed = doit("list")                        # (no run: doit's own ending, as before)
     assert listed.returncode == 0 and "teardown ran" in listed.stderr
+
+
+def test_doits_own_process_with_an_output_that_cannot_be_written(backup: Backup) -> None:
+    """helper-56: ``doit all > /dev/full`` or ``doit all | head -1`` in the checkout ended
+    in a traceback and doit's status 3 (the snapback command said one line and went
+    on): the reporter's streams end quietly, the run's status stands."""
+    from support import ROOT
+    make_tree(backup.src, {"a": {f"f{i}.txt": f"{i}\n" for i in range(50)}})
+    command = [sys.executable, "-m", "doit", "all", f"config={backup.plan}"]
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True,
+                                cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "cannot be written" in result.stderr
+    for i in range(50):
+        (backup.src / "a" / f"f{i}.txt").write_text(f"{i} changed\n")
+    read, write = os.pipe()
+    os.close(read)                                  # the reader is gone before a line
+    try:
+        result = subprocess.run(command, stdout=write, stderr=subprocess.PIPE, text=True,
+                                cwd=ROOT, timeout=120)
+    finally:
+        os.close(write)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and result.stderr == "", result.stderr
+    assert backup.doit("verify", check=True)

@@ -318,13 +318,17 @@ def test_a_run_whose_only_commit_failed_restores_as_the_runs_before_it(backup: B
 def test_a_folder_that_failed_its_commit_is_counted_in_the_summary(backup: Backup) -> None:
     """helper-51, helper-54: the summary said "0 failed" beside the line ``FAILED
     [mirror] src/: ... not recorded in the catalog`` (a folder's failure counts no file:
-    its copies are in the mirror, its records not).  The summary names the folders."""
+    its copies are in the mirror, its records not).  The summary names the folders, and
+    so does the run record (helper-56: the JSON report had no word of them)."""
     make_tree(backup.src, {"a.txt": "a\n", "b.txt": "b\n"})
     backup.doit("all", check=True)
     (backup.src / "a.txt").write_text("a2\n")
-    failed = backup.doit("all", env={"SNAPBACK_FAULT": "commit:1:enospc"})
+    report = backup.base / "report.json"
+    failed = backup.doit("all", "--report", str(report),
+                         env={"SNAPBACK_FAULT": "commit:1:enospc"})
     out = failed.stdout + failed.stderr
     assert failed.returncode == PARTIAL, out
+    record = json.loads(report.read_text())
     lines = out.splitlines()
     folder_lines = Counter(line.split()[1] for line in lines
                            if line.startswith("FAILED") and line.split()[2].endswith("/:"))
@@ -335,4 +339,5 @@ def test_a_folder_that_failed_its_commit_is_counted_in_the_summary(backup: Backu
             assert f"{folder_lines[label]} folder failed" in summary, out
         else:
             assert "folder" not in summary, out
+        assert record["modes"][mode]["failed_folders"] == folder_lines[label], record
     backup.doit("all", check=True)                   # room again: the next run completes
