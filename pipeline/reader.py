@@ -225,7 +225,7 @@ def _serve(staging: bytes, batches: Iterable[Batch], results_w: int, taken_r: in
                     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                         full = True                     # no room: the run's to judge
                     continue
-                if store.racy(copied.stat):
+                if copied.racy:
                     drop({name: copied})
                     continue
                 copies[name] = copied

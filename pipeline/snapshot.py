@@ -108,6 +108,7 @@ class _Folder:
             else _Rows(self.catalog, job.source.name, self.folder_b)
         self.shas: dict[bytes, str] | None = None    # the records' checksums, when asked
         self._unsure = False             # the last comparison stood on a moved ctime
+        self._compared_at: int | None = None     # ... and when it began
         self.catalog.begin_folder()
         self.opened = current.opening()
         self.writable = False
@@ -239,7 +240,7 @@ class _Folder:
         self.opened.wrote(dst)
         copied, digest = made.stat, made.sha256
         assert digest is not None
-        racy = store.racy(copied)
+        racy = made.racy               # (from the moment its reading began)
         if lost is not None:
             self.run.hand_over(self.job.source.name, self.folder_b, name_b,
                                made._replace(lost=lost))
@@ -286,11 +287,13 @@ class _Folder:
         does, except for a racily clean record (``compare``); checker: hash compares
         the bytes."""
         self._unsure = False
+        self._compared_at = None
         if old.st_size != st.st_size:
             return None
         if self.job.checker == "mtime" and not compare:
             return "" if old.st_mtime_ns == st.st_mtime_ns else None
         try:
+            self._compared_at = store.reading_starts()
             sha = store.same_content(src, dst)
             if sha is None:
                 return None
@@ -338,7 +341,8 @@ class _Folder:
             if sha is None:
                 sha = (self.shas.get(os.fsencode(name)) if self.shas and described
                        else None) or store.sha256_of(dst)
-            racy = store.racy(st) or trusted
+            # (racily clean against the moment the comparison began: helper-57)
+            racy = store.racy(st, self._compared_at) or trusted
             self.racy |= racy
             same = isinstance(rec, Stored) and described and not racy and \
                 change.unchanged(rec, st, "hash")

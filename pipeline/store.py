@@ -31,11 +31,13 @@ CHUNK = 1 << 20
 RECENT_NS = 2_000_000_000
 
 
-def recent(st: AnyStat) -> bool:
-    """Was the file written within ``RECENT_NS`` of now (a write that follows may
-    leave its stat as it is)?  The ctime counts too: a file whose mtime was set back
-    (``cp -p``, ``rsync --inplace``) was still written just now."""
-    return time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < RECENT_NS
+def recent(st: AnyStat, now: int | None = None) -> bool:
+    """Was the file written within ``RECENT_NS`` of ``now`` (the moment its reading began;
+    None: now), so that a write that follows may leave its stat as it is?  The ctime
+    counts too: a file whose mtime was set back (``cp -p``, ``rsync --inplace``) was
+    still written just then."""
+    return (time.time_ns() if now is None else now) - \
+        max(st.st_mtime_ns, st.st_ctime_ns) < RECENT_NS
 
 # The clock the kernel stamps mtimes with (Linux: CLOCK_REALTIME_COARSE, 5).
 _COARSE = 5 if sys.platform.startswith("linux") else time.CLOCK_REALTIME
@@ -62,6 +64,11 @@ def racy(st: AnyStat, now: int | None = None) -> bool:
         if now - now % step <= when:
             return True
     return False
+
+
+def reading_starts() -> int:
+    """The moment a reading begins, on the clock ``racy`` compares file times with."""
+    return time.clock_gettime_ns(_COARSE)
 
 
 def tick(when: int) -> int:
@@ -150,12 +157,22 @@ class Copied(NamedTuple):
     sha256: str | None
     written: int                # what each copy takes on disk (allocated, at most its size)
     lost: str | None = None     # why the second copy (``also``) could not be made
+    # when its reading began (the kernel's coarse clock, ``reading_starts``): whether it
+    # is racily clean is judged against that moment, not the end of a long reading
+    # (helper-57: a write within the tick of the walk's lstat, during a reading of 200 MB
+    # that ended in a later second, left a record that no later run looked at again)
+    read_at: int | None = None
+
+    @property
+    def racy(self) -> bool:
+        return racy(self.stat, self.read_at)
 
 
 def copy_to_tmps(src: bytes, folders: tuple[bytes, ...], hashed: bool = False,
                  progress: Callable[[int], None] | None = None) -> Copied:
     """``copy_to_tmp`` into one new temporary file in each of ``folders``, from one
     reading of ``src`` (`doit all`: the mirror's copy and the history's)."""
+    started = reading_starts()
     fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     tmps: list[bytes] = []
     try:
@@ -185,7 +202,7 @@ def copy_to_tmps(src: bytes, folders: tuple[bytes, ...], hashed: bool = False,
         if not same_stat(before, after) \
                 or not same_stat(after, os.stat(src, follow_symlinks=False)):
             raise SourceChanged("changed while it was read")
-        if digest is not None and recent(before):
+        if digest is not None and recent(before, started):
             # Written to within the filesystem's timestamp granularity: writes during
             # the read may have left the mtime as it was.  Read it again; a second
             # reading that differs means it is being written: try again later.
@@ -195,7 +212,7 @@ def copy_to_tmps(src: bytes, folders: tuple[bytes, ...], hashed: bool = False,
                 again.update(chunk)
             if again.hexdigest() != digest or not same_stat(before, os.fstat(fd)):
                 raise SourceChanged("changed while it was read")
-        return Copied(tmps, before, digest, written)
+        return Copied(tmps, before, digest, written, read_at=started)
     except BaseException:
         for tmp in tmps:
             _unlink_quiet(tmp)

@@ -322,7 +322,7 @@ class History:
             return
         tmp, cst, sha = copied.tmps[0], copied.stat, copied.sha256
         assert sha is not None
-        racy = store.racy(cst)
+        racy = copied.racy             # (from the moment its reading began)
         self.racy |= racy
         if prev is not None and prev.sha256 == sha and live is not None:
             store.remove(tmp)
@@ -434,7 +434,7 @@ class History:
             except OSError:
                 now = None
             if now is not None and store.same_stat(handed.stat, now) and \
-                    not store.racy(handed.stat):
+                    not handed.racy:
                 if not ahead:
                     return handed             # unchanged since: the same bytes
                 try:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from support import PARTIAL, Backup, fill_disk, make_tree
 
 
@@ -110,3 +111,19 @@ def test_doits_own_process_with_an_output_that_cannot_be_written(backup: Backup)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and result.stderr == "", result.stderr
     assert backup.doit("verify", check=True)
+
+
+@pytest.mark.parametrize("command", [["verify"], ["history"]])
+def test_doits_own_recovery_commands_with_an_output_that_cannot_be_written(
+        backup: Backup, command: list[str]) -> None:
+    """helper-57: ``doit verify > /dev/full`` in the checkout said status 1, which for
+    verify means damage; the snapback command says one line and its own status."""
+    from support import ROOT
+    make_tree(backup.src, {"a.txt": "a\n"})
+    backup.doit("all", check=True)
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "doit", *command,
+                                 f"config={backup.plan}"], stdout=full,
+                                stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "cannot be written" in result.stderr and "Traceback" not in result.stderr

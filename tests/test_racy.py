@@ -199,3 +199,78 @@ def test_a_rewrite_during_the_compare_of_a_racy_record_is_found_next_run(
     code, out = backup.run("snapshot")
     assert code == 0 and "updated  src/f.txt" in out, out
     assert (backup.mirror / "f.txt").read_text() == "B" * 100
+
+
+def test_a_write_during_a_comparison_that_ends_a_second_later_is_found_next_run(
+        backup: Backup, coarse_disk, monkeypatch) -> None:
+    """helper-57: on a filesystem with 1 s timestamps, a write in the second of the
+    walk's lstat, while the mirror compared the file (a long reading that ended in a
+    later second), left its whole stat as the walk saw it; judged racily clean at the
+    reading's end, the record was clean, and no run looked at the file again (the mirror
+    kept the old bytes, verify passed).  A reading is judged from the moment it began."""
+    from pipeline import store
+    backup.src = coarse_disk / "src"
+    backup.src.mkdir()
+    backup.write_plan()
+    path = backup.src / "notes.txt"
+    make_tree(backup.src, {"notes.txt": "aaaa\n"})
+    backup.doit("snapshot", check=True)
+    compare = store.same_content
+    seconds: list[int] = []
+
+    def compare_write_and_wait(a: bytes, b: bytes) -> str | None:
+        found = compare(a, b)
+        if a == os.fsencode(path):
+            path.write_text("bbbb\n")              # same size, same second: no stat moves
+            seconds.append(os.stat(path).st_mtime_ns // 10**9)
+            next_second()                           # (a reading that ends a second later)
+        return found
+
+    monkeypatch.setattr(store, "same_content", compare_write_and_wait)
+    for _attempt in range(5):                       # a loaded machine may cross a second
+        seconds.clear()
+        next_second()
+        second = time.clock_gettime_ns(5) // 10**9
+        path.write_text("aaaa\n")                   # the same bytes, this second's times
+        code, out = backup.run("snapshot")
+        assert code == 0, out
+        if seconds == [second]:
+            break
+        path.write_text("aaaa\n")
+    else:
+        pytest.skip("could not compare within one second here")
+    monkeypatch.undo()
+    code, out = backup.run("snapshot")
+    assert code == 0, out
+    assert (backup.mirror / "notes.txt").read_text() == "bbbb\n", out
+
+
+def _slowly(waited: list[int]):
+    """A progress callback that makes a reading last three seconds and more."""
+    def progress(_n: int) -> None:
+        while len(waited) < 3:
+            next_second()
+            waited.append(1)
+    return progress
+
+
+def test_a_copy_is_judged_racily_clean_from_the_moment_its_reading_began(coarse_disk) -> None:
+    """The same rule for every reading that copies (the mirror's, the history's, the
+    reader's): a file written in the second its reading began is racily clean, however
+    late the reading ends."""
+    from pipeline import store
+    path = coarse_disk / "big.bin"
+    for _attempt in range(5):
+        next_second()
+        second = time.clock_gettime_ns(5) // 10**9
+        path.write_bytes(b"x" * (1 << 20))
+        copied = store.copy_to_tmps(os.fsencode(path), (os.fsencode(coarse_disk),),
+                                    hashed=True, progress=_slowly([]))
+        for tmp in copied.tmps:
+            os.unlink(tmp)
+        if copied.stat.st_mtime_ns // 10**9 == second:
+            break
+    else:
+        pytest.skip("could not write and read within one second here")
+    assert not store.racy(copied.stat)          # judged at the reading's end: too late
+    assert copied.racy
