@@ -169,6 +169,17 @@ def test_a_folder_whose_records_the_catalog_refused_is_read_only_after_the_run(
     assert writable(backup) == [], out
 
 
+def _killed_with_folders_open(backup: Backup) -> None:
+    """Changes in two folders, and a run killed at its second commit: folders it made
+    writable stay so, and its flag stays."""
+    (backup.src / "a" / "f.txt").write_text("x2\n")
+    (backup.src / "c").mkdir()
+    (backup.src / "c" / "c.txt").write_text("c\n")
+    killed = backup.doit("all", env={"SNAPBACK_FAULT": "commit:2"})
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    assert writable(backup) != []
+
+
 def test_a_killed_protected_run_leaves_nothing_writable_after_the_next(backup: Backup) -> None:
     """helper-52: a protected run killed at its commit left the folders it had made
     writable so for good (later runs find them in line and never open them), and a
@@ -181,13 +192,8 @@ def test_a_killed_protected_run_leaves_nothing_writable_after_the_next(backup: B
     make_tree(backup.src, {"a": {"f.txt": "x\n", "sub": {"g.txt": "g\n"}}, "b": {"h": "h\n"}})
     code, out = backup.run("all")
     assert code == 0 and writable(backup) == [], out
-    (backup.src / "a" / "f.txt").write_text("x2\n")
     (backup.src / "a" / "new.txt").write_text("n\n")
-    (backup.src / "c").mkdir()
-    (backup.src / "c" / "c.txt").write_text("c\n")
-    killed = backup.doit("all", env={"SNAPBACK_FAULT": "commit:2"})
-    assert killed.returncode == -9, killed.stdout + killed.stderr
-    assert writable(backup) != []
+    _killed_with_folders_open(backup)
     # helper-53: the run that takes the lock next may be a verify, or one folder's task
     assert backup.doit("verify", "--deep").returncode == 0
     assert backup.doit("snapshot:src/b").returncode == 0
@@ -248,12 +254,7 @@ def test_the_opening_flag_is_never_followed_and_always_taken_down(
     make_tree(backup.src, {"a": {"f.txt": "x\n"}, "b": {"h": "h\n"}})
     code, out = backup.run("all")
     assert code == 0 and writable(backup) == [], out
-    (backup.src / "a" / "f.txt").write_text("x2\n")
-    (backup.src / "c").mkdir()
-    (backup.src / "c" / "c.txt").write_text("c\n")
-    killed = backup.doit("all", env={"SNAPBACK_FAULT": "commit:2"})
-    assert killed.returncode == -9, killed.stdout + killed.stderr
-    assert writable(backup) != []
+    _killed_with_folders_open(backup)
     flag = backup.meta / "opening"
     flag.unlink()
     outside = tmp_path / "outside"
