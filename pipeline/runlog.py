@@ -156,7 +156,9 @@ def record(current: Session, modes: tuple[str, ...], label: str = "") -> dict[st
         "counts": {k: v for k, v in total.items() if k != "bytes"},
         "bytes": total["bytes"],
         "modes": by_mode,
-        "failed": [{"path": e.path, "reason": e.reason} for e in current.tally.failed
+        # (the mode too: a file that failed in both is two failures, told apart)
+        "failed": [{"path": e.path, "mode": e.mode, "reason": e.reason}
+                   for e in current.tally.failed
                    if e.mode in modes],
         # whether the catalog holds the run (its commits made): a catalog that does not
         # hold a run its log says it holds is older than the log (``commands.base.when``)

@@ -340,4 +340,7 @@ def test_a_folder_that_failed_its_commit_is_counted_in_the_summary(backup: Backu
         else:
             assert "folder" not in summary, out
         assert record["modes"][mode]["failed_folders"] == folder_lines[label], record
+        failed_here = [f for f in record["failed"] if f["mode"] == mode]
+        assert len(failed_here) == record["modes"][mode]["failed"] + \
+            record["modes"][mode]["failed_folders"], record
     backup.doit("all", check=True)                   # room again: the next run completes
