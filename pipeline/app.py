@@ -65,9 +65,7 @@ class Help(DoitHelp):  # type: ignore[misc]  # doit ships no types
             print(f"  {NAME} {name:<14} {self.cmds[name].doc_purpose}")
 
 
-# doit's commands that act on its own state (forget, ignore, dumpdb, reset-dep...)
-# have nothing to act on here: snapback keeps no doit state.  Run, list and help.
-KEPT = ("run", "list", "help")
+KEPT = cmdline.DOIT_KEPT
 PARALLEL = ("-n", "--process", "-P", "--parallel-type")
 
 
@@ -118,10 +116,7 @@ def leading_options(words: list[str]) -> list[str]:
     if rest and rest[0] in REGISTRY and any(w in ("--help", "-h") for w in rest[1:]):
         return ["help", rest[0]]
     first = rest[0] if rest else None
-    doit_only = {cmd.get_name() for cmd in DoitMain.DOIT_CMDS} - set(KEPT)
-    if first in doit_only:
-        raise UsageError(f"{first} is a doit command for doit's own state, which snapback "
-                         f"does not keep; commands: {', '.join(REGISTRY)} ({NAME} help)")
+    cmdline.check_doit_command(first, NAME)
     if first is not None and first.partition("=")[0] in PARALLEL:
         return [*head, *words]            # refused, with the reason (check_run_options)
     if first is not None and first.startswith("-") and first != "-":

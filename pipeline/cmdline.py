@@ -135,6 +135,20 @@ def read_command_line(words: list[str], loader_options: tuple[dict[str, Any], ..
     return line
 
 
+# doit's commands that act on its own state (forget, ignore, dumpdb, reset-dep, info...)
+# have nothing to act on here: snapback keeps no doit state.  Run, list and help.
+DOIT_KEPT = ("run", "list", "help")
+
+
+def check_doit_command(word: str | None, program: str = "snapback") -> None:
+    """Refuse one of doit's own commands that snapback does not keep (the snapback
+    command, and ``doit`` in the checkout: the same line, status 2)."""
+    from doit.doit_cmd import DoitMain
+    if word in {cmd.get_name() for cmd in DoitMain.DOIT_CMDS} - set(DOIT_KEPT):
+        raise UsageError(f"{word} is a doit command for doit's own state, which snapback "
+                         f"does not keep; commands: {', '.join(REGISTRY)} ({program} help)")
+
+
 # doit's run options that would move its state or replace snapback's output (the
 # lock note, the counts and the exit status are the reporter's)
 DOIT_STATE_OPTIONS = {"dep_file": "--db-file", "backend": "--backend", "codec_cls": "--codec-cls",

@@ -52,7 +52,7 @@ from doit.cmd_base import TaskLoader2
 from doit.dependency import FileChangedChecker
 
 from . import change
-from .cmdline import CommandLine, _refuse, load_plan_or_exit, read_command_line
+from .cmdline import CommandLine, _refuse, check_doit_command, load_plan_or_exit, read_command_line
 from .commands import REGISTRY
 from .commands.base import run_command
 from .errors import SnapbackError, UsageError
@@ -200,6 +200,7 @@ class SnapbackLoader(TaskLoader2):  # type: ignore[misc]  # doit ships no types
             try:
                 line = read_command_line(sys.argv[1:], DodoTaskLoader.cmd_options)
                 line.program = "doit"
+                check_doit_command(line.command, "doit")     # (helper-58: `doit info`)
             except UsageError as exc:
                 _refuse([str(exc)])
         config = get_var("config", None)
