@@ -56,6 +56,17 @@ class QuietPipe:
         return getattr(self._out, name)
 
 
+def quiet(stream: TextIO, what: str | None = "standard output") -> TextIO:
+    """``stream`` as a ``QuietPipe`` (itself if it is one already)."""
+    return stream if isinstance(stream, QuietPipe) else QuietPipe(stream, what)  # type: ignore[return-value]
+
+
+def quiet_streams() -> None:
+    """This process's stdout and stderr end quietly when they cannot be written."""
+    sys.stdout = quiet(sys.stdout)
+    sys.stderr = quiet(sys.stderr, what=None)
+
+
 INTERRUPTED = 130        # 128 + SIGINT, as a shell reports it
 
 
@@ -65,10 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = open(os.devnull, "w")   # noqa: SIM115  (for the whole process)
     if sys.stderr is None:
         sys.stderr = open(os.devnull, "w")   # noqa: SIM115
-    if not isinstance(sys.stdout, QuietPipe):
-        sys.stdout = QuietPipe(sys.stdout)
-    if not isinstance(sys.stderr, QuietPipe):
-        sys.stderr = QuietPipe(sys.stderr, what=None)
+    quiet_streams()
     words = sys.argv[1:] if argv is None else argv
     try:
         # (inside: importing doit is a tenth of a second, long enough for a Ctrl-C)

@@ -192,11 +192,8 @@ class SnapbackLoader(TaskLoader2):  # type: ignore[misc]  # doit ships no types
         if own:
             # output that cannot be written ends quietly, as the snapback command's does
             # (helper-57: `doit verify > /dev/full` said status 1, "damage")
-            from .__main__ import QuietPipe
-            if not isinstance(sys.stdout, QuietPipe):
-                sys.stdout = QuietPipe(sys.stdout)
-            if not isinstance(sys.stderr, QuietPipe):
-                sys.stderr = QuietPipe(sys.stderr, what=None)
+            from .__main__ import quiet_streams
+            quiet_streams()
             try:
                 line = read_command_line(sys.argv[1:], DodoTaskLoader.cmd_options)
                 line.program = "doit"

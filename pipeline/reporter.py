@@ -221,11 +221,8 @@ class Reporter:
         # a stream that cannot be written (a reader gone, /dev/full) ends quietly, the
         # run goes on (pipeline.__main__.QuietPipe: the snapback command puts it in place
         # before doit is imported; `doit` in the checkout hands over the plain ones)
-        from .__main__ import QuietPipe
-        self.out: TextIO = outstream if isinstance(outstream, QuietPipe) \
-            else QuietPipe(outstream)  # type: ignore[assignment]
-        self.err: TextIO = sys.stderr if isinstance(sys.stderr, QuietPipe) \
-            else QuietPipe(sys.stderr, what=None)  # type: ignore[assignment]
+        from .__main__ import quiet
+        self.out, self.err = quiet(outstream), quiet(sys.stderr, what=None)
         self.tty = hasattr(outstream, "isatty") and outstream.isatty()
         # colour only on a terminal that wants it (https://no-color.org)
         dumb = os.environ.get("TERM") == "dumb"          # no escapes at all: links neither

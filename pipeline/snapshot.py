@@ -107,8 +107,6 @@ class _Folder:
             or self.catalog.keeps("mirror", job.source.name, self.folder_b) \
             else _Rows(self.catalog, job.source.name, self.folder_b)
         self.shas: dict[bytes, str] | None = None    # the records' checksums, when asked
-        self._unsure = False             # the last comparison stood on a moved ctime
-        self._compared_at: int | None = None     # ... and when it began
         self.catalog.begin_folder()
         self.opened = current.opening()
         self.writable = False
@@ -191,13 +189,10 @@ class _Folder:
             return                                 # stored, and the copy is where it was put
         self._was_folder(name_b, rec)
         racy = rec is not None and rec.kind == "file" and rec.size is None
-        same = self._same_bytes(src, dst, st, old, compare=racy) \
-            if old is not None and stat.S_ISREG(old.st_mode) else None
+        same, unsure = self._same_bytes(src, dst, st, old, compare=racy) \
+            if old is not None and stat.S_ISREG(old.st_mode) else (None, False)
         if old is not None and same is not None:
-            # (not read, or read while its ctime moved: compared again next run, by
-            # content whatever the checker)
-            self._metadata(name, dst, st, rec, old, same or None,
-                           trusted=same == "" or self._unsure)
+            self._metadata(name, dst, st, rec, old, same or None, racy=unsure)
             return
         if not self.writes:
             self.run.emit(Event(NEW if old is None else UPDATED, MODE, self._label(name),
@@ -281,46 +276,43 @@ class _Folder:
         return None
 
     def _same_bytes(self, src: bytes, dst: bytes, st: AnyStat,
-                    old: os.stat_result, compare: bool = False) -> str | None:
-        """Does the mirror copy hold the source's bytes?  None: no; else their sha256,
-        or "" when they were not read.  checker: mtime trusts size and mtime, as rsync
-        does, except for a racily clean record (``compare``); checker: hash compares
-        the bytes."""
-        self._unsure = False
-        self._compared_at = None
+                    old: os.stat_result, compare: bool = False) -> tuple[str | None, bool]:
+        """Does the mirror copy hold the source's bytes?  (None: no; else their sha256,
+        or "" when they were not read; whether the record is to be kept racily clean,
+        so that the next run compares the bytes again whatever the checker).  checker:
+        mtime trusts size and mtime, as rsync does, except for a racily clean record
+        (``compare``); checker: hash compares the bytes."""
         if old.st_size != st.st_size:
-            return None
+            return None, False
         if self.job.checker == "mtime" and not compare:
-            return "" if old.st_mtime_ns == st.st_mtime_ns else None
+            # (not read: kept racily clean; its new ctime and inode must not let
+            # ``checker: hash`` take a file never compared as unchanged, helper-39)
+            return ("", True) if old.st_mtime_ns == st.st_mtime_ns else (None, False)
         try:
-            self._compared_at = store.reading_starts()
+            started = store.reading_starts()
             sha = store.same_content(src, dst)
             if sha is None:
-                return None
+                return None, False
             now = os.lstat(src)
         except OSError:
-            return None
+            return None, False
         # (not changed meanwhile; a new ctime alone, a chown or an indexer's mark during
-        # the run, is no new content: the record keeps the walk's stat, so the next run
-        # compares the file again (helper-55: a `chown -R` during a run made the mirror
-        # copy and report every file it compared as updated))
-        # Its record is then kept as racily clean (``_unsure``), so that the next run
-        # compares the bytes again under either checker (helper-56: with ``checker:
-        # mtime`` a write that set the mtime back within that window went unseen).
-        self._unsure = change.key(now, "hash") != change.key(st, "hash")
-        if not self._unsure:
-            return sha
+        # the run, is no new content (helper-55: a `chown -R` during a run made the mirror
+        # copy and report every file it compared as updated); the record keeps the
+        # walk's stat and is kept racily clean (helper-56: with ``checker: mtime`` a write
+        # that set the mtime back within that window went unseen), as is one whose
+        # reading began within its times' tick, however late it ended (helper-57))
+        if change.key(now, "hash") == change.key(st, "hash"):
+            return sha, store.racy(st, started)
         same = (now.st_size, now.st_mtime_ns, now.st_mode, now.st_ino) == \
             (st.st_size, st.st_mtime_ns, st.st_mode, st.st_ino)
-        return sha if same else None
+        return (sha, True) if same else (None, False)
 
     def _metadata(self, name: str, dst: bytes, st: AnyStat, rec: object,
-                  old: os.stat_result, sha: str | None = None, trusted: bool = False) -> None:
+                  old: os.stat_result, sha: str | None = None, racy: bool = False) -> None:
         """Same bytes (``sha``: their checksum, when they were compared): the copy takes
-        the source's mode and mtime, the record its stat.  ``trusted``: the bytes were
-        not read (checker: mtime trusts size and mtime), so the record is kept as racily
-        clean and the next run compares them: its new ctime and inode must not let
-        ``checker: hash`` take a file never compared as unchanged (helper-39)."""
+        the source's mode and mtime, the record its stat, kept racily clean when
+        ``racy`` (``_same_bytes`` says when: the next run compares the bytes again)."""
         # a new mode is the source's, against its record (a protected backup's copy has
         # no write bits: helper-54 saw every file of a recreated tree "updated (mode)")
         if isinstance(rec, Stored) and rec.mode is not None:
@@ -341,8 +333,6 @@ class _Folder:
             if sha is None:
                 sha = (self.shas.get(os.fsencode(name)) if self.shas and described
                        else None) or store.sha256_of(dst)
-            # (racily clean against the moment the comparison began: helper-57)
-            racy = store.racy(st, self._compared_at) or trusted
             self.racy |= racy
             same = isinstance(rec, Stored) and described and not racy and \
                 change.unchanged(rec, st, "hash")
