@@ -88,16 +88,20 @@ class Tally:
         return any(m in self.modes for m in modes)
 
 
-# Folder tasks' changes are committed together this often ($SNAPBACK_COMMIT_EVERY);
-# 0: each folder its own commit.  Grouping saved nothing on tmpfs and cost 60% on
-# this machine's ext4 disk (50,000 files: 33 s against 20 s; file creation waits on
-# journal commits that flush larger sets), so each folder commits by default.
-GROUP_SECONDS = 0.0
+# Folder tasks' changes are committed together once the oldest of them is this many
+# seconds old ($SNAPBACK_COMMIT_EVERY; 0: each folder its own commit).  Each commit
+# costs the disk a flush (a ``syncfs``, then the catalog's own fsync): a folder a
+# commit made a first backup of 50,000 files in 5,085 folders on a fresh ext4 disk
+# take 19-22 s (`snapshot`) and 33-41 s (`all`) against rsync's 4.2 s with `sync`;
+# a commit a second, 6.4 s and 16-18 s; on tmpfs, where a flush costs nothing, 7%
+# less (bench/RESULTS.md, session 11).  A kill loses at most the last second's
+# records, whose files the next run finds and stores again.
+GROUP_SECONDS = 1.0
 
 
 class Group:
-    """The folder tasks' catalog changes, committed each folder (``GROUP_SECONDS``
-    0, the default) or together every so many seconds.
+    """The folder tasks' catalog changes, committed together every ``GROUP_SECONDS``
+    (or each folder, with 0).
 
     Each commit first puts everything it names on stable storage (a ``syncfs``).
     Each folder is a savepoint of the open transaction
