@@ -345,8 +345,11 @@ class Reporter:
             self.err.flush()
 
     def _flush(self, task: str = "") -> bool:
-        """Print what the actions did since the last call; True when anything was (a
-        snapshot task's FAILED lines held for its versioned twin count as said).
+        """Print what the actions did since the last call; True when a FAILED line was
+        (a task's failure is said by its lines then; a snapshot task's FAILED lines held
+        for its versioned twin count as said).  Other lines say nothing of a failure:
+        the report task prints the last folders' lines, with their group's commit, and
+        then its own failure, say the run log that cannot be written.
 
         When both modes run (``doit all``), a folder's snapshot task runs just before
         its versioned task: its lines are held until then (and until the versioned
@@ -387,7 +390,7 @@ class Reporter:
                 self.out.write(line + "\n")
         if events:
             self.out.flush()
-        return bool(events)
+        return any(e.kind == FAILED for e in events)
 
     def verbose_skips(self, current: Session) -> None:
         seen: set[tuple[str, str]] = set()

@@ -94,8 +94,9 @@ class Tally:
 # commit made a first backup of 50,000 files in 5,085 folders on a fresh ext4 disk
 # take 19-22 s (`snapshot`) and 33-41 s (`all`) against rsync's 4.2 s with `sync`;
 # a commit a second, 6.4 s and 16-18 s; on tmpfs, where a flush costs nothing, 7%
-# less (bench/RESULTS.md, session 11).  A kill loses at most the last second's
-# records, whose files the next run finds and stores again.
+# less (bench/RESULTS.md, session 11).  A kill loses the records of the folder at
+# work and of those done in the last second: the next run finds their files and
+# stores them again.
 GROUP_SECONDS = 1.0
 
 

@@ -229,6 +229,7 @@ def test_a_protected_run_that_failed_its_commit_is_completed_by_the_next(
         with (b.src / folder / name).open("a") as fh:
             fh.write("more\n")
     monkeypatch.setenv("SNAPBACK_FAULT", fault)
+    monkeypatch.setenv("SNAPBACK_COMMIT_EVERY", "0")     # (the second folder's commit)
     failed = as_nobody(b, python, "all")
     assert failed.returncode in (1, -9), failed.stdout + failed.stderr
     monkeypatch.delenv("SNAPBACK_FAULT")

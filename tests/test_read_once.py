@@ -52,14 +52,25 @@ def test_all_opens_each_file_once_and_leaves_no_copy_behind(backup: Backup) -> N
     assert _staging(backup) == []
 
 
-def test_all_commits_once_per_folder(backup: Backup) -> None:
+def test_all_commits_once_per_folder(backup: Backup, monkeypatch: pytest.MonkeyPatch
+                                     ) -> None:
     """A folder's mirror records wait for its history records: one commit, one sync,
-    for both (before: one each)."""
+    for both (before: one each); and by default the folders done within a second
+    share one commit (a sync is a disk flush)."""
     make_tree(backup.src, {f"d{i}": {"f.txt": f"{i}\n"} for i in range(8)})
     aged(backup.src)
+    monkeypatch.setenv("SNAPBACK_COMMIT_EVERY", "0")
     syncs = [line for line in strace(backup, "syncfs,sync", "all") if "sync" in line]
     assert 8 <= len(syncs) <= 8 + 2, syncs       # 8 folders with files (the run record)
     assert backup.run("verify")[0] == 0
+    for i in range(8):
+        (backup.src / f"d{i}" / "f.txt").write_text(f"{i} again\n")
+    aged(backup.src)
+    monkeypatch.delenv("SNAPBACK_COMMIT_EVERY")
+    syncs = [line for line in strace(backup, "syncfs,sync", "all") if "sync" in line]
+    assert 1 <= len(syncs) <= 1 + 2, syncs       # one commit (the run record)
+    assert backup.run("verify")[0] == 0
+    assert [len(history_of(backup, f"d{i}/f.txt")) for i in range(8)] == [2] * 8
 
 
 def test_a_file_written_within_the_tick_is_read_again(

@@ -44,8 +44,10 @@ def _generation(b: Backup, gen: int) -> str | None:
 # generations, four times each, at fault-hook points spread over the run (a kill after
 # a random sleep mostly lands before or after the work).
 KILLS = (("write", 2), ("rename", 9), ("commit", 3), ("write", 40))
+@pytest.mark.parametrize("every", ["0", "1"], ids=["a commit per folder", "a commit a second"])
 @pytest.mark.parametrize("mode", ["all"])
-def test_sigkill_twenty_times_per_mode_loses_nothing(backup: Backup, mode: str) -> None:
+def test_sigkill_twenty_times_per_mode_loses_nothing(backup: Backup, mode: str, every: str
+                                                     ) -> None:
     history: dict[str, list[bytes]] = {}
     kills = 0
     deleted = []
@@ -57,10 +59,13 @@ def test_sigkill_twenty_times_per_mode_loses_nothing(backup: Backup, mode: str) 
                 if not seen or seen[-1] != path.read_bytes():
                     seen.append(path.read_bytes())
         for kind, nth in KILLS:
-            killed = backup.doit(mode, env={"SNAPBACK_FAULT": f"{kind}:{nth + gen}"})
+            # (a commit a second: this run is one commit, its last)
+            point = 1 if kind == "commit" and every != "0" else nth + gen
+            killed = backup.doit(mode, env={"SNAPBACK_FAULT": f"{kind}:{point}",
+                                            "SNAPBACK_COMMIT_EVERY": every})
             assert killed.returncode in (-signal.SIGKILL, 0), killed.stdout + killed.stderr
             kills += killed.returncode == -signal.SIGKILL
-        backup.doit(mode, check=True)
+        backup.doit(mode, check=True, env={"SNAPBACK_COMMIT_EVERY": every})
         if gone is not None:                              # the deletion reached the backup
             deleted.append(gone)
             assert not (backup.src / gone).exists()
