@@ -10,7 +10,8 @@ ever deleted, as a new backup disk is (on a filesystem that has just had a tree 
 100,000 files deleted, ext4's allocator searches its recently freed inodes for each
 new one, `recently_deleted` in a kernel profile, and every figure measures that).
 Timed: `rsync -a` then `sync` (what rsync needs for the copy to be on the disk),
-and `snapback snapshot` and `snapback all` with a commit per folder
+the Python floors of ``bench/floor.py`` (the mirror; both areas, snapback's catalog
+rows) then `sync`, and `snapback snapshot` and `snapback all` with a commit per folder
 (``SNAPBACK_COMMIT_EVERY=0``, before session 11) and with the default (a commit a
 second).  Each commit costs a disk flush (``syncfs``, then the catalog's fsync), so
 the number of commits is what the first two snapback rows differ in.
@@ -27,6 +28,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from floor import FLOOR
 
 MOUNT = Path("/mnt/snapback-bench")
 
@@ -69,9 +73,16 @@ def main() -> None:
     runs: dict[str, tuple[list[str], dict[str, str]]] = {
         "rsync -a, then sync": (["sh", "-c", 'rsync -a "$@" && sync', "rsync", *excludes,
                                  f"{source}/", str(MOUNT / "rsync")], base),
+        "python floor, the mirror, then sync": (["sh", "-c", '"$0" -c "$1" "$2" "$3" "$4" '
+                                                 '&& sync', sys.executable, FLOOR,
+                                                 str(source), str(MOUNT / "floor"),
+                                                 "mirror"], base),
         "snapshot, a commit per folder": ([*snapback, "snapshot", "--quiet"],
                                           {**base, "SNAPBACK_COMMIT_EVERY": "0"}),
         "snapshot, a commit a second": ([*snapback, "snapshot", "--quiet"], base),
+        "python floor, both, catalog rows, then sync": (
+            ["sh", "-c", '"$0" -c "$1" "$2" "$3" "$4" "$5" && sync', sys.executable, FLOOR,
+             str(source), str(MOUNT / "floor"), "both", "schema"], base),
         "all, a commit per folder": ([*snapback, "all", "--quiet"],
                                      {**base, "SNAPBACK_COMMIT_EVERY": "0"}),
         "all, a commit a second": ([*snapback, "all", "--quiet"], base),

@@ -272,7 +272,10 @@ class Reporter:
             self._once(f"snapback: {self.session.lock_error}")
         elif isinstance(fail, TaskFailed):
             self._set(getattr(fail, "status", PARTIAL))
-            if not printed:
+            # a folder's FAILED lines say why it failed; the report task's failure (the
+            # run log, retention.auto) is its own, whatever the folders said before it
+            # (helper-59: a FAILED line among the last folders' hid it, status 1)
+            if not printed or task.name.split(":", 1)[0] == "report":
                 self._once(f"snapback: {fail.message}")
         elif isinstance(fail, DependencyError):   # a file vanished between walk and check
             self._set(PARTIAL)

@@ -448,3 +448,24 @@ def test_a_record_across_the_log_s_last_256_kb_is_found(tmp_path: Path) -> None:
         assert runlog.has_record(tmp_path, "20261206-070000-0001"), cut
     (tmp_path / "runs.jsonl").write_bytes(b"x" * size)
     assert not runlog.has_record(tmp_path, "20261206-070000-0001")
+
+
+@pytest.mark.parametrize("every", ["0", "1"])
+def test_a_run_log_that_cannot_be_written_is_said_beside_failed_files(backup: Backup,
+                                                                       every: str) -> None:
+    """helper-59: a file's FAILED line among the last folders' lines hid the report
+    task's own failure (the run log cannot be written): status 1 and no word of it,
+    and the run, whose rows a failed commit can leave out, missing from `history`."""
+    make_tree(backup.src, {"c": {"f1.txt": "x\n"}})
+    backup.doit("all", check=True)
+    log = backup.dest / ".snapback" / "runs.jsonl"
+    log.unlink()
+    log.mkdir()
+    (backup.src / "c" / "f1.txt").write_text("x\nmore\n")
+    (backup.src / "c" / "zz.txt").write_text("n\n")
+    result = backup.doit("all", env={"SNAPBACK_FAULT": "write:1:enospc",
+                                     "SNAPBACK_COMMIT_EVERY": every})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert any(line.startswith("FAILED") for line in result.stdout.splitlines()), result.stdout
+    said = [line for line in result.stderr.splitlines() if "cannot add this run" in line]
+    assert len(said) == 1 and "Is a directory" in said[0], result.stderr
