@@ -169,18 +169,21 @@ def test_a_folder_whose_records_the_catalog_refused_is_read_only_after_the_run(
     assert writable(backup) == [], out
 
 
-def _killed_with_folders_open(backup: Backup) -> None:
-    """Changes in two folders, and a run killed at its second commit: folders it made
-    writable stay so, and its flag stays."""
+def _killed_with_folders_open(backup: Backup, every: str = "0") -> None:
+    """Changes in two folders, and a run killed at its second commit (with a commit a
+    second, its only one): folders it made writable stay so, and its flag stays."""
     (backup.src / "a" / "f.txt").write_text("x2\n")
     (backup.src / "c").mkdir()
     (backup.src / "c" / "c.txt").write_text("c\n")
-    killed = backup.doit("all", env={"SNAPBACK_FAULT": "commit:2"})
+    killed = backup.doit("all", env={"SNAPBACK_FAULT": "commit:2" if every == "0" else
+                                     "commit:1", "SNAPBACK_COMMIT_EVERY": every})
     assert killed.returncode == -9, killed.stdout + killed.stderr
     assert writable(backup) != []
 
 
-def test_a_killed_protected_run_leaves_nothing_writable_after_the_next(backup: Backup) -> None:
+@pytest.mark.parametrize("every", ["0", "1"], ids=["a commit per folder", "a commit a second"])
+def test_a_killed_protected_run_leaves_nothing_writable_after_the_next(backup: Backup,
+                                                                         every: str) -> None:
     """helper-52: a protected run killed at its commit left the folders it had made
     writable so for good (later runs find them in line and never open them), and a
     subfolder its parent's task made stayed writable when its own task never ran (the
@@ -193,12 +196,13 @@ def test_a_killed_protected_run_leaves_nothing_writable_after_the_next(backup: B
     code, out = backup.run("all")
     assert code == 0 and writable(backup) == [], out
     (backup.src / "a" / "new.txt").write_text("n\n")
-    _killed_with_folders_open(backup)
+    _killed_with_folders_open(backup, every)
     # helper-53: the run that takes the lock next may be a verify, or one folder's task
     assert backup.doit("verify", "--deep").returncode == 0
     assert backup.doit("snapshot:src/b").returncode == 0
     assert writable(backup) == [], "one folder's task protects the whole backup again"
-    killed = backup.doit("all", env={"SNAPBACK_FAULT": "commit:1"})
+    killed = backup.doit("all", env={"SNAPBACK_FAULT": "commit:1",
+                                     "SNAPBACK_COMMIT_EVERY": every})
     assert killed.returncode == -9, killed.stdout + killed.stderr
     assert backup.doit("verify").returncode == 0
     code, out = backup.run("all")
