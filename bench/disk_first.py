@@ -22,15 +22,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from floor import FLOOR
+from floor import FLOOR, table, timed
 
 MOUNT = Path("/mnt/snapback-bench")
 
@@ -44,16 +42,6 @@ def fresh(image: Path) -> None:
     MOUNT.mkdir(parents=True, exist_ok=True)
     subprocess.run(["mount", "-o", "loop", str(image), str(MOUNT)], check=True)
     os.sync()
-
-
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}")
-    return wall, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -87,7 +75,7 @@ def main() -> None:
                                      {**base, "SNAPBACK_COMMIT_EVERY": "0"}),
         "all, a commit a second": ([*snapback, "all", "--quiet"], base),
     }
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
+    results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in runs}
     try:
         for _ in range(args.repeat):
             for name, (cmd, env) in runs.items():
@@ -97,15 +85,8 @@ def main() -> None:
         subprocess.run(["umount", str(MOUNT)], capture_output=True)
         args.image.unlink(missing_ok=True)
         shutil.rmtree(work, ignore_errors=True)
-    rsync = statistics.median(r[0] for r in results["rsync -a, then sync"])
-    print(f"first backup of {source} onto a new ext4 ({args.repeat} runs, medians)")
-    print("| | wall | x rsync | CPU |")
-    print("|---|---:|---:|---:|")
-    for name, samples in results.items():
-        wall = statistics.median(s[0] for s in samples)
-        cpu = statistics.median(s[1] for s in samples)
-        print(f"| {name} | {wall:.2f} s | {wall / rsync:.1f} | {cpu:.2f} s |")
-
+    table(f"first backup of {source} onto a new ext4 ({args.repeat} runs, medians)", results,
+          "rsync -a, then sync")
 
 if __name__ == "__main__":
     main()

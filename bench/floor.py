@@ -195,15 +195,21 @@ def main() -> None:
                 results[name].append(timed(cmd, env))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    base = statistics.median(r[0] for r in results["rsync -a"])
-    print(f"first backup of {source} ({args.repeat} runs, medians; {args.tmp})")
+    table(f"first backup of {source} ({args.repeat} runs, medians; {args.tmp})", results,
+          "rsync -a")
+
+
+def table(title: str, results: dict[str, list[tuple[float, float, int]]], base: str) -> None:
+    """The medians of each command's (wall, CPU, peak RSS), against ``base``'s wall."""
+    rsync = statistics.median(r[0] for r in results[base])
+    print(title)
     print("| | wall | x rsync | CPU | peak RSS |")
     print("|---|---:|---:|---:|---:|")
     for name, samples in results.items():
         wall = statistics.median(s[0] for s in samples)
         cpu = statistics.median(s[1] for s in samples)
         rss = max(s[2] for s in samples)
-        print(f"| {name} | {wall:.2f} s | {wall / base:.1f} | {cpu:.2f} s | {rss // 1024} MB |")
+        print(f"| {name} | {wall:.2f} s | {wall / rsync:.1f} | {cpu:.2f} s | {rss // 1024} MB |")
 
 
 if __name__ == "__main__":
