@@ -90,10 +90,11 @@ class Tally:
 
 # Folder tasks' changes are committed together once the oldest of them is this many
 # seconds old ($SNAPBACK_COMMIT_EVERY; 0: each folder its own commit).  Each commit
-# costs the disk a flush (a ``syncfs``, then the catalog's own fsync): a folder a
-# commit made a first backup of 50,000 files in 5,085 folders on a fresh ext4 disk
-# take 19-22 s (`snapshot`) and 33-41 s (`all`) against rsync's 4.2 s with `sync`;
-# a commit a second, 6.4 s and 16-18 s; on tmpfs, where a flush costs nothing, 7%
+# costs the disk a flush (a ``syncfs``, then the catalog's own fsync).  With a commit
+# per folder, a first backup of 50,000 files in 5,085 folders onto a new ext4 took
+# 16-22 s (`snapshot`) and 30-41 s (`all`) against 4.1-4.3 s for rsync and `sync`;
+# with a commit a second, 5.2-6.5 s and 16-18 s; a run after a 1% change, 2.6-3.9 s
+# against 1.8-2.2 s (rsync 0.9-1.2 s); on tmpfs, where a flush costs nothing, 4-9%
 # less (bench/RESULTS.md, session 11).  A kill loses the records of the folder at
 # work and of those done in the last second: the next run finds their files and
 # stores them again.
