@@ -267,8 +267,8 @@ def finish(session: Session, modes: tuple[str, ...], label: str,
         return TaskFailed(f"cannot add this run to {session.meta_dir / layout.RUNS}: "
                           f"{exc.strerror or exc}; the backup itself is as the lines above say "
                           "(a later run records this one)")
-    if after is not None:
-        try:
+    if after is not None and session.in_catalog():      # (the run changed the backup:
+        try:                                            # helper-60, a full disk said twice)
             after()
         except (OSError, sqlite3.Error, SnapbackError) as exc:     # (a full disk)
             if session.catalog is not None:

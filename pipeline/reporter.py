@@ -29,8 +29,10 @@ as a ``SystemExit`` to catch (``tests/conftest.py``, ``Backup.run``).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import sys
 import time
 from typing import Any, TextIO
@@ -455,7 +457,15 @@ class Reporter:
         from .paths import user_cwd
         where = user_cwd() / os.path.expanduser(given)
         try:     # a new file renamed into place: a link or FIFO there is replaced, never
-                 # followed or opened (cron's --report often points into /tmp)
+                 # followed or opened (cron's --report often points into /tmp); a device
+                 # or socket is left as it is (as root, a report over /dev/null replaced
+                 # the device with a file, helper-60)
+            try:
+                kind = stat.S_IFMT(os.lstat(where).st_mode)
+            except FileNotFoundError:
+                kind = stat.S_IFREG
+            if kind in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFSOCK):
+                raise OSError(errno.EEXIST, "a device or socket is there, left as it is")
             os.makedirs(where.parent, exist_ok=True)
             store.write_bytes(os.fsencode(where), (json.dumps(rec, indent=2) + "\n").encode(),
                               mode=0o644)

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 
 import pytest
@@ -330,22 +331,31 @@ def test_0_report_into_a_missing_folder_makes_it(backed_up: Backup) -> None:
     assert (backed_up.mirror / "new.txt").exists()
 
 
-@pytest.mark.parametrize("where", ["folder", "unwritable"])
+@pytest.mark.parametrize("where", ["folder", "unwritable", "device"])
 def test_0_a_report_that_cannot_be_written_never_costs_the_backup(backed_up: Backup,
                                                                    where: str) -> None:
     """The backup is done: exit 0 (a scheduler must not take it for a failed backup), and
-    one warning line on stderr, which cron mails and the journal keeps."""
+    one warning line on stderr, which cron mails and the journal keeps.  A device is
+    left as it is (helper-60: as root, `--report /dev/full` made /dev/full a file)."""
     (backed_up.src / "new.txt").write_text("n\n")
     report = backed_up.base / "rep"
     report.mkdir()
     if where == "unwritable":
         (report / "sub").write_text("a file where the report's folder would be\n")
         report = report / "sub" / "r.json"
+    if where == "device":
+        report = report / "null"
+        try:
+            os.mknod(report, 0o666 | stat.S_IFCHR, os.makedev(1, 3))   # /dev/null's
+        except PermissionError:
+            pytest.skip("mknod needs root")
     result = backed_up.doit("snapshot", "--quiet", "--report", str(report))
     assert result.returncode == 0
     assert result.stdout == ""
     assert one_line(result).startswith("snapback: warning: the report ")
     assert (backed_up.mirror / "new.txt").exists()
+    if where == "device":
+        assert stat.S_ISCHR(os.lstat(report).st_mode)
 
 
 def test_2_restore_to_an_existing_file(backed_up: Backup) -> None:

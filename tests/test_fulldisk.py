@@ -27,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from support import OK, PARTIAL, Backup, Link, aged, fill_disk, make_tree, tree
+from support import OK, PARTIAL, Backup, Link, aged, fill_disk, history_of, make_tree, tree
 
 SUMMARY = re.compile(r"^(snapshot|versioned): (\d+) files?, (\d+) new, (\d+) updated, "
                      r"(\d+) deleted, (\d+) failed(?:, \d+ folders? failed)?;", re.M)
@@ -354,3 +354,25 @@ def test_a_folder_that_failed_its_commit_is_counted_in_the_summary(backup: Backu
         assert len(failed_here) == record["modes"][mode]["failed"] + \
             record["modes"][mode]["failed_folders"], record
     backup.doit("all", check=True)                   # room again: the next run completes
+
+
+@pytest.mark.parametrize("every", ["0", "1"])
+def test_a_run_that_committed_nothing_is_not_pruned_after(backup: Backup, every: str) -> None:
+    """retention.auto prunes after a run that changed the backup; a run whose commit
+    failed (a full disk) changed nothing, and its prune was made all the same (on a disk
+    still full, the failure said a second time: helper-60)."""
+    make_tree(backup.src, {"a.txt": "a\n"})
+    backup.doit("all", check=True)
+    (backup.src / "a.txt").write_text("a2\n")
+    backup.doit("all", check=True)                       # two versions: one to prune
+    backup.write_plan(retention={"keep_last": 1, "auto": True})
+    (backup.src / "a.txt").write_text("a3\n")
+    failed = backup.doit("all", env={"SNAPBACK_FAULT": "commit:1:enospc",
+                                     "SNAPBACK_COMMIT_EVERY": every})
+    out = failed.stdout + failed.stderr
+    assert failed.returncode == PARTIAL, out
+    assert "retention.auto" not in out, out
+    assert len(history_of(backup, "a.txt")) == 2, out
+    done = backup.doit("all", env={"SNAPBACK_COMMIT_EVERY": every})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert len(history_of(backup, "a.txt")) == 1                       # keep_last 1
