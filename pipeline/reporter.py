@@ -29,10 +29,8 @@ as a ``SystemExit`` to catch (``tests/conftest.py``, ``Backup.run``).
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import stat
 import sys
 import time
 from typing import Any, TextIO
@@ -40,7 +38,7 @@ from urllib.parse import quote
 
 from doit.exceptions import BaseFail, DependencyError, TaskFailed, UnmetDependency
 
-from . import layout, store
+from . import layout
 from .errors import BUG, LOCKED, OK, PARTIAL
 from .runlog import record
 from .session import FAILED, Event, Session
@@ -455,20 +453,11 @@ class Reporter:
         what the backup did: a scheduler reading it must not retry a backup that was
         done)."""
         from .paths import user_cwd
-        where = user_cwd() / os.path.expanduser(given)
-        try:     # a new file renamed into place: a link or FIFO there is replaced, never
-                 # followed or opened (cron's --report often points into /tmp); a device
-                 # or socket is left as it is (as root, a report over /dev/null replaced
-                 # the device with a file, helper-60)
-            try:
-                kind = stat.S_IFMT(os.lstat(where).st_mode)
-            except FileNotFoundError:
-                kind = stat.S_IFREG
-            if kind in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFSOCK):
-                raise OSError(errno.EEXIST, "a device or socket is there, left as it is")
-            os.makedirs(where.parent, exist_ok=True)
-            store.write_bytes(os.fsencode(where), (json.dumps(rec, indent=2) + "\n").encode(),
-                              mode=0o644)
+        from .reportfile import write
+        where = os.path.join(user_cwd(), os.path.expanduser(given))
+        try:     # (where the user asked and nowhere else: pipeline/reportfile.py)
+            write(where, (json.dumps(rec, indent=2) + "\n").encode(),
+                  self.session.plan.destination)
         except OSError as exc:
             self._once(f"snapback: warning: the report {given} was not written "
                        f"({exc.strerror or exc}); the backup itself is done")

@@ -331,7 +331,7 @@ def test_0_report_into_a_missing_folder_makes_it(backed_up: Backup) -> None:
     assert (backed_up.mirror / "new.txt").exists()
 
 
-@pytest.mark.parametrize("where", ["folder", "unwritable", "device"])
+@pytest.mark.parametrize("where", ["folder", "unwritable", "device", "a name ending in /"])
 def test_0_a_report_that_cannot_be_written_never_costs_the_backup(backed_up: Backup,
                                                                    where: str) -> None:
     """The backup is done: exit 0 (a scheduler must not take it for a failed backup), and
@@ -349,10 +349,16 @@ def test_0_a_report_that_cannot_be_written_never_costs_the_backup(backed_up: Bac
             os.mknod(report, 0o666 | stat.S_IFCHR, os.makedev(1, 3))   # /dev/null's
         except PermissionError:
             pytest.skip("mknod needs root")
-    result = backed_up.doit("snapshot", "--quiet", "--report", str(report))
+    given = str(report)
+    if where == "a name ending in /":        # (helper-61: a file named newdir was made)
+        report = backed_up.base / "newdir"
+        given = f"{report}/"
+    result = backed_up.doit("snapshot", "--quiet", "--report", given)
     assert result.returncode == 0
     assert result.stdout == ""
     assert one_line(result).startswith("snapback: warning: the report ")
+    if where == "a name ending in /":
+        assert not report.exists()
     assert (backed_up.mirror / "new.txt").exists()
     if where == "device":
         assert stat.S_ISCHR(os.lstat(report).st_mode)

@@ -62,6 +62,57 @@ def test_report_into_a_link_or_a_fifo(backup: Backup, tmp_path) -> None:
     assert '"run_id"' in report.read_text()
 
 
+def test_report_into_the_destination_by_another_path_keeps_the_catalog(backup: Backup
+                                                                       ) -> None:
+    """helper-61: the destination bind-mounted elsewhere passed the check on the report's
+    path, and `--report ALIAS/.snapback/catalog.sqlite3` replaced the catalog with the
+    report (every later command: "not a database").  The folder the report goes in is
+    compared with the destination by device and inode when the report is written."""
+    make_tree(backup.src, {"a.txt": "a\n"})
+    backup.doit("all", check=True)
+    alias = backup.base / "alias"
+    alias.mkdir()
+    mounted = subprocess.run(["mount", "--bind", str(backup.dest), str(alias)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {mounted.stderr.decode().strip()}")
+    try:
+        (backup.src / "a.txt").write_text("a2\n")
+        result = backup.doit("all", "--quiet", "--report",
+                             str(alias / ".snapback" / "catalog.sqlite3"))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "inside the backup destination" in result.stderr, result.stderr
+    finally:
+        subprocess.run(["umount", str(alias)], check=True)
+    assert backup.doit("verify", "--deep").returncode == 0
+    assert [r.kind for r in history_of(backup, "a.txt")] == ["baseline", "diff"]
+
+
+def test_report_through_a_link_another_user_owns_is_not_written(backup: Backup,
+                                                                 tmp_path) -> None:
+    """helper-61: as root, `--report /tmp/x/snap/last.json` with `snap` a link another
+    user made to root's 0700 folder replaced a file there.  A link on the way is followed
+    only when this user or root owns it."""
+    make_tree(backup.src, {"a.txt": "a\n"})
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    planted = tmp_path / "planted"
+    os.symlink(private, planted)
+    try:
+        os.lchown(planted, 65534, 65534)                 # nobody's link
+    except PermissionError:
+        pytest.skip("lchown to another user needs root")
+    result = backup.doit("all", "--quiet", "--report", str(planted / "last.json"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "a link another user owns" in result.stderr, result.stderr
+    assert list(private.iterdir()) == []
+    own = tmp_path / "own"
+    os.symlink(private, own)                             # one's own link is followed
+    (backup.src / "a.txt").write_text("a2\n")
+    backup.doit("all", "--quiet", "--report", str(own / "sub" / "last.json"), check=True)
+    assert '"run_id"' in (private / "sub" / "last.json").read_text()
+
+
 def test_a_current_copy_turned_into_a_link_to_dev_zero(backup: Backup) -> None:
     make_tree(backup.src, {"a.txt": "one\n"})
     backup.doit("versioned", check=True)
