@@ -369,9 +369,6 @@ class Reporter:
         notes, current.notes = current.notes, []
         for note in notes:
             self._once(note)
-        lines, current.lines = current.lines, []
-        for line in lines:
-            self.out.write(line + "\n")
         events, self.held = [*self.held, *current.take_pending()], []
         quiet = self.session.options.quiet
         for event, modes in _merged(events) if both else [(e, "") for e in events]:
@@ -391,7 +388,12 @@ class Reporter:
                 self.bar.write(line)
             else:
                 self.out.write(line + "\n")
-        if events:
+        # then what the report task says after the run's own lines (retention.auto's
+        # prune: helper-61 saw its lines before the last folders' lines of the run)
+        lines, current.lines = current.lines, []
+        for line in lines:
+            self.out.write(line + "\n")
+        if events or lines:
             self.out.flush()
         return any(e.kind == FAILED for e in events)
 

@@ -120,6 +120,11 @@ def test_plan_retention_and_auto_prune_after_all(backup: Backup) -> None:
     result = at(backup, "2026-10-05T10:00:00", "all")
     assert "pruned   src/notes.txt: 2 of 4 versions pruned" in result.stdout
     assert kept_versions(backup) == [versions[-1], b"last\n"]
+    # the run's lines first, then what its prune did (helper-61: the other way round)
+    lines = result.stdout.splitlines()
+    changed = [i for i, line in enumerate(lines) if line.startswith(("updated", "new"))]
+    pruned = [i for i, line in enumerate(lines) if line.startswith(("pruned", "prune:"))]
+    assert changed and pruned and max(changed) < min(pruned), result.stdout
 
 
 def test_a_prune_killed_midway_is_finished_by_a_rerun(backup: Backup) -> None:
