@@ -251,8 +251,11 @@ def one_run_options(tasks: list[tuple[str, list[str]]], program: str = "snapback
 
 
 def report_inside(plan: Plan, tasks: list[tuple[str, list[str]]]) -> str | None:
-    """A --report FILE inside the backup destination (refused: never write into it)."""
-    dest = os.path.realpath(plan.destination)
+    """A --report FILE inside the backup destination as written (refused: never write
+    into it).  Links are not followed here (helper-62: another user's link in /tmp made
+    root's backup exit 2, nothing backed up): the report's writer refuses the rest, a
+    warning (pipeline/reportfile.py)."""
+    dests = {os.path.realpath(plan.destination), os.path.abspath(plan.destination)}
     for _name, own in tasks:
         for index, word in enumerate(own):
             value = word.partition("=")[2] if word.startswith("--report=") else (
@@ -260,8 +263,9 @@ def report_inside(plan: Plan, tasks: list[tuple[str, list[str]]]) -> str | None:
             if not value:
                 continue
             path = os.path.join(user_cwd(), os.path.expanduser(value))
-            real = os.path.realpath(os.path.dirname(path))
-            if real == dest or real.startswith(dest + os.sep):
+            folder = os.path.abspath(os.path.dirname(path))
+            if any(folder == dest or folder.startswith(dest.rstrip(os.sep) + os.sep)
+                   for dest in dests):
                 return value
     return None
 

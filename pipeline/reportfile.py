@@ -22,37 +22,47 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from pathlib import Path
 
-_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC   # (a folder searchable, not readable: 0711)
 MAX_LINKS = 40                 # as the kernel's limit on links followed in one path
 
 
 def write(path: str, data: bytes, destination: Path) -> None:
-    """Write ``data`` to ``path`` (absolute) as a new file, mode 0644 less the umask."""
+    """Write ``data`` to ``path`` (absolute) as a new file: mode 0644 less the umask, or
+    the mode of the file it replaces."""
     folder_b, name = os.path.split(os.fsencode(path))
     if not name or name in (b".", b".."):
         raise OSError(errno.EISDIR, "names a folder, not a file")
     folder = _open_folder(folder_b)
     try:
         _refuse_inside(folder, destination)
+        mode = 0o644 & ~_umask()
         try:
-            kind = stat.S_IFMT(os.lstat(name, dir_fd=folder).st_mode)
+            there = os.lstat(name, dir_fd=folder)
         except FileNotFoundError:
-            kind = stat.S_IFREG
+            there = None
+        kind = stat.S_IFMT(there.st_mode) if there is not None else stat.S_IFREG
         if kind in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFSOCK):
             raise OSError(errno.EEXIST, "a device or socket is there, left as it is")
         if kind == stat.S_IFDIR:
             raise OSError(errno.EISDIR, "a folder is there")
+        if kind == stat.S_IFLNK and _names_destination(folder, name, destination):
+            raise OSError(errno.EPERM, f"it is a link to the backup destination "
+                          f"{destination}")
+        if there is not None and kind == stat.S_IFREG:
+            mode = stat.S_IMODE(there.st_mode)    # (a private report stays private)
         tmp = f".~snapback-{os.urandom(6).hex()}.tmp".encode()
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                      0o644, dir_fd=folder)
+                      0o600, dir_fd=folder)
         try:
             try:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(out, view):]
+                os.fchmod(out, mode)
             finally:
                 os.close(out)
             os.replace(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
@@ -64,6 +74,23 @@ def write(path: str, data: bytes, destination: Path) -> None:
             raise
     finally:
         os.close(folder)
+
+
+def _names_destination(folder: int, name: bytes, destination: Path) -> bool:
+    """Does the link ``name`` lead to the destination (helper-62: `--report` at a link to
+    the destination replaced it; when the plan names the destination by it, every
+    later run failed)?"""
+    try:
+        target, dest = os.stat(name, dir_fd=folder), os.stat(destination)
+    except OSError:
+        return False
+    return (target.st_dev, target.st_ino) == (dest.st_dev, dest.st_ino)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _open_folder(path: bytes) -> int:
@@ -86,16 +113,22 @@ def _open_folder(path: bytes) -> int:
                 parts.insert(0, part)
                 continue
             except OSError:
-                st = os.lstat(part, dir_fd=fd)
-                if not stat.S_ISLNK(st.st_mode):
-                    raise
-                if st.st_uid not in (euid, 0):
-                    raise OSError(errno.EPERM, f"{os.fsdecode(part)} on the way is a link "
-                                  "another user owns (not followed)") from None
+                # the link itself, opened: its owner and its target read from the same
+                # inode (helper-62: a link swapped between lstat and readlink)
+                link = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                try:
+                    st = os.fstat(link)
+                    if not stat.S_ISLNK(st.st_mode):
+                        raise
+                    if st.st_uid not in (euid, 0):
+                        raise OSError(errno.EPERM, f"{os.fsdecode(part)!r} on the way is a "
+                                      "link another user owns (not followed)") from None
+                    target = os.fsencode(os.readlink("", dir_fd=link))
+                finally:
+                    os.close(link)
                 links += 1
                 if links > MAX_LINKS:
                     raise OSError(errno.ELOOP, os.strerror(errno.ELOOP)) from None
-                target = os.readlink(part, dir_fd=fd)
                 if target.startswith(b"/"):
                     os.close(fd)
                     fd = os.open(b"/", _DIR)
@@ -110,12 +143,21 @@ def _open_folder(path: bytes) -> int:
 
 
 def _refuse_inside(folder: int, destination: Path) -> None:
-    """OSError when the opened ``folder`` is the destination or below it (compared by
-    device and inode, going up by ``..``: a bind mount of the destination is it too)."""
+    """OSError when the opened ``folder`` is the destination or below it: going up by
+    ``..``, a folder with the destination's device and inode (a bind mount of the
+    destination is it too), or the root of a mount whose root is the destination or a
+    folder in it (a bind mount of ``.snapback`` or of a mirror folder, whose ``..``
+    leaves the destination: helper-62)."""
     try:
         dest = os.stat(destination)
+        dest_fd = os.open(destination, _DIR)
     except OSError:
         return                                   # (no destination: nothing to protect)
+    mounts = _mounts()
+    try:
+        inner = _inner_path(dest_fd, os.path.realpath(destination), mounts)
+    finally:
+        os.close(dest_fd)
     cur = os.dup(folder)
     try:
         while True:
@@ -124,6 +166,14 @@ def _refuse_inside(folder: int, destination: Path) -> None:
                 raise OSError(errno.EPERM, f"it is inside the backup destination "
                               f"{destination}")
             up = os.open(b"..", _DIR, dir_fd=cur)
+            mount, up_mount = _mount_id(cur), _mount_id(up)
+            if mount != up_mount and mount in mounts and inner is not None and \
+                    st.st_dev == dest.st_dev:
+                root = mounts[mount][0]            # this folder, within its filesystem
+                if root == inner or root.startswith(inner.rstrip("/") + "/"):
+                    os.close(up)
+                    raise OSError(errno.EPERM, f"it is inside the backup destination "
+                                  f"{destination} (mounted elsewhere)")
             ust = os.fstat(up)
             os.close(cur)
             cur = up
@@ -131,3 +181,41 @@ def _refuse_inside(folder: int, destination: Path) -> None:
                 return                           # the root
     finally:
         os.close(cur)
+
+
+def _mount_id(fd: int) -> int | None:
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as fh:
+            for line in fh:
+                if line.startswith("mnt_id:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _mounts() -> dict[int, tuple[str, str]]:
+    """mount id -> (its root within its filesystem, its mount point), from mountinfo."""
+    def unescape(field: str) -> str:
+        return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+    found: dict[int, tuple[str, str]] = {}
+    try:
+        with open("/proc/self/mountinfo") as fh:
+            for line in fh:
+                fields = line.split()
+                found[int(fields[0])] = (unescape(fields[3]), unescape(fields[4]))
+    except (OSError, ValueError, IndexError):
+        pass
+    return found
+
+
+def _inner_path(fd: int, real: str, mounts: dict[int, tuple[str, str]]) -> str | None:
+    """The path of the folder open as ``fd`` (at ``real``) within its filesystem."""
+    mount = _mount_id(fd)
+    if mount not in mounts:
+        return None
+    root, point = mounts[mount]
+    if real != point and not real.startswith(point.rstrip("/") + "/"):
+        return None
+    rest = real[len(point.rstrip("/")):]
+    return (root.rstrip("/") + rest) or "/"

@@ -62,24 +62,28 @@ def test_report_into_a_link_or_a_fifo(backup: Backup, tmp_path) -> None:
     assert '"run_id"' in report.read_text()
 
 
-def test_report_into_the_destination_by_another_path_keeps_the_catalog(backup: Backup
-                                                                       ) -> None:
+@pytest.mark.parametrize("mounted_folder", ["destination", ".snapback"])
+def test_report_into_the_destination_by_another_path_keeps_the_catalog(
+        backup: Backup, mounted_folder: str) -> None:
     """helper-61: the destination bind-mounted elsewhere passed the check on the report's
     path, and `--report ALIAS/.snapback/catalog.sqlite3` replaced the catalog with the
-    report (every later command: "not a database").  The folder the report goes in is
-    compared with the destination by device and inode when the report is written."""
+    report (every later command: "not a database"); helper-62: so did a bind mount of
+    `.snapback` alone, whose `..` leaves the destination.  The folder the report goes in
+    is compared with the destination by device and inode, and a mount's root by where
+    it is in its filesystem, when the report is written."""
     make_tree(backup.src, {"a.txt": "a\n"})
     backup.doit("all", check=True)
     alias = backup.base / "alias"
     alias.mkdir()
-    mounted = subprocess.run(["mount", "--bind", str(backup.dest), str(alias)],
+    source = backup.dest if mounted_folder == "destination" else backup.meta
+    mounted = subprocess.run(["mount", "--bind", str(source), str(alias)],
                              capture_output=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot bind-mount here: {mounted.stderr.decode().strip()}")
+    target = alias / ".snapback" if mounted_folder == "destination" else alias
     try:
         (backup.src / "a.txt").write_text("a2\n")
-        result = backup.doit("all", "--quiet", "--report",
-                             str(alias / ".snapback" / "catalog.sqlite3"))
+        result = backup.doit("all", "--quiet", "--report", str(target / "catalog.sqlite3"))
         assert result.returncode == 0, result.stdout + result.stderr
         assert "inside the backup destination" in result.stderr, result.stderr
     finally:
@@ -111,6 +115,40 @@ def test_report_through_a_link_another_user_owns_is_not_written(backup: Backup,
     (backup.src / "a.txt").write_text("a2\n")
     backup.doit("all", "--quiet", "--report", str(own / "sub" / "last.json"), check=True)
     assert '"run_id"' in (private / "sub" / "last.json").read_text()
+
+
+def test_report_at_links_to_the_destination(backup: Backup, tmp_path) -> None:
+    """helper-62: another user's link to the destination, on the way of root's report,
+    made the whole run exit 2 with nothing backed up (the check on the command line
+    followed it); `--report` at a link to the destination replaced it (when the plan
+    names the destination by it, every later run failed).  Both: the backup done, one warning, nothing replaced.
+    And a report that replaces a private one stays private."""
+    dest_link = tmp_path / "destlink"
+    os.symlink(backup.dest, dest_link)
+    make_tree(backup.src, {"a.txt": "a\n"})
+    backup.doit("all", check=True)
+    planted = tmp_path / "planted"
+    os.symlink(backup.dest, planted)
+    try:
+        os.lchown(planted, 65534, 65534)                 # nobody's link
+    except PermissionError:
+        pytest.skip("lchown to another user needs root")
+    (backup.src / "a.txt").write_text("a2\n")
+    result = backup.doit("all", "--quiet", "--report", str(planted / "last.json"))
+    assert result.returncode == 0 and "a link another user owns" in result.stderr, \
+        result.stdout + result.stderr
+    (backup.src / "a.txt").write_text("a3\n")
+    result = backup.doit("all", "--quiet", "--report", str(dest_link))
+    assert result.returncode == 0 and "the backup destination" in result.stderr, \
+        result.stdout + result.stderr
+    assert dest_link.is_symlink()
+    assert [r.kind for r in history_of(backup, "a.txt")] == ["baseline", "diff", "diff"]
+    private = tmp_path / "private.json"
+    private.write_text("{}\n")
+    private.chmod(0o600)
+    (backup.src / "a.txt").write_text("a4\n")
+    backup.doit("all", "--quiet", "--report", str(private), check=True)
+    assert '"run_id"' in private.read_text() and (private.stat().st_mode & 0o777) == 0o600
 
 
 def test_a_current_copy_turned_into_a_link_to_dev_zero(backup: Backup) -> None:
