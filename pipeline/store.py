@@ -117,9 +117,16 @@ def clear_staging(path: Path) -> None:
 
 
 def make_destination(path: Path) -> None:
+    """The destination folder, made (private) if missing; a destination that cannot be
+    made is one line, nothing done (helper-62: a PermissionError's traceback, status 3)."""
     if not path.exists():
-        ensure_private_dir(path)
-        os.chmod(path, 0o700)
+        try:
+            ensure_private_dir(path)
+            os.chmod(path, 0o700)
+        except OSError as exc:
+            from .errors import SnapbackError
+            raise SnapbackError(f"the destination {path} cannot be made: "
+                                f"{exc.strerror or exc}; nothing was done") from None
 
 
 def tmp_name(folder: bytes) -> bytes:

@@ -14,6 +14,7 @@ import shutil
 import signal
 import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 from support import SNAPBACK, Backup, as_nobody, hold_with_stopped_run, make_tree
@@ -461,3 +462,22 @@ def test_70_a_bug_is_the_only_traceback(backed_up: Backup) -> None:
     assert result.returncode == 70
     assert "snapback: bug:" in result.stderr and "ZeroDivisionError" in result.stderr
     assert "Traceback" in result.stderr
+
+
+def test_1_a_destination_that_cannot_be_made_is_one_line(nobody_backup) -> None:
+    """helper-62: a destination in a folder the user cannot write was a PermissionError's
+    traceback, status 3.  One line, status 1, nothing done."""
+    import tempfile
+    b, python = nobody_backup
+    make_tree(b.src, {"a.txt": "a\n"})
+    above = Path(tempfile.mkdtemp(prefix="snapback-root-only-"))
+    try:
+        os.chmod(above, 0o755)                    # root's: nobody may look, not write
+        b.write_plan(destination=str(above / "dest"))
+        result = as_nobody(b, python, "all")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert one_line(result) == (f"snapback: the destination {above / 'dest'} cannot be "
+                                    "made: Permission denied; nothing was done")
+        assert not (above / "dest").exists()
+    finally:
+        shutil.rmtree(above)
