@@ -461,5 +461,5 @@ class Reporter:
             write(where, (json.dumps(rec, indent=2) + "\n").encode(),
                   self.session.plan.destination)
         except OSError as exc:
-            self._once(f"snapback: warning: the report {given} was not written "
-                       f"({exc.strerror or exc}); the backup itself is done")
+            self._once(f"snapback: warning: the report {display(given)} was not written "
+                       f"({display(exc.strerror or str(exc))}); the backup itself is done")

@@ -351,8 +351,8 @@ def test_0_a_report_that_cannot_be_written_never_costs_the_backup(backed_up: Bac
         except PermissionError:
             pytest.skip("mknod needs root")
     given = str(report)
-    if where == "a name ending in /":        # (helper-61: a file named newdir was made)
-        report = backed_up.base / "newdir"
+    if where == "a name ending in /":        # (helper-61: a file named newdir was made;
+        report = backed_up.base / "new\ndir"    # helper-62: a newline, two warning lines)
         given = f"{report}/"
     result = backed_up.doit("snapshot", "--quiet", "--report", given)
     assert result.returncode == 0
