@@ -36,7 +36,7 @@ def write(path: str, data: bytes, destination: Path) -> None:
     folder_b, name = os.path.split(os.fsencode(path))
     if not name or name in (b".", b".."):
         raise OSError(errno.EISDIR, "names a folder, not a file")
-    folder = _open_folder(folder_b)
+    folder = _open_folder(folder_b, destination)
     try:
         _refuse_inside(folder, destination)
         mode = 0o644 & ~_umask()
@@ -49,11 +49,10 @@ def write(path: str, data: bytes, destination: Path) -> None:
             raise OSError(errno.EEXIST, "a device or socket is there, left as it is")
         if kind == stat.S_IFDIR:
             raise OSError(errno.EISDIR, "a folder is there")
-        if kind == stat.S_IFLNK and _names_destination(folder, name, destination):
-            raise OSError(errno.EPERM, f"it is a link to the backup destination "
-                          f"{destination}")
-        if there is not None and kind == stat.S_IFREG:
-            mode = stat.S_IMODE(there.st_mode)    # (a private report stays private)
+        if kind == stat.S_IFLNK and _leads_to_folder(folder, name):
+            raise OSError(errno.EEXIST, "a link to a folder is there, left as it is")
+        if there is not None and kind == stat.S_IFREG and there.st_uid == os.geteuid():
+            mode = stat.S_IMODE(there.st_mode) & 0o666    # (a private report stays so)
         tmp = f".~snapback-{os.urandom(6).hex()}.tmp".encode()
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                       0o600, dir_fd=folder)
@@ -76,15 +75,14 @@ def write(path: str, data: bytes, destination: Path) -> None:
         os.close(folder)
 
 
-def _names_destination(folder: int, name: bytes, destination: Path) -> bool:
-    """Does the link ``name`` lead to the destination (helper-62: `--report` at a link to
-    the destination replaced it; when the plan names the destination by it, every
-    later run failed)?"""
+def _leads_to_folder(folder: int, name: bytes) -> bool:
+    """Does the link ``name`` lead to a folder?  Such a link is no report; it may be the
+    way the plan reaches the destination (helper-62, helper-63: `--report` at a link to
+    the destination, or to a folder above it, replaced it, and every later run failed)."""
     try:
-        target, dest = os.stat(name, dir_fd=folder), os.stat(destination)
+        return stat.S_ISDIR(os.stat(name, dir_fd=folder).st_mode)
     except OSError:
         return False
-    return (target.st_dev, target.st_ino) == (dest.st_dev, dest.st_ino)
 
 
 def _umask() -> int:
@@ -93,9 +91,11 @@ def _umask() -> int:
     return mask
 
 
-def _open_folder(path: bytes) -> int:
+def _open_folder(path: bytes, destination: Path) -> int:
     """``path`` opened as a folder, walked from ``/`` one name at a time; missing folders
-    are made; a link is followed only when this user or root owns it."""
+    are made, never in the destination (helper-63: a folder made there before the check
+    stopped the catalog from opening); a link is followed only when this user or root
+    owns it."""
     euid = os.geteuid()
     parts = [p for p in path.split(b"/") if p]
     fd = os.open(b"/", _DIR)
@@ -106,6 +106,7 @@ def _open_folder(path: bytes) -> int:
             try:
                 nxt = os.open(part, _DIR | os.O_NOFOLLOW, dir_fd=fd)
             except FileNotFoundError:
+                _refuse_inside(fd, destination)
                 try:
                     os.mkdir(part, 0o755, dir_fd=fd)
                 except FileExistsError:
@@ -195,17 +196,24 @@ def _mount_id(fd: int) -> int | None:
 
 
 def _mounts() -> dict[int, tuple[str, str]]:
-    """mount id -> (its root within its filesystem, its mount point), from mountinfo."""
-    def unescape(field: str) -> str:
-        return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+    """mount id -> (its root within its filesystem, its mount point), from mountinfo,
+    read as bytes (helper-63: a mount point named in bytes that are not UTF-8 stopped
+    the reading, and the mounts after it went unchecked)."""
+    def unescape(field: bytes) -> str:
+        return os.fsdecode(re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]),
+                                  field))
     found: dict[int, tuple[str, str]] = {}
     try:
-        with open("/proc/self/mountinfo") as fh:
-            for line in fh:
-                fields = line.split()
-                found[int(fields[0])] = (unescape(fields[3]), unescape(fields[4]))
-    except (OSError, ValueError, IndexError):
-        pass
+        with open("/proc/self/mountinfo", "rb") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        fields = line.split()
+        try:
+            found[int(fields[0])] = (unescape(fields[3]), unescape(fields[4]))
+        except (ValueError, IndexError):
+            continue                              # (a line of another shape: the next)
     return found
 
 

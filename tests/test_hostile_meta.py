@@ -5,6 +5,7 @@ an empty config=, times out of range.  Each: nothing outside changes, no hang, o
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 
 import pytest
@@ -62,7 +63,8 @@ def test_report_into_a_link_or_a_fifo(backup: Backup, tmp_path) -> None:
     assert '"run_id"' in report.read_text()
 
 
-@pytest.mark.parametrize("mounted_folder", ["destination", ".snapback"])
+@pytest.mark.parametrize("mounted_folder", ["destination", ".snapback",
+                                            ".snapback, beside a mount named in other bytes"])
 def test_report_into_the_destination_by_another_path_keeps_the_catalog(
         backup: Backup, mounted_folder: str) -> None:
     """helper-61: the destination bind-mounted elsewhere passed the check on the report's
@@ -76,6 +78,11 @@ def test_report_into_the_destination_by_another_path_keeps_the_catalog(
     alias = backup.base / "alias"
     alias.mkdir()
     source = backup.dest if mounted_folder == "destination" else backup.meta
+    odd = os.path.join(os.fsencode(backup.base), b"caf\xe9")     # (helper-63: mountinfo
+    if "bytes" in mounted_folder:                               # read as UTF-8 stopped)
+        os.mkdir(odd)
+        if subprocess.run([b"mount", b"-t", b"tmpfs", b"none", odd]).returncode != 0:
+            pytest.skip("cannot mount a tmpfs here")
     mounted = subprocess.run(["mount", "--bind", str(source), str(alias)],
                              capture_output=True)
     if mounted.returncode != 0:
@@ -88,6 +95,8 @@ def test_report_into_the_destination_by_another_path_keeps_the_catalog(
         assert "inside the backup destination" in result.stderr, result.stderr
     finally:
         subprocess.run(["umount", str(alias)], check=True)
+        if "bytes" in mounted_folder:
+            subprocess.run([b"umount", odd], check=True)
     assert backup.doit("verify", "--deep").returncode == 0
     assert [r.kind for r in history_of(backup, "a.txt")] == ["baseline", "diff"]
 
@@ -139,7 +148,7 @@ def test_report_at_links_to_the_destination(backup: Backup, tmp_path) -> None:
         result.stdout + result.stderr
     (backup.src / "a.txt").write_text("a3\n")
     result = backup.doit("all", "--quiet", "--report", str(dest_link))
-    assert result.returncode == 0 and "the backup destination" in result.stderr, \
+    assert result.returncode == 0 and "a link to a folder" in result.stderr, \
         result.stdout + result.stderr
     assert dest_link.is_symlink()
     assert [r.kind for r in history_of(backup, "a.txt")] == ["baseline", "diff", "diff"]
@@ -149,6 +158,47 @@ def test_report_at_links_to_the_destination(backup: Backup, tmp_path) -> None:
     (backup.src / "a.txt").write_text("a4\n")
     backup.doit("all", "--quiet", "--report", str(private), check=True)
     assert '"run_id"' in private.read_text() and (private.stat().st_mode & 0o777) == 0o600
+
+
+def test_report_makes_no_folder_in_the_destination_and_keeps_folders_and_modes(
+        backup: Backup, tmp_path) -> None:
+    """helper-63: a report through one's own link into a missing folder of `.snapback`
+    made that folder before the check refused the report (`catalog.sqlite3-journal/` as
+    a folder: the catalog no longer opened); a link at FILE to a folder above the
+    destination was replaced (the next run: the destination cannot be made); a report
+    over another user's setuid file kept its mode (root's report writable by all)."""
+    make_tree(backup.src, {"a.txt": "a\n"})
+    backup.doit("all", check=True)
+    mine = tmp_path / "mine"
+    os.symlink(backup.dest, mine)
+    (backup.src / "a.txt").write_text("a2\n")
+    result = backup.doit("all", "--quiet", "--report",
+                         str(mine / ".snapback" / "catalog.sqlite3-journal" / "x"))
+    assert result.returncode == 0 and "inside the backup destination" in result.stderr
+    assert not (backup.meta / "catalog.sqlite3-journal").exists()
+    assert backup.doit("history", str(backup.src / "a.txt")).returncode == 0
+    real = tmp_path / "real"
+    real.mkdir()
+    above = tmp_path / "above"
+    os.symlink(real, above)
+    backup.write_plan(destination=str(above / "dest"))
+    backup.doit("all", check=True)
+    (backup.src / "a.txt").write_text("a3\n")
+    result = backup.doit("all", "--quiet", "--report", str(above))
+    assert result.returncode == 0 and "a link to a folder" in result.stderr, result.stderr
+    assert above.is_symlink()
+    backup.doit("all", check=True)
+    theirs = tmp_path / "theirs.json"
+    theirs.write_text("{}\n")
+    os.chmod(theirs, 0o6777)
+    try:
+        os.chown(theirs, 65534, 65534)
+    except PermissionError:
+        pytest.skip("chown to another user needs root")
+    os.chmod(theirs, 0o6777)
+    (backup.src / "a.txt").write_text("a4\n")
+    backup.doit("all", "--quiet", "--report", str(theirs), check=True)
+    assert stat.S_IMODE(theirs.stat().st_mode) & 0o7022 == 0, oct(theirs.stat().st_mode)
 
 
 def test_a_current_copy_turned_into_a_link_to_dev_zero(backup: Backup) -> None:
