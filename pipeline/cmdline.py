@@ -262,7 +262,8 @@ def report_inside(plan: Plan, tasks: list[tuple[str, list[str]]]) -> str | None:
                 own[index + 1] if word == "--report" and index + 1 < len(own) else None)
             if not value:
                 continue
-            path = os.path.join(user_cwd(), os.path.expanduser(value))
+            expanded = os.path.expanduser(value)
+            path = expanded if os.path.isabs(expanded) else os.path.join(user_cwd(), expanded)
             folder = os.path.abspath(os.path.dirname(path))
             if any(folder == dest or folder.startswith(dest.rstrip(os.sep) + os.sep)
                    for dest in dests):

@@ -454,12 +454,18 @@ class Reporter:
         written is one warning line and never costs the backup (the exit status says
         what the backup did: a scheduler reading it must not retry a backup that was
         done)."""
+        from .errors import SnapbackError
         from .paths import user_cwd
         from .reportfile import write
-        where = os.path.join(user_cwd(), os.path.expanduser(given))
         try:     # (where the user asked and nowhere else: pipeline/reportfile.py)
-            write(where, (json.dumps(rec, indent=2) + "\n").encode(),
+            expanded = os.path.expanduser(given)
+            where = expanded if os.path.isabs(expanded) else \
+                os.path.join(user_cwd(), expanded)   # (helper-64: the folder gone, a
+            write(where, (json.dumps(rec, indent=2) + "\n").encode(),   # traceback)
                   self.session.plan.destination)
+        except SnapbackError as exc:        # (a relative path, the current folder gone)
+            self._once(f"snapback: warning: the report {display(given)} was not written "
+                       f"({display(str(exc))}); the backup itself is done")
         except OSError as exc:
             self._once(f"snapback: warning: the report {display(given)} was not written "
                        f"({display(exc.strerror or str(exc))}); the backup itself is done")

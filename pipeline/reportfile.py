@@ -26,6 +26,8 @@ import re
 import stat
 from pathlib import Path
 
+from . import layout
+
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC   # (a folder searchable, not readable: 0711)
 MAX_LINKS = 40                 # as the kernel's limit on links followed in one path
 
@@ -107,6 +109,7 @@ def _open_folder(path: bytes, destination: Path) -> int:
                 nxt = os.open(part, _DIR | os.O_NOFOLLOW, dir_fd=fd)
             except FileNotFoundError:
                 _refuse_inside(fd, destination)
+                _refuse_making(fd, part, destination)
                 try:
                     os.mkdir(part, 0o755, dir_fd=fd)
                 except FileExistsError:
@@ -144,34 +147,43 @@ def _open_folder(path: bytes, destination: Path) -> int:
 
 
 def _refuse_inside(folder: int, destination: Path) -> None:
-    """OSError when the opened ``folder`` is the destination or below it: going up by
-    ``..``, a folder with the destination's device and inode (a bind mount of the
-    destination is it too), or the root of a mount whose root is the destination or a
-    folder in it (a bind mount of ``.snapback`` or of a mirror folder, whose ``..``
-    leaves the destination: helper-62)."""
-    try:
-        dest = os.stat(destination)
-        dest_fd = os.open(destination, _DIR)
-    except OSError:
-        return                                   # (no destination: nothing to protect)
+    """OSError when the opened ``folder`` is the destination or below it, or below a
+    filesystem mounted in it (an area on a disk of its own, README "Power loss"):
+    going up by ``..``, a folder with the device and inode of one of them (a bind mount
+    of one is it too), or the root of a mount whose root is one of them or a folder in
+    it within their filesystem (a bind mount of ``.snapback`` or of a mirror folder,
+    whose ``..`` leaves the destination: helper-62; of an area on a disk of its own:
+    helper-64)."""
+    dest_b = os.fsencode(destination)
     mounts = _mounts()
-    try:
-        inner = _inner_path(dest_fd, os.path.realpath(destination), mounts)
-    finally:
-        os.close(dest_fd)
+    protected: list[tuple[int, int, str | None]] = []      # (device, inode, inner path)
+    for place in [dest_b, *(point for point, _st in layout.mounts_under(dest_b))]:
+        try:
+            st = os.stat(place)
+            fd = os.open(place, _DIR)
+        except OSError:
+            continue
+        try:
+            inner = _inner_path(fd, os.fsdecode(os.path.realpath(place)), mounts)
+        finally:
+            os.close(fd)
+        protected.append((st.st_dev, st.st_ino, inner))
+    if not protected:
+        return
     cur = os.dup(folder)
     try:
         while True:
             st = os.fstat(cur)
-            if (st.st_dev, st.st_ino) == (dest.st_dev, dest.st_ino):
+            if any((st.st_dev, st.st_ino) == (dev, ino) for dev, ino, _inner in protected):
                 raise OSError(errno.EPERM, f"it is inside the backup destination "
                               f"{destination}")
             up = os.open(b"..", _DIR, dir_fd=cur)
             mount, up_mount = _mount_id(cur), _mount_id(up)
-            if mount != up_mount and mount in mounts and inner is not None and \
-                    st.st_dev == dest.st_dev:
+            if mount != up_mount and mount in mounts:
                 root = mounts[mount][0]            # this folder, within its filesystem
-                if root == inner or root.startswith(inner.rstrip("/") + "/"):
+                if any(inner is not None and st.st_dev == dev and (
+                        root == inner or root.startswith(inner.rstrip("/") + "/"))
+                       for dev, _ino, inner in protected):
                     os.close(up)
                     raise OSError(errno.EPERM, f"it is inside the backup destination "
                                   f"{destination} (mounted elsewhere)")
@@ -182,6 +194,21 @@ def _refuse_inside(folder: int, destination: Path) -> None:
                 return                           # the root
     finally:
         os.close(cur)
+
+
+def _refuse_making(folder: int, name: bytes, destination: Path) -> None:
+    """``name`` is to be made in ``folder``: not when it is the destination, not made yet
+    (a dry run: helper-64, the report's walk made it 0755)."""
+    real = os.path.realpath(destination)
+    if os.path.basename(os.fsencode(real)) != name:
+        return
+    try:
+        parent = os.stat(os.path.dirname(real))
+    except OSError:
+        return
+    st = os.fstat(folder)
+    if (st.st_dev, st.st_ino) == (parent.st_dev, parent.st_ino):
+        raise OSError(errno.EPERM, f"it would make the backup destination {destination}")
 
 
 def _mount_id(fd: int) -> int | None:

@@ -201,6 +201,58 @@ def test_report_makes_no_folder_in_the_destination_and_keeps_folders_and_modes(
     assert stat.S_IMODE(theirs.stat().st_mode) & 0o7022 == 0, oct(theirs.stat().st_mode)
 
 
+def test_report_into_an_area_on_a_disk_of_its_own_by_another_path(backup: Backup,
+                                                                    tmp_path) -> None:
+    """helper-64: `.snapback` on a filesystem of its own (README "Power loss"), bind-
+    mounted elsewhere: the report went over the catalog (only mounts of the
+    destination's own device were judged).  Each filesystem mounted in the destination
+    is judged as the destination is."""
+    backup.meta.mkdir(parents=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(backup.meta)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    alias = tmp_path / "alias"
+    alias.mkdir()
+    try:
+        make_tree(backup.src, {"a.txt": "a\n"})
+        backup.doit("all", check=True)
+        subprocess.run(["mount", "--bind", str(backup.meta), str(alias)], check=True)
+        try:
+            (backup.src / "a.txt").write_text("a2\n")
+            result = backup.doit("all", "--quiet", "--report", str(alias / "catalog.sqlite3"))
+            assert result.returncode == 0 and "inside the backup destination" in \
+                result.stderr, result.stdout + result.stderr
+        finally:
+            subprocess.run(["umount", str(alias)], check=True)
+        assert backup.doit("verify", "--deep").returncode == 0
+    finally:
+        subprocess.run(["umount", str(backup.meta)], check=True)
+
+
+def test_report_with_the_current_folder_gone_and_a_dry_run_before_the_destination(
+        backup: Backup, tmp_path) -> None:
+    """helper-64: the current folder removed under a run with an absolute --report: a
+    traceback, status 3, though the backup was made; a dry run whose report went through
+    a link to the destination not made yet made it (0755)."""
+    make_tree(backup.src, {"a.txt": "a\n"})
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    report = tmp_path / "r.json"
+    words = " ".join(f"'{w}'" for w in [*SNAPBACK, "all", "--quiet", "--report", str(report),
+                                         f"config={backup.plan}"])
+    result = subprocess.run(["sh", "-c", f"cd '{gone}' && rmdir '{gone}' && exec {words}"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '"run_id"' in report.read_text()
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    os.symlink("backups", fresh / "l")
+    backup.write_plan(destination=str(fresh / "backups"))
+    result = backup.doit("all", "--dry-run", "--quiet", "--report", str(fresh / "l" / "r.json"))
+    assert result.returncode == 0 and "would make the backup destination" in result.stderr, \
+        result.stdout + result.stderr
+    assert not (fresh / "backups").exists()
+
+
 def test_a_current_copy_turned_into_a_link_to_dev_zero(backup: Backup) -> None:
     make_tree(backup.src, {"a.txt": "one\n"})
     backup.doit("versioned", check=True)
