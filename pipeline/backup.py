@@ -273,8 +273,12 @@ def finish(session: Session, modes: tuple[str, ...], label: str,
         except (OSError, sqlite3.Error, SnapbackError) as exc:     # (a full disk)
             if session.catalog is not None:
                 session.catalog.rollback()
-            return TaskFailed(f"retention.auto: the prune was not done ({failure_reason(exc)});"
-                              " the backup itself is as the lines above say")
+            # (it may have committed some files' pruning before it stopped: helper-60 and
+            # helper-61 saw "was not done" beside versions already dropped)
+            return TaskFailed(f"retention.auto: the prune stopped ({failure_reason(exc)}) "
+                              "before it was done: versions it dropped stay dropped, the next "
+                              "run's prune does the rest; the backup itself is as the lines "
+                              "above say")
     return None
 
 

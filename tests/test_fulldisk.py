@@ -376,3 +376,25 @@ def test_a_run_that_committed_nothing_is_not_pruned_after(backup: Backup, every:
     done = backup.doit("all", env={"SNAPBACK_COMMIT_EVERY": every})
     assert done.returncode == 0, done.stdout + done.stderr
     assert len(history_of(backup, "a.txt")) == 1                       # keep_last 1
+
+
+def test_a_prune_that_stops_part_way_says_so_and_the_next_finishes(backup: Backup) -> None:
+    """helper-60, helper-61: retention.auto stopped by a full disk after the first file's
+    pruning was committed said "the prune was not done" beside versions it had dropped.
+    It says it stopped, and the next run's prune does the rest."""
+    make_tree(backup.src, {"a.txt": "a\n", "b.txt": "b\n"})
+    backup.doit("all", check=True)
+    for name in ("a.txt", "b.txt"):
+        (backup.src / name).write_text(f"{name} 2\n")
+    backup.doit("all", check=True)
+    backup.write_plan(retention={"keep_last": 1, "auto": True})
+    for name in ("a.txt", "b.txt"):
+        (backup.src / name).write_text(f"{name} 3\n")
+    failed = backup.doit("all", env={"SNAPBACK_FAULT": "remove:1:enospc"})
+    out = failed.stdout + failed.stderr
+    assert failed.returncode == PARTIAL, out
+    assert "retention.auto: the prune stopped (" in out and "not done" not in out, out
+    (backup.src / "a.txt").write_text("a.txt 4\n")
+    backup.doit("all", check=True)
+    assert [len(history_of(backup, n)) for n in ("a.txt", "b.txt")] == [1, 1]
+    assert backup.doit("verify", "--deep").returncode == 0
