@@ -115,25 +115,43 @@ def alias_name(name: bytes, n: int) -> bytes:
     return fit(name, b"~" + str(n).encode())
 
 
-def mounts_under(destination: bytes) -> list[tuple[bytes, os.stat_result]]:
-    """The mount points below ``destination``, with their lstat, as the kernel lists
-    them (/proc/self/mountinfo; none where there is no such file): an area, a source's
-    folder in one, or a folder deeper in one on a disk of its own (``versioned_backup/``,
-    ``versioned_backup/<source>/photos``).  (A btrfs subvolume is no mount point, and
-    the destination's own filesystem holds it.)"""
+def mount_table() -> dict[int, tuple[bytes, bytes]]:
+    """The kernel's mounts, as /proc/self/mountinfo lists them (none where there is no
+    such file): mount id -> (its root within its filesystem, its mount point), as bytes
+    (space, tab, newline and backslash are written there in octal; a name in bytes
+    that are not UTF-8 is read like any other: helper-63)."""
     try:
         with open("/proc/self/mountinfo", "rb") as f:
             lines = f.read().splitlines()
+    except OSError:
+        return {}
+    table: dict[int, tuple[bytes, bytes]] = {}
+    for line in lines:
+        fields = line.split(b" ")
+        try:
+            table[int(fields[0])] = (_unescape(fields[3]), _unescape(fields[4]))
+        except (ValueError, IndexError):
+            continue                              # (a line of another shape: the next)
+    return table
+
+
+def _unescape(field: bytes) -> bytes:
+    return re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), field)
+
+
+def mounts_under(destination: bytes, table: dict[int, tuple[bytes, bytes]] | None = None
+                 ) -> list[tuple[bytes, os.stat_result]]:
+    """The mount points below ``destination``, with their lstat (``mount_table``, or
+    ``table`` read already): an area, a source's folder in one, or a folder deeper in
+    one on a disk of its own (``versioned_backup/``, ``versioned_backup/<source>/photos``).
+    (A btrfs subvolume is no mount point, and the destination's own filesystem holds
+    it.)"""
+    try:
         real = os.path.realpath(destination)
     except OSError:
         return []
     out: list[tuple[bytes, os.stat_result]] = []
-    for line in lines:
-        fields = line.split(b" ")
-        if len(fields) < 5:
-            continue
-        # the mount point, with space, tab, newline and backslash written in octal
-        point = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), fields[4])
+    for _root, point in (mount_table() if table is None else table).values():
         if point.startswith(real + b"/"):
             try:
                 st = os.lstat(point)

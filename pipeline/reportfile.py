@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import stat
 from pathlib import Path
 
@@ -155,16 +154,16 @@ def _refuse_inside(folder: int, destination: Path) -> None:
     whose ``..`` leaves the destination: helper-62; of an area on a disk of its own:
     helper-64)."""
     dest_b = os.fsencode(destination)
-    mounts = _mounts()
-    protected: list[tuple[int, int, str | None]] = []      # (device, inode, inner path)
-    for place in [dest_b, *(point for point, _st in layout.mounts_under(dest_b))]:
+    mounts = layout.mount_table()
+    protected: list[tuple[int, int, bytes | None]] = []    # (device, inode, inner path)
+    for place in [dest_b, *(point for point, _st in layout.mounts_under(dest_b, mounts))]:
         try:
             st = os.stat(place)
             fd = os.open(place, _DIR)
         except OSError:
             continue
         try:
-            inner = _inner_path(fd, os.fsdecode(os.path.realpath(place)), mounts)
+            inner = _inner_path(fd, os.path.realpath(place), mounts)
         finally:
             os.close(fd)
         protected.append((st.st_dev, st.st_ino, inner))
@@ -182,7 +181,7 @@ def _refuse_inside(folder: int, destination: Path) -> None:
             if mount != up_mount and mount in mounts:
                 root = mounts[mount][0]            # this folder, within its filesystem
                 if any(inner is not None and st.st_dev == dev and (
-                        root == inner or root.startswith(inner.rstrip("/") + "/"))
+                        root == inner or root.startswith(inner.rstrip(b"/") + b"/"))
                        for dev, _ino, inner in protected):
                     os.close(up)
                     raise OSError(errno.EPERM, f"it is inside the backup destination "
@@ -222,35 +221,14 @@ def _mount_id(fd: int) -> int | None:
     return None
 
 
-def _mounts() -> dict[int, tuple[str, str]]:
-    """mount id -> (its root within its filesystem, its mount point), from mountinfo,
-    read as bytes (helper-63: a mount point named in bytes that are not UTF-8 stopped
-    the reading, and the mounts after it went unchecked)."""
-    def unescape(field: bytes) -> str:
-        return os.fsdecode(re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]),
-                                  field))
-    found: dict[int, tuple[str, str]] = {}
-    try:
-        with open("/proc/self/mountinfo", "rb") as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return found
-    for line in lines:
-        fields = line.split()
-        try:
-            found[int(fields[0])] = (unescape(fields[3]), unescape(fields[4]))
-        except (ValueError, IndexError):
-            continue                              # (a line of another shape: the next)
-    return found
-
-
-def _inner_path(fd: int, real: str, mounts: dict[int, tuple[str, str]]) -> str | None:
+def _inner_path(fd: int, real: bytes, mounts: dict[int, tuple[bytes, bytes]]
+                ) -> bytes | None:
     """The path of the folder open as ``fd`` (at ``real``) within its filesystem."""
     mount = _mount_id(fd)
     if mount not in mounts:
         return None
     root, point = mounts[mount]
-    if real != point and not real.startswith(point.rstrip("/") + "/"):
+    if real != point and not real.startswith(point.rstrip(b"/") + b"/"):
         return None
-    rest = real[len(point.rstrip("/")):]
-    return (root.rstrip("/") + rest) or "/"
+    rest = real[len(point.rstrip(b"/")):]
+    return (root.rstrip(b"/") + rest) or b"/"
