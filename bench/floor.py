@@ -4,14 +4,18 @@
     python bench/floor.py SOURCE [--tmp /dev/shm] [--repeat 3]
 
 What any Python program must do to make a first backup of SOURCE in each of
-snapback's modes, and nothing more: one walk (os.scandir, one lstat per entry);
-for each file one reading (open, read, sha256) and, for each copy the mode
+snapback's modes, and nothing more: one walk (os.scandir, one lstat per entry;
+not into the folders rsync's --exclude and snapback's default rules leave out); for
+each file one reading (open, read, sha256) and, for each copy the mode
 makes (the mirror; the history's baseline in a folder of its own; both for
 `all`), a temporary file written, fchmod, utime, close, rename and one SQLite
 row; one commit per folder.  No checks, no output, no doit.  The last floor
 writes snapback's own catalog rows instead (its schema: the versions row with
 its indexes and triggers, the mirror row, synchronous=full, a commit per folder
-and mode): what the catalog's format costs, the rest as above.  Its time against
+and mode): what the catalog's format costs, the rest as above.  The contract floors
+(``bench/floor_contract.py``, one per mode) add what SPEC asks of any snapback in its
+cheapest form: the folders' work as doit tasks, a ``syncfs`` before each commit, a
+signature per folder recorded for the next run.  A floor's time against
 rsync's says how far the per-file cost of snapback can come down without
 leaving Python; snapback's against it, what snapback adds.
 borg (unencrypted, lz4) and restic (its default) back up the same tree in the
@@ -98,7 +102,8 @@ while stack:
         for e in it:
             st = e.stat(follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
-                stack.append(os.path.join(rel, e.name) if rel else e.name)
+                if e.name not in (b"__pycache__", b"node_modules", b".venv"):   # (rsync's
+                    stack.append(os.path.join(rel, e.name) if rel else e.name)  # excludes)
             elif stat.S_ISREG(st.st_mode):
                 files.append((e.name, st))
     db.execute("begin")
@@ -156,6 +161,8 @@ def main() -> None:
     env = {**os.environ, "SNAPBACK_CONFIG": str(plan)}
     snapback = [sys.executable, "-m", "pipeline"]
     excludes = ["--exclude=__pycache__/", "--exclude=node_modules/", "--exclude=.venv/"]
+    contract = [sys.executable, str(Path(__file__).resolve().parent / "floor_contract.py"),
+                str(source), str(dest / "contract")]
     repo = str(dest / "repo")
     env["RESTIC_PASSWORD"] = "bench"
     env["BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK"] = "yes"
@@ -164,12 +171,15 @@ def main() -> None:
         "rsync -a": (None, ["rsync", "-a", *excludes, f"{source}/", str(dest / "mirror")]),
         "python floor, the mirror": (None, [sys.executable, "-c", FLOOR, str(source),
                                             str(dest), "mirror"]),
+        "contract floor, the mirror": (None, [*contract, "snapshot"]),
         "snapback snapshot": (None, [*snapback, "snapshot", "--quiet"]),
         "python floor, the history": (None, [sys.executable, "-c", FLOOR, str(source),
                                              str(dest), "history"]),
+        "contract floor, the history": (None, [*contract, "versioned"]),
         "snapback versioned": (None, [*snapback, "versioned", "--quiet"]),
         "python floor, both (one reading)": (None, [sys.executable, "-c", FLOOR,
                                                     str(source), str(dest), "both"]),
+        "contract floor, both": (None, [*contract, "all"]),
         "snapback all": (None, [*snapback, "all", "--quiet"]),
         "python floor, both, snapback's catalog rows": (None, [
             sys.executable, "-c", FLOOR, str(source), str(dest), "both", "schema"]),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The contract floor of a backup run: ``bench/floor_changed.py --contract`` times it.
 
-    python bench/floor_contract.py SOURCE DEST
+    python bench/floor_contract.py SOURCE DEST [all | snapshot | versioned]
 
 What SPEC and the mission ask of any snapback, in the cheapest form they allow, and
 nothing more: the floor of ``floor_changed.py`` (one walk, a signature per folder, one
@@ -17,7 +17,11 @@ reading per changed file, a mirror copy, a catalog row, a commit per folder) plu
   The diff is snapback's ``textdiff.make_diff``, the cheapest unified diff in Python at
   hand (difflib's is slower).
 No rules, no symlinks or folder records, no output, no checks of the destination, no
-crash recovery, no failures handled.  A first run stores every file whole.
+crash recovery, no failures handled.  A first run stores every file whole; with both
+modes (``all``, the default) it reads each new file once, as snapback does: the mirror's
+task writes the history's copy from the same reading, and the history's task records it.
+``snapshot`` or ``versioned`` makes that mode's tasks alone (``bench/floor.py`` times
+each beside the command it is the floor of).
 """
 
 from __future__ import annotations
@@ -53,8 +57,10 @@ CHUNK = 1 << 20
 
 
 class Floor:
-    def __init__(self, src: bytes, dest: bytes):
+    def __init__(self, src: bytes, dest: bytes, modes: str = "all"):
         self.src, self.dest = src, dest
+        self.modes = {"all": "mh", "snapshot": "m", "versioned": "h"}[modes]
+        self.teed: dict[tuple[bytes, bytes], tuple[tuple[int, int, int, int], str]] = {}
         os.makedirs(dest, exist_ok=True)
         self.mirror, self.history = os.path.join(dest, b"mirror"), os.path.join(dest, b"history")
         self.db = sqlite3.connect(os.path.join(dest, b"catalog.sqlite3"), isolation_level=None)
@@ -72,20 +78,33 @@ class Floor:
     def mirror_folder(self, rel: bytes, here: bytes, files: list[tuple[bytes, Any]],
                       names: set[bytes], sig: bytes) -> None:
         there, existing, changed = mirror_changes(self.db, self.mirror, rel, files)
+        # a first backup of both modes: the history's copy from the same reading
+        tee = "h" in self.modes and not self.db.execute(
+            "select 1 from versions where dir=? limit 1", (rel,)).fetchone()
         self.db.execute("begin")
         for name, st, key in changed:
-            final = os.path.join(there, name)
+            finals = [os.path.join(there, name)]
+            if tee:
+                home = os.path.join(self.history, rel, name)
+                os.makedirs(home, exist_ok=True)
+                finals.append(os.path.join(home, b"%s_v0" % name))
             fd = os.open(os.path.join(here, name), os.O_RDONLY | os.O_NOFOLLOW)
-            out = os.open(final + b".tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            outs = [os.open(f + b".tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    for f in finals]
             digest = hashlib.sha256()
             while chunk := os.read(fd, CHUNK):
                 digest.update(chunk)
-                os.write(out, chunk)
-            os.fchmod(out, stat.S_IMODE(st.st_mode))
-            os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
-            os.close(out)
+                for out in outs:
+                    os.write(out, chunk)
+            for out in outs:
+                os.fchmod(out, stat.S_IMODE(st.st_mode))
+                os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
+                os.close(out)
             os.close(fd)
-            os.rename(final + b".tmp", final)
+            for final in finals:
+                os.rename(final + b".tmp", final)
+            if tee:
+                self.teed[(rel, name)] = (key, digest.hexdigest())
             self.db.execute("insert or replace into files values (?,?,?,?,?,?,?)",
                             (rel, name, *key, digest.hexdigest()))
         for name, old in existing.items():
@@ -108,6 +127,13 @@ class Floor:
             row = newest.get(name)
             if row is not None and row[3:] == key:
                 continue                           # (the rows' stat: not read again)
+            teed = self.teed.pop((rel, name), None)
+            if row is None and teed is not None and teed[0] == key:   # (read by the mirror's)
+                whole = b"%s_v0" % name
+                self.db.execute("insert into versions (dir, name, object, whole, size, "
+                                "mtime, ctime, ino, sha) values (?,?,?,?,?,?,?,?,?)",
+                                (rel, name, whole, whole, *key, teed[1]))
+                continue
             with open(os.path.join(here, name), "rb") as fh:
                 data = fh.read()
             sha = hashlib.sha256(data).hexdigest()
@@ -166,18 +192,19 @@ class Loader(TaskLoader2):  # type: ignore[misc]
         tasks = []
         for rel, here, entries, files, sig in folders(floor.src):
             label = os.fsdecode(rel) or "."
-            if stored.get(("m", rel)) != sig:
+            if "m" in floor.modes and stored.get(("m", rel)) != sig:
                 names = {name for name, _st in entries}
                 tasks.append(dict_to_task({"name": "m:" + label, "verbosity": 0, "actions": [
                     (floor.mirror_folder, (rel, here, files, names, sig))]}))
-            if stored.get(("h", rel)) != sig:
+            if "h" in floor.modes and stored.get(("h", rel)) != sig:
                 tasks.append(dict_to_task({"name": "h:" + label, "verbosity": 0, "actions": [
                     (floor.history_folder, (rel, here, files, sig))]}))
         return tasks
 
 
 def main() -> None:
-    floor = Floor(os.fsencode(sys.argv[1]), os.fsencode(sys.argv[2]))
+    floor = Floor(os.fsencode(sys.argv[1]), os.fsencode(sys.argv[2]),
+                  sys.argv[3] if len(sys.argv) > 3 else "all")
     sys.exit(DoitMain(Loader(floor)).run(["run"]))
 
 

@@ -10,6 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 Folder = tuple[bytes, bytes, list[tuple[bytes, Any]], list[tuple[bytes, Any]], bytes]
+# the folders snapback's default rules and rsync's --exclude in the benchmarks leave out
+# (bench.NOISE): not walked, so that each floor copies the files the others copy
+SKIPPED = {b"__pycache__", b"node_modules", b".venv"}
 
 
 def folders(src: bytes) -> Iterator[Folder]:
@@ -21,7 +24,8 @@ def folders(src: bytes) -> Iterator[Folder]:
         rel = stack.pop()
         here = os.path.join(src, rel) if rel else src
         with os.scandir(here) as it:
-            entries = sorted((e.name, e.stat(follow_symlinks=False)) for e in it)
+            entries = sorted((e.name, e.stat(follow_symlinks=False)) for e in it
+                             if e.name not in SKIPPED)
         files: list[tuple[bytes, Any]] = []
         items: list[tuple[Any, ...]] = []
         for name, st in entries:

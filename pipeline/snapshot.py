@@ -93,6 +93,7 @@ class _Folder:
         self.src = os.path.join(os.fsencode(job.source.path), rel_b) if rel \
             else os.fsencode(job.source.path)
         self.dst = os.path.join(os.fsencode(job.root), rel_b) if rel else os.fsencode(job.root)
+        self.src_in, self.dst_in = store.inside(self.src), store.inside(self.dst)
         self.existing: dict[str, os.stat_result] = {}
         self.failures = 0
         # entries gone, removed (and said) once committed
@@ -180,9 +181,8 @@ class _Folder:
             (old.st_size, old.st_mtime_ns) != (st.st_size, st.st_mtime_ns)
 
     def file(self, name: str, st: AnyStat) -> None:
-        src = os.path.join(self.src, os.fsencode(name))
-        dst = os.path.join(self.dst, os.fsencode(name))
         name_b = os.fsencode(name)
+        src, dst = self.src_in + name_b, self.dst_in + name_b
         rec = self.rows.get(name_b)
         old = self.existing.get(name)
         if not self.misplaced(name, st) and change.unchanged(rec, st, self.job.checker):

@@ -713,6 +713,13 @@ class Under:
             os.close(fd)
 
 
+def inside(folder: bytes) -> bytes:
+    """``folder`` as the prefix of its entries' paths: ``inside(f) + name`` is
+    ``os.path.join(f, name)`` for a name from a listing (no slash), without its cost
+    per file."""
+    return folder if not folder or folder.endswith(b"/") else folder + b"/"
+
+
 def real_dirs(base: bytes, rel: bytes) -> bytes | None:
     """Walk ``base/rel`` from the top with ``lstat`` (so no step follows a link): the
     first component that exists and is not a real folder, or None."""

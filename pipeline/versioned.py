@@ -108,6 +108,7 @@ class History:
         self.rel = os.fsencode(rel)
         self.src = os.path.join(os.fsencode(source.path), self.rel) if rel \
             else os.fsencode(source.path)
+        self.root_in, self.src_in = store.inside(self.root), store.inside(self.src)
         self.writes = current.writes
         self.catalog: Catalog = current.open_catalog()
         # the newest row of each path of the folder (``names``: of these alone, the
@@ -251,7 +252,7 @@ class History:
             if self._unowned is None:
                 self._unowned = self.catalog.nothing_under(self.source.name, container)
             if self._unowned:
-                return os.path.join(container, name), True
+                return store.inside(container) + name, True
 
         def usable(place: bytes) -> bool:
             full = os.path.join(self.root, place)
@@ -273,7 +274,7 @@ class History:
             store.ensure_real_dirs(self.root, parent)
             self.opened.makedirs(os.path.join(self.root, parent) if parent else self.root)
             self._containers.add(parent)
-        hist = os.path.join(self.root, store_rel)
+        hist = self.root_in + store_rel
         try:
             os.mkdir(hist, 0o700)
         except FileExistsError:
@@ -311,7 +312,7 @@ class History:
         store_rel, maybe_new = (prev.store, False) if prev is not None \
             else self._new_store(name)
         assert store_rel is not None
-        hist = os.path.join(self.root, store_rel)
+        hist = self.root_in + store_rel
         if not self.writes:
             self._dry_file(name, st, prev, live)
             return
@@ -361,7 +362,7 @@ class History:
         # what the history grows by: the object, and the new whole copy less the one it
         # supersedes (removed once this commits)
         # (the copy just read, when it is the object or the whole copy: its size known)
-        placed = os.path.join(hist, obj)
+        placed = store.inside(hist) + obj
         if self.linked and placed in self.linked:
             written = 0
         else:
@@ -419,7 +420,7 @@ class History:
 
     def _copy(self, name: bytes, hist: bytes, size: int = 0) -> store.Copied | None:
         """The file read into one temporary copy (its sha256 known), or None."""
-        src = os.path.join(self.src, name)
+        src = self.src_in + name
         handed = self.handed.pop(name, None)
         ahead = False
         if handed is None:                    # read ahead by pipeline.reader?
@@ -479,7 +480,7 @@ class History:
             obj = baseline_name(name, self.run.stamp[:10])
             if not fresh:
                 obj = self._unused(hist, obj)
-            self._place(tmp, os.path.join(hist, obj), sha, cst.st_size, fresh)
+            self._place(tmp, store.inside(hist) + obj, sha, cst.st_size, fresh)
             return "baseline", obj, stamp, sha, None
         diff_name, full_name = version_names(name, stamp)
         diff_name, full_name = self._unused(hist, diff_name), self._unused(hist, full_name)
