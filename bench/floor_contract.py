@@ -7,7 +7,8 @@ What SPEC and the mission ask of any snapback, in the cheapest form they allow, 
 nothing more: the floor of ``floor_changed.py`` (one walk, a signature per folder, one
 reading per changed file, a mirror copy, a catalog row, a commit per folder) plus
 - the folders' work as doit tasks: one task per dirty folder and mode, through
-  ``DoitMain`` and a ``TaskLoader2`` (doit's state in a json file);
+  ``DoitMain`` and a ``TaskLoader2``; doit keeps no state of its own (SPEC), so its
+  state backend keeps nothing (as snapback's);
 - a ``syncfs`` before each commit (what a commit names is on stable storage first);
 - each changed text file stored as a unified diff from its previous version, which is
   read whole: this floor keeps every file's newest version whole (a new name each
@@ -174,6 +175,31 @@ class Floor:
         os.rename(path + b".tmp", path)
 
 
+class NoState:
+    """doit's state backend, keeping nothing: the floor's catalog decides what runs."""
+
+    def __init__(self, name: str, codec: Any, *, module_name: str | None = None):
+        self.name = name
+
+    def get(self, task_id: str, dependency: str) -> Any:
+        return None
+
+    def set(self, task_id: str, dependency: str, value: Any) -> None:
+        pass
+
+    def in_(self, task_id: str) -> bool:
+        return False
+
+    def remove(self, task_id: str) -> None:
+        pass
+
+    def remove_all(self) -> None:
+        pass
+
+    def dump(self) -> None:
+        pass
+
+
 class Loader(TaskLoader2):  # type: ignore[misc]
     def __init__(self, floor: Floor):
         super().__init__()
@@ -184,7 +210,8 @@ class Loader(TaskLoader2):  # type: ignore[misc]
 
     def load_doit_config(self) -> dict[str, Any]:
         return {"dep_file": os.fsdecode(os.path.join(self.floor.dest, b"doit.json")),
-                "backend": "json", "verbosity": 0}
+                "backend": "nothing", "verbosity": 0}
+
 
     def load_tasks(self, cmd: Any, pos_args: list[str]) -> list[Any]:
         floor = self.floor
@@ -205,7 +232,8 @@ class Loader(TaskLoader2):  # type: ignore[misc]
 def main() -> None:
     floor = Floor(os.fsencode(sys.argv[1]), os.fsencode(sys.argv[2]),
                   sys.argv[3] if len(sys.argv) > 3 else "all")
-    sys.exit(DoitMain(Loader(floor)).run(["run"]))
+    sys.exit(DoitMain(Loader(floor), config_filenames=(), extra_config={
+        "BACKEND": {"nothing": "floor_contract:NoState"}}).run(["run"]))
 
 
 if __name__ == "__main__":

@@ -243,7 +243,7 @@ def load(file: str | os.PathLike[str], backup: bool = True) -> Plan:
             raise PlanError([f"{path}: the plan is larger than 1 MiB; refusing it"])
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise PlanError([f"{path}: no such plan (give another with config=FILE "
+        raise PlanError([f"{path}: no such plan (give another with --config FILE "
                          "or SNAPBACK_CONFIG)"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PlanError([f"{path}: cannot read the plan: {exc}"]) from None

@@ -371,7 +371,9 @@ class Reporter:
             self._once(note)
         events, self.held = [*self.held, *current.take_pending()], []
         quiet = self.session.options.quiet
-        for event, modes in _merged(events) if both else [(e, "") for e in events]:
+        # (--quiet says the FAILED lines alone: only they are merged, not every file's)
+        shown = [e for e in events if e.kind == FAILED] if quiet else events
+        for event, modes in _merged(shown) if both else [(e, "") for e in shown]:
             if (quiet and event.kind != FAILED) or not event.shown:
                 continue
             path = display(event.path)

@@ -74,7 +74,7 @@ def test_every_problem_is_reported_at_once_with_its_line(tmp_path: Path) -> None
 
 
 def test_a_missing_plan_says_how_to_name_another(tmp_path: Path) -> None:
-    with pytest.raises(PlanError, match="config=FILE"):
+    with pytest.raises(PlanError, match="give another with --config FILE"):
         planmod.load(tmp_path / "nope.yaml")
 
 
