@@ -16,7 +16,7 @@ import inspect
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -214,16 +214,16 @@ class FolderJob(NamedTuple):
     rules: bytes = b""        # the mode's rules (backup.fingerprint), kept with the listing
     listed: bytes | None = None   # its listing, when task creation made it already
 
-    def judged_files(self, also: Callable[[str, AnyStat], bool] | None = None
+    def judged_files(self, also: Collection[str] | None = None
                      ) -> Iterator[tuple[str, AnyStat]]:
         """The folder's files the task judges, (name, lstat): every file, or those in
-        ``only`` and those ``also`` picks."""
+        ``only`` and in ``also``."""
         files, only = self.folder.files, self.only
         if only is None:
             return iter(files.items())
-        if also is None:
+        if not also:
             return ((name, st) for name, st in files.items() if name in only)
-        return ((name, st) for name, st in files.items() if name in only or also(name, st))
+        return ((name, st) for name, st in files.items() if name in only or name in also)
 
     @property
     def label(self) -> str:

@@ -41,7 +41,7 @@ def mirror_folder(job: FolderJob, current: Session) -> TaskFailed | None:
         work._fail(name, why)
     try:
         work.open()
-        for name, st in job.judged_files(also=work.misplaced):
+        for name, st in job.judged_files(also=work.misplaced_names()):
             work.file(name, st)
             current.tick(st.st_size)
     finally:
@@ -169,9 +169,19 @@ class _Folder:
                 self.opened.makedirs(self.dst)
             return
         self._searchable(st)
-        with os.scandir(self.dst) as entries:
-            for entry in entries:
-                self.existing[os.fsdecode(entry.name)] = entry.stat(follow_symlinks=False)
+        with os.scandir(os.fsdecode(self.dst)) as entries:    # (names decoded as fsdecode
+            for entry in entries:                              # does, in C)
+                self.existing[entry.name] = entry.stat(follow_symlinks=False)
+
+    def misplaced_names(self) -> set[str] | None:
+        """The source files whose mirror copy is ``misplaced``, in one pass (a folder
+        judged in part: ``FolderJob.only``); None when every file is judged."""
+        if self.job.only is None:
+            return None
+        existing, regular = self.existing, stat.S_ISREG
+        return {name for name, st in self.job.folder.files.items()
+                if (old := existing.get(name)) is None or not regular(old.st_mode)
+                or old.st_size != st.st_size or old.st_mtime_ns != st.st_mtime_ns}
 
     def misplaced(self, name: str, st: AnyStat) -> bool:
         """Is the mirror's copy of a source file not as a run left it, a regular file of

@@ -34,7 +34,7 @@ from typing import Any
 from doit.exceptions import TaskFailed
 
 from . import bindelta, change, faults, layout, session, store, textdiff
-from .catalog import WHOLE_KINDS, Catalog, Row
+from .catalog import CONTENT_KINDS, WHOLE_KINDS, Catalog, Row
 from .layout import baseline_name, version_names
 from .lstat import AnyStat
 from .plan import Source
@@ -306,9 +306,10 @@ class History:
         live = row if row is not None and row.entry == "file" and row.live else None
         if live is not None and change.unchanged(live.stored, st, self.checker):
             return
-        # a path with no row at all has no content version (one query fewer per new file)
-        prev = self.catalog.last_content(self.source.name, self.rel, name) \
-            if row is not None else None
+        # a path with no row at all has no content version (one query fewer per new file);
+        # a path whose newest row is content has it as its last content (one fewer per edit)
+        prev = None if row is None else row if row.kind in CONTENT_KINDS else \
+            self.catalog.last_content(self.source.name, self.rel, name)
         store_rel, maybe_new = (prev.store, False) if prev is not None \
             else self._new_store(name)
         assert store_rel is not None
@@ -574,6 +575,10 @@ class History:
         whole = prev.whole
         if cst.st_size > self.max_diff or (prev.size or 0) > self.max_diff:
             return None
+        with open(tmp, "rb") as fh:
+            new = fh.read()
+        if not textdiff.is_text(new):
+            return None                          # (binary now: the version before not read)
         if whole is None:
             try:
                 old = rebuild(Path(os.fsdecode(self.root)),
@@ -587,9 +592,7 @@ class History:
                 return None
             if hashlib.sha256(old).hexdigest() != prev.sha256:
                 return None                      # damaged: keep the new version whole
-        with open(tmp, "rb") as fh:
-            new = fh.read()
-        if old == new or not (textdiff.is_text(old) and textdiff.is_text(new)):
+        if old == new or not textdiff.is_text(old):
             return None                          # (same bytes: a re-created file, kept whole)
         label = os.path.basename(name)
         return textdiff.make_diff(old, new, label, label)
