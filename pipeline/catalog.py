@@ -302,6 +302,45 @@ SIZE = "case when racy then null else size end"     # what a racily clean record
 _NS_FIELDS = [i for i, f in enumerate(Row._fields)
               if f in ("mtime_ns", "ctime_ns", "ino")]
 _MTIME, _CTIME, _INO = _NS_FIELDS
+_DIR, _NAME, _STORE, _OBJECT, _COPY = (Row._fields.index(f)
+                                       for f in ("dir", "name", "store", "object", "copy"))
+
+
+class Tampered(SnapbackError):
+    """A path the catalog holds leads out of the folder it is relative to: never one
+    snapback wrote (a catalog edited by hand, damaged, or a hostile remote's, fetched).
+    Nothing is read, written or removed there (status 1)."""
+
+    def __init__(self, what: str, value: bytes | str):
+        from .show import display
+        shown = display(os.fsdecode(value) if isinstance(value, bytes) else value)
+        super().__init__(f"refusing a path the catalog names outside the backup ({what} "
+                         f"{shown!r}): the catalog was edited by hand or is damaged")
+
+
+def leaves(rel: bytes | None) -> bool:
+    """Would ``rel``, a path the catalog holds relative to a folder of the backup (a
+    row's folder, history folder, object or whole copy), lead out of it: absolute, or
+    with a ``..`` component?"""
+    if not rel or (rel[:1] != b"/" and b".." not in rel):
+        return False
+    return rel[:1] == b"/" or b".." in rel.split(b"/")
+
+
+def check_row(r: tuple[Any, ...] | list[Any]) -> None:
+    """Refuse a row whose paths lead out of the backup (``leaves``; a name is one
+    component): every row a query gives (``Catalog._rows``) passes here."""
+    d, n, s, o, c = r[_DIR], r[_NAME], r[_STORE], r[_OBJECT], r[_COPY]
+    if b".." in d or d[:1] == b"/" or b"/" in n or b".." in n or \
+            (s is not None and (b".." in s or s[:1] == b"/")) or \
+            (o is not None and (b".." in o or o[:1] == b"/")) or \
+            (c is not None and (b".." in c or c[:1] == b"/")):     # (rare: looked at closely)
+        for what, value in (("folder", d), ("history folder", s), ("object", o),
+                            ("copy", c)):
+            if leaves(value):
+                raise Tampered(what, value)
+        if b"/" in n or n in (b".", b".."):
+            raise Tampered("name", n)
 
 
 class Catalog:
@@ -829,6 +868,7 @@ class Catalog:
         for r in self.conn.execute(sql, args):
             if str in (type(r[_MTIME]), type(r[_CTIME]), type(r[_INO])):   # past 2262
                 r = tuple(dec(v) if i in _NS_FIELDS else v for i, v in enumerate(r))
+            check_row(r)
             out.append(new(Row, r))
         return out
 
@@ -891,6 +931,9 @@ class Catalog:
             (source, folder, name, upto, source, folder, name, upto)).fetchall()
         if not rows or rows[0][0] not in WHOLE_KINDS:
             return None
+        for _kind, store_rel, obj, _sha in rows:
+            if leaves(store_rel) or leaves(obj):
+                raise Tampered("history folder", os.path.join(store_rel or b"", obj or b""))
         return [(store, obj, sha) for _kind, store, obj, sha in rows]
 
     def history(self, source: str, folder: bytes, name: bytes) -> list[Row]:
@@ -1107,9 +1150,12 @@ class Catalog:
             "select source, store, object, copy, kind from versions where sha256=? and "
             "size=? and entry='file' and (kind in ('baseline','full') or copy is not null) "
             "order by id desc limit 4", (sha256, size)).fetchall()
+        # (a row whose paths lead out of the backup is no copy to share)
         return [(source, os.path.join(store, copy if copy is not None else obj))
                 for source, store, obj, copy, _kind in rows
-                if store is not None and (copy is not None or obj is not None)]
+                if store is not None and (copy is not None or obj is not None)
+                and "/" not in source and source not in (".", "..")
+                and not (leaves(store) or leaves(obj) or leaves(copy))]
 
     def first_seen(self, row: Row) -> Row | None:
         """The oldest version of another path with ``row``'s bytes, stored before it:
@@ -1237,8 +1283,12 @@ class Catalog:
             "select rel, store from aliases where source=? and entry=? and rel>=?"
             + (" and rel<?" if folder else ""),
             (source, entry, prefix, *((folder + b"0",) if folder else ())))
-        return {rel[len(prefix):]: store for rel, store in rows
-                if b"/" not in rel[len(prefix):]}
+        found = {rel[len(prefix):]: store for rel, store in rows
+                 if b"/" not in rel[len(prefix):]}
+        for store_rel in found.values():
+            if leaves(store_rel):
+                raise Tampered("history folder", store_rel)
+        return found
 
     def names_objects(self, source: str) -> bool:
         """Does any row of ``source`` name a stored file (an object or a whole copy; a
@@ -1274,6 +1324,8 @@ class Catalog:
             return None
         row = self.conn.execute("select store from aliases where source=? and entry=? and rel=?",
                                 (source, entry, rel)).fetchone()
+        if row and leaves(row[0]):
+            raise Tampered("history folder", row[0])
         return row[0] if row else None
 
     def set_alias(self, source: str, entry: str, rel: bytes, store: bytes) -> None:
@@ -1345,6 +1397,7 @@ class Catalog:
             row = list(r)
             for i in _NS_FIELDS:
                 row[i] = dec(row[i])
+            check_row(row)
             current = Row(*row)
             if history and (history[-1].source, history[-1].dir, history[-1].name) != (
                     current.source, current.dir, current.name):

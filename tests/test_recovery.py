@@ -124,6 +124,48 @@ def test_a_tampered_catalog_cannot_write_outside(backup: Backup) -> None:
     assert not (backup.base / "deep" / "escaped.txt").exists()
 
 
+def test_a_tampered_history_folder_is_never_written_or_swept(backup: Backup) -> None:
+    """helper-65: a row's history folder that climbs out of the backup by ``..`` made an
+    edit's whole copy land outside the destination (status 0), and the orphan sweep of
+    that folder would remove what it found there."""
+    make_tree(backup.src, {"a.txt": "a\n"})
+    backup.doit("all", check=True)
+    outside = backup.base / "outside"
+    outside.mkdir()
+    (outside / "precious").write_bytes(b"mine\n")
+    with sqlite3.connect(backup.meta / "catalog.sqlite3") as db:
+        db.execute("update versions set store=? where name=?",
+                   (b"a.txt/../../../outside", b"a.txt"))
+    (backup.src / "a.txt").write_text("b\n" * 50)
+    result = backup.doit("all")
+    said = result.stdout + result.stderr
+    assert result.returncode == 1, said
+    assert said.count("refusing a path the catalog names outside the backup (history "
+                      "folder 'a.txt/../../../outside')") == 1, said
+    assert "Traceback" not in said
+    assert sorted(p.name for p in outside.iterdir()) == ["precious"]
+    assert (outside / "precious").read_bytes() == b"mine\n"
+    for verb in ("verify", "history"):
+        said = backup.doit(verb, *([str(backup.src / "a.txt")] if verb == "history" else []))
+        assert said.returncode == 1 and "refusing" in said.stdout + said.stderr, said
+
+
+def test_names_with_two_dots_are_names(backup: Backup) -> None:
+    """The refusal above looks at path components: ``a..b``, ``..x`` and ``x..`` are
+    names like any other, backed up, edited and restored."""
+    spec = {"a..b.txt": "1\n", "..hidden": "2\n", "end..": "3\n", "x..y": {"..z": "4\n"}}
+    make_tree(backup.src, spec)
+    backup.doit("all", check=True)
+    for name in ("a..b.txt", "..hidden", "end..", "x..y/..z"):
+        (backup.src / name).write_text("changed\n" * 20)
+    backup.doit("all", check=True)
+    assert backup.doit("verify").returncode == 0
+    into = backup.base / "out"
+    result = backup.doit("restore", str(backup.src), "--to", str(into))
+    assert result.returncode == 0, result.stderr
+    assert tree(into) == tree(backup.src)
+
+
 def test_restore_from_the_snapshot_mirror(backup: Backup) -> None:
     make_tree(backup.src, {"d": {"a.txt": "a\n", "l": Link("a.txt")}})
     backup.doit("snapshot", check=True)
