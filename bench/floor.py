@@ -14,8 +14,8 @@ writes snapback's own catalog rows instead (its schema: the versions row with
 its indexes and triggers, the mirror row, synchronous=full, a commit per folder
 and mode): what the catalog's format costs, the rest as above.  The contract floors
 (``bench/floor_contract.py``, one per mode) add what SPEC asks of any snapback in its
-cheapest form: the folders' work as doit tasks, a ``syncfs`` before each commit, a
-signature per folder recorded for the next run.  A floor's time against
+cheapest form: the folders' work as doit tasks, a commit a second with a ``syncfs``
+before it, a signature per folder recorded for the next run.  A floor's time against
 rsync's says how far the per-file cost of snapback can come down without
 leaving Python; snapback's against it, what snapback adds.
 borg (unencrypted, lz4) and restic (its default) back up the same tree in the

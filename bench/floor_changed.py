@@ -22,8 +22,8 @@ rows; what left is removed from the mirror; one commit per folder
 (``synchronous=full``).  No doit, no output, no checks, no diffs, no rules.  Its
 time against rsync's says how far a Python program can come; snapback's against
 it, what snapback adds.  ``--contract`` also times ``bench/floor_contract.py``: this
-floor, plus what SPEC and the mission ask of any snapback (doit tasks, a ``syncfs``
-a commit, a unified diff per changed text file).
+floor, plus what SPEC and the mission ask of any snapback (doit tasks, a commit a
+second with a ``syncfs`` before it, a unified diff per changed text file).
 """
 
 from __future__ import annotations
@@ -107,8 +107,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tmp", type=Path, default=Path("/dev/shm"))
     parser.add_argument("--contract", action="store_true",
-                        help="also time bench/floor_contract.py (doit tasks, a syncfs a "
-                        "commit, diffs)")
+                        help="also time bench/floor_contract.py (doit tasks, a commit a "
+                        "second, diffs)")
     parser.add_argument("--contract-only", action="store_true",
                         help="the contract floor instead of the plain one (at 240,000 "
                         "files a tmpfs may not hold the inodes of both)")

@@ -9,7 +9,8 @@ reading per changed file, a mirror copy, a catalog row, a commit per folder) plu
 - the folders' work as doit tasks: one task per dirty folder and mode, through
   ``DoitMain`` and a ``TaskLoader2``; doit keeps no state of its own (SPEC), so its
   state backend keeps nothing (as snapback's);
-- a ``syncfs`` before each commit (what a commit names is on stable storage first);
+- a commit a second (SPEC lets the syncs be batched, as snapback does), a ``syncfs``
+  before it (what a commit names is on stable storage first);
 - each changed text file stored as a unified diff from its previous version, which is
   read whole: this floor keeps every file's newest version whole (a new name each
   time, the one before removed after the commit), so it never rebuilds a version from
@@ -33,6 +34,7 @@ import os
 import sqlite3
 import stat
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,7 @@ create table if not exists versions (id integer primary key, dir blob, name blob
 create index if not exists versions_by_path on versions (dir, name, id);
 """
 CHUNK = 1 << 20
+GROUP_SECONDS = 1.0      # a commit a second, as snapback makes
 
 
 class Floor:
@@ -69,12 +72,27 @@ class Floor:
         self.db.execute("pragma synchronous=full")
         self.db.executescript(TABLES)
         self.syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+        self.last = time.monotonic()
+        self.superseded: list[bytes] = []
 
-    def commit(self) -> None:
-        fd = os.open(self.dest, os.O_RDONLY | os.O_DIRECTORY)
-        self.syncfs(fd)
-        os.close(fd)
-        self.db.execute("commit")
+    def begin(self) -> None:
+        if not self.db.in_transaction:
+            self.db.execute("begin")
+
+    def commit(self, final: bool = False) -> None:
+        """A commit a second (SPEC: the syncs batched), a ``syncfs`` before it; the whole
+        copies the new versions superseded are removed after it."""
+        if not final and time.monotonic() - self.last < GROUP_SECONDS:
+            return
+        if self.db.in_transaction:
+            fd = os.open(self.dest, os.O_RDONLY | os.O_DIRECTORY)
+            self.syncfs(fd)
+            os.close(fd)
+            self.db.execute("commit")
+        self.last = time.monotonic()
+        for path in self.superseded:
+            os.unlink(path)
+        self.superseded.clear()
 
     def mirror_folder(self, rel: bytes, here: bytes, files: list[tuple[bytes, Any]],
                       names: set[bytes], sig: bytes) -> None:
@@ -82,7 +100,7 @@ class Floor:
         # a first backup of both modes: the history's copy from the same reading
         tee = "h" in self.modes and not self.db.execute(
             "select 1 from versions where dir=? limit 1", (rel,)).fetchone()
-        self.db.execute("begin")
+        self.begin()
         for name, st, key in changed:
             finals = [os.path.join(there, name)]
             if tee:
@@ -121,7 +139,7 @@ class Floor:
             "select name, whole, sha, id, size, mtime, ctime, ino from versions where id in "
             "(select max(id) "
             "from versions where dir=? group by name)", (rel,))}
-        self.db.execute("begin")
+        self.begin()
         gone = []
         for name, st in files:
             key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
@@ -161,9 +179,8 @@ class Floor:
             if row is not None:
                 gone.append(os.path.join(home, row[0]))
         self.db.execute("insert or replace into folders values ('h',?,?)", (rel, sig))
+        self.superseded.extend(gone)
         self.commit()
-        for path in gone:
-            os.unlink(path)
 
     @staticmethod
     def write(path: bytes, data: bytes, st: Any) -> None:
@@ -232,8 +249,10 @@ class Loader(TaskLoader2):  # type: ignore[misc]
 def main() -> None:
     floor = Floor(os.fsencode(sys.argv[1]), os.fsencode(sys.argv[2]),
                   sys.argv[3] if len(sys.argv) > 3 else "all")
-    sys.exit(DoitMain(Loader(floor), config_filenames=(), extra_config={
-        "BACKEND": {"nothing": "floor_contract:NoState"}}).run(["run"]))
+    code = DoitMain(Loader(floor), config_filenames=(), extra_config={
+        "BACKEND": {"nothing": "floor_contract:NoState"}}).run(["run"])
+    floor.commit(final=True)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
