@@ -40,7 +40,7 @@ from doit.exceptions import BaseFail, DependencyError, TaskFailed, UnmetDependen
 
 from . import layout
 from .errors import BUG, LOCKED, OK, PARTIAL
-from .runlog import record
+from .runlog import locked_record, record
 from .session import FAILED, Event, Session
 from .show import display, human_size, plural
 
@@ -412,7 +412,13 @@ class Reporter:
 
     def _summary(self, current: Session) -> None:
         if current.lock_error:
-            return                  # nothing was done: the one line of the lock says it all
+            # nothing was done: the one line of the lock says it all; --report says so too
+            # (a report left from the last run would read as this one's)
+            if current.options.report and current.modes:
+                self.write_report(current.options.report,
+                                  locked_record(current, tuple(current.modes),
+                                                current.lock_error))
+            return
         if current.options.verbose:
             self.verbose_skips(current)
         modes = tuple(current.modes)

@@ -167,6 +167,28 @@ def record(current: Session, modes: tuple[str, ...], label: str = "") -> dict[st
     }
 
 
+def locked_record(current: Session, modes: tuple[str, ...], why: str) -> dict[str, Any]:
+    """The report of a run that did nothing: another run held the lock (exit status 75).
+    Never in runs.jsonl (it wrote nothing into the backup); ``--report`` only."""
+    seconds = time.perf_counter() - current.t0
+    return {
+        "run_id": current.run_id,
+        "mode": "all" if set(modes) == set(layout.MODES) else modes[0],
+        "note": current.options.note,
+        "started": _iso(current.started),
+        "ended": _iso(current.started + seconds),
+        "seconds": round(seconds, 3),
+        "dry_run": current.options.dry_run,
+        "locked": why,
+        "counts": {},
+        "bytes": 0,
+        "modes": {},
+        "failed": [],
+        "in_catalog": False,
+        "snapback": __version__,
+    }
+
+
 def scanned(current: Session, modes: tuple[str, ...]) -> int:
     return sum(f.count(mode)
                for (mode, _source), folders in current.views.items() if mode in modes

@@ -432,6 +432,32 @@ def test_75_lock_held(backed_up: Backup, command) -> None:
     assert proc.returncode == 0
 
 
+def test_75_lock_held_writes_a_report_that_says_so(backed_up: Backup) -> None:
+    """README: the report is written on every run; a run that found the lock held left
+    the last run's report, which a monitor read as this run's (note 18's open list)."""
+    report = backed_up.base / "reports" / "last.json"
+    first = backed_up.doit("all", "--quiet", "--report", str(report))
+    assert first.returncode == 0, first.stderr
+    done = json.loads(report.read_text())
+    for i in range(200):
+        (backed_up.src / f"f{i}.txt").write_text(str(i))
+    proc = hold_with_stopped_run(backed_up, "all")
+    try:
+        result = backed_up.doit("all", "--quiet", "--report", str(report))
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.communicate(timeout=120)
+    assert result.returncode == 75, result.stdout + result.stderr
+    assert result.stdout == "" and "another snapback run holds" in one_line(result)
+    said = json.loads(report.read_text())
+    assert said["run_id"] != done["run_id"] and said["mode"] == "all"
+    assert "another snapback run holds" in said["locked"] and f"pid {proc.pid}" in said["locked"]
+    assert said["counts"] == {} and said["failed"] == [] and said["in_catalog"] is False
+    assert "locked" not in done
+    assert all("locked" not in json.loads(line)
+               for line in (backed_up.meta / "runs.jsonl").read_text().splitlines())
+
+
 # ---- every command takes --quiet -----------------------------------------------
 
 @pytest.mark.parametrize("command", [
