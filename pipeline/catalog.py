@@ -302,45 +302,87 @@ SIZE = "case when racy then null else size end"     # what a racily clean record
 _NS_FIELDS = [i for i, f in enumerate(Row._fields)
               if f in ("mtime_ns", "ctime_ns", "ino")]
 _MTIME, _CTIME, _INO = _NS_FIELDS
-_DIR, _NAME, _STORE, _OBJECT, _COPY = (Row._fields.index(f)
-                                       for f in ("dir", "name", "store", "object", "copy"))
+_SOURCE, _DIR, _NAME, _STORE, _OBJECT, _COPY = (
+    Row._fields.index(f) for f in ("source", "dir", "name", "store", "object", "copy"))
 
 
 class Tampered(SnapbackError):
-    """A path the catalog holds leads out of the folder it is relative to: never one
-    snapback wrote (a catalog edited by hand, damaged, or a hostile remote's, fetched).
-    Nothing is read, written or removed there (status 1)."""
+    """A path the catalog holds leads out of the folder it is relative to, or is no path
+    at all (not bytes, a NUL byte): never one snapback wrote (a catalog edited by hand,
+    damaged, or a hostile remote's, fetched).  Nothing is read, written or removed
+    there (status 1)."""
 
-    def __init__(self, what: str, value: bytes | str):
+    def __init__(self, what: str, value: object):
         from .show import display
-        shown = display(os.fsdecode(value) if isinstance(value, bytes) else value)
+        shown = display(os.fsdecode(value)) if isinstance(value, bytes) else \
+            display(value) if isinstance(value, str) else repr(value)
         super().__init__(f"refusing a path the catalog names outside the backup ({what} "
                          f"{shown!r}): the catalog was edited by hand or is damaged")
 
 
-def leaves(rel: bytes | None) -> bool:
+def leaves(rel: object, empty: bool = True) -> bool:
     """Would ``rel``, a path the catalog holds relative to a folder of the backup (a
-    row's folder, history folder, object or whole copy), lead out of it: absolute, or
-    with a ``..`` component?"""
-    if not rel or (rel[:1] != b"/" and b".." not in rel):
+    row's folder, history folder, object or whole copy), lead out of it: absolute, a
+    ``..`` component, a NUL byte, not bytes at all (``empty``: may it be b"")?"""
+    if type(rel) is not bytes:
+        return True
+    if not rel:
+        return not empty
+    if rel[:1] != b"/" and b".." not in rel and b"\0" not in rel:
         return False
-    return rel[:1] == b"/" or b".." in rel.split(b"/")
+    return rel[:1] == b"/" or b"\0" in rel or b".." in rel.split(b"/")
+
+
+def bad_name(name: object) -> bool:
+    """A row's name that is not one component of a path (b"": a source's own folder)."""
+    return type(name) is not bytes or b"/" in name or b"\0" in name or \
+        name in (b".", b"..")
+
+
+def bad_source(source: object) -> bool:
+    """A source name that is not one folder name (the plan's names are)."""
+    return type(source) is not str or not source or "/" in source or "\0" in source or \
+        source in (".", "..")
 
 
 def check_row(r: tuple[Any, ...] | list[Any]) -> None:
-    """Refuse a row whose paths lead out of the backup (``leaves``; a name is one
-    component): every row a query gives (``Catalog._rows``) passes here."""
-    d, n, s, o, c = r[_DIR], r[_NAME], r[_STORE], r[_OBJECT], r[_COPY]
-    if b".." in d or d[:1] == b"/" or b"/" in n or b".." in n or \
-            (s is not None and (b".." in s or s[:1] == b"/")) or \
-            (o is not None and (b".." in o or o[:1] == b"/")) or \
-            (c is not None and (b".." in c or c[:1] == b"/")):     # (rare: looked at closely)
-        for what, value in (("folder", d), ("history folder", s), ("object", o),
-                            ("copy", c)):
-            if leaves(value):
-                raise Tampered(what, value)
-        if b"/" in n or n in (b".", b".."):
-            raise Tampered("name", n)
+    """Refuse a row whose paths lead out of the backup (``leaves``, ``bad_name``,
+    ``bad_source``): every versions row a query gives passes here."""
+    source, d, n = r[_SOURCE], r[_DIR], r[_NAME]
+    s, o, c = r[_STORE], r[_OBJECT], r[_COPY]
+    if bad_source(source):
+        raise Tampered("source", source)
+    if leaves(d):
+        raise Tampered("folder", d)
+    if bad_name(n):
+        raise Tampered("name", n)
+    if s is not None and bad_store(s):
+        raise Tampered("history folder", s)
+    for what, value in (("object", o), ("copy", c)):
+        if value is not None and leaves(value, empty=False):
+            raise Tampered(what, value)
+
+
+def bad_store(store: object) -> bool:
+    """A history folder (relative to its source's history) that is not one below it."""
+    return leaves(store, empty=False) or store == b"." or \
+        (isinstance(store, bytes) and store.startswith(b"./"))
+
+
+def check_entry(source: object, folder: object, name: object) -> None:
+    """The same for a mirror row (source, folder, name)."""
+    if bad_source(source):
+        raise Tampered("source", source)
+    if leaves(folder):
+        raise Tampered("folder", folder)
+    if bad_name(name):
+        raise Tampered("name", name)
+
+
+def entry_fine(source: object, folder: object, name: object) -> bool:
+    """``check_entry`` in a comprehension: True, or it raises."""
+    check_entry(source, folder, name)
+    return True
 
 
 class Catalog:
@@ -932,8 +974,10 @@ class Catalog:
         if not rows or rows[0][0] not in WHOLE_KINDS:
             return None
         for _kind, store_rel, obj, _sha in rows:
-            if leaves(store_rel) or leaves(obj):
-                raise Tampered("history folder", os.path.join(store_rel or b"", obj or b""))
+            if bad_store(store_rel):
+                raise Tampered("history folder", store_rel)
+            if leaves(obj, empty=False):
+                raise Tampered("object", obj)
         return [(store, obj, sha) for _kind, store, obj, sha in rows]
 
     def history(self, source: str, folder: bytes, name: bytes) -> list[Row]:
@@ -991,10 +1035,14 @@ class Catalog:
         if self.conn is None:
             return []
         # one seek of versions_by_path per source ("select distinct" reads every row)
-        return [n for (n,) in self.conn.execute(
+        found = [n for (n,) in self.conn.execute(
             "with recursive s(name) as (select min(source) from versions union all "
             "select (select min(source) from versions where source > s.name) from s "
             "where s.name is not null) select name from s where name is not null")]
+        for name in found:
+            if bad_source(name):
+                raise Tampered("source", name)
+        return found
 
     def set_object(self, row_id: int, obj: bytes | str, kind: str | None = None,
                    sha256: str | None = None) -> None:
@@ -1154,8 +1202,8 @@ class Catalog:
         return [(source, os.path.join(store, copy if copy is not None else obj))
                 for source, store, obj, copy, _kind in rows
                 if store is not None and (copy is not None or obj is not None)
-                and "/" not in source and source not in (".", "..")
-                and not (leaves(store) or leaves(obj) or leaves(copy))]
+                and not bad_source(source) and not bad_store(store)
+                and not leaves(copy if copy is not None else obj, empty=False)]
 
     def first_seen(self, row: Row) -> Row | None:
         """The oldest version of another path with ``row``'s bytes, stored before it:
@@ -1286,7 +1334,7 @@ class Catalog:
         found = {rel[len(prefix):]: store for rel, store in rows
                  if b"/" not in rel[len(prefix):]}
         for store_rel in found.values():
-            if leaves(store_rel):
+            if bad_store(store_rel):
                 raise Tampered("history folder", store_rel)
         return found
 
@@ -1324,7 +1372,7 @@ class Catalog:
             return None
         row = self.conn.execute("select store from aliases where source=? and entry=? and rel=?",
                                 (source, entry, rel)).fetchone()
-        if row and leaves(row[0]):
+        if row and bad_store(row[0]):
             raise Tampered("history folder", row[0])
         return row[0] if row else None
 
@@ -1381,7 +1429,8 @@ class Catalog:
             return []
         return [(src, d, n, size, dec(mtime), sha, mode) for src, d, n, size, mtime, sha, mode
                 in self.conn.execute("select source, dir, name, size, mtime_ns, sha256, mode "
-                                     "from mirror where kind='file'")]
+                                     "from mirror where kind='file'")
+                if entry_fine(src, d, n)]
 
     def all_rows(self) -> list[Row]:
         return self._rows(f"select {self.cols} from versions order by id", ())
@@ -1414,13 +1463,16 @@ class Catalog:
         for src, d, n, size, mtime, sha, mode in self.conn.execute(
                 "select source, dir, name, size, mtime_ns, sha256, mode from mirror "
                 "where kind='file'"):
+            check_entry(src, d, n)
             yield src, d, n, size, dec(mtime), sha, mode
 
     def iter_mirror_names(self) -> Iterator[tuple[str, bytes, bytes]]:
         """(source, dir, name) of every entry of the mirror, one at a time."""
         if self.conn is None:
             return
-        yield from self.conn.execute("select source, dir, name from mirror")
+        for src, d, n in self.conn.execute("select source, dir, name from mirror"):
+            check_entry(src, d, n)
+            yield src, d, n
 
     def mirror_entries(self) -> list[tuple[Any, ...]]:
         """Every entry of the mirror, files, links and folders (issue 15: fetch and check):
@@ -1429,7 +1481,8 @@ class Catalog:
             return []
         return [(src, d, n, kind, size, sha, mode, dec(mtime)) for src, d, n, kind, size, sha,
                 mode, mtime in self.conn.execute("select source, dir, name, kind, size, sha256, "
-                                                 "mode, mtime_ns from mirror")]
+                                                 "mode, mtime_ns from mirror")
+                if entry_fine(src, d, n)]
 
 
 def open_catalog(meta_dir: Path, writable: bool) -> Catalog:

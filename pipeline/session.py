@@ -347,6 +347,8 @@ class Session:
             return
         top = os.fsencode(self.plan.destination)
         for rel in gone:
+            if type(rel) is not bytes or b"\0" in rel:
+                continue        # (edited by hand: no path at all)
             parts = rel.split(b"/")
             if parts[0] != os.fsencode(HISTORY) or any(p in (b"", b".", b"..") for p in parts) \
                     or real_dirs(top, os.path.dirname(rel)) is not None:

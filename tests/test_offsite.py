@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import stat
 import subprocess
 import time
@@ -242,6 +243,37 @@ def test_fetch_refuses_a_destination_that_holds_a_backup_unless_forced(
     assert forced.returncode == 0, forced.stdout + forced.stderr
     assert (backup.mirror / "a.txt").read_text() == "a\n"
     assert backup.doit("verify", "--deep").returncode == 0
+
+
+@pytest.mark.parametrize("tamper", [
+    "insert into mirror (source, dir, name, kind, mode, mtime_ns) values "
+    "('src', cast('../../../outside' as blob), cast('madedir' as blob), 'dir', 511, 1)",
+    "insert into mirror (source, dir, name, kind, mode, mtime_ns) values "
+    "('../../outside', cast('' as blob), cast('victim' as blob), 'dir', 511, 1)",
+    "update versions set source='../../outside', store=cast('victim' as blob), "
+    "object=cast('v.txt' as blob), mode=33279 where name=cast('a.txt' as blob)",
+])
+def test_a_hostile_remote_catalog_changes_nothing_outside(backup: Backup, local_remote,
+                                                            tamper: str) -> None:
+    """helper-66: a remote's catalog whose rows climbed out of the backup made fetch
+    create a 0777 folder, and chmod a folder and a file, outside the destination."""
+    env, root = local_remote
+    outside = backup.base / "outside"
+    (outside / "victim").mkdir(parents=True)
+    (outside / "victim" / "v.txt").write_text("mine\n")
+    os.chmod(outside / "victim" / "v.txt", 0o600)
+    os.chmod(outside / "victim", 0o700)
+    with sqlite3.connect(root / ".snapback" / "catalog.sqlite3") as db:
+        db.execute(tamper)
+    shutil.rmtree(backup.dest)
+    result = backup.doit("fetch", env=env)
+    said = result.stdout + result.stderr
+    assert result.returncode == 1, said
+    assert "refusing a path the catalog names outside the backup" in said
+    assert "Traceback" not in said
+    assert sorted(p.name for p in outside.iterdir()) == ["victim"]
+    assert stat.S_IMODE((outside / "victim").stat().st_mode) == 0o700
+    assert stat.S_IMODE((outside / "victim" / "v.txt").stat().st_mode) == 0o600
 
 
 def test_fetch_and_check_say_what_is_wrong_in_one_line(backup: Backup, tmp_path: Path) -> None:

@@ -150,6 +150,71 @@ def test_a_tampered_history_folder_is_never_written_or_swept(backup: Backup) -> 
         assert said.returncode == 1 and "refusing" in said.stdout + said.stderr, said
 
 
+@pytest.mark.parametrize(("tamper", "commands"), [
+    # a source name climbing out: prune wrote and removed there, restore and verify read
+    ("update versions set source='../../outside' where name=cast('a.txt' as blob)",
+     [["prune", "--keep-last", "1"], ["verify", "--deep"], ["history"]]),
+    ("update versions set source='/etc' where name=cast('a.txt' as blob)",
+     [["restore", "SRC", "--to", "OUT"], ["verify"]]),
+    # a mirror row climbing out: verify opened and hashed the file there
+    ("update mirror set dir=cast('../../../outside' as blob), name=cast('canary' as blob) "
+     "where name=cast('a.txt' as blob)", [["verify"]]),
+    # no path at all: text for a blob, an integer, a NUL byte (tracebacks before)
+    ("update versions set dir='' where name=cast('a.txt' as blob)",
+     [["verify", "--deep"], ["restore", "SRC", "--to", "OUT"], ["prune", "--keep-last", "1"]]),
+    ("update versions set store=7 where name=cast('a.txt' as blob)",
+     [["verify"], ["prune", "--keep-last", "1"]]),
+    ("update versions set object=cast(x'612e00' as blob) where name=cast('a.txt' as blob)",
+     [["verify", "--deep"], ["restore", "SRC", "--to", "OUT"]]),
+    ("update mirror set dir=cast(x'00' as blob) where name=cast('a.txt' as blob)",
+     [["verify"]]),
+])
+def test_rows_naming_no_path_of_the_backup_are_refused(backup: Backup, tamper: str,
+                                                        commands: list[list[str]]) -> None:
+    """helper-66: rows whose source or mirror paths led out of the backup, or held no
+    path at all; each command says one line, status 1, and touches nothing outside."""
+    make_tree(backup.src, {"a.txt": "a\n", "b.txt": "b\n"})
+    backup.doit("all", check=True)
+    (backup.src / "a.txt").write_text("a2\n")
+    backup.doit("all", check=True)
+    outside = backup.base / "outside"
+    (outside / "a.txt").mkdir(parents=True)
+    (outside / "canary").write_text("mine\n")
+    (outside / "a.txt" / "keep").write_text("mine\n")
+    before = tree(outside, with_mtime=True)
+    with sqlite3.connect(backup.meta / "catalog.sqlite3") as db:
+        db.execute(tamper)
+    for command in commands:
+        args = [str(backup.src) if a == "SRC" else str(backup.base / "out") if a == "OUT"
+                else a for a in command]
+        result = backup.doit(*args)
+        said = result.stdout + result.stderr
+        assert result.returncode == 1, (command, said)
+        assert "refusing a path the catalog names outside the backup" in said, (command, said)
+        assert "Traceback" not in said, (command, said)
+        assert tree(outside, with_mtime=True) == before, command
+    assert not (backup.base / "out").exists() or not any((backup.base / "out").iterdir())
+
+
+@pytest.mark.parametrize("path", ["'text'", "7", "x'7665727300'", "cast('/etc/hosts' as blob)",
+                                  "cast('versioned_backup/../../outside/canary' as blob)"])
+def test_garbage_rows_naming_no_file_of_the_history_are_left(backup: Backup, path: str) -> None:
+    """helper-66: a garbage row that is no path (text, an integer, a NUL byte) ended the
+    next run in a traceback; one outside the history was and is left alone."""
+    make_tree(backup.src, {"a.txt": "a\n"})
+    backup.doit("all", check=True)
+    outside = backup.base / "outside"
+    outside.mkdir()
+    (outside / "canary").write_text("mine\n")
+    with sqlite3.connect(backup.meta / "catalog.sqlite3") as db:
+        db.execute(f"insert into garbage values ({path})")
+    (backup.src / "a.txt").write_text("a2\n")
+    result = backup.doit("all")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (outside / "canary").read_text() == "mine\n"
+    assert backup.doit("verify").returncode == 0
+
+
 def test_names_with_two_dots_are_names(backup: Backup) -> None:
     """The refusal above looks at path components: ``a..b``, ``..x`` and ``x..`` are
     names like any other, backed up, edited and restored."""
