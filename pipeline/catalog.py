@@ -350,6 +350,15 @@ def check_row(r: tuple[Any, ...] | list[Any]) -> None:
     ``bad_source``): every versions row a query gives passes here."""
     source, d, n = r[_SOURCE], r[_DIR], r[_NAME]
     s, o, c = r[_STORE], r[_OBJECT], r[_COPY]
+    try:       # (the usual row at the cost of a join: nothing suspect anywhere in it)
+        joined = b"\x01".join((d, n, s or b"-", o or b"-", c or b"-"))
+    except TypeError:
+        joined = b".."                             # (not bytes: looked at closely)
+    if b".." not in joined and b"\0" not in joined and b"\x01/" not in joined and \
+            b"\x01./" not in joined and joined[:1] != b"/" and b"/" not in n and \
+            n != b"." and s != b"." and type(source) is str and source and \
+            "/" not in source and "\0" not in source and source != ".":
+        return
     if bad_source(source):
         raise Tampered("source", source)
     if leaves(d):
