@@ -442,6 +442,10 @@ class Catalog:
         # catalog held no version when opened (a first backup): ``holding`` answers
         # "none" for the others without a query
         self._added: bytearray | None = None
+        # A table empty when the catalog was opened to write (a first backup): the
+        # folders (source, dir) this connection has written rows of in it since; the
+        # rows of any other folder are none, known without a query
+        self._written: dict[str, set[tuple[str, bytes]]] = {}
         self.rows_added = 0              # versions and mirror rows this connection added
         self._folds = False              # a reader that may write: folds a WAL back in
         if writable:
@@ -481,6 +485,9 @@ class Catalog:
             self.conn.execute("commit")
             if self.conn.execute("select 1 from versions limit 1").fetchone() is None:
                 self._added = bytearray(ADDED_BITS // 8)
+                self._written = {"versions": set(), "mirror": set()}
+            elif self.conn.execute("select 1 from mirror limit 1").fetchone() is None:
+                self._written = {"mirror": set()}
         elif path.exists() and path.stat().st_size > 0:
             # (A 0-byte catalog is one a first run was killed in while creating it: a
             # reader finds nothing in it, the next writer makes it; open_catalog refuses
@@ -704,6 +711,13 @@ class Catalog:
             "select object from versions where source=? and dir=? and name=? and object "
             "is not null", (source, folder, name))}
 
+    def _none_in(self, table: str, source: str, folder: bytes) -> bool:
+        """No row of ``folder`` is in ``table``: it was empty when the catalog was opened
+        to write (a first backup), and this connection has written none of the folder's
+        since (``_written``)."""
+        written = self._written.get(table)
+        return written is not None and (source, folder) not in written
+
     def mirror_in(self, source: str, folder: bytes) -> dict[bytes, Stored]:
         """What the mirror holds of one source folder, as recorded: name -> Stored."""
         if self.conn is None:
@@ -711,6 +725,8 @@ class Catalog:
         kept: dict[bytes, Stored] | None = self._take_kept("mirror", source, folder)
         if kept is not None:
             return kept
+        if self._none_in("mirror", source, folder):
+            return {}
         return {n: Stored(kind, size, dec(mtime), mode, dec(ctime), dec(ino))
                 for n, kind, size, mtime, mode, ctime, ino in self.conn.execute(
                     f"select name, kind, {self.size}, mtime_ns, mode, ctime_ns, ino from "
@@ -719,7 +735,7 @@ class Catalog:
     def mirror_entry(self, source: str, folder: bytes, name: bytes) -> Stored | None:
         """What the mirror holds of one entry, as recorded (one row, whatever the folder's
         size: a folder of thousands of entries is not read for one)."""
-        if self.conn is None:
+        if self.conn is None or self._none_in("mirror", source, folder):
             return None
         row = self.conn.execute(
             f"select kind, {self.size}, mtime_ns, mode, ctime_ns, ino from mirror "
@@ -930,6 +946,8 @@ class Catalog:
         kept: dict[bytes, Row] | None = self._take_kept("versions", source, folder)
         if kept is not None:
             return kept
+        if self._none_in("versions", source, folder):
+            return {}
         if names is not None and len(names) <= 16:
             some = self._take_kept("versions+", source, folder) or {}
             latest = ((name, some[name] if name in some else self.latest(source, folder, name))
@@ -956,12 +974,16 @@ class Catalog:
 
     def latest(self, source: str, folder: bytes, name: bytes) -> Row | None:
         """The newest row of one path."""
+        if self._none_in("versions", source, folder):
+            return None
         rows = self._rows(f"select {self.cols} from versions where source=? and dir=? and name=? "
                           "order by id desc limit 1", (source, folder, name))
         return rows[0] if rows else None
 
     def last_content(self, source: str, folder: bytes, name: bytes) -> Row | None:
         """The newest baseline/diff/full row of a path: its newest content."""
+        if self._none_in("versions", source, folder):
+            return None
         rows = self._rows(f"select {self.cols} from versions where source=? and dir=? and name=? "
                           f"and kind in {SQL_CONTENT} order by id desc limit 1",
                           (source, folder, name))
@@ -1083,7 +1105,7 @@ class Catalog:
         return int(count)
 
     def times(self, source: str, folder: bytes, name: bytes) -> set[str]:
-        if self.conn is None:
+        if self.conn is None or self._none_in("versions", source, folder):
             return set()
         return {t for (t,) in self.conn.execute(
             "select time from versions where source=? and dir=? and name=?",
@@ -1097,6 +1119,12 @@ class Catalog:
         source, folder = fields.get("source"), fields.get("dir")
         self._changed("versions", source if isinstance(source, str) else None,
                       folder if isinstance(folder, bytes) else None)
+        written = self._written.get("versions")
+        if written is not None:
+            if isinstance(source, str) and isinstance(folder, bytes):
+                written.add((source, folder))
+            else:
+                del self._written["versions"]     # (rows of unknown folders: ask)
         if fields.get("object") is not None or fields.get("copy") is not None:
             self._unsettled = True              # it names a stored file
         for key in ("mtime_ns", "ctime_ns", "ino"):
@@ -1400,6 +1428,9 @@ class Catalog:
         self._enter_run()
         self._unsettled = True
         self._changed("mirror", source, folder)
+        written = self._written.get("mirror")
+        if written is not None:
+            written.add((source, folder))
         self._hold(
             "insert or replace into mirror (source, dir, name, size, mtime_ns, sha256, mode, "
             "run_id, kind, ctime_ns, ino, racy) values (?,?,?,?,?,?,?,?,?,?,?,?)",
