@@ -486,6 +486,8 @@ class Catalog:
             if self.conn.execute("select 1 from versions limit 1").fetchone() is None:
                 self._added = bytearray(ADDED_BITS // 8)
                 self._written = {"versions": set(), "mirror": set()}
+                if self.conn.execute("select 1 from aliases limit 1").fetchone() is None:
+                    self._written["aliases"] = set()
             elif self.conn.execute("select 1 from mirror limit 1").fetchone() is None:
                 self._written = {"mirror": set()}
         elif path.exists() and path.stat().st_size > 0:
@@ -1361,7 +1363,7 @@ class Catalog:
 
     def aliases_in(self, source: str, entry: str, folder: bytes) -> dict[bytes, bytes]:
         """The aliases of ``entry`` paths directly in ``folder``: name -> store."""
-        if self.conn is None:
+        if self.conn is None or self._written.get("aliases") == set():
             return {}
         prefix = folder + b"/" if folder else b""
         rows = self.conn.execute(
@@ -1405,8 +1407,8 @@ class Catalog:
         return not found[0]
 
     def alias(self, source: str, entry: str, rel: bytes) -> bytes | None:
-        if self.conn is None:
-            return None
+        if self.conn is None or self._written.get("aliases") == set():
+            return None                     # (none when opened, none written since)
         row = self.conn.execute("select store from aliases where source=? and entry=? and rel=?",
                                 (source, entry, rel)).fetchone()
         if row and bad_store(row[0]):
@@ -1415,6 +1417,7 @@ class Catalog:
 
     def set_alias(self, source: str, entry: str, rel: bytes, store: bytes) -> None:
         assert self.conn is not None
+        self._written.pop("aliases", None)          # (asked from now on)
         self.conn.execute("insert or replace into aliases values (?,?,?,?)",
                           (source, entry, rel, store))
 
