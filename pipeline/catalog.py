@@ -302,8 +302,8 @@ SIZE = "case when racy then null else size end"     # what a racily clean record
 _NS_FIELDS = [i for i, f in enumerate(Row._fields)
               if f in ("mtime_ns", "ctime_ns", "ino")]
 _MTIME, _CTIME, _INO = _NS_FIELDS
-_SOURCE, _DIR, _NAME, _STORE, _OBJECT, _COPY = (
-    Row._fields.index(f) for f in ("source", "dir", "name", "store", "object", "copy"))
+_SOURCE, _DIR, _NAME, _KIND, _STORE, _OBJECT, _COPY = (
+    Row._fields.index(f) for f in ("source", "dir", "name", "kind", "store", "object", "copy"))
 
 
 class Tampered(SnapbackError):
@@ -315,7 +315,8 @@ class Tampered(SnapbackError):
     def __init__(self, what: str, value: object):
         from .show import display
         shown = display(os.fsdecode(value)) if isinstance(value, bytes) else \
-            display(value) if isinstance(value, str) else repr(value)
+            display(value) if isinstance(value, str) else "none" if value is None else \
+            repr(value)
         super().__init__(f"refusing a path the catalog names outside the backup ({what} "
                          f"{shown!r}): the catalog was edited by hand or is damaged")
 
@@ -351,13 +352,15 @@ def check_row(r: tuple[Any, ...] | list[Any]) -> None:
     source, d, n = r[_SOURCE], r[_DIR], r[_NAME]
     s, o, c = r[_STORE], r[_OBJECT], r[_COPY]
     try:       # (the usual row at the cost of a join: nothing suspect anywhere in it)
-        joined = b"\x01".join((d, n, s or b"-", o or b"-", c or b"-"))
+        joined = b"\x01".join((d, n, b"-" if s is None else s, b"-" if o is None else o,
+                                b"-" if c is None else c))
     except TypeError:
         joined = b".."                             # (not bytes: looked at closely)
     if b".." not in joined and b"\0" not in joined and b"\x01/" not in joined and \
             b"\x01./" not in joined and joined[:1] != b"/" and b"/" not in n and \
-            n != b"." and s != b"." and type(source) is str and source and \
-            "/" not in source and "\0" not in source and source != ".":
+            n != b"." and s != b"." and b"" not in (s, o, c) and type(source) is str and \
+            source and "/" not in source and "\0" not in source and source != "." and \
+            (r[_KIND] not in CONTENT_KINDS or (s is not None and o is not None)):
         return
     if bad_source(source):
         raise Tampered("source", source)
@@ -367,6 +370,8 @@ def check_row(r: tuple[Any, ...] | list[Any]) -> None:
         raise Tampered("name", n)
     if s is not None and bad_store(s):
         raise Tampered("history folder", s)
+    if r[_KIND] in CONTENT_KINDS and (s is None or o is None):   # (a version's object)
+        raise Tampered("object", o if s is not None else s)
     for what, value in (("object", o), ("copy", c)):
         if value is not None and leaves(value, empty=False):
             raise Tampered(what, value)
@@ -732,7 +737,8 @@ class Catalog:
         return {n: Stored(kind, size, dec(mtime), mode, dec(ctime), dec(ino))
                 for n, kind, size, mtime, mode, ctime, ino in self.conn.execute(
                     f"select name, kind, {self.size}, mtime_ns, mode, ctime_ns, ino from "
-                    "mirror where source=? and dir=?", (source, folder))}
+                    "mirror where source=? and dir=?", (source, folder))
+                if not bad_name(n) or entry_fine(source, folder, n)}
 
     def mirror_entry(self, source: str, folder: bytes, name: bytes) -> Stored | None:
         """What the mirror holds of one entry, as recorded (one row, whatever the folder's

@@ -129,7 +129,11 @@ def snapshot_items(mirror_root: Path, target: Target, catalog: Catalog | None = 
     """What the snapshot mirror holds for ``target`` now.  Modes are the source's
     as the catalog recorded them (a protected mirror is read-only itself)."""
     top = os.fsencode(mirror_root / target.rel if target.rel else mirror_root)
-    if not os.path.lexists(top):
+    # a path below a link (the mirror's copy of a source's symlink, or one planted in the
+    # backup) is not in the mirror: nothing is read through it (helper-67)
+    if store.real_dirs(os.fsencode(mirror_root.parent.parent), os.fsencode(os.path.join(
+            mirror_root.parent.name, mirror_root.name, os.path.dirname(target.rel)))) \
+            is not None or not os.path.lexists(top):
         return []
     name = os.fsencode(os.path.basename(target.rel)) if target.rel else b""
     base = os.fsencode(target.rel).rpartition(b"/")[0]

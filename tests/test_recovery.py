@@ -168,6 +168,12 @@ def test_a_tampered_history_folder_is_never_written_or_swept(backup: Backup) -> 
      [["verify", "--deep"], ["restore", "SRC", "--to", "OUT"]]),
     ("update mirror set dir=cast(x'00' as blob) where name=cast('a.txt' as blob)",
      [["verify"]]),
+    # a version with no object, or an empty one (helper-67: a traceback, status 70)
+    ("update versions set object=null where name=cast('a.txt' as blob)",
+     [["verify"], ["restore", "SRC", "--to", "OUT"], ["prune", "--keep-last", "1"]]),
+    ("update versions set store=cast('' as blob) where name=cast('a.txt' as blob)",
+     [["verify"], ["restore", "SRC", "--to", "OUT"]]),
+    ("update mirror set name=7 where name=cast('a.txt' as blob)", [["snapshot"]]),
 ])
 def test_rows_naming_no_path_of_the_backup_are_refused(backup: Backup, tamper: str,
                                                         commands: list[list[str]]) -> None:
@@ -213,6 +219,25 @@ def test_garbage_rows_naming_no_file_of_the_history_are_left(backup: Backup, pat
     assert result.returncode == 0, result.stdout + result.stderr
     assert (outside / "canary").read_text() == "mine\n"
     assert backup.doit("verify").returncode == 0
+
+
+def test_a_restore_from_the_mirror_reads_nothing_through_a_link(backup: Backup) -> None:
+    """helper-67: the mirror holds a source's symlink as a link; a restore of a path
+    below it (``restore src/outlink/canary``) read the file it leads to, outside."""
+    outside = backup.base / "outside"
+    (outside / "dir").mkdir(parents=True)
+    (outside / "canary").write_text("secret\n")
+    (outside / "dir" / "x").write_text("secret\n")
+    make_tree(backup.src, {"a.txt": "a\n", "outlink": Link(str(outside))})
+    backup.doit("all", check=True)
+    for rel in ("outlink/canary", "outlink/dir"):
+        into = backup.base / f"out-{rel.replace('/', '-')}"
+        for extra in ([], ["--from", "snapshot"]):
+            result = backup.doit("restore", str(backup.src / rel), "--to", str(into), *extra)
+            said = result.stdout + result.stderr
+            assert result.returncode == 2, (rel, extra, said)
+            assert "Traceback" not in said
+            assert not into.exists() or not any(p.is_file() for p in into.rglob("*")), rel
 
 
 def test_names_with_two_dots_are_names(backup: Backup) -> None:
