@@ -362,12 +362,7 @@ def check_row(r: tuple[Any, ...] | list[Any]) -> None:
             source and "/" not in source and "\0" not in source and source != "." and \
             (r[_KIND] not in CONTENT_KINDS or (s is not None and o is not None)):
         return
-    if bad_source(source):
-        raise Tampered("source", source)
-    if leaves(d):
-        raise Tampered("folder", d)
-    if bad_name(n):
-        raise Tampered("name", n)
+    check_entry(source, d, n)
     if s is not None and bad_store(s):
         raise Tampered("history folder", s)
     if r[_KIND] in CONTENT_KINDS and (s is None or o is None):   # (a version's object)
