@@ -217,7 +217,23 @@ def enc(n: int | None) -> int | str | None:
 
 
 def dec(value: int | str | None) -> int | None:
-    return int(value[1:]) if isinstance(value, str) else value
+    if value is None or type(value) is int:
+        return value
+    if isinstance(value, str) and value[:1] == "n":
+        try:
+            return int(value[1:])
+        except ValueError:
+            pass
+    raise Damaged("time or inode", value)      # (a float, a word: edited by hand)
+
+
+class Damaged(SnapbackError):
+    """A value the catalog holds that no run wrote (a size or mode that is no number,
+    a time that is none): the catalog was edited by hand or is damaged (status 1)."""
+
+    def __init__(self, what: str, value: object):
+        super().__init__(f"the catalog holds a {what} no run wrote ({value!r}): it was "
+                         "edited by hand or is damaged")
 
 
 class Stored(NamedTuple):
@@ -302,8 +318,9 @@ SIZE = "case when racy then null else size end"     # what a racily clean record
 _NS_FIELDS = [i for i, f in enumerate(Row._fields)
               if f in ("mtime_ns", "ctime_ns", "ino")]
 _MTIME, _CTIME, _INO = _NS_FIELDS
-_SOURCE, _DIR, _NAME, _KIND, _STORE, _OBJECT, _COPY = (
-    Row._fields.index(f) for f in ("source", "dir", "name", "kind", "store", "object", "copy"))
+_SOURCE, _DIR, _NAME, _KIND, _STORE, _OBJECT, _COPY, _SIZE, _MODE = (
+    Row._fields.index(f) for f in ("source", "dir", "name", "kind", "store", "object", "copy",
+                                   "size", "mode"))
 
 
 class Tampered(SnapbackError):
@@ -356,12 +373,22 @@ def check_row(r: tuple[Any, ...] | list[Any]) -> None:
                                 b"-" if c is None else c))
     except TypeError:
         joined = b".."                             # (not bytes: looked at closely)
+    size, mode = r[_SIZE], r[_MODE]
     if b".." not in joined and b"\0" not in joined and b"\x01/" not in joined and \
             b"\x01./" not in joined and joined[:1] != b"/" and b"/" not in n and \
             n != b"." and s != b"." and b"" not in (s, o, c) and type(source) is str and \
             source and "/" not in source and "\0" not in source and source != "." and \
-            (r[_KIND] not in CONTENT_KINDS or (s is not None and o is not None)):
+            (r[_KIND] not in CONTENT_KINDS or (s is not None and o is not None)) and \
+            (size is None or (type(size) is int and size >= 0)) and \
+            (mode is None or (type(mode) is int and 0 <= mode < 1 << 32)) and \
+            (r[_MTIME] is None or type(r[_MTIME]) is int):
         return
+    if not (r[_MTIME] is None or type(r[_MTIME]) is int):
+        raise Damaged("time", r[_MTIME])
+    if not (size is None or (type(size) is int and size >= 0)):
+        raise Damaged("size", size)
+    if not (mode is None or (type(mode) is int and 0 <= mode < 1 << 32)):
+        raise Damaged("mode", mode)
     check_entry(source, d, n)
     if s is not None and bad_store(s):
         raise Tampered("history folder", s)

@@ -240,6 +240,31 @@ def test_a_restore_from_the_mirror_reads_nothing_through_a_link(backup: Backup) 
             assert not into.exists() or not any(p.is_file() for p in into.rglob("*")), rel
 
 
+@pytest.mark.parametrize("tamper", [
+    "update versions set mode=-1 where name=cast('a.txt' as blob)",
+    "update versions set size='abc' where name=cast('a.txt' as blob)",
+    "update versions set mtime_ns='x' where name=cast('a.txt' as blob)",
+    "update versions set mtime_ns=1.5 where name=cast('a.txt' as blob)",
+    "update mirror set mtime_ns='x' where name=cast('a.txt' as blob)",
+])
+def test_values_no_run_wrote_are_one_line(backup: Backup, tamper: str) -> None:
+    """helper-67: a mode, size or time that is no number (a catalog edited by hand or
+    damaged) ended every reader in a traceback (status 70) and a backup in status 3."""
+    make_tree(backup.src, {"a.txt": "a\n", "b.txt": "b\n"})
+    backup.doit("all", check=True)
+    with sqlite3.connect(backup.meta / "catalog.sqlite3") as db:
+        db.execute(tamper)
+    (backup.src / "a.txt").write_text("a2\n")
+    for command in (["verify"], ["restore", str(backup.src), "--to", str(backup.base / "o")],
+                    ["all"]):
+        result = backup.doit(*command)
+        said = result.stdout + result.stderr
+        assert "Traceback" not in said and "bug" not in said, (command, said)
+        assert result.returncode in (0, 1), (command, said)
+        if result.returncode == 1:
+            assert "edited by hand or is damaged" in said or "FAILED" in said, (command, said)
+
+
 def test_names_with_two_dots_are_names(backup: Backup) -> None:
     """The refusal above looks at path components: ``a..b``, ``..x`` and ``x..`` are
     names like any other, backed up, edited and restored."""
