@@ -510,13 +510,13 @@ class Catalog:
                               "where logged is null")
             self.conn.execute(f"pragma user_version={FORMAT}")
             self.conn.execute("commit")
-            if self.conn.execute("select 1 from versions limit 1").fetchone() is None:
+            # each table on its own (helper-68: a first `snapshot` leaves versions empty
+            # and the mirror not)
+            empty = {table: self.conn.execute(f"select 1 from {table} limit 1").fetchone()
+                     is None for table in ("versions", "mirror", "aliases")}
+            if empty["versions"]:
                 self._added = bytearray(ADDED_BITS // 8)
-                self._written = {"versions": set(), "mirror": set()}
-                if self.conn.execute("select 1 from aliases limit 1").fetchone() is None:
-                    self._written["aliases"] = set()
-            elif self.conn.execute("select 1 from mirror limit 1").fetchone() is None:
-                self._written = {"mirror": set()}
+            self._written = {table: set() for table, none in empty.items() if none}
         elif path.exists() and path.stat().st_size > 0:
             # (A 0-byte catalog is one a first run was killed in while creating it: a
             # reader finds nothing in it, the next writer makes it; open_catalog refuses

@@ -292,3 +292,19 @@ def test_terminal_gets_links_and_a_progress_bar(backup: Backup) -> None:
                                            "SNAPBACK_PROGRESS_AFTER": "0"}).stdout
     assert b"\x1b]8;;file://" in out                      # OSC 8 link to the stored copy
     assert b"/200 files" in out                            # the progress display: files
+
+
+@pytest.mark.parametrize("second", ["snapshot", "all"])
+def test_a_folder_change_after_a_first_snapshot_is_said(backup: Backup, second: str) -> None:
+    """helper-68: after a first `snapshot` (the history empty, the mirror not), a run
+    took the mirror for empty too and asked it nothing: a folder's new mode went
+    unsaid and a folder made again was said as new."""
+    make_tree(backup.src, {"a": {"b": {"f": "1\n"}}, "d1": {"e": {}}})
+    os.chmod(backup.src / "a" / "b", 0o755)
+    backup.doit("snapshot", check=True)
+    os.chmod(backup.src / "a" / "b", 0o700)
+    result = backup.doit(second)
+    assert result.returncode == 0, result.stderr
+    assert "updated" in result.stdout and "src/a/b/ (mode 0700)" in result.stdout, result.stdout
+    assert not [line for line in result.stdout.splitlines()        # (the history's first
+                if "src/d1/e/" in line and "history]" not in line], result.stdout   # is new)
