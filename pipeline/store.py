@@ -643,6 +643,9 @@ def open_under(root: bytes, rel: bytes) -> int:
         return under.open(rel)
 
 
+AREA_DEPTH = 2       # ``Under``'s root: destination/AREA/SOURCE
+
+
 class Under:
     """Files below ``root`` opened as ``open_under`` opens them, each folder on the way
     opened once (a file's history read object after object: a folder's opening per
@@ -665,7 +668,7 @@ class Under:
         if fd is not None:
             return fd
         if not rel:
-            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = self._root()
         else:
             parent, _, name = rel.rpartition(b"/")
             try:
@@ -678,6 +681,31 @@ class Under:
                                    os.fsdecode(os.path.join(self.root, rel))) from None
                 raise
         self.folders[rel] = fd
+        return fd
+
+    def _root(self) -> int:
+        """The root, an area's folder of one source (``destination/AREA/SOURCE``): those
+        two folders are opened without following a link, as everything below them
+        (helper-68: a link planted as ``versioned_backup/src`` led a restore's reading
+        outside the backup); the destination's own path is the user's."""
+        head, names = self.root.rstrip(b"/"), []
+        for _ in range(AREA_DEPTH):
+            head, _, name = head.rpartition(b"/")
+            names.append(name)
+        fd = os.open(head or b"/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        for name in reversed(names):
+            head = os.path.join(head, name)
+            try:
+                inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise NotAFile(exc.errno, "is not a folder (a link or a file where the "
+                                   "backup has a folder)", os.fsdecode(head)) from None
+                raise
+            finally:
+                os.close(fd)
+            fd = inner
         return fd
 
     def open(self, rel: bytes) -> int:

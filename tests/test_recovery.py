@@ -265,6 +265,29 @@ def test_values_no_run_wrote_are_one_line(backup: Backup, tamper: str) -> None:
             assert "edited by hand or is damaged" in said or "FAILED" in said, (command, said)
 
 
+@pytest.mark.parametrize("planted", ["versioned_backup/src", "versioned_backup"])
+def test_a_history_moved_out_behind_a_link_is_not_read(backup: Backup, planted: str) -> None:
+    """helper-68: the history's folder of a source (or the history itself) moved
+    elsewhere and a link left in its place: a restore read the versions through it,
+    outside the backup."""
+    make_tree(backup.src, {"d": {"r.txt": "one\n"}})
+    backup.doit("all", check=True)
+    (backup.src / "d" / "r.txt").write_text("two\n")
+    backup.doit("all", check=True)
+    elsewhere = backup.base / "elsewhere"
+    os.rename(backup.dest / planted, elsewhere)
+    os.symlink(elsewhere, backup.dest / planted)
+    into = backup.base / "out"
+    result = backup.doit("restore", str(backup.src / "d" / "r.txt"), "--from", "versioned",
+                         "--to", str(into))
+    said = result.stdout + result.stderr
+    assert result.returncode == 1, said
+    assert "is not a folder (a link or a file where the backup has a folder)" in said, said
+    assert not (into / "r.txt").exists()
+    checked = backup.doit("verify")
+    assert checked.returncode == 1 and "Traceback" not in checked.stdout + checked.stderr
+
+
 def test_names_with_two_dots_are_names(backup: Backup) -> None:
     """The refusal above looks at path components: ``a..b``, ``..x`` and ``x..`` are
     names like any other, backed up, edited and restored."""
