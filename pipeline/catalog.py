@@ -318,9 +318,11 @@ SIZE = "case when racy then null else size end"     # what a racily clean record
 _NS_FIELDS = [i for i, f in enumerate(Row._fields)
               if f in ("mtime_ns", "ctime_ns", "ino")]
 _MTIME, _CTIME, _INO = _NS_FIELDS
-_SOURCE, _DIR, _NAME, _KIND, _STORE, _OBJECT, _COPY, _SIZE, _MODE = (
-    Row._fields.index(f) for f in ("source", "dir", "name", "kind", "store", "object", "copy",
-                                   "size", "mode"))
+_SOURCE, _DIR, _NAME, _ENTRY, _KIND, _STORE, _OBJECT, _COPY, _SIZE, _MODE = (
+    Row._fields.index(f) for f in ("source", "dir", "name", "entry", "kind", "store",
+                                   "object", "copy", "size", "mode"))
+KINDS = ("baseline", "diff", "delta", "full", "meta", "link", "dir", "deleted")
+ENTRIES = ("file", "link", "dir")
 
 
 class Tampered(SnapbackError):
@@ -381,8 +383,13 @@ def check_row(r: tuple[Any, ...] | list[Any]) -> None:
             (r[_KIND] not in CONTENT_KINDS or (s is not None and o is not None)) and \
             (size is None or (type(size) is int and size >= 0)) and \
             (mode is None or (type(mode) is int and 0 <= mode < 1 << 32)) and \
-            (r[_MTIME] is None or type(r[_MTIME]) is int):
+            (r[_MTIME] is None or type(r[_MTIME]) is int) and \
+            r[_KIND] in KINDS and r[_ENTRY] in ENTRIES:
         return
+    if r[_KIND] not in KINDS:
+        raise Damaged("kind", r[_KIND])
+    if r[_ENTRY] not in ENTRIES:
+        raise Damaged("entry", r[_ENTRY])
     if not (r[_MTIME] is None or type(r[_MTIME]) is int):
         raise Damaged("time", r[_MTIME])
     if not (size is None or (type(size) is int and size >= 0)):
@@ -415,9 +422,11 @@ def check_entry(source: object, folder: object, name: object) -> None:
         raise Tampered("name", name)
 
 
-def entry_fine(source: object, folder: object, name: object) -> bool:
-    """``check_entry`` in a comprehension: True, or it raises."""
+def entry_fine(source: object, folder: object, name: object, mode: object = None) -> bool:
+    """``check_entry`` in a comprehension, and the entry's mode: True, or it raises."""
     check_entry(source, folder, name)
+    if not (mode is None or (type(mode) is int and 0 <= mode < 1 << 32)):
+        raise Damaged("mode", mode)
     return True
 
 
@@ -760,7 +769,8 @@ class Catalog:
                 for n, kind, size, mtime, mode, ctime, ino in self.conn.execute(
                     f"select name, kind, {self.size}, mtime_ns, mode, ctime_ns, ino from "
                     "mirror where source=? and dir=?", (source, folder))
-                if not bad_name(n) or entry_fine(source, folder, n)}
+                if (not bad_name(n) and (mode is None or (type(mode) is int and mode >= 0)))
+                or entry_fine(source, folder, n, mode)}
 
     def mirror_entry(self, source: str, folder: bytes, name: bytes) -> Stored | None:
         """What the mirror holds of one entry, as recorded (one row, whatever the folder's
@@ -1501,7 +1511,7 @@ class Catalog:
         return [(src, d, n, size, dec(mtime), sha, mode) for src, d, n, size, mtime, sha, mode
                 in self.conn.execute("select source, dir, name, size, mtime_ns, sha256, mode "
                                      "from mirror where kind='file'")
-                if entry_fine(src, d, n)]
+                if entry_fine(src, d, n, mode)]
 
     def all_rows(self) -> list[Row]:
         return self._rows(f"select {self.cols} from versions order by id", ())
@@ -1553,7 +1563,7 @@ class Catalog:
         return [(src, d, n, kind, size, sha, mode, dec(mtime)) for src, d, n, kind, size, sha,
                 mode, mtime in self.conn.execute("select source, dir, name, kind, size, sha256, "
                                                  "mode, mtime_ns from mirror")
-                if entry_fine(src, d, n)]
+                if entry_fine(src, d, n, mode)]
 
 
 def open_catalog(meta_dir: Path, writable: bool) -> Catalog:

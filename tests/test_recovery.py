@@ -246,6 +246,11 @@ def test_a_restore_from_the_mirror_reads_nothing_through_a_link(backup: Backup) 
     "update versions set mtime_ns='x' where name=cast('a.txt' as blob)",
     "update versions set mtime_ns=1.5 where name=cast('a.txt' as blob)",
     "update mirror set mtime_ns='x' where name=cast('a.txt' as blob)",
+    # (helper-68: tracebacks, status 70)
+    "update versions set kind='junk' where name=cast('a.txt' as blob)",
+    "update versions set entry='junk' where name=cast('a.txt' as blob)",
+    "update mirror set mode='junk' where name=cast('a.txt' as blob)",
+    "update mirror set mode=-7 where name=cast('a.txt' as blob)",
 ])
 def test_values_no_run_wrote_are_one_line(backup: Backup, tamper: str) -> None:
     """helper-67: a mode, size or time that is no number (a catalog edited by hand or
@@ -256,7 +261,8 @@ def test_values_no_run_wrote_are_one_line(backup: Backup, tamper: str) -> None:
         db.execute(tamper)
     (backup.src / "a.txt").write_text("a2\n")
     for command in (["verify"], ["restore", str(backup.src), "--to", str(backup.base / "o")],
-                    ["all"]):
+                    ["restore", str(backup.src), "--from", "snapshot", "--to",
+                     str(backup.base / "o2")], ["all"]):
         result = backup.doit(*command)
         said = result.stdout + result.stderr
         assert "Traceback" not in said and "bug" not in said, (command, said)
