@@ -1229,6 +1229,20 @@ class Catalog:
             return []
         return [p for (p,) in self.conn.execute("select path from garbage").fetchall()]
 
+    def names(self, source: str, rel: bytes) -> bool:
+        """Does a version row name ``rel`` (relative to ``source``'s history) as its
+        object or whole copy?  (Each split of it into history folder and object: an
+        index range each.)"""
+        assert self.conn is not None
+        parts = rel.split(b"/")
+        for cut in range(1, len(parts)):
+            store_rel, obj = b"/".join(parts[:cut]), b"/".join(parts[cut:])
+            if self.conn.execute("select 1 from versions where source=? and store=? and "
+                                 "(object=? or copy=?) limit 1",
+                                 (source, store_rel, obj, obj)).fetchone():
+                return True
+        return False
+
     def forget_discarded(self, paths: list[bytes]) -> None:
         """They are gone from the disk: one transaction, no sync needed."""
         assert self.conn is not None

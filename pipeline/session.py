@@ -351,8 +351,10 @@ class Session:
                 continue        # (edited by hand: no path at all)
             parts = rel.split(b"/")
             if parts[0] != os.fsencode(HISTORY) or any(p in (b"", b".", b"..") for p in parts) \
-                    or real_dirs(top, os.path.dirname(rel)) is not None:
-                continue        # only a plain file of the history (a catalog edited by hand)
+                    or len(parts) < 4 or real_dirs(top, os.path.dirname(rel)) is not None \
+                    or catalog.names(os.fsdecode(parts[1]), b"/".join(parts[2:])):
+                continue        # only a plain file of the history no row names (a catalog
+                                # edited by hand)
             try:
                 remove(os.path.join(top, rel))
             except FileNotFoundError:

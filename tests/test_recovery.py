@@ -294,6 +294,22 @@ def test_a_history_moved_out_behind_a_link_is_not_read(backup: Backup, planted: 
     assert checked.returncode == 1 and "Traceback" not in checked.stdout + checked.stderr
 
 
+def test_a_garbage_row_naming_a_live_object_removes_nothing(backup: Backup) -> None:
+    """helper-66: a garbage row (the files a commit no longer names, removed after it)
+    naming a version's live object, edited in by hand, removed it: that version could
+    no longer be restored."""
+    make_tree(backup.src, {"d": {"a.txt": "a\n"}})
+    backup.doit("all", check=True)
+    baseline = next((backup.versions / "d" / "a.txt").glob("a-baseline-*"))
+    rel = os.path.relpath(baseline, backup.dest).encode()
+    with sqlite3.connect(backup.meta / "catalog.sqlite3") as db:
+        db.execute("insert into garbage values (?)", (rel,))
+    (backup.src / "d" / "a.txt").write_text("a2\n")
+    backup.doit("all", check=True)
+    assert baseline.read_text() == "a\n"
+    assert backup.doit("verify").returncode == 0
+
+
 def test_names_with_two_dots_are_names(backup: Backup) -> None:
     """The refusal above looks at path components: ``a..b``, ``..x`` and ``x..`` are
     names like any other, backed up, edited and restored."""
