@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from doit.cmd_base import TaskLoader2
 from doit.doit_cmd import DoitMain
 from doit.task import dict_to_task
+from floor import COPY
 from floor_walk import folders, mirror_changes
 
 from pipeline.textdiff import make_diff
@@ -56,8 +57,13 @@ create table if not exists versions (id integer primary key, dir blob, name blob
                                      ctime int, ino int, sha text);
 create index if not exists versions_by_path on versions (dir, name, id);
 """
-CHUNK = 1 << 20
 GROUP_SECONDS = 1.0      # a commit a second, as snapback makes
+
+
+# one reading into a temporary file per copy: the plain floors' routine (bench/floor.py)
+_SCOPE: dict[str, Any] = {"hashlib": hashlib, "os": os, "stat": stat}
+exec(COPY, _SCOPE)
+copy = _SCOPE["copy"]
 
 
 class Floor:
@@ -107,25 +113,13 @@ class Floor:
                 home = os.path.join(self.history, rel, name)
                 os.makedirs(home, exist_ok=True)
                 finals.append(os.path.join(home, b"%s_v0" % name))
-            fd = os.open(os.path.join(here, name), os.O_RDONLY | os.O_NOFOLLOW)
-            outs = [os.open(f + b".tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                    for f in finals]
-            digest = hashlib.sha256()
-            while chunk := os.read(fd, CHUNK):
-                digest.update(chunk)
-                for out in outs:
-                    os.write(out, chunk)
-            for out in outs:
-                os.fchmod(out, stat.S_IMODE(st.st_mode))
-                os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
-                os.close(out)
-            os.close(fd)
+            digest = copy(os.path.join(here, name), [f + b".tmp" for f in finals], st)
             for final in finals:
                 os.rename(final + b".tmp", final)
             if tee:
-                self.teed[(rel, name)] = (key, digest.hexdigest())
+                self.teed[(rel, name)] = (key, digest)
             self.db.execute("insert or replace into files values (?,?,?,?,?,?,?)",
-                            (rel, name, *key, digest.hexdigest()))
+                            (rel, name, *key, digest))
         for name, old in existing.items():
             if name not in names and not stat.S_ISDIR(old.st_mode):
                 os.unlink(os.path.join(there, name))

@@ -365,9 +365,30 @@ def bad_source(source: object) -> bool:
         source in (".", "..")
 
 
+def bad_mode(mode: object) -> bool:
+    """A mode that is no file mode (a word, a negative number)."""
+    return not (mode is None or (type(mode) is int and 0 <= mode < 1 << 32))
+
+
+def bad_count(value: object) -> bool:
+    """A size that is no count (a word, a float, a negative number)."""
+    return not (value is None or (type(value) is int and value >= 0))
+
+
 def check_row(r: tuple[Any, ...] | list[Any]) -> None:
     """Refuse a row whose paths lead out of the backup (``leaves``, ``bad_name``,
-    ``bad_source``): every versions row a query gives passes here."""
+    ``bad_source``), or whose values no run wrote (``Damaged``): every versions row a
+    query gives passes here."""
+    if r[_KIND] not in KINDS:
+        raise Damaged("kind", r[_KIND])
+    if r[_ENTRY] not in ENTRIES:
+        raise Damaged("entry", r[_ENTRY])
+    if r[_MTIME] is not None and type(r[_MTIME]) is not int:
+        raise Damaged("time", r[_MTIME])
+    if bad_count(r[_SIZE]):
+        raise Damaged("size", r[_SIZE])
+    if bad_mode(r[_MODE]):
+        raise Damaged("mode", r[_MODE])
     source, d, n = r[_SOURCE], r[_DIR], r[_NAME]
     s, o, c = r[_STORE], r[_OBJECT], r[_COPY]
     try:       # (the usual row at the cost of a join: nothing suspect anywhere in it)
@@ -375,27 +396,12 @@ def check_row(r: tuple[Any, ...] | list[Any]) -> None:
                                 b"-" if c is None else c))
     except TypeError:
         joined = b".."                             # (not bytes: looked at closely)
-    size, mode = r[_SIZE], r[_MODE]
     if b".." not in joined and b"\0" not in joined and b"\x01/" not in joined and \
             b"\x01./" not in joined and joined[:1] != b"/" and b"/" not in n and \
             n != b"." and s != b"." and b"" not in (s, o, c) and type(source) is str and \
             source and "/" not in source and "\0" not in source and source != "." and \
-            (r[_KIND] not in CONTENT_KINDS or (s is not None and o is not None)) and \
-            (size is None or (type(size) is int and size >= 0)) and \
-            (mode is None or (type(mode) is int and 0 <= mode < 1 << 32)) and \
-            (r[_MTIME] is None or type(r[_MTIME]) is int) and \
-            r[_KIND] in KINDS and r[_ENTRY] in ENTRIES:
+            (r[_KIND] not in CONTENT_KINDS or (s is not None and o is not None)):
         return
-    if r[_KIND] not in KINDS:
-        raise Damaged("kind", r[_KIND])
-    if r[_ENTRY] not in ENTRIES:
-        raise Damaged("entry", r[_ENTRY])
-    if not (r[_MTIME] is None or type(r[_MTIME]) is int):
-        raise Damaged("time", r[_MTIME])
-    if not (size is None or (type(size) is int and size >= 0)):
-        raise Damaged("size", size)
-    if not (mode is None or (type(mode) is int and 0 <= mode < 1 << 32)):
-        raise Damaged("mode", mode)
     check_entry(source, d, n)
     if s is not None and bad_store(s):
         raise Tampered("history folder", s)
@@ -425,7 +431,7 @@ def check_entry(source: object, folder: object, name: object) -> None:
 def entry_fine(source: object, folder: object, name: object, mode: object = None) -> bool:
     """``check_entry`` in a comprehension, and the entry's mode: True, or it raises."""
     check_entry(source, folder, name)
-    if not (mode is None or (type(mode) is int and 0 <= mode < 1 << 32)):
+    if bad_mode(mode):
         raise Damaged("mode", mode)
     return True
 
@@ -769,8 +775,8 @@ class Catalog:
                 for n, kind, size, mtime, mode, ctime, ino in self.conn.execute(
                     f"select name, kind, {self.size}, mtime_ns, mode, ctime_ns, ino from "
                     "mirror where source=? and dir=?", (source, folder))
-                if (not bad_name(n) and (mode is None or (type(mode) is int and mode >= 0)))
-                or entry_fine(source, folder, n, mode)}
+                if (not bad_name(n) and not bad_mode(mode))     # (the usual row: no call
+                or entry_fine(source, folder, n, mode)}         # more)
 
     def mirror_entry(self, source: str, folder: bytes, name: bytes) -> Stored | None:
         """What the mirror holds of one entry, as recorded (one row, whatever the folder's
@@ -1415,7 +1421,7 @@ class Catalog:
 
     def aliases_in(self, source: str, entry: str, folder: bytes) -> dict[bytes, bytes]:
         """The aliases of ``entry`` paths directly in ``folder``: name -> store."""
-        if self.conn is None or self._written.get("aliases") == set():
+        if self.conn is None or "aliases" in self._written:   # (none, none written)
             return {}
         prefix = folder + b"/" if folder else b""
         rows = self.conn.execute(
@@ -1459,7 +1465,7 @@ class Catalog:
         return not found[0]
 
     def alias(self, source: str, entry: str, rel: bytes) -> bytes | None:
-        if self.conn is None or self._written.get("aliases") == set():
+        if self.conn is None or "aliases" in self._written:
             return None                     # (none when opened, none written since)
         row = self.conn.execute("select store from aliases where source=? and entry=? and rel=?",
                                 (source, entry, rel)).fetchone()
